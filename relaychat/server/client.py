@@ -1,0 +1,93 @@
+"""Per-connection and per-session state held by the hub.
+
+Plain slotted objects: at ten thousand idle clients every attribute costs,
+so these hold only what the hub reads, and nothing with a reactor in it.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Optional, Protocol
+
+from relaychat.wire.lines import LineSplitter
+
+
+class Link(Protocol):
+    """What the hub needs from a connection; the Twisted adapter provides it."""
+
+    def write(self, data: bytes) -> None: ...
+    def set_reading(self, reading: bool) -> None: ...
+    def close(self) -> None: ...
+    def wake_after(self, seconds: float) -> None: ...
+
+
+class State(enum.Enum):
+    CONNECTED = 0
+    GREETED = 1
+    CHALLENGED = 2
+    REGISTERED = 3
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A registration in progress: what REGISTER asked for and the challenge sent."""
+
+    display: str
+    canonical: str
+    identity_pub: bytes
+    static_pub: bytes
+    static_sig: bytes
+    challenge: bytes
+    pow_bits: int
+
+
+class Client:
+    __slots__ = (
+        "link", "address", "splitter", "state", "nick", "display", "identity_pub", "claim",
+        "sessions", "outbox", "violations", "tokens", "tokens_at", "last_seen", "connected_at",
+        "congested", "reading", "throttled", "closing", "dropped", "frames_in", "bytes_in",
+    )
+
+    def __init__(self, link: Link, address: str, max_line: int, burst: int, now: float) -> None:
+        self.link = link
+        self.address = address
+        self.splitter = LineSplitter(max_line)
+        self.state = State.CONNECTED
+        self.nick: Optional[str] = None  # canonical, once registered
+        self.display: Optional[str] = None
+        self.identity_pub: Optional[bytes] = None
+        self.claim: Optional[Claim] = None
+        self.sessions: dict[bytes, Session] = {}
+        self.outbox: list[bytes] = []
+        self.violations = 0
+        self.tokens = float(burst)
+        self.tokens_at = now
+        self.last_seen = now
+        self.connected_at = now
+        self.congested = False  # our output is backed up: peers must wait
+        self.reading = True
+        self.throttled = False  # over the line rate: we must wait
+        self.closing = False
+        self.dropped = False
+        self.frames_in = 0
+        self.bytes_in = 0
+
+    def __repr__(self) -> str:
+        return f"<Client {self.display or '?'} from {self.address}>"
+
+
+class Session:
+    __slots__ = ("sid", "initiator", "responder", "open", "created", "frames", "bytes")
+
+    def __init__(self, sid: bytes, initiator: Client, responder: Client, created: float) -> None:
+        self.sid = sid
+        self.initiator = initiator
+        self.responder = responder
+        self.open = False
+        self.created = created
+        self.frames = 0
+        self.bytes = 0
+
+    def other(self, client: Client) -> Client:
+        return self.responder if client is self.initiator else self.initiator

@@ -1,0 +1,59 @@
+"""Every number a remote party could push on, in one place, with its default.
+
+The defaults are documented in docs/protocol.rst and conf/relaychat.toml;
+the config loader builds these objects from the ``[limits]`` and
+``[mailbox]`` tables, so a new limit is one field here and nothing else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_line: int = 65536
+    max_frame: int = 32768
+    max_sessions: int = 16
+    max_pending_offers: int = 4
+    offer_timeout: float = 60.0
+    lines_per_second: float = 2000.0
+    line_burst: int = 4000
+    connections_per_address: int = 32
+    max_connections: int = 20000
+    registration_timeout: float = 30.0
+    idle_timeout: float = 600.0
+    max_violations: int = 10
+    max_who: int = 1000
+    pow_bits: int = 16
+
+    def __post_init__(self) -> None:
+        for name, value in vars(self).items():
+            if value < 0:
+                raise ValueError(f"{name} must not be negative")
+        if self.max_line < 1024:
+            raise ValueError("max_line must be at least 1024")
+        if self.max_frame < 64:
+            raise ValueError("max_frame must be at least 64")
+        if self.pow_bits > 32:
+            raise ValueError("pow_bits must be at most 32")
+        if self.lines_per_second <= 0 or self.line_burst < 1:
+            raise ValueError("lines_per_second and line_burst must be positive")
+
+
+@dataclass(frozen=True)
+class MailPolicy:
+    max_mail: int = 16384
+    mail_per_recipient: int = 100
+    mail_bytes_per_recipient: int = 1 << 20
+    mail_per_sender: int = 20
+    mail_expiry_days: float = 30.0
+
+    def __post_init__(self) -> None:
+        for name, value in vars(self).items():
+            if value <= 0:
+                raise ValueError(f"{name} must be positive")
+
+    @property
+    def expiry_seconds(self) -> float:
+        return self.mail_expiry_days * 86400.0

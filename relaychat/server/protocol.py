@@ -1,0 +1,93 @@
+"""The thin Twisted side of a relay connection: bytes in, bytes out.
+
+Everything the relay decides happens in :class:`~relaychat.server.hub.Hub`;
+this adapter only carries bytes, time and back-pressure between a Twisted
+transport and the hub, and is the hub's :class:`~relaychat.server.client.Link`.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
+from twisted.internet.protocol import Factory, Protocol
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from relaychat.server.client import Client
+from relaychat.server.hub import Hub
+
+
+@implementer(IPushProducer)
+class RelayProtocol(Protocol):
+    """One connection. It is also registered as the producer of its own
+    transport, so the transport tells it (pauseProducing) when output backs
+    up: that is how a slow reader stops its senders."""
+
+    def __init__(self, hub: Hub, clock: IReactorTime) -> None:
+        self.hub = hub
+        self.clock = clock
+        self.client: Optional[Client] = None
+        self._wakeup: Optional[IDelayedCall] = None
+
+    def connectionMade(self) -> None:
+        self.transport.registerProducer(self, True)
+        peer = self.transport.getPeer()
+        address = getattr(peer, "host", None) or str(peer)
+        self.client = self.hub.connect(self, address, self.clock.seconds())
+
+    def dataReceived(self, data: bytes) -> None:
+        self.hub.receive(self.client, data, self.clock.seconds())  # type: ignore[arg-type]
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        if self._wakeup is not None and self._wakeup.active():
+            self._wakeup.cancel()
+        if self.client is not None:
+            self.hub.disconnect(self.client, self.clock.seconds())
+
+    # -- IPushProducer: our own transport's output is full / drained --------
+
+    def pauseProducing(self) -> None:
+        self.hub.set_congested(self.client, True)  # type: ignore[arg-type]
+
+    def resumeProducing(self) -> None:
+        self.hub.set_congested(self.client, False)  # type: ignore[arg-type]
+
+    def stopProducing(self) -> None:
+        pass  # connectionLost follows and does the cleaning up
+
+    # -- Link --------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        self.transport.write(data)
+
+    def set_reading(self, reading: bool) -> None:
+        if reading:
+            self.transport.resumeProducing()
+        else:
+            self.transport.pauseProducing()
+
+    def close(self) -> None:
+        self.transport.loseConnection()
+
+    def wake_after(self, seconds: float) -> None:
+        self._wakeup = self.clock.callLater(seconds, self._woken)
+
+    def _woken(self) -> None:
+        self._wakeup = None
+        self.hub.wake(self.client, self.clock.seconds())  # type: ignore[arg-type]
+
+
+class RelayFactory(Factory):
+    """Builds :class:`RelayProtocol` for any listener: TCP, TLS or WebSocket."""
+
+    noisy = False
+
+    def __init__(self, hub: Hub, clock: IReactorTime) -> None:
+        self.hub = hub
+        self.clock = clock
+
+    def buildProtocol(self, addr: object) -> RelayProtocol:
+        protocol = RelayProtocol(self.hub, self.clock)
+        protocol.factory = self
+        return protocol

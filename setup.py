@@ -1,0 +1,27 @@
+"""Packaging. The twistd plugin ships as a single module in Twisted's
+``twisted.plugins`` namespace: no ``__init__.py`` in ``twisted/`` (that
+would shadow Twisted's own), as Twisted's plugin documentation says."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="relaychat",
+    version="0.1.0",
+    description="Self-hosted relay for end-to-end encrypted chat, built on Twisted",
+    long_description=open("README.rst", encoding="utf-8").read(),
+    long_description_content_type="text/x-rst",
+    license="MIT",
+    python_requires=">=3.11",
+    packages=find_packages(exclude=["tests", "tests.*", "bench", "bench.*"]) + ["twisted.plugins"],
+    package_data={"twisted.plugins": ["relaychat_plugin.py"]},
+    install_requires=[
+        "Twisted[tls,conch]>=24.7",
+        "pyOpenSSL>=24.0",
+        "service-identity>=24.1",
+        "cryptography>=42",
+    ],
+    extras_require={
+        "test": ["noiseprotocol==0.3.1", "websockets>=12"],
+    },
+    entry_points={"console_scripts": ["relaychat = relaychat.client.cli:main"]},
+)
