@@ -114,6 +114,16 @@ class Registration(SynchronousTestCase):
         forged[3] = b64encode(identity("bob").static_public)
         self.assertEqual(self.h.ask(self.client, self.link, " ".join(forged))[0].split(" ")[2], "bad-signature")
 
+    def test_weak_keys_are_refused_not_crashed_on(self) -> None:
+        ident = identity("alice")
+        weak_identity = (b"\x01" + b"\x00" * 31)  # the neutral point: anyone could sign for it
+        zero_sig = b64encode(bytes(64))
+        line = f"REGISTER alice {b64encode(weak_identity)} {b64encode(ident.static_public)} {zero_sig}"
+        self.assertEqual(self.h.ask(self.client, self.link, line)[0].split(" ")[:3], ["ERR", "REGISTER", "bad-key"])
+        weak_static = b"\x00" * 32
+        line = f"REGISTER alice {b64encode(ident.identity_public)} {b64encode(weak_static)} {b64encode(ident.static_sig)}"
+        self.assertEqual(self.h.ask(self.client, self.link, line)[0].split(" ")[:3], ["ERR", "REGISTER", "bad-key"])
+
     def test_wrong_proof_spends_the_challenge(self) -> None:
         self.h.ask(self.client, self.link, register_line("alice", identity("alice")))
         reply = self.h.ask(self.client, self.link, "PROVE " + b64encode(b"\x00" * 64))

@@ -16,7 +16,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Optional
 
-from relaychat.crypto.identity import pow_ok, verify_registration, verify_static_sig
+from relaychat.crypto.identity import KeyFormatError, pow_ok, verify_registration, verify_static_sig
 from relaychat.server.bans import Bans
 from relaychat.server.client import Claim, Client, Link, Session, State
 from relaychat.server.limits import Limits, MailPolicy
@@ -311,7 +311,11 @@ class Hub:
         identity_pub = _decode_key(identity_b64, 32)
         static_pub = _decode_key(static_b64, 32)
         static_sig = _decode_key(sig_b64, 64)
-        if not verify_static_sig(identity_pub, static_pub, static_sig):
+        try:
+            certified = verify_static_sig(identity_pub, static_pub, static_sig)
+        except KeyFormatError as e:  # not a usable point: small order, off the curve
+            raise ProtocolError(Code.BAD_KEY, str(e)) from None
+        if not certified:
             raise ProtocolError(Code.BAD_SIGNATURE, "static_sig does not verify")
         existing = self.registry.check_claim(nick, identity_pub)
         pow_bits = 0 if existing is not None else self.limits.pow_bits

@@ -1,0 +1,134 @@
+"""Running the real daemon (``twistd -n relaychat``) as a process, for integration tests.
+
+The daemon is started from this checkout (PYTHONPATH points at it, which is
+also how twistd finds ``twisted/plugins/relaychat_plugin.py``), logs to
+stdout, and every listener's port is read from its log line, so tests can
+listen on port 0 and never race for a free port.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Optional
+
+from relaychat.crypto.identity import Identity, solve_pow
+from relaychat.wire.codec import b64decode, b64encode
+
+ROOT = Path(__file__).resolve().parents[1]
+TWISTD = "from twisted.scripts.twistd import run; run()"  # twistd of this interpreter
+_LISTENING = re.compile(r"relaychat: (\w+) listener '([^']*)' listening on ([\d.:a-f]+):(\d+)")
+
+
+class Daemon:
+    """``twistd -n relaychat ARGS`` in a subprocess, stopped with SIGTERM."""
+
+    def __init__(self, *args: str, cwd: str, env: Optional[dict[str, str]] = None) -> None:
+        self.args = args
+        self.cwd = cwd
+        self.env = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
+        self.output: list[str] = []
+        self.process: Optional[subprocess.Popen[str]] = None
+        self._reader: Optional[threading.Thread] = None
+
+    def start(self, listeners: int = 1, timeout: float = 20.0) -> list[int]:
+        """Start and wait until ``listeners`` listeners log their port; return the ports."""
+        self.output = []
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", TWISTD, "--nodaemon", "--pidfile=", "--logfile=-", "relaychat", *self.args],
+            cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ports = self.ports()
+            if len(ports) >= listeners:
+                return ports
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.05)
+        self.stop()
+        raise AssertionError("daemon did not start:\n" + self.log())
+
+    def ports(self) -> list[int]:
+        return [int(m.group(4)) for line in list(self.output) for m in [_LISTENING.search(line)] if m]
+
+    def log(self) -> str:
+        return "".join(self.output)
+
+    def _read(self) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        for line in self.process.stdout:
+            self.output.append(line)
+
+    def wait(self, timeout: float = 20.0) -> int:
+        assert self.process is not None
+        code = self.process.wait(timeout)
+        if self._reader is not None:
+            self._reader.join(5)
+        return code
+
+    def stop(self) -> Optional[int]:
+        if self.process is None or self.process.poll() is not None:
+            return None if self.process is None else self.process.returncode
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.wait(15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.wait(5)
+
+
+class LineSocket:
+    """A blocking line client with timeouts: enough to drive the relay from a test."""
+
+    def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = 10.0) -> None:
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.buffer = b""
+        self.timeout = timeout
+
+    def send(self, line: str) -> None:
+        self.sock.sendall(line.encode("utf-8") + b"\n")
+
+    def read_line(self) -> str:
+        deadline = time.monotonic() + self.timeout
+        while b"\n" not in self.buffer:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no line; have {self.buffer[:200]!r}")
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError(f"closed; have {self.buffer[:200]!r}")
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        return line.decode("utf-8")
+
+    def ask(self, line: str) -> str:
+        self.send(line)
+        return self.read_line()
+
+    def register(self, nick: str, identity: Identity) -> str:
+        """HELLO, REGISTER and PROVE (solving any proof of work); returns the PROVE reply."""
+        hello = self.ask("HELLO 1").split(" ")
+        server_id = b64decode(hello[3])
+        reply = self.ask(
+            f"REGISTER {nick} {b64encode(identity.identity_public)} "
+            f"{b64encode(identity.static_public)} {b64encode(identity.static_sig)}"
+        ).split(" ")
+        assert reply[:2] == ["OK", "REGISTER"], reply
+        challenge, bits = b64decode(reply[3]), int(reply[4])
+        prove = f"PROVE {b64encode(identity.sign_registration(server_id, challenge, reply[2]))}"
+        if bits:
+            prove += " " + b64encode(solve_pow(challenge, bits))
+        return self.ask(prove)
+
+    def close(self) -> None:
+        self.sock.close()

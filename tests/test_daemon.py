@@ -1,0 +1,96 @@
+"""The real thing: ``twistd -n relaychat`` as a process, real sockets, a restart."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.daemon import Daemon, LineSocket
+from tests.support import identity
+
+
+class RealDaemon(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.home = Path(self.mktemp()).resolve()
+        self.home.mkdir(parents=True)
+        self.data = self.home / "data"
+        self.daemon = Daemon("--data-dir", str(self.data), "--listen", "tcp:0:interface=127.0.0.1",
+                             cwd=str(self.home))
+        self.addCleanup(self.daemon.stop)
+        self.sockets: list[LineSocket] = []
+        self.addCleanup(lambda: [s.close() for s in self.sockets])
+
+    def client(self, port: int) -> LineSocket:
+        s = LineSocket(port)
+        self.sockets.append(s)
+        return s
+
+    def test_register_relay_both_ways_restart_and_binding_survives(self) -> None:
+        (port,) = self.daemon.start()
+        alice, bob = self.client(port), self.client(port)
+        self.assertEqual(alice.register("alice", identity("alice")), "OK PROVE alice new 0")
+        self.assertEqual(bob.register("bob", identity("bob")), "OK PROVE bob new 0")
+        sid = alice.ask("OFFER bob").split(" ")[2]
+        self.assertTrue(bob.read_line().startswith(f"OFFERED {sid} alice "))
+        self.assertEqual(bob.ask(f"ACCEPT {sid}"), f"OK ACCEPT {sid}")
+        self.assertEqual(alice.read_line(), f"ACCEPTED {sid}")
+        alice.send(f"FRAME {sid} aGVsbG8gYm9i")
+        self.assertEqual(bob.read_line(), f"FRAME {sid} aGVsbG8gYm9i")
+        bob.send(f"FRAME {sid} aGVsbG8gYWxpY2U=")
+        self.assertEqual(alice.read_line(), f"FRAME {sid} aGVsbG8gYWxpY2U=")
+
+        self.assertEqual(self.daemon.stop(), -15)  # twistd exits by re-raising SIGTERM
+        self.assertIn("Server Shut Down.", self.daemon.log())
+        self.assertEqual(stat.S_IMODE(os.stat(self.data).st_mode), 0o700)
+        self.assertEqual(stat.S_IMODE(os.stat(self.data / "relaychat.sqlite3").st_mode), 0o600)
+
+        (port,) = self.daemon.start()
+        thief = self.client(port)
+        thief.ask("HELLO 1")
+        ident = identity("mallory")
+        from relaychat.wire.codec import b64encode
+        reply = thief.ask(f"REGISTER alice {b64encode(ident.identity_public)} "
+                          f"{b64encode(ident.static_public)} {b64encode(ident.static_sig)}")
+        self.assertEqual(reply, "ERR REGISTER taken alice is bound to another key")
+        self.assertEqual(self.client(port).register("alice", identity("alice")), "OK PROVE alice known 0")
+
+    def test_defaults_need_no_config_and_log_one_line_per_listener(self) -> None:
+        daemon = Daemon(cwd=str(self.home), env={"XDG_DATA_HOME": str(self.home / "xdg"), "HOME": str(self.home)})
+        self.addCleanup(daemon.stop)
+        try:
+            ports = daemon.start()
+        except AssertionError as e:
+            if "Address already in use" in str(e):
+                self.skipTest("the default port 7733 is taken on this machine")
+            raise
+        self.assertEqual(ports, [7733])
+        self.assertIn("listener 'tcp:7733:interface=127.0.0.1' listening on 127.0.0.1:7733", daemon.log())
+        self.assertTrue((self.home / "xdg" / "relaychat" / "relaychat.sqlite3").exists())
+
+    def test_bad_config_stops_start_up_naming_the_key(self) -> None:
+        bad = self.home / "bad.toml"
+        bad.write_text("[limits]\nidle_timeot = 5\n")
+        daemon = Daemon("--config", str(bad), cwd=str(self.home))
+        with self.assertRaises(AssertionError) as caught:
+            daemon.start()
+        self.assertIn("unknown key limits.idle_timeot", str(caught.exception))
+        self.assertNotEqual(daemon.process.returncode, 0)
+
+    def test_garbage_does_not_hurt_other_clients(self) -> None:
+        (port,) = self.daemon.start()
+        alice = self.client(port)
+        alice.register("alice", identity("alice"))
+        vandal = self.client(port)
+        vandal.sock.sendall(b"\x00\xff garbage\n" * 20 + b"x" * 200000 + b"\n")
+        lines = []
+        try:
+            while True:
+                lines.append(vandal.read_line())
+        except (ConnectionError, TimeoutError, OSError):
+            pass
+        self.assertTrue(lines[0].startswith("ERR - bad-encoding"), lines[:3])
+        self.assertEqual(lines[-1], "BYE violations too many protocol errors")
+        self.assertEqual(alice.ask("PING still-here"), "OK PING still-here")
