@@ -516,6 +516,16 @@ class Operator(SynchronousTestCase):
         self.h.now += 61
         self.assertEqual(self.h.claim(client, link, "bob", identity("bob")), ["OK PROVE bob known 0"])
 
+    def test_ban_between_register_and_prove_holds(self) -> None:
+        client, link = self.h.connect()
+        self.h.hello(client, link)
+        reply = self.h.ask(client, link, register_line("carol", identity("carol")))[0].split(" ")
+        self.h.hub.ban("nick", "carol", 60, self.h.now)
+        from relaychat.wire.codec import b64decode
+        signature = identity("carol").sign_registration(self.h.hub.server_id, b64decode(reply[3]), "carol")
+        self.assertEqual(self.h.ask(client, link, f"PROVE {b64encode(signature)}"),
+                         ["ERR PROVE banned this nickname is banned"])
+
     def test_address_ban(self) -> None:
         self.h.hub.ban("address", "127.0.0.1", 60, self.h.now)
         self.assertTrue(self.alice[1].closed and self.bob[1].closed)

@@ -46,7 +46,7 @@ class Client:
     __slots__ = (
         "link", "address", "splitter", "state", "nick", "display", "identity_pub", "claim",
         "sessions", "outbox", "violations", "tokens", "tokens_at", "last_seen", "connected_at",
-        "congested", "reading", "throttled", "closing", "dropped", "frames_in", "bytes_in",
+        "congested", "reading", "throttled", "closing", "dropped", "lines_in", "bytes_in",
     )
 
     def __init__(self, link: Link, address: str, max_line: int, burst: int, now: float) -> None:
@@ -70,7 +70,7 @@ class Client:
         self.throttled = False  # over the line rate: we must wait
         self.closing = False
         self.dropped = False
-        self.frames_in = 0
+        self.lines_in = 0
         self.bytes_in = 0
 
     def __repr__(self) -> str:

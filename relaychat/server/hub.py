@@ -167,7 +167,7 @@ class Hub:
                 continue
             self._command(client, line, now)
             registered = client.state is State.REGISTERED
-        client.frames_in += len(lines)
+        client.lines_in += len(lines)
         client.bytes_in += len(data)
         self._flush()
         if client.tokens < 0 and not client.throttled and not client.closing:
@@ -340,6 +340,8 @@ class Hub:
             nonce = _decode_key(args[1], None, 32) if len(args) == 2 else b""
             if not nonce or not pow_ok(claim.challenge, nonce, claim.pow_bits):
                 raise ProtocolError(Code.POW, f"proof of work of {claim.pow_bits} bits needed")
+        if self.bans.banned("nick", claim.canonical, now):
+            raise ProtocolError(Code.BANNED, "this nickname is banned")
         existing = self.registry.find(claim.canonical)
         binding = self.registry.bind(claim.display, claim.identity_pub, claim.static_pub, claim.static_sig, now)
         previous = self.online.get(binding.canonical)

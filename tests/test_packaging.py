@@ -1,0 +1,41 @@
+"""The checkout itself: README commands, CI script, plugin packaging."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from twisted.trial.unittest import SynchronousTestCase
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def readme_commands() -> list[str]:
+    text = (ROOT / "README.rst").read_text()
+    return [line.strip() for line in text.splitlines() if line.startswith("    python3 -m venv")]
+
+
+class Checkout(SynchronousTestCase):
+    def test_readme_has_the_two_commands(self) -> None:
+        commands = readme_commands()
+        self.assertEqual(len(commands), 2, commands)
+        self.assertTrue(commands[0].endswith("twistd -n relaychat"))
+        self.assertIn("python -m twisted.trial tests", commands[1])
+
+    def test_ci_runs_exactly_the_readme_test_command(self) -> None:
+        ci = (ROOT / ".ci" / "run").read_text()
+        self.assertIn(readme_commands()[1], ci)
+        self.assertRegex(ci, re.compile(r'echo "\$\{passed:-0\} passed, \$\{failed\} failed"'))
+
+    def test_no_init_in_twisted_plugins(self) -> None:
+        # An __init__.py here would shadow Twisted's own plugin package.
+        self.assertFalse((ROOT / "twisted" / "__init__.py").exists())
+        self.assertFalse((ROOT / "twisted" / "plugins" / "__init__.py").exists())
+
+    def test_plugin_is_discoverable(self) -> None:
+        from twisted.application.service import IServiceMaker
+        from twisted.plugin import getPlugins
+        from twisted import plugins
+
+        names = {p.tapname for p in getPlugins(IServiceMaker, plugins)}
+        self.assertIn("relaychat", names)
