@@ -21,7 +21,7 @@ setup(
         "cryptography>=42",
     ],
     extras_require={
-        "test": ["noiseprotocol==0.3.1", "websockets>=12"],
+        "test": ["noiseprotocol==0.3.1", "websockets>=12", "docutils"],
     },
     entry_points={"console_scripts": ["relaychat = relaychat.client.cli:main"]},
 )

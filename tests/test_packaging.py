@@ -39,3 +39,21 @@ class Checkout(SynchronousTestCase):
 
         names = {p.tapname for p in getPlugins(IServiceMaker, plugins)}
         self.assertIn("relaychat", names)
+
+
+class Documents(SynchronousTestCase):
+    def test_rst_documents_parse_without_warnings(self) -> None:
+        try:
+            import docutils.core
+            import docutils.nodes
+        except ImportError:
+            raise self.skipTest("docutils is not installed") from None
+        for path in [ROOT / "README.rst", *sorted((ROOT / "docs").glob("*.rst"))]:
+            messages: list[str] = []
+            document = docutils.core.publish_doctree(
+                path.read_text(), settings_overrides={"report_level": 5, "halt_level": 5}
+            )
+            for node in document.traverse(docutils.nodes.system_message):
+                if node["level"] >= 2:
+                    messages.append(node.astext())
+            self.assertEqual(messages, [], path.name)

@@ -10,7 +10,7 @@ OTR protocol version 3 specification calls "Socialist Millionaires' Protocol
 the four messages and the checks on every received value follow that
 specification (and libotr's ``sm.c``) exactly, so that the proofs carry the
 security argument of Alexander and Goldberg (2007). The wire encoding and the
-secret binding are relaychat's own (docs/smp.rst, docs/protocol.rst section
+secret binding are relaychat's own (docs/protocol.rst section
 14); the differences from OTR are listed there and below.
 
 Why the compared value is a hash of fingerprints, the session id and the
@@ -26,7 +26,7 @@ The module does no I/O. :class:`SocialistMillionaire` takes bytes received
 in a type-``0x03`` end-to-end message and returns bytes to send back; the
 caller encrypts, frames, reports to the user and decides when to give up.
 
-Differences from OTR v3 (all documented in docs/smp.rst):
+Differences from OTR v3 (all documented in docs/protocol.rst, section 14.9):
 
 * relaychat's own wire format: one kind byte and then a fixed number of OTR
   MPIs, instead of an OTR TLV with a 4-byte MPI count; no SMP1Q (question)
