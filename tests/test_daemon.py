@@ -94,3 +94,34 @@ class RealDaemon(SynchronousTestCase):
         self.assertTrue(lines[0].startswith("ERR - bad-encoding"), lines[:3])
         self.assertEqual(lines[-1], "BYE violations too many protocol errors")
         self.assertEqual(alice.ask("PING still-here"), "OK PING still-here")
+
+
+class InstalledPlugin(SynchronousTestCase):
+    """``pip install .`` (not editable) must expose the plugin to a plain ``twistd``."""
+
+    def test_help_lists_the_options_without_pythonpath(self) -> None:
+        import importlib.metadata
+        import subprocess
+        import sys
+
+        from tests.daemon import ROOT, TWISTD
+
+        try:
+            importlib.metadata.distribution("relaychat")
+        except importlib.metadata.PackageNotFoundError:
+            raise self.skipTest("relaychat is not installed (pip install .)") from None
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        elsewhere = self.mktemp()
+        os.makedirs(elsewhere)
+        result = subprocess.run(
+            [sys.executable, "-c", TWISTD, "relaychat", "--help"],
+            cwd=elsewhere, env=env, capture_output=True, text=True, timeout=60,
+        )
+        self.assertEqual(result.returncode, 0, result.stderr)
+        for option in ("--config=", "--data-dir=", "--listen="):
+            self.assertIn(option, result.stdout)
+        located = subprocess.run(
+            [sys.executable, "-c", "import relaychat; print(relaychat.__file__)"],
+            cwd=elsewhere, env=env, capture_output=True, text=True, timeout=60,
+        )
+        self.assertNotIn(str(ROOT), located.stdout, "this test must exercise the installed copy")
