@@ -1,0 +1,517 @@
+"""One end-to-end conversation as a pure state machine (protocol sections 10, 11, 14).
+
+No sockets, no reactor, no clock: a :class:`Channel` is fed the decoded
+payloads of ``FRAME`` lines and answers with a list of events, among them
+:class:`SendFrame` for every payload to put in a ``FRAME`` line, *in the
+order given* (transport nonces are implicit, so sending them out of order
+would break the conversation). The Twisted layer (``api.py``) moves the
+bytes; tests drive two channels against each other, or against a hostile
+relay, directly.
+
+Life of a channel::
+
+    HANDSHAKE --(binding + pin verified)--> OPEN --close()/peer CLOSE--> ENDED
+        \\______________ any failure ______________/--> FAILED
+
+* Nothing but handshake messages is sent or accepted before both checks
+  of section 10 pass (the peer's identity key certified the Noise static
+  key of *this* handshake, and it is the key pinned for its nickname).
+* Any authentication failure, malformed message, or pin mismatch makes the
+  channel FAILED for good: it answers :class:`ChannelFailed` once, with a
+  sentence saying why, ignores everything after, and refuses to send.
+  Decrypted data is only ever reported after it authenticated.
+* Each direction counts its transport messages and applies Noise
+  ``Rekey()`` after message 1000, 2000, ... (section 11).
+
+Keys, plaintexts and handshake secrets never appear in an event's repr or
+in an error message.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+from dataclasses import dataclass, field
+from typing import Optional, Protocol, Union
+
+from relaychat.client.errors import (
+    ConversationClosed,
+    ConversationFailed,
+    HandshakeFailed,
+    KeyChanged,
+    MessageRejected,
+    MessageTooLong,
+)
+from relaychat.crypto.identity import BindingError, Identity, verify_binding
+from relaychat.crypto.noise import CipherState, DecryptError, HandshakeState, NoiseError
+from relaychat.crypto.pins import PinStatus
+from relaychat.crypto.safety import fingerprint, safety_number
+from relaychat.crypto.smp import SMPError, SMPState, SocialistMillionaire, smp_secret
+from relaychat.wire.codec import lp
+
+__all__ = [
+    "Channel",
+    "ChannelFailed",
+    "ChannelState",
+    "DEFAULT_MAX_FRAME",
+    "Event",
+    "FixedPin",
+    "HandshakeComplete",
+    "MessageReceived",
+    "MessageType",
+    "PROLOGUE_CONTEXT",
+    "PROTOCOL_NAME",
+    "PeerClosed",
+    "PinSource",
+    "REKEY_INTERVAL",
+    "SMPAborted",
+    "SMPRequested",
+    "SMPResult",
+    "SendFrame",
+    "UnknownMessage",
+    "max_text_bytes",
+    "prologue",
+]
+
+PROTOCOL_NAME = "Noise_XX_25519_ChaChaPoly_SHA256"
+PROLOGUE_CONTEXT = b"relaychat-e2e-v1"
+REKEY_INTERVAL = 1000
+DEFAULT_MAX_FRAME = 32768
+TAG_SIZE = 16
+
+
+class MessageType(enum.IntEnum):
+    """The first plaintext byte of a transport message (section 11)."""
+
+    TEXT = 0x01
+    CLOSE = 0x02
+    SMP = 0x03
+
+
+class ChannelState(enum.Enum):
+    HANDSHAKE = "handshake"
+    OPEN = "open"
+    ENDED = "ended"  # a CLOSE was sent or received: nothing more either way
+    FAILED = "failed"
+
+
+def prologue(sid: str, initiator_nick: str, responder_nick: str) -> bytes:
+    """Section 10: binds version, session id and both canonical nicknames, so a
+    relay that splices two sessions makes the handshake fail."""
+    return (
+        PROLOGUE_CONTEXT
+        + lp(sid.encode("ascii"))
+        + lp(initiator_nick.encode("utf-8"))
+        + lp(responder_nick.encode("utf-8"))
+    )
+
+
+def max_text_bytes(max_frame: int = DEFAULT_MAX_FRAME) -> int:
+    """The longest UTF-8 text one TEXT message carries (section 11: ``max_frame - 17``)."""
+    return max_frame - TAG_SIZE - 1
+
+
+# -- trust ------------------------------------------------------------------------
+
+
+class PinSource(Protocol):
+    """What the channel asks about the peer's identity key; KnownPeers-backed in api.py."""
+
+    def check(self, identity_pub: bytes) -> PinStatus:
+        """NEW (nothing pinned), MATCH, or CHANGED (a different or disputed pin)."""
+
+    def pinned(self) -> Optional[bytes]:
+        """The pinned key, for the warning; None if there is none or it is unreadable."""
+
+
+@dataclass(frozen=True)
+class FixedPin:
+    """A pin given by value (``None``: first contact); for tests and simple programs."""
+
+    key: Optional[bytes] = None
+
+    def check(self, identity_pub: bytes) -> PinStatus:
+        if self.key is None:
+            return PinStatus.NEW
+        return PinStatus.MATCH if hmac.compare_digest(self.key, identity_pub) else PinStatus.CHANGED
+
+    def pinned(self) -> Optional[bytes]:
+        return self.key
+
+
+# -- events ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SendFrame:
+    """Put ``payload`` in a ``FRAME`` for this session now, before anything later."""
+
+    payload: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class HandshakeComplete:
+    """Both checks of section 10 passed; chat may start.
+
+    ``pin`` is NEW on first contact: the caller pins ``peer_identity`` now.
+    """
+
+    peer_identity: bytes = field(repr=False)
+    peer_fingerprint: str
+    safety_number: str
+    pin: PinStatus
+
+
+@dataclass(frozen=True)
+class MessageReceived:
+    text: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class PeerClosed:
+    """The conversation is over from the peer's side. ``clean``: their
+    encrypted CLOSE arrived, so nothing was cut off."""
+
+    clean: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class UnknownMessage:
+    """An authenticated message of a type we do not know: reported, ignored (section 11)."""
+
+    type: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class ChannelFailed:
+    """The channel is dead; ``error`` says why (KeyChanged, HandshakeFailed, MessageRejected)."""
+
+    error: ConversationFailed
+
+    @property
+    def reason(self) -> str:
+        return str(self.error)
+
+
+@dataclass(frozen=True)
+class SMPRequested:
+    """The peer started a shared-secret check: answer with ``smp_respond(secret)``."""
+
+
+@dataclass(frozen=True)
+class SMPResult:
+    """A shared-secret check finished: ``equal`` is True iff both typed the same
+    secret in this very session (so nobody is in the middle)."""
+
+    equal: bool
+
+
+@dataclass(frozen=True)
+class SMPAborted:
+    """A shared-secret check stopped without a result; ``reason`` is a sentence."""
+
+    reason: str
+
+
+Event = Union[
+    SendFrame, HandshakeComplete, MessageReceived, PeerClosed, UnknownMessage, ChannelFailed,
+    SMPRequested, SMPResult, SMPAborted,
+]
+
+
+# -- the machine ------------------------------------------------------------------------
+
+
+class Channel:
+    """One side of one conversation in one relay session.
+
+    ``local_nick`` and ``peer_nick`` are canonical (lower-case); ``sid`` is
+    the relay's session id. The initiator (the caller) starts with
+    :meth:`start`; the responder's :meth:`start` returns nothing and it
+    waits for message 1.
+    """
+
+    def __init__(
+        self,
+        *,
+        initiator: bool,
+        sid: str,
+        local_nick: str,
+        peer_nick: str,
+        identity: Identity,
+        pins: PinSource,
+        max_frame: int = DEFAULT_MAX_FRAME,
+    ) -> None:
+        for nick in (local_nick, peer_nick):
+            if nick != nick.lower():
+                raise ValueError("nicknames must be canonical (lower-case)")
+        self.initiator = initiator
+        self.sid = sid
+        self.local_nick = local_nick
+        self.peer_nick = peer_nick
+        self.max_frame = max_frame
+        self._identity = identity
+        self._pins = pins
+        names = (local_nick, peer_nick) if initiator else (peer_nick, local_nick)
+        self._handshake: Optional[HandshakeState] = HandshakeState(
+            PROTOCOL_NAME, initiator, prologue(sid, *names), s=identity.static_private
+        )
+        self._send: Optional[CipherState] = None
+        self._recv: Optional[CipherState] = None
+        self._sent = 0
+        self._received = 0
+        self._started = False
+        self._answered = False  # responder: message 2 sent
+        self._smp = SocialistMillionaire()
+        self._handshake_hash: Optional[bytes] = None
+        self.state = ChannelState.HANDSHAKE
+        self.peer_identity: Optional[bytes] = None
+        self.safety_number: Optional[str] = None
+        self.error: Optional[ConversationFailed] = None
+
+    def __repr__(self) -> str:
+        return f"<Channel {self.sid} with {self.peer_nick} {self.state.value}>"
+
+    @property
+    def messages_sent(self) -> int:
+        return self._sent
+
+    @property
+    def messages_received(self) -> int:
+        return self._received
+
+    # -- handshake --------------------------------------------------------------------
+
+    def start(self) -> list[bytes]:
+        """Frames to send once the session is open: message 1 for the initiator."""
+        if self._started:
+            raise RuntimeError("start() was already called")
+        self._started = True
+        if not self.initiator:
+            return []
+        assert self._handshake is not None
+        return [self._handshake.write_message(b"")]  # section 10: empty payload
+
+    def receive_frame(self, payload: bytes) -> list[Event]:
+        """Handle one decoded FRAME payload from the peer. Never raises for
+        anything the network sent: failures come back as ChannelFailed."""
+        if self.state in (ChannelState.FAILED, ChannelState.ENDED):
+            return []  # dead or over: the relay's CLOSED follows; nothing is shown
+        try:
+            if self.state is ChannelState.HANDSHAKE:
+                return self._handshake_step(bytes(payload))
+            return self._transport(bytes(payload))
+        except ConversationFailed as error:
+            return self.fail(error)
+        except Exception:  # a bug must still end the conversation, not the program
+            return self.fail(MessageRejected(
+                f"An internal error occurred while reading a message from {self.peer_nick}; "
+                "the conversation was stopped."
+            ))
+
+    def _handshake_step(self, message: bytes) -> list[Event]:
+        hs = self._handshake
+        assert hs is not None
+        if not self._started:
+            raise HandshakeFailed(f"{self.peer_nick} sent data before the conversation was set up.")
+        try:
+            payload = hs.read_message(message)
+        except DecryptError:
+            raise HandshakeFailed(
+                f"A handshake message from {self.peer_nick} failed authentication: it was altered "
+                "or belongs to another session (the relay may be tampering or splicing sessions)."
+            ) from None
+        except NoiseError:
+            raise HandshakeFailed(f"{self.peer_nick} sent a malformed handshake message.") from None
+        events: list[Event] = []
+        if not self.initiator and not self._answered:  # message 1: answer with our binding
+            if payload:
+                raise HandshakeFailed(f"{self.peer_nick}'s first handshake message carried unexpected data.")
+            self._answered = True
+            events.append(SendFrame(hs.write_message(self._identity.binding())))
+            return events
+        # Message 2 (we initiated) or 3 (we responded): the peer's binding.
+        complete = self._check_binding(payload, hs.remote_static)
+        if self.initiator:
+            events.append(SendFrame(hs.write_message(self._identity.binding())))
+        self._finish_handshake(hs)
+        return events + [complete]
+
+    def _check_binding(self, binding: bytes, rs: Optional[bytes]) -> HandshakeComplete:
+        """Section 10: the binding certifies *this* handshake's rs, and is the pinned key."""
+        if rs is None:
+            raise HandshakeFailed(f"{self.peer_nick} sent no static key.")
+        try:
+            identity_pub = verify_binding(binding, rs)
+        except BindingError as e:
+            raise HandshakeFailed(f"Cannot verify {self.peer_nick}: {e}") from None
+        status = self._pins.check(identity_pub)
+        if status is PinStatus.CHANGED:
+            raise KeyChanged(self.peer_nick, self._pins.pinned(), identity_pub)
+        self.peer_identity = identity_pub
+        self.safety_number = safety_number(
+            self._identity.identity_public, self.local_nick, identity_pub, self.peer_nick
+        )
+        return HandshakeComplete(identity_pub, fingerprint(identity_pub), self.safety_number, status)
+
+    def _finish_handshake(self, hs: HandshakeState) -> None:
+        send, recv = hs.cipher_states
+        assert send is not None and recv is not None
+        self._send, self._recv = send, recv
+        self._handshake_hash = hs.handshake_hash
+        self._handshake = None
+        self.state = ChannelState.OPEN
+
+    # -- transport ----------------------------------------------------------------------
+
+    def _transport(self, ciphertext: bytes) -> list[Event]:
+        recv = self._recv
+        assert recv is not None
+        try:
+            plaintext = recv.decrypt_with_ad(b"", ciphertext)
+        except NoiseError:  # DecryptError, or longer than any Noise message
+            raise MessageRejected(
+                f"A message from {self.peer_nick} failed authentication: it was altered, replayed "
+                "or reordered, or one before it was lost. The conversation was stopped."
+            ) from None
+        self._received += 1
+        if self._received % REKEY_INTERVAL == 0:
+            recv.rekey()
+        if not plaintext:
+            raise MessageRejected(f"{self.peer_nick} sent an empty message, which the protocol forbids.")
+        kind, body = plaintext[0], plaintext[1:]
+        if kind == MessageType.TEXT:
+            try:
+                return [MessageReceived(body.decode("utf-8"))]
+            except UnicodeDecodeError:
+                raise MessageRejected(f"{self.peer_nick} sent a message that is not UTF-8 text.") from None
+        if kind == MessageType.CLOSE:
+            if body:
+                raise MessageRejected(f"{self.peer_nick} sent a malformed goodbye.")
+            self._end()
+            return [PeerClosed(True, f"{self.peer_nick} ended the conversation.")]
+        if kind == MessageType.SMP:
+            return self._smp_received(body)
+        return [UnknownMessage(kind, f"{self.peer_nick} sent a message of unknown type 0x{kind:02x}; it was ignored.")]
+
+    def _encrypt(self, kind: MessageType, body: bytes) -> bytes:
+        if self.state is not ChannelState.OPEN:
+            raise self._not_open()
+        plaintext = bytes([kind]) + body
+        if len(plaintext) + TAG_SIZE > self.max_frame:
+            raise MessageTooLong(f"A message is at most {max_text_bytes(self.max_frame)} bytes.")
+        send = self._send
+        assert send is not None
+        ciphertext = send.encrypt_with_ad(b"", plaintext)
+        self._sent += 1
+        if self._sent % REKEY_INTERVAL == 0:
+            send.rekey()
+        return ciphertext
+
+    def _not_open(self) -> ConversationFailed:
+        if self.state is ChannelState.HANDSHAKE:
+            return ConversationClosed(f"The conversation with {self.peer_nick} is not verified yet.")
+        if self.error is not None:
+            return ConversationClosed(f"The conversation with {self.peer_nick} is over: {self.error}")
+        return ConversationClosed(f"The conversation with {self.peer_nick} is over.")
+
+    def send_text(self, text: str) -> bytes:
+        """The FRAME payload carrying ``text``. Raises ConversationClosed or MessageTooLong."""
+        return self._encrypt(MessageType.TEXT, text.encode("utf-8"))
+
+    def close(self) -> Optional[bytes]:
+        """Our encrypted goodbye, after which we send nothing; None if there is
+        nothing to say (not verified yet, or already over)."""
+        if self.state is not ChannelState.OPEN:
+            if self.state is ChannelState.HANDSHAKE:
+                self.fail(ConversationClosed(f"The conversation with {self.peer_nick} was abandoned."))
+            return None
+        frame = self._encrypt(MessageType.CLOSE, b"")
+        self._end()
+        return frame
+
+    def relay_closed(self, reason: str) -> list[Event]:
+        """The relay said ``CLOSED <sid> <reason>``. Without the peer's CLOSE
+        first, messages may have been cut off: say so (section 11)."""
+        shown = reason if reason.isascii() and reason.replace("-", "").isalnum() else "?"
+        if self.state is ChannelState.HANDSHAKE:
+            return self.fail(HandshakeFailed(
+                f"The conversation with {self.peer_nick} ended before it was verified "
+                f"(the relay says: {shown})."
+            ))
+        if self.state is ChannelState.OPEN:
+            self._end()
+            return [PeerClosed(False, (
+                f"The conversation with {self.peer_nick} ended without their goodbye "
+                f"(the relay says: {shown}); the last messages may have been lost."
+            ))]
+        return []
+
+    def fail(self, error: ConversationFailed) -> list[Event]:
+        """Kill the channel for ``error`` (also used by the adapter, e.g. a
+        frame the relay refused); reported once."""
+        if self.state in (ChannelState.FAILED, ChannelState.ENDED):
+            return []
+        self.state = ChannelState.FAILED
+        self.error = error
+        self._drop_secrets()
+        return [ChannelFailed(error)]
+
+    def _end(self) -> None:
+        self.state = ChannelState.ENDED
+        self._drop_secrets()
+
+    def _drop_secrets(self) -> None:
+        self._handshake = None
+        self._send = self._recv = None
+        self._smp.abort()
+
+    # -- Socialist Millionaire check (section 14) -----------------------------------------
+
+    def _smp_value(self, secret: str) -> int:
+        """The compared value, bound to both identities (initiator first) and
+        this handshake: different on each leg of a man in the middle."""
+        if self.state is not ChannelState.OPEN or self.peer_identity is None or self._handshake_hash is None:
+            raise self._not_open()
+        mine = hashlib.sha256(self._identity.identity_public).digest()
+        theirs = hashlib.sha256(self.peer_identity).digest()
+        first, second = (mine, theirs) if self.initiator else (theirs, mine)
+        return smp_secret(first, second, self._handshake_hash, secret)
+
+    def smp_start(self, secret: str) -> bytes:
+        """Start a check (aborting any run under way first is the caller's
+        choice: this raises SMPUsageError instead). Returns the frame."""
+        return self._encrypt(MessageType.SMP, self._smp.start(self._smp_value(secret)))
+
+    def smp_respond(self, secret: str) -> bytes:
+        return self._encrypt(MessageType.SMP, self._smp.respond(self._smp_value(secret)))
+
+    def smp_abort(self) -> bytes:
+        return self._encrypt(MessageType.SMP, self._smp.abort())
+
+    @property
+    def smp_state(self) -> SMPState:
+        return self._smp.state
+
+    def _smp_received(self, body: bytes) -> list[Event]:
+        smp = self._smp
+        try:
+            reply = smp.receive(body)
+        except SMPError as e:
+            return [SendFrame(self._encrypt(MessageType.SMP, smp.abort())), SMPAborted(
+                f"The secret check with {self.peer_nick} failed and was stopped: {e}"
+            )]
+        events: list[Event] = []
+        if reply is not None:
+            events.append(SendFrame(self._encrypt(MessageType.SMP, reply)))
+        if smp.outcome is not None and not smp.in_progress:
+            events.append(SMPResult(smp.outcome))
+        elif smp.state is SMPState.AWAITING_SECRET:
+            events.append(SMPRequested())
+        elif smp.peer_aborted:  # an ABORT while idle is ignored (section 14.7)
+            events.append(SMPAborted(f"{self.peer_nick} stopped the secret check."))
+        return events
+

@@ -1,0 +1,93 @@
+"""Every failure the client library reports, each carrying a sentence for people.
+
+They live in one small module so the sans-IO layers (channel, mail), the
+Twisted layers (protocol, api) and programs built on them all raise and
+catch the same classes. ``str(error)`` is always a complete sentence that a
+program can show as it is (after making it inert, protocol section 16).
+"""
+
+from __future__ import annotations
+
+from relaychat.crypto.safety import fingerprint
+
+
+class RelayError(Exception):
+    """The relay refused a command (``ERR <COMMAND> <code> <text>``).
+
+    ``code`` is the protocol's error word (section 2), e.g. ``offline``;
+    unknown codes are kept as they came, and callers treat them as a
+    generic failure.
+    """
+
+    def __init__(self, code: str, text: str, command: str = "-") -> None:
+        super().__init__(text)
+        self.code = code
+        self.text = text
+        self.command = command
+
+    def __str__(self) -> str:
+        return f"The relay refused {self.command}: {self.text} ({self.code})."
+
+
+class Disconnected(RelayError):
+    """The connection to the relay ended; ``code`` is the ``BYE`` code if any."""
+
+    def __str__(self) -> str:
+        return f"Disconnected from the relay: {self.text}."
+
+
+class ConversationFailed(Exception):
+    """An end-to-end conversation could not start, or ended abnormally."""
+
+
+class HandshakeFailed(ConversationFailed):
+    """The Noise handshake or the identity binding check failed."""
+
+
+class KeyChanged(HandshakeFailed):
+    """The peer's identity key is not the one pinned for its nickname.
+
+    Loud on purpose: either the person reinstalled, or someone (the relay)
+    is impersonating them. Nothing was pinned; a program may call
+    :meth:`relaychat.client.api.ChatClient.accept_new_key` once the user has
+    checked the new key with its owner.
+    """
+
+    def __init__(self, nick: str, pinned_key: bytes | None, new_key: bytes) -> None:
+        self.nick = nick
+        self.pinned_key = pinned_key
+        self.new_key = new_key
+        old = fingerprint(pinned_key) if pinned_key is not None else "(unreadable pin)"
+        super().__init__(
+            f"WARNING: {nick}'s identity key has CHANGED (pinned {old}, now {fingerprint(new_key)}). "
+            "Someone may be impersonating them; the conversation was stopped. "
+            "Check the new key with them in person before accepting it."
+        )
+
+    @property
+    def new_fingerprint(self) -> str:
+        return fingerprint(self.new_key)
+
+
+class UncertifiedKeys(HandshakeFailed):
+    """The relay gave keys for a nickname that its identity key did not certify."""
+
+
+class MessageRejected(ConversationFailed):
+    """A transport message failed authentication or was malformed."""
+
+
+class Declined(ConversationFailed):
+    """The peer declined the offer, or it timed out or was withdrawn."""
+
+
+class ConversationClosed(ConversationFailed):
+    """The conversation is over; nothing more can be sent in it."""
+
+
+class MessageTooLong(ValueError):
+    """The text does not fit in one frame or one mail (a local usage error)."""
+
+
+class MailError(Exception):
+    """A sealed mail could not be sent, or a received one could not be opened."""

@@ -1,0 +1,116 @@
+"""Sealed offline mail (protocol section 12), pure: seal and open, no I/O.
+
+A mail is the single handshake message of Noise_X_25519_ChaChaPoly_SHA256:
+the sender is the initiator with its certified static key, the recipient's
+certified static key (from LOOKUP, checked by the caller) is the
+pre-message ``rs``. The payload repeats the section 10 identity binding, so
+the recipient can check the sender's static key against its identity key
+exactly as in a live conversation; the prologue binds both nicknames, so a
+relay that names the wrong sender (or recipient) makes the mail fail to open.
+
+Checking the sender's identity key against the pin, dropping a
+``message_id`` already seen, and acknowledging are the caller's job
+(``api.py``), since they need the known-peers and seen-mail files.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from relaychat.client.errors import MailError, MessageTooLong
+from relaychat.crypto.identity import (
+    BINDING_SIZE,
+    BindingError,
+    Identity,
+    KeyFormatError,
+    load_static_public,
+    verify_binding,
+)
+from relaychat.crypto.noise import HandshakeState, NoiseError
+from relaychat.wire.codec import lp
+
+__all__ = ["MESSAGE_ID_SIZE", "OpenedMail", "PROLOGUE_CONTEXT", "PROTOCOL_NAME", "max_text_bytes", "open_mail", "seal"]
+
+PROTOCOL_NAME = "Noise_X_25519_ChaChaPoly_SHA256"
+PROLOGUE_CONTEXT = b"relaychat-mail-v1"
+MESSAGE_ID_SIZE = 16
+TIME_SIZE = 8
+HEADER_SIZE = BINDING_SIZE + TIME_SIZE + MESSAGE_ID_SIZE  # 121
+# e (32) + encrypted s (32 + 16) + payload tag (16)
+NOISE_OVERHEAD = 32 + 48 + 16
+
+
+def prologue(sender_nick: str, recipient_nick: str) -> bytes:
+    return PROLOGUE_CONTEXT + lp(sender_nick.encode("utf-8")) + lp(recipient_nick.encode("utf-8"))
+
+
+def max_text_bytes(max_mail: int) -> int:
+    """The longest UTF-8 text that fits in a mail of ``max_mail`` bytes."""
+    return max_mail - NOISE_OVERHEAD - HEADER_SIZE
+
+
+@dataclass(frozen=True)
+class OpenedMail:
+    """A mail whose seal and sender binding verified. ``identity_pub`` must
+    still be checked against the pin for the sender's nickname."""
+
+    identity_pub: bytes = field(repr=False)
+    time: int
+    message_id: bytes
+    text: str = field(repr=False)
+
+
+def seal(
+    identity: Identity,
+    sender_nick: str,
+    recipient_nick: str,
+    recipient_static: bytes,
+    text: str,
+    time: int,
+    max_mail: int,
+    message_id: bytes | None = None,
+) -> bytes:
+    """The ``MAIL`` payload for ``text``. ``recipient_static`` must already be
+    verified (static_sig and pin); nicknames are canonical."""
+    body = text.encode("utf-8")
+    if len(body) > max_text_bytes(max_mail):
+        raise MessageTooLong(f"A mail is at most {max_text_bytes(max_mail)} bytes of text.")
+    try:
+        load_static_public(recipient_static)
+    except KeyFormatError as e:
+        raise MailError(f"Cannot seal a mail to {recipient_nick}: {e}") from None
+    message_id = os.urandom(MESSAGE_ID_SIZE) if message_id is None else message_id
+    if len(message_id) != MESSAGE_ID_SIZE or not 0 <= time < 2**64:
+        raise ValueError("bad message id or time")
+    hs = HandshakeState(
+        PROTOCOL_NAME, True, prologue(sender_nick, recipient_nick),
+        s=identity.static_private, rs=recipient_static,
+    )
+    return hs.write_message(identity.binding() + time.to_bytes(TIME_SIZE, "big") + message_id + body)
+
+
+def open_mail(identity: Identity, sender_nick: str, recipient_nick: str, sealed: bytes) -> OpenedMail:
+    """Open a mail addressed to us; raise MailError (a sentence) if anything is wrong."""
+    hs = HandshakeState(PROTOCOL_NAME, False, prologue(sender_nick, recipient_nick), s=identity.static_private)
+    try:
+        payload = hs.read_message(bytes(sealed))
+    except NoiseError:
+        raise MailError(
+            f"A mail said to be from {sender_nick} could not be opened: it was altered, is not "
+            "sealed to you, or the relay named the wrong sender."
+        ) from None
+    if len(payload) < HEADER_SIZE:
+        raise MailError(f"A mail from {sender_nick} is malformed.")
+    try:
+        identity_pub = verify_binding(payload[:BINDING_SIZE], hs.remote_static)  # type: ignore[arg-type]
+    except BindingError as e:
+        raise MailError(f"A mail said to be from {sender_nick} is not certified by them: {e}") from None
+    rest = payload[BINDING_SIZE:]
+    time = int.from_bytes(rest[:TIME_SIZE], "big")
+    message_id = rest[TIME_SIZE:TIME_SIZE + MESSAGE_ID_SIZE]
+    try:
+        text = rest[TIME_SIZE + MESSAGE_ID_SIZE:].decode("utf-8")
+    except UnicodeDecodeError:
+        raise MailError(f"A mail from {sender_nick} is not UTF-8 text.") from None
+    return OpenedMail(identity_pub, time, message_id, text)
