@@ -19,6 +19,7 @@ setup(
         "pyOpenSSL>=24.0",
         "service-identity>=24.1",
         "cryptography>=42",
+        "autobahn>=24.4",
     ],
     extras_require={
         "test": ["noiseprotocol==0.3.1", "websockets>=12", "docutils"],

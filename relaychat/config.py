@@ -36,9 +36,13 @@ class ListenerConfig:
 
 @dataclass(frozen=True)
 class ManholeConfig:
+    """The admin console (``relaychat.admin``): off unless enabled, loopback unless
+    ``allow_remote``, and only for the keys in ``authorized_keys``."""
+
     enabled: bool = False
     endpoint: str = "tcp:7736:interface=127.0.0.1"
     authorized_keys: Optional[Path] = None
+    allow_remote: bool = False
 
 
 @dataclass(frozen=True)
@@ -116,14 +120,17 @@ def _listener(item: Any, index: int, base: Path) -> ListenerConfig:
 
 
 def _manhole(table: Mapping[str, Any], base: Path) -> ManholeConfig:
-    _only(table, {"enabled", "endpoint", "authorized_keys"}, "manhole.")
-    enabled = table.get("enabled", False)
-    if not isinstance(enabled, bool):
-        raise ConfigError("manhole.enabled: expected true or false")
+    _only(table, {"enabled", "endpoint", "authorized_keys", "allow_remote"}, "manhole.")
+    flags = {}
+    for key in ("enabled", "allow_remote"):
+        flags[key] = table.get(key, False)
+        if not isinstance(flags[key], bool):
+            raise ConfigError(f"manhole.{key}: expected true or false")
     return ManholeConfig(
-        enabled=enabled,
+        enabled=flags["enabled"],
         endpoint=_string(table, "endpoint", "manhole.") or ManholeConfig.endpoint,
         authorized_keys=_path(table, "authorized_keys", "manhole.", base),
+        allow_remote=flags["allow_remote"],
     )
 
 

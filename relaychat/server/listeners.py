@@ -1,18 +1,39 @@
 """Listener kinds: how one ``[[listener]]`` entry becomes an endpoint and a factory.
 
 Every kind serves the same :class:`~relaychat.server.protocol.RelayFactory`;
-a kind only says which options it takes and how to wrap the transport.
+a kind only says which options it takes and how to wrap the transport:
+
+``tcp``
+    plain TCP (loopback, or behind a TLS terminator). No options.
+``tls``
+    TLS (pyOpenSSL) over the endpoint, which must be a plain ``tcp:`` (or
+    ``unix:``) endpoint string. Options ``certificate`` (PEM file, leaf
+    first, then any intermediates), ``private_key`` (unencrypted PEM),
+    ``minimum_tls`` (``"1.2"``, the default, or ``"1.3"``).
+``websocket``
+    one protocol line per WebSocket text message (autobahn). Options
+    ``path`` (only this request path is served; default any),
+    ``allowed_origins`` (browser ``Origin`` patterns such as
+    ``"https://*.example.org"``; default any), and, for ``wss://``, the
+    same ``certificate``, ``private_key`` and ``minimum_tls`` as ``tls``.
+
+Certificates and keys are read when the service is built, before twistd
+drops privileges, so a missing, unreadable or mismatched file stops
+start-up with a :class:`~relaychat.config.ConfigError` naming the listener.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IProtocolFactory, IStreamServerEndpoint
+from twisted.protocols.tls import TLSMemoryBIOFactory
 
-from relaychat.config import ListenerConfig
+from relaychat.config import ConfigError, ListenerConfig
+from relaychat.tls import CertificateError, server_options
 
 Builder = Callable[[ListenerConfig, IProtocolFactory, Any], tuple[IStreamServerEndpoint, IProtocolFactory]]
 
@@ -23,10 +44,70 @@ class ListenerKind:
     options: Mapping[str, type] = field(default_factory=dict)
 
 
-def _build_tcp(listener: ListenerConfig, factory: IProtocolFactory, reactor: Any) -> tuple[IStreamServerEndpoint, IProtocolFactory]:
-    return serverFromString(reactor, listener.endpoint), factory
+def describe(listener: ListenerConfig) -> str:
+    """How messages name a listener: ``tls listener 'tcp:7734'``."""
+    return f"{listener.kind} listener {listener.endpoint!r}"
 
+
+def _endpoint(listener: ListenerConfig, reactor: Any, tls: bool = False) -> IStreamServerEndpoint:
+    scheme = listener.endpoint.split(":", 1)[0].lower()
+    if tls and scheme in ("ssl", "tls"):
+        raise ConfigError(f"{describe(listener)}: use a tcp: endpoint string; the listener adds TLS itself")
+    try:
+        return serverFromString(reactor, listener.endpoint)
+    except Exception as e:  # serverFromString raises whatever its parser does
+        raise ConfigError(f"{describe(listener)}: bad endpoint string: {e}") from None
+
+
+def _tls(listener: ListenerConfig, factory: IProtocolFactory) -> IProtocolFactory:
+    """Wrap ``factory`` in TLS with the listener's certificate and key."""
+    options = listener.options
+    certificate, private_key = options.get("certificate"), options.get("private_key")
+    if certificate is None or private_key is None:
+        raise ConfigError(f"{describe(listener)}: certificate and private_key are both required for TLS")
+    try:
+        context = server_options(Path(certificate), Path(private_key), options.get("minimum_tls", "1.2"))
+    except CertificateError as e:
+        raise ConfigError(f"{describe(listener)}: {e}") from None
+    wrapped = TLSMemoryBIOFactory(context, False, factory)
+    wrapped.noisy = False
+    return wrapped
+
+
+def _build_tcp(listener: ListenerConfig, factory: IProtocolFactory, reactor: Any) -> tuple[IStreamServerEndpoint, IProtocolFactory]:
+    return _endpoint(listener, reactor), factory
+
+
+def _build_tls(listener: ListenerConfig, factory: IProtocolFactory, reactor: Any) -> tuple[IStreamServerEndpoint, IProtocolFactory]:
+    wrapped = _tls(listener, factory)
+    return _endpoint(listener, reactor, tls=True), wrapped
+
+
+def _build_websocket(listener: ListenerConfig, factory: IProtocolFactory, reactor: Any) -> tuple[IStreamServerEndpoint, IProtocolFactory]:
+    from relaychat.server.websocket import RelayWebSocketFactory
+
+    options = listener.options
+    origins = options.get("allowed_origins", ["*"])
+    if not origins or not all(isinstance(o, str) and (o == "*" or "://" in o) for o in origins):
+        raise ConfigError(
+            f"{describe(listener)}: allowed_origins must be a list of origins such as "
+            f"\"https://chat.example\" or \"https://*.example.org\", or [\"*\"]"
+        )
+    path = options.get("path")
+    if path is not None and not path.startswith("/"):
+        raise ConfigError(f"{describe(listener)}: path must start with /")
+    websocket = RelayWebSocketFactory(factory, reactor, path=path, allowed_origins=origins)  # type: ignore[arg-type]
+    secure = "certificate" in options or "private_key" in options
+    wrapped = _tls(listener, websocket) if secure else websocket
+    if not secure and "minimum_tls" in options:
+        raise ConfigError(f"{describe(listener)}: minimum_tls needs certificate and private_key")
+    return _endpoint(listener, reactor, tls=secure), wrapped
+
+
+_TLS_OPTIONS: dict[str, type] = {"certificate": Path, "private_key": Path, "minimum_tls": str}
 
 KINDS: dict[str, ListenerKind] = {
     "tcp": ListenerKind(_build_tcp),
+    "tls": ListenerKind(_build_tls, _TLS_OPTIONS),
+    "websocket": ListenerKind(_build_websocket, {"path": str, "allowed_origins": list, **_TLS_OPTIONS}),
 }

@@ -15,6 +15,7 @@ from twisted.python.failure import Failure
 from relaychat.config import Config, ConfigError, ListenerConfig
 from relaychat.server.hub import Hub
 from relaychat.server.listeners import KINDS
+from relaychat.server.listeners import describe as describe_listener
 from relaychat.server.protocol import RelayFactory
 from relaychat.server.store import Store
 
@@ -24,8 +25,14 @@ DATABASE = "relaychat.sqlite3"
 MAIL_PURGE_INTERVAL = 3600.0
 
 
-class ListenerError(Exception):
-    """A listener could not start; the message names it."""
+class ListenerError(SystemExit, Exception):
+    """A listener could not start; the message names it.
+
+    It is an :class:`Exception`, so twistd's start-up code sees it (a
+    daemonizing twistd reports it to the waiting parent and removes its
+    pid file), and a :class:`SystemExit`, so when it leaves twistd the
+    process exits with status 1 printing only the message: no traceback.
+    """
 
 
 class RelayCore(Service):
@@ -43,53 +50,100 @@ class RelayCore(Service):
 
 
 class ListenerService(Service):
-    """Listens on one endpoint; a failure to listen stops start-up, naming the listener."""
+    """Listens on one endpoint; a failure to listen stops start-up, naming the listener.
 
-    def __init__(self, listener: ListenerConfig, endpoint: IStreamServerEndpoint, factory: IProtocolFactory) -> None:
+    Like Twisted's ``StreamServerEndpointService`` it listens in
+    :meth:`privilegedStartService`, so twistd binds a port below 1024 before
+    it drops privileges (``--uid``).
+    """
+
+    def __init__(self, listener: ListenerConfig, endpoint: IStreamServerEndpoint, factory: IProtocolFactory,
+                 reactor: Any = None) -> None:
         self.listener = listener
         self.endpoint = endpoint
         self.factory = factory
+        self.reactor = reactor  # for stopping on a late failure; default: the global reactor
         self.port: Optional[IListeningPort] = None
         self._listening: Optional[Deferred] = None
 
     def describe(self) -> str:
-        return f"{self.listener.kind} listener {self.listener.endpoint!r}"
+        return describe_listener(self.listener)
+
+    def privilegedStartService(self) -> None:
+        super().privilegedStartService()
+        self._listen()
 
     def startService(self) -> None:
         super().startService()
+        self._listen()  # when nobody called privilegedStartService (not under twistd)
+
+    def _listen(self) -> None:
+        if self._listening is not None:
+            return
         outcome: list[Any] = []
         self._listening = self.endpoint.listen(self.factory)
         self._listening.addBoth(outcome.append)
-        if outcome and isinstance(outcome[0], Failure):
-            # Listening on TCP fails synchronously: raise so twistd stops with the reason.
-            raise ListenerError(f"{self.describe()} could not start: {outcome[0].getErrorMessage()}")
-        if outcome:
-            self._listened(outcome[0])
-        else:
+        if not outcome:  # some endpoints answer later
             self._listening.addCallback(lambda _: self._listened(outcome[0]))
-            self._listening.addErrback(self._failed_late)
+            return
+        if isinstance(outcome[0], Failure):
+            # TCP, TLS and WebSocket listeners fail here, synchronously: stop start-up.
+            message = self._could_not_start(outcome[0])
+            raise ListenerError(message)
+        self._listened(outcome[0])
 
-    def _listened(self, port: IListeningPort) -> None:
-        self.port = port
-        address = port.getHost()
+    def _could_not_start(self, failure: Failure) -> str:
+        message = f"relaychat: {self.describe()} could not start: {failure.getErrorMessage()}"
+        log.critical("{message}", message=message)
+        return message
+
+    def _listened(self, result: Any) -> None:
+        if isinstance(result, Failure):
+            self._failed_late(result)
+            return
+        self.port = result
+        address = result.getHost()
         log.info(
             "relaychat: {listener} listening on {host}:{port}",
             listener=self.describe(), host=getattr(address, "host", "?"), port=getattr(address, "port", "?"),
         )
 
     def _failed_late(self, failure: Failure) -> None:
-        from twisted.internet import reactor
-
-        log.critical("relaychat: {listener} could not start: {error}", listener=self.describe(),
-                     error=failure.getErrorMessage())
-        reactor.stop()  # type: ignore[attr-defined]
+        """An endpoint that failed after start-up: log, stop the reactor, exit 1."""
+        self._could_not_start(failure)
+        reactor = self.reactor
+        if reactor is None:
+            from twisted.internet import reactor
+        _exit_status_after_shutdown(1)
+        if reactor.running:
+            reactor.stop()
 
     def stopService(self) -> Optional[Deferred]:
         super().stopService()
+        listening, self._listening = self._listening, None
         if self.port is not None:
             port, self.port = self.port, None
             return port.stopListening()
+        if listening is not None and not listening.called:
+            listening.cancel()
         return None
+
+
+def _exit_status_after_shutdown(status: int) -> None:
+    """Make the process exit with ``status`` once twistd has finished (pid
+    file removed, logs flushed): twistd itself exits 0 after a reactor stop."""
+    import atexit
+    import sys
+
+    def exit_now() -> None:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError, AttributeError):
+                pass
+        os._exit(status)
+
+    atexit.register(exit_now)
 
 
 def open_data_dir(config: Config) -> str:
@@ -123,6 +177,11 @@ def make_service(config: Config, reactor: Any) -> MultiService:
         service = ListenerService(listener, endpoint, wrapped)
         service.setName(f"listener-{index}")
         service.setServiceParent(top)
+    from relaychat.admin.service import make_manhole_service  # here: the admin package imports this module
+
+    console = make_manhole_service(config, hub, top, data_dir, reactor)
+    if console is not None:
+        console.setServiceParent(top)
     return top
 
 
