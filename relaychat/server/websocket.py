@@ -168,14 +168,11 @@ class RelayWebSocketProtocol(WebSocketServerProtocol):
             self.dropConnection(abort=False)
 
     def _refuse(self, text: str) -> None:
-        """An error only the adapter can see. The hub has no public entry
-        point for one yet, so this uses its error path directly: the line
-        and the violation count are the hub's, as for any syntax error."""
+        """An error only the adapter can see; the hub answers and counts it."""
         hub, client = self.relay.hub, self.relay.client
         if client is None or client.closing:
             return
-        hub._error(client, "-", Code.SYNTAX, text)
-        hub._flush()
+        hub.refuse(client, Code.SYNTAX, text)
 
 
 class _Timers:
