@@ -182,6 +182,12 @@ class Hub:
         self._refill(client, now)
         self._update_reading(client)
 
+    def refuse(self, client: Client, code: Code, text: str) -> None:
+        """An adapter found bad input the hub never saw (a WebSocket binary
+        message): answer it like any other, violations counted."""
+        self._error(client, "-", code, text)
+        self._flush()
+
     def set_congested(self, client: Client, congested: bool) -> None:
         """``client``'s output is backed up (or drained): stop (or resume) its peers."""
         client.congested = congested
