@@ -1,0 +1,316 @@
+"""What an operator can do from the admin console, as plain Python over a live hub.
+
+The console is a Python shell; these helpers are its documented verbs.
+They are ordinary objects over a :class:`~relaychat.server.hub.Hub`, the
+:class:`~relaychat.config.Config`, a clock and the daemon's service tree,
+so they are tested without SSH. Each returns a :class:`Text`, which the
+shell prints as readable lines rather than a quoted string.
+
+Everything shown is metadata the relay already holds: nicknames,
+addresses, counts and byte totals. The relay never sees message contents
+and nothing here tries to.
+
+Every action that changes something is logged with the admin's name (the
+SSH key fingerprint it logged in with).
+"""
+
+from __future__ import annotations
+
+import inspect
+import ipaddress
+import pydoc
+import time
+from typing import Any, Callable, Iterable, Optional
+
+from twisted.application.service import IServiceCollection
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
+from twisted.logger import Logger
+
+from relaychat.config import Config
+from relaychat.server.client import Client, Session
+from relaychat.server.hub import Hub
+from relaychat.server.nicknames import canonical
+from relaychat.server.service import ListenerService
+from relaychat.wire.errors import ProtocolError
+
+log = Logger(namespace="relaychat.admin")
+
+DEFAULT_KICK_REASON = "kicked by the operator"
+DEFAULT_DRAIN_TEXT = "the relay is restarting"
+
+
+class Text(str):
+    """A helper's answer: a string that the shell shows as itself, not quoted."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+class Console:
+    """The helpers, bound to one relay and to the admin using them (for the log).
+
+    :param now: the time, in the clock the hub is given (``reactor.seconds``).
+    :param daemon: the daemon's service tree; ``drain`` stops its listeners.
+    :param stop: stops the daemon once a drain is over (``reactor.stop``).
+    :param admin: who is acting, as written in the log.
+    """
+
+    HELPERS = ("who", "sessions", "stats", "bans", "kick", "ban", "unban", "notice", "drain", "help")
+
+    def __init__(self, hub: Hub, config: Config, now: Callable[[], float],
+                 daemon: Optional[IServiceCollection] = None, stop: Optional[Callable[[], None]] = None,
+                 admin: str = "local") -> None:
+        self.hub = hub
+        self.config = config
+        self.now = now
+        self.daemon = daemon
+        self.stop = stop
+        self.admin = admin
+        self.listeners_stopped: Optional[Deferred[Any]] = None  # fires once drain's listeners have closed
+
+    def namespace(self) -> dict[str, Any]:
+        """The shell's globals: the live objects, and each helper by name."""
+        names: dict[str, Any] = {
+            "relay": self.hub,
+            "registry": self.hub.registry,
+            "config": self.config,
+            "daemon": self.daemon,
+            "console": self,
+        }
+        for name in self.HELPERS:
+            names[name] = getattr(self, name)
+        return names
+
+    # -- looking ----------------------------------------------------------------
+
+    def who(self) -> Text:
+        """Who is online: nickname, address, time connected, sessions, lines and bytes sent."""
+        now = self.now()
+        online = sorted(self.hub.online.values(), key=lambda c: c.nick or "")
+        rows = [
+            (c.display or "?", c.address, _duration(now - c.connected_at), str(len(c.sessions)),
+             _count(c.lines_in), _count(c.bytes_in))
+            for c in online
+        ]
+        head = f"{len(online)} online, {len(self.hub.clients)} connections"
+        return Text(head + _table(("nick", "address", "connected", "sessions", "lines in", "bytes in"), rows))
+
+    def sessions(self) -> Text:
+        """Every session and offer: who with whom, age, frames and bytes relayed. Never contents."""
+        now = self.now()
+        every = _all_sessions(self.hub.clients)
+        rows = [
+            (s.sid.decode("ascii")[:8], s.initiator.display or "?", s.responder.display or "?",
+             "open" if s.open else "offered", _duration(now - s.created), _count(s.frames), _count(s.bytes))
+            for s in every
+        ]
+        opened = sum(1 for s in every if s.open)
+        head = f"{opened} open, {len(every) - opened} offered"
+        return Text(head + _table(("session", "from", "to", "state", "age", "frames", "bytes"), rows))
+
+    def stats(self) -> Text:
+        """Uptime, connections, sessions, frames and bytes relayed, errors: totals only."""
+        hub, stats = self.hub, self.hub.stats
+        every = _all_sessions(hub.clients)
+        opened = sum(1 for s in every if s.open)
+        rows = [
+            ("uptime", _duration(self.now() - stats.started)),
+            ("connections", f"{len(hub.clients)} now, {_count(stats.connections_total)} since start"),
+            ("online", str(len(hub.online))),
+            ("registrations", _count(stats.registrations)),
+            ("sessions", f"{opened} open, {len(every) - opened} offered, {_count(stats.sessions_opened)} opened since start"),
+            ("frames relayed", _count(stats.frames)),
+            ("bytes relayed", _count(stats.bytes)),
+            ("mail stored", _count(stats.mail_stored)),
+            ("errors", f"{_count(stats.errors)} ({_count(stats.disconnects_for_violations)} disconnects for violations)"),
+            ("bans", str(len(hub.bans.active(self.now())))),
+            ("draining", "yes" if hub.draining else "no"),
+        ]
+        rows.extend((name, _count(value)) for name, value in sorted(stats.extra.items()))
+        width = max(len(name) for name, _ in rows)
+        return Text("\n".join(f"{name:<{width}}  {value}" for name, value in rows))
+
+    def bans(self) -> Text:
+        """The bans in force and how long each has left."""
+        now = self.now()
+        active = sorted(self.hub.bans.active(now).items())
+        rows = [(kind, value, _duration(until - now), _clock(until, now)) for (kind, value), until in active]
+        return Text(f"{len(rows)} bans" + _table(("kind", "value", "left", "until (UTC)"), rows))
+
+    # -- acting -------------------------------------------------------------------
+
+    def kick(self, nick: str, reason: str = DEFAULT_KICK_REASON) -> Text:
+        """Disconnect ``nick`` now, telling it ``reason``; its peers see their sessions end."""
+        name = _nickname(nick)
+        done = self.hub.kick(name, reason)
+        outcome = f"kicked {name}" if done else f"{name} is not online"
+        self._record("kick {nick} ({reason!r}): {outcome}", nick=name, reason=reason, outcome=outcome)
+        return Text(outcome)
+
+    def ban(self, target: str, seconds: float) -> Text:
+        """Ban a nickname or an IP address for ``seconds``; whoever matches is disconnected now.
+
+        A banned nickname cannot register, a banned address cannot
+        connect, until the ban ends (or :meth:`unban`).
+        """
+        kind, value = _target(target)
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+            raise TypeError("seconds must be a number")
+        if not 0 < seconds < float("inf"):
+            raise ValueError("seconds must be positive and finite")
+        now = self.now()
+        kicked = self.hub.ban(kind, value, float(seconds), now)
+        outcome = (f"banned {kind} {value} for {_duration(seconds)} (until {_clock(now + seconds, now)} UTC); "
+                   f"{kicked} connections closed")
+        self._record("ban {kind} {value} for {seconds}s: {outcome}", kind=kind, value=value, seconds=seconds,
+                     outcome=outcome)
+        return Text(outcome)
+
+    def unban(self, target: str) -> Text:
+        """Lift the ban on a nickname or an IP address."""
+        kind, value = _target(target)
+        removed = self.hub.bans.remove(kind, value)
+        outcome = f"unbanned {kind} {value}" if removed else f"no ban on {kind} {value}"
+        self._record("unban {kind} {value}: {outcome}", kind=kind, value=value, outcome=outcome)
+        return Text(outcome)
+
+    def notice(self, text: str) -> Text:
+        """Send one line of ``text`` to every registered client."""
+        count = self.hub.notice(text)
+        outcome = f"notice sent to {count} clients"
+        self._record("notice {text!r}: {outcome}", text=text, outcome=outcome)
+        return Text(outcome)
+
+    def drain(self, text: str = DEFAULT_DRAIN_TEXT, stop: bool = True) -> Text:
+        """Prepare a graceful restart: stop accepting, tell clients, let sessions end.
+
+        The listeners stop, so nothing new connects; every client gets
+        ``text`` as a NOTICE; clients without a session are let go now, the
+        others when their last session ends (``kick`` a straggler to hurry
+        it). With ``stop`` (the default) the daemon then stops by itself,
+        for its supervisor to start the new version; without it the daemon
+        idles, refusing everyone, until it is stopped.
+        """
+        hub = self.hub
+        if hub.draining:
+            return Text(f"already draining; {len(hub.clients)} connections left")
+        listeners = self._stop_listeners()
+        previous = hub.on_drained
+        hub.on_drained = lambda: self._drained(previous, stop)
+        self._record("drain ({text!r}, stop={stop}): {listeners} listeners stopped, {clients} connections open",
+                     text=text, stop=stop, listeners=listeners, clients=len(hub.clients))
+        hub.drain(text)
+        left = len(hub.clients)
+        then = "the daemon stops" if stop and self.stop is not None else "the relay idles"
+        if not left:
+            return Text(f"draining: {listeners} listeners stopped; no connections left, {then} now")
+        return Text(f"draining: {listeners} listeners stopped; {left} connections left; "
+                    f"{then} when the last one closes")
+
+    def help(self, topic: Any = None) -> Text:
+        """This list; or ``help(x)``, the documentation of ``x``.
+
+        It replaces the built-in ``help``, whose interactive mode would
+        block the relay's reactor waiting on a terminal it does not have.
+        """
+        if topic is not None:
+            return Text(pydoc.render_doc(topic, renderer=pydoc.plaintext))
+        lines = ["The relay: relay (the hub), registry, config, daemon (its services). Helpers:"]
+        for name in self.HELPERS:
+            method = getattr(self, name)
+            summary = (method.__doc__ or "").strip().splitlines()[0].replace("``", "")
+            lines.append(f"  {name}{_signature(method)}")
+            lines.append(f"      {summary}")
+        lines.append("Code typed here runs inside the relay: a blocking call stops it.")
+        return Text("\n".join(lines))
+
+    # -- plumbing -----------------------------------------------------------------
+
+    def _stop_listeners(self) -> int:
+        """Stop every relay listener (not the console's own); return how many were running."""
+        stopping = [maybeDeferred(s.stopService) for s in _relay_listeners(self.daemon) if s.running]
+        self.listeners_stopped = DeferredList(stopping, consumeErrors=True)
+        return len(stopping)
+
+    def _drained(self, previous: Optional[Callable[[], None]], stop: bool) -> None:
+        """The last client is gone: tell whoever else waited, then stop if asked."""
+        if previous is not None:
+            previous()
+        stopping = stop and self.stop is not None
+        log.info("relaychat: drained{then}", then="; stopping the daemon" if stopping else "")
+        if stopping:
+            self.stop()  # type: ignore[misc]
+
+    def _record(self, format: str, **fields: Any) -> None:
+        log.info("admin {admin}: " + format, admin=self.admin, **fields)
+
+
+def _relay_listeners(daemon: Optional[IServiceCollection]) -> Iterable[ListenerService]:
+    """The relay's listeners in the daemon: the console listener is one too, but is kept."""
+    if daemon is None:
+        return []
+    return [s for s in daemon if isinstance(s, ListenerService) and not getattr(s, "is_console", False)]
+
+
+def _all_sessions(clients: Iterable[Client]) -> list[Session]:
+    """Every session once (each is held by both its clients), oldest first."""
+    seen: dict[bytes, Session] = {}
+    for client in clients:
+        seen.update(client.sessions)
+    return sorted(seen.values(), key=lambda s: s.created)
+
+
+def _target(target: str) -> tuple[str, str]:
+    """``("address", ip)`` for an IP address, else ``("nick", canonical nickname)``."""
+    if not isinstance(target, str):
+        raise TypeError("give a nickname or an IP address as a string")
+    try:
+        return "address", str(ipaddress.ip_address(target.strip()))
+    except ValueError:
+        return "nick", _nickname(target)
+
+
+def _nickname(nick: str) -> str:
+    if not isinstance(nick, str):
+        raise TypeError("give a nickname as a string")
+    try:
+        return canonical(nick.strip())
+    except ProtocolError as e:
+        raise ValueError(f"{nick!r} is not a nickname: {e.text}") from None
+
+
+def _table(head: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    """Left-aligned columns under a header, or nothing when there are no rows."""
+    if not rows:
+        return ""
+    widths = [max(len(str(cell)) for cell in column) for column in zip(head, *rows)]
+    lines = ["  ".join(f"{cell:<{w}}" for cell, w in zip(line, widths)).rstrip() for line in (head, *rows)]
+    return "\n" + "\n".join(lines)
+
+
+def _count(number: int) -> str:
+    return f"{number:,}"
+
+
+def _duration(seconds: float) -> str:
+    """``1d 2h 3m 4s``, shortest first unit: an operator reads it at a glance."""
+    total = max(0, int(seconds))
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [(days, "d"), (hours, "h"), (minutes, "m"), (secs, "s")]
+    while len(parts) > 1 and parts[0][0] == 0:
+        parts.pop(0)
+    return " ".join(f"{value}{unit}" for value, unit in parts)
+
+
+def _clock(when: float, now: float) -> str:
+    """A wall-clock time for ``when``, given in the hub's clock whose present is ``now``."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(time.time() + (when - now)))
+
+
+def _signature(method: Callable[..., Any]) -> str:
+    """``(nick, reason='...')``: the call as typed, without type annotations."""
+    signature = inspect.signature(method)
+    bare = [p.replace(annotation=inspect.Parameter.empty) for p in signature.parameters.values()]
+    return str(signature.replace(parameters=bare, return_annotation=inspect.Signature.empty))

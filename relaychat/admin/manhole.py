@@ -1,0 +1,199 @@
+"""The admin console's SSH side: key-only login into a Python shell over the live relay.
+
+The shape is Twisted's manhole (a ``TerminalRealm`` whose terminal runs a
+``ColoredManhole``), with what ``twistd manhole`` lacks for a relay:
+
+* one credential checker only, for public keys, so the server offers no
+  other method ("Permission denied (publickey)" to a password);
+* host keys held per factory instance, never in class attributes that
+  every factory in the process would share;
+* an avatar that knows which key logged in, so the log names the admin by
+  the key's fingerprint: at login, at logout, for each line typed and for
+  each helper action.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+from twisted.conch.checkers import InMemorySSHKeyDB, SSHPublicKeyChecker
+from twisted.conch.insults.insults import ServerProtocol
+from twisted.conch.interfaces import IConchUser, ISession
+from twisted.conch.manhole import ColoredManhole
+from twisted.conch.manhole_ssh import TerminalRealm, TerminalSession, TerminalSessionTransport, TerminalUser
+from twisted.conch.ssh.factory import SSHFactory
+from twisted.conch.ssh.keys import Key
+from twisted.cred.checkers import ICredentialsChecker
+from twisted.cred.credentials import ISSHPrivateKey
+from twisted.cred.portal import Portal
+from twisted.internet.defer import Deferred
+from twisted.internet.error import ProcessDone, ProcessTerminated
+from twisted.logger import Logger
+from twisted.python.components import Componentized
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from relaychat.admin.keys import fingerprint
+
+log = Logger(namespace="relaychat.admin")
+
+USER = "admin"  # the one login name; the key, not the name, is what is checked
+_LOGGED_LINE_MAX = 500
+
+
+@dataclass(frozen=True)
+class Admin:
+    """Who logged in: the login name and the fingerprint of the key used."""
+
+    user: str
+    fingerprint: str
+
+    def __str__(self) -> str:
+        return self.fingerprint
+
+
+@implementer(ICredentialsChecker)
+class AdminKeyChecker:
+    """Twisted's public-key checker, answering with an :class:`Admin` instead of a bare name.
+
+    The fingerprint is taken from the very key the signature was verified
+    against, so what the log says is what logged in.
+    """
+
+    credentialInterfaces = (ISSHPrivateKey,)
+
+    def __init__(self, authorized: Iterable[Key], user: str = USER) -> None:
+        self._checker = SSHPublicKeyChecker(InMemorySSHKeyDB({user.encode("utf-8"): list(authorized)}))
+
+    def requestAvatarId(self, credentials: ISSHPrivateKey) -> Deferred[Admin]:
+        checked = self._checker.requestAvatarId(credentials)
+        checked.addCallback(lambda user: Admin(user.decode("utf-8", "replace"), fingerprint(credentials.blob)))
+        return checked
+
+
+class AuditedManhole(ColoredManhole):
+    """The Python shell, logging each line typed under the admin's fingerprint.
+
+    The helpers log what they do; this also covers plain Python typed at the
+    prompt, which could change the relay without going through a helper.
+    """
+
+    BANNER = b"relaychat admin console. help() lists the helpers; Ctrl-D leaves."
+
+    def __init__(self, namespace: dict[str, Any], admin: Admin) -> None:
+        super().__init__(namespace)
+        self.admin = admin
+
+    def terminalSize(self, width: int, height: int) -> None:
+        """Redraw on a new size as Twisted does (the screen is cleared), greeting first.
+
+        The SSH glue calls this once as the shell opens, so it is also
+        where the admin is first told where they are.
+        """
+        self.terminal.eraseDisplay()
+        self.terminal.cursorHome()
+        self.width, self.height = width, height
+        self.terminal.write(self.BANNER)
+        self.terminal.nextLine()
+        self.drawInputLine()
+
+    def lineReceived(self, line: bytes) -> None:
+        if line.strip():
+            text = line.decode("utf-8", "replace")
+            if len(text) > _LOGGED_LINE_MAX:
+                text = text[:_LOGGED_LINE_MAX] + f"... ({len(text) - _LOGGED_LINE_MAX} more characters)"
+            log.info("admin {admin}: typed {line!r}", admin=self.admin.fingerprint, line=text)
+        super().lineReceived(line)
+
+
+class ConsoleSessionTransport(TerminalSessionTransport):
+    """Twisted's glue between the SSH channel and the terminal, ending with exit status 0.
+
+    Twisted's closes the channel without an exit status, which ``ssh``
+    reports as failure (255) even when the admin left with Ctrl-D.
+    """
+
+    def __init__(self, proto: Any, chainedProtocol: Any, avatar: Any, width: int, height: int) -> None:
+        super().__init__(proto, chainedProtocol, avatar, width, height)
+        chainedProtocol.transport.loseConnection = self._exit
+
+    def _exit(self) -> None:
+        self.proto.processEnded(Failure(ProcessDone(0)))
+
+
+class ConsoleSession(TerminalSession):
+    """A terminal session that also copes with what a real ``ssh`` sends.
+
+    Twisted's version assumes a pty was asked for and raises on window
+    changes and on end of input; a client's ``ssh -T`` or a closed stdin
+    would log a traceback instead of behaving.
+    """
+
+    width, height = 80, 24
+
+    def openShell(self, proto: Any) -> None:
+        self.terminal_transport = self.transportFactory(
+            proto, self.chainedProtocolFactory(), IConchUser(self.original), self.width, self.height
+        )
+
+    def execCommand(self, proto: Any, command: bytes) -> None:
+        """Refuse ``ssh host COMMAND`` with a hint and exit status 1, not a server traceback."""
+        proto.write(b"relaychat: the admin console is an interactive shell; log in without a command (ssh -t)\r\n")
+        proto.processEnded(Failure(ProcessTerminated(exitCode=1)))
+
+    def windowChanged(self, size: tuple[int, int, int, int]) -> None:
+        self.height, self.width = size[:2]
+        terminal = getattr(getattr(self, "terminal_transport", None), "chainedProtocol", None)
+        if terminal is not None and terminal.terminalProtocol is not None:
+            terminal.terminalProtocol.terminalSize(self.width, self.height)
+
+    def eofReceived(self) -> None:
+        terminal = getattr(getattr(self, "terminal_transport", None), "chainedProtocol", None)
+        if terminal is not None:
+            terminal.loseConnection()
+
+
+class ConsoleRealm(TerminalRealm):
+    """Gives each login its own shell, whose helpers log under that login's key.
+
+    :param namespace_for: builds the shell's namespace for one admin.
+    """
+
+    def __init__(self, namespace_for: Callable[[Admin], dict[str, Any]]) -> None:
+        super().__init__()
+        self.namespace_for = namespace_for
+
+    def requestAvatar(self, avatarId: Admin, mind: object, *interfaces: Any) -> tuple[Any, Any, Callable[[], None]]:
+        if IConchUser not in interfaces:
+            raise NotImplementedError("the admin console only serves SSH users")
+        namespace = self.namespace_for(avatarId)
+        holder = Componentized()
+        user = TerminalUser(holder, avatarId)
+        session = ConsoleSession(holder)
+        session.transportFactory = ConsoleSessionTransport
+        session.chainedProtocolFactory = lambda: ServerProtocol(AuditedManhole, namespace, avatarId)
+        holder.setComponent(IConchUser, user)
+        holder.setComponent(ISession, session)
+        log.info("admin {admin}: logged in as {user}", admin=avatarId.fingerprint, user=avatarId.user)
+        return IConchUser, user, lambda: log.info("admin {admin}: logged out", admin=avatarId.fingerprint)
+
+
+class ConsoleFactory(SSHFactory):
+    """An SSH server factory whose host key belongs to this instance alone."""
+
+    noisy = False
+
+    def __init__(self, portal: Portal, host_key: Key) -> None:
+        self.portal = portal
+        name = host_key.sshType()
+        self.publicKeys = {name: host_key.public()}
+        self.privateKeys = {name: host_key}
+        self.primes = None  # fixed Diffie-Hellman groups and curves only; no moduli file
+
+
+def console_factory(authorized: Iterable[Key], host_key: Key,
+                    namespace_for: Callable[[Admin], dict[str, Any]]) -> ConsoleFactory:
+    """The SSH factory of the admin console: only the given keys log in, as ``admin``."""
+    portal = Portal(ConsoleRealm(namespace_for), [AdminKeyChecker(authorized)])
+    return ConsoleFactory(portal, host_key)
