@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from relaychat.crypto.identity import Identity, solve_pow
 from relaychat.wire.codec import b64decode, b64encode
@@ -116,19 +116,25 @@ class LineSocket:
         return self.read_line()
 
     def register(self, nick: str, identity: Identity) -> str:
-        """HELLO, REGISTER and PROVE (solving any proof of work); returns the PROVE reply."""
-        hello = self.ask("HELLO 1").split(" ")
-        server_id = b64decode(hello[3])
-        reply = self.ask(
-            f"REGISTER {nick} {b64encode(identity.identity_public)} "
-            f"{b64encode(identity.static_public)} {b64encode(identity.static_sig)}"
-        ).split(" ")
-        assert reply[:2] == ["OK", "REGISTER"], reply
-        challenge, bits = b64decode(reply[3]), int(reply[4])
-        prove = f"PROVE {b64encode(identity.sign_registration(server_id, challenge, reply[2]))}"
-        if bits:
-            prove += " " + b64encode(solve_pow(challenge, bits))
-        return self.ask(prove)
+        return register(self.ask, nick, identity)
 
     def close(self) -> None:
         self.sock.close()
+
+
+def register(ask: Callable[[str], str], nick: str, identity: Identity) -> str:
+    """HELLO, REGISTER and PROVE (solving any proof of work) over any line
+    channel; returns the PROVE reply."""
+    hello = ask("HELLO 1").split(" ")
+    assert hello[:3] == ["OK", "HELLO", "1"], hello
+    server_id = b64decode(hello[3])
+    reply = ask(
+        f"REGISTER {nick} {b64encode(identity.identity_public)} "
+        f"{b64encode(identity.static_public)} {b64encode(identity.static_sig)}"
+    ).split(" ")
+    assert reply[:2] == ["OK", "REGISTER"], reply
+    challenge, bits = b64decode(reply[3]), int(reply[4])
+    prove = f"PROVE {b64encode(identity.sign_registration(server_id, challenge, reply[2]))}"
+    if bits:
+        prove += " " + b64encode(solve_pow(challenge, bits))
+    return ask(prove)

@@ -9,10 +9,8 @@ import struct
 import subprocess
 import sys
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
-from relaychat.crypto.identity import Identity, solve_pow
-from relaychat.wire.codec import b64decode, b64encode
 from tests.daemon import ROOT, TWISTD
 
 _LISTENING = re.compile(r"relaychat: (\w+) listener '([^']*)' listening on ([\d.:a-f]+):(\d+)")
@@ -21,23 +19,6 @@ _LISTENING = re.compile(r"relaychat: (\w+) listener '([^']*)' listening on ([\d.
 def listening(log: str) -> list[tuple[str, int]]:
     """``(kind, port)`` of every listener, in the order they started (the configured order)."""
     return [(m.group(1), int(m.group(4))) for m in _LISTENING.finditer(log)]
-
-
-def register(ask: Callable[[str], str], nick: str, identity: Identity) -> str:
-    """HELLO, REGISTER, PROVE over any line channel; returns the PROVE reply."""
-    hello = ask("HELLO 1").split(" ")
-    assert hello[:3] == ["OK", "HELLO", "1"], hello
-    server_id = b64decode(hello[3])
-    reply = ask(
-        f"REGISTER {nick} {b64encode(identity.identity_public)} "
-        f"{b64encode(identity.static_public)} {b64encode(identity.static_sig)}"
-    ).split(" ")
-    assert reply[:2] == ["OK", "REGISTER"], reply
-    challenge, bits = b64decode(reply[3]), int(reply[4])
-    prove = f"PROVE {b64encode(identity.sign_registration(server_id, challenge, reply[2]))}"
-    if bits:
-        prove += " " + b64encode(solve_pow(challenge, bits))
-    return ask(prove)
 
 
 def toml_listener(kind: str, endpoint: str, **options: object) -> str:

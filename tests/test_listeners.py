@@ -34,9 +34,9 @@ from relaychat.server.websocket import (
 )
 from relaychat.tls import fingerprint, format_fingerprint, write_self_signed
 from relaychat.wire.codec import b64encode
-from tests.daemon import Daemon, LineSocket
+from tests.daemon import Daemon, LineSocket, register
 from tests.listener_support import (
-    client_frame, listening, register, run_twistd, server_frames, toml_listener, upgrade_request, write_config,
+    client_frame, listening, run_twistd, server_frames, toml_listener, upgrade_request, write_config,
 )
 from tests.support import identity
 
