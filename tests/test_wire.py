@@ -52,6 +52,14 @@ class Lines(SynchronousTestCase):
         s = LineSplitter(10)
         self.assertEqual(s.feed(b"0123456789\r\n01234567890\nok\n"), [b"0123456789\r", None, b"ok"])
 
+    def test_long_and_short_lines_split_alike(self) -> None:
+        # Long first lines take the find loop, short ones bytes.split: same result.
+        for first in (10, 511, 512, 5000):
+            data = b"a" * first + b"\n" + b"b" * 3 + b"\n\n" + b"c" * 700 + b"\nrest"
+            s = LineSplitter(100000)
+            self.assertEqual(s.feed(data), [b"a" * first, b"bbb", b"", b"c" * 700])
+            self.assertEqual(s.pending, 4)
+
     def test_buffer_is_bounded(self) -> None:
         s = LineSplitter(10)
         for _ in range(100):

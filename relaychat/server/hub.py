@@ -136,7 +136,30 @@ class Hub:
         registered = client.state is State.REGISTERED
         sessions = client.sessions
         stats = self.stats
+        # A run: consecutive frames for one session. Its first frame takes the
+        # full path below; the rest need only match "FRAME <sid> " and be a
+        # well-formed payload. Nothing but a command can change the session,
+        # the peer or our state, so a run ends at the first other line, and
+        # its counters are added up before that line is handled.
+        run_prefix = run_out = run_session = None
+        run_frames = run_bytes = run_start = 0
+        index = -1
         for line in lines:
+            index += 1
+            if run_prefix is not None and line is not None and line.startswith(run_prefix):
+                size = len(line)
+                if _PAYLOAD_AT < size <= frame_line_max and line.find(b" ", _PAYLOAD_AT) < 0:
+                    run_frames += 1
+                    run_bytes += size + 1
+                    continue
+            if run_frames:
+                run_out.append(b"\n".join([*lines[run_start:index], b""]))  # type: ignore[union-attr, list-item]
+                run_session.frames += run_frames  # type: ignore[union-attr]
+                run_session.bytes += run_bytes  # type: ignore[union-attr]
+                stats.frames += run_frames
+                stats.bytes += run_bytes
+                run_frames = run_bytes = 0
+                run_prefix = None
             if client.closing:
                 break
             if line is None:
@@ -153,20 +176,25 @@ class Hub:
                     and line.find(b" ", _PAYLOAD_AT) < 0
                 ):
                     peer = session.responder if session.initiator is client else session.initiator
-                    if not peer.outbox:
+                    run_out = peer.outbox
+                    if not run_out:
                         self._dirty.append(peer)
-                    peer.outbox.append(line)
-                    peer.outbox.append(b"\n")
-                    size = len(line) + 1
-                    session.frames += 1
-                    session.bytes += size
-                    stats.frames += 1
-                    stats.bytes += size
+                    run_start = index
+                    run_prefix = line[:_PAYLOAD_AT]
+                    run_session = session
+                    run_frames = 1
+                    run_bytes = len(line) + 1
                     continue
                 self._frame_error(client, line)
                 continue
             self._command(client, line, now)
             registered = client.state is State.REGISTERED
+        if run_frames:
+            run_out.append(b"\n".join([*lines[run_start:], b""]))  # type: ignore[union-attr, list-item]
+            run_session.frames += run_frames  # type: ignore[union-attr]
+            run_session.bytes += run_bytes  # type: ignore[union-attr]
+            stats.frames += run_frames
+            stats.bytes += run_bytes
         client.lines_in += len(lines)
         client.bytes_in += len(data)
         self._flush()

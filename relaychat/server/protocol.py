@@ -7,8 +7,10 @@ transport and the hub, and is the hub's :class:`~relaychat.server.client.Link`.
 
 from __future__ import annotations
 
+import socket
 from typing import Optional
 
+from twisted.internet import tcp
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
@@ -29,9 +31,21 @@ class RelayProtocol(Protocol):
         self.clock = clock
         self.client: Optional[Client] = None
         self._wakeup: Optional[IDelayedCall] = None
+        self._socket: Optional[socket.socket] = None  # set for plain TCP: see write()
 
     def connectionMade(self) -> None:
-        self.transport.registerProducer(self, True)
+        transport = self.transport
+        transport.registerProducer(self, True)
+        # The hub already writes once per read, so Nagle's algorithm can only
+        # hold a reply back (until the peer's delayed ACK, tens of ms).
+        set_no_delay = getattr(transport, "setTcpNoDelay", None)
+        if set_no_delay is not None:
+            try:
+                set_no_delay(True)
+            except (OSError, AttributeError, NotImplementedError):
+                pass
+        if type(transport) is tcp.Server and not transport.TLS:
+            self._socket = transport.getHandle()
         peer = self.transport.getPeer()
         address = getattr(peer, "host", None) or str(peer)
         self.client = self.hub.connect(self, address, self.clock.seconds())
@@ -59,7 +73,39 @@ class RelayProtocol(Protocol):
     # -- Link --------------------------------------------------------------
 
     def write(self, data: bytes) -> None:
-        self.transport.write(data)
+        """Send now if nothing is queued before us (plain TCP only), else queue.
+
+        ``transport.write`` only queues: the bytes leave one reactor
+        iteration later, after another epoll wait and two epoll updates.
+        The hub writes once per read, so sending at once when the
+        transport's queue is empty saves that round for almost every
+        read, and a big write no longer fills the queue (and pauses the
+        peers) just because it has not been tried yet. Whatever the kernel
+        does not take, and every error, goes to ``transport.write``, so
+        ordering, back-pressure and error handling stay Twisted's.
+        """
+        transport = self.transport
+        sock = self._socket
+        if sock is not None:
+            try:  # FileDescriptor's queue: the list not yet joined, and the buffer being sent
+                idle = (
+                    not transport._tempDataLen
+                    and transport.offset == len(transport.dataBuffer)
+                    and transport.connected
+                    and not transport.disconnecting
+                )
+            except AttributeError:  # a Twisted without these internals: always queue
+                self._socket = None
+                idle = False
+            if idle:
+                try:
+                    sent = sock.send(data)
+                except OSError:  # would block, or the connection broke: Twisted's write path sees it
+                    sent = 0
+                if sent == len(data):
+                    return
+                data = data[sent:]
+        transport.write(data)
 
     def set_reading(self, reading: bool) -> None:
         if reading:

@@ -43,8 +43,7 @@ class LineSplitter:
         elif self._buffer:
             data = self._buffer + data
             self._buffer = b""
-        lines: list[Optional[bytes]] = data.split(b"\n")  # type: ignore[assignment]
-        rest = lines.pop()
+        lines, rest = _split(data)
         limit = self.max_line
         if len(data) > limit:  # only then can a line be too long
             for i, line in enumerate(lines):
@@ -56,6 +55,33 @@ class LineSplitter:
         else:
             self._buffer = rest  # type: ignore[assignment]
         return lines
+
+
+_LONG_LINE = 512
+
+
+def _split(data: bytes) -> tuple[list[Optional[bytes]], bytes]:
+    """Complete lines and the unfinished rest.
+
+    ``bytes.split`` on one byte steps through the data a byte at a time,
+    while ``find`` uses memchr: for a few long lines (bulk frames) a
+    ``find`` loop is about ten times faster; for many short ones the single
+    C call of ``split`` wins. The first line's length tells which case this is.
+    """
+    first = data.find(b"\n")
+    if first < 0:
+        return [], data
+    if first < _LONG_LINE:
+        lines: list[Optional[bytes]] = data.split(b"\n")  # type: ignore[assignment]
+        return lines, lines.pop()  # type: ignore[return-value]
+    lines = []
+    start, find = 0, data.find
+    end = first
+    while end >= 0:
+        lines.append(data[start:end])
+        start = end + 1
+        end = find(b"\n", start)
+    return lines, data[start:]
 
 
 def strip_cr(line: bytes) -> bytes:

@@ -1,0 +1,1 @@
+"""relaychat benchmarks: ``python bench/run.py`` (see bench/README.rst)."""

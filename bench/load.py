@@ -1,0 +1,858 @@
+"""Load generators. Each runs in its own process, started by ``bench/run.py``.
+
+Protocol with the parent, one JSON object per line:
+
+* the parent writes the task (a JSON object) on stdin;
+* the worker sets up its connections (registration, sessions, pairing)
+  and prints ``{"ready": ...}``;
+* for each ``go`` the parent writes, the worker measures once and prints
+  ``{"result": ...}`` (stream and ping-pong connections stay up between
+  rounds); ``stop`` (or end of input) lets it close everything and exit.
+  Set-up, crypto, flood and idle tasks measure once.
+
+Every loop here is bounded by a deadline (and a count where there is one),
+and a worker gives up if the parent says nothing for ``GO_TIMEOUT``.
+
+Written for speed, so that the load generator is not what is measured:
+plain sockets and raw epoll, writes straight out of a pre-built buffer,
+reads into one reusable buffer; a worker costs about its system calls.
+
+Peers ("kinds"), all carrying the same 100-byte (or 16-KiB) payload,
+base64-encoded as relaychat's FRAME does:
+
+``relaychat``  HELLO / REGISTER / PROVE, OFFER / ACCEPT, then
+               ``FRAME <sid> <payload>`` lines.
+``bare``       a pairing token line, ``OK``, then the same FRAME lines.
+``irc``        NICK / USER, then ``PRIVMSG <peer> :<payload>``.
+``transit``    ``please relay <token> for side <side>``, ``ok``, then the
+               same FRAME lines as raw bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import resource
+import secrets
+import select
+import selectors
+import socket
+import ssl
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+GO_TIMEOUT = 300.0
+IO_TIMEOUT = 60.0
+E2E = "Noise_XX_25519_ChaChaPoly_SHA256"
+
+
+def raise_fd_limit() -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+def payload(size: int) -> bytes:
+    """``size`` bytes of payload, base64-encoded as in a FRAME."""
+    raw = bytes((i * 7 + 3) & 0xFF for i in range(size))
+    return base64.b64encode(raw)
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    if not samples:
+        return {"count": 0}
+    ordered = sorted(samples)
+
+    def at(q: float) -> float:
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    return {
+        "count": len(ordered),
+        "p50_us": at(0.50) * 1e6,
+        "p90_us": at(0.90) * 1e6,
+        "p99_us": at(0.99) * 1e6,
+        "max_us": ordered[-1] * 1e6,
+        "mean_us": sum(ordered) / len(ordered) * 1e6,
+    }
+
+
+# == blocking connections, for setting things up ===============================
+
+
+class SetupError(Exception):
+    pass
+
+
+class Conn:
+    """A blocking line-oriented connection, used until the measurement starts."""
+
+    def __init__(self, address: tuple[str, int], tls: ssl.SSLContext | None = None) -> None:
+        sock = socket.create_connection(address, timeout=IO_TIMEOUT)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if tls is not None:
+            sock = tls.wrap_socket(sock, server_hostname="localhost")
+        self.sock = sock
+        self.buf = b""
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def readline(self) -> bytes:
+        while b"\n" not in self.buf:
+            data = self.sock.recv(65536)
+            if not data:
+                raise SetupError(f"connection closed; last bytes {self.buf[-200:]!r}")
+            self.buf += data
+        line, _, self.buf = self.buf.partition(b"\n")
+        return line.rstrip(b"\r")
+
+    def expect(self, prefix: bytes, skip: Callable[[bytes], bool] = lambda line: False) -> bytes:
+        while True:
+            line = self.readline()
+            if line.startswith(prefix):
+                return line
+            if not skip(line):
+                raise SetupError(f"expected {prefix!r}, got {line[:200]!r}")
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def client_tls() -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def connect_many(address: tuple[str, int], count: int, tls: ssl.SSLContext | None) -> list[Conn]:
+    return [Conn(address, tls) for _ in range(count)]
+
+
+# -- relaychat ------------------------------------------------------------------
+
+
+def register_line(nick: str, ident: Any) -> bytes:
+    b64 = base64.b64encode
+    return b"REGISTER %s %s %s %s\n" % (
+        nick.encode(), b64(ident.identity_public), b64(ident.static_public), b64(ident.static_sig),
+    )
+
+
+def rc_register(conns: list[Conn], nicks: list[str], ident: Any, batch: int = 200) -> None:
+    """HELLO + REGISTER + PROVE on every connection, pipelined in batches."""
+    for start in range(0, len(conns), batch):
+        group = list(zip(conns[start:start + batch], nicks[start:start + batch]))
+        for conn, nick in group:
+            conn.send(b"HELLO 1\n" + register_line(nick, ident))
+        for conn, nick in group:
+            hello = conn.expect(b"OK HELLO ")
+            server_id = base64.b64decode(hello.split(b" ")[3])
+            reply = conn.expect(b"OK REGISTER ").decode().split(" ")
+            canonical, challenge, bits = reply[2], base64.b64decode(reply[3]), int(reply[4])
+            if bits:
+                raise SetupError(f"the relay asks for {bits} bits of proof of work; set pow_bits = 0")
+            signature = ident.sign_registration(server_id, challenge, canonical)
+            conn.send(b"PROVE " + base64.b64encode(signature) + b"\n")
+        for conn, _ in group:
+            conn.expect(b"OK PROVE ")
+
+
+def rc_open(a: Conn, b: Conn, b_nick: str) -> bytes:
+    """A offers to B, B accepts; returns the session id."""
+    a.send(f"OFFER {b_nick}\n".encode())
+    sid = a.expect(b"OK OFFER ").split(b" ")[2]
+    b.expect(b"OFFERED " + sid)
+    b.send(b"ACCEPT " + sid + b"\n")
+    b.expect(b"OK ACCEPT " + sid)
+    a.expect(b"ACCEPTED " + sid)
+    return sid
+
+
+def identity() -> Any:
+    from relaychat.crypto.identity import Identity
+
+    return Identity.generate()
+
+
+# == pairs: two connections and the line each sends the other =================
+
+
+@dataclass
+class Pair:
+    a: Conn
+    b: Conn
+    line_ab: bytes
+    line_ba: bytes
+    # measurement state
+    sent: int = 0  # messages the sender has been asked to write
+    received: int = 0  # messages B has received
+    rx_bytes: int = 0
+    owed: int = 0  # bytes the sender still has to write
+    phase: int = 0  # where in its line the sender's next byte is
+    waiting: bool = False  # the sender's socket is full: wait until it is writable
+    pattern: memoryview | None = None  # line_ab repeated: what the sender writes from
+    rx_line: int = 0  # length of a received line, once the first one is complete
+    head: bytearray = field(default_factory=bytearray)  # the first bytes received
+    errors: list[bytes] = field(default_factory=list)
+
+
+def make_pairs(task: dict[str, Any], count: int, size: int) -> list[Pair]:
+    """Connect ``count`` pairs of the task's kind, ready to carry ``size``-byte payloads."""
+    kind = task["kind"]
+    address = (task["host"], task["port"])
+    tls = client_tls() if task.get("tls") else None
+    body = payload(size)
+    tag = task.get("tag", "w")
+    pairs = []
+    if kind == "relaychat":
+        conns = connect_many(address, 2 * count, tls)
+        nicks = [f"{tag}x{i}" for i in range(2 * count)]
+        rc_register(conns, nicks, identity())
+        for i in range(count):
+            a, b = conns[2 * i], conns[2 * i + 1]
+            sid = rc_open(a, b, nicks[2 * i + 1])
+            line = b"FRAME " + sid + b" " + body + b"\n"
+            pairs.append(Pair(a, b, line, line))
+    elif kind == "bare":
+        for i in range(count):
+            a, b = Conn(address, tls), Conn(address, tls)
+            token = f"{tag}-{i}-{secrets.token_hex(4)}\n".encode()
+            a.send(token)
+            b.send(token)
+            a.expect(b"OK")
+            b.expect(b"OK")
+            line = b"FRAME " + secrets.token_hex(8).encode() + b" " + body + b"\n"
+            pairs.append(Pair(a, b, line, line))
+    elif kind == "transit":
+        for i in range(count):
+            a, b = Conn(address, tls), Conn(address, tls)
+            token = secrets.token_hex(32)
+            a.send(f"please relay {token} for side {secrets.token_hex(8)}\n".encode())
+            b.send(f"please relay {token} for side {secrets.token_hex(8)}\n".encode())
+            a.expect(b"ok")
+            b.expect(b"ok")
+            line = b"FRAME " + secrets.token_hex(8).encode() + b" " + body + b"\n"
+            pairs.append(Pair(a, b, line, line))
+    elif kind == "irc":
+        conns = connect_many(address, 2 * count, tls)
+        nicks = [f"{tag}x{i}" for i in range(2 * count)]
+        for conn, nick in zip(conns, nicks):
+            conn.send(f"NICK {nick}\r\nUSER {nick} 0 * :bench\r\n".encode())
+        for conn in conns:
+            _irc_welcome(conn)
+        for i in range(count):
+            a_nick, b_nick = nicks[2 * i].encode(), nicks[2 * i + 1].encode()
+            pairs.append(Pair(conns[2 * i], conns[2 * i + 1],
+                              b"PRIVMSG " + b_nick + b" :" + body + b"\r\n",
+                              b"PRIVMSG " + a_nick + b" :" + body + b"\r\n"))
+    else:
+        raise SetupError(f"unknown kind {kind!r}")
+    return pairs
+
+
+def _irc_welcome(conn: Conn) -> None:
+    """Wait for the end of the welcome burst, then make sure nothing else is queued."""
+    deadline = time.monotonic() + IO_TIMEOUT
+    while time.monotonic() < deadline:
+        parts = conn.readline().split(b" ")
+        if len(parts) > 1 and parts[1] in (b"376", b"422"):  # end of MOTD / no MOTD
+            break
+        if parts[0] == b"ERROR":
+            raise SetupError("IRC server refused: " + b" ".join(parts).decode(errors="replace"))
+    conn.send(b"PING :benchsync\r\n")
+    while b"benchsync" not in conn.readline():
+        if time.monotonic() > deadline:
+            raise SetupError("IRC server did not answer PING")
+
+
+# == measurements =============================================================
+
+
+def _nonblocking(pairs: list[Pair]) -> None:
+    for p in pairs:
+        for c in (p.a, p.b):
+            if c.buf:
+                raise SetupError(f"unexpected data before measuring: {c.buf[:200]!r}")
+            c.sock.setblocking(False)
+
+
+def _recv(sock: socket.socket) -> bytes:
+    """Everything readable now (also what TLS already decrypted); b"" at EOF; None if nothing."""
+    chunks = []
+    while True:
+        try:
+            data = sock.recv(262144)
+        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            break
+        if not data:
+            if not chunks:
+                return b""
+            break
+        chunks.append(data)
+        if (not isinstance(sock, ssl.SSLSocket) or not sock.pending()) and len(data) < 262144:
+            break
+    return b"".join(chunks) if chunks else None  # type: ignore[return-value]
+
+
+def stream(task: dict[str, Any], pairs: list[Pair]) -> dict[str, Any]:
+    """Each pair's A sends to B, keeping ``window`` messages in flight; B counts.
+
+    Written so that the load generator outruns the relays it measures, on one
+    core: raw epoll; the sender writes straight out of one pre-built buffer
+    (the pair's line repeated), so nothing is allocated or copied per write;
+    the receiver reads into one reusable buffer and, once it has seen the
+    first whole line (every line of a pair has the same length), counts
+    messages by length instead of scanning for newlines.
+    """
+    window = task["window"]
+    duration, warmup = task["duration"], task["warmup"]
+    tls = any(isinstance(p.a.sock, ssl.SSLSocket) for p in pairs)
+    poller = select.epoll()
+    IN, OUT = select.EPOLLIN, select.EPOLLOUT
+    rx: dict[int, Pair] = {}
+    tx: dict[int, Pair] = {}
+    for p in pairs:
+        rx[p.b.sock.fileno()] = p
+        tx[p.a.sock.fileno()] = p
+        poller.register(p.b.sock.fileno(), IN)
+        poller.register(p.a.sock.fileno(), IN | OUT if p.owed else IN)  # owed: left from the last round
+        if p.pattern is None:
+            p.pattern = memoryview(p.line_ab * (window + 1))
+    blocked_errors = (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError)
+    buffer = bytearray(1 << 20)  # plain TCP: receive into one buffer, no allocation per read
+    quickack = task.get("quickack", True)
+
+    def push(p: Pair) -> None:
+        """Write as much of what the sender owes as its socket takes."""
+        size = len(p.line_ab)
+        sock = p.a.sock
+        while p.owed:
+            chunk = min(p.owed, window * size)  # the pattern holds window + 1 lines: always enough
+            try:
+                n = sock.send(p.pattern[p.phase:p.phase + chunk])  # type: ignore[index]
+            except blocked_errors:
+                n = 0
+            p.owed -= n
+            p.phase = (p.phase + n) % size
+            if n < chunk:
+                if not p.waiting:
+                    p.waiting = True
+                    poller.modify(sock.fileno(), IN | OUT)
+                return
+        if p.waiting:
+            p.waiting = False
+            poller.modify(sock.fileno(), IN)
+
+    def receive(p: Pair) -> int:
+        """Bytes read from B now; -1 at EOF."""
+        sock = p.b.sock
+        if tls:
+            data = _recv(sock)
+            if data is None:
+                return 0
+            if not data:
+                return -1
+            n = len(data)
+            if not p.rx_line:
+                p.head += data
+        else:
+            try:
+                n = sock.recv_into(buffer)
+            except BlockingIOError:
+                return 0
+            if not n:
+                return -1
+            if quickack:  # ACK at once: relays without TCP_NODELAY would otherwise wait for our delayed ACK
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+            if not p.rx_line:
+                p.head += buffer[:n]
+        if not p.rx_line and b"\n" in p.head:
+            p.rx_line = p.head.index(b"\n") + 1  # the length of every line this pair receives
+            del p.head[p.rx_line:]
+        return n
+
+    for p in pairs:  # the first time, a full window; after that, what the last round left missing
+        need = window - (p.sent - p.received)
+        if need > 0:
+            p.owed += need * len(p.line_ab)
+            p.sent += need
+        push(p)
+    start = time.perf_counter()
+    measure_from = start + warmup
+    end = measure_from + duration
+    base_msgs = base_bytes = None
+    closed = None
+    now = start
+    while now < end and closed is None:
+        for fd, mask in poller.poll(0.05):
+            p = rx.get(fd)
+            if p is not None:
+                n = receive(p)
+                if n <= 0:
+                    if n < 0:
+                        closed = "receiver connection closed"
+                        break
+                    continue
+                p.rx_bytes += n
+                if p.rx_line:
+                    p.received = p.rx_bytes // p.rx_line
+                    need = window - (p.sent - p.received)
+                    if need > 0:
+                        p.owed += need * len(p.line_ab)
+                        p.sent += need
+                        push(p)
+                continue
+            p = tx[fd]
+            if mask & OUT:
+                push(p)
+            if mask & (IN | select.EPOLLHUP | select.EPOLLERR):
+                data = _recv(p.a.sock)
+                if data == b"":
+                    closed = "sender connection closed"
+                    break
+                if data and len(p.errors) < 5:
+                    p.errors.append(data[:300])
+        now = time.perf_counter()
+        if base_msgs is None and now >= measure_from:
+            base_msgs = sum(p.received for p in pairs)
+            base_bytes = sum(p.rx_bytes for p in pairs)
+            measure_from = now
+            cpu0 = time.process_time()
+    elapsed = now - measure_from
+    messages = sum(p.received for p in pairs) - (base_msgs or 0)
+    rx_bytes = sum(p.rx_bytes for p in pairs) - (base_bytes or 0)
+    poller.close()
+    heads = [bytes(p.head[:p.rx_line]) for p in pairs if p.rx_line]
+    return {
+        "load_cpu_s": time.process_time() - cpu0 if base_msgs is not None else None,
+        "messages": messages,
+        "bytes": rx_bytes,
+        "seconds": elapsed,
+        "msgs_per_s": messages / elapsed if elapsed > 0 else 0.0,
+        "mb_per_s": rx_bytes / elapsed / 1e6 if elapsed > 0 else 0.0,
+        "errors": [e.decode(errors="replace") for p in pairs for e in p.errors][:5],
+        "closed": closed,
+        "received_line": heads[0][:80].decode(errors="replace") if heads else None,
+    }
+
+
+def pingpong(task: dict[str, Any], pairs: list[Pair]) -> dict[str, Any]:
+    """One message in flight: A -> B, B answers B -> A; the round trip is timed."""
+    p = pairs[0]
+    rounds, duration = task["rounds"], task["duration"]
+    a, b = p.a.sock, p.b.sock
+    samples: list[float] = []
+    clock = time.perf_counter
+    end = clock() + duration
+    warm = task.get("warm_rounds", 50)
+
+    def wait_line(sock: socket.socket) -> None:
+        got = b""
+        while not got.endswith(b"\n"):
+            data = sock.recv(262144)
+            if not data:
+                raise SetupError("connection closed during ping-pong")
+            got += data
+
+    for i in range(rounds + warm):
+        t0 = clock()
+        if t0 > end:
+            break
+        a.sendall(p.line_ab)
+        wait_line(b)
+        b.sendall(p.line_ba)
+        wait_line(a)
+        if i >= warm:
+            samples.append(clock() - t0)
+    return percentiles(samples)
+
+
+def flood(task: dict[str, Any], pairs: list[Pair]) -> dict[str, Any]:
+    """A writes 16-KiB frames as fast as the relay takes them; B never reads."""
+    p = pairs[0]
+    duration, max_bytes = task["duration"], task["max_bytes"]
+    sock = p.a.sock
+    sock.setblocking(False)
+    chunk = p.line_ab * 16
+    view = memoryview(chunk)
+    offset = 0
+    sent = 0
+    stalls = 0
+    sel = selectors.DefaultSelector()
+    sel.register(sock, selectors.EVENT_WRITE)
+    start = time.perf_counter()
+    end = start + duration
+    samples = []
+    while time.perf_counter() < end and sent < max_bytes:
+        try:
+            n = sock.send(view[offset:])
+        except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+            stalls += 1
+            sel.select(0.05)
+            continue
+        sent += n
+        offset = (offset + n) % len(chunk)
+        samples.append((time.perf_counter() - start, sent))
+    sel.close()
+    # bytes accepted by the relay over time, sampled at ~10 points
+    step = max(1, len(samples) // 10)
+    return {"bytes_sent": sent, "seconds": time.perf_counter() - start, "stalls": stalls,
+            "progress": [(round(t, 2), b) for t, b in samples[::step]]}
+
+
+# -- session setups -------------------------------------------------------------
+
+
+class Pinned:
+    """The peer's identity key, checked in full once (small-order check and all),
+    as a client does when it pins a key; after that each handshake verifies the
+    binding's signature over *this* handshake's rs with the cached key object,
+    and compares the identity key with the pin."""
+
+    def __init__(self) -> None:
+        self.keys: dict[bytes, Any] = {}
+
+    def check(self, binding: bytes, rs: bytes, expected: bytes) -> None:
+        from relaychat.crypto.identity import (
+            STATIC_CONTEXT,
+            load_identity_public,
+            parse_binding,
+            verify_binding,
+        )
+
+        identity_pub, sig = parse_binding(binding)
+        if identity_pub != expected:
+            raise SetupError("identity key does not match the pin")
+        key = self.keys.get(identity_pub)
+        if key is None:
+            verify_binding(binding, rs)
+            self.keys[identity_pub] = load_identity_public(identity_pub)
+        else:
+            key.verify(sig, STATIC_CONTEXT + rs)  # raises InvalidSignature
+
+
+def prologue(sid: bytes, initiator: str, responder: str) -> bytes:
+    from relaychat.wire.codec import lp
+
+    return b"relaychat-e2e-v1" + lp(sid) + lp(initiator.encode()) + lp(responder.encode())
+
+
+class SetupPair:
+    """A (initiator) and B (responder) running offer -> accept -> XX -> first message -> close, again and again."""
+
+    def __init__(self, a: Conn, b: Conn, a_nick: str, b_nick: str, ident: Any, pins: Pinned) -> None:
+        self.a, self.b = a, b
+        self.a_nick, self.b_nick = a_nick, b_nick
+        self.ident = ident
+        self.pins = pins
+        self.sid: bytes | None = None
+        self.hs_a: Any = None
+        self.hs_b: Any = None
+        self.stage_b = 0  # 0: waiting for message 1, 1: for message 3, 2: for the first message
+        self.cs_b: Any = None
+        self.started = 0.0
+        self.done = 0
+        self.latencies: list[float] = []
+        self.out = {id(a): bytearray(), id(b): bytearray()}
+        self.rbuf = {id(a): b"", id(b): b""}
+        self.stopping = False
+
+    def begin(self) -> None:
+        self.started = time.perf_counter()
+        self.send(self.a, f"OFFER {self.b_nick}\n".encode())
+
+    def send(self, conn: Conn, data: bytes) -> None:
+        self.out[id(conn)] += data
+
+    def on_line(self, conn: Conn, line: bytes, measuring: bool) -> None:
+        from relaychat.crypto.noise import HandshakeState
+
+        parts = line.split(b" ")
+        event = parts[0]
+        if conn is self.a:
+            if event == b"ACCEPTED":
+                self.sid = parts[1]
+                self.hs_a = HandshakeState(E2E, True, prologue(self.sid, self.a_nick, self.b_nick),
+                                           s=self.ident.static_private)
+                self.frame(self.a, self.hs_a.write_message(b""))
+            elif event == b"FRAME":  # message 2: B's binding
+                hs = self.hs_a
+                binding = hs.read_message(base64.b64decode(parts[2]))
+                self.pins.check(binding, hs.remote_static, self.ident.identity_public)
+                message3 = hs.write_message(self.ident.binding())
+                send, _ = hs.cipher_states
+                first = send.encrypt_with_ad(b"", b"\x01hello, this is the first message")
+                self.frame(self.a, message3)
+                self.frame(self.a, first)
+                self.hs_a = None
+            elif event == b"CLOSED":  # B closed the finished session: go again
+                if not self.stopping:
+                    self.begin()
+            elif event in (b"OK",):
+                pass
+            else:
+                raise SetupError(f"initiator got {line[:200]!r}")
+        else:
+            if event == b"OFFERED":
+                sid = self.sid = parts[1]
+                self.stage_b = 0
+                self.hs_b = HandshakeState(E2E, False, prologue(sid, self.a_nick, self.b_nick),
+                                           s=self.ident.static_private)
+                self.send(self.b, b"ACCEPT " + sid + b"\n")
+            elif event == b"FRAME":
+                data = base64.b64decode(parts[2])
+                if self.stage_b == 0:  # message 1
+                    self.hs_b.read_message(data)
+                    self.frame(self.b, self.hs_b.write_message(self.ident.binding()))
+                    self.stage_b = 1
+                elif self.stage_b == 1:  # message 3: A's binding
+                    hs = self.hs_b
+                    binding = hs.read_message(data)
+                    self.pins.check(binding, hs.remote_static, self.ident.identity_public)
+                    self.cs_b = hs.cipher_states[1]
+                    self.hs_b = None
+                    self.stage_b = 2
+                else:  # the first transport message
+                    plaintext = self.cs_b.decrypt_with_ad(b"", data)
+                    if plaintext[:1] != b"\x01":
+                        raise SetupError("bad first message")
+                    self.cs_b = None
+                    if measuring:
+                        self.done += 1
+                        self.latencies.append(time.perf_counter() - self.started)
+                    self.send(self.b, b"CLOSE " + parts[1] + b"\n")
+            elif event == b"OK":
+                pass
+            else:
+                raise SetupError(f"responder got {line[:200]!r}")
+
+    def frame(self, conn: Conn, message: bytes) -> None:
+        self.send(conn, b"FRAME " + (self.sid or b"") + b" " + base64.b64encode(message) + b"\n")
+
+
+def setups(task: dict[str, Any]) -> dict[str, Any]:
+    address = (task["host"], task["port"])
+    count = task["pairs"]
+    conns = connect_many(address, 2 * count, None)
+    tag = task.get("tag", "s")
+    nicks = [f"{tag}x{i}" for i in range(2 * count)]
+    ident = identity()  # one identity for every nickname of this worker: fewer keys to generate
+    rc_register(conns, nicks, ident)
+    pins = Pinned()
+    pairs = [SetupPair(conns[2 * i], conns[2 * i + 1], nicks[2 * i], nicks[2 * i + 1], ident, pins)
+             for i in range(count)]
+    ready()
+    if not wait_go():
+        return {"error": "no go from the parent"}
+    by_sock: dict[int, tuple[SetupPair, Conn]] = {}
+    sel = selectors.DefaultSelector()
+    for p in pairs:
+        for c in (p.a, p.b):
+            c.sock.setblocking(False)
+            by_sock[c.sock.fileno()] = (p, c)
+            sel.register(c.sock, selectors.EVENT_READ, (p, c))
+    cpu0 = time.process_time()
+    start = time.perf_counter()
+    measure_from = start + task["warmup"]
+    end = measure_from + task["duration"]
+    measuring = False
+    done_at_start = 0
+    for p in pairs:
+        p.begin()
+        _flush_setup(sel, p)
+    now = start
+    failure = None
+    while now < end and failure is None:
+        for key, mask in sel.select(0.05):
+            p, c = key.data
+            if mask & selectors.EVENT_READ:
+                data = _recv(c.sock)
+                if data is None:
+                    continue
+                if data == b"":
+                    failure = "connection closed by the relay"
+                    break
+                buf = p.rbuf[id(c)] + data
+                *lines, p.rbuf[id(c)] = buf.split(b"\n")
+                try:
+                    for line in lines:
+                        p.on_line(c, line, measuring)
+                except Exception as e:  # noqa: BLE001 - reported, stops the run
+                    failure = f"{type(e).__name__}: {e}"
+                    break
+            _flush_setup(sel, p)
+        now = time.perf_counter()
+        if not measuring and now >= measure_from:
+            measuring = True
+            measure_from = now
+            cpu0 = time.process_time()
+    elapsed = now - measure_from
+    cpu = time.process_time() - cpu0
+    done = sum(p.done for p in pairs) - done_at_start
+    latencies = [x for p in pairs for x in p.latencies]
+    sel.close()
+    for c in conns:
+        c.close()
+    return {"setups": done, "seconds": elapsed, "per_s": done / elapsed if elapsed > 0 else 0.0,
+            "load_cpu_s": cpu, "latency": percentiles(latencies), "failure": failure}
+
+
+def _flush_setup(sel: selectors.BaseSelector, p: SetupPair) -> None:
+    for c in (p.a, p.b):
+        out = p.out[id(c)]
+        if out:
+            try:
+                n = c.sock.send(out)
+            except BlockingIOError:
+                n = 0
+            del out[:n]
+        sel.modify(c.sock, selectors.EVENT_READ | (selectors.EVENT_WRITE if out else 0), (p, c))
+
+
+def crypto_only(task: dict[str, Any]) -> dict[str, Any]:
+    """The client-side work of one setup (both ends), with no relay: the load generator's ceiling."""
+    from relaychat.crypto.noise import HandshakeState
+
+    ident = identity()
+    pins = Pinned()
+    ready()
+    if not wait_go():
+        return {"error": "no go from the parent"}
+    done = 0
+    start = time.perf_counter()
+    end = start + task["duration"]
+    sid = b"0123456789abcdef"
+    while time.perf_counter() < end:
+        pro = prologue(sid, "ax", "bx")
+        hi = HandshakeState(E2E, True, pro, s=ident.static_private)
+        hr = HandshakeState(E2E, False, pro, s=ident.static_private)
+        hr.read_message(hi.write_message(b""))
+        binding = hi.read_message(hr.write_message(ident.binding()))
+        pins.check(binding, hi.remote_static, ident.identity_public)
+        m3 = hi.write_message(ident.binding())
+        first = hi.cipher_states[0].encrypt_with_ad(b"", b"\x01hello, this is the first message")
+        pins.check(hr.read_message(m3), hr.remote_static, ident.identity_public)
+        hr.cipher_states[1].decrypt_with_ad(b"", first)
+        # the base64 and line work of the 4 frames
+        for m in (m3, first):
+            base64.b64decode(base64.b64encode(m))
+        done += 1
+    elapsed = time.perf_counter() - start
+    return {"setups": done, "seconds": elapsed, "per_s": done / elapsed}
+
+
+# -- idle clients -----------------------------------------------------------------
+
+
+def idle(task: dict[str, Any]) -> dict[str, Any]:
+    """Hold ``count`` connections (registered, for relaychat; paired, for bare) until told to stop."""
+    raise_fd_limit()
+    address = (task["host"], task["port"])
+    count = task["count"]
+    tag = task.get("tag", "i")
+    conns: list[Conn] = []
+    if task["kind"] == "relaychat":
+        ident = identity()
+        batch = 250
+        for start in range(0, count, batch):
+            group = connect_many(address, min(batch, count - start), None)
+            rc_register(group, [f"{tag}x{start + i}" for i in range(len(group))], ident, batch=batch)
+            conns.extend(group)
+    elif task["kind"] == "bare":
+        for i in range(0, count, 2):
+            a = Conn(address)
+            b = Conn(address) if i + 1 < count else None
+            token = f"{tag}-{i}\n".encode()
+            a.send(token)
+            conns.append(a)
+            if b is not None:
+                b.send(token)
+                a.expect(b"OK")
+                b.expect(b"OK")
+                conns.append(b)
+    else:
+        raise SetupError(f"idle clients of kind {task['kind']!r} are not supported")
+    ready(connections=len(conns))
+    wait_go()  # "stop" (or time-out): either way, let go
+    for c in conns:
+        c.close()
+    return {"connections": len(conns)}
+
+
+# == the worker's side of the conversation with the parent ========================
+
+
+def ready(**extra: Any) -> None:
+    print(json.dumps({"ready": True, **extra}), flush=True)
+
+
+def wait_command() -> str | None:
+    """The parent's next word (``go``, ``stop``), or None if it said nothing in time."""
+    sel = selectors.DefaultSelector()
+    sel.register(sys.stdin, selectors.EVENT_READ)
+    ok = bool(sel.select(GO_TIMEOUT))
+    sel.close()
+    return sys.stdin.readline().strip() if ok else None
+
+
+def wait_go() -> bool:
+    return wait_command() is not None
+
+
+def run_task(task: dict[str, Any]) -> None:
+    """Set up, say ready, then measure once per ``go`` (stream and ping-pong
+    connections stay up between rounds) until ``stop``."""
+    name = task["task"]
+    single = {"setups": setups, "crypto": crypto_only, "idle": idle}
+    if name in single:
+        emit(single[name](task))
+        return
+    measure = {"stream": stream, "pingpong": pingpong, "flood": flood}.get(name)
+    if measure is None:
+        raise SetupError(f"unknown task {name!r}")
+    pairs = make_pairs(task, task.get("pairs", 1), task["size"])
+    try:
+        if name == "stream":
+            _nonblocking(pairs)
+        ready()
+        while True:
+            command = wait_command()
+            if command is None:
+                emit({"error": "no word from the parent"})
+                return
+            if command != "go":
+                return
+            emit(measure(task, pairs))
+            if name == "flood":
+                return
+    finally:
+        for p in pairs:
+            p.a.close()
+            p.b.close()
+
+
+def emit(result: dict[str, Any]) -> None:
+    print(json.dumps({"result": result}), flush=True)
+
+
+def main() -> None:
+    raise_fd_limit()
+    task = json.loads(sys.stdin.readline())
+    try:
+        run_task(task)
+    except (SetupError, OSError, ValueError) as e:
+        emit({"error": f"{type(e).__name__}: {e}"})
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    main()

@@ -1,0 +1,122 @@
+"""Keep the benchmark code (bench/) from rotting: a fraction of a second of each.
+
+The relays run in trial's reactor (the bare baseline, and relaychat's own hub
+and Twisted adapter on an in-memory store); the load generator runs in a
+thread, exactly the functions ``bench/run.py`` runs in its load processes.
+No timing is asserted: only that messages went through and that the results
+have the shape the report reads.
+"""
+
+from __future__ import annotations
+
+import os
+
+from twisted.internet import defer, reactor, threads
+from twisted.internet.protocol import Factory
+from twisted.trial import unittest
+
+from bench import bare_relay, load, peers, run
+from relaychat.server.hub import Hub
+from relaychat.server.limits import Limits
+from relaychat.server.protocol import RelayFactory
+from relaychat.server.store import Store
+
+
+class Tracking:
+    """Wraps a factory so the test can close every connection it made."""
+
+    def __init__(self, factory: Factory) -> None:
+        self.factory = factory
+        self.protocols: list = []
+        original = factory.buildProtocol
+
+        def build(addr: object) -> object:
+            protocol = original(addr)
+            self.protocols.append(protocol)
+            lost = protocol.connectionLost
+            protocol.done = defer.Deferred()
+
+            def connection_lost(reason: object = None) -> None:
+                lost(reason)
+                protocol.done.callback(None)
+
+            protocol.connectionLost = connection_lost
+            return protocol
+
+        factory.buildProtocol = build
+
+    def close_all(self) -> defer.Deferred:
+        for protocol in self.protocols:
+            protocol.transport.loseConnection()
+        return defer.DeferredList([p.done for p in self.protocols])
+
+
+class BenchSmoke(unittest.TestCase):
+    timeout = 60
+
+    def listen(self, factory: Factory) -> int:
+        tracking = Tracking(factory)
+        port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        self.addCleanup(tracking.close_all)
+        return port.getHost().port
+
+    def measure(self, kind: str, port: int) -> dict:
+        """What a load process does: connect pairs, stream for a moment, ping-pong a little."""
+        task = {"kind": kind, "host": "127.0.0.1", "port": port, "tag": "smoke", "window": 8, "duration": 0.2, "warmup": 0.05}
+        pairs = load.make_pairs(task, 2, 100)
+        try:
+            load._nonblocking(pairs)
+            streamed = load.stream(task, pairs)
+            for p in pairs:
+                p.a.sock.setblocking(True)
+                p.b.sock.setblocking(True)
+            # drain what the stream left in flight, so ping-pong starts clean
+            for p in pairs:
+                while p.received < p.sent:
+                    p.received += p.b.sock.recv(65536).count(b"\n")
+            ponged = load.pingpong({"rounds": 20, "duration": 1.0, "warm_rounds": 2}, pairs[:1])
+        finally:
+            for p in pairs:
+                p.a.close()
+                p.b.close()
+        return {"stream": streamed, "pingpong": ponged}
+
+    def check(self, result: dict) -> None:
+        streamed, ponged = result["stream"], result["pingpong"]
+        self.assertGreater(streamed["messages"], 0)
+        self.assertGreater(streamed["msgs_per_s"], 0)
+        self.assertEqual(streamed["errors"], [])
+        self.assertIsNone(streamed["closed"])
+        self.assertTrue(streamed["received_line"].startswith("FRAME "))
+        self.assertEqual(ponged["count"], 20)
+        self.assertLessEqual(ponged["p50_us"], ponged["p99_us"])
+
+    @defer.inlineCallbacks
+    def test_bare_relay(self) -> defer.Generator:
+        port = self.listen(bare_relay.BareFactory())
+        self.check((yield threads.deferToThread(self.measure, "bare", port)))
+
+    @defer.inlineCallbacks
+    def test_relaychat_hub_registers_opens_sessions_and_relays(self) -> defer.Generator:
+        hub = Hub(Store(":memory:"), Limits(pow_bits=0), now=reactor.seconds())
+        port = self.listen(RelayFactory(hub, reactor))
+        self.check((yield threads.deferToThread(self.measure, "relaychat", port)))
+        self.assertGreater(hub.stats.frames, 0)
+        self.assertEqual(hub.stats.registrations, 4)
+
+    def test_report_table_and_process_probes(self) -> None:
+        rows = [
+            run.Row("small frames, 1 pair: msg/s vs bare relay", 120000.0, "/s", "bare", 100000.0, 1.2,
+                    "ratio >= 1.2", "PASS", "relay CPU per msg: ..."),
+            run.Row("flood: relay RSS growth", 1 << 20, "MiB", target="< 64 MiB", status="PASS"),
+            run.Row("setups/s", None, "/s", target=">= 2,000/s", status="MISS"),
+        ]
+        table = run.render(rows)
+        self.assertIn("bare relay 100,000/s", table)
+        self.assertIn("1.20", table)
+        self.assertIn("MISS", table)
+        self.assertIn("n/a", table)
+        self.assertGreater(peers.rss_bytes(os.getpid()), 0)
+        self.assertGreaterEqual(peers.cpu_seconds(os.getpid()), 0.0)
+        self.assertEqual(load.percentiles([])["count"], 0)
