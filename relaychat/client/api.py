@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Generic, Optional, TypeVar, Union
 
 from twisted.internet.defer import CancelledError, Deferred, fail, succeed
-from twisted.internet.endpoints import clientFromString, connectProtocol
+from twisted.internet.endpoints import connectProtocol
 from twisted.internet.interfaces import IDelayedCall, IStreamClientEndpoint
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -77,6 +77,7 @@ from relaychat.client.protocol import (
     RelayClientProtocol,
     RelayEvents,
 )
+from relaychat.client import tls
 from relaychat.client.seen import SeenMail
 from relaychat.crypto.identity import (
     Identity,
@@ -846,17 +847,9 @@ class ChatClient(RelayEvents):
 
 
 def endpoint_from_string(reactor: Any, spec: str) -> IStreamClientEndpoint:
-    """A Twisted client endpoint string; when ``relaychat.client.tls`` exists and
-    offers ``client_endpoint(reactor, spec)``, its spec strings (TLS with a
-    pinned certificate fingerprint) are accepted too."""
-    try:
-        from relaychat.client import tls  # type: ignore[attr-defined]
-    except ImportError:
-        tls = None
-    parse = getattr(tls, "client_endpoint", None)
-    if parse is not None:
-        return parse(reactor, spec)
-    return clientFromString(reactor, spec)
+    """A relay spec (``tcp:HOST:PORT``, ``tls:HOST:PORT[:trust=...|:fingerprint=...]``)
+    or any Twisted client endpoint string; see :mod:`relaychat.client.tls`."""
+    return tls.client_endpoint(reactor, spec)
 
 
 def _endpoint(reactor: Any, endpoint: Union[str, IStreamClientEndpoint]) -> IStreamClientEndpoint:

@@ -1,0 +1,326 @@
+"""``relaychat``: the terminal chat program.
+
+Asks only what it must: the server defaults to ``localhost`` (port 7733),
+the nickname is asked once and remembered, the identity key is created on
+the first run (mode 0600) and a passphrase is asked only when the key file
+is encrypted (or, with ``--passphrase``, when a new key is created).
+Expected failures -- connection refused, nickname taken, wrong passphrase,
+no terminal -- end with a sentence and a non-zero status, never a traceback;
+unexpected ones are logged to ``client.log`` in the config directory, since
+the screen belongs to the chat.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import re
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional, TextIO
+
+from twisted.conch.insults import insults
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import HostnameEndpoint
+from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.stdio import StandardIO
+from twisted.logger import (
+    FilteringLogObserver,
+    LogLevel,
+    LogLevelFilterPredicate,
+    globalLogBeginner,
+    textFileLogObserver,
+)
+from twisted.python import usage
+
+from relaychat.client import api
+from relaychat.client.commands import NICK_RULE, is_nickname
+from relaychat.client.controller import ChatController
+from relaychat.client.presenter import Presenter
+from relaychat.client.terminal import ChatTerminal, raw_terminal, terminal_size
+from relaychat.crypto import identity as identity_module
+from relaychat.crypto.identity import IdentityError, PassphraseRequired, WrongPassphrase, write_private_file
+from relaychat.crypto.safety import fingerprint
+
+__all__ = ["Options", "Server", "main", "parse_server"]
+
+DEFAULT_PORT = 7733
+NICK_FILE = "nickname"
+LOG_FILE = "client.log"
+PASSPHRASE_TRIES = 3
+
+
+class Options(usage.Options):
+    synopsis = "Usage: relaychat [--server HOST[:PORT]] [--nick NICK] [--config-dir DIR] [--passphrase]"
+    longdesc = (
+        "Chat end-to-end encrypted through a relaychat relay. Type /help once "
+        "connected. Keys, pinned peers and the remembered nickname live in the "
+        "config directory."
+    )
+    optParameters = [
+        ["server", "s", "localhost",
+         f"The relay: HOST, HOST:PORT (default port {DEFAULT_PORT}), [IPv6]:PORT, or a "
+         "Twisted client endpoint string such as tcp:host=relay:port=7733."],
+        ["nick", "n", None, "Your nickname (asked on the first run, then remembered)."],
+        ["config-dir", "c", None, "Where your keys live (default: $XDG_CONFIG_HOME/relaychat)."],
+    ]
+    optFlags = [
+        ["passphrase", "p", "Protect a NEW identity key with a passphrase (asked twice)."],
+        ["no-color", None, "Do not colour status lines (also: the NO_COLOR variable)."],
+    ]
+
+    def opt_version(self) -> None:
+        """Show relaychat's version and exit."""
+        try:
+            from importlib.metadata import version
+
+            shown = version("relaychat")
+        except Exception:
+            shown = "(unknown version)"
+        print(f"relaychat {shown}")
+        sys.exit(0)
+
+    def postOptions(self) -> None:
+        nick = self["nick"]
+        if nick is not None and not is_nickname(nick):
+            raise usage.UsageError(f"'{nick}' is not a nickname: {NICK_RULE}.")
+        self["server"] = parse_server(self["server"])
+
+
+# -- the server -------------------------------------------------------------------
+
+_HOST_PORT = re.compile(r"(?:\[(?P<v6>[0-9A-Fa-f:.%\w]+)\]|(?P<host>[A-Za-z0-9.\-_]+))(?::(?P<port>\d{1,5}))?\Z")
+
+
+@dataclass(frozen=True)
+class Server:
+    """Where the relay is: a label for people, and how to make the endpoint."""
+
+    label: str
+    host: Optional[str] = None
+    port: int = DEFAULT_PORT
+    endpoint_string: Optional[str] = None
+
+    def endpoint(self, reactor: Any) -> IStreamClientEndpoint:
+        if self.endpoint_string is not None:
+            return api.endpoint_from_string(reactor, self.endpoint_string)
+        assert self.host is not None
+        return HostnameEndpoint(reactor, self.host, self.port)
+
+
+def parse_server(spec: str) -> Server:
+    """``localhost``, ``relay.example:7000``, ``[::1]:7733`` or an endpoint string.
+
+    Raises ``usage.UsageError`` with a sentence when it is none of these.
+    """
+    spec = spec.strip()
+    match = _HOST_PORT.match(spec)
+    if match is not None:
+        host = match.group("v6") or match.group("host")
+        port = int(match.group("port") or DEFAULT_PORT)
+        if not 0 < port < 65536:
+            raise usage.UsageError(f"{port} is not a port number (1 to 65535).")
+        shown = f"[{host}]" if match.group("v6") else host
+        return Server(f"{shown}:{port}", host=host, port=port)
+    from twisted.internet import reactor
+
+    try:
+        api.endpoint_from_string(reactor, spec)
+    except (ValueError, TypeError, KeyError):
+        raise usage.UsageError(
+            f"'{spec}' is not a server: use HOST, HOST:PORT, [IPv6]:PORT or an endpoint "
+            "string such as tcp:host=relay.example:port=7733."
+        ) from None
+    return Server(spec, endpoint_string=spec)
+
+
+# -- questions before the screen starts ----------------------------------------------
+
+
+def _say(text: str, stream: TextIO = sys.stderr) -> None:
+    print(f"relaychat: {text}", file=stream)
+
+
+def ask_nick(config_dir: Path, ask: Callable[[str], str] = input) -> Optional[str]:
+    """The remembered nickname, else ask (until it follows the rules)."""
+    try:
+        remembered = (config_dir / NICK_FILE).read_text(encoding="utf-8").strip()
+    except OSError:
+        remembered = ""
+    if is_nickname(remembered):
+        return remembered
+    for _ in range(5):
+        try:
+            nick = ask("Nickname: ").strip()
+        except (EOFError, KeyboardInterrupt):
+            print()
+            return None
+        if is_nickname(nick):
+            return nick
+        print(f"'{nick}' is not a nickname: {NICK_RULE}.")
+    return None
+
+
+def remember_nick(config_dir: Path, nick: str) -> None:
+    try:
+        write_private_file(config_dir / NICK_FILE, (nick + "\n").encode("utf-8"))
+    except OSError:
+        pass  # only a convenience: next time we ask again
+
+
+def _new_passphrase(ask: Callable[[str], str]) -> Optional[bytes]:
+    for _ in range(PASSPHRASE_TRIES):
+        first = ask("New passphrase for your identity key: ")
+        if not first:
+            print("The passphrase is empty; type one, or run without --passphrase.")
+            continue
+        if ask("The same passphrase again: ") != first:
+            print("The two passphrases differ.")
+            continue
+        return first.encode("utf-8")
+    return None
+
+
+def open_profile(config_dir: Path, want_passphrase: bool,
+                 ask: Callable[[str], str] = getpass.getpass) -> Optional[tuple[Any, Any, Any]]:
+    """(identity, known peers, seen mail), creating the identity on the first run.
+
+    Returns None after saying why, when the key cannot be opened.
+    """
+    try:
+        if not identity_module.exists(config_dir):
+            passphrase = _new_passphrase(ask) if want_passphrase else None
+            if want_passphrase and passphrase is None:
+                _say("No identity was created.")
+                return None
+            profile = api.open_profile(config_dir, passphrase)
+            print(f"Created your identity key in {config_dir} (fingerprint {fingerprint(profile[0].identity_public)}).")
+            return profile
+        if want_passphrase:
+            print("Note: --passphrase only applies when a new identity is created; using the existing one.")
+        try:
+            return api.open_profile(config_dir, None)
+        except PassphraseRequired:
+            pass
+        for _ in range(PASSPHRASE_TRIES):
+            secret = ask(f"Passphrase for {config_dir / identity_module.IDENTITY_FILE}: ")
+            if not secret:
+                continue
+            try:
+                return api.open_profile(config_dir, secret.encode("utf-8"))
+            except WrongPassphrase:
+                print("That passphrase does not unlock the key.")
+        _say("Could not unlock your identity key.")
+    except (EOFError, KeyboardInterrupt):
+        print()
+    except (IdentityError, OSError) as e:
+        _say(str(e))
+    return None
+
+
+def start_logging(config_dir: Path) -> None:
+    """Warnings and errors go to ``client.log`` (0600): the screen is the chat's.
+
+    Standard output and error are redirected too, so nothing a library
+    prints can land in the middle of the chat screen.
+    """
+    identity_module.make_private_dir(config_dir)
+    fd = os.open(config_dir / LOG_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    log_file = os.fdopen(fd, "a", encoding="utf-8")
+    observer = FilteringLogObserver(textFileLogObserver(log_file), [LogLevelFilterPredicate(LogLevel.warn)])
+    globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=True)
+
+
+# -- the screen -----------------------------------------------------------------------
+
+
+def _colour_wanted(options: Options) -> bool:
+    return not options["no-color"] and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
+
+
+def run_screen(reactor: Any, options: Options, profile: tuple[Any, Any, Any], nick: str,
+               config_dir: Path) -> int:
+    """Run the chat screen until /quit; returns the exit status."""
+    identity, known_peers, seen_mail = profile
+    server: Server = options["server"]
+    outcome: list[int] = []
+
+    with raw_terminal(0, 1):
+        width, height = terminal_size(1)
+        screen = ChatTerminal(colour=_colour_wanted(options), width=width, height=height)
+        stdio = StandardIO(insults.ServerProtocol(lambda: screen), reactor=reactor)
+
+        def stop() -> None:
+            if reactor.running:
+                reactor.stop()
+
+        def finish(status: int) -> None:
+            """Flush what is on its way to the screen, then stop."""
+            if outcome:
+                return
+            outcome.append(status)
+            screen.finish()
+            stdio.loseConnection()
+            reactor.callLater(2.0, stop)
+
+        controller = ChatController(screen, Presenter(), reactor, server.label, finish)
+        screen.on_line = controller.handle_line
+        screen.on_interrupt = controller.quit
+        screen.on_lost = lambda: stop() if outcome else controller.quit()
+
+        def connect() -> Deferred:
+            d = api.connect(reactor, server.endpoint(reactor), identity, nick, known_peers, seen_mail=seen_mail)
+            d.addCallback(lambda client: (remember_nick(config_dir, client.nick), client)[1])
+            return d
+
+        def resized(signum: int, frame: object) -> None:
+            reactor.callFromThread(lambda: screen.terminalSize(*terminal_size(1)))
+
+        previous = signal.signal(signal.SIGWINCH, resized)
+        try:
+            reactor.callWhenRunning(controller.start, connect)
+            reactor.run()
+        finally:
+            signal.signal(signal.SIGWINCH, previous)
+    return outcome[0] if outcome else 1
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    """Console entry point: ``relaychat [options]``."""
+    sys.exit(run(sys.argv[1:] if argv is None else argv))
+
+
+def run(argv: list[str]) -> int:
+    options = Options()
+    try:
+        options.parseOptions(argv)
+    except usage.UsageError as e:
+        _say(f"{e}\nTry: relaychat --help")
+        return 2
+    if not (os.isatty(0) and os.isatty(1)):
+        _say("the chat screen needs a terminal (standard input and output must be a TTY).")
+        return 2
+    config_dir = Path(options["config-dir"] or identity_module.default_config_dir()).expanduser()
+    nick = options["nick"] or ask_nick(config_dir)
+    if nick is None:
+        return 1
+    profile = open_profile(config_dir, options["passphrase"])
+    if profile is None:
+        return 1
+    try:
+        start_logging(config_dir)
+    except OSError as e:
+        _say(f"Cannot write the log in {config_dir}: {e.strerror}.")
+        return 1
+    from twisted.internet import reactor
+
+    try:
+        return run_screen(reactor, options, profile, nick, config_dir)
+    finally:
+        sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+
+
+if __name__ == "__main__":
+    main()

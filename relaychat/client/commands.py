@@ -1,0 +1,335 @@
+"""The ``/command args`` language of the chat program, parsed without I/O.
+
+One table, :data:`COMMANDS`, drives both parsing and ``/help``: each row
+names a command class, its spellings, its parameters written the way help
+shows them (``<nick>`` required word, ``[nick]`` optional word,
+``<text...>`` the rest of the line) and a one-line summary. Adding a
+command is adding a row and a dataclass; the help text cannot drift from
+what the parser accepts.
+
+A line that does not start with ``/`` is a message for the current
+conversation; ``//text`` sends ``/text`` for the rare message that must
+begin with a slash.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+from dataclasses import dataclass
+from typing import Iterable, Union
+
+__all__ = [
+    "COMMANDS",
+    "Accept",
+    "Close",
+    "Command",
+    "CommandError",
+    "CommandSpec",
+    "Connect",
+    "Decline",
+    "Help",
+    "Mail",
+    "Msg",
+    "Quit",
+    "Safety",
+    "Say",
+    "Switch",
+    "Trust",
+    "Verify",
+    "Who",
+    "Whois",
+    "help_lines",
+    "help_topic",
+    "is_nickname",
+    "parse",
+]
+
+# Section 4 of docs/protocol.rst. Checked here so a typo is reported at
+# once, in words, instead of as a relay error code a round trip later.
+_NICK_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{1,23}\Z")
+NICK_RULE = "nicknames are 2 to 24 letters, digits, '_' or '-', starting with a letter"
+
+
+def is_nickname(text: str) -> bool:
+    """True if ``text`` follows the nickname rules of protocol section 4."""
+    return bool(_NICK_RE.match(text))
+
+
+class CommandError(ValueError):
+    """The line is not a valid command; ``str(e)`` is a sentence for the user."""
+
+
+# -- command objects --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Say:
+    """Send ``text`` to the current conversation."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Connect:
+    nick: str
+
+
+@dataclass(frozen=True)
+class Accept:
+    nick: str | None = None
+
+
+@dataclass(frozen=True)
+class Decline:
+    nick: str | None = None
+
+
+@dataclass(frozen=True)
+class Who:
+    pass
+
+
+@dataclass(frozen=True)
+class Whois:
+    nick: str
+
+
+@dataclass(frozen=True)
+class Safety:
+    nick: str | None = None
+
+
+@dataclass(frozen=True)
+class Verify:
+    secret: str
+
+
+@dataclass(frozen=True)
+class Trust:
+    nick: str
+
+
+@dataclass(frozen=True)
+class Msg:
+    nick: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Mail:
+    nick: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Switch:
+    nick: str
+
+
+@dataclass(frozen=True)
+class Close:
+    nick: str | None = None
+
+
+@dataclass(frozen=True)
+class Quit:
+    pass
+
+
+@dataclass(frozen=True)
+class Help:
+    command: str | None = None
+
+
+Command = Union[
+    Say, Connect, Accept, Decline, Who, Whois, Safety, Verify, Trust, Msg, Mail, Switch, Close, Quit, Help
+]
+
+
+# -- the table ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Param:
+    name: str
+    required: bool
+    rest: bool  # takes the rest of the line, spaces included
+
+
+_PARAM_RE = re.compile(r"(?:<(\w+)(\.\.\.)?>|\[(\w+)(\.\.\.)?\])\Z")
+
+
+def _parse_params(spec: str) -> tuple[_Param, ...]:
+    """Read ``"<nick> <text...>"`` into parameter descriptions."""
+    params = []
+    for token in spec.split():
+        match = _PARAM_RE.match(token)
+        if match is None:
+            raise ValueError(f"bad parameter {token!r} in command table")
+        if match.group(1):
+            params.append(_Param(match.group(1), True, bool(match.group(2))))
+        else:
+            params.append(_Param(match.group(3), False, bool(match.group(4))))
+    return tuple(params)
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    """One row of the table: everything parsing and help need to know."""
+
+    factory: type
+    names: tuple[str, ...]  # first is the name help shows
+    params: str
+    summary: str
+
+    @property
+    def name(self) -> str:
+        return self.names[0]
+
+    @property
+    def usage(self) -> str:
+        return f"/{self.name} {self.params}".rstrip()
+
+    @property
+    def parameters(self) -> tuple[_Param, ...]:
+        return _parse_params(self.params)
+
+
+COMMANDS: tuple[CommandSpec, ...] = (
+    CommandSpec(Connect, ("connect", "call", "query"), "<nick>",
+                "Ask nick for an encrypted conversation."),
+    CommandSpec(Accept, ("accept", "yes"), "[nick]",
+                "Accept a conversation offered to you (nick needed only if several wait)."),
+    CommandSpec(Decline, ("decline", "no"), "[nick]",
+                "Decline a conversation offered to you."),
+    CommandSpec(Msg, ("msg",), "<nick> <text...>",
+                "Send text in your conversation with nick, without switching to it."),
+    CommandSpec(Switch, ("switch", "to"), "<nick>",
+                "Make the conversation with nick the one plain lines go to."),
+    CommandSpec(Who, ("who", "list"), "",
+                "List who is online."),
+    CommandSpec(Whois, ("whois", "lookup"), "<nick>",
+                "Show whether nick exists and is online, with their key's fingerprint."),
+    CommandSpec(Safety, ("safety", "code", "fingerprint", "fp"), "[nick]",
+                "Show the safety number and both fingerprints; compare them with your peer."),
+    CommandSpec(Verify, ("verify", "smp"), "<secret...>",
+                "Check a secret you both know (both type it); proves no one is in the middle."),
+    CommandSpec(Trust, ("trust",), "<nick>",
+                "Accept nick's new key after a key-change warning, once you compared safety numbers."),
+    CommandSpec(Mail, ("mail",), "<nick> <text...>",
+                "Leave an encrypted message for nick to read when they come online."),
+    CommandSpec(Close, ("close", "bye"), "[nick]",
+                "End the current conversation (or the one with nick)."),
+    CommandSpec(Help, ("help", "?"), "[command]",
+                "Show this list, or more about one command."),
+    CommandSpec(Quit, ("quit", "exit", "q"), "",
+                "Leave relaychat."),
+)
+
+_BY_NAME: dict[str, CommandSpec] = {name: spec for spec in COMMANDS for name in spec.names}
+
+# Fields the dataclasses use for each parameter name in the table.
+_FIELD_FOR_PARAM = {"nick": "nick", "text": "text", "secret": "secret", "command": "command"}
+
+
+def _check_table(table: Iterable[CommandSpec]) -> None:
+    """The table and the dataclasses must agree; checked once, at import."""
+    for spec in table:
+        fields = {f.name for f in dataclasses.fields(spec.factory)}
+        names = {_FIELD_FOR_PARAM[p.name] for p in spec.parameters}
+        if fields != names:
+            raise AssertionError(f"/{spec.name}: table has {sorted(names)}, class has {sorted(fields)}")
+
+
+_check_table(COMMANDS)
+
+
+# -- parsing --------------------------------------------------------------------
+
+
+def _check_nick(value: str) -> str:
+    if not is_nickname(value):
+        raise CommandError(f"'{value}' is not a nickname: {NICK_RULE}.")
+    return value
+
+
+def _unknown(name: str) -> CommandError:
+    close = difflib.get_close_matches(name, _BY_NAME, n=1)
+    hint = f" Did you mean /{close[0]}?" if close else ""
+    return CommandError(f"There is no command /{name}.{hint} Type /help for the list.")
+
+
+def _split_word(text: str) -> tuple[str, str]:
+    """The first whitespace-separated word and the rest, left-stripped."""
+    parts = text.lstrip().split(None, 1)
+    if not parts:
+        return "", ""
+    return parts[0], (parts[1] if len(parts) > 1 else "")
+
+
+def _bind(spec: CommandSpec, args: str) -> object:
+    """Match ``args`` against the spec's parameters and build the command."""
+    values: dict[str, str | None] = {}
+    rest = args.strip()
+    for param in spec.parameters:
+        if param.rest:
+            value: str | None = rest
+            rest = ""
+        else:
+            value, rest = _split_word(rest)
+        if not value:
+            if param.required:
+                raise CommandError(f"Usage: {spec.usage} -- {spec.summary}")
+            value = None
+        elif param.name == "nick":
+            value = _check_nick(value)
+        values[_FIELD_FOR_PARAM[param.name]] = value
+    if rest.strip():
+        raise CommandError(f"Too many words for /{spec.name}. Usage: {spec.usage}")
+    return spec.factory(**values)
+
+
+def parse(line: str) -> Command | None:
+    """Turn one typed line into a command; None for a blank line.
+
+    Raises :class:`CommandError` with a sentence explaining the mistake.
+    """
+    if not line.strip():
+        return None
+    if line.startswith("//"):
+        return Say(line[1:])
+    if not line.startswith("/"):
+        return Say(line)
+    name, args = _split_word(line[1:])
+    if not name or line[1:2].isspace():
+        raise CommandError("A command name must follow the '/'. Type /help for the list.")
+    spec = _BY_NAME.get(name.lower())
+    if spec is None:
+        raise _unknown(name.lower())
+    return _bind(spec, args)  # type: ignore[return-value]
+
+
+# -- help -----------------------------------------------------------------------
+
+
+def help_lines() -> list[str]:
+    """The command list, one line per command, usages aligned."""
+    width = max(len(spec.usage) for spec in COMMANDS)
+    lines = ["Commands (anything not starting with / is sent to the current conversation):"]
+    lines.extend(f"  {spec.usage:<{width}}  {spec.summary}" for spec in COMMANDS)
+    lines.append("  Start a message with // to send text that begins with /.")
+    return lines
+
+
+def help_topic(name: str) -> list[str]:
+    """Help on one command, given with or without its slash, by any spelling."""
+    key = name.lstrip("/").lower()
+    spec = _BY_NAME.get(key)
+    if spec is None:
+        raise _unknown(key)
+    lines = [f"{spec.usage} -- {spec.summary}"]
+    if len(spec.names) > 1:
+        lines.append("Also: " + ", ".join(f"/{n}" for n in spec.names[1:]))
+    return lines

@@ -1,0 +1,472 @@
+"""The chat program's behaviour: typed commands in, library calls out, lines shown.
+
+:class:`ChatController` sits between the terminal (a :class:`View`: it shows
+lines and a prompt) and the client library (``relaychat.client.api``). It
+keeps the little state a chat program needs -- open conversations, waiting
+offers, the conversation plain lines go to, keys that changed -- and asks
+the :class:`~relaychat.client.presenter.Presenter` for the words. It never
+touches the terminal itself, so tests drive it with a fake view and a fake
+client, and the pseudo-terminal test only has to prove the wiring.
+
+Trust decisions stay with the user: a :class:`~relaychat.client.errors.KeyChanged`
+from any path (calling, accepting, a conversation, mail) is recorded and
+shown as a loud warning with the safety number of the *new* key, and only
+``/trust <nick>`` replaces the pin.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Protocol, Sequence
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from relaychat.client import commands as cmd
+from relaychat.client.api import MailProblem, SMPAborted, SMPRequested, SMPResult
+from relaychat.client.errors import KeyChanged
+from relaychat.client.presenter import Line, Presenter, describe_failure
+from relaychat.crypto.pins import PinError, PinStatus
+from relaychat.crypto.safety import fingerprint, safety_number
+from relaychat.crypto.smp import SMPUsageError
+
+__all__ = ["ChatController", "View"]
+
+_log = Logger()
+
+#: Seconds ``/quit`` waits for conversations to close cleanly before leaving.
+QUIT_GRACE = 3.0
+
+
+class View(Protocol):
+    """What the controller needs from a screen."""
+
+    def show(self, lines: Sequence[Line]) -> None: ...
+
+    def set_prompt(self, prompt: str) -> None: ...
+
+
+class ChatController:
+    """One user's chat session: commands, events and what to show for them.
+
+    ``exit(status)`` is called once, when the program should end (after
+    ``/quit``, or when connecting failed).
+    """
+
+    def __init__(self, view: View, presenter: Presenter, clock: IReactorTime, server: str,
+                 exit: Callable[[int], None]) -> None:
+        self._view = view
+        self._presenter = presenter
+        self._clock = clock
+        self._server = server
+        self._exit = exit
+        self._client: Any = None
+        self._conversations: dict[str, Any] = {}
+        self._offers: dict[str, Any] = {}
+        self._calls: dict[str, Deferred] = {}
+        self._key_changes: dict[str, KeyChanged] = {}
+        self._verified: set[str] = set()
+        self._smp_asked: set[str] = set()
+        self._active: str | None = None
+        self._leaving = False
+        self._handlers: dict[type, Callable[[Any], None]] = {
+            cmd.Say: self._do_say,
+            cmd.Connect: self._do_connect,
+            cmd.Accept: self._do_accept,
+            cmd.Decline: self._do_decline,
+            cmd.Who: self._do_who,
+            cmd.Whois: self._do_whois,
+            cmd.Safety: self._do_safety,
+            cmd.Verify: self._do_verify,
+            cmd.Trust: self._do_trust,
+            cmd.Msg: self._do_msg,
+            cmd.Mail: self._do_mail,
+            cmd.Switch: self._do_switch,
+            cmd.Close: self._do_close,
+            cmd.Quit: lambda _: self.quit(),
+            cmd.Help: self._do_help,
+        }
+
+    # -- output
+
+    def _show(self, lines: Sequence[Line]) -> None:
+        self._view.show(lines)
+
+    def _update_prompt(self) -> None:
+        conversation = self._conversations.get(self._active) if self._active else None
+        nick = conversation.nick if conversation is not None else None
+        self._view.set_prompt(self._presenter.prompt(nick, self._active in self._verified))
+
+    def _failed(self, failure: Failure, nick: str | None = None) -> None:
+        """Errback for every request: a KeyChanged warning, or a sentence."""
+        exc = failure.value
+        if isinstance(exc, KeyChanged):
+            self._key_changed(exc)
+            return
+        lines = self._presenter.failure(exc, nick)
+        if lines and "This is a bug" in lines[0].text:
+            _log.failure("Unexpected failure", failure)
+        self._show(lines)
+
+    def _guard(self, action: Callable[[], Any], nick: str | None = None) -> Any:
+        """Run a synchronous library call, turning its exceptions into sentences."""
+        try:
+            return action()
+        except Exception:
+            self._failed(Failure(), nick)
+            return None
+
+    # -- start and stop
+
+    def start(self, connect: Callable[[], Deferred]) -> Deferred:
+        """Connect (``connect()`` fires with a ChatClient) and wire the session up."""
+        self._show(self._presenter.welcome() + self._presenter.connecting(self._server))
+        self._update_prompt()
+        d = connect()
+        d.addCallbacks(self.attach, self._connect_failed)
+        return d
+
+    def _connect_failed(self, failure: Failure) -> None:
+        self._show(self._presenter.connect_failed(describe_failure(failure.value, None, self._server)))
+        self._exit(1)
+
+    def attach(self, client: Any) -> None:
+        """Use a connected, registered ChatClient and subscribe to its events."""
+        self._client = client
+        self._presenter.me = client.nick
+        self._show(self._presenter.connected(client.nick, self._server, fingerprint(client.identity.identity_public)))
+        client.observe_offers(self._offered)
+        client.observe_mail(self._mail_arrived)
+        client.observe_notices(lambda text: self._show(self._presenter.notice(text)))
+        client.observe_disconnect(self._disconnected)
+        self._update_prompt()
+
+    def quit(self) -> None:
+        """Close conversations cleanly (bounded wait), then exit(0)."""
+        if self._leaving:
+            return
+        self._leaving = True
+        self._show(self._presenter.info("Leaving ..."))
+        client, self._client = self._client, None
+        if client is None:
+            self._exit(0)
+            return
+        d = self._guard(client.quit)
+        if not isinstance(d, Deferred):
+            self._exit(0)
+            return
+        d.addTimeout(QUIT_GRACE, self._clock)
+        d.addErrback(lambda f: None)  # leaving anyway; the relay notices the close
+        d.addBoth(lambda _: self._exit(0))
+
+    def _disconnected(self, reason: str) -> None:
+        if self._leaving:
+            return
+        self._client = None
+        self._conversations.clear()
+        self._offers.clear()
+        self._active = None
+        self._show(self._presenter.disconnected(reason))
+        self._update_prompt()
+
+    # -- typed lines
+
+    def handle_line(self, line: str) -> None:
+        """Run one line the user typed."""
+        try:
+            command = cmd.parse(line)
+        except cmd.CommandError as e:
+            self._show(self._presenter.error(str(e)))
+            return
+        if command is None:
+            return
+        if self._client is None and not isinstance(command, (cmd.Help, cmd.Quit)):
+            self._show(self._presenter.error("Not connected to the relay. /quit leaves."))
+            return
+        self._handlers[type(command)](command)
+
+    # -- conversations
+
+    def _conversation_for(self, nick: str | None) -> Any:
+        """The conversation with ``nick``, or the active one; shows why if none."""
+        key = nick.lower() if nick else self._active
+        conversation = self._conversations.get(key) if key else None
+        if conversation is None:
+            if nick:
+                self._show(self._presenter.error(f"You have no conversation with {nick}; /connect {nick} first."))
+            else:
+                self._show(self._presenter.error(
+                    "You are not in a conversation. /connect <nick> starts one; "
+                    "/mail <nick> <text> reaches someone offline."))
+        return conversation
+
+    def _send(self, conversation: Any, text: str) -> None:
+        sent = self._guard(lambda: conversation.send(text) or True, conversation.nick)
+        if sent:
+            to = conversation.nick if len(self._conversations) > 1 else None
+            self._show(self._presenter.own_message(text, to))
+
+    def _do_say(self, command: cmd.Say) -> None:
+        conversation = self._conversation_for(None)
+        if conversation is not None:
+            self._send(conversation, command.text)
+
+    def _do_msg(self, command: cmd.Msg) -> None:
+        conversation = self._conversation_for(command.nick)
+        if conversation is not None:
+            self._send(conversation, command.text)
+
+    def _do_connect(self, command: cmd.Connect) -> None:
+        nick, key = command.nick, command.nick.lower()
+        if key == self._client.canonical_nick:
+            self._show(self._presenter.error("That is your own nickname."))
+        elif key in self._conversations:
+            self._activate(key)
+        elif key in self._offers:
+            self._accept(self._offers.pop(key))
+        elif key in self._calls:
+            self._show(self._presenter.error(f"Already calling {nick}; /close {nick} stops calling."))
+        else:
+            d = self._guard(lambda: self._client.call(nick), nick)
+            if d is None:
+                return
+            self._calls[key] = d
+            self._show(self._presenter.calling(nick))
+            d.addBoth(self._call_over, key)
+            d.addCallbacks(self._opened, self._failed, errbackArgs=(nick,))
+
+    def _call_over(self, result: Any, key: str) -> Any:
+        self._calls.pop(key, None)
+        return result
+
+    def _opened(self, conversation: Any) -> None:
+        key = conversation.nick.lower()
+        self._conversations[key] = conversation
+        self._key_changes.pop(key, None)
+        self._verified.discard(key)
+        self._smp_asked.discard(key)
+        self._show(self._presenter.opened(conversation.nick, conversation.first_contact))
+        conversation.observe_messages(lambda text: self._show(self._presenter.message(conversation.nick, text)))
+        conversation.observe_smp(lambda event: self._smp_event(conversation, event))
+        conversation.observe_warnings(lambda sentence: self._show(self._presenter.error(sentence)))
+        conversation.observe_end(lambda ended: self._ended(conversation, ended))
+        if key in self._conversations:
+            self._activate(key)
+
+    def _activate(self, key: str) -> None:
+        if self._active != key:
+            previous = self._active
+            self._active = key
+            if previous is not None:
+                self._show(self._presenter.switched(self._conversations[key].nick))
+        self._update_prompt()
+
+    def _ended(self, conversation: Any, ended: Any) -> None:
+        key = conversation.nick.lower()
+        if self._conversations.get(key) is conversation:
+            del self._conversations[key]
+        self._verified.discard(key)
+        self._smp_asked.discard(key)
+        if isinstance(ended.error, KeyChanged):
+            self._key_changed(ended.error)
+        elif not self._leaving:
+            self._show(self._presenter.ended(conversation.nick, ended.clean, ended.by_peer, ended.reason))
+        if self._active == key:
+            self._active = None
+            if len(self._conversations) == 1:
+                self._activate(next(iter(self._conversations)))
+                self._show(self._presenter.switched(self._conversations[self._active].nick))
+        self._update_prompt()
+
+    def _do_switch(self, command: cmd.Switch) -> None:
+        if self._conversation_for(command.nick) is not None:
+            self._activate(command.nick.lower())
+            self._show(self._presenter.switched(self._conversations[command.nick.lower()].nick))
+
+    def _do_close(self, command: cmd.Close) -> None:
+        key = command.nick.lower() if command.nick else self._active
+        if key in self._calls:
+            self._calls[key].cancel()
+        elif key in self._offers:
+            self._decline(self._offers.pop(key))
+        elif self._conversation_for(command.nick) is not None:
+            conversation = self._conversations[key]
+            d = self._guard(conversation.close, conversation.nick)
+            if d is not None:
+                d.addErrback(self._failed, conversation.nick)
+
+    # -- offers
+
+    def _offered(self, offer: Any) -> None:
+        key = offer.nick.lower()
+        self._offers[key] = offer
+        self._show(self._presenter.offer(offer.nick, offer.fingerprint, offer.pin is PinStatus.CHANGED))
+        offer.observe_withdrawn(lambda reason: self._withdrawn(offer, reason))
+
+    def _withdrawn(self, offer: Any, reason: str) -> None:
+        key = offer.nick.lower()
+        if self._offers.get(key) is offer:
+            del self._offers[key]
+            self._show(self._presenter.offer_withdrawn(offer.nick, reason))
+
+    def _pick_offer(self, nick: str | None) -> Any:
+        """The offer from ``nick``, or the only one waiting; shows why if none."""
+        if nick is not None:
+            offer = self._offers.pop(nick.lower(), None)
+            if offer is None:
+                self._show(self._presenter.error(f"{nick} has not offered you a conversation."))
+            return offer
+        if len(self._offers) == 1:
+            return self._offers.pop(next(iter(self._offers)))
+        if not self._offers:
+            self._show(self._presenter.error("Nobody is waiting for you to accept."))
+        else:
+            names = ", ".join(o.nick for o in self._offers.values())
+            self._show(self._presenter.error(f"Several offers wait ({names}); say whose, e.g. /accept <nick>."))
+        return None
+
+    def _do_accept(self, command: cmd.Accept) -> None:
+        offer = self._pick_offer(command.nick)
+        if offer is not None:
+            self._accept(offer)
+
+    def _accept(self, offer: Any) -> None:
+        d = self._guard(offer.accept, offer.nick)
+        if d is not None:
+            self._show(self._presenter.accepting(offer.nick))
+            d.addCallbacks(self._opened, self._failed, errbackArgs=(offer.nick,))
+
+    def _do_decline(self, command: cmd.Decline) -> None:
+        offer = self._pick_offer(command.nick)
+        if offer is not None:
+            self._decline(offer)
+
+    def _decline(self, offer: Any) -> None:
+        d = self._guard(offer.decline, offer.nick)
+        if d is not None:
+            self._show(self._presenter.declined(offer.nick))
+            d.addErrback(self._failed, offer.nick)
+
+    # -- trust
+
+    def _my_key(self) -> tuple[bytes, str]:
+        return self._client.identity.identity_public, self._client.canonical_nick
+
+    def _key_changed(self, exc: KeyChanged) -> None:
+        key = exc.nick.lower()
+        self._key_changes[key] = exc
+        number = None
+        if self._client is not None:
+            mine, me = self._my_key()
+            number = safety_number(mine, me, exc.new_key, key)
+        old = fingerprint(exc.pinned_key) if exc.pinned_key is not None else None
+        self._show(self._presenter.key_changed(exc.nick, old, fingerprint(exc.new_key), number))
+
+    def _do_trust(self, command: cmd.Trust) -> None:
+        change = self._key_changes.get(command.nick.lower())
+        if change is None:
+            self._show(self._presenter.error(f"There is no changed key for {command.nick} waiting for a decision."))
+            return
+        if self._guard(lambda: self._client.accept_new_key(change.nick, change.new_key) or True, change.nick):
+            del self._key_changes[command.nick.lower()]
+            self._show(self._presenter.trusted(change.nick, fingerprint(change.new_key)))
+
+    def _do_safety(self, command: cmd.Safety) -> None:
+        nick = command.nick or (self._conversations[self._active].nick if self._active else None)
+        if nick is None:
+            self._show(self._presenter.error("You are not in a conversation; /safety <nick> names one."))
+            return
+        key = nick.lower()
+        mine, me = self._my_key()
+        conversation = self._conversations.get(key)
+        if conversation is not None:
+            peer_key, source = conversation.peer_identity, "this conversation"
+        elif key in self._key_changes:
+            peer_key, source = self._key_changes[key].new_key, "their NEW, not yet trusted key"
+        else:
+            try:
+                peer_key, source = self._client.pinned_key(nick), "the key you pinned"
+            except PinError as e:
+                self._show(self._presenter.error(str(e)))
+                return
+            if peer_key is None:
+                self._show(self._presenter.error(f"You have no key for {nick} yet; /connect {nick} first."))
+                return
+        self._show(self._presenter.safety(
+            nick, fingerprint(mine), fingerprint(peer_key), safety_number(mine, me, peer_key, key),
+            source, key in self._verified and conversation is not None))
+
+    def _do_verify(self, command: cmd.Verify) -> None:
+        conversation = self._conversation_for(None)
+        if conversation is None:
+            return
+        key = conversation.nick.lower()
+        if key in self._smp_asked:
+            self._smp_asked.discard(key)
+            if self._guard(lambda: conversation.smp_respond(command.secret) or True, conversation.nick):
+                self._show(self._presenter.smp_answered(conversation.nick))
+        elif self._guard(lambda: self._smp_restart(conversation, command.secret), conversation.nick):
+            self._show(self._presenter.smp_started(conversation.nick))
+
+    @staticmethod
+    def _smp_restart(conversation: Any, secret: str) -> bool:
+        """Start a check; typing /verify again (a typo in the secret) starts over."""
+        try:
+            conversation.smp_start(secret)
+        except SMPUsageError:
+            conversation.smp_abort()
+            conversation.smp_start(secret)
+        return True
+
+    def _smp_event(self, conversation: Any, event: Any) -> None:
+        key = conversation.nick.lower()
+        if isinstance(event, SMPRequested):
+            self._smp_asked.add(key)
+            self._show(self._presenter.smp_requested(conversation.nick))
+        elif isinstance(event, SMPResult):
+            if event.equal:
+                self._verified.add(key)
+            else:
+                self._verified.discard(key)
+            self._show(self._presenter.smp_result(conversation.nick, event.equal))
+            self._update_prompt()
+        elif isinstance(event, SMPAborted):
+            self._smp_asked.discard(key)
+            self._show(self._presenter.smp_aborted(conversation.nick, event.reason))
+
+    # -- directory, mail, help
+
+    def _do_who(self, command: cmd.Who) -> None:
+        d = self._guard(self._client.who)
+        if d is not None:
+            d.addCallbacks(lambda users: self._show(self._presenter.who([u.nick for u in users])), self._failed)
+
+    def _do_whois(self, command: cmd.Whois) -> None:
+        d = self._guard(lambda: self._client.lookup(command.nick), command.nick)
+        if d is not None:
+            d.addCallbacks(self._show_whois, self._failed, errbackArgs=(command.nick,))
+
+    def _show_whois(self, info: Any) -> None:
+        self._show(self._presenter.whois(info.nick, info.online, fingerprint(info.identity_pub), info.pin.value))
+
+    def _do_mail(self, command: cmd.Mail) -> None:
+        d = self._guard(lambda: self._client.send_mail(command.nick, command.text), command.nick)
+        if d is not None:
+            d.addCallbacks(lambda _: self._show(self._presenter.mail_sent(command.nick)),
+                           self._failed, errbackArgs=(command.nick,))
+
+    def _mail_arrived(self, event: Any) -> None:
+        if isinstance(event, MailProblem):
+            if isinstance(event.error, KeyChanged):
+                self._key_changed(event.error)
+            else:
+                self._show(self._presenter.mail_problem(event.sender, event.time, event.reason))
+            return
+        self._show(self._presenter.mail(event.sender, event.time, event.text))
+
+    def _do_help(self, command: cmd.Help) -> None:
+        try:
+            self._show(self._presenter.help(command.command))
+        except cmd.CommandError as e:
+            self._show(self._presenter.error(str(e)))
