@@ -124,4 +124,7 @@ class InstalledPlugin(SynchronousTestCase):
             [sys.executable, "-c", "import relaychat; print(relaychat.__file__)"],
             cwd=elsewhere, env=env, capture_output=True, text=True, timeout=60,
         )
-        self.assertNotIn(str(ROOT), located.stdout, "this test must exercise the installed copy")
+        located_file = located.stdout.strip()
+        self.assertNotEqual(located_file, str(ROOT / "relaychat" / "__init__.py"),
+                            "this test must exercise the installed copy")
+        self.assertIn("-packages", located_file)
