@@ -546,3 +546,39 @@ class ConfigDirTests(SynchronousTestCase):
         env["HOME"] = "/home/someone"
         self.patch(os, "environ", env)
         self.assertEqual(identity.default_config_dir(), Path("/home/someone/.config/relaychat"))
+
+
+class SmallOrderPoints(SynchronousTestCase):
+    """The y-coordinate test for small order, against two independent oracles."""
+
+    def test_matches_repeated_doubling(self) -> None:
+        P, D = identity._P, identity._D
+
+        def double(x: int, y: int) -> tuple[int, int]:
+            xy = x * y % P
+            dxxyy = D * xy * xy % P
+            return (2 * xy * pow(1 + dxxyy, P - 2, P) % P,
+                    (y * y + x * x) * pow((1 - dxxyy) % P, P - 2, P) % P)
+
+        def eight_times_is_neutral(point: tuple[int, int]) -> bool:
+            x, y = point
+            for _ in range(3):
+                x, y = double(x, y)
+            return x == 0 and y == 1
+
+        small = [identity._ed25519_decode(y.to_bytes(32, "little")) for y in identity._SMALL_ORDER_YS]
+        self.assertEqual(len(identity._SMALL_ORDER_YS), 5)
+        for point in small:
+            self.assertIsNotNone(point)
+            self.assertTrue(eight_times_is_neutral(point))
+        for _ in range(20):
+            point = identity._ed25519_decode(Identity.generate().identity_public)
+            self.assertFalse(eight_times_is_neutral(point))
+            self.assertFalse(identity._ed25519_small_order(point))
+
+    def test_matches_libsodium_blocklist(self) -> None:
+        # The order-8 encodings in libsodium's ge25519_has_small_order blocklist.
+        order_8 = {"26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+                   "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a"}
+        mine = {y.to_bytes(32, "little").hex() for y in identity._SMALL_ORDER_YS}
+        self.assertTrue(order_8 <= mine, mine)

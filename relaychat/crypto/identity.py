@@ -165,21 +165,40 @@ def _ed25519_decode(raw: bytes) -> tuple[int, int] | None:
     return x, y
 
 
-def _ed25519_double(x: int, y: int) -> tuple[int, int]:
-    # Complete affine doubling for a = -1; denominators never vanish since d
-    # is not a square mod p.
-    xy = (x * y) % _P
-    dxxyy = (_D * xy * xy) % _P
-    x3 = (2 * xy * pow((1 + dxxyy) % _P, _P - 2, _P)) % _P
-    y3 = ((y * y + x * x) * pow((1 - dxxyy) % _P, _P - 2, _P)) % _P
-    return x3, y3
+def _ed25519_sqrt(a: int) -> int | None:
+    """A square root mod p (p = 5 mod 8, RFC 8032 section 5.1.3), or None."""
+    root = pow(a, (_P + 3) // 8, _P)
+    for candidate in (root, root * _SQRT_M1 % _P):
+        if candidate * candidate % _P == a % _P:
+            return candidate
+    return None
+
+
+def _small_order_ys() -> frozenset[int]:
+    """The y coordinates of the eight points of order 1, 2, 4 and 8.
+
+    A point and its negation share y and have the same order, so y alone
+    decides: the identity (y = 1), order 2 (y = -1), order 4 (y = 0), and
+    order 8, whose doubles have y = 0, i.e. x^2 = -y^2, which with the curve
+    equation gives d y^4 + 2 y^2 - 1 = 0. (These are the points libsodium's
+    ``has_small_order`` blocklists; tests/test_identity.py checks both.)
+    """
+    ys = {0, 1, _P - 1}
+    inverse_d = pow(_D, _P - 2, _P)
+    root = _ed25519_sqrt(1 + _D)
+    assert root is not None
+    for y_squared in ((-1 + root) * inverse_d % _P, (-1 - root) * inverse_d % _P):
+        y = _ed25519_sqrt(y_squared)
+        if y is not None:
+            ys.update({y, _P - y})
+    return frozenset(ys)
+
+
+_SMALL_ORDER_YS = _small_order_ys()
 
 
 def _ed25519_small_order(point: tuple[int, int]) -> bool:
-    x, y = point
-    for _ in range(3):
-        x, y = _ed25519_double(x, y)
-    return x == 0 and y == 1
+    return point[1] in _SMALL_ORDER_YS
 
 
 def _require_bytes(value: object, size: int, what: str) -> bytes:
