@@ -33,7 +33,7 @@ class Daemon:
     def __init__(self, *args: str, cwd: str, env: Optional[dict[str, str]] = None) -> None:
         self.args = args
         self.cwd = cwd
-        self.env = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
+        self.env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
         self.output: list[str] = []
         self.process: Optional[subprocess.Popen[str]] = None
         self._reader: Optional[threading.Thread] = None

@@ -5,7 +5,14 @@ from __future__ import annotations
 from twisted.trial import unittest
 
 from relaychat.client import commands as c
-from relaychat.client.commands import COMMANDS, CommandError, help_lines, help_topic, is_nickname, parse
+from relaychat.client.commands import (
+    COMMANDS,
+    CommandError,
+    help_lines,
+    help_topic,
+    is_nickname,
+    parse,
+)
 
 
 class PlainLineTests(unittest.TestCase):
@@ -125,8 +132,13 @@ class HelpTests(unittest.TestCase):
     def test_topic(self) -> None:
         self.assertEqual(
             help_topic("/call"),
-            ["/connect <nick> -- Ask nick for an encrypted conversation.", "Also: /call, /query"],
+            [
+                "/connect <nick> -- Ask nick for an encrypted conversation.",
+                "If nick has already asked you, this accepts their offer instead.",
+                "Also: /call, /query",
+            ],
         )
+        self.assertEqual(help_topic("decline"), ["/decline [nick] -- Decline an offered conversation.", "Also: /no"])
         self.assertEqual(help_topic("who")[0], "/who -- List who is online.")
 
     def test_unknown_topic(self) -> None:
@@ -136,6 +148,11 @@ class HelpTests(unittest.TestCase):
         lines = help_lines()[1:-1]
         columns = {line.index(spec.summary) for line, spec in zip(lines, COMMANDS)}
         self.assertEqual(len(columns), 1)
+
+    def test_list_fits_80_columns(self) -> None:
+        """With the status prefix, each line fits a standard terminal unwrapped."""
+        for line in help_lines():
+            self.assertLessEqual(len("*** " + line), 79, line)
 
     def test_no_duplicate_names(self) -> None:
         names = [n for spec in COMMANDS for n in spec.names]

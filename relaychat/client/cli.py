@@ -17,9 +17,10 @@ import os
 import re
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, TextIO
+from typing import Any, TextIO
 
 from twisted.conch.insults import insults
 from twisted.internet.defer import Deferred
@@ -39,12 +40,23 @@ from relaychat.client import api
 from relaychat.client.commands import NICK_RULE, is_nickname
 from relaychat.client.controller import ChatController
 from relaychat.client.presenter import Presenter
+from relaychat.client.seen import SeenMail
 from relaychat.client.terminal import ChatTerminal, raw_terminal, terminal_size
 from relaychat.crypto import identity as identity_module
-from relaychat.crypto.identity import IdentityError, PassphraseRequired, WrongPassphrase, write_private_file
+from relaychat.crypto.identity import (
+    Identity,
+    IdentityError,
+    PassphraseRequired,
+    WrongPassphrase,
+    write_private_file,
+)
+from relaychat.crypto.pins import KnownPeers
 from relaychat.crypto.safety import fingerprint
 
 __all__ = ["Options", "Server", "main", "parse_server"]
+
+#: What :func:`relaychat.client.api.open_profile` returns.
+Profile = tuple[Identity, KnownPeers, SeenMail]
 
 DEFAULT_PORT = 7733
 NICK_FILE = "nickname"
@@ -61,8 +73,8 @@ class Options(usage.Options):
     )
     optParameters = [
         ["server", "s", "localhost",
-         f"The relay: HOST, HOST:PORT (default port {DEFAULT_PORT}), [IPv6]:PORT, or a "
-         "Twisted client endpoint string such as tcp:host=relay:port=7733."],
+         (f"The relay: HOST, HOST:PORT (default port {DEFAULT_PORT}), [IPv6]:PORT, "
+          "tls:HOST:PORT[:fingerprint=sha256:HEX|:trust=PATH], or a Twisted client endpoint string.")],
         ["nick", "n", None, "Your nickname (asked on the first run, then remembered)."],
         ["config-dir", "c", None, "Where your keys live (default: $XDG_CONFIG_HOME/relaychat)."],
     ]
@@ -73,12 +85,12 @@ class Options(usage.Options):
 
     def opt_version(self) -> None:
         """Show relaychat's version and exit."""
-        try:
-            from importlib.metadata import version
+        from importlib.metadata import PackageNotFoundError, version
 
+        try:
             shown = version("relaychat")
-        except Exception:
-            shown = "(unknown version)"
+        except PackageNotFoundError:  # run from a checkout that is not installed
+            shown = "(not installed)"
         print(f"relaychat {shown}")
         sys.exit(0)
 
@@ -99,9 +111,9 @@ class Server:
     """Where the relay is: a label for people, and how to make the endpoint."""
 
     label: str
-    host: Optional[str] = None
+    host: str | None = None
     port: int = DEFAULT_PORT
-    endpoint_string: Optional[str] = None
+    endpoint_string: str | None = None
 
     def endpoint(self, reactor: Any) -> IStreamClientEndpoint:
         if self.endpoint_string is not None:
@@ -143,7 +155,7 @@ def _say(text: str, stream: TextIO = sys.stderr) -> None:
     print(f"relaychat: {text}", file=stream)
 
 
-def ask_nick(config_dir: Path, ask: Callable[[str], str] = input) -> Optional[str]:
+def ask_nick(config_dir: Path, ask: Callable[[str], str] = input) -> str | None:
     """The remembered nickname, else ask (until it follows the rules)."""
     try:
         remembered = (config_dir / NICK_FILE).read_text(encoding="utf-8").strip()
@@ -170,36 +182,36 @@ def remember_nick(config_dir: Path, nick: str) -> None:
         pass  # only a convenience: next time we ask again
 
 
-def _new_passphrase(ask: Callable[[str], str]) -> Optional[bytes]:
+def _new_passphrase(ask: Callable[[str], str], tell: Callable[[str], None]) -> bytes | None:
     for _ in range(PASSPHRASE_TRIES):
         first = ask("New passphrase for your identity key: ")
         if not first:
-            print("The passphrase is empty; type one, or run without --passphrase.")
+            tell("The passphrase is empty; type one, or run without --passphrase.")
             continue
         if ask("The same passphrase again: ") != first:
-            print("The two passphrases differ.")
+            tell("The two passphrases differ.")
             continue
         return first.encode("utf-8")
     return None
 
 
-def open_profile(config_dir: Path, want_passphrase: bool,
-                 ask: Callable[[str], str] = getpass.getpass) -> Optional[tuple[Any, Any, Any]]:
+def open_profile(config_dir: Path, want_passphrase: bool, ask: Callable[[str], str] = getpass.getpass,
+                 tell: Callable[[str], None] = print) -> Profile | None:
     """(identity, known peers, seen mail), creating the identity on the first run.
 
-    Returns None after saying why, when the key cannot be opened.
+    Returns None after saying why (``tell``), when the key cannot be opened.
     """
     try:
         if not identity_module.exists(config_dir):
-            passphrase = _new_passphrase(ask) if want_passphrase else None
+            passphrase = _new_passphrase(ask, tell) if want_passphrase else None
             if want_passphrase and passphrase is None:
-                _say("No identity was created.")
+                tell("No identity was created.")
                 return None
             profile = api.open_profile(config_dir, passphrase)
-            print(f"Created your identity key in {config_dir} (fingerprint {fingerprint(profile[0].identity_public)}).")
+            tell(f"Created your identity key in {config_dir} (fingerprint {fingerprint(profile[0].identity_public)}).")
             return profile
         if want_passphrase:
-            print("Note: --passphrase only applies when a new identity is created; using the existing one.")
+            tell("Note: --passphrase only applies when a new identity is created; using the existing one.")
         try:
             return api.open_profile(config_dir, None)
         except PassphraseRequired:
@@ -211,12 +223,12 @@ def open_profile(config_dir: Path, want_passphrase: bool,
             try:
                 return api.open_profile(config_dir, secret.encode("utf-8"))
             except WrongPassphrase:
-                print("That passphrase does not unlock the key.")
-        _say("Could not unlock your identity key.")
+                tell("That passphrase does not unlock the key.")
+        tell("Could not unlock your identity key.")
     except (EOFError, KeyboardInterrupt):
-        print()
+        tell("")
     except (IdentityError, OSError) as e:
-        _say(str(e))
+        tell(str(e))
     return None
 
 
@@ -240,8 +252,7 @@ def _colour_wanted(options: Options) -> bool:
     return not options["no-color"] and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
 
 
-def run_screen(reactor: Any, options: Options, profile: tuple[Any, Any, Any], nick: str,
-               config_dir: Path) -> int:
+def run_screen(reactor: Any, options: Options, profile: Profile, nick: str, config_dir: Path) -> int:
     """Run the chat screen until /quit; returns the exit status."""
     identity, known_peers, seen_mail = profile
     server: Server = options["server"]
@@ -270,29 +281,33 @@ def run_screen(reactor: Any, options: Options, profile: tuple[Any, Any, Any], ni
         screen.on_interrupt = controller.quit
         screen.on_lost = lambda: stop() if outcome else controller.quit()
 
+        def registered(client: api.ChatClient) -> api.ChatClient:
+            remember_nick(config_dir, client.nick)  # asked once, then known
+            return client
+
         def connect() -> Deferred:
             d = api.connect(reactor, server.endpoint(reactor), identity, nick, known_peers, seen_mail=seen_mail)
-            d.addCallback(lambda client: (remember_nick(config_dir, client.nick), client)[1])
-            return d
+            return d.addCallback(registered)
 
         def resized(signum: int, frame: object) -> None:
             reactor.callFromThread(lambda: screen.terminalSize(*terminal_size(1)))
 
         previous = signal.signal(signal.SIGWINCH, resized)
         try:
-            reactor.callWhenRunning(controller.start, connect)
+            reactor.callWhenRunning(controller.start, connect, nick)
             reactor.run()
         finally:
             signal.signal(signal.SIGWINCH, previous)
     return outcome[0] if outcome else 1
 
 
-def main(argv: Optional[list[str]] = None) -> None:
+def main(argv: list[str] | None = None) -> None:
     """Console entry point: ``relaychat [options]``."""
     sys.exit(run(sys.argv[1:] if argv is None else argv))
 
 
 def run(argv: list[str]) -> int:
+    """Ask what must be asked, in cooked mode; then run the screen. Returns the exit status."""
     options = Options()
     try:
         options.parseOptions(argv)

@@ -17,8 +17,8 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable, Union
 
 __all__ = [
     "COMMANDS",
@@ -143,9 +143,9 @@ class Help:
     command: str | None = None
 
 
-Command = Union[
-    Say, Connect, Accept, Decline, Who, Whois, Safety, Verify, Trust, Msg, Mail, Switch, Close, Quit, Help
-]
+Command = (
+    Say | Connect | Accept | Decline | Who | Whois | Safety | Verify | Trust | Msg | Mail | Switch | Close | Quit | Help
+)
 
 
 # -- the table ------------------------------------------------------------------
@@ -182,7 +182,8 @@ class CommandSpec:
     factory: type
     names: tuple[str, ...]  # first is the name help shows
     params: str
-    summary: str
+    summary: str  # one line in the list: short enough for 80 columns
+    details: str = ""  # more, for /help <command>
 
     @property
     def name(self) -> str:
@@ -199,33 +200,45 @@ class CommandSpec:
 
 COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec(Connect, ("connect", "call", "query"), "<nick>",
-                "Ask nick for an encrypted conversation."),
+                "Ask nick for an encrypted conversation.",
+                "If nick has already asked you, this accepts their offer instead."),
     CommandSpec(Accept, ("accept", "yes"), "[nick]",
-                "Accept a conversation offered to you (nick needed only if several wait)."),
+                "Accept an offered conversation.",
+                "The nickname is needed only when several offers wait."),
     CommandSpec(Decline, ("decline", "no"), "[nick]",
-                "Decline a conversation offered to you."),
+                "Decline an offered conversation."),
     CommandSpec(Msg, ("msg",), "<nick> <text...>",
-                "Send text in your conversation with nick, without switching to it."),
+                "Send text to nick without switching to them."),
     CommandSpec(Switch, ("switch", "to"), "<nick>",
-                "Make the conversation with nick the one plain lines go to."),
+                "Send plain lines to nick from now on."),
     CommandSpec(Who, ("who", "list"), "",
                 "List who is online."),
     CommandSpec(Whois, ("whois", "lookup"), "<nick>",
-                "Show whether nick exists and is online, with their key's fingerprint."),
+                "Show nick's key fingerprint and whether online.",
+                "The key is what the relay claims; only a conversation or a safety number confirms it."),
     CommandSpec(Safety, ("safety", "code", "fingerprint", "fp"), "[nick]",
-                "Show the safety number and both fingerprints; compare them with your peer."),
+                "Show the safety number to compare with nick.",
+                "Read it to each other over another channel (phone, in person): if both screens show "
+                "the same 60 digits, nobody is in the middle. Also shows both key fingerprints."),
     CommandSpec(Verify, ("verify", "smp"), "<secret...>",
-                "Check a secret you both know (both type it); proves no one is in the middle."),
+                "Check a secret you both know (both type it).",
+                "Agree on a secret beforehand (not in this chat). Each of you types /verify with it; "
+                "the check reveals nothing about the secret, only whether both typed the same, "
+                "and it fails if someone is in the middle."),
     CommandSpec(Trust, ("trust",), "<nick>",
-                "Accept nick's new key after a key-change warning, once you compared safety numbers."),
+                "Accept nick's new key after a key warning.",
+                "Only after comparing the safety number shown in the warning with nick over another "
+                "channel: it replaces the key you pinned for nick."),
     CommandSpec(Mail, ("mail",), "<nick> <text...>",
-                "Leave an encrypted message for nick to read when they come online."),
+                "Leave sealed mail for nick to read later.",
+                "The relay keeps it (encrypted to nick's key) until nick connects."),
     CommandSpec(Close, ("close", "bye"), "[nick]",
-                "End the current conversation (or the one with nick)."),
+                "End the conversation (current or with nick).",
+                "Also stops calling nick, or declines nick's offer."),
     CommandSpec(Help, ("help", "?"), "[command]",
-                "Show this list, or more about one command."),
+                "This list, or more about one command."),
     CommandSpec(Quit, ("quit", "exit", "q"), "",
-                "Leave relaychat."),
+                "Leave relaychat (Ctrl-C also does)."),
 )
 
 _BY_NAME: dict[str, CommandSpec] = {name: spec for spec in COMMANDS for name in spec.names}
@@ -317,7 +330,7 @@ def parse(line: str) -> Command | None:
 def help_lines() -> list[str]:
     """The command list, one line per command, usages aligned."""
     width = max(len(spec.usage) for spec in COMMANDS)
-    lines = ["Commands (anything not starting with / is sent to the current conversation):"]
+    lines = ["Commands; other lines go to the current conversation:"]
     lines.extend(f"  {spec.usage:<{width}}  {spec.summary}" for spec in COMMANDS)
     lines.append("  Start a message with // to send text that begins with /.")
     return lines
@@ -330,6 +343,8 @@ def help_topic(name: str) -> list[str]:
     if spec is None:
         raise _unknown(key)
     lines = [f"{spec.usage} -- {spec.summary}"]
+    if spec.details:
+        lines.append(spec.details)
     if len(spec.names) > 1:
         lines.append("Also: " + ", ".join(f"/{n}" for n in spec.names[1:]))
     return lines

@@ -16,7 +16,8 @@ shown as a loud warning with the safety number of the *new* key, and only
 
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
@@ -24,9 +25,21 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from relaychat.client import commands as cmd
-from relaychat.client.api import MailProblem, SMPAborted, SMPRequested, SMPResult
+from relaychat.client.api import (
+    ChatClient,
+    Conversation,
+    Ended,
+    IncomingOffer,
+    MailEvent,
+    MailProblem,
+    PeerInfo,
+    SMPAborted,
+    SMPEvent,
+    SMPRequested,
+    SMPResult,
+)
 from relaychat.client.errors import KeyChanged
-from relaychat.client.presenter import Line, Presenter, describe_failure
+from relaychat.client.presenter import Line, Presenter, describe_failure, is_expected
 from relaychat.crypto.pins import PinError, PinStatus
 from relaychat.crypto.safety import fingerprint, safety_number
 from relaychat.crypto.smp import SMPUsageError
@@ -61,9 +74,10 @@ class ChatController:
         self._clock = clock
         self._server = server
         self._exit = exit
-        self._client: Any = None
-        self._conversations: dict[str, Any] = {}
-        self._offers: dict[str, Any] = {}
+        # Keyed by canonical nickname.
+        self._client: ChatClient | None = None
+        self._conversations: dict[str, Conversation] = {}
+        self._offers: dict[str, IncomingOffer] = {}
         self._calls: dict[str, Deferred] = {}
         self._key_changes: dict[str, KeyChanged] = {}
         self._verified: set[str] = set()
@@ -104,10 +118,9 @@ class ChatController:
         if isinstance(exc, KeyChanged):
             self._key_changed(exc)
             return
-        lines = self._presenter.failure(exc, nick)
-        if lines and "This is a bug" in lines[0].text:
+        if not is_expected(exc):
             _log.failure("Unexpected failure", failure)
-        self._show(lines)
+        self._show(self._presenter.failure(exc, nick))
 
     def _guard(self, action: Callable[[], Any], nick: str | None = None) -> Any:
         """Run a synchronous library call, turning its exceptions into sentences."""
@@ -119,19 +132,22 @@ class ChatController:
 
     # -- start and stop
 
-    def start(self, connect: Callable[[], Deferred]) -> Deferred:
-        """Connect (``connect()`` fires with a ChatClient) and wire the session up."""
+    def start(self, connect: Callable[[], Deferred], nick: str | None = None) -> Deferred:
+        """Connect (``connect()`` fires with a ChatClient registered as ``nick``)
+        and wire the session up; on failure say why and exit(1)."""
         self._show(self._presenter.welcome() + self._presenter.connecting(self._server))
         self._update_prompt()
         d = connect()
-        d.addCallbacks(self.attach, self._connect_failed)
+        d.addCallbacks(self.attach, self._connect_failed, errbackArgs=(nick,))
         return d
 
-    def _connect_failed(self, failure: Failure) -> None:
-        self._show(self._presenter.connect_failed(describe_failure(failure.value, None, self._server)))
+    def _connect_failed(self, failure: Failure, nick: str | None) -> None:
+        if not is_expected(failure.value):
+            _log.failure("Unexpected failure while connecting", failure)
+        self._show(self._presenter.connect_failed(describe_failure(failure.value, nick, self._server)))
         self._exit(1)
 
-    def attach(self, client: Any) -> None:
+    def attach(self, client: ChatClient) -> None:
         """Use a connected, registered ChatClient and subscribe to its events."""
         self._client = client
         self._presenter.me = client.nick
@@ -184,7 +200,10 @@ class ChatController:
         if self._client is None and not isinstance(command, (cmd.Help, cmd.Quit)):
             self._show(self._presenter.error("Not connected to the relay. /quit leaves."))
             return
-        self._handlers[type(command)](command)
+        try:
+            self._handlers[type(command)](command)
+        except Exception:  # a bug must not take the screen down with it
+            self._failed(Failure())
 
     # -- conversations
 
@@ -201,7 +220,7 @@ class ChatController:
                     "/mail <nick> <text> reaches someone offline."))
         return conversation
 
-    def _send(self, conversation: Any, text: str) -> None:
+    def _send(self, conversation: Conversation, text: str) -> None:
         sent = self._guard(lambda: conversation.send(text) or True, conversation.nick)
         if sent:
             to = conversation.nick if len(self._conversations) > 1 else None
@@ -240,7 +259,7 @@ class ChatController:
         self._calls.pop(key, None)
         return result
 
-    def _opened(self, conversation: Any) -> None:
+    def _opened(self, conversation: Conversation) -> None:
         key = conversation.nick.lower()
         self._conversations[key] = conversation
         self._key_changes.pop(key, None)
@@ -262,7 +281,7 @@ class ChatController:
                 self._show(self._presenter.switched(self._conversations[key].nick))
         self._update_prompt()
 
-    def _ended(self, conversation: Any, ended: Any) -> None:
+    def _ended(self, conversation: Conversation, ended: Ended) -> None:
         key = conversation.nick.lower()
         if self._conversations.get(key) is conversation:
             del self._conversations[key]
@@ -280,9 +299,11 @@ class ChatController:
         self._update_prompt()
 
     def _do_switch(self, command: cmd.Switch) -> None:
-        if self._conversation_for(command.nick) is not None:
+        conversation = self._conversation_for(command.nick)
+        if conversation is not None:
+            if self._active in (None, command.nick.lower()):  # else _activate says it
+                self._show(self._presenter.switched(conversation.nick))
             self._activate(command.nick.lower())
-            self._show(self._presenter.switched(self._conversations[command.nick.lower()].nick))
 
     def _do_close(self, command: cmd.Close) -> None:
         key = command.nick.lower() if command.nick else self._active
@@ -298,13 +319,13 @@ class ChatController:
 
     # -- offers
 
-    def _offered(self, offer: Any) -> None:
+    def _offered(self, offer: IncomingOffer) -> None:
         key = offer.nick.lower()
         self._offers[key] = offer
         self._show(self._presenter.offer(offer.nick, offer.fingerprint, offer.pin is PinStatus.CHANGED))
         offer.observe_withdrawn(lambda reason: self._withdrawn(offer, reason))
 
-    def _withdrawn(self, offer: Any, reason: str) -> None:
+    def _withdrawn(self, offer: IncomingOffer, reason: str) -> None:
         key = offer.nick.lower()
         if self._offers.get(key) is offer:
             del self._offers[key]
@@ -331,7 +352,7 @@ class ChatController:
         if offer is not None:
             self._accept(offer)
 
-    def _accept(self, offer: Any) -> None:
+    def _accept(self, offer: IncomingOffer) -> None:
         d = self._guard(offer.accept, offer.nick)
         if d is not None:
             self._show(self._presenter.accepting(offer.nick))
@@ -342,7 +363,7 @@ class ChatController:
         if offer is not None:
             self._decline(offer)
 
-    def _decline(self, offer: Any) -> None:
+    def _decline(self, offer: IncomingOffer) -> None:
         d = self._guard(offer.decline, offer.nick)
         if d is not None:
             self._show(self._presenter.declined(offer.nick))
@@ -410,7 +431,7 @@ class ChatController:
             self._show(self._presenter.smp_started(conversation.nick))
 
     @staticmethod
-    def _smp_restart(conversation: Any, secret: str) -> bool:
+    def _smp_restart(conversation: Conversation, secret: str) -> bool:
         """Start a check; typing /verify again (a typo in the secret) starts over."""
         try:
             conversation.smp_start(secret)
@@ -419,7 +440,7 @@ class ChatController:
             conversation.smp_start(secret)
         return True
 
-    def _smp_event(self, conversation: Any, event: Any) -> None:
+    def _smp_event(self, conversation: Conversation, event: SMPEvent) -> None:
         key = conversation.nick.lower()
         if isinstance(event, SMPRequested):
             self._smp_asked.add(key)
@@ -447,7 +468,7 @@ class ChatController:
         if d is not None:
             d.addCallbacks(self._show_whois, self._failed, errbackArgs=(command.nick,))
 
-    def _show_whois(self, info: Any) -> None:
+    def _show_whois(self, info: PeerInfo) -> None:
         self._show(self._presenter.whois(info.nick, info.online, fingerprint(info.identity_pub), info.pin.value))
 
     def _do_mail(self, command: cmd.Mail) -> None:
@@ -456,7 +477,7 @@ class ChatController:
             d.addCallbacks(lambda _: self._show(self._presenter.mail_sent(command.nick)),
                            self._failed, errbackArgs=(command.nick,))
 
-    def _mail_arrived(self, event: Any) -> None:
+    def _mail_arrived(self, event: MailEvent) -> None:
         if isinstance(event, MailProblem):
             if isinstance(event.error, KeyChanged):
                 self._key_changed(event.error)

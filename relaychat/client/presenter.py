@@ -26,10 +26,11 @@ from __future__ import annotations
 import enum
 import time
 import unicodedata
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
 
-from twisted.internet import defer, error as net_error
+from twisted.internet import defer
+from twisted.internet import error as net_error
 
 from relaychat.client import errors
 from relaychat.client.commands import help_lines, help_topic
@@ -39,12 +40,15 @@ from relaychat.crypto.pins import PinError
 
 __all__ = [
     "CONTINUATION",
+    "EXPECTED_FAILURES",
+    "STATUS_PREFIX",
+    "WARNING_PREFIX",
     "Kind",
     "Line",
     "Presenter",
-    "STATUS_PREFIX",
-    "WARNING_PREFIX",
     "cell_width",
+    "describe_failure",
+    "is_expected",
     "text_width",
     "wrap",
 ]
@@ -200,8 +204,9 @@ class Presenter:
         return self._status(_say(sentence), kind=Kind.ERROR)
 
     def disconnected(self, reason: str) -> list[Line]:
+        """``reason`` is the library's sentence ("Disconnected from the relay: ...")."""
         return self._status(
-            f"Disconnected from the relay: {_say(reason)}",
+            _say(reason),
             "Your conversations have ended. Type /quit to leave.",
             kind=Kind.ERROR,
         )
@@ -276,11 +281,9 @@ class Presenter:
             return self._status(f"{n} left the conversation.")
         if clean:
             return self._status(f"The conversation with {n} is closed.")
-        return self._status(
-            f"The conversation with {n} ended: {_say(reason)}",
-            "Messages may have been lost.",
-            kind=Kind.ERROR,
-        )
+        # The library's reason is a whole sentence ("... ended without their
+        # goodbye ...; the last messages may have been lost.").
+        return self._status(_say(reason) or f"The conversation with {n} ended abnormally.", kind=Kind.ERROR)
 
     # -- trust
 
@@ -396,6 +399,14 @@ class Presenter:
 
 # -- failures as sentences --------------------------------------------------------
 
+try:  # TLS failures, when the TLS extras are installed
+    from OpenSSL.SSL import Error as _SSLError
+    from service_identity import VerificationError as _VerificationError
+
+    _TLS_FAILURES: tuple[type[BaseException], ...] = (_SSLError, _VerificationError)
+except ImportError:  # pragma: no cover
+    _TLS_FAILURES = ()
+
 # Relay error codes (protocol section 2) that a person can act on, in words.
 # ``{n}`` is the nickname the request was about.
 _RELAY_CODES = {
@@ -412,6 +423,22 @@ _RELAY_CODES = {
 }
 
 
+def _disconnected(exc: errors.Disconnected, server: str | None) -> str:
+    """The connection ended; while connecting (``server`` given), say so in those words."""
+    if server is None:
+        return _say(str(exc))
+    where, text = render_inert(server), render_inert(exc.text.rstrip("."))
+    if "certificate verify failed" in text:
+        # The library passes OpenSSL's words on; these say what to do instead.
+        return (
+            f"Could not connect securely to {where}: the relay's certificate is not signed by an "
+            "authority this computer trusts. For a self-signed relay, pin the fingerprint its operator "
+            "publishes (tls:HOST:PORT:fingerprint=sha256:...) or trust its certificate file "
+            "(tls:HOST:PORT:trust=PATH)."
+        )
+    return f"Could not connect to {where}: {text}."
+
+
 def _connect_failure(exc: BaseException, server: str) -> str | None:
     """Network errors from endpoints, in words; None if not one of them."""
     where = render_inert(server)
@@ -421,11 +448,38 @@ def _connect_failure(exc: BaseException, server: str) -> str | None:
         return f"Could not connect to {where}: the host name was not found."
     if isinstance(exc, (net_error.TimeoutError, defer.TimeoutError)):
         return f"Could not connect to {where}: no answer in time."
+    if _TLS_FAILURES and isinstance(exc, _TLS_FAILURES):
+        return (f"Could not connect securely to {where}: the relay's certificate was not accepted "
+                f"({render_inert(str(exc))}).")
     if isinstance(exc, net_error.ConnectionDone):
         return f"The relay at {where} closed the connection."
     if isinstance(exc, net_error.ConnectError):
         return f"Could not connect to {where}: {render_inert(str(exc))}"
     return None
+
+
+#: Failures that happen in normal use and carry (or get) a sentence; anything
+#: else is a bug, named as one and logged with its traceback.
+EXPECTED_FAILURES: tuple[type[BaseException], ...] = (
+    errors.RelayError,
+    errors.ConversationFailed,
+    errors.MessageTooLong,
+    errors.MailError,
+    PinError,
+    IdentityError,
+    defer.CancelledError,
+    defer.TimeoutError,
+    net_error.ConnectError,
+    net_error.DNSLookupError,
+    net_error.TimeoutError,
+    net_error.ConnectionLost,
+    net_error.ConnectionDone,
+) + _TLS_FAILURES
+
+
+def is_expected(exc: BaseException) -> bool:
+    """True for failures people cause or meet (refused, offline, tampering), not bugs."""
+    return isinstance(exc, EXPECTED_FAILURES)
 
 
 def describe_failure(exc: BaseException, nick: str | None = None, server: str | None = None) -> str:
@@ -435,23 +489,18 @@ def describe_failure(exc: BaseException, nick: str | None = None, server: str | 
     error codes that people can do something about get a better one here.
     Anything unexpected is named as a bug rather than shown as a traceback.
     """
+    if not is_expected(exc):
+        return (
+            f"Something went wrong inside relaychat ({type(exc).__name__}: {_say(str(exc))}). "
+            "This is a bug; details are in the log."
+        )
     n = _nick(nick) if nick else "they"
     if isinstance(exc, errors.Disconnected):
-        return _say(str(exc))
+        return _disconnected(exc, server)
     if isinstance(exc, errors.RelayError):
         template = _RELAY_CODES.get(exc.code)
         return template.format(n=n) if template else _say(str(exc))
     if isinstance(exc, defer.CancelledError):
         return f"Stopped calling {n}." if nick else "Cancelled."
-    if server is not None:
-        sentence = _connect_failure(exc, server)
-        if sentence is not None:
-            return sentence
-    if isinstance(exc, (errors.ConversationFailed, errors.MessageTooLong, errors.MailError, PinError, IdentityError)):
-        return _say(str(exc))
-    if isinstance(exc, (net_error.ConnectError, net_error.ConnectionLost, net_error.ConnectionDone)):
-        return _connect_failure(exc, server or "the relay") or _say(str(exc))
-    return (
-        f"Something went wrong inside relaychat ({type(exc).__name__}: {_say(str(exc))}). "
-        "This is a bug; details are in the log."
-    )
+    network = _connect_failure(exc, server or "the relay")
+    return network if network is not None else _say(str(exc))

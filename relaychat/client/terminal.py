@@ -33,7 +33,7 @@ import os
 import struct
 import termios
 import tty
-from typing import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from twisted.conch.insults import insults
 
@@ -192,6 +192,22 @@ class LineEditor:
 # -- the screen -----------------------------------------------------------------------
 
 
+#: Emacs-style control keys, as most shells and chat programs bind them.
+_CONTROL_ACTIONS: dict[bytes, str] = {
+    b"\x01": "home",  # Ctrl-A
+    b"\x02": "left",  # Ctrl-B
+    b"\x05": "end",  # Ctrl-E
+    b"\x06": "right",  # Ctrl-F
+    b"\x08": "backspace",  # Ctrl-H
+    b"\x7f": "backspace",
+    b"\x0b": "kill_to_end",  # Ctrl-K
+    b"\x0e": "history_next",  # Ctrl-N
+    b"\x10": "history_previous",  # Ctrl-P
+    b"\x15": "kill_to_start",  # Ctrl-U
+    b"\x17": "kill_word",  # Ctrl-W
+}
+
+
 def _paint(line: Line, row: str, first: bool, colour: bool) -> str:
     """Add colour to one already-wrapped, inert row (escape codes are ours)."""
     if not colour:
@@ -268,7 +284,7 @@ class ChatTerminal(insults.TerminalProtocol):
         self._connected = True
         self._write(RESET_ATTRIBUTES + AUTOWRAP_OFF)
         pending, self._pending = self._pending, []
-        self.show(pending) if pending else self.redraw_input()
+        self.show(pending)  # also draws the input row
 
     def connectionLost(self, reason: object) -> None:
         self._connected = False
@@ -287,10 +303,12 @@ class ChatTerminal(insults.TerminalProtocol):
                 self.editor.kill_word()
                 self.redraw_input()
             return
-        if isinstance(keyID, bytes):
-            self._byte(keyID)
-        else:
+        # insults names special keys with multi-byte tokens such as b"[LEFT_ARROW]"
+        # (insults.FUNCTION_KEYS); everything else arrives one byte at a time.
+        if keyID in insults.FUNCTION_KEYS:
             self._special(keyID)
+        elif isinstance(keyID, bytes) and len(keyID) == 1:
+            self._byte(keyID)
 
     def _special(self, key: object) -> None:
         t = self.terminal
@@ -308,20 +326,6 @@ class ChatTerminal(insults.TerminalProtocol):
             action()
             self.redraw_input()
 
-    _CONTROL_ACTIONS = {
-        b"\x01": "home",  # Ctrl-A
-        b"\x02": "left",  # Ctrl-B
-        b"\x05": "end",  # Ctrl-E
-        b"\x06": "right",  # Ctrl-F
-        b"\x08": "backspace",  # Ctrl-H
-        b"\x7f": "backspace",
-        b"\x0b": "kill_to_end",  # Ctrl-K
-        b"\x0e": "history_next",  # Ctrl-N
-        b"\x10": "history_previous",  # Ctrl-P
-        b"\x15": "kill_to_start",  # Ctrl-U
-        b"\x17": "kill_word",  # Ctrl-W
-    }
-
     def _byte(self, key: bytes) -> None:
         if key in (b"\r", b"\n"):
             self._enter()
@@ -332,12 +336,14 @@ class ChatTerminal(insults.TerminalProtocol):
             self.redraw_input()
         elif key == b"\x0c":  # Ctrl-L: clean up a garbled input row
             self.redraw_input()
-        elif key in self._CONTROL_ACTIONS:
-            getattr(self.editor, self._CONTROL_ACTIONS[key])()
+        elif key in _CONTROL_ACTIONS:
+            getattr(self.editor, _CONTROL_ACTIONS[key])()
             self.redraw_input()
         elif key >= b"\x20":
-            self.editor.insert(self._decoder.decode(key))
-            self.redraw_input()
+            text = self._decoder.decode(key)  # "" until a UTF-8 sequence is complete
+            if text:
+                self.editor.insert(text)
+                self.redraw_input()
 
     def _enter(self) -> None:
         # A typed secret (/verify) is kept out of the history so Up cannot show it.
