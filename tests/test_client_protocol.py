@@ -262,6 +262,25 @@ class LineLimits(Base):
         self.protocol.connectionLost(Failure(Exception("closed")))
         self.assertIn("longer than 2048", str(self.failureResultOf(d, Disconnected).value))
 
+    def test_announced_max_line_is_capped_by_our_ceiling(self) -> None:
+        from relaychat.client.protocol import MAX_LINE_CEILING
+
+        d = self.protocol.hello()
+        self.feed(HELLO.replace("max_line=2048", "max_line=999999999999"))
+        self.assertEqual(self.successResultOf(d).max_line, 999999999999)
+        self.assertEqual(self.protocol.splitter.max_line, MAX_LINE_CEILING)
+
+    def test_endless_who_data_drops_the_connection(self) -> None:
+        from relaychat.client.protocol import MAX_WHO_LINES
+
+        self.hello()
+        d = self.protocol.who()
+        self.sent()
+        self.feed(*[f"USER u{i} {'A' * 43}=" for i in range(MAX_WHO_LINES + 1)])
+        self.assertTrue(self.transport.disconnecting)
+        self.protocol.connectionLost(Failure(Exception("closed")))
+        self.assertIn("USER lines", str(self.failureResultOf(d, Disconnected).value))
+
     def test_non_utf8_from_the_relay_drops_the_connection(self) -> None:
         self.protocol.dataReceived(b"NOTICE \xff\n")
         self.assertTrue(self.transport.disconnecting)

@@ -46,6 +46,10 @@ __all__ = [
 
 PROTOCOL_VERSION = "1"
 DEFAULT_MAX_LINE = 65536
+# Our own ceilings on what a relay may announce or send: the relay is a
+# remote party too, and must not make us buffer without bound.
+MAX_LINE_CEILING = 1 << 20
+MAX_WHO_LINES = 10000
 KEEPALIVE = 300.0  # half the relay's default idle_timeout (section 3)
 
 
@@ -249,6 +253,9 @@ class RelayClientProtocol(Protocol):
     def _user(self, parts: list[str]) -> None:
         if not self._pending or self._pending[0].command != "WHO" or len(parts) != 3:
             raise ValueError("USER outside WHO")
+        if len(self._pending[0].data) >= MAX_WHO_LINES:
+            self._abort(f"the relay sent more than {MAX_WHO_LINES} USER lines for one WHO")
+            return
         self._pending[0].data.append(parts[1:])
 
     def _offered(self, parts: list[str]) -> None:
@@ -330,7 +337,7 @@ class RelayClientProtocol(Protocol):
                 _number(values.pop("max_frame")), _number(values.pop("max_mail")), values,
             )
             self.hello_info = info
-            self.splitter.max_line = info.max_line
+            self.splitter.max_line = min(info.max_line, MAX_LINE_CEILING)
             return info
         return self._command("HELLO", (PROTOCOL_VERSION,), parse)
 
