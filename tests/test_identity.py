@@ -357,6 +357,51 @@ class BindingTests(SynchronousTestCase):
         self.assertRaises(BindingError, identity.verify_binding, forged, me.static_public)
 
 
+class VerifiedBindingMemoTests(SynchronousTestCase):
+    """A returning peer's binding is checked in full once; failures never stick."""
+
+    def setUp(self) -> None:
+        identity._verified_binding.cache_clear()
+        self.addCleanup(identity._verified_binding.cache_clear)
+        self.checks: list[bytes] = []
+        real = identity.verify_static_sig
+
+        def counting(identity_pub: bytes, static_pub: bytes, sig: bytes) -> bool:
+            self.checks.append(static_pub)
+            return real(identity_pub, static_pub, sig)
+
+        self.patch(identity, "verify_static_sig", counting)
+
+    def test_second_check_is_remembered(self) -> None:
+        me = _identity()
+        for _ in range(3):
+            self.assertEqual(identity.verify_binding(me.binding(), me.static_public), me.identity_public)
+        self.assertEqual(len(self.checks), 1)
+
+    def test_accepts_bytearray_and_memoryview(self) -> None:
+        me = _identity()
+        got = identity.verify_binding(bytearray(me.binding()), memoryview(me.static_public))
+        self.assertEqual(got, me.identity_public)
+        self.assertIs(type(got), bytes)
+
+    def test_failure_is_not_remembered(self) -> None:
+        me, relay = _identity(0), _identity(1)
+        for _ in range(2):
+            self.assertRaises(BindingError, identity.verify_binding, me.binding(), relay.static_public)
+        self.assertEqual(len(self.checks), 2)
+
+    def test_remembered_binding_still_refuses_another_rs(self) -> None:
+        """The memo is keyed on the pair: a verified binding replayed with the
+        relay's own Noise key is checked afresh, and refused."""
+        me, relay = _identity(0), _identity(1)
+        identity.verify_binding(me.binding(), me.static_public)
+        self.assertRaises(BindingError, identity.verify_binding, me.binding(), relay.static_public)
+        self.assertEqual(self.checks, [me.static_public, relay.static_public])
+
+    def test_bounded(self) -> None:
+        self.assertEqual(identity._verified_binding.cache_info().maxsize, identity.VERIFIED_BINDINGS_KEPT)
+
+
 class StorageTests(SynchronousTestCase):
     def setUp(self) -> None:
         # Full-cost scrypt is exercised once in test_default_kdf_cost.

@@ -132,6 +132,25 @@ class SafetyNumberTests(SynchronousTestCase):
             safety.safety_number(_A, "alice", _B, "bob"),
         )
 
+    def test_remembered_per_keys_and_nicks(self) -> None:
+        """Computed once per (keys, nicknames): the second conversation with
+        the same person costs no hashing, and any change is computed afresh."""
+        safety._safety_number.cache_clear()
+        self.addCleanup(safety._safety_number.cache_clear)
+        calls: list[bytes] = []
+        real = safety.numeric_fingerprint
+
+        def counting(*args: object) -> str:
+            calls.append(args[0])  # type: ignore[arg-type]
+            return real(*args)  # type: ignore[arg-type]
+
+        self.patch(safety, "numeric_fingerprint", counting)
+        first = safety.safety_number(_A, "alice", _B, "bob")
+        self.assertEqual(safety.safety_number(bytearray(_A), "Alice", _B, "bob"), first)
+        self.assertEqual(len(calls), 1)
+        self.assertNotEqual(safety.safety_number(_A, "alice", _C, "bob"), first)
+        self.assertEqual(len(calls), 2)
+
     def test_bad_input(self) -> None:
         self.assertRaises(ValueError, safety.safety_number, _A[:31], "alice", _B, "bob")
         self.assertRaises(ValueError, safety.safety_number, _A, "alice", _B + b"\0", "bob")

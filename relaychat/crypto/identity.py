@@ -15,6 +15,7 @@ functions return ``False`` (``bad-signature``).
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import os
 import secrets
@@ -379,7 +380,25 @@ def verify_binding(binding: bytes, rs: bytes) -> bytes:
     ``rs`` must be the remote static key learned in *this* handshake, so a
     relay cannot pair a genuine binding with its own Noise key. The caller
     must still compare the returned key with the pin (``pins.KnownPeers``).
+
+    The binding certifies the static key, not a handshake, so a returning
+    peer sends the same bytes every time; a bounded memo of the pairs that
+    verified spares the Ed25519 check (and the key validation) on every
+    later conversation. Failures are never remembered.
     """
+    identity_pub, _ = parse_binding(binding)  # wrong size or version: no memo lookup at all
+    if not isinstance(rs, (bytes, bytearray, memoryview)):
+        raise BindingError("The peer sent no static key.")
+    return _verified_binding(bytes(binding), bytes(rs))
+
+
+VERIFIED_BINDINGS_KEPT = 4096  # pairs; about 150 bytes each
+
+
+@functools.lru_cache(maxsize=VERIFIED_BINDINGS_KEPT)
+def _verified_binding(binding: bytes, rs: bytes) -> bytes:
+    """The identity key of a binding that certifies ``rs``; raises otherwise
+    (and lru_cache keeps only what returns)."""
     identity_pub, static_sig = parse_binding(binding)
     try:
         ok = verify_static_sig(identity_pub, rs, static_sig)

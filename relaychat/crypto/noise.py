@@ -70,14 +70,18 @@ def _nonce(n: int) -> bytes:
     return b"\x00\x00\x00\x00" + n.to_bytes(8, "little")  # 12.3
 
 
+_SHA256 = hashes.SHA256()
+_FRESH_SHA256 = hashes.Hash(_SHA256)  # never updated: copied, which costs half a new Hash
+
+
 def _hash(data: bytes) -> bytes:
-    digest = hashes.Hash(hashes.SHA256())
+    digest = _FRESH_SHA256.copy()
     digest.update(data)
     return digest.finalize()
 
 
 def _hmac(key: bytes, data: bytes) -> bytes:
-    mac = hmac.HMAC(key, hashes.SHA256())
+    mac = hmac.HMAC(key, _SHA256)
     mac.update(data)
     return mac.finalize()
 
