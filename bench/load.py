@@ -41,13 +41,13 @@ import socket
 import ssl
 import sys
 import time
+import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 GO_TIMEOUT = 300.0
 IO_TIMEOUT = 60.0
-E2E = "Noise_XX_25519_ChaChaPoly_SHA256"
 
 
 def raise_fd_limit() -> int:
@@ -98,6 +98,8 @@ class Conn:
             sock = tls.wrap_socket(sock, server_hostname="localhost")
         self.sock = sock
         self.buf = b""
+        self.out = bytearray()  # owed to the socket (set-up load)
+        self.watching = select.EPOLLIN  # what the set-up load's poller waits for
 
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
@@ -285,12 +287,15 @@ def _nonblocking(pairs: list[Pair]) -> None:
             c.sock.setblocking(False)
 
 
+RECV_SIZE = 65536  # below malloc's mmap threshold: a larger recv() maps and unmaps its buffer every call
+
+
 def _recv(sock: socket.socket) -> bytes:
     """Everything readable now (also what TLS already decrypted); b"" at EOF; None if nothing."""
     chunks = []
     while True:
         try:
-            data = sock.recv(262144)
+            data = sock.recv(RECV_SIZE)
         except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
             break
         if not data:
@@ -298,7 +303,7 @@ def _recv(sock: socket.socket) -> bytes:
                 return b""
             break
         chunks.append(data)
-        if (not isinstance(sock, ssl.SSLSocket) or not sock.pending()) and len(data) < 262144:
+        if (not isinstance(sock, ssl.SSLSocket) or not sock.pending()) and len(data) < RECV_SIZE:
             break
     return b"".join(chunks) if chunks else None  # type: ignore[return-value]
 
@@ -458,7 +463,7 @@ def pingpong(task: dict[str, Any], pairs: list[Pair]) -> dict[str, Any]:
     def wait_line(sock: socket.socket) -> None:
         got = b""
         while not got.endswith(b"\n"):
-            data = sock.recv(262144)
+            data = sock.recv(RECV_SIZE)
             if not data:
                 raise SetupError("connection closed during ping-pong")
             got += data
@@ -510,136 +515,141 @@ def flood(task: dict[str, Any], pairs: list[Pair]) -> dict[str, Any]:
 
 
 # -- session setups -------------------------------------------------------------
+#
+# Both ends are relaychat's own client state machine (relaychat.client.channel),
+# exactly as the chat program drives it: Noise XX, the binding check, the pin
+# check and the safety number on each end. Like a real client's, the binding
+# check and the safety number are computed in full on first contact with a key
+# and remembered after that (identity.verify_binding, safety.safety_number).
 
 
-class Pinned:
-    """The peer's identity key, checked in full once (small-order check and all),
-    as a client does when it pins a key; after that each handshake verifies the
-    binding's signature over *this* handshake's rs with the cached key object,
-    and compares the identity key with the pin."""
-
-    def __init__(self) -> None:
-        self.keys: dict[bytes, Any] = {}
-
-    def check(self, binding: bytes, rs: bytes, expected: bytes) -> None:
-        from relaychat.crypto.identity import (
-            STATIC_CONTEXT,
-            load_identity_public,
-            parse_binding,
-            verify_binding,
-        )
-
-        identity_pub, sig = parse_binding(binding)
-        if identity_pub != expected:
-            raise SetupError("identity key does not match the pin")
-        key = self.keys.get(identity_pub)
-        if key is None:
-            verify_binding(binding, rs)
-            self.keys[identity_pub] = load_identity_public(identity_pub)
-        else:
-            key.verify(sig, STATIC_CONTEXT + rs)  # raises InvalidSignature
-
-
-def prologue(sid: bytes, initiator: str, responder: str) -> bytes:
-    from relaychat.wire.codec import lp
-
-    return b"relaychat-e2e-v1" + lp(sid) + lp(initiator.encode()) + lp(responder.encode())
+FIRST_MESSAGE = "hello, this is the first message"
 
 
 class SetupPair:
-    """A (initiator) and B (responder) running offer -> accept -> XX -> first message -> close, again and again."""
+    """A calls B again and again: offer, accept, XX, one message, goodbye.
 
-    def __init__(self, a: Conn, b: Conn, a_nick: str, b_nick: str, ident: Any, pins: Pinned) -> None:
+    A hangs up the way a client does (encrypted goodbye, then ``CLOSE``) and
+    calls again in the same write, so the relay sees ``FRAME FRAME FRAME
+    CLOSE OFFER`` in one read; B answers the new offer in the same write as
+    it takes in the end of the last conversation.
+    """
+
+    def __init__(self, a: Conn, b: Conn, a_nick: str, b_nick: str, ident: Any) -> None:
+        from relaychat.client.channel import FixedPin
+
         self.a, self.b = a, b
         self.a_nick, self.b_nick = a_nick, b_nick
         self.ident = ident
-        self.pins = pins
-        self.sid: bytes | None = None
-        self.hs_a: Any = None
-        self.hs_b: Any = None
-        self.stage_b = 0  # 0: waiting for message 1, 1: for message 3, 2: for the first message
-        self.cs_b: Any = None
-        self.started = 0.0
+        self.pin = FixedPin(ident.identity_public)  # every nickname of a worker has the same identity
+        self.chan_a: Any = None  # A's side of its current session ...
+        self.sid_a = b""
+        self.chan_b: Any = None  # ... and B's, which may still be the one before
+        self.sid_b = b""
+        self.offered_at = 0.0
+        self.started: dict[bytes, float] = {}  # sid -> when A sent its OFFER
         self.done = 0
         self.latencies: list[float] = []
-        self.out = {id(a): bytearray(), id(b): bytearray()}
-        self.rbuf = {id(a): b"", id(b): b""}
-        self.stopping = False
 
     def begin(self) -> None:
-        self.started = time.perf_counter()
-        self.send(self.a, f"OFFER {self.b_nick}\n".encode())
+        self.offered_at = time.perf_counter()
+        self.a.out += b"OFFER " + self.b_nick.encode() + b"\n"
 
-    def send(self, conn: Conn, data: bytes) -> None:
-        self.out[id(conn)] += data
-
-    def on_line(self, conn: Conn, line: bytes, measuring: bool) -> None:
-        from relaychat.crypto.noise import HandshakeState
-
+    def on_line(self, conn: Any, line: bytes, measuring: bool) -> None:
         parts = line.split(b" ")
         event = parts[0]
         if conn is self.a:
-            if event == b"ACCEPTED":
-                self.sid = parts[1]
-                self.hs_a = HandshakeState(E2E, True, prologue(self.sid, self.a_nick, self.b_nick),
-                                           s=self.ident.static_private)
-                self.frame(self.a, self.hs_a.write_message(b""))
-            elif event == b"FRAME":  # message 2: B's binding
-                hs = self.hs_a
-                binding = hs.read_message(base64.b64decode(parts[2]))
-                self.pins.check(binding, hs.remote_static, self.ident.identity_public)
-                message3 = hs.write_message(self.ident.binding())
-                send, _ = hs.cipher_states
-                first = send.encrypt_with_ad(b"", b"\x01hello, this is the first message")
-                self.frame(self.a, message3)
-                self.frame(self.a, first)
-                self.hs_a = None
-            elif event == b"CLOSED":  # B closed the finished session: go again
-                if not self.stopping:
-                    self.begin()
-            elif event in (b"OK",):
-                pass
+            if event == b"FRAME":
+                self.a_events(self.chan_a.receive_frame(base64.b64decode(parts[2])))
+            elif event == b"OK":
+                if parts[1] == b"OFFER":
+                    self.started[parts[2]] = self.offered_at
+            elif event == b"ACCEPTED":
+                self.sid_a = parts[1]
+                self.chan_a = self.channel(True, self.sid_a)
+                for payload in self.chan_a.start():
+                    self.frame(self.a, self.sid_a, payload)
             else:
                 raise SetupError(f"initiator got {line[:200]!r}")
-        else:
-            if event == b"OFFERED":
-                sid = self.sid = parts[1]
-                self.stage_b = 0
-                self.hs_b = HandshakeState(E2E, False, prologue(sid, self.a_nick, self.b_nick),
-                                           s=self.ident.static_private)
-                self.send(self.b, b"ACCEPT " + sid + b"\n")
-            elif event == b"FRAME":
-                data = base64.b64decode(parts[2])
-                if self.stage_b == 0:  # message 1
-                    self.hs_b.read_message(data)
-                    self.frame(self.b, self.hs_b.write_message(self.ident.binding()))
-                    self.stage_b = 1
-                elif self.stage_b == 1:  # message 3: A's binding
-                    hs = self.hs_b
-                    binding = hs.read_message(data)
-                    self.pins.check(binding, hs.remote_static, self.ident.identity_public)
-                    self.cs_b = hs.cipher_states[1]
-                    self.hs_b = None
-                    self.stage_b = 2
-                else:  # the first transport message
-                    plaintext = self.cs_b.decrypt_with_ad(b"", data)
-                    if plaintext[:1] != b"\x01":
-                        raise SetupError("bad first message")
-                    self.cs_b = None
-                    if measuring:
-                        self.done += 1
-                        self.latencies.append(time.perf_counter() - self.started)
-                    self.send(self.b, b"CLOSE " + parts[1] + b"\n")
-            elif event == b"OK":
+        elif event == b"FRAME":
+            self.b_events(self.chan_b.receive_frame(base64.b64decode(parts[2])), measuring)
+        elif event == b"OFFERED":
+            self.sid_b = parts[1]
+            self.chan_b = self.channel(False, self.sid_b)
+            self.chan_b.start()
+            self.b.out += b"ACCEPT " + self.sid_b + b"\n"
+        elif event == b"CLOSED":
+            if parts[1] == self.sid_b:
+                self.chan_b = None
+        elif event != b"OK":
+            raise SetupError(f"responder got {line[:200]!r}")
+
+    def channel(self, initiator: bool, sid: bytes) -> Any:
+        from relaychat.client.channel import Channel
+
+        me, peer = (self.a_nick, self.b_nick) if initiator else (self.b_nick, self.a_nick)
+        return Channel(initiator=initiator, sid=sid.decode(), local_nick=me, peer_nick=peer,
+                       identity=self.ident, pins=self.pin)
+
+    def a_events(self, events: list[Any]) -> None:
+        from relaychat.client.channel import HandshakeComplete, SendFrame
+
+        for event in events:
+            if isinstance(event, SendFrame):
+                self.frame(self.a, self.sid_a, event.payload)
+            elif isinstance(event, HandshakeComplete):
+                self.check_pin(event)
+                self.frame(self.a, self.sid_a, self.chan_a.send_text(FIRST_MESSAGE))
+                self.frame(self.a, self.sid_a, self.chan_a.close())
+                self.a.out += b"CLOSE " + self.sid_a + b"\n"
+                self.chan_a = None
+                self.begin()
+            else:
+                self.unexpected(event)
+
+    def b_events(self, events: list[Any], measuring: bool) -> None:
+        from relaychat.client.channel import HandshakeComplete, MessageReceived, PeerClosed, SendFrame
+
+        for event in events:
+            if isinstance(event, SendFrame):
+                self.frame(self.b, self.sid_b, event.payload)
+            elif isinstance(event, HandshakeComplete):
+                self.check_pin(event)
+            elif isinstance(event, MessageReceived):
+                if event.text != FIRST_MESSAGE:
+                    raise SetupError("the first message arrived altered")
+                started = self.started.pop(self.sid_b, None)
+                if measuring and started is not None:
+                    self.done += 1
+                    self.latencies.append(time.perf_counter() - started)
+            elif isinstance(event, PeerClosed) and event.clean:
                 pass
             else:
-                raise SetupError(f"responder got {line[:200]!r}")
+                self.unexpected(event)
 
-    def frame(self, conn: Conn, message: bytes) -> None:
-        self.send(conn, b"FRAME " + (self.sid or b"") + b" " + base64.b64encode(message) + b"\n")
+    @staticmethod
+    def check_pin(event: Any) -> None:
+        from relaychat.crypto.pins import PinStatus
+
+        if event.pin is not PinStatus.MATCH:
+            raise SetupError(f"the peer's identity key is {event.pin.name}, not the pinned one")
+
+    @staticmethod
+    def unexpected(event: Any) -> None:
+        from relaychat.client.channel import ChannelFailed
+
+        raise SetupError(event.reason if isinstance(event, ChannelFailed) else f"unexpected {event!r}")
+
+    @staticmethod
+    def frame(conn: Any, sid: bytes, message: bytes | None) -> None:
+        if message is None:
+            raise SetupError("the channel had nothing to send")
+        conn.out += b"FRAME " + sid + b" " + base64.b64encode(message) + b"\n"
 
 
 def setups(task: dict[str, Any]) -> dict[str, Any]:
+    """Pairs setting up sessions back to back; raw epoll, each socket written
+    once per poll with everything owed to it."""
     address = (task["host"], task["port"])
     count = task["pairs"]
     conns = connect_many(address, 2 * count, None)
@@ -647,49 +657,52 @@ def setups(task: dict[str, Any]) -> dict[str, Any]:
     nicks = [f"{tag}x{i}" for i in range(2 * count)]
     ident = identity()  # one identity for every nickname of this worker: fewer keys to generate
     rc_register(conns, nicks, ident)
-    pins = Pinned()
-    pairs = [SetupPair(conns[2 * i], conns[2 * i + 1], nicks[2 * i], nicks[2 * i + 1], ident, pins)
+    pairs = [SetupPair(conns[2 * i], conns[2 * i + 1], nicks[2 * i], nicks[2 * i + 1], ident)
              for i in range(count)]
     ready()
     if not wait_go():
         return {"error": "no go from the parent"}
-    by_sock: dict[int, tuple[SetupPair, Conn]] = {}
-    sel = selectors.DefaultSelector()
+    poller = select.epoll()
+    owner: dict[int, tuple[SetupPair, Conn]] = {}
     for p in pairs:
         for c in (p.a, p.b):
             c.sock.setblocking(False)
-            by_sock[c.sock.fileno()] = (p, c)
-            sel.register(c.sock, selectors.EVENT_READ, (p, c))
-    cpu0 = time.process_time()
+            owner[c.sock.fileno()] = (p, c)
+            poller.register(c.sock.fileno(), select.EPOLLIN)
     start = time.perf_counter()
     measure_from = start + task["warmup"]
     end = measure_from + task["duration"]
     measuring = False
-    done_at_start = 0
+    cpu0 = time.process_time()
     for p in pairs:
         p.begin()
-        _flush_setup(sel, p)
+    dirty = {c for p in pairs for c in (p.a,)}
     now = start
     failure = None
     while now < end and failure is None:
-        for key, mask in sel.select(0.05):
-            p, c = key.data
-            if mask & selectors.EVENT_READ:
-                data = _recv(c.sock)
-                if data is None:
-                    continue
-                if data == b"":
-                    failure = "connection closed by the relay"
-                    break
-                buf = p.rbuf[id(c)] + data
-                *lines, p.rbuf[id(c)] = buf.split(b"\n")
-                try:
-                    for line in lines:
-                        p.on_line(c, line, measuring)
-                except Exception as e:  # noqa: BLE001 - reported, stops the run
-                    failure = f"{type(e).__name__}: {e}"
-                    break
-            _flush_setup(sel, p)
+        for c in dirty:
+            failure = _flush(poller, c) or failure
+        dirty = set()
+        for fd, mask in poller.poll(0.05):
+            p, c = owner[fd]
+            if mask & select.EPOLLOUT:
+                dirty.add(c)
+            if not mask & (select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR):
+                continue
+            data = _recv(c.sock)
+            if data is None:
+                continue
+            if data == b"":
+                failure = "connection closed by the relay"
+                break
+            *lines, c.buf = (c.buf + data).split(b"\n")
+            try:
+                for line in lines:
+                    p.on_line(c, line, measuring)
+            except Exception as e:  # noqa: BLE001 - reported, stops the run
+                failure = f"{type(e).__name__}: {e}"
+                break
+            dirty.update(x for x in (p.a, p.b) if x.out)
         now = time.perf_counter()
         if not measuring and now >= measure_from:
             measuring = True
@@ -697,56 +710,70 @@ def setups(task: dict[str, Any]) -> dict[str, Any]:
             cpu0 = time.process_time()
     elapsed = now - measure_from
     cpu = time.process_time() - cpu0
-    done = sum(p.done for p in pairs) - done_at_start
+    done = sum(p.done for p in pairs)
     latencies = [x for p in pairs for x in p.latencies]
-    sel.close()
+    poller.close()
     for c in conns:
         c.close()
     return {"setups": done, "seconds": elapsed, "per_s": done / elapsed if elapsed > 0 else 0.0,
             "load_cpu_s": cpu, "latency": percentiles(latencies), "failure": failure}
 
 
-def _flush_setup(sel: selectors.BaseSelector, p: SetupPair) -> None:
-    for c in (p.a, p.b):
-        out = p.out[id(c)]
-        if out:
-            try:
-                n = c.sock.send(out)
-            except BlockingIOError:
-                n = 0
-            del out[:n]
-        sel.modify(c.sock, selectors.EVENT_READ | (selectors.EVENT_WRITE if out else 0), (p, c))
+def _flush(poller: select.epoll, c: Conn) -> str | None:
+    """Write what ``c`` owes; watch for writability only while something is left."""
+    if c.out:
+        try:
+            n = c.sock.send(c.out)
+        except BlockingIOError:
+            n = 0
+        except OSError as e:
+            return f"send failed: {e}"
+        del c.out[:n]
+    want = select.EPOLLIN | (select.EPOLLOUT if c.out else 0)
+    if want != c.watching:
+        poller.modify(c.sock.fileno(), want)
+        c.watching = want
+    return None
 
 
 def crypto_only(task: dict[str, Any]) -> dict[str, Any]:
-    """The client-side work of one setup (both ends), with no relay: the load generator's ceiling."""
-    from relaychat.crypto.noise import HandshakeState
-
+    """The client-side work of one setup (both ends' Channels, the base64 of
+    their frames), with no relay and no sockets: the load generator's ceiling."""
     ident = identity()
-    pins = Pinned()
     ready()
     if not wait_go():
         return {"error": "no go from the parent"}
+
+    class Loopback(SetupPair):
+        """Each end's output goes straight to the other end's on_line."""
+
+        def deliver(self) -> None:
+            while self.a.out or self.b.out:
+                for src, dst in ((self.a, self.b), (self.b, self.a)):
+                    lines, src.out = bytes(src.out).split(b"\n")[:-1], bytearray()
+                    for line in lines:
+                        if line.startswith(b"FRAME "):  # CLOSE and OFFER are for the relay
+                            self.on_line(dst, line, True)
+
+    a, b = (types.SimpleNamespace(out=bytearray()) for _ in range(2))
+    pair = Loopback(a, b, "ax", "bx", ident)  # type: ignore[arg-type]
     done = 0
     start = time.perf_counter()
     end = start + task["duration"]
-    sid = b"0123456789abcdef"
-    while time.perf_counter() < end:
-        pro = prologue(sid, "ax", "bx")
-        hi = HandshakeState(E2E, True, pro, s=ident.static_private)
-        hr = HandshakeState(E2E, False, pro, s=ident.static_private)
-        hr.read_message(hi.write_message(b""))
-        binding = hi.read_message(hr.write_message(ident.binding()))
-        pins.check(binding, hi.remote_static, ident.identity_public)
-        m3 = hi.write_message(ident.binding())
-        first = hi.cipher_states[0].encrypt_with_ad(b"", b"\x01hello, this is the first message")
-        pins.check(hr.read_message(m3), hr.remote_static, ident.identity_public)
-        hr.cipher_states[1].decrypt_with_ad(b"", first)
-        # the base64 and line work of the 4 frames
-        for m in (m3, first):
-            base64.b64decode(base64.b64encode(m))
+    while time.perf_counter() < end:  # the relay's part, by hand: OK OFFER, OFFERED, ACCEPTED, CLOSED
+        pair.begin()
+        sid = b"s%d" % done
+        pair.a.out.clear()
+        pair.on_line(pair.a, b"OK OFFER " + sid, True)
+        pair.on_line(pair.b, b"OFFERED " + sid + b" ax", True)
+        pair.b.out.clear()
+        pair.on_line(pair.a, b"ACCEPTED " + sid, True)
+        pair.deliver()  # A's message 1 ... B's first message and A's goodbye
+        pair.on_line(pair.b, b"CLOSED " + sid, True)
         done += 1
     elapsed = time.perf_counter() - start
+    if pair.done != done:
+        return {"error": f"only {pair.done} of {done} set-ups completed"}
     return {"setups": done, "seconds": elapsed, "per_s": done / elapsed}
 
 

@@ -105,6 +105,28 @@ class BenchSmoke(unittest.TestCase):
         self.assertGreater(hub.stats.frames, 0)
         self.assertEqual(hub.stats.registrations, 4)
 
+    @defer.inlineCallbacks
+    def test_session_setups_through_the_hub(self) -> defer.Generator:
+        """Both ends' Channels complete XX, the pin check and a first message,
+        again and again; the relay sees every session opened and closed."""
+        self.patch(load, "ready", lambda **extra: None)
+        self.patch(load, "wait_go", lambda: True)
+        hub = Hub(Store(":memory:"), Limits(pow_bits=0), now=reactor.seconds())
+        port = self.listen(RelayFactory(hub, reactor))
+        task = {"host": "127.0.0.1", "port": port, "pairs": 2, "tag": "smoke", "duration": 0.4, "warmup": 0.05}
+        result = yield threads.deferToThread(load.setups, task)
+        self.assertIsNone(result["failure"])
+        self.assertGreater(result["setups"], 0)
+        self.assertEqual(result["latency"]["count"], result["setups"])
+        self.assertGreaterEqual(hub.stats.sessions_opened, result["setups"])
+
+    def test_client_work_alone(self) -> None:
+        self.patch(load, "ready", lambda **extra: None)
+        self.patch(load, "wait_go", lambda: True)
+        result = load.crypto_only({"duration": 0.1})
+        self.assertNotIn("error", result)
+        self.assertGreater(result["setups"], 0)
+
     def test_report_table_and_process_probes(self) -> None:
         rows = [
             run.Row("small frames, 1 pair: msg/s vs bare relay", 120000.0, "/s", "bare", 100000.0, 1.2,
