@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from OpenSSL import SSL
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
@@ -183,6 +184,16 @@ class Replies(Base):
         error = self.failureResultOf(d, Disconnected).value
         self.assertEqual(error.code, "protocol")
         self.assertIn("answered WHO when PING was expected", str(error))
+
+    def test_a_tls_failure_is_lost_in_words(self) -> None:
+        """An untrusted certificate ends the connection with a sentence saying
+        what to do, not OpenSSL's error tuple."""
+        d = self.protocol.ping()
+        self.protocol.connectionLost(Failure(SSL.Error([("SSL routines", "", "certificate verify failed")])))
+        error = self.failureResultOf(d, Disconnected).value
+        self.assertEqual(error.code, "lost")
+        self.assertIn("not signed by an authority this computer trusts", error.text)
+        self.assertNotIn("SSL routines", error.text)
 
     def test_an_unasked_reply_drops_the_connection(self) -> None:
         self.feed("OK PING")

@@ -13,12 +13,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from OpenSSL import SSL
 from twisted.conch.insults import helper, insults
 from twisted.internet import defer
 from twisted.internet import error as net_error
 from twisted.internet.testing import Clock, StringTransport
 from twisted.trial import unittest
 
+from relaychat.client import tls
 from relaychat.client.api import (
     Ended,
     MailProblem,
@@ -203,9 +205,10 @@ class FailureSentenceTests(unittest.TestCase):
     def test_disconnected_while_connecting(self) -> None:
         self.assertEqual(describe_failure(Disconnected("lost", "the relay said \x1b[2Jno."), None, "h:1"),
                          "Could not connect to h:1: the relay said \\x1b[2Jno.")
-        sentence = describe_failure(
-            Disconnected("lost", "[('SSL routines', '', 'certificate verify failed')]"), None, "tls:h:1")
-        self.assertIn("not signed by an authority this computer trusts", sentence)
+        untrusted = SSL.Error([("SSL routines", "", "certificate verify failed")])
+        sentence = describe_failure(Disconnected("lost", tls.explain(untrusted)), None, "tls:h:1")
+        self.assertTrue(sentence.startswith("Could not connect to tls:h:1: the relay's certificate is not signed"))
+        self.assertIn("tls:HOST:PORT:fingerprint=sha256:", sentence)
 
     def test_cancelled(self) -> None:
         self.assertEqual(describe_failure(defer.CancelledError(), "bob"), "Stopped calling bob.")

@@ -222,7 +222,7 @@ class TLSClientAgainstDaemon(TestCase):
     def test_platform_trust_does_not_accept_a_self_signed_relay(self) -> None:
         error = yield self.talk(f"tls:localhost:{self.port}")
         self.assertIsInstance(error, SSL.Error)
-        self.assertIn("not signed by a trusted authority", explain(error))
+        self.assertIn("not signed by an authority this computer trusts", explain(error))
 
     @defer.inlineCallbacks
     def test_pinned_fingerprint(self) -> None:

@@ -428,14 +428,6 @@ def _disconnected(exc: errors.Disconnected, server: str | None) -> str:
     if server is None:
         return _say(str(exc))
     where, text = render_inert(server), render_inert(exc.text.rstrip("."))
-    if "certificate verify failed" in text:
-        # The library passes OpenSSL's words on; these say what to do instead.
-        return (
-            f"Could not connect securely to {where}: the relay's certificate is not signed by an "
-            "authority this computer trusts. For a self-signed relay, pin the fingerprint its operator "
-            "publishes (tls:HOST:PORT:fingerprint=sha256:...) or trust its certificate file "
-            "(tls:HOST:PORT:trust=PATH)."
-        )
     return f"Could not connect to {where}: {text}."
 
 

@@ -28,6 +28,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 
+from relaychat.client import tls
 from relaychat.client.errors import Disconnected, RelayError
 from relaychat.crypto.identity import Identity, solve_pow
 from relaychat.wire.codec import EncodingError, b64decode, b64encode
@@ -154,7 +155,7 @@ class RelayClientProtocol(Protocol):
         elif self._bye is not None:
             error = Disconnected(self._bye[0], self._bye[1])
         else:
-            text = reason.getErrorMessage() if reason is not None else "connection closed"
+            text = tls.explain(reason) if reason is not None else "connection closed"  # TLS failures in words
             error = Disconnected("lost", text.rstrip("."))
         self._lost_reason = error
         pending, self._pending = self._pending, deque()

@@ -250,8 +250,8 @@ def explain(reason: Union[BaseException, Failure]) -> str:
         )
     if isinstance(error, SSL.Error) and "certificate verify failed" in str(error):
         return (
-            "the relay's certificate is not signed by a trusted authority; not connecting. "
-            "For a self-signed relay, pin the fingerprint its operator publishes (fingerprint=...) "
-            "or trust its certificate file (trust=PATH)."
+            "the relay's certificate is not signed by an authority this computer trusts; not connecting. "
+            "For a self-signed relay, pin the fingerprint its operator publishes "
+            "(tls:HOST:PORT:fingerprint=sha256:...) or trust its certificate file (tls:HOST:PORT:trust=PATH)"
         )
     return str(error) or type(error).__name__
