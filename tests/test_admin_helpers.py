@@ -18,6 +18,7 @@ from relaychat.admin.helpers import Console, Text
 from relaychat.admin.service import ConsoleListener
 from relaychat.config import Config, ListenerConfig
 from relaychat.server.service import ListenerService
+from relaychat.crypto.safety import fingerprint
 from tests.support import Harness, identity
 
 ADMIN = "SHA256:operator-key-fingerprint"
@@ -78,7 +79,8 @@ class Kick(HelperCase):
 class Ban(HelperCase):
     def test_nick_ban_holds_until_it_ends(self) -> None:
         result, log = self.logged(lambda: self.console.ban("bob", 60))
-        self.assertTrue(result.startswith("banned nick bob for 1m 0s (until "), result)
+        bob_key = fingerprint(identity("bob").identity_public)
+        self.assertTrue(result.startswith(f"banned nick bob with its identity key {bob_key} for 1m 0s (until "), result)
         self.assertTrue(result.endswith("; 1 connections closed"), result)
         self.assertIn(f"admin {ADMIN}: ban nick bob for 60s", log[0])
         self.assertEqual(self.bob[1].lines(), ["BYE banned banned by the operator"])
@@ -89,6 +91,26 @@ class Ban(HelperCase):
         self.h.now += 2
         self.h.hub.tick(self.h.now)
         self.assertEqual(self.relogin("bob"), ["OK PROVE bob known 0"])
+
+    def test_nick_ban_bans_its_key_under_any_nickname(self) -> None:
+        """Banning bob keeps bob's identity key out under a new nickname too,
+        and closes every connection registered with it; others are untouched."""
+        bob2 = self.h.register("bobby", "bob")
+        result = self.console.ban("bob", 60)
+        self.assertTrue(result.endswith("; 2 connections closed"), result)
+        self.assertTrue(self.bob[1].closed and bob2[1].closed)
+        self.assertFalse(self.alice[1].closed)
+        client, link = self.h.connect()
+        self.h.hello(client, link)
+        self.assertEqual(self.h.claim(client, link, "robert", identity("bob")),
+                         ["ERR REGISTER banned this identity key is banned"])
+        self.assertEqual(self.relogin("carol"), ["OK PROVE carol new 0"])
+        self.console.unban("bob")
+        self.assertEqual(self.h.claim(client, link, "robert", identity("bob")), ["OK PROVE robert new 0"])
+
+    def test_ban_of_an_unregistered_nickname_bans_no_key(self) -> None:
+        self.assertTrue(self.console.ban("nobody", 60).startswith("banned nick nobody for 1m 0s"))
+        self.assertIn("1 bans", self.console.bans())
 
     def test_address_ban_refuses_connections_from_it_only(self) -> None:
         result = self.console.ban("127.0.0.2", 3600)
@@ -102,12 +124,14 @@ class Ban(HelperCase):
         self.console.ban("bob", 600)
         self.console.ban("127.0.0.9", 600)
         listing = self.console.bans()
-        self.assertIn("2 bans", listing)
+        bob_key = fingerprint(identity("bob").identity_public)
+        self.assertIn("3 bans", listing)
         self.assertIn("nick     bob", listing)
-        self.assertIn("address  127.0.0.9  10m 0s", listing)
+        self.assertIn(f"key      {bob_key}  10m 0s", listing)
+        self.assertIn("address  127.0.0.9", listing)
         result, log = self.logged(lambda: self.console.unban("Bob"))
-        self.assertEqual(result, "unbanned nick bob")
-        self.assertEqual(log, [f"admin {ADMIN}: unban nick bob: unbanned nick bob"])
+        self.assertEqual(result, f"unbanned nick bob and key {bob_key}")
+        self.assertEqual(log, [f"admin {ADMIN}: unban nick bob: unbanned nick bob and key {bob_key}"])
         self.assertEqual(self.relogin("bob"), ["OK PROVE bob known 0"])
         self.assertEqual(self.console.unban("127.0.0.9"), "unbanned address 127.0.0.9")
         self.assertEqual(self.console.unban("bob"), "no ban on nick bob")

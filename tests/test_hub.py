@@ -526,6 +526,17 @@ class Operator(SynchronousTestCase):
         self.assertEqual(self.h.ask(client, link, f"PROVE {b64encode(signature)}"),
                          ["ERR PROVE banned this nickname is banned"])
 
+    def test_ban_between_register_and_prove_holds_for_the_key_too(self) -> None:
+        client, link = self.h.connect()
+        self.h.hello(client, link)
+        reply = self.h.ask(client, link, register_line("bobby", identity("bob")))[0].split(" ")
+        self.h.hub.ban("nick", "bob", 60, self.h.now)
+        from relaychat.wire.codec import b64decode
+        signature = identity("bob").sign_registration(self.h.hub.server_id, b64decode(reply[3]), "bobby")
+        self.assertEqual(self.h.ask(client, link, f"PROVE {b64encode(signature)}"),
+                         ["ERR PROVE banned this identity key is banned"])
+        self.assertNotIn("bobby", self.h.hub.online)
+
     def test_address_ban(self) -> None:
         self.h.hub.ban("address", "127.0.0.1", 60, self.h.now)
         self.assertTrue(self.alice[1].closed and self.bob[1].closed)

@@ -27,6 +27,7 @@ from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 from twisted.logger import Logger
 
 from relaychat.config import Config
+from relaychat.server.bans import key_id
 from relaychat.server.client import Client, Session
 from relaychat.server.hub import Hub
 from relaychat.server.nicknames import canonical
@@ -150,8 +151,9 @@ class Console:
     def ban(self, target: str, seconds: float) -> Text:
         """Ban a nickname or an IP address for ``seconds``; whoever matches is disconnected now.
 
-        A banned nickname cannot register, a banned address cannot
-        connect, until the ban ends (or :meth:`unban`).
+        A banned nickname cannot register, nor can the identity key it is
+        bound to (under any nickname); a banned address cannot connect;
+        until the ban ends (or :meth:`unban`).
         """
         kind, value = _target(target)
         if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
@@ -160,17 +162,19 @@ class Console:
             raise ValueError("seconds must be positive and finite")
         now = self.now()
         kicked = self.hub.ban(kind, value, float(seconds), now)
-        outcome = (f"banned {kind} {value} for {_duration(seconds)} (until {_clock(now + seconds, now)} UTC); "
+        key = self.hub.bound_key(value) if kind == "nick" else None
+        also = f" with its identity key {key_id(key)}" if key is not None else ""
+        outcome = (f"banned {kind} {value}{also} for {_duration(seconds)} (until {_clock(now + seconds, now)} UTC); "
                    f"{kicked} connections closed")
         self._record("ban {kind} {value} for {seconds}s: {outcome}", kind=kind, value=value, seconds=seconds,
                      outcome=outcome)
         return Text(outcome)
 
     def unban(self, target: str) -> Text:
-        """Lift the ban on a nickname or an IP address."""
+        """Lift the ban on a nickname (and on its identity key) or an IP address."""
         kind, value = _target(target)
-        removed = self.hub.bans.remove(kind, value)
-        outcome = f"unbanned {kind} {value}" if removed else f"no ban on {kind} {value}"
+        lifted = self.hub.unban(kind, value)
+        outcome = "unbanned " + " and ".join(f"{k} {v}" for k, v in lifted) if lifted else f"no ban on {kind} {value}"
         self._record("unban {kind} {value}: {outcome}", kind=kind, value=value, outcome=outcome)
         return Text(outcome)
 

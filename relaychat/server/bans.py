@@ -1,12 +1,20 @@
-"""Time-limited bans of nicknames and addresses, set by the operator."""
+"""Time-limited bans of nicknames, identity keys and addresses, set by the operator."""
 
 from __future__ import annotations
 
+from relaychat.crypto.safety import fingerprint
+
+
+def key_id(identity_pub: bytes) -> str:
+    """How a key ban names an identity key: its fingerprint, as clients show it."""
+    return fingerprint(identity_pub)
+
 
 class Bans:
-    """Bans keyed by (kind, value) where kind is ``"nick"`` or ``"address"``."""
+    """Bans keyed by (kind, value): kind ``"nick"`` (canonical nickname),
+    ``"key"`` (an identity key's fingerprint) or ``"address"``."""
 
-    KINDS = ("nick", "address")
+    KINDS = ("nick", "key", "address")
 
     def __init__(self) -> None:
         self._until: dict[tuple[str, str], float] = {}

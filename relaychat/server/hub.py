@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Optional
 
 from relaychat.crypto.identity import KeyFormatError, pow_ok, verify_registration, verify_static_sig
-from relaychat.server.bans import Bans
+from relaychat.server.bans import Bans, key_id
 from relaychat.server.client import Claim, Client, Link, Session, State
 from relaychat.server.limits import Limits, MailPolicy
 from relaychat.server.nicknames import canonical
@@ -262,17 +262,41 @@ class Hub:
         return True
 
     def ban(self, kind: str, value: str, seconds: float, now: float) -> int:
-        """Ban a nickname or an address for ``seconds``; kicks who is on. Returns how many."""
+        """Ban a nickname or an address for ``seconds``; kicks who is on. Returns how many.
+
+        A nickname's ban also bans the identity key it is bound to, so the
+        same person cannot come back under another nickname with the key
+        their contacts have pinned.
+        """
         value = value.lower() if kind == "nick" else value
         self.bans.add(kind, value, now + seconds)
+        key = self.bound_key(value) if kind == "nick" else None
+        if key is not None:
+            self.bans.add("key", key_id(key), now + seconds)
         victims = [
             c for c in self.clients
-            if not c.closing and (c.nick == value if kind == "nick" else c.address == value)
+            if not c.closing and (
+                c.address == value if kind == "address" else c.nick == value or (key is not None and c.identity_pub == key)
+            )
         ]
         for client in victims:
             self._bye(client, Bye.BANNED, "banned by the operator", session_reason=Closed.KICKED)
         self._flush()
         return len(victims)
+
+    def unban(self, kind: str, value: str) -> list[tuple[str, str]]:
+        """Lift a ban, a nickname's with its key's; returns the bans lifted."""
+        value = value.lower() if kind == "nick" else value
+        lifted = [(kind, value)] if self.bans.remove(kind, value) else []
+        key = self.bound_key(value) if kind == "nick" else None
+        if key is not None and self.bans.remove("key", key_id(key)):
+            lifted.append(("key", key_id(key)))
+        return lifted
+
+    def bound_key(self, nick: str) -> Optional[bytes]:
+        """The identity key ``nick`` is registered with, if it is."""
+        binding = self.registry.find(nick)
+        return binding.identity_pub if binding is not None else None
 
     def notice(self, text: str) -> int:
         """Send ``text`` to every registered client; returns how many."""
@@ -340,9 +364,8 @@ class Hub:
         _arity(args, 4, 4)
         nick, identity_b64, static_b64, sig_b64 = args
         canon = canonical(nick)
-        if self.bans.banned("nick", canon, now):
-            raise ProtocolError(Code.BANNED, "this nickname is banned")
         identity_pub = _decode_key(identity_b64, 32)
+        self._refuse_banned(canon, identity_pub, now)
         static_pub = _decode_key(static_b64, 32)
         static_sig = _decode_key(sig_b64, 64)
         try:
@@ -357,6 +380,12 @@ class Hub:
         client.claim = Claim(nick, canon, identity_pub, static_pub, static_sig, challenge, pow_bits)
         client.state = State.CHALLENGED
         self._send(client, f"OK REGISTER {canon} {b64encode(challenge)} {pow_bits}")
+
+    def _refuse_banned(self, canon: str, identity_pub: bytes, now: float) -> None:
+        if self.bans.banned("nick", canon, now):
+            raise ProtocolError(Code.BANNED, "this nickname is banned")
+        if self.bans.banned("key", key_id(identity_pub), now):
+            raise ProtocolError(Code.BANNED, "this identity key is banned")
 
     def _prove(self, client: Client, args: list[str], now: float) -> None:
         claim = client.claim
@@ -374,8 +403,7 @@ class Hub:
             nonce = _decode_key(args[1], None, 32) if len(args) == 2 else b""
             if not nonce or not pow_ok(claim.challenge, nonce, claim.pow_bits):
                 raise ProtocolError(Code.POW, f"proof of work of {claim.pow_bits} bits needed")
-        if self.bans.banned("nick", claim.canonical, now):
-            raise ProtocolError(Code.BANNED, "this nickname is banned")
+        self._refuse_banned(claim.canonical, claim.identity_pub, now)  # a ban may have come since REGISTER
         existing = self.registry.find(claim.canonical)
         binding = self.registry.bind(claim.display, claim.identity_pub, claim.static_pub, claim.static_sig, now)
         previous = self.online.get(binding.canonical)
