@@ -11,7 +11,7 @@ from twisted.python.failure import Failure
 from twisted.test import iosim
 from twisted.trial.unittest import SynchronousTestCase
 
-from relaychat.client.errors import Disconnected, RelayError
+from relaychat.client.errors import Disconnected, RelayError, TooMuchWork
 from relaychat.client.protocol import (
     HelloInfo,
     LookupResult,
@@ -20,7 +20,7 @@ from relaychat.client.protocol import (
     RelayEvents,
     WhoResult,
 )
-from relaychat.crypto.identity import pow_ok, verify_registration
+from relaychat.crypto.identity import MAX_POW_BITS, pow_ok, verify_registration
 from relaychat.server.hub import Hub
 from relaychat.server.limits import Limits
 from relaychat.server.protocol import RelayFactory
@@ -147,6 +147,19 @@ class Replies(Base):
         self.assertTrue(pow_ok(challenge, b64decode(nonce), 8))
         self.feed("OK PROVE Alice new 3")
         self.assertEqual(self.successResultOf(d), Registered("Alice", "alice", True, 3))
+
+    def test_register_refuses_more_work_than_it_does(self) -> None:
+        """A relay asking for 2**60 hashes must not keep the client busy for
+        ever: it says no at once, and sends no PROVE."""
+        self.hello()
+        d = self.protocol.register("alice", identity("alice"))
+        self.sent()
+        self.feed(f"OK REGISTER alice {b64encode(bytes(32))} {MAX_POW_BITS + 1}")
+        error = self.failureResultOf(d, TooMuchWork).value
+        self.assertEqual(error.bits, MAX_POW_BITS + 1)
+        self.assertEqual(str(error), f"Not registering: the relay asks for {MAX_POW_BITS + 1} bits of proof of "
+                                     f"work and this client does at most {MAX_POW_BITS}.")
+        self.assertEqual(self.sent(), [])
 
     def test_register_errors(self) -> None:
         self.hello()

@@ -54,6 +54,7 @@ class Loading(SynchronousTestCase):
             ("[limits]\nmax_line = 2.5\n", "limits.max_line: expected an integer"),
             ("[limits]\nmax_line = true\n", "limits.max_line"),
             ("[limits]\nmax_line = 10\n", "max_line must be at least 1024"),
+            ("[limits]\npow_bits = 25\n", "pow_bits must be at most 24"),
             ("[mailbox]\nmax_mail = 0\n", "mailbox.max_mail must be positive"),
             ("[[listener]]\nkind = 'carrier-pigeon'\nendpoint = 'x'\n", "listener[0].kind"),
             ("[[listener]]\nkind = 'tcp'\n", "listener[0].endpoint is required"),

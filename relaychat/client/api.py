@@ -66,6 +66,7 @@ from relaychat.client.errors import (
     MessageRejected,
     MessageTooLong,
     RelayError,
+    TooMuchWork,
     UncertifiedKeys,
 )
 from relaychat.client.mail import max_text_bytes as max_mail_text_bytes
@@ -113,6 +114,7 @@ __all__ = [
     "SMPResult",
     "SMPUsageError",
     "SeenMail",
+    "TooMuchWork",
     "UncertifiedKeys",
     "User",
     "connect",

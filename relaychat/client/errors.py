@@ -29,6 +29,22 @@ class RelayError(Exception):
         return f"The relay refused {self.command}: {self.text} ({self.code})."
 
 
+class TooMuchWork(RelayError):
+    """The relay asked for more proof of work than this client does: a
+    misconfigured or hostile relay must not keep the client hashing for hours."""
+
+    def __init__(self, bits: int, most: int) -> None:
+        super().__init__(
+            "too-much-work",
+            f"the relay asks for {bits} bits of proof of work and this client does at most {most}",
+            "REGISTER",
+        )
+        self.bits = bits
+
+    def __str__(self) -> str:
+        return f"Not registering: {self.text}."
+
+
 class Disconnected(RelayError):
     """The connection to the relay ended; ``code`` is the ``BYE`` code if any."""
 

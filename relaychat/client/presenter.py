@@ -416,7 +416,7 @@ _RELAY_CODES = {
     "limit": "Too many conversations or offers at once; /close one first.",
     "quota": "{n}'s mailbox is full, or you left them too much mail; try again later.",
     "draining": "The relay is shutting down and takes no new requests.",
-    "banned": "The relay has banned this nickname or your address.",
+    "banned": "The relay has banned this nickname, your key or your address.",
     "taken": "The nickname {n} belongs to someone else's key on this relay; choose another with --nick.",
     "bad-nick": "{n} is not an acceptable nickname on this relay.",
     "pow": "The relay refused the registration's proof of work.",

@@ -29,8 +29,8 @@ from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 
 from relaychat.client import tls
-from relaychat.client.errors import Disconnected, RelayError
-from relaychat.crypto.identity import Identity, solve_pow
+from relaychat.client.errors import Disconnected, RelayError, TooMuchWork
+from relaychat.crypto.identity import MAX_POW_BITS, Identity, solve_pow
 from relaychat.wire.codec import EncodingError, b64decode, b64encode
 from relaychat.wire.lines import LineSplitter, strip_cr
 
@@ -357,6 +357,8 @@ class RelayClientProtocol(Protocol):
         def prove(claim: tuple[str, bytes, int]) -> Deferred:
             canonical, challenge, bits = claim
             args = [b64encode(identity.sign_registration(server_id, challenge, canonical))]
+            if bits > MAX_POW_BITS:
+                raise TooMuchWork(bits, MAX_POW_BITS)
             if bits:
                 args.append(b64encode(solve_pow(challenge, bits)))
             return self._command("PROVE", tuple(args), lambda r: Registered(

@@ -74,6 +74,7 @@ __all__ = [
 STATIC_CONTEXT = b"relaychat static key v1\x00"
 REGISTER_CONTEXT = b"relaychat register v1\x00"
 POW_CONTEXT = b"relaychat pow v1\x00"
+MAX_POW_BITS = 24  # 2**24 hashes, seconds of work: the most a relay may ask and a client will do
 
 KEY_SIZE = 32
 SIGNATURE_SIZE = 64

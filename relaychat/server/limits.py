@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from relaychat.crypto.identity import MAX_POW_BITS
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -35,8 +37,8 @@ class Limits:
             raise ValueError("max_line must be at least 1024")
         if self.max_frame < 64:
             raise ValueError("max_frame must be at least 64")
-        if self.pow_bits > 32:
-            raise ValueError("pow_bits must be at most 32")
+        if self.pow_bits > MAX_POW_BITS:
+            raise ValueError(f"pow_bits must be at most {MAX_POW_BITS}")
         if self.lines_per_second <= 0 or self.line_burst < 1:
             raise ValueError("lines_per_second and line_burst must be positive")
 
