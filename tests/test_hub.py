@@ -5,7 +5,7 @@ from __future__ import annotations
 from twisted.trial.unittest import SynchronousTestCase
 
 from relaychat.server.limits import Limits, MailPolicy
-from relaychat.wire.codec import b64encode
+from relaychat.wire.codec import b64decode, b64encode
 from tests.support import FakeLink, Harness, identity, register_line
 
 
@@ -140,7 +140,6 @@ class Registration(SynchronousTestCase):
         reply = h.ask(client, link, register_line("alice", identity("alice")))
         self.assertEqual(reply[0].split(" ")[-1], "8")
         challenge = reply[0].split(" ")[3]
-        from relaychat.wire.codec import b64decode
         signature = identity("alice").sign_registration(h.hub.server_id, b64decode(challenge), "alice")
         self.assertEqual(h.ask(client, link, f"PROVE {b64encode(signature)}")[0].split(" ")[2], "pow")
         self.assertEqual(h.claim(client, link, "alice", identity("alice")), ["OK PROVE alice new 0"])
@@ -516,24 +515,20 @@ class Operator(SynchronousTestCase):
         self.h.now += 61
         self.assertEqual(self.h.claim(client, link, "bob", identity("bob")), ["OK PROVE bob known 0"])
 
-    def test_ban_between_register_and_prove_holds(self) -> None:
+    def prove_after_ban(self, nick: str, who: str, banned: str) -> list[str]:
+        """Register ``nick`` with ``who``'s key, let the operator ban ``banned``, then prove."""
         client, link = self.h.connect()
         self.h.hello(client, link)
-        reply = self.h.ask(client, link, register_line("carol", identity("carol")))[0].split(" ")
-        self.h.hub.ban("nick", "carol", 60, self.h.now)
-        from relaychat.wire.codec import b64decode
-        signature = identity("carol").sign_registration(self.h.hub.server_id, b64decode(reply[3]), "carol")
-        self.assertEqual(self.h.ask(client, link, f"PROVE {b64encode(signature)}"),
-                         ["ERR PROVE banned this nickname is banned"])
+        reply = self.h.ask(client, link, register_line(nick, identity(who)))[0].split(" ")
+        self.h.hub.ban("nick", banned, 60, self.h.now)
+        signature = identity(who).sign_registration(self.h.hub.server_id, b64decode(reply[3]), nick)
+        return self.h.ask(client, link, f"PROVE {b64encode(signature)}")
+
+    def test_ban_between_register_and_prove_holds(self) -> None:
+        self.assertEqual(self.prove_after_ban("carol", "carol", "carol"), ["ERR PROVE banned this nickname is banned"])
 
     def test_ban_between_register_and_prove_holds_for_the_key_too(self) -> None:
-        client, link = self.h.connect()
-        self.h.hello(client, link)
-        reply = self.h.ask(client, link, register_line("bobby", identity("bob")))[0].split(" ")
-        self.h.hub.ban("nick", "bob", 60, self.h.now)
-        from relaychat.wire.codec import b64decode
-        signature = identity("bob").sign_registration(self.h.hub.server_id, b64decode(reply[3]), "bobby")
-        self.assertEqual(self.h.ask(client, link, f"PROVE {b64encode(signature)}"),
+        self.assertEqual(self.prove_after_ban("bobby", "bob", "bob"),
                          ["ERR PROVE banned this identity key is banned"])
         self.assertNotIn("bobby", self.h.hub.online)
 
