@@ -384,3 +384,51 @@ class AgainstTheRealHub(SynchronousTestCase):
         for client, _ in clients:
             client.transport.loseConnection()
         flush()
+
+
+class WhatARelayCanMakeUsHold(SynchronousTestCase):
+    """A relay flooding OFFERED at a program that has not answered (or not
+    started observing) cannot make the client hold them without bound."""
+
+    def setUp(self) -> None:
+        from relaychat.client.api import ChatClient
+        from relaychat.crypto.pins import KnownPeers
+
+        self.client = ChatClient(Clock(), identity("alice"), KnownPeers(self.mktemp()))
+        self.client.server_id = SERVER_ID  # as after HELLO
+        self.transport = StringTransport()
+        self.client._protocol.makeConnection(self.transport)
+
+    def offer(self, count: int, start: int = 0) -> None:
+        key = identity("bob").identity_public
+        for i in range(start, start + count):
+            self.client.relay_offered(f"{i:016x}", "bob", key)
+
+    def test_unanswered_offers_past_the_cap_are_declined(self) -> None:
+        from relaychat.client.api import MAX_UNANSWERED_OFFERS
+
+        self.offer(MAX_UNANSWERED_OFFERS + 3)
+        self.assertEqual(len(self.client._offers), MAX_UNANSWERED_OFFERS)
+        declines = [line for line in self.transport.value().decode().splitlines() if line.startswith("DECLINE ")]
+        self.assertEqual(declines, [f"DECLINE {i:016x}" for i in range(MAX_UNANSWERED_OFFERS, MAX_UNANSWERED_OFFERS + 3)])
+
+    def test_unobserved_events_keep_only_the_newest(self) -> None:
+        """Offers the relay withdrew still wait in the feed for a first
+        observer; that backlog is bounded too, oldest dropped."""
+        for round_ in range(12):
+            self.offer(100, start=round_ * 100)
+            for i in range(round_ * 100, round_ * 100 + 100):
+                self.client.relay_closed(f"{i:016x}", "withdrawn")
+        seen: list = []
+        self.client.observe_offers(seen.append)
+        self.assertEqual(len(seen), 1000)
+        self.assertEqual(seen[0].sid, f"{200:016x}")
+
+    def test_mail_before_anyone_observes_it_is_bounded_and_never_acked(self) -> None:
+        from relaychat.client.api import UNOBSERVED_KEPT
+
+        for i in range(UNOBSERVED_KEPT + 5):
+            self.client.relay_mail(i, "bob", 0, b"sealed")
+        self.assertEqual(len(self.client._raw_mail), UNOBSERVED_KEPT)
+        self.assertEqual(self.client._raw_mail[0][0], 5)
+        self.assertNotIn("ACK", self.transport.value().decode())

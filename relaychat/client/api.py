@@ -32,6 +32,7 @@ Received text is returned as it came; programs must show it inert
 from __future__ import annotations
 
 import re
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Generic, Optional, TypeVar, Union
 
@@ -126,6 +127,12 @@ log = Logger(namespace="relaychat.client")
 
 _NICK = re.compile(r"[A-Za-z][A-Za-z0-9_-]{1,23}\Z")
 T = TypeVar("T")
+
+# What a relay can make us hold before the program answers: offers past this
+# are declined at once; events nobody observes yet keep only the newest 1,000
+# (unobserved mail is not ACKed, so the relay delivers it again next time).
+MAX_UNANSWERED_OFFERS = 100
+UNOBSERVED_KEPT = 1000
 
 
 # -- values handed to programs ------------------------------------------------
@@ -223,13 +230,13 @@ class _Feed(Generic[T]):
     protocol: one buggy callback must not desynchronise a conversation.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, backlog_limit: int = UNOBSERVED_KEPT) -> None:
         self._observers: list[Callable[[T], None]] = []
-        self._backlog: list[T] = []
+        self._backlog: deque[T] = deque(maxlen=backlog_limit)  # a relay's flood ages out, oldest first
 
     def add(self, observer: Callable[[T], None]) -> None:
         self._observers.append(observer)
-        backlog, self._backlog = self._backlog, []
+        backlog, self._backlog = self._backlog, deque(maxlen=self._backlog.maxlen)
         for item in backlog:
             self._call(observer, item)
 
@@ -609,7 +616,7 @@ class ChatClient(RelayEvents):
         self._offers: dict[str, IncomingOffer] = {}
         self._offer_feed: _Feed[IncomingOffer] = _Feed()
         self._mail_feed: _Feed[MailEvent] = _Feed()
-        self._raw_mail: list[tuple[int, str, int, bytes]] = []
+        self._raw_mail: deque[tuple[int, str, int, bytes]] = deque(maxlen=UNOBSERVED_KEPT)  # not ACKed: the relay keeps what ages out
         self._notices: _Feed[str] = _Feed()
         self._disconnects: _Feed[str] = _Feed()
 
@@ -740,7 +747,7 @@ class ChatClient(RelayEvents):
         """Deliver sealed mail: opened, verified, deduplicated by message id, and
         ACKed once handed to the observers (until then it stays on the relay)."""
         self._mail_feed.add(observer)
-        raw, self._raw_mail = self._raw_mail, []
+        raw, self._raw_mail = self._raw_mail, deque(maxlen=UNOBSERVED_KEPT)
         for mail in raw:
             self.relay_mail(*mail)
 
@@ -794,6 +801,8 @@ class ChatClient(RelayEvents):
         if sid in self._sessions or sid in self._offers:
             return  # a relay re-using a live session id: never let it replace that session
         try:
+            if len(self._offers) >= MAX_UNANSWERED_OFFERS:
+                raise ValueError("too many offers waiting for an answer")
             offer = IncomingOffer(self, sid, canonical_nick(nick), identity_pub)
         except (ValueError, HandshakeFailed):
             self._protocol.decline(sid).addErrback(lambda _: None)
