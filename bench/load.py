@@ -558,6 +558,8 @@ class SetupPair:
     def on_line(self, conn: Any, line: bytes, measuring: bool) -> None:
         parts = line.split(b" ")
         event = parts[0]
+        if event == b"FRAME" and parts[1] != (self.sid_a if conn is self.a else self.sid_b):
+            raise SetupError(f"a frame for a session not open here: {line[:100]!r}")
         if conn is self.a:
             if event == b"FRAME":
                 self.a_events(self.chan_a.receive_frame(base64.b64decode(parts[2])))
@@ -580,7 +582,7 @@ class SetupPair:
             self.b.out += b"ACCEPT " + self.sid_b + b"\n"
         elif event == b"CLOSED":
             if parts[1] == self.sid_b:
-                self.chan_b = None
+                self.chan_b, self.sid_b = None, b""
         elif event != b"OK":
             raise SetupError(f"responder got {line[:200]!r}")
 
@@ -602,7 +604,7 @@ class SetupPair:
                 self.frame(self.a, self.sid_a, self.chan_a.send_text(FIRST_MESSAGE))
                 self.frame(self.a, self.sid_a, self.chan_a.close())
                 self.a.out += b"CLOSE " + self.sid_a + b"\n"
-                self.chan_a = None
+                self.chan_a, self.sid_a = None, b""
                 self.begin()
             else:
                 self.unexpected(event)

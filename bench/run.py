@@ -385,6 +385,12 @@ class Bench:
                     problems = [x for r in run.results for x in r.get("errors", []) + [r.get("closed")] if x]
                     if problems:
                         self.say(f"{label}: {peer_name(name)} round {round_ + 1}: {problems[:2]}")
+                    closed = next((r["closed"] for r in run.results if r.get("closed")), None)
+                    if closed:  # a dropped client's rounds would count near zero: this system failed, say so
+                        self.failures.setdefault(name, f"{label}: {closed} in round {round_ + 1}")
+                        groups.pop(name).close()
+                        values[name].append(None)
+                        continue
                     values[name].append(value(run))
                     raw[name].append({"round": round_ + 1, "value": values[name][-1], "relay_cpu_s": run.relay_cpu,
                                       "window_s": run.window, "workers": run.results})
@@ -455,9 +461,10 @@ class Bench:
         for pairs in p["small_pairs"]:
             windows = [WINDOW_SMALL] + [w for w in ROUND_TRIP_WINDOWS if pairs == 1]
             for window in windows:
-                label = f"small_frames_{pairs}_pairs" + (f"_{window}_in_flight" if window != WINDOW_SMALL else "")
+                label = f"small_frames_{pairs}_pairs_{window}_in_flight"
                 values = self.versus(systems, self.stream_tasks(pairs, SMALL, window), _msgs_per_s, p["rounds"],
                                      p["warmup"], p["duration"], label)
+                self.raw[label]["in_flight"] = window
                 note = self.cpu_note(label, systems, "msg")
                 if window == WINDOW_SMALL:
                     name = f"small frames, {pairs} pair{'s' * (pairs > 1)}"
@@ -530,8 +537,13 @@ class Bench:
         load_cpu = sum(r["load_cpu_s"] for r in run.results)
         relay_cpu_per = run.relay_cpu / (rate * run.window) if rate and run.relay_cpu is not None else None
         # The same two load processes doing only the client-side work, with no relay: their ceiling.
-        crypto = run_workers([{"task": "crypto", "duration": min(3.0, p["setup_duration"])} for _ in range(2)], cpus=None).results
-        ceiling = sum(r["per_s"] for r in crypto)
+        try:
+            crypto = run_workers([{"task": "crypto", "duration": min(3.0, p["setup_duration"])} for _ in range(2)],
+                                 cpus=None).results
+        except WorkerError as e:  # the ceiling is for information: report the set-ups anyway
+            self.say(f"client work alone failed: {e}")
+            crypto = []
+        ceiling = sum(r["per_s"] for r in crypto) if crypto else None
         self.raw["setups"] = {"workers": run.results, "relay_cpu_s": run.relay_cpu, "window_s": run.window,
                               "crypto_only": crypto, "failures": failures}
         note = (f"relay CPU {relay_cpu_per * 1e3:.3f} ms/setup ({1 / relay_cpu_per:,.0f}/s per relay core); "

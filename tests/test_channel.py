@@ -161,6 +161,19 @@ class Handshake(SynchronousTestCase):
         self.assertEqual(frames(events), [], "message 3 must not be sent after a key change")
         self.assertIsNone(alice.peer_identity)
 
+    def test_remembered_binding_still_meets_the_pin(self) -> None:
+        """A binding verified (and remembered) in one conversation is compared
+        with the pin again in the next: a changed pin is still a key change."""
+        first = make(True, "alice", "bob", pin=identity("bob").identity_public)
+        _, _ = handshake(first, make(False, "bob", "alice"))
+        self.assertEqual(first.state, ChannelState.OPEN)
+        alice = make(True, "alice", "bob", sid=OTHER_SID, pin=identity("old-bob").identity_public)
+        bob = make(False, "bob", "alice", sid=OTHER_SID)
+        (msg1,) = alice.start()
+        bob.start()
+        (msg2,) = frames(bob.receive_frame(msg1))
+        self.assertIsInstance(failure(alice.receive_frame(msg2)).error, KeyChanged)
+
     def test_responder_detects_changed_initiator_key(self) -> None:
         alice = make(True, "alice", "bob")
         bob = make(False, "bob", "alice", pin=identity("old-alice").identity_public)

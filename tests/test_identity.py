@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import os
 import stat
@@ -384,6 +385,15 @@ class VerifiedBindingMemoTests(SynchronousTestCase):
         self.assertEqual(got, me.identity_public)
         self.assertIs(type(got), bytes)
 
+    def test_changing_the_buffers_afterwards_cannot_poison_the_memo(self) -> None:
+        """What is remembered is a copy: rewriting the caller's bytearrays after
+        a good check does not make another pair pass."""
+        me, relay = _identity(0), _identity(1)
+        binding, rs = bytearray(me.binding()), bytearray(me.static_public)
+        identity.verify_binding(binding, rs)
+        rs[:] = relay.static_public
+        self.assertRaises(BindingError, identity.verify_binding, binding, rs)
+
     def test_failure_is_not_remembered(self) -> None:
         me, relay = _identity(0), _identity(1)
         for _ in range(2):
@@ -399,7 +409,15 @@ class VerifiedBindingMemoTests(SynchronousTestCase):
         self.assertEqual(self.checks, [me.static_public, relay.static_public])
 
     def test_bounded(self) -> None:
-        self.assertEqual(identity._verified_binding.cache_info().maxsize, identity.VERIFIED_BINDINGS_KEPT)
+        """Past the bound the oldest pair is forgotten (and checked again)."""
+        self.patch(identity, "_verified_binding", functools.lru_cache(maxsize=2)(identity._verified_binding.__wrapped__))
+        people = [_identity(i) for i in range(3)]
+        for me in people + people[:1]:
+            identity.verify_binding(me.binding(), me.static_public)
+        self.assertEqual(len(self.checks), 4)
+        identity.verify_binding(people[2].binding(), people[2].static_public)  # still held
+        self.assertEqual(len(self.checks), 4)
+        self.assertEqual(identity._verified_binding.cache_info().currsize, 2)
 
 
 class StorageTests(SynchronousTestCase):

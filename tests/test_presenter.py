@@ -210,6 +210,12 @@ class FailureSentenceTests(unittest.TestCase):
         self.assertTrue(sentence.startswith("Could not connect to tls:h:1: the relay's certificate is not signed"))
         self.assertIn("tls:HOST:PORT:fingerprint=sha256:", sentence)
 
+    def test_tls_failure_from_an_endpoint(self) -> None:
+        untrusted = SSL.Error([("SSL routines", "", "certificate verify failed")])
+        sentence = describe_failure(untrusted, None, "tls:h:1")
+        self.assertTrue(sentence.startswith("Could not connect securely to tls:h:1: the relay's certificate"), sentence)
+        self.assertNotIn("SSL routines", sentence)
+
     def test_cancelled(self) -> None:
         self.assertEqual(describe_failure(defer.CancelledError(), "bob"), "Stopped calling bob.")
 

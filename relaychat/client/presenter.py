@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from twisted.internet import defer
 from twisted.internet import error as net_error
 
-from relaychat.client import errors
+from relaychat.client import errors, tls
 from relaychat.client.commands import help_lines, help_topic
 from relaychat.client.inert import render_inert
 from relaychat.crypto.identity import IdentityError
@@ -441,8 +441,7 @@ def _connect_failure(exc: BaseException, server: str) -> str | None:
     if isinstance(exc, (net_error.TimeoutError, defer.TimeoutError)):
         return f"Could not connect to {where}: no answer in time."
     if _TLS_FAILURES and isinstance(exc, _TLS_FAILURES):
-        return (f"Could not connect securely to {where}: the relay's certificate was not accepted "
-                f"({render_inert(str(exc))}).")
+        return f"Could not connect securely to {where}: {render_inert(tls.explain(exc).rstrip('.'))}."
     if isinstance(exc, net_error.ConnectionDone):
         return f"The relay at {where} closed the connection."
     if isinstance(exc, net_error.ConnectError):

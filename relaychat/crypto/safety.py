@@ -130,7 +130,10 @@ def safety_number(local_pub: bytes, local_nick: str, remote_pub: bytes, remote_n
     )
 
 
-@functools.lru_cache(maxsize=256)
+SAFETY_NUMBERS_KEPT = 1024  # (peer, key) pairs; a contact list larger than this recomputes, ~7 ms each
+
+
+@functools.lru_cache(maxsize=SAFETY_NUMBERS_KEPT)
 def _safety_number(local_pub: bytes, local_id: bytes, remote_pub: bytes, remote_id: bytes) -> str:
     """Remembered: 2 x 5,200 SHA-512 (about 7 ms) is paid once per peer and
     key, not at every conversation with the same person."""
