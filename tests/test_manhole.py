@@ -393,14 +393,18 @@ class RealSSH(SynchronousTestCase):
         self.assertEqual(process.wait(), 255)
         return process.output.decode("utf-8", "replace")
 
-    def test_admin_logs_in_runs_helpers_and_is_logged_by_key(self) -> None:
+    def console_with_alice(self) -> tuple[SSHProcess, LineSocket]:
+        """A daemon with alice registered, and an admin at its console prompt."""
         relay, console = self.start()
         alice = LineSocket(relay)
         self.addCleanup(alice.close)
         self.assertEqual(alice.register("alice", identity("alice")), "OK PROVE alice new 0")
-
         session = self.ssh(console, "-tt")
         session.expect("relaychat admin console")
+        return session, alice
+
+    def test_admin_logs_in_runs_helpers_and_is_logged_by_key(self) -> None:
+        session, alice = self.console_with_alice()
         session.type("who()\r")
         session.expect("1 online, 1 connections")
         session.expect("alice  127.0.0.1")
@@ -420,12 +424,7 @@ class RealSSH(SynchronousTestCase):
         self.assertIn(f"admin {listed}: logged out", log)
 
     def test_drain_tells_clients_then_the_daemon_stops_cleanly(self) -> None:
-        relay, console = self.start()
-        alice = LineSocket(relay)
-        self.addCleanup(alice.close)
-        self.assertEqual(alice.register("alice", identity("alice")), "OK PROVE alice new 0")
-        session = self.ssh(console, "-tt")
-        session.expect("relaychat admin console")
+        session, alice = self.console_with_alice()
         session.type("drain('back soon')\r")
         self.assertEqual(alice.read_line(), "NOTICE back soon")
         self.assertEqual(alice.read_line(), "BYE draining back soon")

@@ -230,13 +230,13 @@ class _Feed(Generic[T]):
     protocol: one buggy callback must not desynchronise a conversation.
     """
 
-    def __init__(self, backlog_limit: int = UNOBSERVED_KEPT) -> None:
+    def __init__(self) -> None:
         self._observers: list[Callable[[T], None]] = []
-        self._backlog: deque[T] = deque(maxlen=backlog_limit)  # a relay's flood ages out, oldest first
+        self._backlog: deque[T] = deque(maxlen=UNOBSERVED_KEPT)  # a relay's flood ages out, oldest first
 
     def add(self, observer: Callable[[T], None]) -> None:
         self._observers.append(observer)
-        backlog, self._backlog = self._backlog, deque(maxlen=self._backlog.maxlen)
+        backlog, self._backlog = self._backlog, deque(maxlen=UNOBSERVED_KEPT)
         for item in backlog:
             self._call(observer, item)
 
@@ -800,11 +800,13 @@ class ChatClient(RelayEvents):
     def relay_offered(self, sid: str, nick: str, identity_pub: bytes) -> None:
         if sid in self._sessions or sid in self._offers:
             return  # a relay re-using a live session id: never let it replace that session
-        try:
-            if len(self._offers) >= MAX_UNANSWERED_OFFERS:
-                raise ValueError("too many offers waiting for an answer")
-            offer = IncomingOffer(self, sid, canonical_nick(nick), identity_pub)
-        except (ValueError, HandshakeFailed):
+        offer = None
+        if len(self._offers) < MAX_UNANSWERED_OFFERS:
+            try:
+                offer = IncomingOffer(self, sid, canonical_nick(nick), identity_pub)
+            except (ValueError, HandshakeFailed):
+                pass
+        if offer is None:  # malformed, or too many waiting for an answer
             self._protocol.decline(sid).addErrback(lambda _: None)
             return
         self._offers[sid] = offer

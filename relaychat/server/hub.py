@@ -273,12 +273,10 @@ class Hub:
         key = self.bound_key(value) if kind == "nick" else None
         if key is not None:
             self.bans.add("key", key_id(key), now + seconds)
-        victims = [
-            c for c in self.clients
-            if not c.closing and (
-                c.address == value if kind == "address" else c.nick == value or (key is not None and c.identity_pub == key)
-            )
-        ]
+        if kind == "address":
+            victims = [c for c in self.clients if not c.closing and c.address == value]
+        else:
+            victims = [c for c in self.clients if not c.closing and (c.nick == value or (key and c.identity_pub == key))]
         for client in victims:
             self._bye(client, Bye.BANNED, "banned by the operator", session_reason=Closed.KICKED)
         self._flush()
