@@ -42,7 +42,7 @@ try:
 except ImportError:  # pragma: no cover - not POSIX
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["FILENAME", "KnownPeers", "PinConflict", "PinError", "PinStatus"]
+__all__ = ["FILENAME", "KnownPeers", "PinConflict", "PinError", "PinStatus", "locked"]
 
 FILENAME = "known_peers"
 HEADER = (
@@ -52,6 +52,30 @@ HEADER = (
 
 # Nickname rules of section 4, canonical (lower-case) form.
 _NICK_RE = re.compile(r"[a-z][a-z0-9_-]{1,23}\Z")
+
+
+@contextlib.contextmanager
+def locked(path: StrPath) -> Iterator[None]:
+    """Serialise read-modify-write of ``path`` between processes sharing it.
+
+    The lock is on a side file (``<name>.lock``) because the file itself is
+    replaced by rename on every write. Every profile file that two clients
+    may share (pins, known relays, seen mail, contacts) is changed only
+    under this lock, after re-reading it, so neither erases the other's
+    additions.
+    """
+    path = Path(path)
+    if fcntl is None:  # pragma: no cover
+        yield
+        return
+    lock_path = path.with_name(path.name + ".lock")
+    make_private_dir(path.parent)
+    fd = os.open(lock_path, os.O_CREAT | os.O_RDWR | getattr(os, "O_CLOEXEC", 0), 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 class PinStatus(enum.Enum):
@@ -219,24 +243,8 @@ class KnownPeers:
 
     # -- writing ---------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        """Serialise read-modify-write between processes sharing the file.
-
-        The lock is on a side file because the pins file itself is replaced
-        by rename on every write.
-        """
-        if fcntl is None:  # pragma: no cover
-            yield
-            return
-        lock_path = self.path.with_name(self.path.name + ".lock")
-        make_private_dir(self.path.parent)
-        fd = os.open(lock_path, os.O_CREAT | os.O_RDWR | getattr(os, "O_CLOEXEC", 0), 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
+    def _locked(self) -> contextlib.AbstractContextManager[None]:
+        return locked(self.path)
 
     @staticmethod
     def _line(server_id: bytes, nick: str, identity_pub: bytes) -> bytes:
