@@ -656,6 +656,26 @@ class SealedMail(SynchronousTestCase):
             self.assertRaises(MailError, mail.open_mail, identity("bob"), "alice", "bob", bytes(changed))
         self.assertRaises(MailError, mail.open_mail, identity("bob"), "alice", "bob", sealed[:50])
 
+    def test_read_receipt(self) -> None:
+        """0xFF never starts UTF-8 text, so a receipt cannot be mistaken for one."""
+        original = mail.open_mail(identity("bob"), "alice", "bob", self._seal())
+        receipt = mail.seal_receipt(identity("bob"), "bob", "alice", identity("alice").static_public,
+                                    original.message_id, 1_700_000_100)
+        opened_receipt = mail.open_mail(identity("alice"), "bob", "alice", receipt)
+        self.assertEqual(opened_receipt.receipt_for, original.message_id)
+        self.assertEqual(opened_receipt.text, "")
+        self.assertIsNone(original.receipt_for)
+        self.assertNotEqual(opened_receipt.message_id, original.message_id)
+
+    def test_unknown_control_message(self) -> None:
+        for body in (b"\xff\x02" + bytes(16), b"\xff\x01" + bytes(15), b"\xff"):
+            hs = HandshakeState(mail.PROTOCOL_NAME, True, mail.prologue("alice", "bob"),
+                                s=identity("alice").static_private, rs=identity("bob").static_public)
+            sealed = hs.write_message(identity("alice").binding() + bytes(8) + bytes(16) + body)
+            with self.assertRaises(MailError) as caught:
+                mail.open_mail(identity("bob"), "alice", "bob", sealed)
+            self.assertIn("control message", str(caught.exception))
+
     def test_binding_must_certify_the_sealing_key(self) -> None:
         """Mallory seals with her static key but Alice's (public) binding."""
         hs = HandshakeState(mail.PROTOCOL_NAME, True, mail.prologue("alice", "bob"),
