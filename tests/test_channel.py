@@ -13,7 +13,7 @@ from typing import Optional
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from relaychat.client import channel as channel_module
-from relaychat.client import mail
+from relaychat.client import mail, receipts
 from relaychat.client.channel import (
     PROTOCOL_NAME,
     REKEY_INTERVAL,
@@ -756,7 +756,7 @@ class Receipts(SynchronousTestCase):
         self.assertIsInstance(failure(alice.receive_frame(again)).error, MessageRejected)
 
     def test_a_peer_that_never_confirms_costs_bounded_memory(self) -> None:
-        self.patch(channel_module, "MAX_UNCONFIRMED", 3)
+        self.patch(receipts, "MAX_UNCONFIRMED", 3)
         alice, bob = opened()
         for i in range(10):
             alice.send_text(f"m{i}")
@@ -764,10 +764,10 @@ class Receipts(SynchronousTestCase):
         self.assertEqual(alice.unconfirmed_count, 10)
 
     def test_first_words(self) -> None:
-        self.assertEqual(channel_module.first_words("  short   text\n"), "short text")
-        self.assertEqual(channel_module.first_words("x" * 100, 10), "x" * 10 + "\u2026")
-        self.assertEqual(channel_module.first_words("one two three", 8), "one two\u2026")
-        self.assertEqual(channel_module.first_words(""), "")
+        self.assertEqual(receipts.first_words("  short   text\n"), "short text")
+        self.assertEqual(receipts.first_words("x" * 100, 10), "x" * 10 + "\u2026")
+        self.assertEqual(receipts.first_words("one two three", 8), "one two\u2026")
+        self.assertEqual(receipts.first_words(""), "")
 
     def test_closing_waits_for_the_last_receipts(self) -> None:
         """Our CLOSE goes out at once; the peer's receipts for what came before

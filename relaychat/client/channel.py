@@ -43,6 +43,7 @@ import hmac
 from dataclasses import dataclass, field
 from typing import Optional, Protocol, Union
 
+from relaychat.client import receipts
 from relaychat.client.errors import (
     ConversationClosed,
     ConversationFailed,
@@ -79,7 +80,6 @@ __all__ = [
     "SMPResult",
     "SendFrame",
     "UnknownMessage",
-    "first_words",
     "max_text_bytes",
     "prologue",
 ]
@@ -89,11 +89,6 @@ PROLOGUE_CONTEXT = b"relaychat-e2e-v1"
 REKEY_INTERVAL = 1000
 DEFAULT_MAX_FRAME = 32768
 TAG_SIZE = 16
-RECEIPT_SIZE = 8
-# Sent messages awaiting a receipt that are remembered by their first words;
-# past this (a peer that never confirms) the oldest are only counted.
-MAX_UNCONFIRMED = 10000
-PREVIEW_CHARS = 40
 
 
 class MessageType(enum.IntEnum):
@@ -122,19 +117,6 @@ def prologue(sid: str, initiator_nick: str, responder_nick: str) -> bytes:
         + lp(initiator_nick.encode("utf-8"))
         + lp(responder_nick.encode("utf-8"))
     )
-
-
-def first_words(text: str, limit: int = PREVIEW_CHARS) -> str:
-    """How a sent message is named when telling whether it arrived: its first
-    words, white space collapsed, cut at a word boundary near ``limit``."""
-    words = text.split()
-    shown = ""
-    for word in words:
-        candidate = f"{shown} {word}" if shown else word
-        if len(candidate) > limit:
-            return (shown or word[:limit]) + "\u2026"
-        shown = candidate
-    return shown
 
 
 def max_text_bytes(max_frame: int = DEFAULT_MAX_FRAME) -> int:
@@ -304,9 +286,7 @@ class Channel:
         self._started = False
         self._answered = False  # responder: message 2 sent
         self._smp = SocialistMillionaire(session_initiator=initiator)
-        self._unconfirmed: dict[int, str] = {}  # our TEXT number -> its first words
-        self._forgotten_unconfirmed = 0
-        self._confirmed = 0  # the peer has all our messages up to this number
+        self._unconfirmed = receipts.Unconfirmed()
         self.last_text_number = 0
         self._handshake_hash: Optional[bytes] = None
         self.state = ChannelState.HANDSHAKE
@@ -328,12 +308,12 @@ class Channel:
     @property
     def unconfirmed(self) -> list[tuple[int, str]]:
         """Our TEXT messages the peer has not confirmed: (number, first words), oldest first."""
-        return list(self._unconfirmed.items())
+        return self._unconfirmed.items
 
     @property
     def unconfirmed_count(self) -> int:
         """All unconfirmed TEXT messages, including those too many to be named."""
-        return len(self._unconfirmed) + self._forgotten_unconfirmed
+        return self._unconfirmed.count
 
     # -- handshake --------------------------------------------------------------------
 
@@ -442,7 +422,7 @@ class Channel:
                 text = body.decode("utf-8")
             except UnicodeDecodeError:
                 raise MessageRejected(f"{self.peer_nick} sent a message that is not UTF-8 text.") from None
-            receipt = self._encrypt(MessageType.RECEIPT, self._received.to_bytes(RECEIPT_SIZE, "big"))
+            receipt = self._encrypt(MessageType.RECEIPT, receipts.encode(self._received))
             return [MessageReceived(text), SendFrame(receipt)]
         if kind == MessageType.RECEIPT:
             return self._receipt(body)
@@ -478,15 +458,9 @@ class Channel:
 
     def _receipt(self, body: bytes) -> list[Event]:
         """RECEIPT n: the peer has every message of ours up to number n."""
-        number = int.from_bytes(body, "big") if len(body) == RECEIPT_SIZE else 0
-        if not self._confirmed < number <= self._sent:
+        delivered = self._unconfirmed.confirm(receipts.decode(body), self._sent)
+        if delivered is None:
             raise MessageRejected(f"{self.peer_nick} sent a receipt for messages it cannot have received.")
-        self._confirmed = number
-        delivered = tuple(n for n in self._unconfirmed if n <= number)
-        for n in delivered:
-            del self._unconfirmed[n]
-        if self._forgotten_unconfirmed and not self._unconfirmed:
-            self._forgotten_unconfirmed = 0  # every older one is confirmed too
         return [Delivered(delivered)] if delivered else []
 
     def _encrypt(self, kind: MessageType, body: bytes) -> bytes:
@@ -518,10 +492,7 @@ class Channel:
         :attr:`unconfirmed`."""
         frame = self._encrypt(MessageType.TEXT, text.encode("utf-8"))
         self.last_text_number = self._sent
-        if len(self._unconfirmed) >= MAX_UNCONFIRMED:
-            del self._unconfirmed[next(iter(self._unconfirmed))]
-            self._forgotten_unconfirmed += 1
-        self._unconfirmed[self._sent] = first_words(text)
+        self._unconfirmed.sent(self._sent, text)
         return frame
 
     def close(self) -> Optional[bytes]:
