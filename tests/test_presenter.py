@@ -30,7 +30,7 @@ from relaychat.client.api import (
     SMPResult,
     User,
 )
-from relaychat.client.controller import QUIT_GRACE, ChatController
+from relaychat.chat.controller import QUIT_GRACE, ChatController
 from relaychat.client.errors import (
     Declined,
     Disconnected,
@@ -39,7 +39,7 @@ from relaychat.client.errors import (
     MessageTooLong,
     RelayError,
 )
-from relaychat.client.presenter import (
+from relaychat.chat.presenter import (
     CONTINUATION,
     STATUS_PREFIX,
     WARNING_PREFIX,
@@ -50,7 +50,7 @@ from relaychat.client.presenter import (
     text_width,
     wrap,
 )
-from relaychat.client.terminal import ChatTerminal, LineEditor
+from relaychat.chat.terminal import ChatTerminal, LineEditor
 from relaychat.crypto.identity import Identity
 from relaychat.crypto.pins import PinStatus
 from relaychat.crypto.safety import fingerprint, safety_number

@@ -26,7 +26,7 @@ without pinning anything; :meth:`ChatClient.accept_new_key` is the one
 explicit way to replace a pin.
 
 Received text is returned as it came; programs must show it inert
-(section 16, ``relaychat.client.inert``). Nothing here logs keys or text.
+(section 16, ``relaychat.chat.inert``). Nothing here logs keys or text.
 """
 
 from __future__ import annotations

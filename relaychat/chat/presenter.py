@@ -2,7 +2,7 @@
 
 The :class:`Presenter` turns events (connected, offer received, message,
 key changed, ...) into :class:`Line` values: a kind, used only for colour,
-and the finished text. The terminal (``relaychat.client.terminal``) just
+and the finished text. The terminal (``relaychat.chat.terminal``) just
 wraps and writes them, and the controller decides *when*; keeping the words
 here makes them testable without a terminal and keeps the rule for untrusted
 text in one place:
@@ -12,7 +12,7 @@ text in one place:
 * every message starts with ``<nick> ``;
 * everything that came from the network -- nicknames, messages, relay
   texts, error sentences quoting them -- goes through
-  :func:`relaychat.client.inert.render_inert`, and continuation lines of a
+  :func:`relaychat.chat.inert.render_inert`, and continuation lines of a
   message are indented, so received text can never produce a line that
   starts with ``***`` or ``!!!`` at the left margin.
 
@@ -33,8 +33,8 @@ from twisted.internet import defer
 from twisted.internet import error as net_error
 
 from relaychat.client import errors, tls
-from relaychat.client.commands import help_lines, help_topic
-from relaychat.client.inert import render_inert
+from relaychat.chat.commands import help_lines, help_topic
+from relaychat.chat.inert import render_inert
 from relaychat.crypto.identity import IdentityError
 from relaychat.crypto.pins import PinError
 

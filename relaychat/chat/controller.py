@@ -4,7 +4,7 @@
 lines and a prompt) and the client library (``relaychat.client.api``). It
 keeps the little state a chat program needs -- open conversations, waiting
 offers, the conversation plain lines go to, keys that changed -- and asks
-the :class:`~relaychat.client.presenter.Presenter` for the words. It never
+the :class:`~relaychat.chat.presenter.Presenter` for the words. It never
 touches the terminal itself, so tests drive it with a fake view and a fake
 client, and the pseudo-terminal test only has to prove the wiring.
 
@@ -24,7 +24,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from relaychat.client import commands as cmd
+from relaychat.chat import commands as cmd
 from relaychat.client.api import (
     ChatClient,
     Conversation,
@@ -39,7 +39,7 @@ from relaychat.client.api import (
     SMPResult,
 )
 from relaychat.client.errors import KeyChanged
-from relaychat.client.presenter import Line, Presenter, describe_failure, is_expected
+from relaychat.chat.presenter import Line, Presenter, describe_failure, is_expected
 from relaychat.crypto.pins import PinError, PinStatus
 from relaychat.crypto.safety import fingerprint, safety_number
 from relaychat.crypto.smp import SMPUsageError

@@ -37,11 +37,11 @@ from twisted.logger import (
 from twisted.python import usage
 
 from relaychat.client import api
-from relaychat.client.commands import NICK_RULE, is_nickname
-from relaychat.client.controller import ChatController
-from relaychat.client.presenter import Presenter
+from relaychat.chat.commands import NICK_RULE, is_nickname
+from relaychat.chat.controller import ChatController
+from relaychat.chat.presenter import Presenter
 from relaychat.client.seen import SeenMail
-from relaychat.client.terminal import ChatTerminal, raw_terminal, terminal_size
+from relaychat.chat.terminal import ChatTerminal, raw_terminal, terminal_size
 from relaychat.crypto import identity as identity_module
 from relaychat.crypto.identity import (
     Identity,
