@@ -22,8 +22,8 @@ from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
-from relaychat.client import api
-from relaychat.client.api import (
+import relaychat.client as api
+from relaychat.client import (
     ChatClient,
     Conversation,
     Ended,

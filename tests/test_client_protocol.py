@@ -391,7 +391,7 @@ class WhatARelayCanMakeUsHold(SynchronousTestCase):
     started observing) cannot make the client hold them without bound."""
 
     def setUp(self) -> None:
-        from relaychat.client.api import ChatClient
+        from relaychat.client import ChatClient
         from relaychat.crypto.pins import KnownPeers
 
         self.client = ChatClient(Clock(), identity("alice"), KnownPeers(self.mktemp()))
@@ -405,7 +405,7 @@ class WhatARelayCanMakeUsHold(SynchronousTestCase):
             self.client.relay_offered(f"{i:016x}", "bob", key)
 
     def test_unanswered_offers_past_the_cap_are_declined(self) -> None:
-        from relaychat.client.api import MAX_UNANSWERED_OFFERS
+        from relaychat.client import MAX_UNANSWERED_OFFERS
 
         self.offer(MAX_UNANSWERED_OFFERS + 3)
         self.assertEqual(len(self.client._offers), MAX_UNANSWERED_OFFERS)
@@ -425,7 +425,7 @@ class WhatARelayCanMakeUsHold(SynchronousTestCase):
         self.assertEqual(seen[0].sid, f"{200:016x}")
 
     def test_mail_before_anyone_observes_it_is_bounded_and_never_acked(self) -> None:
-        from relaychat.client.api import UNOBSERVED_KEPT
+        from relaychat.client import UNOBSERVED_KEPT
 
         for i in range(UNOBSERVED_KEPT + 5):
             self.client.relay_mail(i, "bob", 0, b"sealed")

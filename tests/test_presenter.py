@@ -5,7 +5,7 @@
 * :class:`ChatTerminal`: keystrokes in, screen out, through insults and a
   terminal emulator (``insults.helper.TerminalBuffer``), no pty.
 * :class:`ChatController`: commands and library events, against fakes of
-  the ``relaychat.client.api`` objects.
+  the ``relaychat.client`` objects.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from twisted.internet.testing import Clock, StringTransport
 from twisted.trial import unittest
 
 from relaychat.client import tls
-from relaychat.client.api import (
+from relaychat.client import (
     Ended,
     MailProblem,
     ReceivedMail,
@@ -548,7 +548,7 @@ class FakeClient:
         return defer.succeed(self.who_result)
 
     def lookup(self, nick: str) -> defer.Deferred:
-        from relaychat.client.api import PeerInfo
+        from relaychat.client import PeerInfo
 
         return defer.succeed(PeerInfo(nick, key(nick), b"s" * 32, True, PinStatus.MATCH))
 

@@ -39,7 +39,7 @@ WAIT = 30.0  # seconds any one thing may take before the test fails
 MALLORY = r'''
 import sys
 from twisted.internet import defer, task
-from relaychat.client import api
+import relaychat.client as api
 
 NASTY = [
     "\x1b[2J\x1b[Hscreen cleared?",

@@ -36,11 +36,11 @@ from twisted.logger import (
 )
 from twisted.python import usage
 
-from relaychat.client import api
+from relaychat import client as library
+from relaychat.client import SeenMail
 from relaychat.chat.commands import NICK_RULE, is_nickname
 from relaychat.chat.controller import ChatController
 from relaychat.chat.presenter import Presenter
-from relaychat.client.seen import SeenMail
 from relaychat.chat.terminal import ChatTerminal, raw_terminal, terminal_size
 from relaychat.crypto import identity as identity_module
 from relaychat.crypto.identity import (
@@ -55,7 +55,7 @@ from relaychat.crypto.safety import fingerprint
 
 __all__ = ["Options", "Server", "main", "parse_server"]
 
-#: What :func:`relaychat.client.api.open_profile` returns.
+#: What :func:`relaychat.client.open_profile` returns.
 Profile = tuple[Identity, KnownPeers, SeenMail]
 
 DEFAULT_PORT = 7733
@@ -117,7 +117,7 @@ class Server:
 
     def endpoint(self, reactor: Any) -> IStreamClientEndpoint:
         if self.endpoint_string is not None:
-            return api.endpoint_from_string(reactor, self.endpoint_string)
+            return library.endpoint_from_string(reactor, self.endpoint_string)
         assert self.host is not None
         return HostnameEndpoint(reactor, self.host, self.port)
 
@@ -139,7 +139,7 @@ def parse_server(spec: str) -> Server:
     from twisted.internet import reactor
 
     try:
-        api.endpoint_from_string(reactor, spec)
+        library.endpoint_from_string(reactor, spec)
     except (ValueError, TypeError, KeyError):
         raise usage.UsageError(
             f"'{spec}' is not a server: use HOST, HOST:PORT, [IPv6]:PORT or an endpoint "
@@ -207,13 +207,13 @@ def open_profile(config_dir: Path, want_passphrase: bool, ask: Callable[[str], s
             if want_passphrase and passphrase is None:
                 tell("No identity was created.")
                 return None
-            profile = api.open_profile(config_dir, passphrase)
+            profile = library.open_profile(config_dir, passphrase)
             tell(f"Created your identity key in {config_dir} (fingerprint {fingerprint(profile[0].identity_public)}).")
             return profile
         if want_passphrase:
             tell("Note: --passphrase only applies when a new identity is created; using the existing one.")
         try:
-            return api.open_profile(config_dir, None)
+            return library.open_profile(config_dir, None)
         except PassphraseRequired:
             pass
         for _ in range(PASSPHRASE_TRIES):
@@ -221,7 +221,7 @@ def open_profile(config_dir: Path, want_passphrase: bool, ask: Callable[[str], s
             if not secret:
                 continue
             try:
-                return api.open_profile(config_dir, secret.encode("utf-8"))
+                return library.open_profile(config_dir, secret.encode("utf-8"))
             except WrongPassphrase:
                 tell("That passphrase does not unlock the key.")
         tell("Could not unlock your identity key.")
@@ -281,12 +281,12 @@ def run_screen(reactor: Any, options: Options, profile: Profile, nick: str, conf
         screen.on_interrupt = controller.quit
         screen.on_lost = lambda: stop() if outcome else controller.quit()
 
-        def registered(client: api.ChatClient) -> api.ChatClient:
+        def registered(client: library.ChatClient) -> library.ChatClient:
             remember_nick(config_dir, client.nick)  # asked once, then known
             return client
 
         def connect() -> Deferred:
-            d = api.connect(reactor, server.endpoint(reactor), identity, nick, known_peers, seen_mail=seen_mail)
+            d = library.connect(reactor, server.endpoint(reactor), identity, nick, known_peers, seen_mail=seen_mail)
             return d.addCallback(registered)
 
         def resized(signum: int, frame: object) -> None:

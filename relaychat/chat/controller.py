@@ -1,14 +1,14 @@
 """The chat program's behaviour: typed commands in, library calls out, lines shown.
 
 :class:`ChatController` sits between the terminal (a :class:`View`: it shows
-lines and a prompt) and the client library (``relaychat.client.api``). It
+lines and a prompt) and the client library (``relaychat.client``). It
 keeps the little state a chat program needs -- open conversations, waiting
 offers, the conversation plain lines go to, keys that changed -- and asks
 the :class:`~relaychat.chat.presenter.Presenter` for the words. It never
 touches the terminal itself, so tests drive it with a fake view and a fake
 client, and the pseudo-terminal test only has to prove the wiring.
 
-Trust decisions stay with the user: a :class:`~relaychat.client.errors.KeyChanged`
+Trust decisions stay with the user: a :class:`~relaychat.client.KeyChanged`
 from any path (calling, accepting, a conversation, mail) is recorded and
 shown as a loud warning with the safety number of the *new* key, and only
 ``/trust <nick>`` replaces the pin.
@@ -25,11 +25,12 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from relaychat.chat import commands as cmd
-from relaychat.client.api import (
+from relaychat.client import (
     ChatClient,
     Conversation,
     Ended,
     IncomingOffer,
+    KeyChanged,
     MailEvent,
     MailProblem,
     PeerInfo,
@@ -38,7 +39,6 @@ from relaychat.client.api import (
     SMPRequested,
     SMPResult,
 )
-from relaychat.client.errors import KeyChanged
 from relaychat.chat.presenter import Line, Presenter, describe_failure, is_expected
 from relaychat.crypto.pins import PinError, PinStatus
 from relaychat.crypto.safety import fingerprint, safety_number

@@ -32,7 +32,14 @@ from dataclasses import dataclass
 from twisted.internet import defer
 from twisted.internet import error as net_error
 
-from relaychat.client import errors, tls
+from relaychat.client import (
+    ConversationFailed,
+    Disconnected,
+    MailError,
+    MessageTooLong,
+    RelayError,
+    explain_tls_failure,
+)
 from relaychat.chat.commands import help_lines, help_topic
 from relaychat.chat.inert import render_inert
 from relaychat.crypto.identity import IdentityError
@@ -423,7 +430,7 @@ _RELAY_CODES = {
 }
 
 
-def _disconnected(exc: errors.Disconnected, server: str | None) -> str:
+def _disconnected(exc: Disconnected, server: str | None) -> str:
     """The connection ended; while connecting (``server`` given), say so in those words."""
     if server is None:
         return _say(str(exc))
@@ -441,7 +448,7 @@ def _connect_failure(exc: BaseException, server: str) -> str | None:
     if isinstance(exc, (net_error.TimeoutError, defer.TimeoutError)):
         return f"Could not connect to {where}: no answer in time."
     if _TLS_FAILURES and isinstance(exc, _TLS_FAILURES):
-        return f"Could not connect securely to {where}: {render_inert(tls.explain(exc).rstrip('.'))}."
+        return f"Could not connect securely to {where}: {render_inert(explain_tls_failure(exc).rstrip('.'))}."
     if isinstance(exc, net_error.ConnectionDone):
         return f"The relay at {where} closed the connection."
     if isinstance(exc, net_error.ConnectError):
@@ -452,10 +459,10 @@ def _connect_failure(exc: BaseException, server: str) -> str | None:
 #: Failures that happen in normal use and carry (or get) a sentence; anything
 #: else is a bug, named as one and logged with its traceback.
 EXPECTED_FAILURES: tuple[type[BaseException], ...] = (
-    errors.RelayError,
-    errors.ConversationFailed,
-    errors.MessageTooLong,
-    errors.MailError,
+    RelayError,
+    ConversationFailed,
+    MessageTooLong,
+    MailError,
     PinError,
     IdentityError,
     defer.CancelledError,
@@ -486,9 +493,9 @@ def describe_failure(exc: BaseException, nick: str | None = None, server: str | 
             "This is a bug; details are in the log."
         )
     n = _nick(nick) if nick else "they"
-    if isinstance(exc, errors.Disconnected):
+    if isinstance(exc, Disconnected):
         return _disconnected(exc, server)
-    if isinstance(exc, errors.RelayError):
+    if isinstance(exc, RelayError):
         template = _RELAY_CODES.get(exc.code)
         return template.format(n=n) if template else _say(str(exc))
     if isinstance(exc, defer.CancelledError):

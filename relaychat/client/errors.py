@@ -1,7 +1,7 @@
 """Every failure the client library reports, each carrying a sentence for people.
 
 They live in one small module so the sans-IO layers (channel, mail), the
-Twisted layers (protocol, api) and programs built on them all raise and
+Twisted layers (protocol, conversation, chat_client) and programs built on them all raise and
 catch the same classes. ``str(error)`` is always a complete sentence that a
 program can show as it is (after making it inert, protocol section 16).
 """
@@ -65,7 +65,7 @@ class KeyChanged(HandshakeFailed):
 
     Loud on purpose: either the person reinstalled, or someone (the relay)
     is impersonating them. Nothing was pinned; a program may call
-    :meth:`relaychat.client.api.ChatClient.accept_new_key` once the user has
+    :meth:`relaychat.client.ChatClient.accept_new_key` once the user has
     checked the new key with its owner.
     """
 
