@@ -696,12 +696,12 @@ class Profile(TestCase):
         self.assertEqual(seen.path.parent, peers.path.parent)
 
     def test_passphrase(self) -> None:
-        from relaychat.crypto import identity as identity_module
+        from relaychat.crypto import keyfiles
 
-        self.patch(identity_module, "SCRYPT_N", 2**10)
+        self.patch(keyfiles, "SCRYPT_N", 2**10)
         directory = self.mktemp()
         created, _, _ = api.open_profile(directory, b"correct horse")
-        self.assertRaises(identity_module.PassphraseRequired, api.open_profile, directory)
-        self.assertRaises(identity_module.WrongPassphrase, api.open_profile, directory, b"wrong")
+        self.assertRaises(keyfiles.PassphraseRequired, api.open_profile, directory)
+        self.assertRaises(keyfiles.WrongPassphrase, api.open_profile, directory, b"wrong")
         loaded, _, _ = api.open_profile(directory, b"correct horse")
         self.assertEqual(loaded.identity_public, created.identity_public)

@@ -1,5 +1,8 @@
 """The package layout is the architecture: these tests keep it that way.
 
+The relay imports nothing about client key storage (it verifies, it does
+not hold private identity keys).
+
 The terminal program (``relaychat.chat``) may use only the client
 library's public face, the names ``relaychat.client`` exports, never one of
 its modules; so the library can be reorganised without breaking programs.
@@ -8,6 +11,8 @@ its modules; so the library can be reorganised without breaking programs.
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 from twisted.trial import unittest
@@ -60,3 +65,32 @@ class ProgramUsesLibraryFaceTests(unittest.TestCase):
     def test_library_does_not_import_the_program(self) -> None:
         for f, m, _ in imports(PACKAGE / "client"):
             self.assertFalse(m.startswith("relaychat.chat"), f"{f} imports {m}")
+
+
+class RelayImportsNoKeyStorageTests(unittest.TestCase):
+    """The relay verifies identities (``relaychat.crypto.identity``) but never
+    holds a private identity key: nothing about key storage is imported."""
+
+    STORAGE = ("relaychat.crypto.keypair", "relaychat.crypto.keyfiles", "relaychat.crypto.pkcs8")
+
+    def test_relay_modules_load_no_key_storage(self) -> None:
+        script = (
+            "import importlib, pkgutil, sys\n"
+            "import relaychat.server, relaychat.admin\n"
+            "for package in (relaychat.server, relaychat.admin):\n"
+            "    for info in pkgutil.iter_modules(package.__path__):\n"
+            "        importlib.import_module(package.__name__ + '.' + info.name)\n"
+            "importlib.import_module('relaychat.tap')\n"
+            "print('\\n'.join(sorted(name for name in sys.modules if name.startswith('relaychat'))))\n"
+        )
+        loaded = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True,
+                                text=True, cwd=str(PACKAGE.parent)).stdout.split()
+        self.assertIn("relaychat.server.hub", loaded)
+        self.assertIn("relaychat.crypto.identity", loaded)
+        for name in self.STORAGE:
+            self.assertNotIn(name, loaded)
+        self.assertEqual([n for n in loaded if n.startswith(("relaychat.client", "relaychat.chat"))], [])
+
+    def test_verification_module_imports_no_key_storage(self) -> None:
+        found = [m for f, m, _ in imports(PACKAGE / "crypto") if f == "identity.py"]
+        self.assertEqual([m for m in found if m in self.STORAGE], [])

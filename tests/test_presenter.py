@@ -51,7 +51,7 @@ from relaychat.chat.presenter import (
     wrap,
 )
 from relaychat.chat.terminal import ChatTerminal, LineEditor
-from relaychat.crypto.identity import Identity
+from relaychat.crypto.keypair import Identity
 from relaychat.crypto.pins import PinStatus
 from relaychat.crypto.safety import fingerprint, safety_number
 

@@ -8,7 +8,7 @@ import re
 from twisted.trial.unittest import SynchronousTestCase
 
 from relaychat.crypto import safety
-from relaychat.crypto.identity import Identity
+from relaychat.crypto.keypair import Identity
 
 # libsignal's published vector (rust/protocol/src/fingerprint.rs,
 # fingerprint_test_v1 / Java NumericFingerprintGeneratorTest.testVectorsVersion1):

@@ -27,7 +27,7 @@ from twisted.python import usage
 from twisted.trial import unittest
 
 from relaychat.chat import cli
-from relaychat.crypto.identity import Identity
+from relaychat.crypto.keypair import Identity
 from tests.daemon import Daemon
 
 REPO = Path(__file__).resolve().parent.parent
@@ -396,7 +396,7 @@ class QuestionTests(unittest.TestCase):
 
     def test_passphrase_flow(self) -> None:
         """Created with --passphrase; later asked for it, wrong answers said in words."""
-        self.patch(cli.identity_module, "SCRYPT_N", 2**10)  # speed; the file records N
+        self.patch(cli.keyfiles, "SCRYPT_N", 2**10)  # speed; the file records N
         directory = Path(self.mktemp())
         told: list[str] = []
 

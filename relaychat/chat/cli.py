@@ -42,14 +42,10 @@ from relaychat.chat.commands import NICK_RULE, is_nickname
 from relaychat.chat.controller import ChatController
 from relaychat.chat.presenter import Presenter
 from relaychat.chat.terminal import ChatTerminal, raw_terminal, terminal_size
-from relaychat.crypto import identity as identity_module
-from relaychat.crypto.identity import (
-    Identity,
-    IdentityError,
-    PassphraseRequired,
-    WrongPassphrase,
-    write_private_file,
-)
+from relaychat.crypto import keyfiles, keypair
+from relaychat.crypto.identity import IdentityError
+from relaychat.crypto.keyfiles import PassphraseRequired, WrongPassphrase, write_private_file
+from relaychat.crypto.keypair import Identity
 from relaychat.crypto.pins import KnownPeers
 from relaychat.crypto.safety import fingerprint
 
@@ -202,7 +198,7 @@ def open_profile(config_dir: Path, want_passphrase: bool, ask: Callable[[str], s
     Returns None after saying why (``tell``), when the key cannot be opened.
     """
     try:
-        if not identity_module.exists(config_dir):
+        if not keypair.exists(config_dir):
             passphrase = _new_passphrase(ask, tell) if want_passphrase else None
             if want_passphrase and passphrase is None:
                 tell("No identity was created.")
@@ -217,7 +213,7 @@ def open_profile(config_dir: Path, want_passphrase: bool, ask: Callable[[str], s
         except PassphraseRequired:
             pass
         for _ in range(PASSPHRASE_TRIES):
-            secret = ask(f"Passphrase for {config_dir / identity_module.IDENTITY_FILE}: ")
+            secret = ask(f"Passphrase for {config_dir / keyfiles.IDENTITY_FILE}: ")
             if not secret:
                 continue
             try:
@@ -238,7 +234,7 @@ def start_logging(config_dir: Path) -> None:
     Standard output and error are redirected too, so nothing a library
     prints can land in the middle of the chat screen.
     """
-    identity_module.make_private_dir(config_dir)
+    keyfiles.make_private_dir(config_dir)
     fd = os.open(config_dir / LOG_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     log_file = os.fdopen(fd, "a", encoding="utf-8")
     observer = FilteringLogObserver(textFileLogObserver(log_file), [LogLevelFilterPredicate(LogLevel.warn)])
@@ -317,7 +313,7 @@ def run(argv: list[str]) -> int:
     if not (os.isatty(0) and os.isatty(1)):
         _say("the chat screen needs a terminal (standard input and output must be a TTY).")
         return 2
-    config_dir = Path(options["config-dir"] or identity_module.default_config_dir()).expanduser()
+    config_dir = Path(options["config-dir"] or keyfiles.default_config_dir()).expanduser()
     nick = options["nick"] or ask_nick(config_dir)
     if nick is None:
         return 1

@@ -43,7 +43,8 @@ from relaychat.client.errors import (
     MessageRejected,
     MessageTooLong,
 )
-from relaychat.crypto.identity import BindingError, Identity, verify_binding
+from relaychat.crypto.identity import BindingError, verify_binding
+from relaychat.crypto.keypair import Identity
 from relaychat.crypto.noise import CipherState, DecryptError, HandshakeState, NoiseError
 from relaychat.crypto.pins import PinStatus
 from relaychat.crypto.safety import fingerprint, safety_number

@@ -25,7 +25,8 @@ from relaychat.client.offer import IncomingOffer
 from relaychat.client.protocol import HelloInfo, LookupResult, Registered, RelayClientProtocol, RelayEvents
 from relaychat.client.seen import SeenMail
 from relaychat.client.values import MailEvent, MailProblem, PeerInfo, ReceivedMail, User, canonical_nick
-from relaychat.crypto.identity import Identity, KeyFormatError, verify_static_sig
+from relaychat.crypto.identity import KeyFormatError, verify_static_sig
+from relaychat.crypto.keypair import Identity
 from relaychat.crypto.pins import KnownPeers, PinError, PinStatus
 from relaychat.crypto.safety import fingerprint
 

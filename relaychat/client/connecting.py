@@ -15,7 +15,7 @@ from relaychat.client.errors import Disconnected
 from relaychat.client.protocol import HelloInfo, Registered
 from relaychat.client.seen import SeenMail
 from relaychat.client.values import canonical_nick
-from relaychat.crypto.identity import Identity
+from relaychat.crypto.keypair import Identity
 from relaychat.crypto.pins import KnownPeers
 
 

@@ -30,7 +30,8 @@ from twisted.python.failure import Failure
 
 from relaychat.client import tls
 from relaychat.client.errors import Disconnected, RelayError, TooMuchWork
-from relaychat.crypto.identity import MAX_POW_BITS, Identity, solve_pow
+from relaychat.crypto.identity import MAX_POW_BITS, solve_pow
+from relaychat.crypto.keypair import Identity
 from relaychat.wire.codec import EncodingError, b64decode, b64encode
 from relaychat.wire.lines import LineSplitter, strip_cr
 

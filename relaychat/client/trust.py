@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Optional
 
 from relaychat.client.seen import SeenMail
-from relaychat.crypto.identity import Identity, StrPath, default_config_dir
+from relaychat.crypto.keyfiles import StrPath, default_config_dir
+from relaychat.crypto.keypair import Identity
 from relaychat.crypto.pins import KnownPeers, PinStatus
 
 if TYPE_CHECKING:
