@@ -44,7 +44,7 @@ from relaychat.client.errors import (
 from relaychat.client.seen import SeenMail
 from relaychat.crypto.noise import HandshakeState
 from relaychat.crypto.pins import KnownPeers, PinStatus
-from relaychat.crypto.safety import fingerprint
+from relaychat.crypto.safety import identity_fingerprint
 from relaychat.server.hub import Hub
 from relaychat.server.limits import Limits
 from relaychat.server.protocol import RelayFactory, RelayProtocol
@@ -454,7 +454,7 @@ class Mail(RelayTestCase):
         received = yield mail.get()
         self.assertIsInstance(received, ReceivedMail)
         self.assertEqual((received.sender, received.text), ("alice", "meet me at the old mill"))
-        self.assertEqual(received.sender_fingerprint, fingerprint(identity("alice").identity_public))
+        self.assertEqual(received.sender_fingerprint, identity_fingerprint(identity("alice").identity_public))
         yield bob.ping()  # the ACK went before the PING: the relay has handled it
         self.assertEqual(self.store.pending_mail("bob"), [])
 

@@ -47,7 +47,7 @@ from relaychat.crypto.identity import IdentityError
 from relaychat.crypto.keyfiles import PassphraseRequired, WrongPassphrase, write_private_file
 from relaychat.crypto.keypair import Identity
 from relaychat.crypto.pins import KnownPeers
-from relaychat.crypto.safety import fingerprint
+from relaychat.crypto.safety import identity_fingerprint
 
 __all__ = ["Options", "Server", "main", "parse_server"]
 
@@ -204,7 +204,7 @@ def open_profile(config_dir: Path, want_passphrase: bool, ask: Callable[[str], s
                 tell("No identity was created.")
                 return None
             profile = library.open_profile(config_dir, passphrase)
-            tell(f"Created your identity key in {config_dir} (fingerprint {fingerprint(profile[0].identity_public)}).")
+            tell(f"Created your identity key in {config_dir} (fingerprint {identity_fingerprint(profile[0].identity_public)}).")
             return profile
         if want_passphrase:
             tell("Note: --passphrase only applies when a new identity is created; using the existing one.")

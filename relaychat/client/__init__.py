@@ -50,7 +50,7 @@ from relaychat.client.errors import (
 from relaychat.client.feed import UNOBSERVED_KEPT
 from relaychat.client.offer import IncomingOffer
 from relaychat.client.seen import SeenMail
-from relaychat.client.tls import explain as explain_tls_failure
+from relaychat.client.endpoints import explain as explain_tls_failure
 from relaychat.client.trust import open_profile
 from relaychat.client.values import Ended, MailEvent, MailProblem, PeerInfo, ReceivedMail, SMPEvent, User, canonical_nick
 from relaychat.crypto.smp import SMPUsageError

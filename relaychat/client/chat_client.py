@@ -28,7 +28,7 @@ from relaychat.client.values import MailEvent, MailProblem, PeerInfo, ReceivedMa
 from relaychat.crypto.identity import KeyFormatError, verify_static_sig
 from relaychat.crypto.keypair import Identity
 from relaychat.crypto.pins import KnownPeers, PinError, PinStatus
-from relaychat.crypto.safety import fingerprint
+from relaychat.crypto.safety import identity_fingerprint
 
 
 MAX_UNANSWERED_OFFERS = 100
@@ -49,7 +49,7 @@ class ChatClient(RelayEvents):
         self.known_peers = known_peers
         self.seen_mail = seen_mail if seen_mail is not None else SeenMail(None)
         self.handshake_timeout = handshake_timeout
-        self.fingerprint = fingerprint(identity.identity_public)
+        self.fingerprint = identity_fingerprint(identity.identity_public)
         self.nick = ""
         self.canonical_nick = ""
         self.server_id = b""
@@ -219,7 +219,7 @@ class ChatClient(RelayEvents):
             self.known_peers.pin(self.server_id, sender, opened.identity_pub)
         self.seen_mail.add(opened.message_id, opened.time, now)
         return ReceivedMail(mail_id, sender, opened.time, opened.text, opened.message_id,
-                            fingerprint(opened.identity_pub)), True
+                            identity_fingerprint(opened.identity_pub)), True
 
     # -- other ----------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from twisted.internet.endpoints import connectProtocol
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.python.failure import Failure
 
-from relaychat.client import tls
+from relaychat.client import endpoints
 from relaychat.client.chat_client import ChatClient
 from relaychat.client.errors import Disconnected
 from relaychat.client.protocol import HelloInfo, Registered
@@ -21,8 +21,8 @@ from relaychat.crypto.pins import KnownPeers
 
 def endpoint_from_string(reactor: Any, spec: str) -> IStreamClientEndpoint:
     """A relay spec (``tcp:HOST:PORT``, ``tls:HOST:PORT[:trust=...|:fingerprint=...]``)
-    or any Twisted client endpoint string; see :mod:`relaychat.client.tls`."""
-    return tls.client_endpoint(reactor, spec)
+    or any Twisted client endpoint string; see :mod:`relaychat.client.endpoints`."""
+    return endpoints.client_endpoint(reactor, spec)
 
 
 def _endpoint(reactor: Any, endpoint: Union[str, IStreamClientEndpoint]) -> IStreamClientEndpoint:

@@ -8,7 +8,7 @@ program can show as it is (after making it inert, protocol section 16).
 
 from __future__ import annotations
 
-from relaychat.crypto.safety import fingerprint
+from relaychat.crypto.safety import identity_fingerprint
 
 
 class RelayError(Exception):
@@ -73,16 +73,16 @@ class KeyChanged(HandshakeFailed):
         self.nick = nick
         self.pinned_key = pinned_key
         self.new_key = new_key
-        old = fingerprint(pinned_key) if pinned_key is not None else "(unreadable pin)"
+        old = identity_fingerprint(pinned_key) if pinned_key is not None else "(unreadable pin)"
         super().__init__(
-            f"WARNING: {nick}'s identity key has CHANGED (pinned {old}, now {fingerprint(new_key)}). "
+            f"WARNING: {nick}'s identity key has CHANGED (pinned {old}, now {identity_fingerprint(new_key)}). "
             "Someone may be impersonating them; the conversation was stopped. "
             "Check the new key with them in person before accepting it."
         )
 
     @property
     def new_fingerprint(self) -> str:
-        return fingerprint(self.new_key)
+        return identity_fingerprint(self.new_key)
 
 
 class UncertifiedKeys(HandshakeFailed):

@@ -10,7 +10,7 @@ from twisted.python.failure import Failure
 from relaychat.client.conversation import Conversation
 from relaychat.client.errors import ConversationClosed
 from relaychat.client.feed import Feed, log
-from relaychat.crypto.safety import fingerprint
+from relaychat.crypto.safety import identity_fingerprint
 
 if TYPE_CHECKING:
     from relaychat.client.chat_client import ChatClient
@@ -25,7 +25,7 @@ class IncomingOffer:
         self.sid = sid
         self.nick = nick
         self.identity_pub = identity_pub
-        self.fingerprint = fingerprint(identity_pub)
+        self.fingerprint = identity_fingerprint(identity_pub)
         self.pin = client._pin_status(nick, identity_pub)
         self.withdrawn = False
         self.answered = False

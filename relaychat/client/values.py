@@ -13,7 +13,7 @@ from typing import Optional, Union
 from relaychat.client.channel import SMPAborted, SMPRequested, SMPResult
 from relaychat.client.errors import ConversationFailed
 from relaychat.crypto.pins import PinStatus
-from relaychat.crypto.safety import fingerprint
+from relaychat.crypto.safety import identity_fingerprint
 
 _NICK = re.compile(r"[A-Za-z][A-Za-z0-9_-]{1,23}\Z")
 
@@ -26,8 +26,8 @@ class User:
     identity_pub: bytes
 
     @property
-    def fingerprint(self) -> str:
-        return fingerprint(self.identity_pub)
+    def identity_fingerprint(self) -> str:
+        return identity_fingerprint(self.identity_pub)
 
 
 @dataclass(frozen=True)
@@ -46,8 +46,8 @@ class PeerInfo:
     pin: PinStatus
 
     @property
-    def fingerprint(self) -> str:
-        return fingerprint(self.identity_pub)
+    def identity_fingerprint(self) -> str:
+        return identity_fingerprint(self.identity_pub)
 
 
 @dataclass(frozen=True)
