@@ -31,6 +31,8 @@ from relaychat.client import (
     MailProblem,
     ReceivedMail,
 )
+from relaychat.client.conversation import ConversationState
+from relaychat.client.offer import OfferState
 from relaychat.client.channel import PROTOCOL_NAME, SMPRequested, SMPResult, prologue
 from relaychat.client.errors import (
     ConversationClosed,
@@ -349,6 +351,40 @@ class Conversations(RelayTestCase):
         yield bob.quit()
         yield deferLater(reactor, 0.05, lambda: None)
         self.assertEqual(self.hub.stats.errors, 0, "closing must not cause relay errors")
+
+    @inlineCallbacks
+    def test_states_through_a_conversations_life(self) -> Generator:
+        """Open once verified; ENDED while the relay session lasts (the peer's
+        goodbye arrived), CLOSED once it is gone; forgotten by the client then."""
+        alice, bob, a_conv, b_conv = yield self.pair()
+        self.assertEqual((a_conv.state, b_conv.state), (ConversationState.OPEN, ConversationState.OPEN))
+        self.assertEqual(alice.conversations, [a_conv])
+        _, b_end = self.watch(b_conv)
+        closing = a_conv.close()
+        self.assertIs(a_conv.state, ConversationState.CLOSED)  # we said CLOSE: the session is gone for us
+        self.assertEqual(alice.conversations, [])
+        yield closing
+        yield b_end.get()
+        self.assertIn(b_conv.state, (ConversationState.ENDED, ConversationState.CLOSED))
+        yield deferLater(reactor, 0.05, lambda: None)
+        self.assertIs(b_conv.state, ConversationState.CLOSED)  # the relay's CLOSED followed
+        self.assertEqual(bob.sessions.conversations(), [])
+
+    @inlineCallbacks
+    def test_states_of_a_declined_call(self) -> Generator:
+        alice = yield self.connect("alice")
+        yield self.connect("bob", auto_accept=False)
+        call = alice.call("bob")
+        offer = yield self.offers["bob"].get()
+        self.assertIs(offer.state, OfferState.OPEN)
+        [calling] = alice.sessions.conversations()
+        self.assertIs(calling.state, ConversationState.CALLING)
+        self.assertEqual(alice.conversations, [])  # not verified: not listed
+        yield offer.decline()
+        self.assertIs(offer.state, OfferState.ANSWERED)
+        yield self.assertFailure(call, Declined)
+        self.assertIs(calling.state, ConversationState.CLOSED)
+        self.assertEqual(alice.sessions.conversations(), [])
 
     @inlineCallbacks
     def test_peer_disconnecting_is_truncation(self) -> Generator:

@@ -8,7 +8,7 @@ from typing import Any, Callable, Optional
 from twisted.internet.defer import Deferred, fail
 from twisted.python.failure import Failure
 
-from relaychat.client.conversation import Conversation
+from relaychat.client.conversation import Conversation, ConversationState
 from relaychat.client.errors import (
     Disconnected,
     HandshakeFailed,
@@ -24,6 +24,7 @@ from relaychat.client.mail import open_mail, seal
 from relaychat.client.offer import IncomingOffer
 from relaychat.client.protocol import HelloInfo, LookupResult, Registered, RelayClientProtocol, RelayEvents
 from relaychat.client.seen import SeenMail
+from relaychat.client.sessions import Sessions
 from relaychat.client.values import MailEvent, MailProblem, PeerInfo, ReceivedMail, User, canonical_nick
 from relaychat.crypto.identity import KeyFormatError, verify_static_sig
 from relaychat.crypto.keypair import Identity
@@ -59,8 +60,7 @@ class ChatClient(RelayEvents):
         self.registration: Optional[Registered] = None
         self.disconnected: Optional[Disconnected] = None
         self._protocol: RelayClientProtocol = RelayClientProtocol(self, reactor)
-        self._sessions: dict[str, Conversation] = {}
-        self._offers: dict[str, IncomingOffer] = {}
+        self.sessions = Sessions(self._protocol)
         self._offer_feed: Feed[IncomingOffer] = Feed()
         self._mail_feed: Feed[MailEvent] = Feed()
         self._raw_mail: deque[tuple[int, str, int, bytes]] = deque(maxlen=UNOBSERVED_KEPT)  # not ACKed: the relay keeps what ages out
@@ -73,7 +73,17 @@ class ChatClient(RelayEvents):
     @property
     def conversations(self) -> list[Conversation]:
         """Verified conversations that have not ended."""
-        return [c for c in self._sessions.values() if c.safety_number is not None and c.ended is None]
+        return [c for c in self.sessions.conversations() if c.state is ConversationState.OPEN]
+
+    @property
+    def offers(self) -> list[IncomingOffer]:
+        """Offers waiting for our answer (at most MAX_UNANSWERED_OFFERS)."""
+        return self.sessions.offers()
+
+    @property
+    def protocol(self) -> RelayClientProtocol:
+        """The relay connection; :func:`connect` says HELLO and REGISTER over it."""
+        return self._protocol
 
     # -- directory ------------------------------------------------------------
 
@@ -99,7 +109,7 @@ class ChatClient(RelayEvents):
                 "someone may be tampering."
             )
         return PeerInfo(nick, result.identity_pub, result.static_pub, result.online,
-                        self._pin_status(nick, result.identity_pub))
+                        self.pin_status(nick, result.identity_pub))
 
     # -- conversations ----------------------------------------------------------
 
@@ -114,32 +124,9 @@ class ChatClient(RelayEvents):
             canonical_nick(nick)
         except ValueError as e:
             return fail(e)
-        state: dict[str, Any] = {"cancelled": False, "conversation": None}
-
-        def cancel(_: Deferred) -> None:
-            state["cancelled"] = True
-            if state["conversation"] is not None:
-                state["conversation"]._ready.cancel()
-
-        result: Deferred = Deferred(cancel)
-
-        def offered(reply: tuple[str, str]) -> None:
-            sid, shown = reply
-            conversation = Conversation(self, sid, canonical_nick(shown), initiator=True)
-            self._sessions[sid] = conversation
-            state["conversation"] = conversation
-            if state["cancelled"]:
-                conversation._ready.addErrback(lambda _: None)
-                conversation.close()
-                return
-            conversation._ready.chainDeferred(result)
-
-        def refused(failure: Failure) -> None:
-            if not result.called:
-                result.errback(failure)
-
-        self._protocol.offer(nick).addCallback(offered).addErrback(refused)
-        return result
+        call = _OutgoingCall(self)
+        self._protocol.offer(nick).addCallback(call.offered).addErrback(call.refused)
+        return call.result
 
     def observe_offers(self, observer: Callable[[IncomingOffer], None]) -> None:
         self._offer_feed.add(observer)
@@ -156,15 +143,13 @@ class ChatClient(RelayEvents):
         (for example ``KeyChanged.new_key``, compared via the safety number)."""
         self.known_peers.replace(self.server_id, canonical_nick(nick), identity_pub)
 
-    def _pin_status(self, nick: str, identity_pub: bytes) -> PinStatus:
+    def pin_status(self, nick: str, identity_pub: bytes) -> PinStatus:
+        """How ``identity_pub`` compares with our pin for ``nick`` (NEW, MATCH, CHANGED);
+        HandshakeFailed if the pin file cannot be read."""
         try:
             return self.known_peers.check(self.server_id, nick, identity_pub)
         except PinError as e:
             raise HandshakeFailed(f"Cannot check {nick}'s key: {e}") from None
-
-    def _forget(self, conversation: Conversation) -> None:
-        if self._sessions.get(conversation.sid) is conversation and not conversation._relay_open:
-            del self._sessions[conversation.sid]
 
     # -- mail ---------------------------------------------------------------------
 
@@ -202,7 +187,7 @@ class ChatClient(RelayEvents):
         """(what to show, whether to ACK) for one MAIL event."""
         try:
             opened = open_mail(self.identity, sender, self.canonical_nick, payload)
-            status = self._pin_status(sender, opened.identity_pub)
+            status = self.pin_status(sender, opened.identity_pub)
         except (MailError, HandshakeFailed, ValueError) as e:
             error = e if isinstance(e, MailError) else MailError(str(e))
             return MailProblem(mail_id, sender, time, error), True
@@ -238,49 +223,49 @@ class ChatClient(RelayEvents):
 
     def quit(self) -> Deferred:
         """Close every conversation cleanly, say QUIT, fire when disconnected."""
-        for conversation in list(self._sessions.values()):
+        for conversation in self.sessions.conversations():
             conversation.close()
         return self._protocol.quit()
 
     # -- RelayEvents ----------------------------------------------------------------
 
     def relay_offered(self, sid: str, nick: str, identity_pub: bytes) -> None:
-        if sid in self._sessions or sid in self._offers:
+        if self.sessions.knows(sid):
             return  # a relay re-using a live session id: never let it replace that session
         offer = None
-        if len(self._offers) < MAX_UNANSWERED_OFFERS:
+        if len(self.sessions.offers()) < MAX_UNANSWERED_OFFERS:
             try:
                 offer = IncomingOffer(self, sid, canonical_nick(nick), identity_pub)
             except (ValueError, HandshakeFailed):
                 pass
         if offer is None:  # malformed, or too many waiting for an answer
-            self._protocol.decline(sid).addErrback(lambda _: None)
+            self.sessions.decline(sid).addErrback(lambda _: None)
             return
-        self._offers[sid] = offer
+        self.sessions.add_offer(offer)
         self._offer_feed.emit(offer)
 
     def relay_accepted(self, sid: str) -> None:
-        conversation = self._sessions.get(sid)
-        if conversation is not None and conversation.initiator and not conversation._accepted:
-            conversation._begin()
+        conversation = self.sessions.conversation(sid)
+        if conversation is not None and conversation.state is ConversationState.CALLING:
+            conversation.session_open()
 
     def relay_closed(self, sid: str, reason: str) -> None:
-        offer = self._offers.pop(sid, None)
+        offer = self.sessions.take_offer(sid)
         if offer is not None:
-            offer._withdraw(reason)
-        conversation = self._sessions.get(sid)
+            offer.withdraw(reason)
+        conversation = self.sessions.conversation(sid)
         if conversation is not None:
-            conversation._relay_closed(reason)
+            conversation.relay_closed(reason)
 
     def relay_frame(self, sid: str, payload: bytes) -> None:
-        conversation = self._sessions.get(sid)
+        conversation = self.sessions.conversation(sid)
         if conversation is not None:
-            conversation._frame(payload)
+            conversation.frame_received(payload)
 
     def relay_frame_error(self, sid: str, error: RelayError) -> None:
-        conversation = self._sessions.get(sid)
+        conversation = self.sessions.conversation(sid)
         if conversation is not None:
-            conversation._frame_refused(error)
+            conversation.frame_refused(error)
 
     def relay_mail(self, mail_id: int, sender: str, time: int, payload: bytes) -> None:
         if not self._mail_feed.observed:
@@ -297,10 +282,41 @@ class ChatClient(RelayEvents):
 
     def relay_disconnected(self, error: Disconnected) -> None:
         self.disconnected = error
-        for offer in list(self._offers.values()):
-            offer._withdraw("gone")
-        self._offers.clear()
-        for conversation in list(self._sessions.values()):
-            conversation._lost(error)
-        self._sessions.clear()
+        for offer in self.sessions.offers():
+            offer.withdraw("gone")
+        for conversation in self.sessions.conversations():
+            conversation.connection_lost(error)
+        self.sessions.clear()
         self._disconnects.emit(str(error))
+
+
+class _OutgoingCall:
+    """One :meth:`ChatClient.call` until the relay answers the OFFER: its result,
+    and whether the caller cancelled before the session existed."""
+
+    def __init__(self, client: ChatClient) -> None:
+        self._client = client
+        self._cancelled = False
+        self._conversation: Optional[Conversation] = None
+        self.result: Deferred = Deferred(self._cancel)
+
+    def _cancel(self, _: Deferred) -> None:
+        self._cancelled = True
+        if self._conversation is not None:
+            self._conversation.when_verified().cancel()
+
+    def offered(self, reply: tuple[str, str]) -> None:
+        """The relay took the OFFER: the session exists; follow its handshake."""
+        sid, shown = reply
+        conversation = Conversation(self._client, sid, canonical_nick(shown), initiator=True)
+        self._client.sessions.add(conversation)
+        self._conversation = conversation
+        if self._cancelled:
+            conversation.when_verified().addErrback(lambda _: None)
+            conversation.close()
+            return
+        conversation.when_verified().chainDeferred(self.result)
+
+    def refused(self, failure: Failure) -> None:
+        if not self.result.called:
+            self.result.errback(failure)

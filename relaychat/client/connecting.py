@@ -52,7 +52,7 @@ def connect(
     except ValueError as e:
         return fail(e)
     client = ChatClient(reactor, identity, known_peers, seen_mail, handshake_timeout)
-    protocol = client._protocol
+    protocol = client.protocol
 
     def greeted(info: HelloInfo) -> Deferred:
         client.hello = info

@@ -1,11 +1,21 @@
-"""One end-to-end conversation as programs see it: a Channel driven by a ChatClient's relay session."""
+"""One end-to-end conversation as programs see it: a Channel driven by a ChatClient's relay session.
+
+Its life is one enum, :class:`ConversationState`, and one table of the
+moves between its states (``_TRANSITIONS``, h11's ``_state.py`` is the
+model): every change of state goes through :meth:`Conversation._advance`,
+so what a conversation can do next is read in one place. The Channel
+keeps the cryptographic state (handshake, open, failed); this enum adds
+what only the relay session knows (offered, accepted, still open).
+"""
 
 from __future__ import annotations
 
+import enum
 from typing import TYPE_CHECKING, Callable, Optional
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall
+from twisted.python.failure import Failure
 
 from relaychat.client.channel import (
     Channel,
@@ -38,6 +48,41 @@ from relaychat.crypto.pins import PinConflict, PinError, PinStatus
 
 if TYPE_CHECKING:
     from relaychat.client.chat_client import ChatClient
+    from relaychat.client.sessions import Sessions
+
+
+class ConversationState(enum.Enum):
+    """Where a conversation is in its life."""
+
+    CALLING = "calling"  # we offered; waiting for the relay's ACCEPTED
+    ACCEPTING = "accepting"  # we accepted an offer; waiting for the relay to confirm
+    HANDSHAKE = "handshake"  # the relay session is open; the Noise handshake is under way
+    OPEN = "open"  # the handshake is verified: messages flow
+    ENDED = "ended"  # over; the relay session is still open (its CLOSE or CLOSED is due)
+    CLOSED = "closed"  # the relay session is gone (over, or about to be reported so)
+
+
+class _Step(enum.Enum):
+    """What moves a conversation from one state to the next."""
+
+    SESSION_OPEN = "session-open"  # ACCEPTED arrived, or our ACCEPT was confirmed
+    VERIFIED = "verified"  # the handshake completed and the key is pinned
+    END = "end"  # it ended (cleanly or not); reported to the observers
+    SESSION_GONE = "session-gone"  # we sent CLOSE, or the relay closed it, or the connection died
+
+
+_S = ConversationState
+_LIVE = (_S.CALLING, _S.ACCEPTING, _S.HANDSHAKE, _S.OPEN)
+_TRANSITIONS: dict[tuple[ConversationState, _Step], ConversationState] = {
+    (_S.CALLING, _Step.SESSION_OPEN): _S.HANDSHAKE,
+    (_S.ACCEPTING, _Step.SESSION_OPEN): _S.HANDSHAKE,
+    (_S.HANDSHAKE, _Step.VERIFIED): _S.OPEN,
+    (_S.ACCEPTING, _Step.VERIFIED): _S.OPEN,  # a relay may confirm our ACCEPT after the peer's frames
+    **{(state, _Step.END): _S.ENDED for state in _LIVE},
+    (_S.ENDED, _Step.END): _S.ENDED,
+    (_S.CLOSED, _Step.END): _S.CLOSED,
+    **{(state, _Step.SESSION_GONE): _S.CLOSED for state in ConversationState},
+}
 
 
 class Conversation:
@@ -46,11 +91,17 @@ class Conversation:
     Attributes: ``nick`` (peer, canonical), ``sid``, ``initiator`` (we called),
     ``peer_identity`` (32 bytes), ``peer_fingerprint``, ``safety_number``
     (both screens show the same 12 groups), ``first_contact`` (the key was
-    pinned just now), ``ended`` (an :class:`Ended` once over, else None).
+    pinned just now), ``ended`` (an :class:`Ended` once over, else None),
+    ``state`` (a :class:`ConversationState`).
+
+    Programs use the methods above "driven by the ChatClient"; the
+    ChatClient uses the ones below it.
     """
 
     def __init__(self, client: ChatClient, sid: str, nick: str, initiator: bool) -> None:
         self._client = client
+        self._sessions: Sessions = client.sessions
+        self.state = ConversationState.CALLING if initiator else ConversationState.ACCEPTING
         self.sid = sid
         self.nick = nick
         self.initiator = initiator
@@ -64,8 +115,6 @@ class Conversation:
             identity=client.identity, pins=PinnedPeer(client, nick), max_frame=client.max_frame,
         )
         self._ready: Deferred = Deferred(self._cancel)
-        self._relay_open = True  # the relay still knows this session (or offer)
-        self._accepted = not initiator  # the initiator waits for ACCEPTED
         self._timer: Optional[IDelayedCall] = None
         self._messages: Feed[str] = Feed()
         self._ends: Feed[Ended] = Feed()
@@ -141,11 +190,23 @@ class Conversation:
         """Call ``observer`` with SMPRequested / SMPResult / SMPAborted."""
         self._smp.add(observer)
 
-    # -- driven by ChatClient -------------------------------------------------
+    # -- driven by the ChatClient (and IncomingOffer) -----------------------------
 
-    def _begin(self) -> None:
-        """The relay session is open: start the handshake, and give it a deadline."""
-        self._accepted = True
+    @property
+    def relay_session_open(self) -> bool:
+        """The relay still knows this session (or our offer): a CLOSE may still be due."""
+        return self.state is not ConversationState.CLOSED
+
+    def when_verified(self) -> Deferred:
+        """The one Deferred that fires with this conversation once the handshake is
+        verified (or fails with why not); cancelling it abandons the conversation."""
+        return self._ready
+
+    def session_open(self) -> None:
+        """The relay session is open (ACCEPTED, or our ACCEPT confirmed): start the
+        handshake, and give it a deadline. Ignored unless we were waiting for that."""
+        if not self._advance(_Step.SESSION_OPEN):
+            return
         timeout = self._client.handshake_timeout
         if timeout:
             self._timer = self._client.reactor.callLater(timeout, self._timed_out)
@@ -159,12 +220,16 @@ class Conversation:
             f"{self._client.handshake_timeout:g} seconds."
         )))
 
-    def _frame(self, payload: bytes) -> None:
+    def frame_received(self, payload: bytes) -> None:
+        """A FRAME for this session arrived."""
         self._handle(self._channel.receive_frame(payload))
 
-    def _relay_closed(self, reason: str) -> None:
-        self._relay_open = False
-        if not self._accepted:
+    def relay_closed(self, reason: str) -> None:
+        """The relay said CLOSED: declined or timed out if we were calling, else over."""
+        calling = self.state is ConversationState.CALLING
+        self._advance(_Step.SESSION_GONE)
+        self._sessions.forget(self)  # before anyone hears of it: the relay knows it no more
+        if calling:
             texts = {
                 "declined": f"{self.nick} declined the conversation.",
                 "timeout": f"{self.nick} did not answer in time.",
@@ -173,22 +238,43 @@ class Conversation:
             self._handle(self._channel.fail(error))
         else:
             self._handle(self._channel.relay_closed(reason))
-        self._client._forget(self)
 
-    def _frame_refused(self, error: RelayError) -> None:
+    def frame_refused(self, error: RelayError) -> None:
+        """The relay refused one of our frames: the conversation cannot go on."""
         if error.code == "no-session":
-            self._relay_open = False
+            self._advance(_Step.SESSION_GONE)
+            self._sessions.forget(self)
         self._handle(self._channel.fail(MessageRejected(
             f"The relay did not deliver a message to {self.nick} ({error.code}); the conversation was stopped."
         )))
 
-    def _lost(self, error: Disconnected) -> None:
-        self._relay_open = False
+    def connection_lost(self, error: Disconnected) -> None:
+        """The relay connection ended, and this session with it."""
+        self._advance(_Step.SESSION_GONE)
         if not self._ready.called:
             self._ready.errback(error)
         self._handle(self._channel.fail(ConversationClosed(
             f"The conversation with {self.nick} ended: {error}"
         )))
+
+    def accept_refused(self, failure: Failure) -> None:
+        """The relay refused our ACCEPT of the offer this conversation answers."""
+        self._advance(_Step.SESSION_GONE)
+        self._sessions.forget(self)
+        if not self._ready.called:
+            self._ready.errback(failure)
+        self._handle(self._channel.fail(ConversationClosed(f"The offer from {self.nick} could not be accepted.")))
+
+    # -- inside -----------------------------------------------------------------
+
+    def _advance(self, step: _Step) -> bool:
+        """Move to the state ``_TRANSITIONS`` gives for ``step``; False (and no
+        change) if the table has no such move from here."""
+        following = _TRANSITIONS.get((self.state, step))
+        if following is None:
+            return False
+        self.state = following
+        return True
 
     def _cancel(self, ready: Deferred) -> None:
         self._handle(self._channel.fail(ConversationClosed(
@@ -227,6 +313,7 @@ class Conversation:
         self.peer_fingerprint = event.peer_fingerprint
         self.safety_number = event.safety_number
         self.first_contact = event.pin is PinStatus.NEW
+        self._advance(_Step.VERIFIED)
         self._cancel_timer()
         if not self._ready.called:
             self._ready.callback(self)
@@ -242,6 +329,7 @@ class Conversation:
         if self.ended is not None:
             return
         self._cancel_timer()
+        self._advance(_Step.END)
         self.ended = ended
         self._ends.emit(ended)
 
@@ -252,7 +340,7 @@ class Conversation:
 
     def _send(self, payload: bytes, quiet: bool = False) -> None:
         try:
-            self._client._protocol.send_frame(self.sid, payload)
+            self._sessions.send_frame(self.sid, payload)
         except Disconnected as e:
             if not quiet:
                 raise ConversationClosed(f"The conversation with {self.nick} is over: {e}") from None
@@ -260,9 +348,9 @@ class Conversation:
     def _close_relay(self) -> Deferred:
         """Say ``CLOSE`` once (only the side that ends sends it, so the relay never
         sees two); fires when done, whatever the relay answers."""
-        if not self._relay_open:
+        if not self.relay_session_open:
             return succeed(None)
-        self._relay_open = False
-        self._client._forget(self)
-        closing = self._client._protocol.close(self.sid)
+        self._advance(_Step.SESSION_GONE)
+        self._sessions.forget(self)
+        closing = self._sessions.close(self.sid)
         return closing.addErrback(lambda _: None)

@@ -39,7 +39,7 @@ class PinnedPeer:
         self._nick = nick
 
     def check(self, identity_pub: bytes) -> PinStatus:
-        return self._client._pin_status(self._nick, identity_pub)
+        return self._client.pin_status(self._nick, identity_pub)
 
     def pinned(self) -> Optional[bytes]:
         return self._client.pinned_key(self._nick)
