@@ -26,9 +26,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Optional
 
-from relaychat.crypto.identity import KEY_SIZE, SERVER_ID_SIZE, StrPath, write_private_file
+from relaychat.crypto.identity import KEY_SIZE, SERVER_ID_SIZE
+from relaychat.crypto.keyfiles import StrPath, write_private_file
 from relaychat.crypto.pins import locked
-from relaychat.crypto.safety import fingerprint
+from relaychat.crypto.safety import identity_fingerprint
 from relaychat.wire.codec import EncodingError, b64decode, b64encode
 
 __all__ = ["FILENAME", "Contact", "Contacts", "How", "Verification"]
@@ -62,7 +63,7 @@ class Contact:
 
     @property
     def fingerprint(self) -> str:
-        return fingerprint(self.identity_pub)
+        return identity_fingerprint(self.identity_pub)
 
 
 _Key = tuple[bytes, str, bytes]

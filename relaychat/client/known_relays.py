@@ -33,11 +33,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from relaychat.crypto.identity import SERVER_ID_SIZE, StrPath, write_private_file
+from relaychat.crypto.identity import SERVER_ID_SIZE
+from relaychat.crypto.keyfiles import StrPath, write_private_file
 from relaychat.crypto.pins import PinConflict, PinError, PinStatus, locked
+from relaychat.crypto.safety import identity_fingerprint
 from relaychat.wire.codec import EncodingError, b64decode, b64encode
 
-__all__ = ["DEFAULT_PORT", "FILENAME", "KnownRelays", "relay_address"]
+__all__ = ["DEFAULT_PORT", "FILENAME", "KnownRelays", "relay_address", "relay_fingerprint"]
 
 FILENAME = "known_relays"
 DEFAULT_PORT = 7733
@@ -53,6 +55,11 @@ _FORM = re.compile(
     r"(?::(?P<port>\d{1,5}))?"
     r"(?P<rest>:.*)?\Z"
 )
+
+
+def relay_fingerprint(server_id: bytes) -> str:
+    """A relay id shown to people: section 13's fingerprint format over its 32 bytes."""
+    return identity_fingerprint(server_id)
 
 
 def relay_address(spec: str) -> str:

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Generic, Optional, TypeVar
 
-from relaychat.crypto.identity import SERVER_ID_SIZE, StrPath, write_private_file
+from relaychat.crypto.identity import SERVER_ID_SIZE
+from relaychat.crypto.keyfiles import StrPath, write_private_file
 from relaychat.crypto.pins import locked
 from relaychat.client.mail import MESSAGE_ID_SIZE
 

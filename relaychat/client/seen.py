@@ -28,7 +28,7 @@ import os
 from pathlib import Path
 from typing import Optional
 
-from relaychat.crypto.identity import StrPath, write_private_file
+from relaychat.crypto.keyfiles import StrPath, write_private_file
 from relaychat.crypto.pins import locked
 
 __all__ = ["FILENAME", "MAX_AGE", "MAX_ENTRIES", "MAX_SKEW", "Claim", "SeenMail"]
