@@ -95,7 +95,8 @@ def say(src: Channel, dst: Channel, text: str) -> list[Event]:
     events = dst.receive_frame(src.send_text(text))
     number = src.last_text_number
     for frame in frames(events):
-        assert src.receive_frame(frame) == [channel_module.Delivered((number,))]
+        (delivered,) = src.receive_frame(frame)
+        assert delivered.numbers == (number,), delivered
     return others(events)
 
 
@@ -715,8 +716,8 @@ class Receipts(SynchronousTestCase):
         self.assertEqual(alice.last_text_number, 3)
         self.assertEqual(alice.unconfirmed, [(1, "one"), (2, "two words here"), (3, "three")])
         receipts = [frames(bob.receive_frame(p))[0] for p in payloads]
-        for number, receipt in zip((1, 2, 3), receipts):
-            self.assertEqual(alice.receive_frame(receipt), [channel_module.Delivered((number,))])
+        for number, text, receipt in zip((1, 2, 3), ("one", "two words here", "three"), receipts):
+            self.assertEqual(alice.receive_frame(receipt), [channel_module.Delivered(((number, text),))])
         self.assertEqual(alice.unconfirmed, [])
 
     def test_a_receipt_confirms_everything_before_it(self) -> None:
@@ -725,7 +726,8 @@ class Receipts(SynchronousTestCase):
         for text in ("a", "b", "c"):
             alice.send_text(text)
         batched = bob._encrypt(MessageType.RECEIPT, (3).to_bytes(8, "big"))
-        self.assertEqual(alice.receive_frame(batched), [channel_module.Delivered((1, 2, 3))])
+        (delivered,) = alice.receive_frame(batched)
+        self.assertEqual(delivered.messages, ((1, "a"), (2, "b"), (3, "c")))
 
     def test_a_dropped_tail_is_named_by_its_first_words(self) -> None:
         """The relay forwards the first message and drops the rest, then closes."""
@@ -781,7 +783,7 @@ class Receipts(SynchronousTestCase):
         (receipt,) = frames(bob.receive_frame(last))
         self.assertEqual(others(bob.receive_frame(goodbye)), [PeerClosed(True, "alice ended the conversation.")])
         self.assertEqual(alice.receive_frame(crossing), [], "not shown after our goodbye")
-        self.assertEqual(alice.receive_frame(receipt), [channel_module.Delivered((1,))])
+        self.assertEqual(alice.receive_frame(receipt), [channel_module.Delivered(((1, "last words"),))])
         self.assertIs(alice.state, ChannelState.ENDED)
         self.assertEqual(alice.unconfirmed, [])
 

@@ -183,10 +183,15 @@ class MessageReceived:
 
 @dataclass(frozen=True)
 class Delivered:
-    """The peer confirmed (RECEIPT, section 11) our TEXT messages with these
-    numbers (``Channel.last_text_number`` when each was sent)."""
+    """The peer confirmed (RECEIPT, section 11) these TEXT messages of ours:
+    (number, first words), the number being ``Channel.last_text_number``
+    just after each was sent."""
 
-    numbers: tuple[int, ...]
+    messages: tuple[tuple[int, str], ...] = field(repr=False)
+
+    @property
+    def numbers(self) -> tuple[int, ...]:
+        return tuple(n for n, _ in self.messages)
 
 
 @dataclass(frozen=True)

@@ -132,5 +132,9 @@ class MessageTooLong(ValueError):
     """The text does not fit in one frame or one mail (a local usage error)."""
 
 
+class NotPinned(LookupError):
+    """There is no (readable) pinned key for the nickname a request names."""
+
+
 class MailError(Exception):
     """A sealed mail could not be sent, or a received one could not be opened."""

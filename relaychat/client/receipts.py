@@ -64,16 +64,17 @@ class Unconfirmed:
             self._forgotten += 1
         self._words[number] = first_words(text)
 
-    def confirm(self, number: int, sent: int) -> tuple[int, ...] | None:
+    def confirm(self, number: int, sent: int) -> tuple[tuple[int, str], ...] | None:
         """Apply ``RECEIPT number`` (``sent``: how many messages we have sent).
 
-        Returns the TEXT numbers now delivered, or None if the receipt is
-        impossible (not after the last one, or beyond what was sent)."""
+        Returns the TEXTs now delivered as (number, first words), or None if
+        the receipt is impossible (not after the last one, or beyond what was
+        sent)."""
         if not self.confirmed < number <= sent:
             return None
         self.confirmed = number
-        delivered = tuple(n for n in self._words if n <= number)
-        for n in delivered:
+        delivered = tuple((n, w) for n, w in self._words.items() if n <= number)
+        for n, _ in delivered:
             del self._words[n]
         if not self._words:
             self._forgotten = 0  # receipts are cumulative: the older ones are in too

@@ -236,6 +236,18 @@ class KnownPeers:
             )
         return first
 
+    def pins_on(self, server_id: bytes) -> dict[str, bytes | None]:
+        """Every nickname pinned on this relay, with its key; None for a
+        disputed pin (damaged or contradictory lines)."""
+        server_id = _check(server_id, SERVER_ID_SIZE, "server id")
+        found: dict[str, bytes | None] = {}
+        for (relay, nick), entry in self._read().entries.items():
+            if relay == server_id:
+                first = entry.keys[0] if entry.keys else None
+                clean = first is not None and not entry.damaged and all(_same_key(k, first) for k in entry.keys)
+                found[nick] = first if clean else None
+        return found
+
     # -- writing ---------------------------------------------------------
 
     def _locked(self) -> contextlib.AbstractContextManager[None]:
