@@ -668,6 +668,15 @@ class SealedMail(SynchronousTestCase):
         self.assertIsNone(original.receipt_for)
         self.assertNotEqual(opened_receipt.message_id, original.message_id)
 
+    def test_mail_sealed_to_the_previous_static_key_still_opens(self) -> None:
+        """Sealed before the sender learned bob's rotated key: opens with the old one."""
+        sealed_before = self._seal()
+        rotated = identity("bob").rotate_static(self.mktemp())
+        self.assertEqual(mail.open_mail(rotated, "alice", "bob", sealed_before).text, "see you at noon")
+        sealed_after = mail.seal(identity("alice"), "alice", "bob", rotated.static_public, "new key", 1, 16384)
+        self.assertEqual(mail.open_mail(rotated, "alice", "bob", sealed_after).text, "new key")
+        self.assertRaises(MailError, mail.open_mail, identity("bob"), "alice", "bob", sealed_after)
+
     def test_unknown_control_message(self) -> None:
         for body in (b"\xff\x02" + bytes(16), b"\xff\x01" + bytes(15), b"\xff"):
             hs = HandshakeState(mail.PROTOCOL_NAME, True, mail.prologue("alice", "bob"),

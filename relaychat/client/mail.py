@@ -119,11 +119,21 @@ def _seal(identity: Identity, sender_nick: str, recipient_nick: str, recipient_s
 
 
 def open_mail(identity: Identity, sender_nick: str, recipient_nick: str, sealed: bytes) -> OpenedMail:
-    """Open a mail addressed to us; raise MailError (a sentence) if anything is wrong."""
-    hs = HandshakeState(PROTOCOL_NAME, False, prologue(sender_nick, recipient_nick), s=identity.static_private)
-    try:
-        payload = hs.read_message(bytes(sealed))
-    except NoiseError:
+    """Open a mail addressed to us; raise MailError (a sentence) if anything is wrong.
+
+    After a static-key rotation, mail sealed to the previous key (sent before
+    the sender looked up the new one) opens with that key."""
+    keys = [identity.static_private]
+    if identity.previous_static_private is not None:
+        keys.append(identity.previous_static_private)
+    for key in keys:
+        hs = HandshakeState(PROTOCOL_NAME, False, prologue(sender_nick, recipient_nick), s=key)
+        try:
+            payload = hs.read_message(bytes(sealed))
+            break
+        except NoiseError:
+            continue
+    else:
         raise MailError(
             f"A mail said to be from {sender_nick} could not be opened: it was altered, is not "
             "sealed to you, or the relay named the wrong sender."
