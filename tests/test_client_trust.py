@@ -187,6 +187,27 @@ class SealedMailAcrossLogins(RelayTestCase):
         self.assertIsInstance(read, MailRead)
 
 
+    @inlineCallbacks
+    def test_rotating_the_static_key(self) -> Generator[Deferred, Any, None]:
+        """Re-registering publishes the new binding; mail sealed to the old key still opens."""
+        alice = yield self.connect("alice")
+        yield self.connect("bob")
+        yield alice.send_mail("bob", "sealed to bob's old static key")
+        rotated = identity("bob").rotate_static(self.directory("bob"))
+        port = self.port.getHost().port
+        bob = yield connect(reactor, f"tcp:127.0.0.1:{port}", rotated, "bob", self.peers("bob"),
+                            handshake_timeout=WAIT)
+        self.clients.append(bob)
+        peer = yield alice.lookup("bob")
+        self.assertEqual(peer.static_pub, rotated.static_public, "contacts see the new binding")
+        self.assertEqual(peer.pin, PinStatus.MATCH, "the pin is on the identity key: unchanged")
+        yield alice.send_mail("bob", "sealed to the new one")
+        mail = Inbox()
+        bob.observe_mail(mail)
+        texts = [(yield mail.get()).text, (yield mail.get()).text]
+        self.assertEqual(texts, ["sealed to bob's old static key", "sealed to the new one"])
+
+
 class LastingVerification(RelayTestCase):
     @inlineCallbacks
     def test_a_successful_check_is_remembered_and_a_key_change_clears_it(self) -> Generator[Deferred, Any, None]:
