@@ -161,10 +161,11 @@ class Identity:
         static_key = load_private_key(directory / STATIC_FILE, passphrase, X25519PrivateKey)
         assert isinstance(identity_key, Ed25519PrivateKey)
         assert isinstance(static_key, X25519PrivateKey)
-        previous = None
+        previous: Optional[X25519PrivateKey] = None
         if (directory / PREVIOUS_STATIC_FILE).exists():
-            previous = load_private_key(directory / PREVIOUS_STATIC_FILE, passphrase, X25519PrivateKey)
-            assert isinstance(previous, X25519PrivateKey)
+            loaded = load_private_key(directory / PREVIOUS_STATIC_FILE, passphrase, X25519PrivateKey)
+            assert isinstance(loaded, X25519PrivateKey)
+            previous = loaded
         return cls(identity_key, static_key, previous)
 
     @classmethod
