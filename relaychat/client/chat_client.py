@@ -202,7 +202,7 @@ class ChatClient(RelayEvents):
         """A verified conversation or mail with ``key`` now; returns its verification record."""
         try:
             record = self.files.contacts.seen(self.server_id, canonical_nick(nick), key, self.reactor.seconds())
-        except OSError:
+        except (OSError, PinError):
             return None
         return record.verified
 

@@ -28,7 +28,7 @@ from typing import Callable, Optional
 
 from relaychat.crypto.identity import KEY_SIZE, SERVER_ID_SIZE
 from relaychat.crypto.keyfiles import StrPath, write_private_file
-from relaychat.crypto.pins import locked
+from relaychat.crypto.pins import PinError, data_lines, locked, read_lines
 from relaychat.crypto.safety import identity_fingerprint
 from relaychat.wire.codec import EncodingError, b64decode, b64encode
 
@@ -109,24 +109,20 @@ class Contacts:
     def in_directory(cls, directory: StrPath) -> Contacts:
         return cls(Path(directory) / FILENAME)
 
-    def _read(self) -> tuple[list[bytes], dict[int, tuple[_Key, Contact]]]:
+    def _read(self, strict: bool = False) -> tuple[list[bytes], dict[int, tuple[_Key, Contact]]]:
+        """Lines and records; an unreadable file reads as empty (nobody verified),
+        except before a rewrite (``strict``), which must not erase it."""
         try:
-            data = self.path.read_bytes()
-        except FileNotFoundError:
+            lines = read_lines(self.path, "contacts")
+        except PinError:
+            if strict:
+                raise
             return [], {}
-        lines = data.split(b"\n")
-        if lines and lines[-1] == b"":
-            lines.pop()
         parsed: dict[int, tuple[_Key, Contact]] = {}
-        for index, raw in enumerate(lines):
-            try:
-                text = raw.decode("ascii")
-            except UnicodeDecodeError:
-                continue
-            if text.strip() and not text.lstrip().startswith("#"):
-                record = _parse(text)
-                if record is not None:
-                    parsed[index] = record
+        for index, text in data_lines(lines):
+            record = _parse(text) if text is not None else None
+            if record is not None:
+                parsed[index] = record
         return lines, parsed
 
     @staticmethod
@@ -152,7 +148,7 @@ class Contacts:
             raise ValueError("bad relay id or key")
         nick = nick.lower()
         with locked(self.path):
-            lines, parsed = self._read()
+            lines, parsed = self._read(strict=True)
             old = [i for i, (key, _) in parsed.items() if self._matches(key, server_id, nick, identity_pub)]
             current = parsed[old[-1]][1] if old else None
             result = change(current)
@@ -193,7 +189,7 @@ class Contacts:
         verification included."""
         nick = nick.lower()
         with locked(self.path):
-            lines, parsed = self._read()
+            lines, parsed = self._read(strict=True)
             gone = {i for i, (key, _) in parsed.items()
                     if self._matches(key, server_id, nick, None) and not hmac.compare_digest(key[2], identity_pub)}
             if gone:

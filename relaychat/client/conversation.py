@@ -351,7 +351,7 @@ class Conversation:
             return
         try:
             self.verified = self._client.mark_verified(self.nick, how, self.peer_identity).verified
-        except (NotPinned, OSError):
+        except (NotPinned, PinError, OSError):
             pass  # the pin changed meanwhile: the result holds for this session only
 
     def _cancel(self, ready: Deferred) -> None:

@@ -35,7 +35,7 @@ from typing import Optional
 
 from relaychat.crypto.identity import SERVER_ID_SIZE
 from relaychat.crypto.keyfiles import StrPath, write_private_file
-from relaychat.crypto.pins import PinConflict, PinError, PinStatus, locked
+from relaychat.crypto.pins import PinConflict, PinError, PinStatus, data_lines, locked, read_lines
 from relaychat.crypto.safety import identity_fingerprint
 from relaychat.wire.codec import EncodingError, b64decode, b64encode
 
@@ -108,28 +108,16 @@ class KnownRelays:
         return list(self._problems)
 
     def _read(self) -> _State:
-        try:
-            data = self.path.read_bytes()
-        except FileNotFoundError:
-            data = b""
-        except OSError as e:
-            raise PinError(f"The known-relays file {self.path} cannot be read: {e.strerror}.") from e
-        lines = data.split(b"\n")
-        if lines and lines[-1] == b"":
-            lines.pop()
+        lines = read_lines(self.path, "known-relays")
         entries: dict[str, _Entry] = {}
         attributed: dict[int, str] = {}
         problems: list[str] = []
-        for index, raw in enumerate(lines):
-            stripped = raw.strip()
-            if not stripped or stripped.startswith(b"#"):
-                continue
+        for index, text in data_lines(lines):
             where = f"{self.path}, line {index + 1}"
-            try:
-                fields = raw.decode("utf-8").split()
-            except UnicodeDecodeError:
+            if text is None:
                 problems.append(f"{where}: not UTF-8 text; the line is kept but ignored.")
                 continue
+            fields = text.split()
             address = fields[0]
             entry = entries.setdefault(address, _Entry())
             attributed[index] = address

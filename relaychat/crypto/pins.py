@@ -27,6 +27,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 from relaychat.crypto.identity import KEY_SIZE, SERVER_ID_SIZE
 from relaychat.crypto.keyfiles import StrPath, make_private_dir, write_private_file
@@ -37,7 +38,7 @@ try:
 except ImportError:  # pragma: no cover - not POSIX
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["FILENAME", "KnownPeers", "PinConflict", "PinError", "PinStatus", "locked"]
+__all__ = ["FILENAME", "KnownPeers", "PinConflict", "PinError", "PinStatus", "data_lines", "locked", "read_lines"]
 
 FILENAME = "known_peers"
 HEADER = (
@@ -120,6 +121,35 @@ def _same_key(a: bytes, b: bytes) -> bool:
     return hmac.compare_digest(a, b)
 
 
+def read_lines(path: Path, what: str) -> list[bytes]:
+    """The lines of a profile file without their LF (``[]`` if it does not exist);
+    PinError with a sentence if it cannot be read."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    except OSError as e:
+        raise PinError(f"The {what} file {path} cannot be read: {e.strerror}.") from e
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    return lines
+
+
+def data_lines(lines: list[bytes]) -> Iterator[tuple[int, Optional[str]]]:
+    """(index, text) of each line that is neither blank nor a ``#`` comment; text
+    is None for a line that is not UTF-8 (the caller keeps it verbatim)."""
+    for index, raw in enumerate(lines):
+        line = raw[:-1] if raw.endswith(b"\r") else raw
+        stripped = line.strip()
+        if not stripped or stripped.startswith(b"#"):
+            continue
+        try:
+            yield index, line.decode("utf-8")
+        except UnicodeDecodeError:
+            yield index, None
+
+
 class KnownPeers:
     """Pinned identity keys per (relay ``server_id``, canonical nickname)."""
 
@@ -140,27 +170,13 @@ class KnownPeers:
     # -- reading ---------------------------------------------------------
 
     def _read(self) -> _State:
-        try:
-            data = self.path.read_bytes()
-        except FileNotFoundError:
-            data = b""
-        except OSError as e:
-            raise PinError(f"The known-peers file {self.path} cannot be read: {e.strerror}.") from e
-        lines = data.split(b"\n")
-        if lines and lines[-1] == b"":
-            lines.pop()
+        lines = read_lines(self.path, "known-peers")
         entries: dict[tuple[bytes, str], _Entry] = {}
         attributed: dict[int, tuple[bytes, str]] = {}
         problems: list[str] = []
-        for index, raw in enumerate(lines):
-            line = raw[:-1] if raw.endswith(b"\r") else raw
-            stripped = line.strip()
-            if not stripped or stripped.startswith(b"#"):
-                continue
+        for index, text in data_lines(lines):
             where = f"{self.path}, line {index + 1}"
-            try:
-                text = line.decode("utf-8")
-            except UnicodeDecodeError:
+            if text is None:
                 problems.append(f"{where}: not UTF-8 text; the line is kept but ignored.")
                 continue
             fields = text.split()
