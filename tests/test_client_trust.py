@@ -293,3 +293,23 @@ class Receipts(RelayTestCase):
         self.assertEqual(b_messages.items, ["hello bob"])
         self.assertEqual(a_conv.unconfirmed and [w for _, w in a_conv.unconfirmed][-1], "bring the keys")
         self.assertEqual(alice.pin_status("bob", identity("bob").identity_public), PinStatus.MATCH)
+
+
+class LookAlikes(RelayTestCase):
+    @inlineCallbacks
+    def test_a_first_contact_imitating_a_pinned_name_is_flagged(self) -> Generator[Deferred, Any, None]:
+        """An honest relay refuses "a1ice" once alice is bound; a hostile one would not.
+        Here the relay is honest, so the look-alike is made by binding it first."""
+        bob = yield self.connect("bob")
+        yield self.connect("a1ice", who="mallory")
+        bob.known_peers.pin(bob.server_id, "alice", identity("alice").identity_public)
+        self.assertEqual(bob.lookalike_of("a1ice"), "alice")
+        self.assertIsNone(bob.lookalike_of("alice"))
+        self.assertIsNone(bob.lookalike_of("carol"))
+        mallory = self.clients[-1]
+        call = mallory.call("bob")
+        offer = yield self.offers["bob"].get()
+        self.assertEqual((offer.nick, offer.lookalike_of), ("a1ice", "alice"))
+        conversation = yield self.accepted["bob"].get()
+        self.assertEqual(conversation.lookalike_of, "alice")
+        yield call

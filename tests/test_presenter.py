@@ -470,6 +470,7 @@ class FakeConversation:
         self.closed_calls = 0
         self.ended: Ended | None = None
         self.verified: Verification | None = None
+        self.lookalike_of: str | None = None
         self.observers: dict[str, list[Callable[[Any], None]]] = {
             "messages": [], "end": [], "smp": [], "warnings": [], "delivered": []}
 
@@ -528,6 +529,7 @@ class FakeOffer:
         self.nick = nick
         self.fingerprint = identity_fingerprint(key(nick))
         self.pin = pin
+        self.lookalike_of: str | None = None
         self.accepted: defer.Deferred | None = None
         self.declined = False
         self.withdrawn_observers: list[Callable[[str], None]] = []
@@ -1063,3 +1065,13 @@ class TrustControllerTests(unittest.TestCase):
     def test_mail_read(self) -> None:
         self.client.observers["mail"](MailRead("bob", "see you at 5", 40, 42))
         self.assertEqual(self.view.take(), ["*** bob read your mail \u201csee you at 5\u201d (sent 40) at 42."])
+
+    def test_a_name_imitating_a_contact_is_a_warning(self) -> None:
+        offer = FakeOffer("a1ice")
+        offer.lookalike_of = "alice"
+        self.client.observers["offers"](offer)
+        shown = self.view.take()
+        self.assertIn("!!! a1ice is NOT your contact alice: a new name that looks like theirs, "
+                      "and no pinned key guards it.", shown)
+        self.client.observers["mail"](ReceivedMail(1, "b0b", 42, "hi", b"m" * 16, "ffff", lookalike_of="bob"))
+        self.assertTrue(self.view.take()[0].startswith("!!! b0b is NOT your contact bob"))

@@ -288,6 +288,8 @@ class ChatController:
         self._key_changes.pop(key, None)
         self._smp_asked.discard(key)
         self._show(self._presenter.opened(conversation.nick, conversation.first_contact, conversation.verified))
+        if conversation.lookalike_of is not None:
+            self._show(self._presenter.lookalike(conversation.nick, conversation.lookalike_of))
         conversation.observe_messages(lambda text: self._show(self._presenter.message(conversation.nick, text)))
         conversation.observe_delivered(lambda d: self._delivered(conversation, d))
         conversation.observe_smp(lambda event: self._smp_event(conversation, event))
@@ -346,6 +348,8 @@ class ChatController:
         key = offer.nick.lower()
         self._offers[key] = offer
         self._show(self._presenter.offer(offer.nick, offer.fingerprint, offer.pin is PinStatus.CHANGED))
+        if offer.lookalike_of is not None:
+            self._show(self._presenter.lookalike(offer.nick, offer.lookalike_of))
         offer.observe_withdrawn(lambda reason: self._withdrawn(offer, reason))
 
     def _withdrawn(self, offer: IncomingOffer, reason: str) -> None:
@@ -546,6 +550,8 @@ class ChatController:
             else:
                 self._show(self._presenter.mail_problem(event.sender, event.time, event.reason))
             return
+        if event.lookalike_of is not None:
+            self._show(self._presenter.lookalike(event.sender, event.lookalike_of))
         self._show(self._presenter.mail(event.sender, event.time, event.text))
 
     def _do_help(self, command: cmd.Help) -> None:

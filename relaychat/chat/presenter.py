@@ -243,6 +243,14 @@ class Presenter:
             )
         return lines
 
+    def lookalike(self, nick: str, pinned: str) -> list[Line]:
+        """A first contact whose name imitates a pinned contact's (section 13)."""
+        n, p = _nick(nick), _nick(pinned)
+        return self._warning(
+            f"{n} is NOT your contact {p}: a new name that looks like theirs, and no pinned key guards it.",
+            "An honest relay refuses such names. Do not trust it as them.",
+        )
+
     def offer_withdrawn(self, nick: str, reason: str) -> list[Line]:
         return self._status(f"{_nick(nick)}'s offer is gone: {_say(reason)}")
 

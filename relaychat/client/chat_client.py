@@ -29,6 +29,7 @@ from relaychat.crypto.identity import KeyFormatError, verify_static_sig
 from relaychat.crypto.keypair import Identity
 from relaychat.crypto.pins import KnownPeers, PinError, PinStatus
 from relaychat.crypto.safety import identity_fingerprint
+from relaychat.server.nicknames import skeleton  # section 4's one definition of look-alikes
 
 
 MAX_UNANSWERED_OFFERS = 100
@@ -205,6 +206,22 @@ class ChatClient(RelayEvents):
         except (OSError, PinError):
             return None
         return record.verified
+
+    def lookalike_of(self, nick: str) -> Optional[str]:
+        """A pinned contact whose nickname ``nick`` imitates (same section 4
+        skeleton, another name), or None. An honest relay refuses such
+        names; a hostile one could use one for a "first contact" that no pin
+        guards, so programs must warn when this is not None."""
+        try:
+            canonical = canonical_nick(nick)
+            pinned = self.known_peers.pins_on(self.server_id)
+        except (ValueError, PinError):
+            return None
+        folded = skeleton(canonical)
+        for other in sorted(pinned):
+            if other != canonical and skeleton(other) == folded:
+                return other
+        return None
 
     def pin_status(self, nick: str, identity_pub: bytes) -> PinStatus:
         """How ``identity_pub`` compares with our pin for ``nick`` (NEW, MATCH, CHANGED);

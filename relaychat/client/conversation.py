@@ -118,6 +118,7 @@ class Conversation:
         self.peer_fingerprint: Optional[str] = None
         self.safety_number: Optional[str] = None
         self.first_contact = False
+        self.lookalike_of: Optional[str] = None  # first contact with a name imitating a pinned one
         self.verified: Optional[Verification] = None
         self.ended: Optional[Ended] = None
         self._channel = Channel(
@@ -398,6 +399,7 @@ class Conversation:
         self.peer_fingerprint = event.peer_fingerprint
         self.safety_number = event.safety_number
         self.first_contact = event.pin is PinStatus.NEW
+        self.lookalike_of = self._client.lookalike_of(self.nick) if self.first_contact else None
         self.verified = self._client.saw(self.nick, event.peer_identity)
         self._advance(_Step.VERIFIED)
         self._cancel_timer()

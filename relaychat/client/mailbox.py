@@ -102,6 +102,7 @@ class Mailbox:
         if opened.receipt_for is not None:
             return self._receipt(sender, opened, status), True
         now = client.reactor.seconds()
+        lookalike = client.lookalike_of(sender) if status is PinStatus.NEW else None
         if status is PinStatus.NEW:
             self._files.known_peers.pin(client.server_id, sender, opened.identity_pub)
         claim = self._files.seen_mail.claim(opened.message_id, opened.time, now)
@@ -113,7 +114,7 @@ class Mailbox:
         client.saw(sender, opened.identity_pub)
         self._owe_receipt(sender, opened.message_id)
         return ReceivedMail(mail_id, sender, opened.time, opened.text, opened.message_id,
-                            identity_fingerprint(opened.identity_pub)), True
+                            identity_fingerprint(opened.identity_pub), lookalike), True
 
     def _receipt(self, sender: str, opened: OpenedMail, status: PinStatus) -> Optional[MailRead]:
         """A read receipt: shown only if it names our mail to exactly this sender."""

@@ -64,6 +64,7 @@ class ReceivedMail:
     text: str
     message_id: bytes
     sender_fingerprint: str
+    lookalike_of: Optional[str] = None  # a first contact whose name imitates this pinned contact's
 
 
 @dataclass(frozen=True)
