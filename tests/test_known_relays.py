@@ -91,3 +91,50 @@ class KnownRelaysTests(SynchronousTestCase):
     def test_bad_arguments(self) -> None:
         self.assertRaises(ValueError, self.relays.check, "two words", RELAY)
         self.assertRaises(ValueError, self.relays.check, "r:1", b"short")
+
+
+class CheckRelayTests(SynchronousTestCase):
+    """connecting.check_relay: the rule applied between HELLO and REGISTER."""
+
+    def setUp(self) -> None:
+        from relaychat.client.trust import ProfileFiles
+        from relaychat.crypto.pins import KnownPeers
+
+        self.dir = Path(self.mktemp())
+        self.files = ProfileFiles.beside(KnownPeers.in_directory(self.dir))
+
+    def test_first_then_same_then_changed(self) -> None:
+        from relaychat.client.connecting import check_relay
+        from relaychat.client.errors import RelayChanged
+
+        relays = self.files.known_relays
+        self.assertTrue(check_relay(relays, "r:1", RELAY))
+        self.assertFalse(check_relay(relays, "r:1", RELAY))
+        error = self.assertRaises(RelayChanged, check_relay, relays, "r:1", IMPOSTOR)
+        self.assertEqual((error.address, error.known_id, error.new_id), ("r:1", RELAY, IMPOSTOR))
+        self.assertRaises(RelayChanged, check_relay, relays, "r:1", IMPOSTOR, bytes(32), self.files)
+        self.assertEqual(relays.get("r:1"), RELAY, "accepting another id than the one shown changes nothing")
+
+    def test_accepting_carries_pins_and_verification_over(self) -> None:
+        from relaychat.client.connecting import check_relay
+        from relaychat.client.contacts import How
+
+        key = bytes([7]) * 32
+        check_relay(self.files.known_relays, "r:1", RELAY)
+        self.files.known_peers.pin(RELAY, "bob", key)
+        self.files.contacts.verify(RELAY, "bob", key, How.SMP, 5)
+        self.assertFalse(check_relay(self.files.known_relays, "r:1", IMPOSTOR, IMPOSTOR, self.files))
+        self.assertEqual(self.files.known_relays.get("r:1"), IMPOSTOR)
+        self.assertEqual(self.files.known_peers.get(IMPOSTOR, "bob"), key)
+        self.assertIs(self.files.contacts.get(IMPOSTOR, "bob", key).verified.how, How.SMP)
+
+    def test_a_damaged_record_is_a_change(self) -> None:
+        from relaychat.client.connecting import check_relay
+        from relaychat.client.errors import RelayChanged
+
+        path = self.files.known_relays.path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("r:1 garbage\n")
+        error = self.assertRaises(RelayChanged, check_relay, self.files.known_relays, "r:1", RELAY)
+        self.assertIsNone(error.known_id)
+        self.assertIn("(unreadable record)", str(error))
