@@ -407,7 +407,8 @@ class Channel:
 
     # -- transport ----------------------------------------------------------------------
 
-    def _transport(self, ciphertext: bytes) -> list[Event]:
+    def _decrypt(self, ciphertext: bytes) -> bytes:
+        """The next transport message in order; counts it, rekeys after every 1000th."""
         recv = self._recv
         assert recv is not None
         try:
@@ -420,6 +421,10 @@ class Channel:
         self._received += 1
         if self._received % REKEY_INTERVAL == 0:
             recv.rekey()
+        return plaintext
+
+    def _transport(self, ciphertext: bytes) -> list[Event]:
+        plaintext = self._decrypt(ciphertext)
         if not plaintext:
             raise MessageRejected(f"{self.peer_nick} sent an empty message, which the protocol forbids.")
         kind, body = plaintext[0], plaintext[1:]
@@ -445,16 +450,11 @@ class Channel:
         """After our CLOSE: read in order (the nonces demand it), keep only
         receipts; a crossing TEXT or SMP is not shown, since we said goodbye
         (its sender sees it unconfirmed), and we send nothing more."""
-        recv = self._recv
-        assert recv is not None
         try:
-            plaintext = recv.decrypt_with_ad(b"", ciphertext)
-        except NoiseError:
+            plaintext = self._decrypt(ciphertext)
+        except MessageRejected:
             self._end()  # we are leaving anyway; what is unconfirmed stays so
             return []
-        self._received += 1
-        if self._received % REKEY_INTERVAL == 0:
-            recv.rekey()
         events: list[Event] = []
         if plaintext[:1] == bytes([MessageType.RECEIPT]):
             events = self._receipt(plaintext[1:])
