@@ -527,3 +527,17 @@ class QuestionTests(unittest.TestCase):
         assert first is not None and again is not None
         self.assertEqual(first[0].identity_public, again[0].identity_public)
         self.assertEqual(os.stat(directory / "identity.pem").st_mode & 0o777, 0o600)
+
+    def test_rotate_static_key(self) -> None:
+        directory = Path(self.mktemp())
+        told: list[str] = []
+        first = cli.open_profile(directory, False, ask=lambda prompt: self.fail("asked"), tell=told.append)
+        rotated = cli.open_profile(directory, False, ask=lambda prompt: self.fail("asked"), tell=told.append,
+                                   rotate=True)
+        again = cli.open_profile(directory, False, ask=lambda prompt: self.fail("asked"), tell=told.append)
+        assert first is not None and rotated is not None and again is not None
+        self.assertEqual(rotated[0].identity_public, first[0].identity_public)
+        self.assertNotEqual(rotated[0].static_public, first[0].static_public)
+        self.assertEqual(again[0].static_public, rotated[0].static_public)
+        self.assertIsNotNone(again[0].previous_static_private)
+        self.assertTrue(any(text.startswith("Your static key was replaced") for text in told), told)
