@@ -66,6 +66,7 @@ class ConversationState(enum.Enum):
     ACCEPTING = "accepting"  # we accepted an offer; waiting for the relay to confirm
     HANDSHAKE = "handshake"  # the relay session is open; the Noise handshake is under way
     OPEN = "open"  # the handshake is verified: messages flow
+    CLOSING = "closing"  # we said goodbye; the peer's last receipts may still come (CLOSE_LINGER)
     ENDED = "ended"  # over; the relay session is still open (its CLOSE or CLOSED is due)
     CLOSED = "closed"  # the relay session is gone (over, or about to be reported so)
 
@@ -75,17 +76,19 @@ class _Step(enum.Enum):
 
     SESSION_OPEN = "session-open"  # ACCEPTED arrived, or our ACCEPT was confirmed
     VERIFIED = "verified"  # the handshake completed and the key is pinned
+    GOODBYE = "goodbye"  # we sent our CLOSE with messages still unconfirmed
     END = "end"  # it ended (cleanly or not); reported to the observers
     SESSION_GONE = "session-gone"  # we sent CLOSE, or the relay closed it, or the connection died
 
 
 _S = ConversationState
-_LIVE = (_S.CALLING, _S.ACCEPTING, _S.HANDSHAKE, _S.OPEN)
+_LIVE = (_S.CALLING, _S.ACCEPTING, _S.HANDSHAKE, _S.OPEN, _S.CLOSING)
 _TRANSITIONS: dict[tuple[ConversationState, _Step], ConversationState] = {
     (_S.CALLING, _Step.SESSION_OPEN): _S.HANDSHAKE,
     (_S.ACCEPTING, _Step.SESSION_OPEN): _S.HANDSHAKE,
     (_S.HANDSHAKE, _Step.VERIFIED): _S.OPEN,
     (_S.ACCEPTING, _Step.VERIFIED): _S.OPEN,  # a relay may confirm our ACCEPT after the peer's frames
+    (_S.OPEN, _Step.GOODBYE): _S.CLOSING,
     **{(state, _Step.END): _S.ENDED for state in _LIVE},
     (_S.ENDED, _Step.END): _S.ENDED,
     (_S.CLOSED, _Step.END): _S.CLOSED,
@@ -132,7 +135,7 @@ class Conversation:
         self._smp: Feed[SMPEvent] = Feed()
         self._warnings: Feed[str] = Feed()
         self._deliveries: Feed[Delivery] = Feed()
-        self._closing: Optional[Deferred] = None  # our CLOSE is out; waiting for the last receipts
+        self._closed: Deferred = Deferred()  # fires once the relay session is closed after our goodbye
 
     def __repr__(self) -> str:
         return f"<Conversation {self.sid} with {self.nick}>"
@@ -171,8 +174,8 @@ class Conversation:
         messages are in (at most ``CLOSE_LINGER`` seconds), so the ending
         can say whether everything arrived. Fires when the relay has closed
         the session."""
-        if self._closing is not None:
-            return self._closing
+        if self.state is ConversationState.CLOSING:
+            return self._closed
         if self.ended is not None and self.ended.by_peer and self.ended.clean:
             return succeed(None)  # the peer said goodbye and closes the session itself (section 11)
         if self.ended is None:
@@ -181,11 +184,10 @@ class Conversation:
                 self._send(frame, quiet=True)
             if not self._ready.called:
                 self._ready.errback(ConversationClosed(f"The conversation with {self.nick} was abandoned."))
-            if self._channel.state is ChannelState.CLOSING:
-                self._closing = Deferred()
+            if self._channel.state is ChannelState.CLOSING and self._advance(_Step.GOODBYE):
                 self._cancel_timer()
                 self._timer = self._client.reactor.callLater(CLOSE_LINGER, self._linger_over)
-                return self._closing
+                return self._closed
             self._closed_by_us()
         return self._close_relay()
 
@@ -196,11 +198,11 @@ class Conversation:
 
     def _closed_by_us(self) -> None:
         """Our goodbye is complete (receipts in, or no longer awaited): report, CLOSE."""
+        self._cancel_timer()
         self._end(self._ending(True, f"You ended the conversation with {self.nick}.", by_peer=False))
-        closing, self._closing = self._closing, None
         done = self._close_relay()
-        if closing is not None:
-            done.chainDeferred(closing)
+        if not self._closed.called:
+            done.chainDeferred(self._closed)
 
     def _ending(self, clean: bool, reason: str, by_peer: bool,
                 error: Optional[ConversationFailed] = None) -> Ended:
@@ -277,14 +279,15 @@ class Conversation:
 
     def frame_received(self, payload: bytes) -> None:
         """A FRAME for this session arrived."""
+        lingering = self.state is ConversationState.CLOSING
         self._handle(self._channel.receive_frame(payload))
-        if self._closing is not None and self._channel.state is not ChannelState.CLOSING:
-            self._cancel_timer()
+        if lingering and self._channel.state is not ChannelState.CLOSING:
             self._closed_by_us()  # the last receipt (or the peer's own goodbye) is in
 
     def relay_closed(self, reason: str) -> None:
         """The relay said CLOSED: declined or timed out if we were calling, else over."""
         calling = self.state is ConversationState.CALLING
+        lingering = self.state is ConversationState.CLOSING
         self._advance(_Step.SESSION_GONE)
         self._sessions.forget(self)  # before anyone hears of it: the relay knows it no more
         if calling:
@@ -296,8 +299,7 @@ class Conversation:
             self._handle(self._channel.fail(error))
         else:
             self._handle(self._channel.relay_closed(reason))
-        if self._closing is not None:
-            self._cancel_timer()
+        if lingering:
             self._closed_by_us()
 
     def frame_refused(self, error: RelayError) -> None:
@@ -311,14 +313,14 @@ class Conversation:
 
     def connection_lost(self, error: Disconnected) -> None:
         """The relay connection ended, and this session with it."""
+        lingering = self.state is ConversationState.CLOSING
         self._advance(_Step.SESSION_GONE)
         if not self._ready.called:
             self._ready.errback(error)
         self._handle(self._channel.fail(ConversationClosed(
             f"The conversation with {self.nick} ended: {error}"
         )))
-        if self._closing is not None:
-            self._cancel_timer()
+        if lingering:
             self._closed_by_us()
 
     def accept_refused(self, failure: Failure) -> None:
