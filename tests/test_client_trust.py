@@ -265,6 +265,21 @@ class Receipts(RelayTestCase):
         self.assertEqual(self.hub.stats.errors, 0, "our close waited for the last receipt")
 
     @inlineCallbacks
+    def test_our_goodbye_waits_boundedly_for_receipts_that_never_come(self) -> Generator[Deferred, Any, None]:
+        from relaychat.client import conversation as conversation_module
+
+        self.patch(conversation_module, "CLOSE_LINGER", 0.2)
+        alice, bob, a_conv, b_conv = yield self.pair(via_proxy=True)
+
+        def drop_to_bob(conn: ProxyConnection, direction: str, line: bytes) -> list[bytes]:
+            return [] if conn.nick == "bob" and direction == "down" and frame_parts(line) else [line]
+        self.proxy.attack = drop_to_bob
+        a_conv.send("did you get this?")
+        yield a_conv.close()
+        self.assertTrue(a_conv.ended.clean, "we said goodbye")
+        self.assertEqual(a_conv.ended.unconfirmed, ("did you get this?",))
+
+    @inlineCallbacks
     def test_a_relay_that_drops_the_tail_is_caught_naming_the_lost_messages(self) -> Generator[Deferred, Any, None]:
         alice, bob, a_conv, b_conv = yield self.pair(via_proxy=True)
         delivered, ends = Inbox(), Inbox()
