@@ -30,7 +30,7 @@ from relaychat.config import Config
 from relaychat.server.bans import key_id
 from relaychat.server.client import Client, Session
 from relaychat.server.hub import Hub
-from relaychat.server.nicknames import canonical
+from relaychat.wire.nicknames import canonical
 from relaychat.server.service import ListenerService
 from relaychat.wire.errors import ProtocolError
 

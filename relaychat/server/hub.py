@@ -14,23 +14,22 @@ from __future__ import annotations
 import os
 import secrets
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 from relaychat.crypto.identity import KeyFormatError, pow_ok, verify_registration, verify_static_sig
 from relaychat.server.bans import Bans, key_id
 from relaychat.server.client import Claim, Client, Link, Session, State
 from relaychat.server.limits import Limits, MailPolicy
-from relaychat.server.nicknames import canonical
 from relaychat.server.registry import Registry
 from relaychat.server.store import Store
-from relaychat.wire.codec import EncodingError, b64decode, b64encode, encoded_length
+from relaychat.wire import messages as m
+from relaychat.wire.codec import encoded_length
 from relaychat.wire.errors import Bye, Closed, Code, ProtocolError
 from relaychat.wire.lines import strip_cr
+from relaychat.wire.messages import FRAME_PREFIX, PROTOCOL_VERSION, SID_LENGTH, one_line, safe_sid
+from relaychat.wire.nicknames import canonical
 
-PROTOCOL_VERSION = "1"
-_SID_LENGTH = 16
-_FRAME_PREFIX = b"FRAME "
-_PAYLOAD_AT = len(_FRAME_PREFIX) + _SID_LENGTH + 1
+_PAYLOAD_AT = len(FRAME_PREFIX) + SID_LENGTH + 1
 
 
 @dataclass
@@ -49,7 +48,7 @@ class Stats:
     extra: dict[str, int] = field(default_factory=dict)
 
 
-Handler = Callable[[Client, list[str], float], None]
+Handler = Callable[[Client, Any, float], None]  # the message is of the command's class
 
 
 class Hub:
@@ -77,14 +76,11 @@ class Hub:
         self._dirty: list[Client] = []
         self._closing: list[Client] = []
         self._frame_line_max = _PAYLOAD_AT + encoded_length(limits.max_frame) + 1  # + CR
-        self._hello = (
-            f"OK HELLO {PROTOCOL_VERSION} {b64encode(self.server_id)} max_line={limits.max_line} "
-            f"max_frame={limits.max_frame} max_mail={mail.max_mail}"
-        )
+        self._hello = m.HelloOk(PROTOCOL_VERSION, self.server_id, limits.max_line, limits.max_frame, mail.max_mail)
         anyone = frozenset(State)
         greeted = frozenset({State.GREETED, State.CHALLENGED, State.REGISTERED})
         registered = frozenset({State.REGISTERED})
-        self._handlers: dict[str, tuple[Handler, frozenset[State]]] = {
+        self._handlers: dict[str, tuple[Optional[Handler], frozenset[State]]] = {
             "HELLO": (self._hello_cmd, frozenset({State.CONNECTED})),
             "PING": (self._ping, anyone),
             "QUIT": (self._quit, anyone),
@@ -96,7 +92,7 @@ class Hub:
             "ACCEPT": (self._accept, registered),
             "DECLINE": (self._decline, registered),
             "CLOSE": (self._close, registered),
-            "FRAME": (self._frame_malformed, registered),
+            "FRAME": (None, registered),  # receive()'s hot path forwards it; _command refuses a bare one
             "MAIL": (self._mail, registered),
             "ACK": (self._ack, registered),
         }
@@ -165,7 +161,7 @@ class Hub:
             if line is None:
                 self._error(client, "-", Code.TOO_LONG, f"a line is at most {self.limits.max_line} bytes")
                 continue
-            if registered and line.startswith(_FRAME_PREFIX):
+            if registered and line.startswith(FRAME_PREFIX):
                 # The hot path: forward the line as it came, without decoding.
                 session = sessions.get(line[6:22])
                 if (
@@ -298,7 +294,7 @@ class Hub:
 
     def notice(self, text: str) -> int:
         """Send ``text`` to every registered client; returns how many."""
-        line = "NOTICE " + _one_line(text)
+        line = m.Notice(text)
         count = 0
         for client in self.online.values():
             self._send(client, line)
@@ -310,12 +306,12 @@ class Hub:
         """Refuse new sessions and connections, and let each client go once its sessions end."""
         self.draining = True
         for client in list(self.online.values()):
-            self._send(client, "NOTICE " + _one_line(text))
+            self._send(client, m.Notice(text))
         for session in list(self.offers.values()):
             self._end_session(session, Closed.DRAINING, notify=(session.initiator, session.responder))
         for client in list(self.clients):
             if not client.sessions:
-                self._bye(client, Bye.DRAINING, _one_line(text))
+                self._bye(client, Bye.DRAINING, text)
         self._flush()
         self._check_drained()
 
@@ -344,40 +340,46 @@ class Hub:
         if "" in parts:
             self._error(client, name, Code.SYNTAX, "tokens are separated by exactly one space")
             return
+        if handler is None:
+            self._frame_error(client, line)
+            return
         try:
-            handler(client, parts[1:], now)
+            message = m.COMMANDS[name].from_tokens(parts[1:])
+        except ProtocolError as e:
+            if name == "PROVE":  # the challenge is spent by a malformed PROVE too
+                client.claim = None
+                client.state = State.GREETED
+            self._error(client, name, e.code, e.text)
+            return
+        try:
+            handler(client, message, now)
         except ProtocolError as e:
             self._error(client, name, e.code, e.text)
 
     # -- greeting and registration -------------------------------------------
 
-    def _hello_cmd(self, client: Client, args: list[str], now: float) -> None:
-        _arity(args, 1, 8)
-        if PROTOCOL_VERSION not in args:
+    def _hello_cmd(self, client: Client, hello: m.Hello, now: float) -> None:
+        if PROTOCOL_VERSION not in hello.versions:
             raise ProtocolError(Code.VERSION, f"supported={PROTOCOL_VERSION}")
         client.state = State.GREETED
         self._send(client, self._hello)
 
-    def _register(self, client: Client, args: list[str], now: float) -> None:
-        _arity(args, 4, 4)
-        nick, identity_b64, static_b64, sig_b64 = args
-        canon = canonical(nick)
-        identity_pub = _decode_key(identity_b64, 32)
-        self._refuse_banned(canon, identity_pub, now)
-        static_pub = _decode_key(static_b64, 32)
-        static_sig = _decode_key(sig_b64, 64)
+    def _register(self, client: Client, register: m.Register, now: float) -> None:
+        canon = canonical(register.nick)
+        self._refuse_banned(canon, register.identity_pub, now)
         try:
-            certified = verify_static_sig(identity_pub, static_pub, static_sig)
+            certified = verify_static_sig(register.identity_pub, register.static_pub, register.static_sig)
         except KeyFormatError as e:  # not a usable point: small order, off the curve
             raise ProtocolError(Code.BAD_KEY, str(e)) from None
         if not certified:
             raise ProtocolError(Code.BAD_SIGNATURE, "static_sig does not verify")
-        existing = self.registry.check_claim(nick, identity_pub)
+        existing = self.registry.check_claim(register.nick, register.identity_pub)
         pow_bits = 0 if existing is not None else self.limits.pow_bits
         challenge = os.urandom(32)
-        client.claim = Claim(nick, canon, identity_pub, static_pub, static_sig, challenge, pow_bits)
+        client.claim = Claim(register.nick, canon, register.identity_pub, register.static_pub,
+                             register.static_sig, challenge, pow_bits)
         client.state = State.CHALLENGED
-        self._send(client, f"OK REGISTER {canon} {b64encode(challenge)} {pow_bits}")
+        self._send(client, m.RegisterOk(canon, challenge, pow_bits))
 
     def _refuse_banned(self, canon: str, identity_pub: bytes, now: float) -> None:
         if self.bans.banned("nick", canon, now):
@@ -385,20 +387,18 @@ class Hub:
         if self.bans.banned("key", key_id(identity_pub), now):
             raise ProtocolError(Code.BANNED, "this identity key is banned")
 
-    def _prove(self, client: Client, args: list[str], now: float) -> None:
+    def _prove(self, client: Client, prove: m.Prove, now: float) -> None:
         claim = client.claim
         assert claim is not None
         client.claim = None  # the challenge is spent, whatever happens next
         client.state = State.GREETED
-        _arity(args, 1, 2)
-        signature = _decode_key(args[0], 64)
         if not verify_registration(
             self.server_id, claim.challenge, claim.identity_pub, claim.static_pub,
-            claim.static_sig, claim.canonical, signature,
+            claim.static_sig, claim.canonical, prove.signature,
         ):
             raise ProtocolError(Code.BAD_SIGNATURE, "the signature does not verify")
         if claim.pow_bits:
-            nonce = _decode_key(args[1], None, 32) if len(args) == 2 else b""
+            nonce = prove.pow_nonce
             if not nonce or not pow_ok(claim.challenge, nonce, claim.pow_bits):
                 raise ProtocolError(Code.POW, f"proof of work of {claim.pow_bits} bits needed")
         self._refuse_banned(claim.canonical, claim.identity_pub, now)  # a ban may have come since REGISTER
@@ -414,55 +414,47 @@ class Hub:
         self.online[binding.canonical] = client
         self.stats.registrations += 1
         pending = self.store.pending_mail(binding.canonical)
-        self._send(client, f"OK PROVE {binding.display} {'known' if existing else 'new'} {len(pending)}")
+        self._send(client, m.ProveOk(binding.display, not existing, len(pending)))
         for mail in pending:
-            self._send(client, _mail_event(mail.id, mail.sender, mail.created, mail.body))
+            self._send(client, m.StoredMail(mail.id, mail.sender, int(mail.created), mail.body))
 
     # -- directory -------------------------------------------------------------
 
-    def _lookup(self, client: Client, args: list[str], now: float) -> None:
-        _arity(args, 1, 1)
-        binding = self.registry.find(args[0])
+    def _lookup(self, client: Client, lookup: m.Lookup, now: float) -> None:
+        binding = self.registry.find(lookup.nick)
         if binding is None:
             raise ProtocolError(Code.NO_SUCH_USER, "no such nickname")
-        presence = "online" if binding.canonical in self.online else "offline"
-        self._send(
-            client,
-            f"OK LOOKUP {binding.display} {b64encode(binding.identity_pub)} "
-            f"{b64encode(binding.static_pub)} {b64encode(binding.static_sig)} {presence}",
-        )
+        online = binding.canonical in self.online
+        self._send(client, m.LookupOk(
+            binding.display, binding.identity_pub, binding.static_pub, binding.static_sig, online))
 
-    def _who(self, client: Client, args: list[str], now: float) -> None:
-        _arity(args, 0, 0)
+    def _who(self, client: Client, who: m.Who, now: float) -> None:
         shown = 0
         for other in self.online.values():
             if shown >= self.limits.max_who:
                 break
-            self._send(client, f"USER {other.display} {b64encode(other.identity_pub)}")  # type: ignore[arg-type]
+            assert other.display is not None and other.identity_pub is not None
+            self._send(client, m.User(other.display, other.identity_pub))
             shown += 1
-        self._send(client, f"OK WHO {shown} {len(self.online)}")
+        self._send(client, m.WhoOk(shown, len(self.online)))
 
-    def _ping(self, client: Client, args: list[str], now: float) -> None:
-        _arity(args, 0, 1)
-        if args and len(args[0]) > 64:
-            raise ProtocolError(Code.SYNTAX, "a PING token is at most 64 characters")
-        self._send(client, " ".join(["OK", "PING", *args]))
+    def _ping(self, client: Client, ping: m.Ping, now: float) -> None:
+        self._send(client, m.PingOk(ping.token))
 
-    def _quit(self, client: Client, args: list[str], now: float) -> None:
+    def _quit(self, client: Client, quit: m.Quit, now: float) -> None:
         self._bye(client, Bye.QUIT, "goodbye")
 
     # -- sessions -------------------------------------------------------------
 
-    def _offer(self, client: Client, args: list[str], now: float) -> None:
-        _arity(args, 1, 1)
+    def _offer(self, client: Client, offer: m.Offer, now: float) -> None:
         if self.draining:
             raise ProtocolError(Code.DRAINING, "the relay is shutting down")
-        canon = canonical(args[0])
+        canon = canonical(offer.nick)
         target = self.online.get(canon)
         if target is None:
             if self.store.binding(canon) is None:
                 raise ProtocolError(Code.NO_SUCH_USER, "no such nickname")
-            raise ProtocolError(Code.OFFLINE, f"{args[0]} is not connected")
+            raise ProtocolError(Code.OFFLINE, f"{offer.nick} is not connected")
         if target is client:
             raise ProtocolError(Code.INVALID, "you cannot talk to yourself")
         limits = self.limits
@@ -473,112 +465,103 @@ class Hub:
             or _pending(target.sessions.values(), responder=target) >= limits.max_pending_offers
         ):
             raise ProtocolError(Code.LIMIT, f"at most {limits.max_pending_offers} unanswered offers")
-        sid = secrets.token_hex(_SID_LENGTH // 2).encode("ascii")
+        sid = secrets.token_hex(SID_LENGTH // 2).encode("ascii")
         session = Session(sid, client, target, now)
         client.sessions[sid] = target.sessions[sid] = session
         self.offers[sid] = session
         text_sid = sid.decode("ascii")
-        self._send(client, f"OK OFFER {text_sid} {target.display}")
-        self._send(target, f"OFFERED {text_sid} {client.display} {b64encode(client.identity_pub)}")  # type: ignore[arg-type]
+        assert client.display is not None and client.identity_pub is not None and target.display is not None
+        self._send(client, m.OfferOk(text_sid, target.display))
+        self._send(target, m.Offered(text_sid, client.display, client.identity_pub))
 
-    def _accept(self, client: Client, args: list[str], now: float) -> None:
-        session = self._offered_to(client, args)
+    def _accept(self, client: Client, accept: m.Accept, now: float) -> None:
+        session = self._offered_to(client, accept.sid)
         session.open = True
         del self.offers[session.sid]
         self.stats.sessions_opened += 1
         sid = session.sid.decode("ascii")
-        self._send(client, f"OK ACCEPT {sid}")
-        self._send(session.initiator, f"ACCEPTED {sid}")
+        self._send(client, m.AcceptOk(sid))
+        self._send(session.initiator, m.Accepted(sid))
         self._update_reading(session.initiator)
         self._update_reading(session.responder)
 
-    def _decline(self, client: Client, args: list[str], now: float) -> None:
-        session = self._offered_to(client, args)
-        self._send(client, f"OK DECLINE {session.sid.decode('ascii')}")
+    def _decline(self, client: Client, decline: m.Decline, now: float) -> None:
+        session = self._offered_to(client, decline.sid)
+        self._send(client, m.DeclineOk(decline.sid))
         self._end_session(session, Closed.DECLINED, notify=(session.initiator,))
 
-    def _close(self, client: Client, args: list[str], now: float) -> None:
-        session = self._own_session(client, args)
-        self._send(client, f"OK CLOSE {session.sid.decode('ascii')}")
+    def _close(self, client: Client, close: m.Close, now: float) -> None:
+        session = self._own_session(client, close.sid)
+        self._send(client, m.CloseOk(close.sid))
         self._end_session(session, Closed.CLOSED, notify=(session.other(client),))
-
-    def _frame_malformed(self, client: Client, args: list[str], now: float) -> None:
-        """A bare ``FRAME`` with no arguments; the hot path handles all others."""
-        raise ProtocolError(Code.SYNTAX, "- FRAME takes a session id and one payload")
 
     def _frame_error(self, client: Client, line: bytes) -> None:
         """Explain why the hot path refused a FRAME line."""
         parts = strip_cr(line).split(b" ")
         sid = parts[1].decode("ascii", "replace") if len(parts) > 1 else "-"
-        if len(parts) != 3 or len(parts[1]) != _SID_LENGTH or not parts[2]:
-            self._error(client, "FRAME", Code.SYNTAX, f"{_safe_sid(sid)} FRAME takes a session id and one payload")
+        if len(parts) != 3 or len(parts[1]) != SID_LENGTH or not parts[2]:
+            self._error(client, "FRAME", Code.SYNTAX, f"{safe_sid(sid)} FRAME takes a session id and one payload")
             return
         session = client.sessions.get(parts[1])
         if session is None or not session.open:
-            self._error(client, "FRAME", Code.NO_SESSION, f"{_safe_sid(sid)} no open session with that id")
+            self._error(client, "FRAME", Code.NO_SESSION, f"{safe_sid(sid)} no open session with that id")
         else:
-            self._error(client, "FRAME", Code.TOO_BIG, f"{_safe_sid(sid)} a frame is at most {self.limits.max_frame} bytes")
+            self._error(client, "FRAME", Code.TOO_BIG, f"{safe_sid(sid)} a frame is at most {self.limits.max_frame} bytes")
 
-    def _offered_to(self, client: Client, args: list[str]) -> Session:
-        session = self._own_session(client, args)
+    def _offered_to(self, client: Client, sid: str) -> Session:
+        session = self._own_session(client, sid)
         if session.open or session.responder is not client:
             raise ProtocolError(Code.NO_SESSION, f"{session.sid.decode('ascii')} is not an offer to you")
         return session
 
-    def _own_session(self, client: Client, args: list[str]) -> Session:
-        _arity(args, 1, 1)
-        session = client.sessions.get(args[0].encode("utf-8"))
+    def _own_session(self, client: Client, sid: str) -> Session:
+        session = client.sessions.get(sid.encode("utf-8"))
         if session is None:
-            raise ProtocolError(Code.NO_SESSION, f"{_safe_sid(args[0])} no such session")
+            raise ProtocolError(Code.NO_SESSION, f"{safe_sid(sid)} no such session")
         return session
 
     # -- mail -------------------------------------------------------------------
 
-    def _mail(self, client: Client, args: list[str], now: float) -> None:
-        _arity(args, 2, 2)
-        nick, payload = args
-        binding = self.registry.find(nick)
+    def _mail(self, client: Client, mail: m.Mail, now: float) -> None:
+        binding = self.registry.find(mail.nick)
         if binding is None:
             raise ProtocolError(Code.NO_SUCH_USER, "no such nickname")
         policy = self.mail
-        if len(payload) > encoded_length(policy.max_mail):
+        body = mail.payload
+        if len(body) > policy.max_mail:
             raise ProtocolError(Code.TOO_BIG, f"mail is at most {policy.max_mail} bytes")
-        try:
-            body = b64decode(payload)
-        except EncodingError:
-            raise ProtocolError(Code.SYNTAX, "the payload is not base64") from None
+        sender = client.nick
+        assert sender is not None
         count, size = self.store.mail_usage(binding.canonical)
         if count >= policy.mail_per_recipient or size + len(body) > policy.mail_bytes_per_recipient:
             raise ProtocolError(Code.QUOTA, f"{binding.display}'s mailbox is full")
-        if self.store.mail_count_from(binding.canonical, client.nick) >= policy.mail_per_sender:  # type: ignore[arg-type]
+        if self.store.mail_count_from(binding.canonical, sender) >= policy.mail_per_sender:
             raise ProtocolError(Code.QUOTA, f"you have {policy.mail_per_sender} messages waiting there already")
-        mail_id = self.store.add_mail(binding.canonical, client.nick, now, body)  # type: ignore[arg-type]
+        mail_id = self.store.add_mail(binding.canonical, sender, now, body)
         self.stats.mail_stored += 1
-        self._send(client, f"OK MAIL {mail_id}")
+        self._send(client, m.MailOk(mail_id))
         recipient = self.online.get(binding.canonical)
         if recipient is not None:
-            self._send(recipient, _mail_event(mail_id, client.nick, now, body))  # type: ignore[arg-type]
+            self._send(recipient, m.StoredMail(mail_id, sender, int(now), body))
 
-    def _ack(self, client: Client, args: list[str], now: float) -> None:
-        _arity(args, 1, 1)
-        if not args[0].isdigit() or len(args[0]) > 19:
-            raise ProtocolError(Code.SYNTAX, "a mail id is a decimal number")
-        if not self.store.delete_mail(int(args[0]), client.nick):  # type: ignore[arg-type]
-            raise ProtocolError(Code.NO_SUCH_MAIL, f"{args[0]} no such mail for you")
-        self._send(client, f"OK ACK {args[0]}")
+    def _ack(self, client: Client, ack: m.Ack, now: float) -> None:
+        assert client.nick is not None
+        if not self.store.delete_mail(ack.mail_id, client.nick):
+            raise ProtocolError(Code.NO_SUCH_MAIL, f"{ack.mail_id} no such mail for you")
+        self._send(client, m.AckOk(ack.mail_id))
 
     # == plumbing =============================================================
 
-    def _send(self, client: Client, line: str) -> None:
+    def _send(self, client: Client, message: m.Message) -> None:
         if client.closing:
             return
         if not client.outbox:
             self._dirty.append(client)
-        client.outbox.append(line.encode("utf-8") + b"\n")
+        client.outbox.append(message.to_line().encode("utf-8") + b"\n")
 
     def _error(self, client: Client, command: str, code: Code, text: str) -> None:
         self.stats.errors += 1
-        self._send(client, f"ERR {command} {code.word} {_one_line(text)}")
+        self._send(client, m.Err.of(command, code, text))
         if code.is_violation:
             client.violations += 1
             if client.violations >= self.limits.max_violations:
@@ -589,7 +572,7 @@ class Hub:
         """Say goodbye, end the client's sessions now, and close once output is written."""
         if client.closing:
             return
-        self._send(client, f"BYE {bye.value} {_one_line(text)}")
+        self._send(client, m.Goodbye(bye.value, text))
         client.closing = True
         self._closing.append(client)
         self._drop(client, session_reason)
@@ -614,7 +597,7 @@ class Hub:
         session.initiator.sessions.pop(session.sid, None)
         session.responder.sessions.pop(session.sid, None)
         self.offers.pop(session.sid, None)
-        line = f"CLOSED {session.sid.decode('ascii')} {reason.value}"
+        line = m.SessionClosed(session.sid.decode("ascii"), reason.value)
         for client in notify:
             self._send(client, line)
         for client in (session.initiator, session.responder):
@@ -673,35 +656,8 @@ _ORDER_HINTS = {
 }
 
 
-def _arity(args: list[str], low: int, high: int) -> None:
-    if not low <= len(args) <= high:
-        want = str(low) if low == high else f"{low} to {high}"
-        raise ProtocolError(Code.SYNTAX, f"expected {want} arguments, got {len(args)}")
-
-
-def _decode_key(text: str, size: Optional[int], max_size: Optional[int] = None) -> bytes:
-    try:
-        return b64decode(text, size=size, max_size=max_size if size is None else size)
-    except EncodingError as e:
-        raise ProtocolError(Code.BAD_KEY, f"bad binary field: {e}") from None
-
-
 def _pending(sessions: Iterable[Session], initiator: Optional[Client] = None, responder: Optional[Client] = None) -> int:
     return sum(
         1 for s in sessions
         if not s.open and (s.initiator is initiator if initiator is not None else s.responder is responder)
     )
-
-
-def _mail_event(mail_id: int, sender: str, created: float, body: bytes) -> str:
-    return f"MAIL {mail_id} {sender} {int(created)} {b64encode(body)}"
-
-
-def _one_line(text: str) -> str:
-    """Keep operator or error text on one line so it cannot forge protocol lines."""
-    return " ".join(text.split()) or "-"
-
-
-def _safe_sid(text: str) -> str:
-    """Echo a session id only if it looks like one, so errors cannot carry junk."""
-    return text if len(text) == _SID_LENGTH and all(c in "0123456789abcdef" for c in text) else "-"
