@@ -28,7 +28,7 @@ from twisted.logger import Logger
 
 from relaychat.config import Config
 from relaychat.server.bans import key_id
-from relaychat.server.client import Client, Session
+from relaychat.server.connection import Connection, Session
 from relaychat.server.hub import Hub
 from relaychat.wire.nicknames import canonical
 from relaychat.server.service import ListenerService
@@ -256,7 +256,7 @@ def _relay_listeners(daemon: Optional[IServiceCollection]) -> Iterable[ListenerS
     return [s for s in daemon if isinstance(s, ListenerService) and not getattr(s, "is_console", False)]
 
 
-def _all_sessions(clients: Iterable[Client]) -> list[Session]:
+def _all_sessions(clients: Iterable[Connection]) -> list[Session]:
     """Every session once (each is held by both its clients), oldest first."""
     seen: dict[bytes, Session] = {}
     for client in clients:

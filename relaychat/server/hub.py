@@ -3,7 +3,7 @@
 The hub owns no sockets and no reactor. An adapter hands it bytes and the
 time (:meth:`Hub.receive`), tells it about connections coming and going and
 about output backing up, and calls :meth:`Hub.tick` once a second. The hub
-answers through each connection's :class:`~relaychat.server.client.Link`.
+answers through each connection's :class:`~relaychat.server.connection.Link`.
 
 Output is collected per connection and written once at the end of each
 entry point, so a read holding fifty frames for one peer costs one write.
@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable, Optional
 
 from relaychat.crypto.identity import KeyFormatError, pow_ok, verify_registration, verify_static_sig
 from relaychat.server.bans import Bans, key_id
-from relaychat.server.client import Claim, Client, Link, Session, State
+from relaychat.server.connection import Claim, Connection, Link, Session, State
 from relaychat.server.limits import Limits, MailPolicy
 from relaychat.server.registry import Registry
 from relaychat.server.store import Store
@@ -48,7 +48,7 @@ class Stats:
     extra: dict[str, int] = field(default_factory=dict)
 
 
-Handler = Callable[[Client, Any, float], None]  # the message is of the command's class
+Handler = Callable[[Connection, Any, float], None]  # the message is of the command's class
 
 
 class Hub:
@@ -66,15 +66,15 @@ class Hub:
         self.server_id = store.server_id
         self.stats = Stats(started=now)
         self.bans = Bans()
-        self.clients: set[Client] = set()
-        self.online: dict[str, Client] = {}
+        self.clients: set[Connection] = set()
+        self.online: dict[str, Connection] = {}
         self.offers: dict[bytes, Session] = {}
         self.draining = False
         self.now = now  # the latest time an adapter told us
         self.on_drained: Optional[Callable[[], None]] = None
         self._per_address: dict[str, int] = {}
-        self._dirty: list[Client] = []
-        self._closing: list[Client] = []
+        self._dirty: list[Connection] = []
+        self._closing: list[Connection] = []
         self._frame_line_max = _PAYLOAD_AT + encoded_length(limits.max_frame) + 1  # + CR
         self._hello = m.HelloOk(PROTOCOL_VERSION, self.server_id, limits.max_line, limits.max_frame, mail.max_mail)
         anyone = frozenset(State)
@@ -99,11 +99,11 @@ class Hub:
 
     # == entry points used by adapters ======================================
 
-    def connect(self, link: Link, address: str, now: float) -> Client:
+    def connect(self, link: Link, address: str, now: float) -> Connection:
         """A connection arrived; it may be refused at once with ``BYE``."""
         self.now = now
         limits = self.limits
-        client = Client(link, address, limits.max_line, limits.line_burst, now)
+        client = Connection(link, address, limits.max_line, limits.line_burst, now)
         self.clients.add(client)
         self._per_address[address] = self._per_address.get(address, 0) + 1
         self.stats.connections_total += 1
@@ -118,7 +118,7 @@ class Hub:
         self._flush()
         return client
 
-    def receive(self, client: Client, data: bytes, now: float) -> None:
+    def receive(self, client: Connection, data: bytes, now: float) -> None:
         """Bytes arrived from ``client``: handle every complete line in them."""
         self.now = now
         if client.closing:
@@ -199,27 +199,27 @@ class Hub:
             self._update_reading(client)
             client.link.wake_after(-client.tokens / self.limits.lines_per_second)
 
-    def wake(self, client: Client, now: float) -> None:
+    def wake(self, client: Connection, now: float) -> None:
         """The pause asked for by ``wake_after`` is over."""
         self.now = now
         client.throttled = False
         self._refill(client, now)
         self._update_reading(client)
 
-    def refuse(self, client: Client, code: Code, text: str) -> None:
+    def refuse(self, client: Connection, code: Code, text: str) -> None:
         """An adapter found bad input the hub never saw (a WebSocket binary
         message): answer it like any other, violations counted."""
         self._error(client, "-", code, text)
         self._flush()
 
-    def set_congested(self, client: Client, congested: bool) -> None:
+    def set_congested(self, client: Connection, congested: bool) -> None:
         """``client``'s output is backed up (or drained): stop (or resume) its peers."""
         client.congested = congested
         for session in client.sessions.values():
             if session.open:
                 self._update_reading(session.other(client))
 
-    def disconnect(self, client: Client, now: float) -> None:
+    def disconnect(self, client: Connection, now: float) -> None:
         """The connection is gone; tell its peers. Safe to call more than once."""
         self.now = now
         self._drop(client, Closed.GONE)
@@ -317,7 +317,7 @@ class Hub:
 
     # == command dispatch ====================================================
 
-    def _command(self, client: Client, line: bytes, now: float) -> None:
+    def _command(self, client: Connection, line: bytes, now: float) -> None:
         try:
             text = strip_cr(line).decode("utf-8")
         except UnicodeDecodeError:
@@ -358,13 +358,13 @@ class Hub:
 
     # -- greeting and registration -------------------------------------------
 
-    def _hello_cmd(self, client: Client, hello: m.Hello, now: float) -> None:
+    def _hello_cmd(self, client: Connection, hello: m.Hello, now: float) -> None:
         if PROTOCOL_VERSION not in hello.versions:
             raise ProtocolError(Code.VERSION, f"supported={PROTOCOL_VERSION}")
         client.state = State.GREETED
         self._send(client, self._hello)
 
-    def _register(self, client: Client, register: m.Register, now: float) -> None:
+    def _register(self, client: Connection, register: m.Register, now: float) -> None:
         canon = canonical(register.nick)
         self._refuse_banned(canon, register.identity_pub, now)
         try:
@@ -387,7 +387,7 @@ class Hub:
         if self.bans.banned("key", key_id(identity_pub), now):
             raise ProtocolError(Code.BANNED, "this identity key is banned")
 
-    def _prove(self, client: Client, prove: m.Prove, now: float) -> None:
+    def _prove(self, client: Connection, prove: m.Prove, now: float) -> None:
         claim = client.claim
         assert claim is not None
         client.claim = None  # the challenge is spent, whatever happens next
@@ -420,7 +420,7 @@ class Hub:
 
     # -- directory -------------------------------------------------------------
 
-    def _lookup(self, client: Client, lookup: m.Lookup, now: float) -> None:
+    def _lookup(self, client: Connection, lookup: m.Lookup, now: float) -> None:
         binding = self.registry.find(lookup.nick)
         if binding is None:
             raise ProtocolError(Code.NO_SUCH_USER, "no such nickname")
@@ -428,7 +428,7 @@ class Hub:
         self._send(client, m.LookupOk(
             binding.display, binding.identity_pub, binding.static_pub, binding.static_sig, online))
 
-    def _who(self, client: Client, who: m.Who, now: float) -> None:
+    def _who(self, client: Connection, who: m.Who, now: float) -> None:
         shown = 0
         for other in self.online.values():
             if shown >= self.limits.max_who:
@@ -438,15 +438,15 @@ class Hub:
             shown += 1
         self._send(client, m.WhoOk(shown, len(self.online)))
 
-    def _ping(self, client: Client, ping: m.Ping, now: float) -> None:
+    def _ping(self, client: Connection, ping: m.Ping, now: float) -> None:
         self._send(client, m.PingOk(ping.token))
 
-    def _quit(self, client: Client, quit: m.Quit, now: float) -> None:
+    def _quit(self, client: Connection, quit: m.Quit, now: float) -> None:
         self._bye(client, Bye.QUIT, "goodbye")
 
     # -- sessions -------------------------------------------------------------
 
-    def _offer(self, client: Client, offer: m.Offer, now: float) -> None:
+    def _offer(self, client: Connection, offer: m.Offer, now: float) -> None:
         if self.draining:
             raise ProtocolError(Code.DRAINING, "the relay is shutting down")
         canon = canonical(offer.nick)
@@ -474,7 +474,7 @@ class Hub:
         self._send(client, m.OfferOk(text_sid, target.display))
         self._send(target, m.Offered(text_sid, client.display, client.identity_pub))
 
-    def _accept(self, client: Client, accept: m.Accept, now: float) -> None:
+    def _accept(self, client: Connection, accept: m.Accept, now: float) -> None:
         session = self._offered_to(client, accept.sid)
         session.open = True
         del self.offers[session.sid]
@@ -485,17 +485,17 @@ class Hub:
         self._update_reading(session.initiator)
         self._update_reading(session.responder)
 
-    def _decline(self, client: Client, decline: m.Decline, now: float) -> None:
+    def _decline(self, client: Connection, decline: m.Decline, now: float) -> None:
         session = self._offered_to(client, decline.sid)
         self._send(client, m.DeclineOk(decline.sid))
         self._end_session(session, Closed.DECLINED, notify=(session.initiator,))
 
-    def _close(self, client: Client, close: m.Close, now: float) -> None:
+    def _close(self, client: Connection, close: m.Close, now: float) -> None:
         session = self._own_session(client, close.sid)
         self._send(client, m.CloseOk(close.sid))
         self._end_session(session, Closed.CLOSED, notify=(session.other(client),))
 
-    def _frame_error(self, client: Client, line: bytes) -> None:
+    def _frame_error(self, client: Connection, line: bytes) -> None:
         """Explain why the hot path refused a FRAME line."""
         parts = strip_cr(line).split(b" ")
         sid = parts[1].decode("ascii", "replace") if len(parts) > 1 else "-"
@@ -508,13 +508,13 @@ class Hub:
         else:
             self._error(client, "FRAME", Code.TOO_BIG, f"{safe_sid(sid)} a frame is at most {self.limits.max_frame} bytes")
 
-    def _offered_to(self, client: Client, sid: str) -> Session:
+    def _offered_to(self, client: Connection, sid: str) -> Session:
         session = self._own_session(client, sid)
         if session.open or session.responder is not client:
             raise ProtocolError(Code.NO_SESSION, f"{session.sid.decode('ascii')} is not an offer to you")
         return session
 
-    def _own_session(self, client: Client, sid: str) -> Session:
+    def _own_session(self, client: Connection, sid: str) -> Session:
         session = client.sessions.get(sid.encode("utf-8"))
         if session is None:
             raise ProtocolError(Code.NO_SESSION, f"{safe_sid(sid)} no such session")
@@ -522,7 +522,7 @@ class Hub:
 
     # -- mail -------------------------------------------------------------------
 
-    def _mail(self, client: Client, mail: m.Mail, now: float) -> None:
+    def _mail(self, client: Connection, mail: m.Mail, now: float) -> None:
         binding = self.registry.find(mail.nick)
         if binding is None:
             raise ProtocolError(Code.NO_SUCH_USER, "no such nickname")
@@ -544,7 +544,7 @@ class Hub:
         if recipient is not None:
             self._send(recipient, m.StoredMail(mail_id, sender, int(now), body))
 
-    def _ack(self, client: Client, ack: m.Ack, now: float) -> None:
+    def _ack(self, client: Connection, ack: m.Ack, now: float) -> None:
         assert client.nick is not None
         if not self.store.delete_mail(ack.mail_id, client.nick):
             raise ProtocolError(Code.NO_SUCH_MAIL, f"{ack.mail_id} no such mail for you")
@@ -552,14 +552,14 @@ class Hub:
 
     # == plumbing =============================================================
 
-    def _send(self, client: Client, message: m.Message) -> None:
+    def _send(self, client: Connection, message: m.Message) -> None:
         if client.closing:
             return
         if not client.outbox:
             self._dirty.append(client)
         client.outbox.append(message.to_line().encode("utf-8") + b"\n")
 
-    def _error(self, client: Client, command: str, code: Code, text: str) -> None:
+    def _error(self, client: Connection, command: str, code: Code, text: str) -> None:
         self.stats.errors += 1
         self._send(client, m.Err.of(command, code, text))
         if code.is_violation:
@@ -568,7 +568,7 @@ class Hub:
                 self.stats.disconnects_for_violations += 1
                 self._bye(client, Bye.VIOLATIONS, "too many protocol errors")
 
-    def _bye(self, client: Client, bye: Bye, text: str, session_reason: Closed = Closed.GONE) -> None:
+    def _bye(self, client: Connection, bye: Bye, text: str, session_reason: Closed = Closed.GONE) -> None:
         """Say goodbye, end the client's sessions now, and close once output is written."""
         if client.closing:
             return
@@ -577,7 +577,7 @@ class Hub:
         self._closing.append(client)
         self._drop(client, session_reason)
 
-    def _drop(self, client: Client, reason: Closed) -> None:
+    def _drop(self, client: Connection, reason: Closed) -> None:
         if client.dropped:
             return
         client.dropped = True
@@ -593,7 +593,7 @@ class Hub:
             self._end_session(session, reason, notify=(session.other(client),))
         self._check_drained()
 
-    def _end_session(self, session: Session, reason: Closed, notify: Iterable[Client]) -> None:
+    def _end_session(self, session: Session, reason: Closed, notify: Iterable[Connection]) -> None:
         session.initiator.sessions.pop(session.sid, None)
         session.responder.sessions.pop(session.sid, None)
         self.offers.pop(session.sid, None)
@@ -620,7 +620,7 @@ class Hub:
             for client in closing:
                 client.link.close()
 
-    def _update_reading(self, client: Client) -> None:
+    def _update_reading(self, client: Connection) -> None:
         """Read from ``client`` only if it is within its rate and no peer is backed up."""
         reading = not client.throttled and not client.closing and not any(
             s.open and s.other(client).congested for s in client.sessions.values()
@@ -631,11 +631,11 @@ class Hub:
                 client.last_seen = self.now  # time spent paused is not idleness
             client.link.set_reading(reading)
 
-    def _spend(self, client: Client, lines: int, now: float) -> None:
+    def _spend(self, client: Connection, lines: int, now: float) -> None:
         self._refill(client, now)
         client.tokens -= lines
 
-    def _refill(self, client: Client, now: float) -> None:
+    def _refill(self, client: Connection, now: float) -> None:
         limits = self.limits
         client.tokens = min(
             float(limits.line_burst), client.tokens + (now - client.tokens_at) * limits.lines_per_second
@@ -656,7 +656,7 @@ _ORDER_HINTS = {
 }
 
 
-def _pending(sessions: Iterable[Session], initiator: Optional[Client] = None, responder: Optional[Client] = None) -> int:
+def _pending(sessions: Iterable[Session], initiator: Optional[Connection] = None, responder: Optional[Connection] = None) -> int:
     return sum(
         1 for s in sessions
         if not s.open and (s.initiator is initiator if initiator is not None else s.responder is responder)

@@ -42,7 +42,7 @@ class Claim:
     pow_bits: int
 
 
-class Client:
+class Connection:
     __slots__ = (
         "link", "address", "splitter", "state", "nick", "display", "identity_pub", "claim",
         "sessions", "outbox", "violations", "tokens", "tokens_at", "last_seen", "connected_at",
@@ -74,13 +74,13 @@ class Client:
         self.bytes_in = 0
 
     def __repr__(self) -> str:
-        return f"<Client {self.display or '?'} from {self.address}>"
+        return f"<Connection {self.display or '?'} from {self.address}>"
 
 
 class Session:
     __slots__ = ("sid", "initiator", "responder", "open", "created", "frames", "bytes")
 
-    def __init__(self, sid: bytes, initiator: Client, responder: Client, created: float) -> None:
+    def __init__(self, sid: bytes, initiator: Connection, responder: Connection, created: float) -> None:
         self.sid = sid
         self.initiator = initiator
         self.responder = responder
@@ -89,5 +89,5 @@ class Session:
         self.frames = 0
         self.bytes = 0
 
-    def other(self, client: Client) -> Client:
+    def other(self, client: Connection) -> Connection:
         return self.responder if client is self.initiator else self.initiator
