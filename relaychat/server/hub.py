@@ -14,11 +14,11 @@ from __future__ import annotations
 import os
 import secrets
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional, cast
 
 from relaychat.crypto.identity import KeyFormatError, pow_ok, verify_registration, verify_static_sig
 from relaychat.server.bans import Bans, key_id
-from relaychat.server.connection import Claim, Connection, Link, Session, State
+from relaychat.server.connection import Claim, Connection, Life, Link, Session, State
 from relaychat.server.limits import Limits, MailPolicy
 from relaychat.server.registry import Registry
 from relaychat.server.store import Store
@@ -121,7 +121,7 @@ class Hub:
     def receive(self, client: Connection, data: bytes, now: float) -> None:
         """Bytes arrived from ``client``: handle every complete line in them."""
         self.now = now
-        if client.closing:
+        if client.life is not Life.OPEN:
             return
         lines = client.splitter.feed(data)
         if not lines:
@@ -131,32 +131,28 @@ class Hub:
         frame_line_max = self._frame_line_max
         registered = client.state is State.REGISTERED
         sessions = client.sessions
-        stats = self.stats
         # A run: consecutive frames for one session. Its first frame takes the
         # full path below; the rest need only match "FRAME <sid> " and be a
         # well-formed payload. Nothing but a command can change the session,
         # the peer or our state, so a run ends at the first other line, and
-        # its counters are added up before that line is handled.
-        run_prefix = run_out = run_session = None
-        run_frames = run_bytes = run_start = 0
+        # is forwarded (and counted) before that line is handled.
+        run: Optional[Session] = None
+        run_prefix = b""
+        run_start = 0
         index = -1
         for line in lines:
             index += 1
-            if run_prefix is not None and line is not None and line.startswith(run_prefix):
-                size = len(line)
-                if _PAYLOAD_AT < size <= frame_line_max and line.find(b" ", _PAYLOAD_AT) < 0:
-                    run_frames += 1
-                    run_bytes += size + 1
+            if run is not None:
+                if (
+                    line is not None
+                    and line.startswith(run_prefix)
+                    and _PAYLOAD_AT < len(line) <= frame_line_max
+                    and line.find(b" ", _PAYLOAD_AT) < 0
+                ):
                     continue
-            if run_frames:
-                run_out.append(b"\n".join([*lines[run_start:index], b""]))  # type: ignore[union-attr, list-item]
-                run_session.frames += run_frames  # type: ignore[union-attr]
-                run_session.bytes += run_bytes  # type: ignore[union-attr]
-                stats.frames += run_frames
-                stats.bytes += run_bytes
-                run_frames = run_bytes = 0
-                run_prefix = None
-            if client.closing:
+                self._forward_run(client, run, lines[run_start:index])
+                run = None
+            if client.life is not Life.OPEN:
                 break
             if line is None:
                 self._error(client, "-", Code.TOO_LONG, f"a line is at most {self.limits.max_line} bytes")
@@ -171,30 +167,20 @@ class Hub:
                     and line[22] == 32
                     and line.find(b" ", _PAYLOAD_AT) < 0
                 ):
-                    peer = session.responder if session.initiator is client else session.initiator
-                    run_out = peer.outbox
-                    if not run_out:
-                        self._dirty.append(peer)
-                    run_start = index
+                    run = session
                     run_prefix = line[:_PAYLOAD_AT]
-                    run_session = session
-                    run_frames = 1
-                    run_bytes = len(line) + 1
+                    run_start = index
                     continue
                 self._frame_error(client, line)
                 continue
             self._command(client, line, now)
             registered = client.state is State.REGISTERED
-        if run_frames:
-            run_out.append(b"\n".join([*lines[run_start:], b""]))  # type: ignore[union-attr, list-item]
-            run_session.frames += run_frames  # type: ignore[union-attr]
-            run_session.bytes += run_bytes  # type: ignore[union-attr]
-            stats.frames += run_frames
-            stats.bytes += run_bytes
+        if run is not None:
+            self._forward_run(client, run, lines[run_start:])
         client.lines_in += len(lines)
         client.bytes_in += len(data)
         self._flush()
-        if client.tokens < 0 and not client.throttled and not client.closing:
+        if client.tokens < 0 and not client.throttled and client.life is Life.OPEN:
             client.throttled = True
             self._update_reading(client)
             client.link.wake_after(-client.tokens / self.limits.lines_per_second)
@@ -209,6 +195,8 @@ class Hub:
     def refuse(self, client: Connection, code: Code, text: str) -> None:
         """An adapter found bad input the hub never saw (a WebSocket binary
         message): answer it like any other, violations counted."""
+        if client.life is not Life.OPEN:
+            return
         self._error(client, "-", code, text)
         self._flush()
 
@@ -222,7 +210,7 @@ class Hub:
     def disconnect(self, client: Connection, now: float) -> None:
         """The connection is gone; tell its peers. Safe to call more than once."""
         self.now = now
-        self._drop(client, Closed.GONE)
+        self._drop(client, Closed.GONE, Life.GONE)
         self._flush()
 
     def tick(self, now: float) -> None:
@@ -230,7 +218,7 @@ class Hub:
         self.now = now
         limits = self.limits
         for client in list(self.clients):
-            if client.closing:
+            if client.life is not Life.OPEN:
                 continue
             if client.state is not State.REGISTERED:
                 if now - client.connected_at > limits.registration_timeout:
@@ -247,60 +235,19 @@ class Hub:
         """Delete mail older than the configured expiry; returns how many."""
         return self.store.purge_mail(now - self.mail.expiry_seconds)
 
-    # == operator actions (the manhole's helpers wrap these) ================
+    # == what the operator's verbs are built on (relaychat.server.operator) ====
 
-    def kick(self, nick: str, reason: str = "kicked by the operator") -> bool:
-        client = self.online.get(nick.lower())
-        if client is None:
-            return False
-        self._bye(client, Bye.KICKED, reason, session_reason=Closed.KICKED)
+    def dismiss(self, client: Connection, bye: Bye, text: str, session_reason: Closed = Closed.GONE) -> None:
+        """Say ``BYE`` to ``client``, end its sessions (peers see ``session_reason``) and close it."""
+        self._bye(client, bye, text, session_reason=session_reason)
         self._flush()
-        return True
 
-    def ban(self, kind: str, value: str, seconds: float, now: float) -> int:
-        """Ban a nickname or an address for ``seconds``; kicks who is on. Returns how many.
-
-        A nickname's ban also bans the identity key it is bound to, so the
-        same person cannot come back under another nickname with the key
-        their contacts have pinned.
-        """
-        value = value.lower() if kind == "nick" else value
-        self.bans.add(kind, value, now + seconds)
-        key = self.bound_key(value) if kind == "nick" else None
-        if key is not None:
-            self.bans.add("key", key_id(key), now + seconds)
-        if kind == "address":
-            victims = [c for c in self.clients if not c.closing and c.address == value]
-        else:
-            victims = [c for c in self.clients if not c.closing and (c.nick == value or (key and c.identity_pub == key))]
-        for client in victims:
-            self._bye(client, Bye.BANNED, "banned by the operator", session_reason=Closed.KICKED)
-        self._flush()
-        return len(victims)
-
-    def unban(self, kind: str, value: str) -> list[tuple[str, str]]:
-        """Lift a ban, a nickname's with its key's; returns the bans lifted."""
-        value = value.lower() if kind == "nick" else value
-        lifted = [(kind, value)] if self.bans.remove(kind, value) else []
-        key = self.bound_key(value) if kind == "nick" else None
-        if key is not None and self.bans.remove("key", key_id(key)):
-            lifted.append(("key", key_id(key)))
-        return lifted
-
-    def bound_key(self, nick: str) -> Optional[bytes]:
-        """The identity key ``nick`` is registered with, if it is."""
-        binding = self.registry.find(nick)
-        return binding.identity_pub if binding is not None else None
-
-    def notice(self, text: str) -> int:
-        """Send ``text`` to every registered client; returns how many."""
-        line = m.Notice(text)
-        count = 0
+    def broadcast(self, message: m.Message) -> int:
+        """Send ``message`` to every registered connection; returns how many."""
         for client in self.online.values():
-            self._send(client, line)
-            count += 1
+            self._send(client, message)
         self._flush()
-        return count
+        return len(self.online)
 
     def drain(self, text: str = "the relay is restarting") -> None:
         """Refuse new sessions and connections, and let each client go once its sessions end."""
@@ -553,7 +500,7 @@ class Hub:
     # == plumbing =============================================================
 
     def _send(self, client: Connection, message: m.Message) -> None:
-        if client.closing:
+        if client.life is not Life.OPEN:
             return
         if not client.outbox:
             self._dirty.append(client)
@@ -570,17 +517,17 @@ class Hub:
 
     def _bye(self, client: Connection, bye: Bye, text: str, session_reason: Closed = Closed.GONE) -> None:
         """Say goodbye, end the client's sessions now, and close once output is written."""
-        if client.closing:
+        if client.life is not Life.OPEN:
             return
         self._send(client, m.Goodbye(bye.value, text))
-        client.closing = True
         self._closing.append(client)
-        self._drop(client, session_reason)
+        self._drop(client, session_reason, Life.CLOSING)
 
-    def _drop(self, client: Connection, reason: Closed) -> None:
-        if client.dropped:
+    def _drop(self, client: Connection, reason: Closed, life: Life) -> None:
+        """Take ``client`` out of every table and end its sessions; it is ``life`` from now on."""
+        if client.life is not Life.OPEN:
             return
-        client.dropped = True
+        client.life = life
         self.clients.discard(client)
         remaining = self._per_address.get(client.address, 1) - 1
         if remaining:
@@ -601,7 +548,7 @@ class Hub:
         for client in notify:
             self._send(client, line)
         for client in (session.initiator, session.responder):
-            if not client.dropped:
+            if client.life is Life.OPEN:
                 self._update_reading(client)
                 if self.draining and not client.sessions:
                     self._bye(client, Bye.DRAINING, "the relay is restarting")
@@ -620,9 +567,23 @@ class Hub:
             for client in closing:
                 client.link.close()
 
+    def _forward_run(self, client: Connection, session: Session, run: list[Optional[bytes]]) -> None:
+        """Queue a run of frames (every line of ``run`` is one) for the peer as one chunk, and count it."""
+        data = b"\n".join(cast("list[bytes]", run))
+        peer = session.other(client)
+        if not peer.outbox:
+            self._dirty.append(peer)
+        peer.outbox.extend((data, b"\n"))
+        size = len(data) + 1
+        session.frames += len(run)
+        session.bytes += size
+        stats = self.stats
+        stats.frames += len(run)
+        stats.bytes += size
+
     def _update_reading(self, client: Connection) -> None:
         """Read from ``client`` only if it is within its rate and no peer is backed up."""
-        reading = not client.throttled and not client.closing and not any(
+        reading = not client.throttled and client.life is Life.OPEN and not any(
             s.open and s.other(client).congested for s in client.sessions.values()
         )
         if reading != client.reading:
