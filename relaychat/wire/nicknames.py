@@ -29,8 +29,12 @@ class NicknameError(ProtocolError, ValueError):
     ValueError for a library caller; the same exception either way."""
 
     def __init__(self, nick: object) -> None:
-        super().__init__(Code.BAD_NICK, NICK_RULE)
+        super().__init__(Code.BAD_NICK, NICK_RULE)  # the relay's ERR text: it never echoes the input
         self.nick = nick
+
+    def __str__(self) -> str:
+        shown = repr(self.nick)
+        return f"{shown if len(shown) <= 40 else shown[:37] + '...'} is not a nickname: {NICK_RULE}."
 
 
 def is_nickname(text: object) -> bool:
