@@ -26,8 +26,9 @@ from relaychat.wire import messages as m
 from relaychat.wire.codec import encoded_length
 from relaychat.wire.errors import Bye, Closed, Code, ProtocolError
 from relaychat.wire.lines import strip_cr
-from relaychat.wire.messages import FRAME_PREFIX, PROTOCOL_VERSION, SID_LENGTH, one_line, safe_sid
+from relaychat.wire.messages import FRAME_PREFIX, PROTOCOL_VERSION
 from relaychat.wire.nicknames import canonical
+from relaychat.wire.tokens import SID_LENGTH, safe_sid
 
 _PAYLOAD_AT = len(FRAME_PREFIX) + SID_LENGTH + 1
 # Enum members are slow to look up on their class (~70 ns in 3.11); receive() reads these per line.

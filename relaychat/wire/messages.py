@@ -2,124 +2,80 @@
 
 One small frozen class per kind of line: the client's commands, the relay's
 ``OK`` replies (one per command), ``ERR``, and the relay's events. Each
-knows its own shape, :meth:`Message.to_line` and :meth:`Message.from_line`;
-the relay builds every line it sends with them and the client reads every
-line it receives with them, so the two sides cannot drift apart.
+declares its tokens (``FIELDS``: how each is written and read), and so knows
+:meth:`Message.to_line` and :meth:`Message.from_line`; the relay builds
+every line it sends with them and the client reads every line it receives
+with them, so the two sides cannot drift apart. ``COMMANDS``, ``REPLIES``
+and ``EVENTS`` map names on the wire to the classes.
 
-Binary fields are held decoded (bytes); integers as ints; text fields (the
-ends of ``ERR``, ``NOTICE``, ``BYE``) are kept to one line by
-:func:`one_line` when a line is built, so no text can forge a second line.
-A field that does not parse raises :class:`~relaychat.wire.errors.ProtocolError`
-with the code the relay answers it with (``syntax``, ``bad-key``,
-``bad-nick``).
+Binary fields are held decoded (bytes); integers as ints; a text field (the
+end of ``ERR``, ``NOTICE``, ``BYE``) is kept to one line by :func:`one_line`
+when a line is built, so no text can forge a second line. A token that does
+not read raises :class:`~relaychat.wire.errors.ProtocolError` with the code
+the relay answers it with (``syntax``, ``bad-key``, ``bad-nick``).
 
 Two hot paths stay by hand, on purpose: the relay forwards ``FRAME`` lines
-without parsing them (:data:`FRAME_PREFIX`, :data:`SID_LENGTH` say what it
-matches), and :func:`frame_line` builds one without a dataclass.
+without parsing them (:data:`FRAME_PREFIX` and :data:`SID_LENGTH` say what it
+matches), and :func:`frame_line` builds one without an object.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar, Mapping, Optional, Sequence, TypeVar, Union
+from typing import Any, ClassVar, Mapping, Optional, Sequence, TypeVar, Union
 
-from relaychat.wire.codec import EncodingError, b64decode, b64encode
+from relaychat.wire.codec import b64encode
 from relaychat.wire.errors import Code, ProtocolError
-from relaychat.wire.nicknames import canonical, is_nickname
+from relaychat.wire.tokens import (
+    KEY32, KEY64, MAIL_ID, NICK, NONCE, NUMBER, PAYLOAD, PING_TOKEN, SID, SID_LENGTH, TOKEN, Field,
+    arity, choice, number, one_line, payload, token,
+)
 
 PROTOCOL_VERSION = "1"
-SID_LENGTH = 16  # lower-case hex characters
 FRAME_PREFIX = b"FRAME "
-MAX_PING_TOKEN = 64
-_HEX = frozenset("0123456789abcdef")
 
 M = TypeVar("M", bound="Message")
-
-
-# == fields =====================================================================
-
-
-def one_line(text: str) -> str:
-    """Keep operator or error text on one line so it cannot forge protocol lines."""
-    return " ".join(text.split()) or "-"
-
-
-def arity(args: Sequence[str], low: int, high: int) -> None:
-    if not low <= len(args) <= high:
-        want = str(low) if low == high else f"{low} to {high}"
-        raise ProtocolError(Code.SYNTAX, f"expected {want} arguments, got {len(args)}")
-
-
-def number(text: str) -> int:
-    """An unsigned decimal integer without leading zeros (section 1)."""
-    if not (text.isascii() and text.isdigit()) or (len(text) > 1 and text[0] == "0") or len(text) > 19:
-        raise ProtocolError(Code.SYNTAX, "expected a decimal number")
-    return int(text)
-
-
-def is_sid(text: str) -> bool:
-    return len(text) == SID_LENGTH and all(c in _HEX for c in text)
-
-
-def sid(text: str) -> str:
-    """A session id as the relay makes them; for lines the relay sent."""
-    if not is_sid(text):
-        raise ProtocolError(Code.SYNTAX, "expected a session id")
-    return text
-
-
-def safe_sid(text: str) -> str:
-    """Echo a session id only if it looks like one, so errors cannot carry junk."""
-    return text if is_sid(text) else "-"
-
-
-def key(text: str, size: int) -> bytes:
-    """A key, signature or challenge of exactly ``size`` bytes."""
-    try:
-        return b64decode(text, size=size)
-    except EncodingError as e:
-        raise ProtocolError(Code.BAD_KEY, f"bad binary field: {e}") from None
-
-
-def payload(text: str, code: Code = Code.SYNTAX, max_size: Optional[int] = None) -> bytes:
-    """A non-empty base64 payload (frames and mail)."""
-    if not text:
-        raise ProtocolError(code, "the payload is empty")
-    try:
-        return b64decode(text, max_size=max_size)
-    except EncodingError:
-        raise ProtocolError(code, "the payload is not base64") from None
-
-
-def nick(text: str) -> str:
-    """A nickname field, as given (the relay shows the first registered spelling)."""
-    canonical(text)  # raises NicknameError, a bad-nick ProtocolError
-    return text
-
-
-def _choice(text: str, yes: str, no: str) -> bool:
-    if text not in (yes, no):
-        raise ProtocolError(Code.SYNTAX, f"expected {yes} or {no}")
-    return text == yes
 
 
 # == the base ===================================================================
 
 
 class Message:
-    """A protocol line. ``PREFIX`` is its fixed first token or tokens."""
+    """A protocol line: ``PREFIX`` (its fixed first tokens), then one token per
+    field in ``FIELDS``, the last ``OPTIONAL`` of which may be absent (None);
+    with ``TEXT``, a last ``str`` field holds the rest of the line."""
 
     __slots__ = ()
     PREFIX: ClassVar[tuple[str, ...]]
+    FIELDS: ClassVar[tuple[Field[Any], ...]] = ()
+    OPTIONAL: ClassVar[int] = 0
+    TEXT: ClassVar[bool] = False
 
     def tokens(self) -> list[str]:
         """The tokens after ``PREFIX``."""
-        raise NotImplementedError
+        names: tuple[str, ...] = type(self).__slots__  # type: ignore[assignment]  # a slotted dataclass: its fields, in order
+        out: list[str] = []
+        for name, spec in zip(names, self.FIELDS):
+            value = getattr(self, name)
+            if value is None:
+                break  # an optional field left out, and all after it
+            out.append(spec.encode(value))
+        if self.TEXT:
+            out.append(one_line(getattr(self, names[-1])))
+        return out
 
     @classmethod
     def from_tokens(cls: type[M], args: Sequence[str]) -> M:
-        """Build from the tokens after ``PREFIX``; ProtocolError if they do not fit."""
-        raise NotImplementedError
+        """Read the tokens after ``PREFIX``; ProtocolError if they do not fit."""
+        fields = cls.FIELDS
+        fixed = len(fields)
+        if cls.TEXT:
+            arity(args[:fixed], fixed, fixed)
+            return cls(*[spec.decode(arg) for spec, arg in zip(fields, args)], " ".join(args[fixed:]))  # type: ignore[call-arg]
+        arity(args, fixed - cls.OPTIONAL, fixed)
+        values: list[Any] = [spec.decode(arg) for spec, arg in zip(fields, args)]
+        values.extend([None] * (fixed - len(values)))
+        return cls(*values)  # type: ignore[call-arg]
 
     def to_line(self) -> str:
         """The line, without LF."""
@@ -127,72 +83,12 @@ class Message:
 
     @classmethod
     def from_line(cls: type[M], line: str) -> M:
-        """Parse a whole line (without LF) of this kind."""
+        """Read a whole line (without LF) of this kind."""
         parts = line.split(" ")
         size = len(cls.PREFIX)
         if tuple(parts[:size]) != cls.PREFIX:
             raise ProtocolError(Code.SYNTAX, f"not a {' '.join(cls.PREFIX)} line")
         return cls.from_tokens(parts[size:])
-
-
-class _Empty(Message):
-    """A line with no tokens after its prefix."""
-
-    __slots__ = ()
-
-    def tokens(self) -> list[str]:
-        return []
-
-    @classmethod
-    def from_tokens(cls: type[M], args: Sequence[str]) -> M:
-        arity(args, 0, 0)
-        return cls()
-
-
-class _Sid(Message):
-    """A line whose one token is a session id."""
-
-    __slots__ = ()
-    sid: str
-
-    def tokens(self) -> list[str]:
-        return [self.sid]
-
-    @classmethod
-    def from_tokens(cls: type[M], args: Sequence[str]) -> M:
-        arity(args, 1, 1)
-        return cls(args[0])  # type: ignore[call-arg]
-
-
-class _Nick(Message):
-    """A line whose one token is a nickname."""
-
-    __slots__ = ()
-    nick: str
-
-    def tokens(self) -> list[str]:
-        return [self.nick]
-
-    @classmethod
-    def from_tokens(cls: type[M], args: Sequence[str]) -> M:
-        arity(args, 1, 1)
-        return cls(nick(args[0]))  # type: ignore[call-arg]
-
-
-class _MailId(Message):
-    __slots__ = ()
-    mail_id: int
-
-    def tokens(self) -> list[str]:
-        return [str(self.mail_id)]
-
-    @classmethod
-    def from_tokens(cls: type[M], args: Sequence[str]) -> M:
-        arity(args, 1, 1)
-        try:
-            return cls(number(args[0]))  # type: ignore[call-arg]
-        except ProtocolError:
-            raise ProtocolError(Code.SYNTAX, "a mail id is a decimal number") from None
 
 
 # == commands: client to relay ==================================================
@@ -202,11 +98,16 @@ class Command(Message):
     __slots__ = ()
     NAME: ClassVar[str]
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.PREFIX = (cls.NAME,)
+
 
 @dataclass(frozen=True, slots=True)
 class Hello(Command):
+    """``HELLO <version> [<version>...]``: up to eight versions the client speaks."""
+
     NAME = "HELLO"
-    PREFIX = (NAME,)
     versions: tuple[str, ...] = (PROTOCOL_VERSION,)
 
     def tokens(self) -> list[str]:
@@ -221,109 +122,76 @@ class Hello(Command):
 @dataclass(frozen=True, slots=True)
 class Register(Command):
     NAME = "REGISTER"
-    PREFIX = (NAME,)
+    FIELDS = (NICK, KEY32, KEY32, KEY64)
     nick: str
     identity_pub: bytes
     static_pub: bytes
     static_sig: bytes
 
-    def tokens(self) -> list[str]:
-        return [self.nick, b64encode(self.identity_pub), b64encode(self.static_pub), b64encode(self.static_sig)]
-
-    @classmethod
-    def from_tokens(cls, args: Sequence[str]) -> Register:
-        arity(args, 4, 4)
-        return cls(nick(args[0]), key(args[1], 32), key(args[2], 32), key(args[3], 64))
-
 
 @dataclass(frozen=True, slots=True)
 class Prove(Command):
     NAME = "PROVE"
-    PREFIX = (NAME,)
+    FIELDS = (KEY64, NONCE)
+    OPTIONAL = 1
     signature: bytes
     pow_nonce: Optional[bytes] = None
 
-    def tokens(self) -> list[str]:
-        tokens = [b64encode(self.signature)]
-        if self.pow_nonce is not None:
-            tokens.append(b64encode(self.pow_nonce))
-        return tokens
-
-    @classmethod
-    def from_tokens(cls, args: Sequence[str]) -> Prove:
-        arity(args, 1, 2)
-        nonce = None
-        if len(args) == 2:
-            try:
-                nonce = b64decode(args[1], max_size=32)
-            except EncodingError as e:
-                raise ProtocolError(Code.BAD_KEY, f"bad binary field: {e}") from None
-        return cls(key(args[0], 64), nonce)
-
 
 @dataclass(frozen=True, slots=True)
-class Lookup(_Nick, Command):
+class Lookup(Command):
     NAME = "LOOKUP"
-    PREFIX = (NAME,)
+    FIELDS = (NICK,)
     nick: str
 
 
 @dataclass(frozen=True, slots=True)
-class Who(_Empty, Command):
+class Who(Command):
     NAME = "WHO"
-    PREFIX = (NAME,)
 
 
 @dataclass(frozen=True, slots=True)
 class Ping(Command):
     NAME = "PING"
-    PREFIX = (NAME,)
+    FIELDS = (PING_TOKEN,)
+    OPTIONAL = 1
     token: Optional[str] = None
 
-    def tokens(self) -> list[str]:
-        return [self.token] if self.token is not None else []
-
-    @classmethod
-    def from_tokens(cls, args: Sequence[str]) -> Ping:
-        arity(args, 0, 1)
-        if args and not 0 < len(args[0]) <= MAX_PING_TOKEN:
-            raise ProtocolError(Code.SYNTAX, f"a PING token is at most {MAX_PING_TOKEN} characters")
-        return cls(args[0] if args else None)
-
 
 @dataclass(frozen=True, slots=True)
-class Quit(_Empty, Command):
+class Quit(Command):
     NAME = "QUIT"
-    PREFIX = (NAME,)
 
 
 @dataclass(frozen=True, slots=True)
-class Offer(_Nick, Command):
+class Offer(Command):
     NAME = "OFFER"
-    PREFIX = (NAME,)
+    FIELDS = (NICK,)
     nick: str
 
 
-@dataclass(frozen=True, slots=True)
-class Accept(_Sid, Command):
-    """``sid`` is not checked for form: the relay answers ``no-session`` to any id it does not know."""
+# ACCEPT, DECLINE and CLOSE take any token for a session id: the relay answers
+# no-session to one it does not know, whatever it looks like.
 
+
+@dataclass(frozen=True, slots=True)
+class Accept(Command):
     NAME = "ACCEPT"
-    PREFIX = (NAME,)
+    FIELDS = (TOKEN,)
     sid: str
 
 
 @dataclass(frozen=True, slots=True)
-class Decline(_Sid, Command):
+class Decline(Command):
     NAME = "DECLINE"
-    PREFIX = (NAME,)
+    FIELDS = (TOKEN,)
     sid: str
 
 
 @dataclass(frozen=True, slots=True)
-class Close(_Sid, Command):
+class Close(Command):
     NAME = "CLOSE"
-    PREFIX = (NAME,)
+    FIELDS = (TOKEN,)
     sid: str
 
 
@@ -334,47 +202,31 @@ def frame_line(session_id: str, data: bytes) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Frame(Command):
-    """Both a command and, forwarded unchanged, an event. The relay never
-    parses it (see the module docstring); the client reads it with this."""
+    """A command and, forwarded unchanged, an event. The relay never parses
+    it (see the module docstring); the client reads it with this. A payload
+    that is not base64 is ``bad-encoding``: the peer's fault, not the relay's."""
 
     NAME = "FRAME"
-    PREFIX = (NAME,)
+    FIELDS = (SID, Field(b64encode, payload(Code.BAD_ENCODING)))
     sid: str
     payload: bytes
 
     def to_line(self) -> str:
         return frame_line(self.sid, self.payload)
 
-    def tokens(self) -> list[str]:
-        return [self.sid, b64encode(self.payload)]
-
-    @classmethod
-    def from_tokens(cls, args: Sequence[str]) -> Frame:
-        if len(args) != 2 or not args[1]:
-            raise ProtocolError(Code.SYNTAX, "FRAME takes a session id and one payload")
-        return cls(sid(args[0]), payload(args[1], Code.BAD_ENCODING))
-
 
 @dataclass(frozen=True, slots=True)
 class Mail(Command):
     NAME = "MAIL"
-    PREFIX = (NAME,)
+    FIELDS = (NICK, PAYLOAD)
     nick: str
     payload: bytes
 
-    def tokens(self) -> list[str]:
-        return [self.nick, b64encode(self.payload)]
-
-    @classmethod
-    def from_tokens(cls, args: Sequence[str]) -> Mail:
-        arity(args, 2, 2)
-        return cls(nick(args[0]), payload(args[1]))
-
 
 @dataclass(frozen=True, slots=True)
-class Ack(_MailId, Command):
+class Ack(Command):
     NAME = "ACK"
-    PREFIX = (NAME,)
+    FIELDS = (MAIL_ID,)
     mail_id: int
 
 
@@ -394,18 +246,22 @@ class Reply(Message):
     __slots__ = ()
     COMMAND: ClassVar[str]
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.PREFIX = ("OK", cls.COMMAND)
+
 
 @dataclass(frozen=True, slots=True)
 class HelloOk(Reply):
+    """``OK HELLO <version> <server_id> max_line=<n> max_frame=<n> max_mail=<n> [key=value...]``."""
+
     COMMAND = "HELLO"
-    PREFIX = ("OK", COMMAND)
     version: str
     server_id: bytes
     max_line: int
     max_frame: int
     max_mail: int
-    extra: Mapping[str, str] = field(default_factory=dict)
-    """Further ``key=value`` options from a newer relay (clients ignore them)."""
+    extra: Mapping[str, str] = field(default_factory=dict)  # options of a newer relay: clients ignore them
 
     def tokens(self) -> list[str]:
         options = {"max_line": self.max_line, "max_frame": self.max_frame, "max_mail": self.max_mail, **self.extra}
@@ -425,41 +281,25 @@ class HelloOk(Reply):
             limits = [number(values.pop(name)) for name in ("max_line", "max_frame", "max_mail")]
         except KeyError:
             raise ProtocolError(Code.SYNTAX, "OK HELLO lacks a limit") from None
-        return cls(args[0], key(args[1], 32), *limits, values)
+        return cls(token(args[0]), KEY32.decode(args[1]), limits[0], limits[1], limits[2], values)
 
 
 @dataclass(frozen=True, slots=True)
 class RegisterOk(Reply):
     COMMAND = "REGISTER"
-    PREFIX = ("OK", COMMAND)
+    FIELDS = (NICK, KEY32, NUMBER)
     canonical: str
     challenge: bytes
     pow_bits: int
-
-    def tokens(self) -> list[str]:
-        return [self.canonical, b64encode(self.challenge), str(self.pow_bits)]
-
-    @classmethod
-    def from_tokens(cls, args: Sequence[str]) -> RegisterOk:
-        arity(args, 3, 3)
-        return cls(canonical(args[0]), key(args[1], 32), number(args[2]))
 
 
 @dataclass(frozen=True, slots=True)
 class ProveOk(Reply):
     COMMAND = "PROVE"
-    PREFIX = ("OK", COMMAND)
+    FIELDS = (NICK, choice("new", "known"), NUMBER)
     nick: str
     new: bool  # the nickname was bound just now
     pending_mail: int
-
-    def tokens(self) -> list[str]:
-        return [self.nick, "new" if self.new else "known", str(self.pending_mail)]
-
-    @classmethod
-    def from_tokens(cls, args: Sequence[str]) -> ProveOk:
-        arity(args, 3, 3)
-        return cls(nick(args[0]), _choice(args[1], "new", "known"), number(args[2]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -467,22 +307,12 @@ class LookupOk(Reply):
     """The relay's *claim*; the client verifies static_sig and the pin."""
 
     COMMAND = "LOOKUP"
-    PREFIX = ("OK", COMMAND)
+    FIELDS = (NICK, KEY32, KEY32, KEY64, choice("online", "offline"))
     nick: str
     identity_pub: bytes
     static_pub: bytes
     static_sig: bytes
     online: bool
-
-    def tokens(self) -> list[str]:
-        return [self.nick, b64encode(self.identity_pub), b64encode(self.static_pub), b64encode(self.static_sig),
-                "online" if self.online else "offline"]
-
-    @classmethod
-    def from_tokens(cls, args: Sequence[str]) -> LookupOk:
-        arity(args, 5, 5)
-        return cls(nick(args[0]), key(args[1], 32), key(args[2], 32), key(args[3], 64),
-                   _choice(args[4], "online", "offline"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -490,90 +320,59 @@ class WhoOk(Reply):
     """Ends a ``WHO``; the :class:`User` lines before it belong to it."""
 
     COMMAND = "WHO"
-    PREFIX = ("OK", COMMAND)
+    FIELDS = (NUMBER, NUMBER)
     shown: int
     online: int
-
-    def tokens(self) -> list[str]:
-        return [str(self.shown), str(self.online)]
-
-    @classmethod
-    def from_tokens(cls, args: Sequence[str]) -> WhoOk:
-        arity(args, 2, 2)
-        return cls(number(args[0]), number(args[1]))
 
 
 @dataclass(frozen=True, slots=True)
 class PingOk(Reply):
     COMMAND = "PING"
-    PREFIX = ("OK", COMMAND)
+    FIELDS = (PING_TOKEN,)
+    OPTIONAL = 1
     token: Optional[str] = None
-
-    def tokens(self) -> list[str]:
-        return [self.token] if self.token is not None else []
-
-    @classmethod
-    def from_tokens(cls, args: Sequence[str]) -> PingOk:
-        return cls(Ping.from_tokens(args).token)
 
 
 @dataclass(frozen=True, slots=True)
 class OfferOk(Reply):
     COMMAND = "OFFER"
-    PREFIX = ("OK", COMMAND)
+    FIELDS = (SID, NICK)
     sid: str
     nick: str
 
-    def tokens(self) -> list[str]:
-        return [self.sid, self.nick]
-
-    @classmethod
-    def from_tokens(cls, args: Sequence[str]) -> OfferOk:
-        arity(args, 2, 2)
-        return cls(sid(args[0]), nick(args[1]))
-
-
-class _SidReply(_Sid, Reply):
-    __slots__ = ()
-
-    @classmethod
-    def from_tokens(cls: type[M], args: Sequence[str]) -> M:
-        arity(args, 1, 1)
-        return cls(sid(args[0]))  # type: ignore[call-arg]
-
 
 @dataclass(frozen=True, slots=True)
-class AcceptOk(_SidReply):
+class AcceptOk(Reply):
     COMMAND = "ACCEPT"
-    PREFIX = ("OK", COMMAND)
+    FIELDS = (SID,)
     sid: str
 
 
 @dataclass(frozen=True, slots=True)
-class DeclineOk(_SidReply):
+class DeclineOk(Reply):
     COMMAND = "DECLINE"
-    PREFIX = ("OK", COMMAND)
+    FIELDS = (SID,)
     sid: str
 
 
 @dataclass(frozen=True, slots=True)
-class CloseOk(_SidReply):
+class CloseOk(Reply):
     COMMAND = "CLOSE"
-    PREFIX = ("OK", COMMAND)
+    FIELDS = (SID,)
     sid: str
 
 
 @dataclass(frozen=True, slots=True)
-class MailOk(_MailId, Reply):
+class MailOk(Reply):
     COMMAND = "MAIL"
-    PREFIX = ("OK", COMMAND)
+    FIELDS = (MAIL_ID,)
     mail_id: int
 
 
 @dataclass(frozen=True, slots=True)
-class AckOk(_MailId, Reply):
+class AckOk(Reply):
     COMMAND = "ACK"
-    PREFIX = ("OK", COMMAND)
+    FIELDS = (MAIL_ID,)
     mail_id: int
 
 
@@ -591,6 +390,8 @@ class Err(Message):
     it does not know (see :class:`~relaychat.wire.errors.Code`)."""
 
     PREFIX = ("ERR",)
+    FIELDS = (TOKEN, TOKEN)
+    TEXT = True
     command: str
     code: str
     text: str
@@ -604,15 +405,6 @@ class Err(Message):
         """For ``FRAME`` and ``CLOSE`` failures: the session id that starts the text (or ``-``)."""
         return self.text.split(" ", 1)[0]
 
-    def tokens(self) -> list[str]:
-        return [self.command, self.code, one_line(self.text)]
-
-    @classmethod
-    def from_tokens(cls, args: Sequence[str]) -> Err:
-        if len(args) < 2 or not args[0] or not args[1]:
-            raise ProtocolError(Code.SYNTAX, "ERR has a command and a code")
-        return cls(args[0], args[1], " ".join(args[2:]) or args[1])
-
 
 # == events: relay to client, unasked ===========================================
 
@@ -621,55 +413,35 @@ class Event(Message):
     __slots__ = ()
     NAME: ClassVar[str]
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.PREFIX = (cls.NAME,)
+
 
 @dataclass(frozen=True, slots=True)
 class User(Event):
     """A data line of a ``WHO`` reply (it comes before ``OK WHO``)."""
 
     NAME = "USER"
-    PREFIX = (NAME,)
+    FIELDS = (NICK, KEY32)
     nick: str
     identity_pub: bytes
-
-    def tokens(self) -> list[str]:
-        return [self.nick, b64encode(self.identity_pub)]
-
-    @classmethod
-    def from_tokens(cls, args: Sequence[str]) -> User:
-        arity(args, 2, 2)
-        return cls(nick(args[0]), key(args[1], 32))
 
 
 @dataclass(frozen=True, slots=True)
 class Offered(Event):
     NAME = "OFFERED"
-    PREFIX = (NAME,)
+    FIELDS = (SID, NICK, KEY32)
     sid: str
     nick: str
     identity_pub: bytes
-
-    def tokens(self) -> list[str]:
-        return [self.sid, self.nick, b64encode(self.identity_pub)]
-
-    @classmethod
-    def from_tokens(cls, args: Sequence[str]) -> Offered:
-        arity(args, 3, 3)
-        return cls(sid(args[0]), nick(args[1]), key(args[2], 32))
 
 
 @dataclass(frozen=True, slots=True)
 class Accepted(Event):
     NAME = "ACCEPTED"
-    PREFIX = (NAME,)
+    FIELDS = (SID,)
     sid: str
-
-    def tokens(self) -> list[str]:
-        return [self.sid]
-
-    @classmethod
-    def from_tokens(cls, args: Sequence[str]) -> Accepted:
-        arity(args, 1, 1)
-        return cls(sid(args[0]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -678,17 +450,9 @@ class SessionClosed(Event):
     values, kept as words so a newer relay's reason still reads."""
 
     NAME = "CLOSED"
-    PREFIX = (NAME,)
+    FIELDS = (SID, TOKEN)
     sid: str
     reason: str
-
-    def tokens(self) -> list[str]:
-        return [self.sid, self.reason]
-
-    @classmethod
-    def from_tokens(cls, args: Sequence[str]) -> SessionClosed:
-        arity(args, 2, 2)
-        return cls(sid(args[0]), args[1])
 
 
 @dataclass(frozen=True, slots=True)
@@ -696,33 +460,18 @@ class StoredMail(Event):
     """``MAIL <mail_id> <sender_nick> <time> <payload>``: mail delivered by the relay."""
 
     NAME = "MAIL"
-    PREFIX = (NAME,)
+    FIELDS = (MAIL_ID, NICK, NUMBER, PAYLOAD)
     mail_id: int
     sender: str
     time: int
     payload: bytes
 
-    def tokens(self) -> list[str]:
-        return [str(self.mail_id), self.sender, str(self.time), b64encode(self.payload)]
-
-    @classmethod
-    def from_tokens(cls, args: Sequence[str]) -> StoredMail:
-        arity(args, 4, 4)
-        return cls(number(args[0]), nick(args[1]), number(args[2]), payload(args[3]))
-
 
 @dataclass(frozen=True, slots=True)
 class Notice(Event):
     NAME = "NOTICE"
-    PREFIX = (NAME,)
+    TEXT = True
     text: str
-
-    def tokens(self) -> list[str]:
-        return [one_line(self.text)]
-
-    @classmethod
-    def from_tokens(cls, args: Sequence[str]) -> Notice:
-        return cls(" ".join(args))
 
 
 @dataclass(frozen=True, slots=True)
@@ -730,18 +479,10 @@ class Goodbye(Event):
     """``BYE <code> <text>``; codes are :class:`~relaychat.wire.errors.Bye` values."""
 
     NAME = "BYE"
-    PREFIX = (NAME,)
+    FIELDS = (TOKEN,)
+    TEXT = True
     code: str
     text: str
-
-    def tokens(self) -> list[str]:
-        return [self.code, one_line(self.text)]
-
-    @classmethod
-    def from_tokens(cls, args: Sequence[str]) -> Goodbye:
-        if not args or not args[0]:
-            raise ProtocolError(Code.SYNTAX, "BYE has a code")
-        return cls(args[0], " ".join(args[1:]) or args[0])
 
 
 _EVENTS: tuple[type[Event], ...] = (User, Offered, Accepted, SessionClosed, StoredMail, Notice, Goodbye)
@@ -773,19 +514,9 @@ def parse_from_relay(line: str) -> Optional[FromRelay]:
 
 def parse_command(line: str) -> Command:
     """Read a line a client sent (for tests and tools; the relay's own
-    dispatcher checks state and order before it parses the arguments)."""
+    dispatcher checks state and order before it reads the arguments)."""
     parts = line.split(" ")
     command = COMMANDS.get(parts[0])
     if command is None:
         raise ProtocolError(Code.UNKNOWN, "no such command")
     return command.from_tokens(parts[1:])
-
-
-__all__ = [
-    "COMMANDS", "EVENTS", "FRAME_PREFIX", "PROTOCOL_VERSION", "REPLIES", "SID_LENGTH",
-    "Accept", "AcceptOk", "Accepted", "Ack", "AckOk", "Close", "CloseOk", "Command", "Decline", "DeclineOk",
-    "Err", "Event", "Frame", "FromRelay", "Goodbye", "Hello", "HelloOk", "Lookup", "LookupOk", "Mail",
-    "MailOk", "Message", "Notice", "Offer", "OfferOk", "Offered", "Ping", "PingOk", "Prove", "ProveOk",
-    "Quit", "Register", "RegisterOk", "Reply", "SessionClosed", "StoredMail", "User", "Who", "WhoOk",
-    "frame_line", "is_nickname", "one_line", "parse_command", "parse_from_relay",
-]
