@@ -30,6 +30,8 @@ Received text is returned as it came; programs must show it inert
 """
 
 from relaychat.client.channel import SMPAborted, SMPRequested, SMPResult
+from relaychat.client.contacts import How, Verification
+from relaychat.client.conversation import CLOSE_LINGER
 from relaychat.client.chat_client import MAX_UNANSWERED_OFFERS, ChatClient
 from relaychat.client.connecting import connect, endpoint_from_string
 from relaychat.client.conversation import Conversation
@@ -43,20 +45,47 @@ from relaychat.client.errors import (
     MailError,
     MessageRejected,
     MessageTooLong,
+    NotPinned,
+    RelayChanged,
     RelayError,
     TooMuchWork,
     UncertifiedKeys,
 )
+from relaychat.client.known_relays import KnownRelays, relay_address, relay_fingerprint
 from relaychat.client.feed import UNOBSERVED_KEPT
 from relaychat.client.offer import IncomingOffer
 from relaychat.client.seen import SeenMail
 from relaychat.client.endpoints import explain as explain_tls_failure
-from relaychat.client.trust import open_profile
-from relaychat.client.values import Ended, MailEvent, MailProblem, PeerInfo, ReceivedMail, SMPEvent, User, canonical_nick
+from relaychat.client.trust import ProfileFiles, open_profile
+from relaychat.client.values import (
+    ContactInfo,
+    Delivery,
+    Ended,
+    MailEvent,
+    MailProblem,
+    MailRead,
+    PeerInfo,
+    ReceivedMail,
+    SMPEvent,
+    User,
+    canonical_nick,
+)
 from relaychat.crypto.smp import SMPUsageError
 
 __all__ = [
+    "CLOSE_LINGER",
     "ChatClient",
+    "ContactInfo",
+    "Delivery",
+    "How",
+    "KnownRelays",
+    "MailRead",
+    "NotPinned",
+    "ProfileFiles",
+    "RelayChanged",
+    "Verification",
+    "relay_address",
+    "relay_fingerprint",
     "Conversation",
     "ConversationClosed",
     "ConversationFailed",
