@@ -1,0 +1,170 @@
+// Identity keys, the static-key certificate, the registration proof, the
+// identity binding and proof of work (docs/protocol.rst sections 5 and 10),
+// byte for byte as relaychat/crypto/identity.py.
+import { ed25519, x25519 } from './vendor/node_modules/@noble/curves/ed25519.js';
+import { sha256 } from './vendor/node_modules/@noble/hashes/sha2.js';
+import { concat, utf8, toBigInt } from './bytes.js';
+
+export const STATIC_CONTEXT = utf8('relaychat static key v1\x00');
+export const REGISTER_CONTEXT = utf8('relaychat register v1\x00');
+export const POW_CONTEXT = utf8('relaychat pow v1\x00');
+export const MAX_POW_BITS = 24;
+export const KEY_SIZE = 32;
+export const SIGNATURE_SIZE = 64;
+export const BINDING_VERSION = 0x01;
+export const BINDING_SIZE = 1 + KEY_SIZE + SIGNATURE_SIZE;
+
+const P = 2n ** 255n - 19n;
+
+export class KeyFormatError extends Error {}
+export class BindingError extends Error {}
+
+function requireBytes(value, size, what) {
+  if (!(value instanceof Uint8Array)) throw new KeyFormatError(`The ${what} must be bytes.`);
+  if (value.length !== size) throw new KeyFormatError(`The ${what} must be ${size} bytes long, not ${value.length}.`);
+  return value;
+}
+
+/** A canonical Ed25519 point that is not of small order (a small-order key signs for anyone). */
+export function checkIdentityPublic(raw) {
+  requireBytes(raw, KEY_SIZE, 'identity key');
+  let point;
+  try {
+    point = ed25519.Point.fromBytes(raw, false); // RFC 8032 decoding: y < p, no "negative zero"
+  } catch {
+    throw new KeyFormatError('The identity key is not a valid Ed25519 public key.');
+  }
+  if (point.isSmallOrder()) throw new KeyFormatError('The identity key is a weak (small-order) Ed25519 key.');
+  return raw;
+}
+
+/** Below 2^255 - 19 (so the top bit is clear) and not of small order. */
+export function checkStaticPublic(raw) {
+  requireBytes(raw, KEY_SIZE, 'static key');
+  let n = 0n;
+  for (let i = raw.length - 1; i >= 0; i--) n = (n << 8n) | BigInt(raw[i]);
+  if (n >= P) throw new KeyFormatError('The static key is not a canonical X25519 public key.');
+  try {
+    // Clamped scalars are multiples of the cofactor: the result is all-zero
+    // (and noble throws) exactly for small-order points.
+    x25519.getSharedSecret(PROBE, raw);
+  } catch {
+    throw new KeyFormatError('The static key is a weak (small-order) X25519 key.');
+  }
+  return raw;
+}
+const PROBE = x25519.utils.randomSecretKey();
+
+export function staticSignedData(staticPub) {
+  return concat(STATIC_CONTEXT, staticPub);
+}
+
+/** True iff `sig` certifies `staticPub`; KeyFormatError for malformed fields. */
+export function verifyStaticSig(identityPub, staticPub, sig) {
+  checkIdentityPublic(identityPub);
+  checkStaticPublic(staticPub);
+  requireBytes(sig, SIGNATURE_SIZE, 'static key signature');
+  try {
+    return ed25519.verify(sig, staticSignedData(staticPub), identityPub, { zip215: false });
+  } catch {
+    return false;
+  }
+}
+
+export function registrationMessage(serverId, challenge, identityPub, staticPub, staticSig, canonicalNick) {
+  if (canonicalNick !== canonicalNick.toLowerCase() || !canonicalNick) throw new Error('nickname not canonical');
+  return concat(
+    REGISTER_CONTEXT,
+    requireBytes(serverId, 32, 'server id'),
+    requireBytes(challenge, 32, 'challenge'),
+    requireBytes(identityPub, KEY_SIZE, 'identity key'),
+    requireBytes(staticPub, KEY_SIZE, 'static key'),
+    requireBytes(staticSig, SIGNATURE_SIZE, 'static key signature'),
+    utf8(canonicalNick),
+  );
+}
+
+export function parseBinding(binding) {
+  if (!(binding instanceof Uint8Array)) throw new BindingError('The peer sent no identity binding.');
+  if (binding.length !== BINDING_SIZE)
+    throw new BindingError(`The peer's identity binding is ${binding.length} bytes long instead of ${BINDING_SIZE}.`);
+  if (binding[0] !== BINDING_VERSION) throw new BindingError(`The peer's identity binding has unknown version ${binding[0]}.`);
+  return [binding.slice(1, 1 + KEY_SIZE), binding.slice(1 + KEY_SIZE)];
+}
+
+/** The identity key of a binding that certifies `rs` (this handshake's remote static). */
+export function verifyBinding(binding, rs) {
+  const [identityPub, sig] = parseBinding(binding);
+  if (!(rs instanceof Uint8Array)) throw new BindingError('The peer sent no static key.');
+  let ok;
+  try {
+    ok = verifyStaticSig(identityPub, rs, sig);
+  } catch (e) {
+    throw new BindingError(`The peer's keys are unusable: ${e.message}`);
+  }
+  if (!ok)
+    throw new BindingError("The peer's identity key did not certify the key used in this conversation; someone may be intercepting it.");
+  return identityPub;
+}
+
+/**
+ * One person's keys: an Ed25519 identity seed and an X25519 static secret,
+ * each 32 raw bytes (what IndexedDB keeps, optionally sealed under a passphrase).
+ */
+export class Identity {
+  constructor(identitySecret, staticSecret) {
+    this._identitySecret = requireBytes(identitySecret, 32, 'identity secret');
+    this.staticPrivate = requireBytes(staticSecret, 32, 'static secret');
+    this.identityPublic = ed25519.getPublicKey(identitySecret);
+    this.staticPublic = x25519.getPublicKey(staticSecret);
+    this.staticSig = ed25519.sign(staticSignedData(this.staticPublic), identitySecret);
+  }
+
+  static generate() {
+    return new Identity(ed25519.utils.randomSecretKey(), x25519.utils.randomSecretKey());
+  }
+
+  /** The raw secrets, for storage only. */
+  secrets() {
+    return { identity: this._identitySecret.slice(), static: this.staticPrivate.slice() };
+  }
+
+  binding() {
+    return concat(new Uint8Array([BINDING_VERSION]), this.identityPublic, this.staticSig);
+  }
+
+  signRegistration(serverId, challenge, canonicalNick) {
+    const m = registrationMessage(serverId, challenge, this.identityPublic, this.staticPublic, this.staticSig, canonicalNick);
+    return ed25519.sign(m, this._identitySecret);
+  }
+
+  toJSON() {
+    return { identity: 'Identity' }; // never the secrets
+  }
+}
+
+export function powOk(challenge, nonce, bits) {
+  if (bits === 0) return nonce.length <= 32;
+  if (nonce.length < 1 || nonce.length > 32) return false;
+  const digest = toBigInt(sha256(concat(POW_CONTEXT, challenge, nonce)));
+  return digest >> BigInt(256 - bits) === 0n;
+}
+
+/** An 8-byte big-endian counter nonce meeting `bits` (as solve_pow); empty for 0 bits. */
+export function solvePow(challenge, bits) {
+  if (!Number.isInteger(bits) || bits < 0 || bits > MAX_POW_BITS) throw new RangeError(`pow_bits must be 0..${MAX_POW_BITS}`);
+  if (bits === 0) return new Uint8Array(0);
+  const base = sha256.create().update(POW_CONTEXT).update(challenge);
+  const nonce = new Uint8Array(8);
+  const view = new DataView(nonce.buffer);
+  const full = bits >> 3, rest = bits & 7;
+  for (let counter = 0; ; counter++) {
+    view.setUint32(0, Math.floor(counter / 2 ** 32));
+    view.setUint32(4, counter >>> 0);
+    const d = base.clone().update(nonce).digest();
+    let ok = true;
+    for (let i = 0; i < full && ok; i++) ok = d[i] === 0;
+    if (ok && rest) ok = d[full] >> (8 - rest) === 0;
+    if (ok) return nonce;
+  }
+}
