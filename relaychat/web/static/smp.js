@@ -1,8 +1,10 @@
 // The Socialist Millionaires' Protocol of OTR version 3 with relaychat's
 // encoding and secret binding (docs/protocol.rst section 14), a port of
 // relaychat/crypto/smp.py: same messages, checks, states and sentences.
-// Arithmetic is BigInt with noble's modular pow/invert.
-import { invert, pow } from './vendor/node_modules/@noble/curves/abstract/modular.js';
+// Arithmetic is plain BigInt: the group operation of 14.1 (square-and-
+// multiply, and Fermat inversion since p is prime), as Python's pow().
+// Only @noble/hashes is imported (relative paths), so this module loads in
+// a Web Worker, where import maps (needed by @noble/curves) do not apply.
 import { sha256 } from './vendor/node_modules/@noble/hashes/sha2.js';
 import { randomBytes } from './vendor/node_modules/@noble/hashes/utils.js';
 import { concat, equal, fromBigInt, toBigInt, utf8 } from './bytes.js';
@@ -108,9 +110,17 @@ function randomExponent() {
   }
 }
 
-const exp = (a, b) => pow(a, b, MODULUS);
+/** a^e mod p for 0 <= a < p, e >= 0 (left to right, one bit at a time). */
+function exp(a, e) {
+  let result = 1n;
+  for (let i = BigInt(e.toString(2).length) - 1n; i >= 0n; i--) {
+    result = (result * result) % MODULUS;
+    if ((e >> i) & 1n) result = (result * a) % MODULUS;
+  }
+  return result;
+}
 const mul = (a, b) => (a * b) % MODULUS;
-const div = (a, b) => (a * invert(b, MODULUS)) % MODULUS;
+const div = (a, b) => (a * exp(b, MODULUS - 2n)) % MODULUS;
 const modq = (n) => ((n % ORDER) + ORDER) % ORDER;
 const same = (a, b, size) => equal(fromBigInt(a, size), fromBigInt(b, size));
 
