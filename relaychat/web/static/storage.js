@@ -18,7 +18,15 @@ function open() {
   return new Promise((resolve, reject) => {
     const request = indexedDB.open(DB, 1);
     request.onupgradeneeded = () => request.result.createObjectStore(STORE);
-    request.onsuccess = () => resolve(request.result);
+    request.onsuccess = () => {
+      const d = request.result;
+      // Another tab upgrading or deleting the database: let it, and reopen on next use.
+      d.onversionchange = () => {
+        d.close();
+        dbPromise = null;
+      };
+      resolve(d);
+    };
     request.onerror = () => reject(request.error);
   });
 }
