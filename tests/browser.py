@@ -17,6 +17,8 @@ from typing import Any, Callable, Optional
 
 from twisted.trial.unittest import SkipTest
 
+from tests.daemon import Daemon
+
 CHROMEDRIVER = "/usr/bin/chromedriver"
 FLAGS = (
     "--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
@@ -154,3 +156,34 @@ class Browser:
             if message.get("method") == "Network.requestWillBeSent":
                 urls.append(message["params"]["request"]["url"])
         return urls
+
+
+class Relay:
+    """``twistd relaychat`` with a TCP listener and a web-client WebSocket listener."""
+
+    def __init__(self) -> None:
+        self.home = Path(tempfile.mkdtemp(prefix="relaychat-web-"))
+        self.tcp = self.web = 0
+        self.daemon: Daemon | None = None
+
+    def start(self) -> None:
+        config = self.home / "relay.toml"
+        config.write_text(
+            f'[relay]\ndata_dir = "{self.home / "data"}"\n'
+            f'[[listener]]\nkind = "tcp"\nendpoint = "tcp:{self.tcp}:interface=127.0.0.1"\n'
+            f'[[listener]]\nkind = "websocket"\nendpoint = "tcp:{self.web}:interface=127.0.0.1"\nweb_client = true\n'
+            "[limits]\npow_bits = 8\n")
+        self.daemon = Daemon("--config", str(config), cwd=str(self.home))
+        self.tcp, self.web = self.daemon.start(listeners=2)
+
+    def stop(self) -> None:
+        if self.daemon is not None:
+            self.daemon.stop()
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.home, ignore_errors=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.web}/"

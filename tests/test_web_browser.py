@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import atexit
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -28,42 +26,10 @@ from relaychat.client import api
 from relaychat.client.channel import SMPRequested, SMPResult
 from relaychat.crypto.identity import Identity
 from relaychat.crypto.pins import KnownPeers
-from tests.browser import Browser, have_browser
-from tests.daemon import Daemon
+from tests.browser import Browser, Relay, have_browser
 
 ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOT = ROOT / "docs" / "web-client.png"
-
-
-class Relay:
-    """``twistd relaychat`` with a TCP listener and a web-client WebSocket listener."""
-
-    def __init__(self) -> None:
-        self.home = Path(tempfile.mkdtemp(prefix="relaychat-web-"))
-        self.tcp = self.web = 0
-        self.daemon: Daemon | None = None
-
-    def start(self) -> None:
-        config = self.home / "relay.toml"
-        config.write_text(
-            f'[relay]\ndata_dir = "{self.home / "data"}"\n'
-            f'[[listener]]\nkind = "tcp"\nendpoint = "tcp:{self.tcp}:interface=127.0.0.1"\n'
-            f'[[listener]]\nkind = "websocket"\nendpoint = "tcp:{self.web}:interface=127.0.0.1"\nweb_client = true\n'
-            "[limits]\npow_bits = 8\n")
-        self.daemon = Daemon("--config", str(config), cwd=str(self.home))
-        self.tcp, self.web = self.daemon.start(listeners=2)
-
-    def stop(self) -> None:
-        if self.daemon is not None:
-            self.daemon.stop()
-
-    def remove(self) -> None:
-        self.stop()
-        shutil.rmtree(self.home, ignore_errors=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.web}/"
 
 
 def until(predicate: Callable[[], Any], timeout: float = 20.0) -> Deferred:
@@ -376,3 +342,21 @@ class RelayRestart(_BrowserTest):
         conversation.send("wieder da")
         got = yield self.b("wait", lambda: [m for m in self.browser.messages() if "wieder da" in m], "the message")
         self.assertEqual(got, ["termrestart: wieder da"])
+
+
+class OwnPackage(_BrowserTest):
+
+    @inlineCallbacks
+    def test_page_from_own_package_talks_through_any_relay(self) -> None:
+        from tests.test_web_serve import LocalServer
+
+        local = LocalServer(f"ws://127.0.0.1:{self.relay.web}/relay")
+        self.addCleanup(local.stop)
+        yield self.b("sign_in", local.url, "weblocal")
+        py = yield self.python_user("termlocal")
+        conversation = yield self.python_calls(py, "weblocal")
+        conversation.send("über den eigenen Server")
+        got = yield self.b("wait", lambda: [m for m in self.browser.messages() if "eigenen" in m], "the message")
+        self.assertEqual(got, ["termlocal: über den eigenen Server"])
+        shown = yield self.b("text", "Safety number")
+        self.assertEqual(shown, conversation.safety_number)

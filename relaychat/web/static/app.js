@@ -1,6 +1,6 @@
 // The page: DOM and WebSocket around the DOM-free modules. Everything that
 // came from the network reaches the document only as text nodes (after
-// renderInert), inside <bdi> elements; no innerHTML anywhere.
+// renderInert), inside <bdi> elements; nothing is ever parsed as HTML.
 import { ChatClient, SeenMail } from './client.js';
 import { Identity } from './identity.js';
 import { renderInert } from './inert.js';
