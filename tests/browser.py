@@ -161,7 +161,8 @@ class Browser:
 class Relay:
     """``twistd relaychat`` with a TCP listener and a web-client WebSocket listener."""
 
-    def __init__(self) -> None:
+    def __init__(self, limits: str = "") -> None:
+        self.limits = limits  # extra lines for [limits]
         self.home = Path(tempfile.mkdtemp(prefix="relaychat-web-"))
         self.tcp = self.web = 0
         self.daemon: Daemon | None = None
@@ -172,7 +173,7 @@ class Relay:
             f'[relay]\ndata_dir = "{self.home / "data"}"\n'
             f'[[listener]]\nkind = "tcp"\nendpoint = "tcp:{self.tcp}:interface=127.0.0.1"\n'
             f'[[listener]]\nkind = "websocket"\nendpoint = "tcp:{self.web}:interface=127.0.0.1"\nweb_client = true\n'
-            "[limits]\npow_bits = 8\n")
+            "[limits]\npow_bits = 8\n" + self.limits)
         self.daemon = Daemon("--config", str(config), cwd=str(self.home))
         self.tcp, self.web = self.daemon.start(listeners=2)
 
