@@ -29,7 +29,7 @@ setup(
         "test": ["noiseprotocol==0.3.1", "websockets>=12", "docutils"],
     },
     entry_points={"console_scripts": [
-        "relaychat = relaychat.client.cli:main",
+        "relaychat = relaychat.chat.cli:main",
         "relaychat-web = relaychat.web.serve:main",
     ]},
 )
