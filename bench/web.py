@@ -38,8 +38,8 @@ if str(ROOT) not in sys.path:
 from twisted.internet import defer, task  # noqa: E402
 from twisted.internet.threads import deferToThread  # noqa: E402
 
-from relaychat.client import api  # noqa: E402
-from relaychat.crypto.identity import Identity  # noqa: E402
+from relaychat import client as api  # noqa: E402
+from relaychat.crypto.keypair import Identity  # noqa: E402
 from relaychat.crypto.pins import KnownPeers  # noqa: E402
 from tests.browser import Browser, Relay  # noqa: E402
 

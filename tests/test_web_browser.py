@@ -22,9 +22,9 @@ from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 
-from relaychat.client import api
-from relaychat.client.channel import SMPRequested, SMPResult
-from relaychat.crypto.identity import Identity
+from relaychat import client as api
+from relaychat.client import SMPRequested, SMPResult
+from relaychat.crypto.keypair import Identity
 from relaychat.crypto.pins import KnownPeers
 from tests.browser import Browser, Relay, have_browser
 

@@ -25,7 +25,8 @@ from relaychat.client.channel import (
     Channel, ChannelFailed, FixedPin, HandshakeComplete, MessageReceived, SendFrame, SMPRequested, SMPResult,
 )
 from relaychat.crypto import safety
-from relaychat.crypto.identity import Identity, pow_ok, verify_binding
+from relaychat.crypto.identity import pow_ok, verify_binding
+from relaychat.crypto.keypair import Identity
 
 WEB = Path(__file__).resolve().parents[1] / "relaychat" / "web"
 NODE = shutil.which("node") or shutil.which("nodejs")
@@ -121,7 +122,7 @@ class CrossLanguage(SynchronousTestCase):
         a, b = self.py.identity_public, self.jsid.identity_public
         number = self.js("safety", a=a.hex(), an="Alice", b=b.hex(), bn="bob")["number"]
         self.assertEqual(number, safety.safety_number(a, "alice", b, "bob"))
-        self.assertEqual(self.js("fingerprint", key=a.hex())["fingerprint"], safety.fingerprint(a))
+        self.assertEqual(self.js("fingerprint", key=a.hex())["fingerprint"], safety.identity_fingerprint(a))
 
     def test_proof_of_work_accepted_by_python(self) -> None:
         challenge = os.urandom(32)
