@@ -360,3 +360,66 @@ class OwnPackage(_BrowserTest):
         self.assertEqual(got, ["termlocal: über den eigenen Server"])
         shown = yield self.b("text", "Safety number")
         self.assertEqual(shown, conversation.safety_number)
+
+
+class KeysInTheBrowser(_BrowserTest):
+
+    @inlineCallbacks
+    def test_key_change_is_a_loud_stop_until_accepted(self) -> None:
+        yield self.b("sign_in", self.relay.url, "webpinned")
+        py = yield self.python_user("termpinned")
+        # the browser remembers another key for termpinned, as if the relay now lied about it
+        import base64
+        record = {"relay": base64.b64encode(py.server_id).decode(), "nick": "termpinned", "key": list(os.urandom(32))}
+        yield deferToThread(self.browser.driver.execute_async_script, """
+            const [record, done] = arguments;
+            const open = indexedDB.open('relaychat', 1);
+            open.onsuccess = () => {
+              const t = open.result.transaction('kv', 'readwrite');
+              t.objectStore('kv').put([{...record, key: new Uint8Array(record.key), verified: true}], 'pins');
+              t.oncomplete = () => { open.result.close(); done(); };
+            };""", record)
+        yield deferToThread(self.browser.driver.refresh)
+        yield self.b("wait_text", "Connection", "Connected to the relay as webpinned.")
+        calling = py.call("webpinned")
+        yield self.b("press", "Accept call from termpinned")
+        warning = yield self.b("wait", lambda: self.browser.find("Key changed").is_displayed() and self.browser.text("Key changed"), "the warning")
+        self.assertIn("WARNING: termpinned's identity key has CHANGED", warning)
+        self.assertIn(py.fingerprint, warning)
+        # protocol section 10: the caller saw the browser's binding verify first, so
+        # for it the conversation opened, then ended without goodbye when the browser refused
+        first = yield calling
+        ended: list[Any] = []
+        first.observe_end(ended.append)
+        yield until(lambda: ended)
+        self.assertFalse(ended[0].clean)
+        yield self.b("press", "Accept the new key")
+        conversation = yield self.python_calls(py, "webpinned")
+        shown = yield self.b("wait_text", "Safety number", conversation.safety_number)
+        self.assertEqual(shown, conversation.safety_number)
+        verification = yield self.b("text", "Verification")
+        self.assertIn("Not verified", verification)
+
+    @inlineCallbacks
+    def test_passphrase_guards_the_stored_key(self) -> None:
+        yield self.b("sign_in", self.relay.url, "webpass", "correct horse")
+        yield deferToThread(self.browser.driver.refresh)
+        # a later visit asks for the passphrase: the key is not usable without it
+        nick = yield self.b("find", "Nickname")
+        value = yield deferToThread(nick.get_attribute, "value")
+        self.assertEqual(value, "webpass")
+        yield self.b("type", "Passphrase (optional)", "wrong horse")
+        yield self.b("press", "Sign in")
+        problem = yield self.b("wait_text", "Sign-in problem", "passphrase")
+        self.assertEqual(problem, "That passphrase does not open the key kept in this browser.")
+        stored = yield deferToThread(self.browser.driver.execute_async_script, """
+            const done = arguments[0];
+            const open = indexedDB.open('relaychat', 1);
+            open.onsuccess = () => {
+              const r = open.result.transaction('kv').objectStore('kv').get('profile');
+              r.onsuccess = () => { done(Object.keys(r.result.keys).sort()); open.result.close(); };
+            };""")
+        self.assertEqual(stored, ["nonce", "salt", "sealed"])
+        yield self.b("type", "Passphrase (optional)", "correct horse")
+        yield self.b("press", "Sign in")
+        yield self.b("wait_text", "Connection", "Connected to the relay as webpass.")

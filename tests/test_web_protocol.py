@@ -253,3 +253,40 @@ class CrossLanguage(SynchronousTestCase):
     def test_binding_check_matches_python(self) -> None:
         self.assertEqual(verify_binding(bytes.fromhex(self.keys["binding"]), self.jsid.static_public),
                          self.jsid.identity_public)
+
+
+class OneDefinition(SynchronousTestCase):
+    """The JS side restates Python's constants and sentences: each checked equal here."""
+
+    def setUp(self) -> None:
+        self.js = Peer()
+        self.addCleanup(self.js.close)
+
+    def test_constants_equal(self) -> None:
+        from relaychat.chat.commands import NICK_RULE, _NICK_RE
+        from relaychat.client import MAX_UNANSWERED_OFFERS, channel
+        from relaychat.client.seen import MAX_AGE
+        from relaychat.crypto import identity
+
+        js = self.js("constants")
+        self.assertEqual(js, {
+            "NICK_RULE": NICK_RULE, "NICK_RE": "^" + _NICK_RE.pattern.removesuffix(r"\Z") + "$",
+            "STATIC_CONTEXT": identity.STATIC_CONTEXT.decode(), "REGISTER_CONTEXT": identity.REGISTER_CONTEXT.decode(),
+            "POW_CONTEXT": identity.POW_CONTEXT.decode(), "MAX_POW_BITS": identity.MAX_POW_BITS,
+            "E2E_PROTOCOL": channel.PROTOCOL_NAME, "E2E_PROLOGUE": channel.PROLOGUE_CONTEXT.decode(),
+            "REKEY_INTERVAL": channel.REKEY_INTERVAL, "MAIL_PROTOCOL": mail.PROTOCOL_NAME,
+            "MAIL_PROLOGUE": mail.PROLOGUE_CONTEXT.decode(), "MAX_UNANSWERED_OFFERS": MAX_UNANSWERED_OFFERS,
+            "MAIL_HORIZON": MAX_AGE,
+        })
+
+    def test_inert_text_and_nickname_sentences_equal(self) -> None:
+        from relaychat.chat.commands import NICK_RULE
+        from relaychat.chat.inert import render_inert
+
+        texts = ["plain", "a\x1b[2Jb\x7f\x9b\x85", "\u202eevil\u2066\u200f", "\U000e0041tag", "zw\u200bsp\ufeff",
+                 "\u200d\u200c", "line\nbreak\r\n", "e" + "\u0301" * 12, "\u2028\u2029", "<b>&amp;</b>", "\ud800"[:0] + "x"]
+        self.assertEqual(self.js("inert", texts=texts)["shown"], [render_inert(t) for t in texts])
+        names = ["alice", "a", "1abc", "bad nick", "x" * 25]
+        expected = [None if ok else f"'{n}' is not a nickname: {NICK_RULE}."
+                    for n, ok in zip(names, [True, False, False, False, False])]
+        self.assertEqual(self.js("nick", names=names)["problems"], expected)

@@ -1,5 +1,5 @@
 // A person's session with one relay, without DOM: conversations, offers,
-// sealed mail and pins, the JS counterpart of relaychat/client/api.py's
+// sealed mail and pins, the JS counterpart of relaychat/client/chat_client.py's
 // ChatClient. Everything the UI must show comes out of `onEvent` as plain
 // objects whose texts are sentences (to be shown inert, never as HTML).
 import { b64encode } from './bytes.js';
@@ -9,7 +9,7 @@ import { MailError, maxTextBytes as maxMailText, openMail, seal } from './mail.j
 import { RelayConnection, isNickname } from './relay.js';
 import { fingerprint } from './safety.js';
 
-export const MAX_UNANSWERED_OFFERS = 16;
+export const MAX_UNANSWERED_OFFERS = 100; // as relaychat/client/chat_client.py
 export const MAIL_HORIZON = 90 * 24 * 3600; // seconds: older seals are refused (section 12)
 
 /** Message ids of shown mail, across restarts (the page persists `records()`). */

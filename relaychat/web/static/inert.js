@@ -1,5 +1,5 @@
 // Text from the network made inert (docs/protocol.rst section 16), the
-// rules of relaychat/client/inert.py: C0/C1 controls and DEL as \xNN,
+// rules of relaychat/chat/inert.py: C0/C1 controls and DEL as \xNN,
 // format characters (bidi overrides and isolates, zero-width and tag
 // characters; not ZWJ/ZWNJ) as \uXXXX, lone surrogates escaped, at most
 // MAX_MARKS combining marks per base. The page then puts the result in a

@@ -3,7 +3,14 @@
 // It holds one identity, one Channel and one SmpRunner at a time.
 import { createInterface } from 'node:readline';
 import { fromHex, hex } from '../static/bytes.js';
+import * as channelModule from '../static/channel.js';
 import { Channel, fixedPin } from '../static/channel.js';
+import * as identityModule from '../static/identity.js';
+import * as mailModule from '../static/mail.js';
+import * as relayModule from '../static/relay.js';
+import * as clientModule from '../static/client.js';
+import { renderInert } from '../static/inert.js';
+import { nickProblem } from '../static/relay.js';
 import { Identity, solvePow, verifyBinding } from '../static/identity.js';
 import { openMail, seal } from '../static/mail.js';
 import { fingerprint, safetyNumber } from '../static/safety.js';
@@ -23,7 +30,18 @@ function event(e) {
   return out;
 }
 
+const text = (bytes) => new TextDecoder().decode(bytes);
 const ops = {
+  constants: () => ({
+    NICK_RULE: relayModule.NICK_RULE, NICK_RE: relayModule.NICK_RE.source,
+    STATIC_CONTEXT: text(identityModule.STATIC_CONTEXT), REGISTER_CONTEXT: text(identityModule.REGISTER_CONTEXT),
+    POW_CONTEXT: text(identityModule.POW_CONTEXT), MAX_POW_BITS: identityModule.MAX_POW_BITS,
+    E2E_PROTOCOL: channelModule.PROTOCOL_NAME, E2E_PROLOGUE: text(channelModule.PROLOGUE_CONTEXT), REKEY_INTERVAL: channelModule.REKEY_INTERVAL,
+    MAIL_PROTOCOL: mailModule.PROTOCOL_NAME, MAIL_PROLOGUE: text(mailModule.PROLOGUE_CONTEXT),
+    MAX_UNANSWERED_OFFERS: clientModule.MAX_UNANSWERED_OFFERS, MAIL_HORIZON: clientModule.MAIL_HORIZON,
+  }),
+  inert: ({ texts }) => ({ shown: texts.map((t) => renderInert(t)) }),
+  nick: ({ names }) => ({ problems: names.map(nickProblem) }),
   identity({ identity: i, static: s }) {
     identity = new Identity(fromHex(i), fromHex(s));
     return { identityPub: hex(identity.identityPublic), staticPub: hex(identity.staticPublic), staticSig: hex(identity.staticSig), binding: hex(identity.binding()) };
