@@ -133,3 +133,40 @@ class Wheel(SynchronousTestCase):
         self.assertEqual({k: v for k, v in packaged.items() if k in web.files()}, dict(web.files()))
         self.assertEqual(web.digest({k: v for k, v in packaged.items() if k in web.files()}), web.digest())
         self.assertIn("relaychat-web = relaychat.web.serve:main", entry_points)
+
+
+class Bounds(SynchronousTestCase):
+    """What an HTTP client can make the relay hold on a web-client listener."""
+
+    def setUp(self) -> None:
+        self.relay = Relay()
+        self.relay.start()
+        self.addCleanup(self.relay.remove)
+
+    def test_a_request_body_is_refused_not_stored(self) -> None:
+        import socket
+
+        sock = socket.create_connection(("127.0.0.1", self.relay.web), timeout=10)
+        self.addCleanup(sock.close)
+        body_size = 50 * 1024 * 1024
+        sock.sendall(b"POST /index.html HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % body_size)
+        chunk = b"x" * 65536
+        sent = 0
+        try:
+            while sent < body_size:
+                sock.sendall(chunk)
+                sent += len(chunk)
+        except OSError:
+            pass  # reset by the relay: what we want
+        self.assertLess(sent, body_size, "the relay accepted a 50-MB body")
+        # and it still serves
+        self.assertEqual(get(self.relay.url + "relay.json")[0], 200)
+
+    def test_small_body_gets_an_answer(self) -> None:
+        request = urllib.request.Request(self.relay.url + "relay.json", data=b"a=1", method="POST")
+        try:
+            urllib.request.urlopen(request, timeout=10)
+            status = 200
+        except urllib.error.HTTPError as e:
+            status = e.code
+        self.assertEqual(status, 405)  # only GET and HEAD

@@ -15,6 +15,7 @@ user's own installed package and names another relay's WebSocket address).
 
 from __future__ import annotations
 
+import io
 import json
 from typing import Any, Mapping, Optional
 
@@ -27,6 +28,7 @@ from relaychat import web
 log = Logger()
 
 REQUEST_TIMEOUT = 30  # seconds an HTTP connection may stay idle before upgrading
+MAX_BODY = 1024  # bytes of request body held; the page only GETs, so any body is a misuse
 DEFAULT_WEBSOCKET_PATH = "/relay"
 
 _SECURITY_HEADERS = {
@@ -37,6 +39,33 @@ _SECURITY_HEADERS = {
     b"Cache-Control": b"no-cache",
     b"Permissions-Policy": b"camera=(), microphone=(), geolocation=(), interest-cohort=()",
 }
+
+
+class BodylessRequest(Request):
+    """A request whose body is bounded by :data:`MAX_BODY`, in memory.
+
+    twisted.web buffers a request body of any length (in a temporary file
+    past 100 KB), so a client could make the relay fill its disk. Nothing
+    here reads a body: more than MAX_BODY bytes aborts the connection.
+    ``gotLength``/``handleContentChunk`` are how HTTPChannel hands a body
+    over (twisted.web.http's channel-to-request interface); a test sends a
+    large body and fails if Twisted stops calling them.
+    """
+
+    _body = 0
+
+    def gotLength(self, length: Optional[int]) -> None:
+        self.content = io.BytesIO()
+        self._body = 0
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if self._body > MAX_BODY:
+            return  # already aborting
+        self._body += len(data)
+        if self._body > MAX_BODY:
+            self.channel.transport.abortConnection()
+            return
+        self.content.write(data)
 
 
 class StaticFiles(Resource):
@@ -117,6 +146,7 @@ def site(websocket_factory: Any, websocket_path: str) -> Site:
     log.info("relaychat: web client at / beside WebSocket {path}; files sha256 {digest}",
              path=websocket_path, digest=web.digest(contents))
     result = Site(_Root(files, websocket_path, _websocket_resource(websocket_factory)), timeout=REQUEST_TIMEOUT)
+    result.requestFactory = BodylessRequest
     result.displayTracebacks = False
     result.noisy = False
     return result
@@ -127,5 +157,6 @@ def local_site(relay_url: str) -> Site:
     contents = web.files()
     files = StaticFiles(contents, relay_url, connect=relay_url)
     result = Site(_Root(files, "", None), timeout=REQUEST_TIMEOUT)
+    result.requestFactory = BodylessRequest
     result.displayTracebacks = False
     return result
