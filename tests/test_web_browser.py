@@ -423,3 +423,53 @@ class KeysInTheBrowser(_BrowserTest):
         yield self.b("type", "Passphrase (optional)", "correct horse")
         yield self.b("press", "Sign in")
         yield self.b("wait_text", "Connection", "Connected to the relay as webpass.")
+
+
+class Layout(_BrowserTest):
+
+    @inlineCallbacks
+    def test_every_control_and_region_has_an_accessible_name(self) -> None:
+        yield self.b("sign_in", self.relay.url, "weblabels")
+        py = yield self.python_user("termlabels")
+        yield self.python_calls(py, "weblabels")
+        yield self.b("wait_text", "Safety number", " ")
+
+        def unnamed() -> list[str]:
+            from selenium.webdriver.common.by import By
+            found = []
+            for element in self.browser.driver.find_elements(
+                    By.CSS_SELECTOR, "button, input, textarea, output, section, aside, dialog, [role], ol, ul"):
+                if element.is_displayed() and not element.accessible_name.strip():
+                    found.append(element.get_attribute("outerHTML")[:120])
+            return found
+
+        missing = yield deferToThread(unnamed)
+        self.assertEqual(missing, [])
+
+    @inlineCallbacks
+    def test_several_conversations_at_once(self) -> None:
+        yield self.b("sign_in", self.relay.url, "webmany")
+        first = yield self.python_user("termone")
+        second = yield self.python_user("termtwo")
+        one = yield self.python_calls(first, "webmany")
+        two = yield self.python_calls(second, "webmany")
+        heard: dict[str, list[str]] = {"one": [], "two": []}
+        one.observe_messages(heard["one"].append)
+        two.observe_messages(heard["two"].append)
+        one.send("eins")
+        two.send("zwei")
+        # the second call is the one shown; the first keeps its own lines
+        got = yield self.b("wait", lambda: [m for m in self.browser.messages() if "zwei" in m], "zwei")
+        self.assertEqual(got, ["termtwo: zwei"])
+        self.assertFalse([m for m in self.browser.messages() if "eins" in m])
+        yield self.b("type", "Message", "an zwei")
+        yield self.b("press", "Send")
+        yield self.b("press", "Conversation with termone")
+        got = yield self.b("wait", lambda: [m for m in self.browser.messages() if "eins" in m], "eins")
+        self.assertEqual(got, ["termone: eins"])
+        safety = yield self.b("text", "Safety number")
+        self.assertEqual(safety, one.safety_number)
+        yield self.b("type", "Message", "an eins")
+        yield self.b("press", "Send")
+        yield until(lambda: heard["one"] and heard["two"])
+        self.assertEqual(heard, {"one": ["an eins"], "two": ["an zwei"]})
