@@ -290,3 +290,17 @@ class OneDefinition(SynchronousTestCase):
         expected = [None if ok else f"'{n}' is not a nickname: {NICK_RULE}."
                     for n, ok in zip(names, [True, False, False, False, False])]
         self.assertEqual(self.js("nick", names=names)["problems"], expected)
+
+
+class WebCryptoKeys(SynchronousTestCase):
+    def test_webcrypto_identity_registers_as_python_expects(self) -> None:
+        from relaychat.crypto.identity import verify_registration, verify_static_sig
+
+        js = Peer()
+        self.addCleanup(js.close)
+        keys = js("webcrypto_identity")
+        identity_pub, static_pub, static_sig = (bytes.fromhex(keys[k]) for k in ("identityPub", "staticPub", "staticSig"))
+        self.assertTrue(verify_static_sig(identity_pub, static_pub, static_sig))
+        server_id, challenge = os.urandom(32), os.urandom(32)
+        sig = bytes.fromhex(js("sign_registration", serverId=server_id.hex(), challenge=challenge.hex(), nick="carol")["sig"])
+        self.assertTrue(verify_registration(server_id, challenge, identity_pub, static_pub, static_sig, "carol", sig))

@@ -2,7 +2,7 @@
 // came from the network reaches the document only as text nodes (after
 // renderInert), inside <bdi> elements; nothing is ever parsed as HTML.
 import { ChatClient, SeenMail } from './client.js';
-import { Identity } from './identity.js';
+import { Identity, WebCryptoIdentity, makeIdentity } from './identity.js';
 import { renderInert } from './inert.js';
 import { KnownPeers } from './pins.js';
 import { Disconnected, nickProblem } from './relay.js';
@@ -375,14 +375,19 @@ $('login-form').addEventListener('submit', async (event) => {
   try {
     const profile = await store.get('profile');
     let identity;
+    let keys = profile?.keys;
     if (profile) {
-      const secrets = await store.openSecrets(profile.keys, passphrase);
-      identity = new Identity(secrets.identity, secrets.static);
+      identity = await loadIdentity(keys, passphrase);
+    } else if (passphrase) {
+      setStatus('Making your key in this browser…');
+      identity = Identity.generate(); // raw bytes, sealed under the passphrase
+      keys = await store.sealSecrets(identity.secrets(), passphrase);
     } else {
       setStatus('Making your key in this browser…');
-      identity = Identity.generate();
+      identity = await makeIdentity(); // the identity key non-extractable where WebCrypto can
+      keys = identity instanceof WebCryptoIdentity ? { webcrypto: identity.record() } : await store.sealSecrets(identity.secrets(), '');
     }
-    await store.put('profile', { nick, keys: profile?.keys ?? (await store.sealSecrets(identity.secrets(), passphrase)) });
+    await store.put('profile', { nick, keys });
     $('passphrase').value = '';
     await start(nick, identity);
   } catch (error) {
@@ -485,15 +490,21 @@ $('smp-form').addEventListener('submit', async (event) => {
 setInterval(refreshWho, WHO_EVERY);
 setInterval(() => state.client?.canonical && !state.client.relay.closed && state.client.relay.ping().catch(() => null), PING_EVERY);
 
+/** The stored keys: a WebCrypto record, or raw secrets (in the clear or sealed under the passphrase). */
+async function loadIdentity(keys, passphrase) {
+  if (keys.webcrypto) return WebCryptoIdentity.load(keys.webcrypto);
+  const secrets = await store.openSecrets(keys, passphrase);
+  return new Identity(secrets.identity, secrets.static);
+}
+
 // First visit: the sign-in form. Later: straight in, unless the key is under a passphrase.
 (async () => {
   try {
     const profile = await store.get('profile');
     if (!profile) return showLogin();
     $('nick').value = profile.nick;
-    if (!profile.keys.clear) return showLogin('');
-    const secrets = await store.openSecrets(profile.keys);
-    await start(profile.nick, new Identity(secrets.identity, secrets.static));
+    if (!profile.keys.clear && !profile.keys.webcrypto) return showLogin(''); // under a passphrase
+    await start(profile.nick, await loadIdentity(profile.keys));
   } catch (error) {
     showLogin(error.message);
   }

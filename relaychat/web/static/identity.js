@@ -105,39 +105,102 @@ export function verifyBinding(binding, rs) {
   return identityPub;
 }
 
-/**
- * One person's keys: an Ed25519 identity seed and an X25519 static secret,
- * each 32 raw bytes (what IndexedDB keeps, optionally sealed under a passphrase).
- */
-export class Identity {
-  constructor(identitySecret, staticSecret) {
-    this._identitySecret = requireBytes(identitySecret, 32, 'identity secret');
+class KeyPair {
+  _init(identityPublic, staticSecret, staticSig, sign) {
+    this.identityPublic = identityPublic;
     this.staticPrivate = requireBytes(staticSecret, 32, 'static secret');
-    this.identityPublic = ed25519.getPublicKey(identitySecret);
     this.staticPublic = x25519.getPublicKey(staticSecret);
-    this.staticSig = ed25519.sign(staticSignedData(this.staticPublic), identitySecret);
-  }
-
-  static generate() {
-    return new Identity(ed25519.utils.randomSecretKey(), x25519.utils.randomSecretKey());
-  }
-
-  /** The raw secrets, for storage only. */
-  secrets() {
-    return { identity: this._identitySecret.slice(), static: this.staticPrivate.slice() };
+    this.staticSig = staticSig;
+    this._sign = sign;
   }
 
   binding() {
     return concat(new Uint8Array([BINDING_VERSION]), this.identityPublic, this.staticSig);
   }
 
-  signRegistration(serverId, challenge, canonicalNick) {
+  /** The PROVE signature (section 5); a Promise, since a WebCrypto key signs asynchronously. */
+  async signRegistration(serverId, challenge, canonicalNick) {
     const m = registrationMessage(serverId, challenge, this.identityPublic, this.staticPublic, this.staticSig, canonicalNick);
-    return ed25519.sign(m, this._identitySecret);
+    return this._sign(m);
   }
 
   toJSON() {
-    return { identity: 'Identity' }; // never the secrets
+    return { identity: this.constructor.name }; // never the secrets
   }
+}
+
+/**
+ * One person's keys as raw bytes: an Ed25519 identity seed and an X25519
+ * static secret (noble). Used where WebCrypto has no Ed25519, and for a
+ * key kept under a passphrase (sealed bytes in IndexedDB).
+ */
+export class Identity extends KeyPair {
+  constructor(identitySecret, staticSecret) {
+    super();
+    requireBytes(identitySecret, 32, 'identity secret');
+    const identityPublic = ed25519.getPublicKey(identitySecret);
+    const staticSig = ed25519.sign(staticSignedData(x25519.getPublicKey(staticSecret)), identitySecret);
+    this._init(identityPublic, staticSecret, staticSig, async (m) => ed25519.sign(m, identitySecret));
+    this._identitySecret = identitySecret;
+  }
+
+  static generate() {
+    return new Identity(ed25519.utils.randomSecretKey(), x25519.utils.randomSecretKey());
+  }
+
+  /** The raw secrets, for sealed storage only. */
+  secrets() {
+    return { identity: this._identitySecret.slice(), static: this.staticPrivate.slice() };
+  }
+}
+
+const ED25519 = { name: 'Ed25519' };
+
+/** True when this browser's WebCrypto makes and uses Ed25519 keys (a secure context, a recent browser). */
+export async function webCryptoEd25519() {
+  try {
+    const pair = await globalThis.crypto.subtle.generateKey(ED25519, false, ['sign', 'verify']);
+    const sig = new Uint8Array(await crypto.subtle.sign(ED25519, pair.privateKey, new Uint8Array([1])));
+    const pub = new Uint8Array(await crypto.subtle.exportKey('raw', pair.publicKey));
+    return ed25519.verify(sig, new Uint8Array([1]), pub, { zip215: false }); // "equal": same RFC 8032 signatures
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The identity key as a non-extractable WebCrypto CryptoKey: page code can
+ * sign with it but can never read it out (IndexedDB stores the CryptoKey
+ * object itself). The static key stays raw bytes: Noise needs its DH
+ * synchronously, and a static key can be re-certified, an identity cannot.
+ */
+export class WebCryptoIdentity extends KeyPair {
+  static async generate() {
+    const pair = await crypto.subtle.generateKey(ED25519, false, ['sign', 'verify']);
+    const identityPublic = checkIdentityPublic(new Uint8Array(await crypto.subtle.exportKey('raw', pair.publicKey)));
+    const staticSecret = x25519.utils.randomSecretKey();
+    const sign = async (m) => new Uint8Array(await crypto.subtle.sign(ED25519, pair.privateKey, m));
+    const staticSig = await sign(staticSignedData(x25519.getPublicKey(staticSecret)));
+    return WebCryptoIdentity.load({ privateKey: pair.privateKey, identityPublic, staticSecret, staticSig });
+  }
+
+  /** From what record() gave (as IndexedDB returns it). */
+  static load({ privateKey, identityPublic, staticSecret, staticSig }) {
+    const identity = new WebCryptoIdentity();
+    identity._init(identityPublic, staticSecret, staticSig,
+      async (m) => new Uint8Array(await crypto.subtle.sign(ED25519, privateKey, m)));
+    identity._record = { privateKey, identityPublic, staticSecret, staticSig };
+    if (!verifyStaticSig(identityPublic, identity.staticPublic, staticSig)) throw new KeyFormatError('The stored keys do not belong together.');
+    return identity;
+  }
+
+  record() {
+    return { ...this._record };
+  }
+}
+
+/** A new identity: the identity key non-extractable in WebCrypto where the browser can, else raw (noble). */
+export async function makeIdentity() {
+  return (await webCryptoEd25519()) ? WebCryptoIdentity.generate() : Identity.generate();
 }
 

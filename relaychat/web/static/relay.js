@@ -165,7 +165,7 @@ export class RelayConnection {
     if (!UINT.test(bitsText) || canonical !== nick.toLowerCase()) throw new ProtocolViolation('bad REGISTER reply');
     if (bits > MAX_POW_BITS)
       throw new RelayError('REGISTER', 'too-much-work', `the relay asks for ${bits} bits of proof of work and this client does at most ${MAX_POW_BITS}`);
-    const signature = identity.signRegistration(this.hello.serverId, challenge, canonical);
+    const signature = await identity.signRegistration(this.hello.serverId, challenge, canonical);
     const nonce = bits ? await solvePow(challenge, bits) : null;
     const args = [b64encode(signature)];
     if (nonce) args.push(b64encode(nonce));

@@ -11,7 +11,7 @@ import * as relayModule from '../static/relay.js';
 import * as clientModule from '../static/client.js';
 import { renderInert } from '../static/inert.js';
 import { nickProblem } from '../static/relay.js';
-import { Identity, solvePow, verifyBinding } from '../static/identity.js';
+import { Identity, WebCryptoIdentity, solvePow, verifyBinding } from '../static/identity.js';
 import { openMail, seal } from '../static/mail.js';
 import { fingerprint, safetyNumber } from '../static/safety.js';
 import { SmpRunner } from '../static/smprun.js';
@@ -46,7 +46,11 @@ const ops = {
     identity = new Identity(fromHex(i), fromHex(s));
     return { identityPub: hex(identity.identityPublic), staticPub: hex(identity.staticPublic), staticSig: hex(identity.staticSig), binding: hex(identity.binding()) };
   },
-  sign_registration: ({ serverId, challenge, nick }) => ({ sig: hex(identity.signRegistration(fromHex(serverId), fromHex(challenge), nick)) }),
+  sign_registration: async ({ serverId, challenge, nick }) => ({ sig: hex(await identity.signRegistration(fromHex(serverId), fromHex(challenge), nick)) }),
+  async webcrypto_identity() {
+    identity = await WebCryptoIdentity.generate();
+    return { identityPub: hex(identity.identityPublic), staticPub: hex(identity.staticPublic), staticSig: hex(identity.staticSig) };
+  },
   safety: ({ a, an, b, bn }) => ({ number: safetyNumber(fromHex(a), an, fromHex(b), bn) }),
   fingerprint: ({ key }) => ({ fingerprint: fingerprint(fromHex(key)) }),
   verify_binding: ({ binding, rs }) => {
@@ -85,7 +89,7 @@ for await (const line of createInterface({ input: process.stdin })) {
   let answer;
   try {
     const request = JSON.parse(line);
-    answer = ops[request.op](request);
+    answer = await ops[request.op](request);
   } catch (e) {
     answer = { exception: String(e && e.stack) };
   }
