@@ -170,3 +170,31 @@ class Bounds(SynchronousTestCase):
         except urllib.error.HTTPError as e:
             status = e.code
         self.assertEqual(status, 405)  # only GET and HEAD
+
+
+class Configuration(SynchronousTestCase):
+    def test_web_client_is_a_boolean_of_websocket_listeners_only(self) -> None:
+        from relaychat.config import ConfigError, parse
+
+        def listener(**options: object) -> dict:
+            return {"listener": [{"kind": "websocket", "endpoint": "tcp:0", **options}]}
+
+        self.assertEqual(parse(listener(web_client=True), base=ROOT).listeners[0].options["web_client"], True)
+        with self.assertRaises(ConfigError) as raised:
+            parse(listener(web_client="yes"), base=ROOT)
+        self.assertIn("web_client: expected bool", str(raised.exception))
+        with self.assertRaises(ConfigError):
+            parse({"listener": [{"kind": "tcp", "endpoint": "tcp:0", "web_client": True}]}, base=ROOT)
+
+    def test_site_routes_the_websocket_path_and_serves_files_elsewhere(self) -> None:
+        from twisted.web.test.requesthelper import DummyRequest
+
+        from relaychat.server.webclient import StaticFiles, _Root
+
+        websocket = object()
+        files = StaticFiles(web.files(), "/ws")
+        root = _Root(files, "/ws", websocket)  # type: ignore[arg-type]
+        for path, expected in ((b"/ws", websocket), (b"/app.js", files), (b"/ws/x", files), (b"/", files)):
+            request = DummyRequest(path.lstrip(b"/").split(b"/"))
+            request.path = path
+            self.assertIs(root.getChildWithDefault(path.split(b"/")[1], request), expected, path)

@@ -103,10 +103,10 @@ def _build_websocket(listener: ListenerConfig, factory: IProtocolFactory, reacto
         from relaychat.server.webclient import DEFAULT_WEBSOCKET_PATH
         path = DEFAULT_WEBSOCKET_PATH
     websocket = RelayWebSocketFactory(factory, reactor, path=path, allowed_origins=origins)  # type: ignore[arg-type]
-    served: IProtocolFactory = websocket
+    served: Any = websocket
     if web_client:
         from relaychat.server.webclient import site
-        served = site(websocket, path)
+        served = site(websocket, str(path))
     secure = "certificate" in options or "private_key" in options
     wrapped = _tls(listener, served) if secure else served
     if not secure and "minimum_tls" in options:

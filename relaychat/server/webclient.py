@@ -55,7 +55,7 @@ class BodylessRequest(Request):
     _body = 0
 
     def gotLength(self, length: Optional[int]) -> None:
-        self.content = io.BytesIO()
+        self.content = io.BytesIO()  # type: ignore[assignment]
         self._body = 0
 
     def handleContentChunk(self, data: bytes) -> None:
@@ -63,9 +63,9 @@ class BodylessRequest(Request):
             return  # already aborting
         self._body += len(data)
         if self._body > MAX_BODY:
-            self.channel.transport.abortConnection()
+            self.channel.transport.abortConnection()  # type: ignore[union-attr]
             return
-        self.content.write(data)
+        self.content.write(data)  # type: ignore[attr-defined]
 
 
 class StaticFiles(Resource):
@@ -117,7 +117,7 @@ class _Root(Resource):
         return self._files.render(request)
 
 
-def _websocket_resource(factory: Any) -> Resource:
+def _websocket_resource(factory: Any) -> Any:
     from autobahn.twisted.resource import WebSocketResource
 
     class TakeOver(WebSocketResource):  # type: ignore[misc]
