@@ -279,6 +279,14 @@ class OneDefinition(SynchronousTestCase):
             "MAIL_HORIZON": MAX_AGE,
         })
 
+    def test_noise_patterns_equal(self) -> None:
+        """noise.js restates the spec's pattern table (section 7) as noise.py does: the same table."""
+        from relaychat.crypto.noise import PATTERNS
+
+        js = self.js("patterns")["patterns"]
+        self.assertEqual(js, {name: {"name": p.name, "preInitiator": list(p.pre_initiator), "preResponder": list(p.pre_responder),
+                                     "messages": [list(m) for m in p.messages]} for name, p in PATTERNS.items()})
+
     def test_inert_text_and_nickname_sentences_equal(self) -> None:
         from relaychat.chat.commands import NICK_RULE
         from relaychat.chat.inert import render_inert

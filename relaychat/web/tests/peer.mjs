@@ -12,6 +12,7 @@ import * as clientModule from '../static/client.js';
 import { renderInert } from '../static/inert.js';
 import { nickProblem } from '../static/relay.js';
 import { Identity, WebCryptoIdentity, solvePow, verifyBinding } from '../static/identity.js';
+import { PATTERNS } from '../static/noise.js';
 import { openMail, seal } from '../static/mail.js';
 import { fingerprint, safetyNumber } from '../static/safety.js';
 import { SmpRunner } from '../static/smprun.js';
@@ -40,6 +41,7 @@ const ops = {
     MAIL_PROTOCOL: mailModule.PROTOCOL_NAME, MAIL_PROLOGUE: text(mailModule.PROLOGUE_CONTEXT),
     MAX_UNANSWERED_OFFERS: clientModule.MAX_UNANSWERED_OFFERS, MAIL_HORIZON: clientModule.MAIL_HORIZON,
   }),
+  patterns: () => ({ patterns: PATTERNS }),
   inert: ({ texts }) => ({ shown: texts.map((t) => renderInert(t)) }),
   nick: ({ names }) => ({ problems: names.map(nickProblem) }),
   identity({ identity: i, static: s }) {
