@@ -29,7 +29,7 @@ from relaychat.crypto.identity import KeyFormatError, verify_static_sig
 from relaychat.crypto.keypair import Identity
 from relaychat.crypto.pins import KnownPeers, PinError, PinStatus
 from relaychat.crypto.safety import identity_fingerprint
-from relaychat.server.nicknames import skeleton  # section 4's one definition of look-alikes
+from relaychat.wire.nicknames import skeleton  # section 4: the one definition of look-alikes
 
 
 MAX_UNANSWERED_OFFERS = 100

@@ -354,7 +354,7 @@ class SocialistMillionaire:
             return None
         secret = self._secret
         assert secret is not None
-        _check_ranges(MessageKind.SMP1, values)
+        _g.check_ranges(MessageKind.SMP1, values)
         self._on_smp1(values)
         return self.respond(secret)
 
