@@ -273,7 +273,8 @@ class TerminalProgramTests(unittest.TestCase):
         t.type("alice", "/quit")
         self.assert_exited_cleanly("alice", alice_home)
 
-    def test_key_change_stops_until_trusted(self) -> None:
+    def first_conversation(self) -> tuple[Path, Path]:
+        """alice and bob start, alice calls, bob accepts: their first contact. Their homes."""
         t = self.tmux
         alice_home = self.start_user("alice")
         bob_home = self.start_user("bob")
@@ -283,6 +284,18 @@ class TerminalProgramTests(unittest.TestCase):
         t.wait_for("bob", r"^\*\*\* alice wants to talk")
         t.type("bob", "/accept")
         t.wait_for("alice", r"^\*\*\* NOT VERIFIED: first contact, bob's key is pinned now\.")
+        return alice_home, bob_home
+
+    def restart_user(self, nick: str) -> Path:
+        """End ``nick``'s pane and start the program again on the same profile."""
+        self.tmux.run("kill-session", "-t", nick)
+        earlier = self.dir / f"{nick}-first"
+        shutil.move(str(self.dir / nick), str(earlier))
+        return self.start_user(nick, "--config-dir", str(earlier / "config" / "relaychat"))
+
+    def test_key_change_stops_until_trusted(self) -> None:
+        t = self.tmux
+        alice_home, bob_home = self.first_conversation()
         t.type("alice", "/close")
         t.wait_for("bob", r"^\*\*\* alice left the conversation\.$")
 
@@ -328,19 +341,14 @@ class TerminalProgramTests(unittest.TestCase):
         t.key("alice", "C-d")
         self.assert_exited_cleanly("alice", alice_home)
 
-        t.run("kill-session", "-t", "bob")
-        home = self.dir / "bob"
-        shutil.move(str(home), str(self.dir / "bob-first"))
-        bob_home = self.start_user("bob", "--config-dir", str(self.dir / "bob-first" / "config" / "relaychat"))
+        bob_home = self.restart_user("bob")
         t.wait_for("bob", r"^\*\*\* Mail from alice, sent .*:$")
         t.wait_for("bob", r"^<alice> see you at 5$")
         t.type("bob", "/quit")
         self.assert_exited_cleanly("bob", bob_home)
 
         # bob's client sealed a read receipt; alice sees it at her next login.
-        t.run("kill-session", "-t", "alice")
-        shutil.move(str(self.dir / "alice"), str(self.dir / "alice-first"))
-        alice_home = self.start_user("alice", "--config-dir", str(self.dir / "alice-first" / "config" / "relaychat"))
+        alice_home = self.restart_user("alice")
         t.wait_for("alice", r"^\*\*\* bob read your mail \u201csee you at 5\u201d \(sent .*\) at .*\.$")
         t.type("alice", "/quit")
         self.assert_exited_cleanly("alice", alice_home)
@@ -354,15 +362,9 @@ class TerminalProgramTests(unittest.TestCase):
 
     def test_verified_contacts_and_receipts(self) -> None:
         t = self.tmux
-        alice_home = self.start_user("alice")
-        bob_home = self.start_user("bob")
+        alice_home, bob_home = self.first_conversation()
         for nick in ("alice", "bob"):
-            t.wait_for(nick, rf"^\*\*\* Connected to .* as {nick}\.$")
             t.wait_for(nick, r"^\*\*\* First connection to 127\.0\.0\.1:\d+: its identity ")
-        t.type("alice", "/connect bob")
-        t.wait_for("bob", r"^\*\*\* alice wants to talk")
-        t.type("bob", "/accept")
-        t.wait_for("alice", r"^\*\*\* NOT VERIFIED: first contact, bob's key is pinned now\.")
 
         # Every message is marked delivered once bob's client confirms it.
         t.type("alice", "hello bob, this is the first message")
@@ -427,9 +429,7 @@ class TerminalProgramTests(unittest.TestCase):
                          "--listen", f"tcp:{port}:interface=127.0.0.1", cwd=str(self.dir), env=_env(self.dir))
         self.addCleanup(rebuilt.stop)
         rebuilt.start()
-        t.run("kill-session", "-t", "alice")
-        shutil.move(str(home), str(self.dir / "alice-first"))
-        home = self.start_user("alice", "--config-dir", str(self.dir / "alice-first" / "config" / "relaychat"))
+        home = self.restart_user("alice")
         t.wait_for("alice", rf"^!!! WARNING: the relay at 127\.0\.0\.1:{port} has CHANGED its identity\. Not registering\.$")
         t.wait_for("alice", r"^!!!   now:        ([0-9a-f]{4} ){9}[0-9a-f]{4}$")
         self.assertNotIn("Connected to", t.screen("alice"))
