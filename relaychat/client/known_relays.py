@@ -30,12 +30,11 @@ from __future__ import annotations
 import hmac
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Optional
 
 from relaychat.crypto.identity import SERVER_ID_SIZE
-from relaychat.crypto.keyfiles import StrPath, write_private_file
-from relaychat.crypto.pins import PinConflict, PinError, PinStatus, data_lines, locked, read_lines
+from relaychat.crypto.keyfiles import write_private_file
+from relaychat.crypto.pins import PinConflict, PinError, PinFile, PinStatus, data_lines, locked, read_lines
 from relaychat.crypto.safety import identity_fingerprint
 from relaychat.wire.codec import EncodingError, b64decode, b64encode
 
@@ -91,21 +90,10 @@ class _State:
     attributed: dict[int, str]  # line index -> its address
 
 
-class KnownRelays:
+class KnownRelays(PinFile):
     """The ``server_id`` remembered for each relay address."""
 
-    def __init__(self, path: StrPath) -> None:
-        self.path = Path(path)
-        self._problems: list[str] = []
-
-    @classmethod
-    def in_directory(cls, directory: StrPath) -> KnownRelays:
-        return cls(Path(directory) / FILENAME)
-
-    @property
-    def problems(self) -> list[str]:
-        """Sentences describing damaged lines, as of the last read."""
-        return list(self._problems)
+    FILENAME = FILENAME
 
     def _read(self) -> _State:
         lines = read_lines(self.path, "known-relays")

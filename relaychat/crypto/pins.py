@@ -26,7 +26,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Optional, TypeVar
 
 from relaychat.crypto.identity import KEY_SIZE, SERVER_ID_SIZE
 from relaychat.crypto.keyfiles import StrPath, make_private_dir, write_private_file
@@ -38,7 +38,9 @@ try:
 except ImportError:  # pragma: no cover - not POSIX
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["FILENAME", "KnownPeers", "PinConflict", "PinError", "PinStatus", "data_lines", "locked", "read_lines"]
+__all__ = [
+    "FILENAME", "KnownPeers", "PinConflict", "PinError", "PinFile", "PinStatus", "data_lines", "locked", "read_lines",
+]
 
 FILENAME = "known_peers"
 HEADER = (
@@ -147,22 +149,34 @@ def data_lines(lines: list[bytes]) -> Iterator[tuple[int, Optional[str]]]:
             yield index, None
 
 
-class KnownPeers:
-    """Pinned identity keys per (relay ``server_id``, canonical nickname)."""
+class PinFile:
+    """What every trust-on-first-use file has: a path in the profile
+    directory, and the sentences about its damaged lines."""
+
+    FILENAME = ""
 
     def __init__(self, path: StrPath) -> None:
         self.path = Path(path)
         self._problems: list[str] = []
 
     @classmethod
-    def in_directory(cls, directory: StrPath) -> KnownPeers:
-        """The ``known_peers`` file in a config directory."""
-        return cls(Path(directory) / FILENAME)
+    def in_directory(cls: type[_P], directory: StrPath) -> _P:
+        """The file in a profile (config) directory."""
+        return cls(Path(directory) / cls.FILENAME)
 
     @property
     def problems(self) -> list[str]:
         """Sentences describing damaged lines, as of the last read."""
         return list(self._problems)
+
+
+_P = TypeVar("_P", bound=PinFile)
+
+
+class KnownPeers(PinFile):
+    """Pinned identity keys per (relay ``server_id``, canonical nickname)."""
+
+    FILENAME = FILENAME
 
     # -- reading ---------------------------------------------------------
 
