@@ -77,3 +77,23 @@ class OutboxTests(SynchronousTestCase):
             self.outbox.add(RELAY, "alice", mid(n), NOW)
         self.assertEqual([r.message_id for r in self.outbox.pending(RELAY)], [mid(2), mid(3)])
         self.assertEqual(mail_receipts.MAX_OWED, 1000)
+
+
+class SendingOwedReceiptsTests(SynchronousTestCase):
+    def test_a_long_outbox_that_fails_at_once_neither_recurses_nor_loses_anything(self) -> None:
+        from types import SimpleNamespace
+
+        from twisted.internet.defer import fail
+
+        from relaychat.client.mailbox import Mailbox
+
+        outbox = ReceiptOutbox(Path(self.mktemp()) / "mail_receipts")
+        self.patch(ReceiptOutbox, "limit", 3000)
+        for n in range(3000):
+            outbox.add(RELAY, "alice", mid(n), NOW)
+        client = SimpleNamespace(server_id=RELAY, disconnected=None, reactor=SimpleNamespace(seconds=lambda: NOW),
+                                 lookup=lambda nick: fail(ValueError("the relay is gone")))
+        mailbox = Mailbox(client, SimpleNamespace(receipts_owed=outbox))  # type: ignore[arg-type]
+        self.successResultOf(mailbox.send_receipts())
+        self.assertEqual(len(outbox.pending(RELAY)), 3000, "all still owed, for the next login")
+        self.successResultOf(mailbox.send_receipts())  # and it can run again

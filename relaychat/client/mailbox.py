@@ -17,9 +17,9 @@ of our own mails on this relay (``SentMail.take``) and becomes
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Generator, Optional
 
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred, fail, inlineCallbacks, succeed
 from twisted.logger import Logger
 
 from relaychat.client.errors import HandshakeFailed, KeyChanged, MailError, MessageTooLong
@@ -145,28 +145,29 @@ class Mailbox:
         if self._flushing:
             return succeed(None)
         self._flushing = True
-        client = self._client
+        return self._send_owed()
 
-        def next_one(_: object = None) -> Optional[Deferred]:
-            owed = self._files.receipts_owed.pending(client.server_id)
-            pending = [o for o in owed if (o.nick, o.message_id) not in tried]
-            if not pending or client.disconnected is not None:
-                self._flushing = False
-                return None
-            one = pending[0]
-            tried.add((one.nick, one.message_id))
-
-            def sealed(peer: PeerInfo) -> Deferred:
-                self._trusted(peer)
-                payload = seal_receipt(client.identity, client.canonical_nick, peer.nick, peer.static_pub,
-                                       one.message_id, int(client.reactor.seconds()))
-                return client.protocol.mail(peer.nick, payload)
-
-            d = client.lookup(one.nick).addCallback(sealed)
-            d.addCallback(lambda _: self._files.receipts_owed.done(one, client.reactor.seconds()))
-            d.addErrback(lambda _: None)  # stays owed: next login
-            return d.addCallback(next_one)
-
+    @inlineCallbacks
+    def _send_owed(self) -> Generator[Deferred, Any, None]:
+        """One at a time, in a loop (not a chain of callbacks: a long outbox that
+        fails at once must not recurse)."""
+        client, outbox = self._client, self._files.receipts_owed
         tried: set[tuple[str, bytes]] = set()
-        d = next_one()
-        return d if d is not None else succeed(None)
+        try:
+            while client.disconnected is None:
+                pending = [o for o in outbox.pending(client.server_id) if (o.nick, o.message_id) not in tried]
+                if not pending:
+                    return
+                one = pending[0]
+                tried.add((one.nick, one.message_id))
+                try:
+                    peer = yield client.lookup(one.nick)
+                    self._trusted(peer)
+                    payload = seal_receipt(client.identity, client.canonical_nick, peer.nick, peer.static_pub,
+                                           one.message_id, int(client.reactor.seconds()))
+                    yield client.protocol.mail(peer.nick, payload)
+                    outbox.done(one, client.reactor.seconds())
+                except Exception:  # refused, disconnected, a changed key, a damaged line: still owed
+                    continue
+        finally:
+            self._flushing = False
