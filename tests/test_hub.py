@@ -555,13 +555,15 @@ class Operator(SynchronousTestCase):
         self.assertEqual(carol[1].lines(), ["NOTICE restarting soon", "BYE draining restarting soon"])
         self.assertFalse(self.alice[1].closed)
         self.assertEqual(self.h.ask(*self.alice, "OFFER bob")[0], "ERR OFFER draining the relay is shutting down")
-        _, newcomer = self.h.connect()
+        late, newcomer = self.h.connect()
         self.assertEqual(newcomer.lines(), ["BYE draining the relay is shutting down"])
         self.assertEqual(done, [])
         self.h.send(self.alice[0], f"CLOSE {sid}")
         self.assertTrue(self.alice[1].closed and self.bob[1].closed)
         for client in (carol[0], self.alice[0], self.bob[0]):
             self.h.hub.disconnect(client, self.h.now)
+        self.assertEqual(done, [])  # a connection told BYE is there until its socket closes
+        self.h.hub.disconnect(late, self.h.now)
         self.assertEqual(done, [True])
 
 

@@ -57,6 +57,36 @@ class Adapter(SynchronousTestCase):
         self.assertEqual(lines(transport), ["BYE quit goodbye"])
         self.assertTrue(transport.disconnecting)
 
+    def test_closing_stops_being_the_producer_and_reads_again(self) -> None:
+        # A transport whose producer is still registered may wait for it
+        # before closing (TLS does not even start): see RelayProtocol.close.
+        factory, _ = make_factory()
+        protocol, transport = connect(factory)
+        transport.pauseProducing()
+        protocol.dataReceived(b"QUIT\n")
+        self.assertIsNone(transport.producer)
+        self.assertEqual(transport.producerState, "producing")
+        self.assertTrue(transport.disconnecting)
+
+    def test_a_peer_that_never_lets_the_close_finish_is_cut_off(self) -> None:
+        factory, clock = make_factory(Limits(pow_bits=0, close_timeout=7.0))
+        protocol, transport = connect(factory)
+        protocol.dataReceived(b"QUIT\n")
+        self.assertEqual(len(factory.hub.clients), 1)  # its socket still counts
+        clock.advance(6.9)
+        self.assertFalse(transport.disconnected)
+        clock.advance(0.2)
+        self.assertTrue(transport.disconnected)  # StringTransport.abortConnection
+        protocol.connectionLost(None)
+        self.assertEqual((len(factory.hub.clients), clock.getDelayedCalls()), (0, []))
+
+    def test_a_close_that_finishes_cancels_the_cut_off(self) -> None:
+        factory, clock = make_factory()
+        protocol, transport = connect(factory)
+        protocol.dataReceived(b"QUIT\n")
+        protocol.connectionLost(None)
+        self.assertEqual(clock.getDelayedCalls(), [])
+
     def test_connection_lost_leaves_the_hub(self) -> None:
         factory, _ = make_factory()
         protocol, transport = connect(factory)

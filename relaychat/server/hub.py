@@ -592,9 +592,19 @@ class Hub:
         self._send(client, f"BYE {bye.value} {_one_line(text)}")
         client.closing = True
         self._closing.append(client)
-        self._drop(client, session_reason)
+        self._leave(client, session_reason)
+
+    def _leave(self, client: Client, reason: Closed) -> None:
+        """``client`` takes part no more: offline, its sessions ended. Idempotent."""
+        if client.nick is not None and self.online.get(client.nick) is client:
+            del self.online[client.nick]
+        for session in list(client.sessions.values()):
+            self._end_session(session, reason, notify=(session.other(client),))
 
     def _drop(self, client: Client, reason: Closed) -> None:
+        """The connection is gone. Until then a closing connection still
+        counts towards the connection limits: it still holds a socket."""
+        self._leave(client, reason)
         if client.dropped:
             return
         client.dropped = True
@@ -604,10 +614,6 @@ class Hub:
             self._per_address[client.address] = remaining
         else:
             self._per_address.pop(client.address, None)
-        if client.nick is not None and self.online.get(client.nick) is client:
-            del self.online[client.nick]
-        for session in list(client.sessions.values()):
-            self._end_session(session, reason, notify=(session.other(client),))
         self._check_drained()
 
     def _end_session(self, session: Session, reason: Closed, notify: Iterable[Client]) -> None:

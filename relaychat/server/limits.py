@@ -25,6 +25,7 @@ class Limits:
     max_connections: int = 20000
     registration_timeout: float = 30.0
     idle_timeout: float = 600.0
+    close_timeout: float = 10.0
     max_violations: int = 10
     max_who: int = 1000
     pow_bits: int = 16

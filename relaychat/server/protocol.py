@@ -31,6 +31,7 @@ class RelayProtocol(Protocol):
         self.clock = clock
         self.client: Optional[Client] = None
         self._wakeup: Optional[IDelayedCall] = None
+        self._abort: Optional[IDelayedCall] = None
         self._socket: Optional[socket.socket] = None  # set for plain TCP: see write()
 
     def connectionMade(self) -> None:
@@ -54,8 +55,9 @@ class RelayProtocol(Protocol):
         self.hub.receive(self.client, data, self.clock.seconds())  # type: ignore[arg-type]
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
-        if self._wakeup is not None and self._wakeup.active():
-            self._wakeup.cancel()
+        for call in (self._wakeup, self._abort):
+            if call is not None and call.active():
+                call.cancel()
         if self.client is not None:
             self.hub.disconnect(self.client, self.clock.seconds())
 
@@ -114,7 +116,24 @@ class RelayProtocol(Protocol):
             self.transport.pauseProducing()
 
     def close(self) -> None:
-        self.transport.loseConnection()
+        """Close once the queued output (the ``BYE``) is written, and for sure
+        within ``close_timeout``.
+
+        A transport must not wait for its producer's output while closing,
+        so we stop being its producer first: TLS (``TLSMemoryBIOProtocol``)
+        does not even start its close while a producer is registered, and
+        TCP's close would wait for a paused producer to resume. Reading is
+        resumed so that TLS can receive the peer's ``close_notify`` and a
+        WebSocket its closing handshake (the hub ignores anything else a
+        closing connection sends). A peer that never reads, or never answers
+        the close, is cut off after ``close_timeout`` seconds.
+        """
+        transport = self.transport
+        transport.unregisterProducer()
+        transport.resumeProducing()
+        transport.loseConnection()
+        if self._abort is None:
+            self._abort = self.clock.callLater(self.hub.limits.close_timeout, transport.abortConnection)
 
     def wake_after(self, seconds: float) -> None:
         self._wakeup = self.clock.callLater(seconds, self._woken)

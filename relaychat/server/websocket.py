@@ -115,6 +115,13 @@ class RelayWebSocketProtocol(WebSocketServerProtocol):
         if self.state == self.STATE_CONNECTING and len(self.data) > MAX_HANDSHAKE:
             self.dropConnection(abort=True)
 
+    def dropConnection(self, abort: bool = False) -> None:
+        """After a clean closing handshake close the TCP (or TLS) connection
+        in order, not with the reset autobahn uses: both sides are done, and
+        RFC 6455 (7.1.1) wants the server to close first. Unclean endings
+        (a protocol failure, a handshake time-out) still abort."""
+        super().dropConnection(abort=abort and not self.wasClean)
+
     def onConnect(self, request: Any) -> Optional[str]:
         if self.factory.path is not None and request.path != self.factory.path:
             raise ConnectionDeny(ConnectionDeny.NOT_FOUND, "no relay here")
