@@ -59,8 +59,8 @@ class Greeting(SynchronousTestCase):
         self.assertEqual(self.link.lines(), ["OK PING x"])
 
     def test_too_long_line_is_refused_and_stream_recovers(self) -> None:
-        self.h.hub.receive(self.client, b"PING " + b"a" * 70000, self.h.now)
-        self.assertEqual(self.link.lines(), ["ERR - too-long a line is at most 65536 bytes"])
+        self.h.hub.receive(self.client, b"PING " + b"a" * 600, self.h.now)
+        self.assertEqual(self.link.lines(), ["ERR - too-long a line is at most 512 bytes"])
         self.h.hub.receive(self.client, b"aaaa\nPING ok\n", self.h.now)
         self.assertEqual(self.link.lines(), ["OK PING ok"])
 
@@ -341,23 +341,24 @@ class FlowControl(SynchronousTestCase):
         self.h.open_session(self.carol, self.bob, "bob")
         dave = self.h.register("dave")
         self.h.open_session(dave, self.carol, "carol")
-        self.h.hub.set_congested(self.bob[0], True)
+        self.h.hub.set_congested(self.bob[0], True, self.h.now)
         self.assertFalse(self.alice[1].reading)
         self.assertFalse(self.carol[1].reading)
         self.assertTrue(dave[1].reading)
-        self.h.hub.set_congested(self.bob[0], False)
+        self.h.hub.set_congested(self.bob[0], False, self.h.now)
         self.assertTrue(self.alice[1].reading)
         self.assertTrue(self.carol[1].reading)
 
     def test_closing_the_session_releases_the_sender(self) -> None:
-        self.h.hub.set_congested(self.bob[0], True)
+        self.h.hub.set_congested(self.bob[0], True, self.h.now)
         self.assertFalse(self.alice[1].reading)
-        self.h.send(self.bob[0], f"CLOSE {self.sid}")
+        self.h.send(self.alice[0], f"CLOSE {self.sid}")  # already on its way when alice was paused
         self.assertTrue(self.alice[1].reading)
 
     def test_session_opening_towards_a_congested_peer_pauses(self) -> None:
-        self.h.hub.set_congested(self.carol[0], True)
-        self.h.open_session(self.alice, self.carol, "carol")
+        sid = self.h.ask(*self.carol, "OFFER alice")[0].split(" ")[2]
+        self.h.hub.set_congested(self.carol[0], True, self.h.now)
+        self.assertEqual(self.h.ask(*self.alice, f"ACCEPT {sid}"), [f"OK ACCEPT {sid}"])
         self.assertFalse(self.alice[1].reading)
 
     def test_rate_limit_pauses_reading_without_dropping(self) -> None:
@@ -366,13 +367,16 @@ class FlowControl(SynchronousTestCase):
         bob = h.register("bob")
         sid = h.open_session(alice, bob, "bob")
         alice[1].wakeups.clear()
-        h.send(alice[0], *[f"FRAME {sid} AAAA"] * 30)
-        self.assertEqual(len(bob[1].lines()), 30)  # nothing dropped
+        h.now += 10  # a full budget of 20
+        h.send(alice[0], *[f"FRAME {sid} AAAA"] * 30, "PING last")
+        self.assertEqual(len(bob[1].lines()), 20)  # the burst, within one read
         self.assertFalse(alice[1].reading)
         self.assertEqual(len(alice[1].wakeups), 1)
-        self.assertGreater(alice[1].wakeups[0], 0.5)
+        self.assertGreater(alice[1].wakeups[0], 1.0)  # until the 11 waiting lines can go
         h.now += alice[1].wakeups[0]
         h.hub.wake(alice[0], h.now)
+        self.assertEqual(len(bob[1].lines()), 10)  # nothing dropped, in order
+        self.assertEqual(alice[1].lines()[-1], "OK PING last")
         self.assertTrue(alice[1].reading)
 
 
@@ -437,10 +441,15 @@ class Abuse(SynchronousTestCase):
         alice = h.register("alice")
         bob = h.register("bob")
         h.open_session(alice, bob, "bob")
-        h.hub.set_congested(bob[0], True)  # alice is paused on bob's account
+        h.hub.set_congested(bob[0], True, h.now)  # alice is paused on bob's account
+        h.hub.set_congested(bob[0], False, h.now + 30)  # bob read a little, late
+        h.hub.set_congested(bob[0], True, h.now + 30)
         h.now += 601
         h.hub.tick(h.now)
-        self.assertEqual(bob[1].lines()[0], "BYE idle no activity")
+        self.assertEqual(bob[1].lines()[0], "BYE slow you did not read what the relay sent")
+        self.assertFalse(alice[1].closed)
+        h.now += 1
+        h.hub.tick(h.now)
         self.assertFalse(alice[1].closed)
 
 

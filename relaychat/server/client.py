@@ -45,7 +45,7 @@ class Claim:
 class Client:
     __slots__ = (
         "link", "address", "splitter", "state", "nick", "display", "identity_pub", "claim",
-        "sessions", "outbox", "violations", "tokens", "tokens_at", "last_seen", "connected_at",
+        "sessions", "outbox", "outbox_size", "backlog", "congested_at", "violations", "tokens", "tokens_at", "last_seen", "connected_at",
         "congested", "reading", "throttled", "closing", "dropped", "lines_in", "bytes_in",
     )
 
@@ -59,7 +59,10 @@ class Client:
         self.identity_pub: Optional[bytes] = None
         self.claim: Optional[Claim] = None
         self.sessions: dict[bytes, Session] = {}
-        self.outbox: list[bytes] = []
+        self.outbox: list[bytes] = []  # written at the end of the hub's entry point
+        self.outbox_size = 0
+        self.backlog: list[Optional[bytes]] = []  # lines read but not yet handled, in order
+        self.congested_at = now
         self.violations = 0
         self.tokens = float(burst)
         self.tokens_at = now

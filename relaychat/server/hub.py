@@ -82,7 +82,6 @@ class Hub:
             f"max_frame={limits.max_frame} max_mail={mail.max_mail}"
         )
         anyone = frozenset(State)
-        greeted = frozenset({State.GREETED, State.CHALLENGED, State.REGISTERED})
         registered = frozenset({State.REGISTERED})
         self._handlers: dict[str, tuple[Handler, frozenset[State]]] = {
             "HELLO": (self._hello_cmd, frozenset({State.CONNECTED})),
@@ -90,8 +89,10 @@ class Hub:
             "QUIT": (self._quit, anyone),
             "REGISTER": (self._register, frozenset({State.GREETED, State.CHALLENGED})),
             "PROVE": (self._prove, frozenset({State.CHALLENGED})),
-            "LOOKUP": (self._lookup, greeted),
-            "WHO": (self._who, greeted),
+            # The directory is for registered users: WHO and LOOKUP answer far
+            # more than they cost to ask, and need not serve anonymous scrapers.
+            "LOOKUP": (self._lookup, registered),
+            "WHO": (self._who, registered),
             "OFFER": (self._offer, registered),
             "ACCEPT": (self._accept, registered),
             "DECLINE": (self._decline, registered),
@@ -107,7 +108,9 @@ class Hub:
         """A connection arrived; it may be refused at once with ``BYE``."""
         self.now = now
         limits = self.limits
-        client = Client(link, address, limits.max_line, limits.line_burst, now)
+        # Before registration a line need only carry REGISTER: a connection
+        # that has proved nothing may not make us hold max_line bytes.
+        client = Client(link, address, limits.max_line_unregistered, limits.line_burst, now)
         self.clients.add(client)
         self._per_address[address] = self._per_address.get(address, 0) + 1
         self.stats.connections_total += 1
@@ -123,16 +126,58 @@ class Hub:
         return client
 
     def receive(self, client: Client, data: bytes, now: float) -> None:
-        """Bytes arrived from ``client``: handle every complete line in them."""
+        """Bytes arrived from ``client``: handle the complete lines in them,
+        as many as its line budget and its own unsent output allow.
+
+        The rest wait, in order, in ``client.backlog`` (reading stays paused
+        meanwhile, so that is at most one read) until tokens refill
+        (:meth:`wake`) or the output drains (:meth:`set_congested`).
+        """
         self.now = now
         if client.closing:
             return
+        client.bytes_in += len(data)
         lines = client.splitter.feed(data)
         if not lines:
             return
         client.last_seen = now
-        self._spend(client, len(lines), now)
+        if client.backlog:
+            client.backlog.extend(lines)
+        else:
+            client.backlog = lines
+        self._work(client, now)
+        self._flush()
+
+    def _work(self, client: Client, now: float) -> None:
+        """Handle waiting lines up to the tokens ``client`` has and until its
+        own output passes ``max_output``; arrange to go on later."""
+        backlog = client.backlog
+        if not client.congested:
+            self._refill(client, now)
+            allowed = int(client.tokens)
+            if allowed > 0:
+                done = self._handle(client, backlog if len(backlog) <= allowed else backlog[:allowed], now)
+                client.tokens -= done
+                client.lines_in += done
+                backlog = client.backlog = backlog[done:] if done < len(backlog) else []
+        if client.closing:
+            client.backlog = []
+            return
+        if backlog and not client.congested and not client.throttled:
+            limits = self.limits
+            client.throttled = True  # a wake-up is pending
+            if client.tokens < 1:
+                wanted = min(len(backlog), limits.line_burst)
+                client.link.wake_after((wanted - client.tokens) / limits.lines_per_second)
+            else:  # stopped for our own output: go on once it has been handed to the transport
+                client.link.wake_after(0.0)
+        self._update_reading(client)
+
+    def _handle(self, client: Client, lines: list[Optional[bytes]], now: float) -> int:
+        """Handle ``lines`` in order; returns how many were handled (fewer
+        once the client is closing or its own output passes ``max_output``)."""
         frame_line_max = self._frame_line_max
+        max_output = self.limits.max_output
         registered = client.state is State.REGISTERED
         sessions = client.sessions
         stats = self.stats
@@ -144,6 +189,7 @@ class Hub:
         run_prefix = run_out = run_session = None
         run_frames = run_bytes = run_start = 0
         index = -1
+        handled = len(lines)
         for line in lines:
             index += 1
             if run_prefix is not None and line is not None and line.startswith(run_prefix):
@@ -160,10 +206,11 @@ class Hub:
                 stats.bytes += run_bytes
                 run_frames = run_bytes = 0
                 run_prefix = None
-            if client.closing:
+            if client.closing or client.outbox_size > max_output:
+                handled = index
                 break
             if line is None:
-                self._error(client, "-", Code.TOO_LONG, f"a line is at most {self.limits.max_line} bytes")
+                self._error(client, "-", Code.TOO_LONG, f"a line is at most {client.splitter.max_line} bytes")
                 continue
             if registered and line.startswith(_FRAME_PREFIX):
                 # The hot path: forward the line as it came, without decoding.
@@ -190,25 +237,22 @@ class Hub:
             self._command(client, line, now)
             registered = client.state is State.REGISTERED
         if run_frames:
-            run_out.append(b"\n".join([*lines[run_start:], b""]))  # type: ignore[union-attr, list-item]
+            run_out.append(b"\n".join([*lines[run_start:index + 1], b""]))  # type: ignore[union-attr, list-item]
             run_session.frames += run_frames  # type: ignore[union-attr]
             run_session.bytes += run_bytes  # type: ignore[union-attr]
             stats.frames += run_frames
             stats.bytes += run_bytes
-        client.lines_in += len(lines)
-        client.bytes_in += len(data)
-        self._flush()
-        if client.tokens < 0 and not client.throttled and not client.closing:
-            client.throttled = True
-            self._update_reading(client)
-            client.link.wake_after(-client.tokens / self.limits.lines_per_second)
+        return handled
 
     def wake(self, client: Client, now: float) -> None:
         """The pause asked for by ``wake_after`` is over."""
         self.now = now
         client.throttled = False
-        self._refill(client, now)
-        self._update_reading(client)
+        if client.backlog and not client.closing:
+            self._work(client, now)
+            self._flush()
+        else:
+            self._update_reading(client)
 
     def refuse(self, client: Client, code: Code, text: str) -> None:
         """An adapter found bad input the hub never saw (a WebSocket binary
@@ -216,12 +260,24 @@ class Hub:
         self._error(client, "-", code, text)
         self._flush()
 
-    def set_congested(self, client: Client, congested: bool) -> None:
-        """``client``'s output is backed up (or drained): stop (or resume) its peers."""
+    def set_congested(self, client: Client, congested: bool, now: float) -> None:
+        """``client``'s output is backed up (or drained): stop (or resume)
+        reading it and its peers. Backed up for longer than
+        ``output_timeout`` ends it (:meth:`tick`)."""
+        self.now = now
+        if congested == client.congested:
+            return
         client.congested = congested
+        if congested:
+            client.congested_at = now
         for session in client.sessions.values():
             if session.open:
                 self._update_reading(session.other(client))
+        if not congested and client.backlog and not client.closing and not client.throttled:
+            self._work(client, now)
+            self._flush()
+        else:
+            self._update_reading(client)
 
     def disconnect(self, client: Client, now: float) -> None:
         """The connection is gone; tell its peers. Safe to call more than once."""
@@ -241,6 +297,8 @@ class Hub:
                     self._bye(client, Bye.TIMEOUT, "registration took too long")
             elif client.reading and now - client.last_seen > limits.idle_timeout:
                 self._bye(client, Bye.IDLE, "no activity")
+            if client.congested and not client.closing and now - client.congested_at > limits.output_timeout:
+                self._bye(client, Bye.SLOW, "you did not read what the relay sent")
         for session in list(self.offers.values()):
             if now - session.created > limits.offer_timeout:
                 self._end_session(session, Closed.TIMEOUT, notify=(session.initiator, session.responder))
@@ -408,6 +466,7 @@ class Hub:
         if previous is not None:
             self._bye(previous, Bye.REPLACED, "you logged in elsewhere")
         client.state = State.REGISTERED
+        client.splitter.max_line = self.limits.max_line
         client.nick = binding.canonical
         client.display = binding.display
         client.identity_pub = binding.identity_pub
@@ -574,7 +633,9 @@ class Hub:
             return
         if not client.outbox:
             self._dirty.append(client)
-        client.outbox.append(line.encode("utf-8") + b"\n")
+        data = line.encode("utf-8") + b"\n"
+        client.outbox.append(data)
+        client.outbox_size += len(data)
 
     def _error(self, client: Client, command: str, code: Code, text: str) -> None:
         self.stats.errors += 1
@@ -637,6 +698,7 @@ class Hub:
                 if client.outbox:
                     data = b"".join(client.outbox)
                     client.outbox.clear()
+                    client.outbox_size = 0
                     client.link.write(data)
         while self._closing:
             closing, self._closing = self._closing, []
@@ -645,7 +707,7 @@ class Hub:
 
     def _update_reading(self, client: Client) -> None:
         """Read from ``client`` only if it is within its rate and no peer is backed up."""
-        reading = not client.throttled and not client.closing and not any(
+        reading = not (client.throttled or client.closing or client.backlog or client.congested) and not any(
             s.open and s.other(client).congested for s in client.sessions.values()
         )
         if reading != client.reading:
@@ -653,10 +715,6 @@ class Hub:
             if reading:
                 client.last_seen = self.now  # time spent paused is not idleness
             client.link.set_reading(reading)
-
-    def _spend(self, client: Client, lines: int, now: float) -> None:
-        self._refill(client, now)
-        client.tokens -= lines
 
     def _refill(self, client: Client, now: float) -> None:
         limits = self.limits

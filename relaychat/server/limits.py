@@ -15,6 +15,9 @@ from relaychat.crypto.identity import MAX_POW_BITS
 @dataclass(frozen=True)
 class Limits:
     max_line: int = 65536
+    max_line_unregistered: int = 512
+    max_output: int = 65536
+    output_timeout: float = 60.0
     max_frame: int = 32768
     max_sessions: int = 16
     max_pending_offers: int = 4
@@ -36,6 +39,10 @@ class Limits:
                 raise ValueError(f"{name} must not be negative")
         if self.max_line < 1024:
             raise ValueError("max_line must be at least 1024")
+        if not 256 <= self.max_line_unregistered <= self.max_line:
+            raise ValueError("max_line_unregistered must be at least 256 (REGISTER needs about 220) and at most max_line")
+        if self.max_output < 4096:
+            raise ValueError("max_output must be at least 4096")
         if self.max_frame < 64:
             raise ValueError("max_frame must be at least 64")
         if self.pow_bits > MAX_POW_BITS:

@@ -64,10 +64,10 @@ class RelayProtocol(Protocol):
     # -- IPushProducer: our own transport's output is full / drained --------
 
     def pauseProducing(self) -> None:
-        self.hub.set_congested(self.client, True)  # type: ignore[arg-type]
+        self.hub.set_congested(self.client, True, self.clock.seconds())  # type: ignore[arg-type]
 
     def resumeProducing(self) -> None:
-        self.hub.set_congested(self.client, False)  # type: ignore[arg-type]
+        self.hub.set_congested(self.client, False, self.clock.seconds())  # type: ignore[arg-type]
 
     def stopProducing(self) -> None:
         pass  # connectionLost follows and does the cleaning up
