@@ -109,6 +109,11 @@ class RelayWebSocketProtocol(WebSocketServerProtocol):
         self.lines: Optional[LineMessageTransport] = None
 
     def dataReceived(self, data: bytes) -> None:
+        client = self.relay.client
+        if client is not None:
+            # A message is a line: before registration, only as long as an
+            # unregistered line may be (autobahn buffers up to this bound).
+            self.maxMessagePayloadSize = self.maxFramePayloadSize = client.splitter.max_line
         super().dataReceived(data)
         # autobahn buffers the opening handshake without limit until its
         # time-out; a peer must not make us hold more than MAX_HANDSHAKE.
