@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import os
 import secrets
+import traceback
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Optional
+
+from twisted.logger import Logger
 
 from relaychat.crypto.identity import KeyFormatError, pow_ok, verify_registration, verify_static_sig
 from relaychat.server.bans import Bans, key_id
@@ -23,9 +26,11 @@ from relaychat.server.limits import Limits, MailPolicy
 from relaychat.server.nicknames import canonical
 from relaychat.server.registry import Registry
 from relaychat.server.store import Store
-from relaychat.wire.codec import EncodingError, b64decode, b64encode, encoded_length
+from relaychat.wire.codec import EncodingError, b64decode, b64encode, decimal, encoded_length
 from relaychat.wire.errors import Bye, Closed, Code, ProtocolError
 from relaychat.wire.lines import strip_cr
+
+log = Logger(namespace="relaychat")
 
 PROTOCOL_VERSION = "1"
 _SID_LENGTH = 16
@@ -406,6 +411,25 @@ class Hub:
             handler(client, parts[1:], now)
         except ProtocolError as e:
             self._error(client, name, e.code, e.text)
+        except Exception as e:  # a bug: answer it, keep the connection, log it once
+            self._internal(client, name, e)
+
+    def _internal(self, client: Client, name: str, error: Exception) -> None:
+        """An unexpected exception in a handler: ``ERR <CMD> internal``.
+
+        The log names the exception's type and where it was raised, never its
+        message or any value: those may hold a key or a payload. A half-done
+        registration is abandoned, so the connection is in a state it could
+        reach by itself.
+        """
+        where = "".join(traceback.format_tb(error.__traceback__))
+        log.error("relaychat: internal error in {command}: {kind}\n{where}", command=name,
+                  kind=type(error).__qualname__, where=where)
+        if client.state is State.CHALLENGED:
+            client.claim = None
+            client.state = State.GREETED
+        self.stats.extra["internal_errors"] = self.stats.extra.get("internal_errors", 0) + 1
+        self._error(client, name, Code.INTERNAL, "the relay failed to handle this; it had no effect")
 
     # -- greeting and registration -------------------------------------------
 
@@ -620,9 +644,11 @@ class Hub:
 
     def _ack(self, client: Client, args: list[str], now: float) -> None:
         _arity(args, 1, 1)
-        if not args[0].isdigit() or len(args[0]) > 19:
-            raise ProtocolError(Code.SYNTAX, "a mail id is a decimal number")
-        if not self.store.delete_mail(int(args[0]), client.nick):  # type: ignore[arg-type]
+        try:
+            mail_id = decimal(args[0])
+        except EncodingError:
+            raise ProtocolError(Code.SYNTAX, "a mail id is a decimal number") from None
+        if not self.store.delete_mail(mail_id, client.nick):  # type: ignore[arg-type]
             raise ProtocolError(Code.NO_SUCH_MAIL, f"{args[0]} no such mail for you")
         self._send(client, f"OK ACK {args[0]}")
 
