@@ -90,7 +90,7 @@ class Line:
 
 
 def register_all(port: int, nicks: list[str]) -> list[Line]:
-    from relaychat.crypto.identity import Identity
+    from relaychat.crypto.keypair import Identity
 
     ident = Identity.generate()
     b64 = base64.b64encode

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from relaychat.tls import write_self_signed
+from relaychat.certificates import write_self_signed
 from tests.daemon import Daemon, register
 from tests.endings_support import KINDS, Channel
 from tests.listener_support import listening, toml_listener

@@ -235,15 +235,18 @@ class Sessions(SynchronousTestCase):
 
     def test_frames_are_forwarded_byte_identical_and_batched(self) -> None:
         sid = self.h.open_session(self.alice, self.bob, "bob")
-        data = b"".join(b"FRAME %s QUJD\r\n" % sid.encode() for _ in range(50))
+        data = b"".join(b"FRAME %s QUJD\n" % sid.encode() for _ in range(50))
         self.h.hub.receive(self.alice[0], data, self.h.now)
-        self.assertEqual(self.bob[1].written, [data.replace(b"\r\n", b"\r\n")])
+        self.assertEqual(self.bob[1].written, [data])
+        self.bob[1].written.clear()
+        self.h.hub.receive(self.alice[0], data.replace(b"\n", b"\r\n"), self.h.now)  # the CR is removed
+        self.assertEqual(b"".join(self.bob[1].written), data)
 
     def test_frame_errors(self) -> None:
         sid = self.h.open_session(self.alice, self.bob, "bob")
         big = "A" * (4 * (32768 // 3 + 1) + 4)
         cases = {
-            f"FRAME {sid} {big}": f"ERR FRAME too-big {sid} a frame is at most 32768 bytes",
+            f"FRAME {sid} {big}": f"ERR FRAME too-big {sid} a frame payload is at most 32768 bytes once decoded",
             "FRAME 0123456789abcdef AAAA": "ERR FRAME no-session 0123456789abcdef no open session with that id",
             f"FRAME {sid} AA AA": f"ERR FRAME syntax {sid} FRAME takes a session id and one payload",
             "FRAME nonsense": "ERR FRAME syntax - FRAME takes a session id and one payload",

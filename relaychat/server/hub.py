@@ -12,6 +12,7 @@ entry point, so a read holding fifty frames for one peer costs one write.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import traceback
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from relaychat.wire.lines import strip_cr
 log = Logger(namespace="relaychat")
 
 PROTOCOL_VERSION = "1"
+_PING_TOKEN = re.compile(r"[!-~]{1,64}")
 _SID_LENGTH = 16
 _FRAME_PREFIX = b"FRAME "
 _PAYLOAD_AT = len(_FRAME_PREFIX) + _SID_LENGTH + 1
@@ -81,7 +83,7 @@ class Hub:
         self._per_address: dict[str, int] = {}
         self._dirty: list[Client] = []
         self._closing: list[Client] = []
-        self._frame_line_max = _PAYLOAD_AT + encoded_length(limits.max_frame) + 1  # + CR
+        self._frame_line_max = _PAYLOAD_AT + encoded_length(limits.max_frame)
         self._hello = (
             f"OK HELLO {PROTOCOL_VERSION} {b64encode(self.server_id)} max_line={limits.max_line} "
             f"max_frame={limits.max_frame} max_mail={mail.max_mail}"
@@ -182,6 +184,7 @@ class Hub:
         """Handle ``lines`` in order; returns how many were handled (fewer
         once the client is closing or its own output passes ``max_output``)."""
         frame_line_max = self._frame_line_max
+        max_frame = self.limits.max_frame
         max_output = self.limits.max_output
         registered = client.state is State.REGISTERED
         sessions = client.sessions
@@ -199,7 +202,7 @@ class Hub:
             index += 1
             if run_prefix is not None and line is not None and line.startswith(run_prefix):
                 size = len(line)
-                if _PAYLOAD_AT < size <= frame_line_max and line.find(b" ", _PAYLOAD_AT) < 0:
+                if _PAYLOAD_AT < size <= frame_line_max and 0 < _payload_size(line) <= max_frame:
                     run_frames += 1
                     run_bytes += size + 1
                     continue
@@ -225,7 +228,7 @@ class Hub:
                     and session.open
                     and _PAYLOAD_AT < len(line) <= frame_line_max
                     and line[22] == 32
-                    and line.find(b" ", _PAYLOAD_AT) < 0
+                    and 0 < _payload_size(line) <= max_frame
                 ):
                     peer = session.responder if session.initiator is client else session.initiator
                     run_out = peer.outbox
@@ -395,9 +398,12 @@ class Hub:
             return
         parts = text.split(" ")
         name = parts[0]
+        if not name:  # an empty line, or one starting with a space
+            self._error(client, "-", Code.SYNTAX, "a line starts with a command")
+            return
         entry = self._handlers.get(name)
         if entry is None:
-            shown = name if name.isalpha() and name.isupper() and len(name) <= 16 else "-"
+            shown = name if name.isascii() and name.isalpha() and name.isupper() and len(name) <= 16 else "-"
             self._error(client, shown, Code.UNKNOWN, "no such command")
             return
         handler, allowed = entry
@@ -527,8 +533,9 @@ class Hub:
 
     def _ping(self, client: Client, args: list[str], now: float) -> None:
         _arity(args, 0, 1)
-        if args and len(args[0]) > 64:
-            raise ProtocolError(Code.SYNTAX, "a PING token is at most 64 characters")
+        if args and not _PING_TOKEN.fullmatch(args[0]):
+            # Echoed back: only what cannot disturb a terminal or a line parser.
+            raise ProtocolError(Code.SYNTAX, "a PING token is 1 to 64 visible ASCII characters")
         self._send(client, " ".join(["OK", "PING", *args]))
 
     def _quit(self, client: Client, args: list[str], now: float) -> None:
@@ -590,7 +597,8 @@ class Hub:
         raise ProtocolError(Code.SYNTAX, "- FRAME takes a session id and one payload")
 
     def _frame_error(self, client: Client, line: bytes) -> None:
-        """Explain why the hot path refused a FRAME line."""
+        """The hot path did not take this FRAME line: forward it if it is good
+        once a CR before the LF is removed, else say why not."""
         parts = strip_cr(line).split(b" ")
         sid = parts[1].decode("ascii", "replace") if len(parts) > 1 else "-"
         if len(parts) != 3 or len(parts[1]) != _SID_LENGTH or not parts[2]:
@@ -599,8 +607,23 @@ class Hub:
         session = client.sessions.get(parts[1])
         if session is None or not session.open:
             self._error(client, "FRAME", Code.NO_SESSION, f"{_safe_sid(sid)} no open session with that id")
+            return
+        clean = b" ".join(parts)
+        size = _payload_size(clean) if len(clean) <= self._frame_line_max + 2 else -2
+        if size == -1:
+            self._error(client, "FRAME", Code.SYNTAX, f"{sid} the payload is not base64 (RFC 4648, with padding)")
+        elif not 0 < size <= self.limits.max_frame:
+            self._error(client, "FRAME", Code.TOO_BIG,
+                        f"{sid} a frame payload is at most {self.limits.max_frame} bytes once decoded")
         else:
-            self._error(client, "FRAME", Code.TOO_BIG, f"{_safe_sid(sid)} a frame is at most {self.limits.max_frame} bytes")
+            peer = session.other(client)
+            if not peer.outbox:
+                self._dirty.append(peer)
+            peer.outbox.append(clean + b"\n")
+            session.frames += 1
+            session.bytes += len(clean) + 1
+            self.stats.frames += 1
+            self.stats.bytes += len(clean) + 1
 
     def _offered_to(self, client: Client, args: list[str]) -> Session:
         session = self._own_session(client, args)
@@ -789,7 +812,34 @@ def _mail_event(mail_id: int, sender: str, created: float, body: bytes) -> str:
 
 def _one_line(text: str) -> str:
     """Keep operator or error text on one line so it cannot forge protocol lines."""
+    text = text.encode("utf-8", "replace").decode("utf-8")  # a lone surrogate cannot be sent
     return " ".join(text.split()) or "-"
+
+
+_B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+_B64_VALUE = bytes(_B64_ALPHABET.find(bytes([i])) & 0xFF for i in range(256))
+
+
+def _payload_size(line: bytes) -> int:
+    """Decoded size of the payload of ``FRAME <sid> <payload>``, or -1 if the
+    payload is not strict base64 (RFC 4648 alphabet, padding only at the end,
+    length a multiple of 4, unused bits zero: one spelling per byte string).
+
+    The caller has checked the prefix, so deleting the alphabet from the
+    whole line must leave exactly its two spaces and the padding: one C
+    pass over the bytes, with no copy of the payload.
+    """
+    chars = len(line) - _PAYLOAD_AT
+    if chars & 3:
+        return -1
+    rest = line.translate(None, _B64_ALPHABET)
+    if rest == b"  ":
+        return chars // 4 * 3
+    if rest == b"  =" and line[-1] == 61 and not _B64_VALUE[line[-2]] & 3:
+        return chars // 4 * 3 - 1
+    if rest == b"  ==" and line.endswith(b"==") and not _B64_VALUE[line[-3]] & 15:
+        return chars // 4 * 3 - 2
+    return -1
 
 
 def _safe_sid(text: str) -> str:
