@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import time
 import traceback
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Optional
@@ -66,7 +67,14 @@ class Hub:
         limits: Limits = Limits(),
         mail: MailPolicy = MailPolicy(),
         now: float = 0.0,
+        wall: Callable[[], float] = time.time,
     ) -> None:
+        """``now`` and every time an adapter passes in are from a monotonic
+        clock: they measure durations (time-outs, rates, bans), which a
+        change of the system clock must not stretch or end. ``wall`` gives
+        the calendar time, used only where a user sees it: mail timestamps
+        (and mail expiry, which compares them)."""
+        self.wall = wall
         self.store = store
         self.registry = Registry(store)
         self.limits = limits
@@ -314,7 +322,7 @@ class Hub:
         self._flush()
 
     def purge_mail(self, now: float) -> int:
-        """Delete mail older than the configured expiry; returns how many."""
+        """Delete mail older than the configured expiry at wall time ``now``; returns how many."""
         return self.store.purge_mail(now - self.mail.expiry_seconds)
 
     # == operator actions (the manhole's helpers wrap these) ================
@@ -658,12 +666,13 @@ class Hub:
             raise ProtocolError(Code.QUOTA, f"{binding.display}'s mailbox is full")
         if self.store.mail_count_from(binding.canonical, client.nick) >= policy.mail_per_sender:  # type: ignore[arg-type]
             raise ProtocolError(Code.QUOTA, f"you have {policy.mail_per_sender} messages waiting there already")
-        mail_id = self.store.add_mail(binding.canonical, client.nick, now, body)  # type: ignore[arg-type]
+        created = self.wall()
+        mail_id = self.store.add_mail(binding.canonical, client.nick, created, body)  # type: ignore[arg-type]
         self.stats.mail_stored += 1
         self._send(client, f"OK MAIL {mail_id}")
         recipient = self.online.get(binding.canonical)
         if recipient is not None:
-            self._send(recipient, _mail_event(mail_id, client.nick, now, body))  # type: ignore[arg-type]
+            self._send(recipient, _mail_event(mail_id, client.nick, created, body))  # type: ignore[arg-type]
 
     def _ack(self, client: Client, args: list[str], now: float) -> None:
         _arity(args, 1, 1)
