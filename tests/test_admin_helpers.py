@@ -22,7 +22,7 @@ from relaychat.crypto.safety import identity_fingerprint
 from tests.support import Harness, identity
 
 ADMIN = "SHA256:operator-key-fingerprint"
-PAYLOAD = "c2VjcmV0LXBheWxvYWQtbm9ib2R5LXNlZXM"  # base64 of a secret the relay must never show
+PAYLOAD = "c2VjcmV0LXBheWxvYWQtbm9ib2R5LXNlZXM="  # base64 of a secret the relay must never show
 
 
 def _config() -> Config:

@@ -488,7 +488,7 @@ class Mail(SynchronousTestCase):
         self.assertEqual(len(self.h.store.pending_mail("bob")), 1)
 
     def test_quotas_and_sizes(self) -> None:
-        self.assertEqual(self.h.ask(*self.alice, "MAIL bob " + "A" * 140)[0], "ERR MAIL too-big mail is at most 100 bytes")
+        self.assertEqual(self.h.ask(*self.alice, "MAIL bob " + "A" * 140)[0], "ERR MAIL too-big a mail payload is at most 100 bytes once decoded")
         self.assertEqual(self.h.ask(*self.alice, "MAIL bob !!!!")[0], "ERR MAIL syntax the payload is not base64")
         self.assertEqual(self.h.ask(*self.alice, "MAIL nobody AAAA")[0], "ERR MAIL no-such-user no such nickname")
         self.h.send(self.alice[0], "MAIL bob AAAA", "MAIL bob AAAA")

@@ -24,7 +24,7 @@ from twisted.logger import Logger
 from relaychat.crypto.identity import KeyFormatError, pow_ok, verify_registration, verify_static_sig
 from relaychat.server.bans import Bans, key_id
 from relaychat.server.client import Claim, Client, Link, Session, State
-from relaychat.server.limits import Limits, MailPolicy
+from relaychat.server.limits import FRAME_LINE_OVERHEAD, Limits, MailPolicy
 from relaychat.server.nicknames import canonical
 from relaychat.server.registry import Registry
 from relaychat.server.store import Store
@@ -38,7 +38,7 @@ PROTOCOL_VERSION = "1"
 _PING_TOKEN = re.compile(r"[!-~]{1,64}")
 _SID_LENGTH = 16
 _FRAME_PREFIX = b"FRAME "
-_PAYLOAD_AT = len(_FRAME_PREFIX) + _SID_LENGTH + 1
+_PAYLOAD_AT = FRAME_LINE_OVERHEAD  # len(_FRAME_PREFIX) + _SID_LENGTH + 1
 
 
 @dataclass
@@ -512,8 +512,12 @@ class Hub:
         self.stats.registrations += 1
         pending = self.store.pending_mail(binding.canonical)
         self._send(client, f"OK PROVE {binding.display} {'known' if existing else 'new'} {len(pending)}")
+        shown: dict[str, str] = {}  # every event names people in their display form
         for mail in pending:
-            self._send(client, _mail_event(mail.id, mail.sender, mail.created, mail.body))
+            if mail.sender not in shown:
+                sender = self.registry.find(mail.sender)
+                shown[mail.sender] = sender.display if sender is not None else mail.sender
+            self._send(client, _mail_event(mail.id, shown[mail.sender], mail.created, mail.body))
 
     # -- directory -------------------------------------------------------------
 
@@ -655,12 +659,15 @@ class Hub:
         if binding is None:
             raise ProtocolError(Code.NO_SUCH_USER, "no such nickname")
         policy = self.mail
-        if len(payload) > encoded_length(policy.max_mail):
-            raise ProtocolError(Code.TOO_BIG, f"mail is at most {policy.max_mail} bytes")
+        too_big = f"a mail payload is at most {policy.max_mail} bytes once decoded"
+        if len(payload) > encoded_length(policy.max_mail):  # before any decoding work
+            raise ProtocolError(Code.TOO_BIG, too_big)
         try:
             body = b64decode(payload)
         except EncodingError:
             raise ProtocolError(Code.SYNTAX, "the payload is not base64") from None
+        if len(body) > policy.max_mail:  # the limit counts decoded bytes, exactly
+            raise ProtocolError(Code.TOO_BIG, too_big)
         count, size = self.store.mail_usage(binding.canonical)
         if count >= policy.mail_per_recipient or size + len(body) > policy.mail_bytes_per_recipient:
             raise ProtocolError(Code.QUOTA, f"{binding.display}'s mailbox is full")
@@ -672,7 +679,7 @@ class Hub:
         self._send(client, f"OK MAIL {mail_id}")
         recipient = self.online.get(binding.canonical)
         if recipient is not None:
-            self._send(recipient, _mail_event(mail_id, client.nick, created, body))  # type: ignore[arg-type]
+            self._send(recipient, _mail_event(mail_id, client.display, created, body))  # type: ignore[arg-type]
 
     def _ack(self, client: Client, args: list[str], now: float) -> None:
         _arity(args, 1, 1)

@@ -10,6 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from relaychat.crypto.identity import MAX_POW_BITS
+from relaychat.wire.codec import encoded_length
+
+FRAME_LINE_OVERHEAD = len("FRAME ") + 16 + 1
+"""A FRAME line without its payload: the command, a session id, two spaces."""
+MAIL_LINE_OVERHEAD = len("MAIL ") + 24 + 1
+"""A MAIL command without its payload, for the longest nickname."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,12 @@ class Limits:
             raise ValueError("max_output must be at least 4096")
         if self.max_frame < 64:
             raise ValueError("max_frame must be at least 64")
+        frame_line = FRAME_LINE_OVERHEAD + encoded_length(self.max_frame)
+        if self.max_line < frame_line:
+            raise ValueError(
+                f"max_line ({self.max_line}) cannot carry a FRAME of max_frame ({self.max_frame}) bytes: "
+                f"such a line is {frame_line} bytes; raise max_line to at least {frame_line} or lower max_frame"
+            )
         if self.pow_bits > MAX_POW_BITS:
             raise ValueError(f"pow_bits must be at most {MAX_POW_BITS}")
         if self.lines_per_second <= 0 or self.line_burst < 1:
@@ -63,6 +75,15 @@ class MailPolicy:
         for name, value in vars(self).items():
             if value <= 0:
                 raise ValueError(f"{name} must be positive")
+
+    def check_fits(self, limits: Limits) -> None:
+        """A MAIL of ``max_mail`` bytes must fit in a line of ``limits.max_line``."""
+        mail_line = MAIL_LINE_OVERHEAD + encoded_length(self.max_mail)
+        if limits.max_line < mail_line:
+            raise ValueError(
+                f"max_mail ({self.max_mail}) does not fit in max_line ({limits.max_line}): such a MAIL line is "
+                f"{mail_line} bytes; raise limits.max_line to at least {mail_line} or lower max_mail"
+            )
 
     @property
     def expiry_seconds(self) -> float:
