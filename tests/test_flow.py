@@ -110,3 +110,25 @@ class BeforeRegistration(SynchronousTestCase):
             Limits(max_line_unregistered=200)
         with self.assertRaises(ValueError):
             Limits(max_line=2048, max_line_unregistered=4096)
+
+
+class WebSocketBeforeRegistration(SynchronousTestCase):
+    """A WebSocket message is a line: max_line_unregistered bounds it until registered."""
+
+    def test_the_message_bound_follows_the_line_bound(self) -> None:
+        from tests.daemon import register
+        from tests.listener_support import client_frame, server_frames
+        from tests.support import identity
+        from tests.test_listeners import WebSocketInMemory
+
+        harness = WebSocketInMemory("setUp")
+        harness.setUp()
+        self.addCleanup(harness.factory.doStop)
+        ws, ws_t = harness.open_ws()
+        ws.dataReceived(client_frame(b"PING " + b"a" * 600))  # 605 > max_line_unregistered 512
+        (opcode, payload), = server_frames(ws_t.value())
+        self.assertEqual((opcode, payload[:2]), (8, b"\x03\xf1"))  # 1009 message too big, before buffering more
+        ws, ws_t = harness.open_ws()
+        self.assertEqual(register(lambda line: harness.ws_send(ws, ws_t, line)[0], "webby", identity("webby")),
+                         "OK PROVE webby new 0")
+        self.assertEqual(harness.ws_send(ws, ws_t, "NOTHING " + "a" * 900), ["ERR NOTHING unknown no such command"])
