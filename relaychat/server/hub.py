@@ -206,6 +206,7 @@ class Hub:
         # ends (_end_run). Nothing but a command can change the session, the
         # peer or our state, so a run ends at the first other line.
         run_prefix: Optional[bytes] = None
+        run_session: Optional[Session] = None
         run_start = run_pads = 0
         index = -1
         handled = len(lines)
