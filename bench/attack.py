@@ -40,6 +40,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench import peers  # noqa: E402
+from bench.load import Conn, identity, rc_register  # noqa: E402
 
 CONFIG = """\
 # The attack figure: production limits, except what lets one machine be
@@ -60,58 +61,16 @@ class AttackRelay(peers.Relaychat):
         return CONFIG
 
 
-class Line:
-    """A blocking line connection."""
-
-    def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.buffer = b""
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def line(self) -> bytes:
-        while b"\n" not in self.buffer:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("closed by the relay")
-            self.buffer += chunk
-        line, self.buffer = self.buffer.split(b"\n", 1)
-        return line
-
-    def expect(self, prefix: bytes) -> bytes:
-        while True:
-            line = self.line()
-            if line.startswith(prefix):
-                return line
-            if line.startswith((b"ERR", b"BYE")):
-                raise RuntimeError(f"expected {prefix!r}, got {line!r}")
-
-
-def register_all(port: int, nicks: list[str]) -> list[Line]:
-    from relaychat.crypto.keypair import Identity
-
-    ident = Identity.generate()
-    b64 = base64.b64encode
-    conns = [Line(port) for _ in nicks]
-    for conn, nick in zip(conns, nicks):
-        conn.send(b"HELLO 1\nREGISTER %s %s %s %s\n" % (
-            nick.encode(), b64(ident.identity_public), b64(ident.static_public), b64(ident.static_sig)))
-    for conn in conns:
-        server_id = base64.b64decode(conn.expect(b"OK HELLO ").split(b" ")[3])
-        reply = conn.expect(b"OK REGISTER ").decode().split(" ")
-        signature = ident.sign_registration(server_id, base64.b64decode(reply[3]), reply[2])
-        conn.send(b"PROVE " + b64(signature) + b"\n")
-    for conn in conns:
-        conn.expect(b"OK PROVE ")
+def register_all(port: int, nicks: list[str]) -> list[Conn]:
+    conns = [Conn(("127.0.0.1", port)) for _ in nicks]
+    rc_register(conns, nicks, identity())
     return conns
 
 
-def flood(port: int, hello: Callable[[Line], None], chunk: bytes, stop: threading.Event,
+def flood(port: int, hello: Callable[[Conn], None], chunk: bytes, stop: threading.Event,
           report: dict[str, Any]) -> None:
     """Send ``chunk`` again and again, never reading; count what got in."""
-    conn = Line(port)
+    conn = Conn(("127.0.0.1", port))
     hello(conn)
     conn.sock.settimeout(0.2)
     sent = 0
@@ -191,7 +150,7 @@ def attack(port: int, pid: int, duration: float = 20.0, users: int = 300) -> dic
     }
 
 
-def _flood_on(conn: Line, chunk: bytes, stop: threading.Event, report: dict[str, Any]) -> None:
+def _flood_on(conn: Conn, chunk: bytes, stop: threading.Event, report: dict[str, Any]) -> None:
     conn.sock.settimeout(0.2)
     sent = 0
     report.update(bytes_sent=0, ended_by_relay=False)
