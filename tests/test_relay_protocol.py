@@ -167,3 +167,28 @@ class InMemoryPair(SynchronousTestCase):
         pump.flush()
         self.assertEqual(client.received[1], "OK PING x")
         self.assertTrue(client.received[0].startswith("OK HELLO 1 "))
+
+
+class OutputBound(SynchronousTestCase):
+    """max_output is the socket transport's pause threshold, under TLS and WebSocket too."""
+
+    def test_the_socket_transport_pauses_at_max_output(self) -> None:
+        from twisted.internet import abstract
+
+        from relaychat.server.protocol import _bound_output
+
+        class Socket(abstract.FileDescriptor):
+            pass
+
+        class Layer:
+            def __init__(self, below: object) -> None:
+                self.transport = below
+
+        for depth in range(3):
+            bottom = Socket()
+            top: object = bottom
+            for _ in range(depth):
+                top = Layer(top)
+            _bound_output(top, 4096)
+            self.assertEqual(bottom.bufferSize, 4096, depth)
+        self.assertEqual(abstract.FileDescriptor.bufferSize, 65536)  # the class default is left alone

@@ -10,7 +10,7 @@ from __future__ import annotations
 import socket
 from typing import Optional
 
-from twisted.internet import tcp
+from twisted.internet import abstract, tcp
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
@@ -47,6 +47,7 @@ class RelayProtocol(Protocol):
                 pass
         if type(transport) is tcp.Server and not transport.TLS:
             self._socket = transport.getHandle()
+        _bound_output(transport, self.hub.limits.max_output)
         peer = self.transport.getPeer()
         address = getattr(peer, "host", None) or str(peer)
         self.client = self.hub.connect(self, address, self.clock.seconds())
@@ -141,6 +142,23 @@ class RelayProtocol(Protocol):
     def _woken(self) -> None:
         self._wakeup = None
         self.hub.wake(self.client, self.clock.seconds())  # type: ignore[arg-type]
+
+
+def _bound_output(transport: object, size: int) -> None:
+    """Make the socket's transport, under any TLS or WebSocket layer, call
+    pauseProducing once more than ``size`` bytes wait in it: that is
+    ``max_output``, the unsent output past which a connection is not read.
+
+    ``bufferSize`` is FileDescriptor's public threshold for exactly that
+    (Twisted's default is 64 KiB); each layer above it exposes the one
+    below as ``transport``.
+    """
+    for _ in range(4):
+        if isinstance(transport, abstract.FileDescriptor):
+            if transport.bufferSize != size:
+                transport.bufferSize = size
+            return
+        transport = getattr(transport, "transport", None)
 
 
 class RelayFactory(Factory):

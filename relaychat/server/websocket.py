@@ -74,6 +74,11 @@ class LineMessageTransport:
     def abortConnection(self) -> None:
         self._websocket.dropConnection(abort=True)
 
+    @property
+    def transport(self) -> Any:
+        """The TCP (or TLS) transport the WebSocket runs on."""
+        return self._websocket.transport
+
     def getPeer(self) -> Any:
         return self._websocket.transport.getPeer()
 
