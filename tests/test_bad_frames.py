@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any, Generator
 
 from twisted.internet.defer import inlineCallbacks
+from twisted.trial.unittest import SynchronousTestCase
 
 from tests.test_client_e2e import ProxyConnection, RelayTestCase
 from tests.test_client_protocol import SID, Base
@@ -63,3 +64,48 @@ class Conversations(RelayTestCase):
             self.assertEqual((yield carol_msgs.get()), f"still here after {payload!r}")
         self.assertEqual(carol_end.items, [])
         self.assertTrue(bob._protocol.connected)
+
+
+class RelayRefuses(SynchronousTestCase):
+    """The relay's side: in a run of frames, small or big, the bad one is refused
+    and every good one around it is forwarded, in order."""
+
+    def test_a_bad_frame_in_a_run_is_refused_and_the_rest_forwarded(self) -> None:
+        from relaychat.wire.codec import b64encode
+        from tests.support import Harness
+
+        damages = [b"\x00", b"\x1b", b"\r", b"\xff", b" ", b"=", b"\n"]
+        for size in (100, 5000, 16384):
+            h = Harness()
+            alice, bob = h.register("alice"), h.register("bob")
+            sid = h.open_session(alice, bob, "bob").encode()
+            good = [b"FRAME %s %s" % (sid, b64encode(bytes([i]) * size).encode()) for i in range(3)]
+            for damage in damages:
+                bad = bytearray(good[1])
+                bad[len(bad) // 2] = damage[0]
+                h.hub.receive(alice[0], b"\n".join([good[0], bytes(bad), good[2], b""]), h.now)
+                forwarded = b"".join(bob[1].written).split(b"\n")[:-1]
+                bob[1].written.clear()
+                if damage == b"\n":  # two lines, neither a frame of the right shape
+                    self.assertEqual((forwarded[0], forwarded[-1]), (good[0], good[2]), size)
+                else:
+                    self.assertEqual(forwarded, [good[0], good[2]], (size, damage))
+                errors = alice[1].lines()
+                if damage != b"\n":  # there the rest of the line is a command of its own
+                    self.assertEqual([e.split(" ")[:3] for e in errors], [["ERR", "FRAME", "syntax"]], (size, damage))
+
+    def test_padding_and_unused_bits_are_checked_in_a_run(self) -> None:
+        from tests.support import Harness
+
+        for size in (100, 5000):
+            h = Harness()
+            alice, bob = h.register("alice"), h.register("bob")
+            sid = h.open_session(alice, bob, "bob").encode()
+            body = b"QUJD" * (size // 4)
+            good = b"FRAME %s %sQQ==" % (sid, body)
+            for bad in (body + b"QR==", body + b"QU=x", body[:-4] + b"Q===", b"QQ==" + body):
+                line = b"FRAME %s %s" % (sid, bad)
+                h.hub.receive(alice[0], b"\n".join([good, line, good, b""]), h.now)
+                self.assertEqual(b"".join(bob[1].written), (good + b"\n") * 2, (size, bad[-6:]))
+                bob[1].written.clear()
+                self.assertEqual([e.split(" ")[:3] for e in alice[1].lines()], [["ERR", "FRAME", "syntax"]], bad[-6:])

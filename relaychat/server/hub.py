@@ -11,6 +11,7 @@ entry point, so a read holding fifty frames for one peer costs one write.
 
 from __future__ import annotations
 
+import binascii
 import os
 import re
 import secrets
@@ -19,6 +20,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Optional
 
+import pybase64
 from twisted.logger import Logger
 
 from relaychat.crypto.identity import KeyFormatError, pow_ok, verify_registration, verify_static_sig
@@ -270,8 +272,15 @@ class Hub:
         forwards the good ones and refuses the others.
         """
         block = b"\n".join([*run, b""])
-        rest = block.translate(None, _B64_ALPHABET)
-        if len(rest) != 3 * len(run) + pads or rest.count(b"=") != pads:
+        if len(block) > _BULK_LINE * len(run):
+            # Big frames: pybase64's SIMD decoder checks a payload about ten
+            # times faster than translate can (0.06 against 0.8 ns a byte),
+            # though a call costs more than translate does on a small frame.
+            good = all(_strict_base64(line) for line in run)
+        else:
+            rest = block.translate(None, _B64_ALPHABET)
+            good = len(rest) == 3 * len(run) + pads and rest.count(b"=") == pads
+        if not good:
             for line in run:
                 self._frame_error(client, line)
             return
@@ -881,6 +890,20 @@ def _payload_size(line: bytes) -> int:
     if rest == b"  ==" and line.endswith(b"==") and not _B64_VALUE[line[-3]] & 15:
         return chars // 4 * 3 - 2
     return -1
+
+
+_BULK_LINE = 2048  # bytes per frame line from which _strict_base64 is the faster check
+
+
+def _strict_base64(line: bytes) -> bool:
+    """The payload of a FRAME line is RFC 4648 base64, padding at the end
+    only (pybase64 in validate mode; the unused bits are checked apart, by
+    the run loop or _tail_padding)."""
+    try:
+        pybase64.b64decode(memoryview(line)[_PAYLOAD_AT:], validate=True)
+    except binascii.Error:
+        return False
+    return True
 
 
 _PAD_MASK = (0, 3, 15)  # the bits a last data character may not carry before one or two "="
