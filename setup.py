@@ -23,7 +23,7 @@ setup(
         "pybase64>=1.3",
     ],
     extras_require={
-        "test": ["noiseprotocol==0.3.1", "websockets>=12", "docutils"],
+        "test": ["noiseprotocol==0.3.1", "websockets>=12", "docutils", "hypothesis>=6"],
     },
     entry_points={"console_scripts": ["relaychat = relaychat.chat.cli:main"]},
 )
