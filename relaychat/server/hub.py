@@ -806,7 +806,11 @@ class Hub:
 
     def _update_reading(self, client: Client) -> None:
         """Read from ``client`` only if it is within its rate and no peer is backed up."""
-        reading = not (client.throttled or client.closing or client.backlog or client.congested) and not any(
+        # A connection whose own output is backed up is not paused at once (a
+        # slow reader that sends nothing would cost two epoll changes for every
+        # fill and drain): the first read that arrives meanwhile waits in the
+        # backlog, and that pauses it.
+        reading = not (client.throttled or client.closing or client.backlog) and not any(
             s.open and s.other(client).congested for s in client.sessions.values()
         )
         if reading != client.reading:
