@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 from twisted.trial.unittest import SynchronousTestCase
 
-from relaychat.server.client import State
+from relaychat.server.connection import Life, State
+from relaychat.server.operator import Operator
 from relaychat.server.limits import Limits, MailPolicy
 from relaychat.wire.codec import b64encode
 from tests.support import FakeLink, Harness, identity, register_line
@@ -96,10 +97,10 @@ class HubMachine(RuleBasedStateMachine):
     def register(self, data: st.DataObject) -> None:
         client, link = self.pick(data)
         nick = data.draw(st.sampled_from(["alice", "bob", "carol", "Alice"]))
-        if client.closing:
+        if client.life is not Life.OPEN:
             return
         self.h.hub.receive(client, b"HELLO 1\n", self.h.now)
-        if not client.closing and not client.backlog:
+        if not client.life is not Life.OPEN and not client.backlog:
             self.h.claim(client, link, nick, identity(nick.lower()))
 
     @rule(data=st.data())
@@ -112,7 +113,7 @@ class HubMachine(RuleBasedStateMachine):
             self.connect(index)
             client, link = self.links[-1]
             self.h.hub.receive(client, b"HELLO 1\n", self.h.now)
-            if client.closing or client.backlog or self.h.claim(client, link, nick, identity(nick))[0][:8] != "OK PROVE":
+            if client.life is not Life.OPEN or client.backlog or self.h.claim(client, link, nick, identity(nick))[0][:8] != "OK PROVE":
                 return
             pair.append((client, nick))
         self.every_line_is_documented()
@@ -124,7 +125,7 @@ class HubMachine(RuleBasedStateMachine):
 
     @rule(data=st.data())
     def frame(self, data: st.DataObject) -> None:
-        talking = [c for c, _ in self.links if c.sessions and not c.closing]
+        talking = [c for c, _ in self.links if c.sessions and c.life is Life.OPEN]
         if not talking:
             return
         client = data.draw(st.sampled_from(talking))
@@ -164,11 +165,11 @@ class HubMachine(RuleBasedStateMachine):
     def operator(self, data: st.DataObject) -> None:
         action = data.draw(st.sampled_from(["kick", "ban", "notice"]))
         if action == "kick":
-            self.h.hub.kick(data.draw(st.sampled_from(NICKS)), data.draw(texts()))
+            Operator(self.h.hub).kick(data.draw(st.sampled_from(NICKS)), data.draw(texts()))
         elif action == "ban":
-            self.h.hub.ban("nick", data.draw(st.sampled_from(NICKS[:5])), 60.0, self.h.now)  # the console checks nicknames
+            Operator(self.h.hub).ban("nick", data.draw(st.sampled_from(NICKS[:5])), 60.0, self.h.now)  # the console checks nicknames
         else:
-            self.h.hub.notice(data.draw(texts()))
+            Operator(self.h.hub).notice(data.draw(texts()))
 
     @invariant()
     def every_line_is_documented(self) -> None:
