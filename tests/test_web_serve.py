@@ -14,6 +14,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.error
 import urllib.request
 import zipfile
@@ -170,6 +171,31 @@ class Bounds(SynchronousTestCase):
         except urllib.error.HTTPError as e:
             status = e.code
         self.assertEqual(status, 405)  # only GET and HEAD
+
+
+    def test_connections_per_address_are_bounded(self) -> None:
+        """connections_per_address (default 32) HTTP connections from one address; more are closed at once."""
+        import socket
+
+        held = []
+        for _ in range(32):
+            held.append(socket.create_connection(("127.0.0.1", self.relay.web), timeout=10))
+        self.addCleanup(lambda: [s.close() for s in held])
+        extra = socket.create_connection(("127.0.0.1", self.relay.web), timeout=10)
+        self.addCleanup(extra.close)
+        try:
+            extra.sendall(b"GET /relay.json HTTP/1.0\r\n\r\n")
+            answer = extra.recv(100)
+        except ConnectionResetError:
+            answer = b""
+        self.assertEqual(answer, b"")  # closed without an answer
+        held[0].sendall(b"GET /relay.json HTTP/1.0\r\n\r\n")
+        self.assertIn(b"200 OK", held[0].recv(100))
+        for s in held:
+            s.close()
+        held.clear()
+        time.sleep(0.3)
+        self.assertEqual(get(self.relay.url + "relay.json")[0], 200)
 
 
 class Configuration(SynchronousTestCase):

@@ -20,6 +20,7 @@ import json
 from typing import Any, Mapping, Optional
 
 from twisted.logger import Logger
+from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
@@ -117,6 +118,39 @@ class _Root(Resource):
         return self._files.render(request)
 
 
+class BoundedConnections(WrappingFactory):
+    """At most ``per_address`` connections from one address and ``total`` in
+    all on a web-client listener. The hub bounds relay connections; HTTP
+    connections fetching the page (and those waiting to upgrade) are
+    bounded here, with the same figures (``connections_per_address``,
+    ``max_connections``). A WebSocket keeps its place until it closes."""
+
+    def __init__(self, wrapped: Any, per_address: int, total: int) -> None:
+        super().__init__(wrapped)
+        self.per_address = per_address
+        self.total = total
+        self._hosts: dict[ProtocolWrapper, str] = {}
+        self._counts: dict[str, int] = {}
+
+    def buildProtocol(self, addr: Any) -> Optional[ProtocolWrapper]:
+        host = str(getattr(addr, "host", addr))
+        if len(self._hosts) >= self.total or self._counts.get(host, 0) >= self.per_address:
+            return None  # refused: the connection is closed at once
+        protocol = super().buildProtocol(addr)
+        if protocol is not None:
+            self._hosts[protocol] = host
+            self._counts[host] = self._counts.get(host, 0) + 1
+        return protocol
+
+    def unregisterProtocol(self, protocol: ProtocolWrapper) -> None:
+        super().unregisterProtocol(protocol)
+        host = self._hosts.pop(protocol, None)
+        if host is not None:
+            self._counts[host] -= 1
+            if not self._counts[host]:
+                del self._counts[host]
+
+
 def _websocket_resource(factory: Any) -> Any:
     from autobahn.twisted.resource import WebSocketResource
 
@@ -139,8 +173,9 @@ def _websocket_resource(factory: Any) -> Any:
     return TakeOver(factory)
 
 
-def site(websocket_factory: Any, websocket_path: str) -> Site:
-    """The Site for a ``websocket`` listener with ``web_client = true``."""
+def site(websocket_factory: Any, websocket_path: str) -> BoundedConnections:
+    """What a ``websocket`` listener with ``web_client = true`` serves: one Site
+    (files and the WebSocket path), its connections bounded."""
     contents = web.files()
     files = StaticFiles(contents, websocket_path)
     log.info("relaychat: web client at / beside WebSocket {path}; files sha256 {digest}",
@@ -149,7 +184,10 @@ def site(websocket_factory: Any, websocket_path: str) -> Site:
     result.requestFactory = BodylessRequest
     result.displayTracebacks = False
     result.noisy = False
-    return result
+    limits = websocket_factory.relay_factory.hub.limits
+    bounded = BoundedConnections(result, limits.connections_per_address, limits.max_connections)
+    bounded.noisy = False
+    return bounded
 
 
 def local_site(relay_url: str) -> Site:
