@@ -261,7 +261,10 @@ class BrowserAndPython(_BrowserTest):
         urls = yield deferToThread(self.browser.requests)
         origin = self.relay.url.rstrip("/")
         self.assertTrue(urls)
-        self.assertEqual([u for u in urls if not u.startswith((origin + "/", "about:", "data:"))], [])
+        network = [u for u in urls if u.split(":", 1)[0] in ("http", "https", "ws", "wss", "ftp")]
+        self.assertEqual([u for u in network if not u.startswith(origin + "/")], [])  # chrome:// pages are not network
+        paths = {u[len(origin):] for u in network}
+        self.assertTrue({"/worker.js", "/pow.js", "/smprun.js"} <= paths, paths)  # proof of work ran in the worker
         errors = yield deferToThread(self.browser.driver.get_log, "browser")
         self.assertEqual([e for e in errors if e["level"] == "SEVERE"], [])
         driver = self.browser.driver
@@ -448,6 +451,25 @@ class KeysInTheBrowser(_BrowserTest):
 
 
 class Layout(_BrowserTest):
+
+    @inlineCallbacks
+    def test_nickname_rules_and_taken_names_in_words(self) -> None:
+        from relaychat.chat.commands import NICK_RULE
+
+        yield deferToThread(self.browser.fresh, self.relay.url)
+        yield self.b("type", "Nickname", "1bad")
+        yield self.b("press", "Sign in")
+        problem = yield self.b("wait_text", "Sign-in problem", "not a nickname")
+        self.assertEqual(problem, f"'1bad' is not a nickname: {NICK_RULE}.")
+        yield self.python_user("takenname")
+        yield self.b("type", "Nickname", "TakenName")
+        yield self.b("press", "Sign in")
+        problem = yield self.b("wait_text", "Sign-in problem", "taken")
+        self.assertTrue(problem.startswith("The relay refused REGISTER: "), problem)
+        # another name works with the same (new) key
+        yield self.b("type", "Nickname", "freename")
+        yield self.b("press", "Sign in")
+        yield self.b("wait_text", "Connection", "Connected to the relay as freename.")
 
     @inlineCallbacks
     def test_every_control_and_region_has_an_accessible_name(self) -> None:
