@@ -456,7 +456,7 @@ class Layout(_BrowserTest):
 
     @inlineCallbacks
     def test_nickname_rules_and_taken_names_in_words(self) -> None:
-        from relaychat.chat.commands import NICK_RULE
+        from relaychat.wire.nicknames import NICK_RULE
 
         yield deferToThread(self.browser.fresh, self.relay.url)
         yield self.b("type", "Nickname", "1bad")

@@ -263,7 +263,8 @@ class OneDefinition(SynchronousTestCase):
         self.addCleanup(self.js.close)
 
     def test_constants_equal(self) -> None:
-        from relaychat.chat.commands import NICK_RULE, _NICK_RE
+        from relaychat.wire.nicknames import _NICK as _NICK_RE
+        from relaychat.wire.nicknames import NICK_RULE
         from relaychat.client import MAX_UNANSWERED_OFFERS, channel
         from relaychat.client.seen import MAX_AGE
         from relaychat.crypto import identity
@@ -288,8 +289,8 @@ class OneDefinition(SynchronousTestCase):
                                      "messages": [list(m) for m in p.messages]} for name, p in PATTERNS.items()})
 
     def test_inert_text_and_nickname_sentences_equal(self) -> None:
-        from relaychat.chat.commands import NICK_RULE
         from relaychat.chat.inert import render_inert
+        from relaychat.wire.nicknames import NICK_RULE
 
         texts = ["plain", "a\x1b[2Jb\x7f\x9b\x85", "\u202eevil\u2066\u200f", "\U000e0041tag", "zw\u200bsp\ufeff",
                  "\u200d\u200c", "line\nbreak\r\n", "e" + "\u0301" * 12, "\u2028\u2029", "<b>&amp;</b>", "\ud800"[:0] + "x"]
