@@ -26,7 +26,8 @@ setup(
         "autobahn>=24.4",
     ],
     extras_require={
-        "test": ["noiseprotocol==0.3.1", "websockets>=12", "docutils"],
+        # selenium drives Debian's chromium-driver in the browser-client tests (it downloads nothing)
+        "test": ["noiseprotocol==0.3.1", "websockets>=12", "docutils", "selenium>=4.10"],
     },
     entry_points={"console_scripts": [
         "relaychat = relaychat.chat.cli:main",
