@@ -224,3 +224,29 @@ class Configuration(SynchronousTestCase):
             request = DummyRequest(path.lstrip(b"/").split(b"/"))
             request.path = path
             self.assertIs(root.getChildWithDefault(path.split(b"/")[1], request), expected, path)
+
+
+class OverTLS(SynchronousTestCase):
+    """web_client on a wss:// listener: the page over https and the relay over wss in one TLS Site."""
+
+    def test_page_and_websocket_over_tls(self) -> None:
+        import ssl
+
+        from websockets.sync.client import connect
+
+        from relaychat.certificates import write_self_signed
+
+        cert, key, _ = write_self_signed(Path(tempfile.mkdtemp()) / "tls", ["localhost"], ["127.0.0.1"])
+        relay = Relay(tls=(cert, key))
+        relay.start()
+        self.addCleanup(relay.remove)
+        context = ssl.create_default_context(cafile=str(cert))
+        with urllib.request.urlopen(f"https://127.0.0.1:{relay.web}/relay.json", context=context, timeout=10) as response:
+            self.assertEqual(response.read(), b'{"websocket": "/relay"}')
+        with urllib.request.urlopen(f"https://127.0.0.1:{relay.web}/", context=context, timeout=10) as response:
+            self.assertEqual(response.read(), web.files()["index.html"])
+        with connect(f"wss://127.0.0.1:{relay.web}/relay", ssl=context, open_timeout=10) as ws:
+            ws.send("HELLO 1")
+            self.assertTrue(str(ws.recv(timeout=10)).startswith("OK HELLO 1 "))
+            ws.send("PING tls")
+            self.assertEqual(ws.recv(timeout=10), "OK PING tls")

@@ -109,6 +109,9 @@ def _build_websocket(listener: ListenerConfig, factory: IProtocolFactory, reacto
         served = site(websocket, str(path))
     secure = "certificate" in options or "private_key" in options
     wrapped = _tls(listener, served) if secure else served
+    if web_client:
+        from relaychat.server.webclient import bounded
+        wrapped = bounded(wrapped, websocket)
     if not secure and "minimum_tls" in options:
         raise ConfigError(f"{describe(listener)}: minimum_tls needs certificate and private_key")
     return _endpoint(listener, reactor, tls=secure), wrapped

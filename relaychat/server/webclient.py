@@ -173,9 +173,11 @@ def _websocket_resource(factory: Any) -> Any:
     return TakeOver(factory)
 
 
-def site(websocket_factory: Any, websocket_path: str) -> BoundedConnections:
-    """What a ``websocket`` listener with ``web_client = true`` serves: one Site
-    (files and the WebSocket path), its connections bounded."""
+def site(websocket_factory: Any, websocket_path: str) -> Site:
+    """The Site of a ``websocket`` listener with ``web_client = true``: the
+    files, and the WebSocket path. Its connections are bounded by
+    :func:`bounded`, outside any TLS (so that twisted.web and autobahn see
+    the TLS transport itself, as without the bound)."""
     contents = web.files()
     files = StaticFiles(contents, websocket_path)
     log.info("relaychat: web client at / beside WebSocket {path}; files sha256 {digest}",
@@ -184,10 +186,15 @@ def site(websocket_factory: Any, websocket_path: str) -> BoundedConnections:
     result.requestFactory = BodylessRequest
     result.displayTracebacks = False
     result.noisy = False
+    return result
+
+
+def bounded(factory: Any, websocket_factory: Any) -> BoundedConnections:
+    """``factory`` (the Site, or TLS around it) with the relay's connection limits."""
     limits = websocket_factory.relay_factory.hub.limits
-    bounded = BoundedConnections(result, limits.connections_per_address, limits.max_connections)
-    bounded.noisy = False
-    return bounded
+    result = BoundedConnections(factory, limits.connections_per_address, limits.max_connections)
+    result.noisy = False
+    return result
 
 
 def local_site(relay_url: str) -> Site:
