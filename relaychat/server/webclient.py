@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import io
 import json
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
@@ -30,7 +30,6 @@ log = Logger()
 
 REQUEST_TIMEOUT = 30  # seconds an HTTP connection may stay idle before upgrading
 MAX_BODY = 1024  # bytes of request body held; the page only GETs, so any body is a misuse
-DEFAULT_WEBSOCKET_PATH = "/relay"
 
 _SECURITY_HEADERS = {
     b"X-Content-Type-Options": b"nosniff",
@@ -174,10 +173,7 @@ def _websocket_resource(factory: Any) -> Any:
 
 
 def site(websocket_factory: Any, websocket_path: str) -> Site:
-    """The Site of a ``websocket`` listener with ``web_client = true``: the
-    files, and the WebSocket path. Its connections are bounded by
-    :func:`bounded`, outside any TLS (so that twisted.web and autobahn see
-    the TLS transport itself, as without the bound)."""
+    """One Site: the files, and the WebSocket path to the relay factory."""
     contents = web.files()
     files = StaticFiles(contents, websocket_path)
     log.info("relaychat: web client at / beside WebSocket {path}; files sha256 {digest}",
@@ -189,10 +185,14 @@ def site(websocket_factory: Any, websocket_path: str) -> Site:
     return result
 
 
-def bounded(factory: Any, websocket_factory: Any) -> BoundedConnections:
-    """``factory`` (the Site, or TLS around it) with the relay's connection limits."""
+def with_page(websocket_factory: Any, websocket_path: str, secure: Callable[[Any], Any]) -> BoundedConnections:
+    """What a ``websocket`` listener with ``web_client = true`` listens with:
+    the :func:`site`, wrapped by ``secure`` (TLS or nothing), inside the
+    relay's connection limits (outside TLS, so that twisted.web and autobahn
+    see the TLS transport itself)."""
     limits = websocket_factory.relay_factory.hub.limits
-    result = BoundedConnections(factory, limits.connections_per_address, limits.max_connections)
+    result = BoundedConnections(secure(site(websocket_factory, websocket_path)),
+                                limits.connections_per_address, limits.max_connections)
     result.noisy = False
     return result
 
