@@ -164,6 +164,11 @@ class BrowserAndPython(_BrowserTest):
         yield deferToThread(self.browser.driver.save_screenshot, str(path))
         self.assertTrue(path.stat().st_size > 10000)
 
+        # compared by voice: the person says so, and the pin record says verified from now on
+        yield self.b("press", "The numbers match")
+        verification = yield self.b("wait_text", "Verification", "Verified")
+        self.assertEqual(verification, "Verified: this is the key you checked for termchat.")
+
         ended: list[Any] = []
         conversation.observe_end(ended.append)
         yield self.b("press", "Hang up")
