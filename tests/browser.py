@@ -79,6 +79,16 @@ class Browser:
             "const r = indexedDB.deleteDatabase('relaychat'); r.onsuccess = r.onerror = r.onblocked = () => done();")
         self.driver.get(url)
 
+    def stored(self, key: str, read: str) -> Any:
+        """``read`` (a JS function, maybe async) applied to the page's IndexedDB record ``key``."""
+        return self.driver.execute_async_script(f"""
+            const done = arguments[0];
+            const open = indexedDB.open('relaychat', 1);
+            open.onsuccess = () => {{
+              const r = open.result.transaction('kv').objectStore('kv').get({key!r});
+              r.onsuccess = async () => {{ open.result.close(); done(await ({read})(r.result)); }};
+            }};""")
+
     def sign_in(self, url: str, nick: str, passphrase: str = "") -> None:
         self.fresh(url)
         self.type("Nickname", nick)

@@ -422,35 +422,21 @@ class KeysInTheBrowser(_BrowserTest):
         yield self.b("press", "Sign in")
         problem = yield self.b("wait_text", "Sign-in problem", "passphrase")
         self.assertEqual(problem, "That passphrase does not open the key kept in this browser.")
-        stored = yield deferToThread(self.browser.driver.execute_async_script, """
-            const done = arguments[0];
-            const open = indexedDB.open('relaychat', 1);
-            open.onsuccess = () => {
-              const r = open.result.transaction('kv').objectStore('kv').get('profile');
-              r.onsuccess = () => { done(Object.keys(r.result.keys).sort()); open.result.close(); };
-            };""")
+        stored = yield deferToThread(self.browser.stored, "profile", "(profile) => Object.keys(profile.keys).sort()")
         self.assertEqual(stored, ["nonce", "salt", "sealed"])
         yield self.b("type", "Passphrase (optional)", "correct horse")
         yield self.b("press", "Sign in")
         yield self.b("wait_text", "Connection", "Connected to the relay as webpass.")
 
-
     @inlineCallbacks
     def test_identity_key_is_kept_non_extractable(self) -> None:
         yield self.b("sign_in", self.relay.url, "webcryptokey")
-        stored = yield deferToThread(self.browser.driver.execute_async_script, """
-            const done = arguments[0];
-            const open = indexedDB.open('relaychat', 1);
-            open.onsuccess = () => {
-              const r = open.result.transaction('kv').objectStore('kv').get('profile');
-              r.onsuccess = async () => {
-                const key = r.result.keys.webcrypto.privateKey;
-                let exported = 'no';
-                try { await crypto.subtle.exportKey('pkcs8', key); exported = 'yes'; } catch (e) { exported = e.name; }
-                done([key.type, key.algorithm.name, key.extractable, exported]);
-                open.result.close();
-              };
-            };""")
+        stored = yield deferToThread(self.browser.stored, "profile", """async (profile) => {
+            const key = profile.keys.webcrypto.privateKey;
+            let exported = 'no';
+            try { await crypto.subtle.exportKey('pkcs8', key); exported = 'yes'; } catch (e) { exported = e.name; }
+            return [key.type, key.algorithm.name, key.extractable, exported];
+        }""")
         self.assertEqual(stored, ["private", "Ed25519", False, "InvalidAccessError"])
         # and the key it cannot read out still logs in after a reload
         yield deferToThread(self.browser.driver.refresh)
