@@ -510,3 +510,33 @@ class Layout(_BrowserTest):
         yield self.b("press", "Send")
         yield until(lambda: heard["one"] and heard["two"])
         self.assertEqual(heard, {"one": ["an eins"], "two": ["an zwei"]})
+
+
+class BenchSmoke(TestCase):
+    """bench/web.py still runs (tiny figures; the numbers are bench/README.rst's business)."""
+
+    timeout = 180
+
+    def test_bench_web_runs(self) -> Deferred:
+        import json
+        import subprocess
+        import sys
+
+        have_browser()
+        out = Path(self.mktemp()).resolve() / "web.json"
+
+        def run() -> dict[str, Any]:
+            result = subprocess.run(
+                [sys.executable, "bench/web.py", "--setups", "3", "--messages", "100", "--rounds", "1", "--out", str(out)],
+                cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=170)
+            self.assertEqual(result.returncode, 0, result.stdout[-2000:] + result.stderr[-2000:])
+            self.assertIn("set-up, offer to first message, p50 (ms)", result.stdout)
+            return dict(json.loads(out.read_text()))
+
+        def check(figures: dict[str, Any]) -> None:
+            for key in ("tab_send_per_s", "tab_receive_per_s", "python_per_s"):
+                self.assertGreater(figures[key], 0, key)
+            self.assertGreater(figures["setup_browser_ms"]["p50"], 0)
+            self.assertEqual(len(figures["setup_python_ms"]["samples"]), 3)
+
+        return deferToThread(run).addCallback(check)
