@@ -154,3 +154,19 @@ class OperatorEndings(_AllKinds):
         session.type("who()\r")
         # Only the four peers are left: the relay counted each ended connection until its socket closed.
         session.expect("4 online, 4 connections")
+
+
+class Busy(_AllKinds):
+    """A connection over the per-address limit is told BYE busy and closed, on each kind."""
+
+    limits = _AllKinds.limits + "connections_per_address = 8\n"
+
+    def test_busy(self) -> None:
+        for kind in KINDS:  # 8 held, two of each kind
+            for _ in range(2):
+                self.assertEqual(self.open(kind).ask("PING held"), "OK PING held", kind)
+        for kind in KINDS:
+            refused = self.open(kind)
+            self.assertEqual(refused.read_line(), "BYE busy too many connections from your address", kind)
+            refused.expect_close()
+
