@@ -73,3 +73,11 @@ class ReactorClock(SynchronousTestCase):
         options.parseOptions([])
         self.assertEqual(tap.makeService(options), "built")
         self.assertEqual(order, ["monotonic", "service"])
+
+
+class Stored(SynchronousTestCase):
+    def test_what_is_stored_is_dated_by_the_wall_clock(self) -> None:
+        h = Harness()
+        h.wall_offset = 1_700_000_000.0 - h.now  # the store outlives this process's monotonic clock
+        h.register("alice")
+        self.assertEqual(h.store.binding("alice").created, h.now + h.wall_offset)  # type: ignore[union-attr]

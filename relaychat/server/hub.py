@@ -76,8 +76,9 @@ class Hub:
         """``now`` and every time an adapter passes in are from a monotonic
         clock: they measure durations (time-outs, rates, bans), which a
         change of the system clock must not stretch or end. ``wall`` gives
-        the calendar time, used only where a user sees it: mail timestamps
-        (and mail expiry, which compares them)."""
+        the calendar time, used only where a user sees it or it is stored:
+        mail timestamps (and mail expiry, which compares them), when a
+        nickname was bound."""
         self.wall = wall
         self.store = store
         self.registry = Registry(store)
@@ -497,7 +498,9 @@ class Hub:
                 raise ProtocolError(Code.POW, f"proof of work of {claim.pow_bits} bits needed")
         self._refuse_banned(claim.canonical, claim.identity_pub, now)  # a ban may have come since REGISTER
         existing = self.registry.find(claim.canonical)
-        binding = self.registry.bind(claim.display, claim.identity_pub, claim.static_pub, claim.static_sig, now)
+        # Stored: a calendar time, not the monotonic clock of this process.
+        binding = self.registry.bind(claim.display, claim.identity_pub, claim.static_pub, claim.static_sig,
+                                     self.wall())
         previous = self.online.get(binding.canonical)
         if previous is not None:
             self._bye(previous, Bye.REPLACED, "you logged in elsewhere")
