@@ -76,3 +76,12 @@ class Integers(SynchronousTestCase):
             self.assertEqual(h.ask(*bob, f"ACK {text}"), ["ERR ACK syntax a mail id is a decimal number"], text)
         bob[1].lines()
         self.assertEqual(h.ask(*bob, "ACK 1"), ["OK ACK 1"])
+
+
+class PortsToo(SynchronousTestCase):
+    def test_a_relay_address_port_is_ascii_digits(self) -> None:
+        from relaychat.client.endpoints import _parse_spec
+
+        self.assertEqual(_parse_spec("tcp:relay.example:7733")[2], 7733)  # type: ignore[index]
+        for port in ("７７３３", "²", "077", "0", "65536", "+1"):
+            self.assertIsNone(_parse_spec(f"tcp:relay.example:{port}"), port)
