@@ -79,6 +79,16 @@ class Browser:
             "const r = indexedDB.deleteDatabase('relaychat'); r.onsuccess = r.onerror = r.onblocked = () => done();")
         self.driver.get(url)
 
+    def stored(self, key: str, read: str) -> Any:
+        """``read`` (a JS function, maybe async) applied to the page's IndexedDB record ``key``."""
+        return self.driver.execute_async_script(f"""
+            const done = arguments[0];
+            const open = indexedDB.open('relaychat', 1);
+            open.onsuccess = () => {{
+              const r = open.result.transaction('kv').objectStore('kv').get({key!r});
+              r.onsuccess = async () => {{ open.result.close(); done(await ({read})(r.result)); }};
+            }};""")
+
     def sign_in(self, url: str, nick: str, passphrase: str = "") -> None:
         self.fresh(url)
         self.type("Nickname", nick)
@@ -161,8 +171,9 @@ class Browser:
 class Relay:
     """``twistd relaychat`` with a TCP listener and a web-client WebSocket listener."""
 
-    def __init__(self, limits: str = "") -> None:
+    def __init__(self, limits: str = "", tls: tuple[Path, Path] | None = None) -> None:
         self.limits = limits  # extra lines for [limits]
+        self.tls = tls  # (certificate, private_key): the web listener is then https/wss
         self.home = Path(tempfile.mkdtemp(prefix="relaychat-web-"))
         self.tcp = self.web = 0
         self.daemon: Daemon | None = None
@@ -173,7 +184,8 @@ class Relay:
             f'[relay]\ndata_dir = "{self.home / "data"}"\n'
             f'[[listener]]\nkind = "tcp"\nendpoint = "tcp:{self.tcp}:interface=127.0.0.1"\n'
             f'[[listener]]\nkind = "websocket"\nendpoint = "tcp:{self.web}:interface=127.0.0.1"\nweb_client = true\n'
-            "[limits]\npow_bits = 8\n" + self.limits)
+            + (f'certificate = "{self.tls[0]}"\nprivate_key = "{self.tls[1]}"\n' if self.tls else "")
+            +             "[limits]\npow_bits = 8\n" + self.limits)
         self.daemon = Daemon("--config", str(config), cwd=str(self.home))
         self.tcp, self.web = self.daemon.start(listeners=2)
 

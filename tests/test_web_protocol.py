@@ -291,6 +291,20 @@ class OneDefinition(SynchronousTestCase):
             "MAIL_HORIZON": MAX_AGE,
         })
 
+    def test_smp_secret_normalisation_equal_for_every_bmp_character(self) -> None:
+        """14.3: NFKC, then Python's str.strip(); the JS port strips exactly the same characters.
+
+        Only characters assigned in Python's Unicode version: NFKC of a newer
+        character (U+A7F1, say, in a browser with a newer ICU) differs by version.
+        """
+        import unicodedata
+
+        from relaychat.crypto.smp import normalize_user_secret
+
+        texts = [f"{chr(c)}a{chr(c)}" for c in range(0x10000)
+                 if not 0xD800 <= c <= 0xDFFF and unicodedata.category(chr(c)) != "Cn"]
+        self.assertEqual(self.js("normalize", texts=texts)["normalized"], [normalize_user_secret(t) for t in texts])
+
     def test_noise_patterns_equal(self) -> None:
         """noise.js restates the spec's pattern table (section 7) as noise.py does: the same table."""
         from relaychat.crypto.noise import PATTERNS
@@ -300,8 +314,8 @@ class OneDefinition(SynchronousTestCase):
                                      "messages": [list(m) for m in p.messages]} for name, p in PATTERNS.items()})
 
     def test_inert_text_and_nickname_sentences_equal(self) -> None:
-        from relaychat.chat.commands import NICK_RULE
         from relaychat.chat.inert import render_inert
+        from relaychat.wire.nicknames import NICK_RULE
 
         texts = ["plain", "a\x1b[2Jb\x7f\x9b\x85", "\u202eevil\u2066\u200f", "\U000e0041tag", "zw\u200bsp\ufeff",
                  "\u200d\u200c", "line\nbreak\r\n", "e" + "\u0301" * 12, "\u2028\u2029", "<b>&amp;</b>", "\ud800"[:0] + "x"]

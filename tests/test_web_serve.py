@@ -14,6 +14,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.error
 import urllib.request
 import zipfile
@@ -172,6 +173,31 @@ class Bounds(SynchronousTestCase):
         self.assertEqual(status, 405)  # only GET and HEAD
 
 
+    def test_connections_per_address_are_bounded(self) -> None:
+        """connections_per_address (default 32) HTTP connections from one address; more are closed at once."""
+        import socket
+
+        held = []
+        for _ in range(32):
+            held.append(socket.create_connection(("127.0.0.1", self.relay.web), timeout=10))
+        self.addCleanup(lambda: [s.close() for s in held])
+        extra = socket.create_connection(("127.0.0.1", self.relay.web), timeout=10)
+        self.addCleanup(extra.close)
+        try:
+            extra.sendall(b"GET /relay.json HTTP/1.0\r\n\r\n")
+            answer = extra.recv(100)
+        except ConnectionResetError:
+            answer = b""
+        self.assertEqual(answer, b"")  # closed without an answer
+        held[0].sendall(b"GET /relay.json HTTP/1.0\r\n\r\n")
+        self.assertIn(b"200 OK", held[0].recv(100))
+        for s in held:
+            s.close()
+        held.clear()
+        time.sleep(0.3)
+        self.assertEqual(get(self.relay.url + "relay.json")[0], 200)
+
+
 class Configuration(SynchronousTestCase):
     def test_web_client_is_a_boolean_of_websocket_listeners_only(self) -> None:
         from relaychat.config import ConfigError, parse
@@ -198,3 +224,29 @@ class Configuration(SynchronousTestCase):
             request = DummyRequest(path.lstrip(b"/").split(b"/"))
             request.path = path
             self.assertIs(root.getChildWithDefault(path.split(b"/")[1], request), expected, path)
+
+
+class OverTLS(SynchronousTestCase):
+    """web_client on a wss:// listener: the page over https and the relay over wss in one TLS Site."""
+
+    def test_page_and_websocket_over_tls(self) -> None:
+        import ssl
+
+        from websockets.sync.client import connect
+
+        from relaychat.certificates import write_self_signed
+
+        cert, key, _ = write_self_signed(Path(tempfile.mkdtemp()) / "tls", ["localhost"], ["127.0.0.1"])
+        relay = Relay(tls=(cert, key))
+        relay.start()
+        self.addCleanup(relay.remove)
+        context = ssl.create_default_context(cafile=str(cert))
+        with urllib.request.urlopen(f"https://127.0.0.1:{relay.web}/relay.json", context=context, timeout=10) as response:
+            self.assertEqual(response.read(), b'{"websocket": "/relay"}')
+        with urllib.request.urlopen(f"https://127.0.0.1:{relay.web}/", context=context, timeout=10) as response:
+            self.assertEqual(response.read(), web.files()["index.html"])
+        with connect(f"wss://127.0.0.1:{relay.web}/relay", ssl=context, open_timeout=10) as ws:
+            ws.send("HELLO 1")
+            self.assertTrue(str(ws.recv(timeout=10)).startswith("OK HELLO 1 "))
+            ws.send("PING tls")
+            self.assertEqual(ws.recv(timeout=10), "OK PING tls")

@@ -28,7 +28,7 @@ from relaychat.client.mail import max_text_bytes as max_mail_text_bytes
 from relaychat.client.receipts import first_words
 from relaychat.client.seen import Claim
 from relaychat.client.trust import ProfileFiles
-from relaychat.client.values import MailEvent, MailProblem, MailRead, PeerInfo, ReceivedMail
+from relaychat.client.values import MailEvent, MailProblem, MailRead, PeerInfo, ReceivedMail, canonical_nick
 from relaychat.crypto.pins import PinStatus
 from relaychat.crypto.safety import identity_fingerprint
 
@@ -91,8 +91,9 @@ class Mailbox:
         """(what to show, whether to ACK) for one MAIL event."""
         client = self._client
         try:
-            opened = open_mail(client.identity, sender, client.canonical_nick, payload)
-            status = client.pin_status(sender, opened.identity_pub)
+            # The relay names the sender as shown; the seal binds the canonical form.
+            opened = open_mail(client.identity, canonical_nick(sender), client.canonical_nick, payload)
+            status = client.pin_status(canonical_nick(sender), opened.identity_pub)
         except (MailError, HandshakeFailed, ValueError) as e:
             error = e if isinstance(e, MailError) else MailError(str(e))
             return MailProblem(mail_id, sender, time, error), True

@@ -100,15 +100,14 @@ def _build_websocket(listener: ListenerConfig, factory: IProtocolFactory, reacto
         raise ConfigError(f"{describe(listener)}: path must start with /")
     web_client = options.get("web_client", False)
     if web_client and path is None:
-        from relaychat.server.webclient import DEFAULT_WEBSOCKET_PATH
-        path = DEFAULT_WEBSOCKET_PATH
+        path = "/relay"
     websocket = RelayWebSocketFactory(factory, reactor, path=path, allowed_origins=origins)  # type: ignore[arg-type]
-    served: Any = websocket
-    if web_client:
-        from relaychat.server.webclient import site
-        served = site(websocket, str(path))
     secure = "certificate" in options or "private_key" in options
-    wrapped = _tls(listener, served) if secure else served
+    if web_client:
+        from relaychat.server.webclient import with_page
+        wrapped = with_page(websocket, path, lambda site: _tls(listener, site) if secure else site)
+    else:
+        wrapped = _tls(listener, websocket) if secure else websocket
     if not secure and "minimum_tls" in options:
         raise ConfigError(f"{describe(listener)}: minimum_tls needs certificate and private_key")
     return _endpoint(listener, reactor, tls=secure), wrapped

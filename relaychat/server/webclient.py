@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import io
 import json
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 from twisted.logger import Logger
+from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
@@ -29,7 +30,6 @@ log = Logger()
 
 REQUEST_TIMEOUT = 30  # seconds an HTTP connection may stay idle before upgrading
 MAX_BODY = 1024  # bytes of request body held; the page only GETs, so any body is a misuse
-DEFAULT_WEBSOCKET_PATH = "/relay"
 
 _SECURITY_HEADERS = {
     b"X-Content-Type-Options": b"nosniff",
@@ -117,6 +117,39 @@ class _Root(Resource):
         return self._files.render(request)
 
 
+class BoundedConnections(WrappingFactory):
+    """At most ``per_address`` connections from one address and ``total`` in
+    all on a web-client listener. The hub bounds relay connections; HTTP
+    connections fetching the page (and those waiting to upgrade) are
+    bounded here, with the same figures (``connections_per_address``,
+    ``max_connections``). A WebSocket keeps its place until it closes."""
+
+    def __init__(self, wrapped: Any, per_address: int, total: int) -> None:
+        super().__init__(wrapped)
+        self.per_address = per_address
+        self.total = total
+        self._hosts: dict[ProtocolWrapper, str] = {}
+        self._counts: dict[str, int] = {}
+
+    def buildProtocol(self, addr: Any) -> Optional[ProtocolWrapper]:
+        host = str(getattr(addr, "host", addr))
+        if len(self._hosts) >= self.total or self._counts.get(host, 0) >= self.per_address:
+            return None  # refused: the connection is closed at once
+        protocol = super().buildProtocol(addr)
+        if protocol is not None:
+            self._hosts[protocol] = host
+            self._counts[host] = self._counts.get(host, 0) + 1
+        return protocol
+
+    def unregisterProtocol(self, protocol: ProtocolWrapper) -> None:
+        super().unregisterProtocol(protocol)
+        host = self._hosts.pop(protocol, None)
+        if host is not None:
+            self._counts[host] -= 1
+            if not self._counts[host]:
+                del self._counts[host]
+
+
 def _websocket_resource(factory: Any) -> Any:
     from autobahn.twisted.resource import WebSocketResource
 
@@ -140,7 +173,7 @@ def _websocket_resource(factory: Any) -> Any:
 
 
 def site(websocket_factory: Any, websocket_path: str) -> Site:
-    """The Site for a ``websocket`` listener with ``web_client = true``."""
+    """One Site: the files, and the WebSocket path to the relay factory."""
     contents = web.files()
     files = StaticFiles(contents, websocket_path)
     log.info("relaychat: web client at / beside WebSocket {path}; files sha256 {digest}",
@@ -148,6 +181,18 @@ def site(websocket_factory: Any, websocket_path: str) -> Site:
     result = Site(_Root(files, websocket_path, _websocket_resource(websocket_factory)), timeout=REQUEST_TIMEOUT)
     result.requestFactory = BodylessRequest
     result.displayTracebacks = False
+    result.noisy = False
+    return result
+
+
+def with_page(websocket_factory: Any, websocket_path: str, secure: Callable[[Any], Any]) -> BoundedConnections:
+    """What a ``websocket`` listener with ``web_client = true`` listens with:
+    the :func:`site`, wrapped by ``secure`` (TLS or nothing), inside the
+    relay's connection limits (outside TLS, so that twisted.web and autobahn
+    see the TLS transport itself)."""
+    limits = websocket_factory.relay_factory.hub.limits
+    result = BoundedConnections(secure(site(websocket_factory, websocket_path)),
+                                limits.connections_per_address, limits.max_connections)
     result.noisy = False
     return result
 

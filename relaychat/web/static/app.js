@@ -203,6 +203,10 @@ function onEvent(e) {
       $('mail').append(el('li', { class: 'problem' }, untrusted(e.reason, '', true)));
       if (e.error?.kind === 'KeyChanged') keyChanged(e.nick, e.error.newKey, e.reason);
       break;
+    case 'disconnected':
+      $('offers').replaceChildren(); // calls waiting on that connection are gone with it
+      $('people').replaceChildren();
+      break;
     case 'notice':
       $('mail').append(el('li', { class: 'system' }, 'Notice from the relay: ', untrusted(e.text)));
       break;

@@ -6,7 +6,7 @@ import { b64decode, b64encode, EncodingError } from './bytes.js';
 import { MAX_POW_BITS } from './identity.js';
 
 export const VERSION = '1';
-/** Section 4; the same rule and sentence as relaychat/chat/commands.py. */
+/** Section 4; the same rule and sentence as relaychat/wire/nicknames.py (and the terminal program's sentence). */
 export const NICK_RE = /^[A-Za-z][A-Za-z0-9_-]{1,23}$/;
 export const NICK_RULE = "nicknames are 2 to 24 letters, digits, '_' or '-', starting with a letter";
 export const MAX_WHO_LINES = 10000; // what a relay can make us hold for one WHO

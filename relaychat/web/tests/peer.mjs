@@ -16,6 +16,7 @@ import { PATTERNS } from '../static/noise.js';
 import { openMail, seal } from '../static/mail.js';
 import { fingerprint, safetyNumber } from '../static/safety.js';
 import { SmpRunner } from '../static/smprun.js';
+import { normalizeUserSecret } from '../static/smp.js';
 
 let identity = null;
 let channel = null;
@@ -42,6 +43,7 @@ const ops = {
     MAX_UNANSWERED_OFFERS: clientModule.MAX_UNANSWERED_OFFERS, MAIL_HORIZON: clientModule.MAIL_HORIZON,
   }),
   patterns: () => ({ patterns: PATTERNS }),
+  normalize: ({ texts }) => ({ normalized: texts.map(normalizeUserSecret) }),
   inert: ({ texts }) => ({ shown: texts.map((t) => renderInert(t)) }),
   nick: ({ names }) => ({ problems: names.map(nickProblem) }),
   identity({ identity: i, static: s }) {

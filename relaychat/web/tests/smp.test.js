@@ -66,3 +66,8 @@ test('the runner gives the sentences of section 14.2', () => {
   assert.equal(out.events[0].type, 'smp-result');
   assert.equal(out.events[0].equal, false);
 });
+
+test('normalisation keeps what Python keeps: the BOM is not white space', () => {
+  assert.equal(normalizeUserSecret('\ufeffa'), '\ufeffa'); // String.prototype.trim() would strip it
+  assert.equal(normalizeUserSecret('\x1fa\x1c'), 'a'); // Python strips U+001C..U+001F, trim() does not
+});
