@@ -328,3 +328,20 @@ class LookAlikes(RelayTestCase):
         conversation = yield self.accepted["bob"].get()
         self.assertEqual(conversation.lookalike_of, "alice")
         yield call
+
+    @inlineCallbacks
+    def test_an_observer_that_replies_at_once_keeps_the_frames_in_order(self) -> Generator[Deferred, Any, None]:
+        """The receipt for a message is encrypted before the observer's reply:
+        it must also be sent first, or the peer sees a nonce out of order."""
+        alice, bob, a_conv, b_conv = yield self.pair()
+        b_conv.observe_messages(lambda text: b_conv.send("re: " + text))
+        replies, ends = Inbox(), Inbox()
+        a_conv.observe_messages(replies)
+        a_conv.observe_end(ends)
+        for text in ("one", "two", "three"):
+            a_conv.send(text)
+        got = []
+        for _ in range(3):
+            got.append((yield replies.get()))
+        self.assertEqual(got, ["re: one", "re: two", "re: three"])
+        self.assertEqual(ends.items, [])

@@ -365,9 +365,15 @@ class Conversation:
         )))
 
     def _handle(self, events: list[Event]) -> None:
+        # Every frame the channel encrypted goes out before any observer runs:
+        # an observer that sends (a reply to a message) would otherwise put its
+        # frame, with a later nonce, ahead of ours (the receipt for that message).
         for event in events:
             if isinstance(event, SendFrame):
                 self._send(event.payload, quiet=True)
+        for event in events:
+            if isinstance(event, SendFrame):
+                continue
             elif isinstance(event, HandshakeComplete):
                 self._verified(event)
             elif isinstance(event, MessageReceived):
