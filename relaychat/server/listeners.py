@@ -1,7 +1,9 @@
 """Listener kinds: how one ``[[listener]]`` entry becomes an endpoint and a factory.
 
-Every kind serves the same :class:`~relaychat.server.protocol.RelayFactory`;
-a kind only says which options it takes and how to wrap the transport:
+Every kind serves the same hub through one of its two adapters
+(:mod:`relaychat.server.protocol`, :mod:`relaychat.server.websocket`);
+a kind only says which options it takes and which adapter, with or
+without TLS, a connection gets:
 
 ``tcp``
     plain TCP (loopback, or behind a TLS terminator). No options.
@@ -28,11 +30,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from OpenSSL import SSL
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IProtocolFactory, IStreamServerEndpoint
-from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from relaychat.config import ConfigError, ListenerConfig
+from relaychat.server.protocol import RelayFactory
 from relaychat.tls import CertificateError, server_options
 
 Builder = Callable[[ListenerConfig, IProtocolFactory, Any], tuple[IStreamServerEndpoint, IProtocolFactory]]
@@ -59,8 +62,9 @@ def _endpoint(listener: ListenerConfig, reactor: Any, tls: bool = False) -> IStr
         raise ConfigError(f"{describe(listener)}: bad endpoint string: {e}") from None
 
 
-def _tls(listener: ListenerConfig, factory: IProtocolFactory) -> IProtocolFactory:
-    """Wrap ``factory`` in TLS with the listener's certificate and key."""
+def _tls(listener: ListenerConfig) -> SSL.Context:
+    """The TLS context for the listener's certificate and key; the relay's
+    adapters run TLS themselves on the TCP transport (relaychat.server.tlslayer)."""
     options = listener.options
     certificate, private_key = options.get("certificate"), options.get("private_key")
     if certificate is None or private_key is None:
@@ -69,9 +73,7 @@ def _tls(listener: ListenerConfig, factory: IProtocolFactory) -> IProtocolFactor
         context = server_options(Path(certificate), Path(private_key), options.get("minimum_tls", "1.2"))
     except CertificateError as e:
         raise ConfigError(f"{describe(listener)}: {e}") from None
-    wrapped = TLSMemoryBIOFactory(context, False, factory)
-    wrapped.noisy = False
-    return wrapped
+    return context.getContext()
 
 
 def _build_tcp(listener: ListenerConfig, factory: IProtocolFactory, reactor: Any) -> tuple[IStreamServerEndpoint, IProtocolFactory]:
@@ -79,12 +81,13 @@ def _build_tcp(listener: ListenerConfig, factory: IProtocolFactory, reactor: Any
 
 
 def _build_tls(listener: ListenerConfig, factory: IProtocolFactory, reactor: Any) -> tuple[IStreamServerEndpoint, IProtocolFactory]:
-    wrapped = _tls(listener, factory)
-    return _endpoint(listener, reactor, tls=True), wrapped
+    if not isinstance(factory, RelayFactory):
+        raise TypeError(f"a tls listener serves a RelayFactory, not {factory!r}")
+    return _endpoint(listener, reactor, tls=True), factory.with_tls(_tls(listener))
 
 
 def _build_websocket(listener: ListenerConfig, factory: IProtocolFactory, reactor: Any) -> tuple[IStreamServerEndpoint, IProtocolFactory]:
-    from relaychat.server.websocket import RelayWebSocketFactory
+    from relaychat.server.websocket import WebSocketFactory
 
     options = listener.options
     origins = options.get("allowed_origins", ["*"])
@@ -96,12 +99,14 @@ def _build_websocket(listener: ListenerConfig, factory: IProtocolFactory, reacto
     path = options.get("path")
     if path is not None and not path.startswith("/"):
         raise ConfigError(f"{describe(listener)}: path must start with /")
-    websocket = RelayWebSocketFactory(factory, reactor, path=path, allowed_origins=origins)  # type: ignore[arg-type]
     secure = "certificate" in options or "private_key" in options
-    wrapped = _tls(listener, websocket) if secure else websocket
     if not secure and "minimum_tls" in options:
         raise ConfigError(f"{describe(listener)}: minimum_tls needs certificate and private_key")
-    return _endpoint(listener, reactor, tls=secure), wrapped
+    websocket = WebSocketFactory(
+        factory, reactor, path=path, allowed_origins=origins,  # type: ignore[arg-type]
+        tls=_tls(listener) if secure else None,
+    )
+    return _endpoint(listener, reactor, tls=secure), websocket
 
 
 _TLS_OPTIONS: dict[str, type] = {"certificate": Path, "private_key": Path, "minimum_tls": str}

@@ -1,16 +1,22 @@
 """The thin Twisted side of a relay connection: bytes in, bytes out.
 
 Everything the relay decides happens in :class:`~relaychat.server.hub.Hub`;
-this adapter only carries bytes, time and back-pressure between a Twisted
+an adapter only carries bytes, time and back-pressure between a Twisted TCP
 transport and the hub, and is the hub's :class:`~relaychat.server.client.Link`.
+There are two adapters over the one hub, as in the transit relay: this
+module's :class:`RelayProtocol` (protocol lines straight on the stream) and
+:class:`~relaychat.server.websocket.WebSocketProtocol` (one line per
+WebSocket message). What they share is :class:`HubConnection`: TLS, when
+the listener has it, runs inside the adapter on the TCP transport itself
+(:mod:`relaychat.server.tlslayer`), so both kinds sit directly on the
+socket, reads reach the hub whole and writes leave at once.
 """
 
 from __future__ import annotations
 
-import socket
 from typing import Optional
 
-from twisted.internet import tcp
+from OpenSSL import SSL
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
@@ -18,20 +24,28 @@ from zope.interface import implementer
 
 from relaychat.server.client import Client
 from relaychat.server.hub import Hub
+from relaychat.server.prompt import PromptWriter
+from relaychat.server.tlslayer import ServerTLS, TLSFailed
 
 
 @implementer(IPushProducer)
-class RelayProtocol(Protocol):
-    """One connection. It is also registered as the producer of its own
-    transport, so the transport tells it (pauseProducing) when output backs
-    up: that is how a slow reader stops its senders."""
+class HubConnection(Protocol):
+    """One connection to the hub over a TCP transport, with TLS if the listener has it.
 
-    def __init__(self, hub: Hub, clock: IReactorTime) -> None:
+    It is registered as the producer of its own transport, so the transport
+    tells it (pauseProducing) when output backs up: that is how a slow
+    reader stops its senders. Subclasses say what the cleartext means
+    (:meth:`received`) and when the hub meets the connection (:meth:`join`).
+    """
+
+    def __init__(self, hub: Hub, clock: IReactorTime, tls: Optional[SSL.Context] = None) -> None:
         self.hub = hub
         self.clock = clock
         self.client: Optional[Client] = None
+        self._context = tls
+        self._tls: Optional[ServerTLS] = None
+        self._out: Optional[PromptWriter] = None
         self._wakeup: Optional[IDelayedCall] = None
-        self._socket: Optional[socket.socket] = None  # set for plain TCP: see write()
 
     def connectionMade(self) -> None:
         transport = self.transport
@@ -44,14 +58,59 @@ class RelayProtocol(Protocol):
                 set_no_delay(True)
             except (OSError, AttributeError, NotImplementedError):
                 pass
-        if type(transport) is tcp.Server and not transport.TLS:
-            self._socket = transport.getHandle()
+        self._out = PromptWriter(transport)
+        if self._context is not None:
+            self._tls = ServerTLS(self._context)
+
+    def join(self) -> None:
+        """Meet the hub: from now on this connection is the hub's Link."""
         peer = self.transport.getPeer()
         address = getattr(peer, "host", None) or str(peer)
         self.client = self.hub.connect(self, address, self.clock.seconds())
 
     def dataReceived(self, data: bytes) -> None:
-        self.hub.receive(self.client, data, self.clock.seconds())  # type: ignore[arg-type]
+        tls = self._tls
+        if tls is not None:
+            try:
+                data = tls.receive(data)
+            except TLSFailed:
+                self._send_ciphertext(tls.data_to_send())  # the alert saying why
+                self.transport.loseConnection()
+                return
+            self._send_ciphertext(tls.data_to_send())
+            if tls.peer_closed:
+                if data:
+                    self.received(data)
+                self.transport.loseConnection()
+                return
+            if not data:
+                return
+        self.received(data)
+
+    def received(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def send(self, data: bytes) -> None:
+        """Cleartext to the peer, through TLS if there is TLS."""
+        tls = self._tls
+        if tls is not None:
+            tls.send(data)
+            data = tls.data_to_send()
+            if not data:
+                return
+        self._out.write(data)  # type: ignore[union-attr]
+
+    def _send_ciphertext(self, data: bytes) -> None:
+        if data:
+            self._out.write(data)  # type: ignore[union-attr]
+
+    def close_stream(self) -> None:
+        """End TLS (our close_notify) and the TCP connection after what is queued."""
+        tls = self._tls
+        if tls is not None:
+            tls.close()
+            self._send_ciphertext(tls.data_to_send())
+        self.transport.loseConnection()
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         if self._wakeup is not None and self._wakeup.active():
@@ -62,50 +121,17 @@ class RelayProtocol(Protocol):
     # -- IPushProducer: our own transport's output is full / drained --------
 
     def pauseProducing(self) -> None:
-        self.hub.set_congested(self.client, True)  # type: ignore[arg-type]
+        if self.client is not None:
+            self.hub.set_congested(self.client, True)
 
     def resumeProducing(self) -> None:
-        self.hub.set_congested(self.client, False)  # type: ignore[arg-type]
+        if self.client is not None:
+            self.hub.set_congested(self.client, False)
 
     def stopProducing(self) -> None:
         pass  # connectionLost follows and does the cleaning up
 
-    # -- Link --------------------------------------------------------------
-
-    def write(self, data: bytes) -> None:
-        """Send now if nothing is queued before us (plain TCP only), else queue.
-
-        ``transport.write`` only queues: the bytes leave one reactor
-        iteration later, after another epoll wait and two epoll updates.
-        The hub writes once per read, so sending at once when the
-        transport's queue is empty saves that round for almost every
-        read, and a big write no longer fills the queue (and pauses the
-        peers) just because it has not been tried yet. Whatever the kernel
-        does not take, and every error, goes to ``transport.write``, so
-        ordering, back-pressure and error handling stay Twisted's.
-        """
-        transport = self.transport
-        sock = self._socket
-        if sock is not None:
-            try:  # FileDescriptor's queue: the list not yet joined, and the buffer being sent
-                idle = (
-                    not transport._tempDataLen
-                    and transport.offset == len(transport.dataBuffer)
-                    and transport.connected
-                    and not transport.disconnecting
-                )
-            except AttributeError:  # a Twisted without these internals: always queue
-                self._socket = None
-                idle = False
-            if idle:
-                try:
-                    sent = sock.send(data)
-                except OSError:  # would block, or the connection broke: Twisted's write path sees it
-                    sent = 0
-                if sent == len(data):
-                    return
-                data = data[sent:]
-        transport.write(data)
+    # -- Link (write and close are the subclass's) ----------------------------
 
     def set_reading(self, reading: bool) -> None:
         if reading:
@@ -113,27 +139,47 @@ class RelayProtocol(Protocol):
         else:
             self.transport.pauseProducing()
 
-    def close(self) -> None:
-        self.transport.loseConnection()
-
     def wake_after(self, seconds: float) -> None:
         self._wakeup = self.clock.callLater(seconds, self._woken)
 
     def _woken(self) -> None:
         self._wakeup = None
-        self.hub.wake(self.client, self.clock.seconds())  # type: ignore[arg-type]
+        if self.client is not None:
+            self.hub.wake(self.client, self.clock.seconds())
+
+
+class RelayProtocol(HubConnection):
+    """Protocol lines straight on the stream (a ``tcp`` or ``tls`` listener)."""
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self.join()
+
+    def received(self, data: bytes) -> None:
+        self.hub.receive(self.client, data, self.clock.seconds())  # type: ignore[arg-type]
+
+    def write(self, data: bytes) -> None:
+        self.send(data)
+
+    def close(self) -> None:
+        self.close_stream()
 
 
 class RelayFactory(Factory):
-    """Builds :class:`RelayProtocol` for any listener: TCP, TLS or WebSocket."""
+    """Builds :class:`RelayProtocol` for a ``tcp`` listener, or with ``tls`` a ``tls`` one."""
 
     noisy = False
 
-    def __init__(self, hub: Hub, clock: IReactorTime) -> None:
+    def __init__(self, hub: Hub, clock: IReactorTime, tls: Optional[SSL.Context] = None) -> None:
         self.hub = hub
         self.clock = clock
+        self.tls = tls
+
+    def with_tls(self, context: SSL.Context) -> "RelayFactory":
+        """The same relay behind TLS with ``context`` (a ``tls`` listener)."""
+        return RelayFactory(self.hub, self.clock, context)
 
     def buildProtocol(self, addr: object) -> RelayProtocol:
-        protocol = RelayProtocol(self.hub, self.clock)
+        protocol = RelayProtocol(self.hub, self.clock, self.tls)
         protocol.factory = self
         return protocol
