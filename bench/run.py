@@ -47,7 +47,7 @@ FULL = {"rounds": 7, "duration": 1.0, "warmup": 0.25, "small_pairs": [1, 10, 100
 QUICK = {"rounds": 3, "duration": 0.7, "warmup": 0.2, "small_pairs": [1, 10, 100], "bulk_pairs": [1],
              "ping_rounds": 3000, "ping_duration": 0.7, "setup_pairs": 16, "setup_duration": 3.0,
              "flood_duration": 4.0, "flood_bytes": 1 << 29, "idle_counts": [1000], "tls_rounds": 3}
-SECTIONS = ["small", "bulk", "pingpong", "setup", "flood", "memory", "tls"]
+SECTIONS = ["small", "bulk", "pingpong", "setup", "flood", "memory", "tls", "websocket", "handshake"]
 
 # == workers ====================================================================
 
@@ -663,39 +663,128 @@ class Bench:
                          ours / theirs if ours and theirs else None, "<= 5 KB",
                          "PASS" if ours is not None and ours <= 5000 else "MISS"))
 
-    def tls(self) -> None:
+    # -- TLS and WebSocket: the same daemon, one listener of each kind -----------------
+
+    TRANSPORTS = {"tcp": "plain TCP", "tls": "TLS", "ws": "WebSocket (ws://)", "wss": "WebSocket (wss://)"}
+
+    def secure_server(self) -> peers.Relaychat | None:
+        """A relaychat daemon with tcp, tls, websocket and wss listeners (started once, reused)."""
+        server = self.servers.get("relaychat")
+        if isinstance(server, peers.Relaychat) and server.tls and server.websocket:
+            return server
         options = tls_options(self.workdir)
         if isinstance(options, str):
-            self.say(f"TLS runs pending: {options}")
-            for figure in ("TLS small frames, 10 pairs: msg/s vs plain TCP", "TLS 16-KiB frames, 1 pair: MB/s vs plain TCP"):
-                self.add(Row(figure, None, "", status="n/a", note=f"pending: {options}"))
-            return
+            self.failures["tls"] = options
+            return None
         self.stop_server("relaychat")
         try:
-            server = self.make_server("relaychat", tls=options)
+            server = self.make_server("relaychat", tls=options, websocket=True)  # type: ignore[assignment]
         except Exception as e:  # noqa: BLE001 - a listener that does not start is reported
-            self.say(f"relaychat with a TLS listener did not start: {e}")
-            for figure in ("TLS small frames, 10 pairs: msg/s vs plain TCP", "TLS 16-KiB frames, 1 pair: MB/s vs plain TCP"):
-                self.add(Row(figure, None, "", status="MISS", note=f"the TLS listener did not start: {str(e)[:200]}"))
-            return
+            self.failures["tls"] = f"relaychat with tls and websocket listeners did not start: {str(e)[:200]}"
+            return None
         self.servers["relaychat"] = server
+        return server  # type: ignore[return-value]
+
+    def over(self, transport: str, server: peers.Server, **task: Any) -> dict[str, Any]:
+        """A relaychat load task over one transport of ``server``: tcp, tls, ws, wss."""
+        port = {"tcp": server.port, "tls": getattr(server, "tls_port", 0), "ws": getattr(server, "ws_port", 0),
+                "wss": getattr(server, "wss_port", 0)}[transport]
+        return dict(kind="relaychat", host="127.0.0.1", port=port, tag=self.tag(), tls=transport in ("tls", "wss"),
+                    websocket=transport in ("ws", "wss"), **task)
+
+    def transports_versus(self, transports: list[str], server: peers.Server, make: Callable[[str], list[dict[str, Any]]],
+                          value: Callable[[Run], float], label: str, rounds: int, warmup: float, duration: float
+                          ) -> dict[str, list[float | None]]:
+        return self.versus(transports, lambda name, _srv: make(name), value, rounds, warmup, duration, label,
+                           servers={name: server for name in transports})
+
+    def row_between(self, figure: str, values: dict[str, list[float | None]], ours: str, theirs: str, unit: str,
+                    at_least: float | None = None, at_most: float | None = None, note: str = "") -> None:
+        mine, base = values.get(ours, []), values.get(theirs, [])
+        ratio = self.ratio(mine, base)
+        if ratio is None:
+            status = "MISS" if (at_least or at_most) else "n/a"
+        elif at_least is not None:
+            status = "PASS" if ratio >= at_least else "MISS"
+        elif at_most is not None:
+            status = "PASS" if ratio <= at_most else "MISS"
+        else:
+            status = "info"
+        self.add(Row(figure, self.median(mine), unit, theirs, self.median(base), ratio,
+                     _target(at_least, at_most) or "reported", status, note))
+
+    def transport_figures(self, transports: list[str], against: dict[str, str], targets: dict[tuple[str, str], float]) -> None:
+        """Small frames (10 pairs), 16-KiB frames (1 pair) and ping-pong over ``transports``, each
+        compared with ``against[transport]`` in the same rounds; ``targets[(figure, transport)]`` is a bound."""
+        server = self.secure_server()
+        if server is None:
+            for t in transports:
+                if t in against:
+                    self.add(Row(f"{self.TRANSPORTS[t]}: figures", None, "", status="MISS", note=self.failures["tls"]))
+            return
         p = self.p
-        both = {"relaychat": server, "tls": server}  # the same daemon: plain TCP and TLS listeners
+        systems = transports
+        label = "_".join(systems)
 
-        def tasks(pairs: int, size: int, window: int) -> Callable[[str, peers.Server], list[dict[str, Any]]]:
-            plain = self.stream_tasks(pairs, size, window)
-            secure = self.stream_tasks(pairs, size, window, tls=True)
-            return lambda name, srv: (secure if name == "tls" else plain)("relaychat", srv)
+        def stream(pairs: int, size: int, window: int) -> Callable[[str], list[dict[str, Any]]]:
+            return lambda t: [self.over(t, server, task="stream", pairs=n, size=size, window=window,
+                                        duration=p["duration"], warmup=p["warmup"]) for n in self.workers_for(pairs)]
 
-        small = self.versus(["relaychat", "tls"], tasks(10, SMALL, WINDOW_SMALL), _msgs_per_s, p["tls_rounds"],
-                            p["warmup"], p["duration"], "tls_small_frames_10_pairs", servers=both)
-        bulk = self.versus(["relaychat", "tls"], tasks(1, BULK, WINDOW_BULK), _mb_per_s, p["tls_rounds"],
-                           p["warmup"], p["duration"], "tls_bulk_frames_1_pair", servers=both)
-        for figure, values, unit in (("TLS small frames, 10 pairs: msg/s vs plain TCP", small, "/s"),
-                                     ("TLS 16-KiB frames, 1 pair: MB/s vs plain TCP", bulk, "MB/s")):
-            ours, theirs = values.get("tls", []), values.get("relaychat", [])
-            self.add(Row(figure, self.median(ours), unit, "plain TCP", self.median(theirs), self.ratio(ours, theirs),
-                         "reported", "info"))
+        small = self.transports_versus(systems, server, stream(10, SMALL, WINDOW_SMALL), _msgs_per_s,
+                                       f"{label}_small_frames_10_pairs", p["tls_rounds"], p["warmup"], p["duration"])
+        bulk = self.transports_versus(systems, server, stream(1, BULK, WINDOW_BULK), _mb_per_s,
+                                      f"{label}_bulk_frames_1_pair", p["tls_rounds"], p["warmup"], p["duration"])
+        ping = self.transports_versus(
+            systems, server, lambda t: [self.over(t, server, task="pingpong", size=SMALL, rounds=p["ping_rounds"],
+                                                  duration=p["ping_duration"])],
+            lambda run: run.results[0]["p50_us"], f"{label}_pingpong", p["rounds"], 0.0, p["ping_duration"])
+        for t, base in against.items():
+            name, base_name = self.TRANSPORTS[t], self.TRANSPORTS[base]
+            small_note = self.cpu_note(f"{label}_small_frames_10_pairs", [t, base], "msg")
+            bulk_note = self.cpu_note(f"{label}_bulk_frames_1_pair", [t, base], "MB")
+            self.row_between(f"{name} small frames, 10 pairs: msg/s vs {base_name}", small, t, base, "/s",
+                             at_least=targets.get(("small", t)), note=small_note)
+            self.row_between(f"{name} 16-KiB frames, 1 pair: MB/s vs {base_name}", bulk, t, base, "MB/s",
+                             at_least=targets.get(("bulk", t)), note=bulk_note)
+            self.row_between(f"{name} ping-pong round trip p50 vs {base_name}", ping, t, base, "us",
+                             at_most=targets.get(("ping", t)))
+
+    def tls(self) -> None:
+        self.transport_figures(["tcp", "tls"], {"tls": "tcp"},
+                               {("small", "tls"): 0.75, ("bulk", "tls"): 0.5, ("ping", "tls"): 1.3})
+
+    def websocket(self) -> None:
+        self.transport_figures(["tcp", "ws", "tls", "wss"], {"ws": "tcp", "wss": "tls"},
+                               {("small", "ws"): 0.6, ("bulk", "ws"): 0.5})
+
+    def handshake(self) -> None:
+        """TLS 1.3 handshakes per second (ECDSA P-256), relaychat's tls listener vs openssl s_server."""
+        server = self.secure_server()
+        figure = "TLS 1.3 handshakes/s (ECDSA P-256), 2 x 8 concurrent: vs openssl s_server"
+        if server is None:
+            self.add(Row(figure, None, "/s", status="n/a", note=self.failures.get("tls", "")))
+            return
+        cert, key = server.tls["certificate"], server.tls["private_key"]  # type: ignore[index]
+        try:
+            openssl = peers.OpensslServer(self.workdir, cert, key)
+            openssl.cpus = self.server_cpus
+            openssl.start()
+        except Exception as e:  # noqa: BLE001
+            self.add(Row(figure, None, "/s", status="n/a", note=f"openssl s_server did not start: {e}"))
+            return
+        self.servers["openssl"] = openssl
+        p = self.p
+        try:
+            values = self.versus(
+                ["tls", "openssl"],
+                lambda name, srv: [dict(task="handshakes", host="127.0.0.1", port=srv.tls_port if name == "tls" else srv.port,
+                                        concurrency=8, duration=p["duration"] * 2, warmup=p["warmup"]) for _ in range(2)],
+                lambda run: sum(r["per_s"] for r in run.results), p["tls_rounds"], p["warmup"], p["duration"] * 2,
+                "tls_handshakes", servers={"tls": server, "openssl": openssl})
+        finally:
+            self.stop_server("openssl")
+        note = self.cpu_note("tls_handshakes", ["tls", "openssl"], "msg").replace("per msg", "per handshake")
+        self.row_between(figure, values, "tls", "openssl", "/s", note=note)
 
     # -- the whole run -------------------------------------------------------------
 
@@ -797,7 +886,8 @@ def render(rows: list[Row]) -> str:
 
 
 def peer_name(name: str) -> str:
-    return {"irc": "ngircd", "transit": "transit relay", "bare": "bare relay", "tls": "relaychat TLS"}.get(name, name)
+    return {"irc": "ngircd", "transit": "transit relay", "bare": "bare relay", "tls": "TLS", "ws": "ws://",
+            "wss": "wss://", "tcp": "plain TCP", "openssl": "openssl s_server"}.get(name, name)
 
 
 def tls_options(workdir: Path) -> dict[str, str] | str:

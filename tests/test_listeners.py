@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from OpenSSL import SSL
 from twisted.internet import defer
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import CannotListenError
@@ -106,7 +105,7 @@ class Building(SynchronousTestCase):
         endpoint, factory = self.build("tls", certificate=self.cert, private_key=self.key)
         self.assertIsInstance(factory, RelayFactory)
         self.assertIs(factory.hub, self.factory.hub)
-        self.assertIsInstance(factory.tls, SSL.Context)
+        self.assertIsInstance(factory.tls, ssl.SSLContext)
         self.assertIsNone(self.factory.tls)
 
     def test_websocket_serves_the_same_relay_and_bounds_messages_by_max_line(self) -> None:
@@ -119,7 +118,7 @@ class Building(SynchronousTestCase):
         self.assertEqual(protocol.ws.max_message, 65536)
         _, secure = self.build("websocket", certificate=self.cert, private_key=self.key)
         self.assertIsInstance(secure, WebSocketFactory)
-        self.assertIsInstance(secure.tls, SSL.Context)
+        self.assertIsInstance(secure.tls, ssl.SSLContext)
 
     def test_certificate_problems_name_the_listener_and_the_file(self) -> None:
         garbage = Path(self.mktemp())

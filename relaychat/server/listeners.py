@@ -26,17 +26,18 @@ start-up with a :class:`~relaychat.config.ConfigError` naming the listener.
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from OpenSSL import SSL
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IProtocolFactory, IStreamServerEndpoint
 
 from relaychat.config import ConfigError, ListenerConfig
 from relaychat.server.protocol import RelayFactory
-from relaychat.tls import CertificateError, server_options
+from relaychat.server.tlslayer import server_context
+from relaychat.tls import CertificateError
 
 Builder = Callable[[ListenerConfig, IProtocolFactory, Any], tuple[IStreamServerEndpoint, IProtocolFactory]]
 
@@ -62,7 +63,7 @@ def _endpoint(listener: ListenerConfig, reactor: Any, tls: bool = False) -> IStr
         raise ConfigError(f"{describe(listener)}: bad endpoint string: {e}") from None
 
 
-def _tls(listener: ListenerConfig) -> SSL.Context:
+def _tls(listener: ListenerConfig) -> ssl.SSLContext:
     """The TLS context for the listener's certificate and key; the relay's
     adapters run TLS themselves on the TCP transport (relaychat.server.tlslayer)."""
     options = listener.options
@@ -70,10 +71,11 @@ def _tls(listener: ListenerConfig) -> SSL.Context:
     if certificate is None or private_key is None:
         raise ConfigError(f"{describe(listener)}: certificate and private_key are both required for TLS")
     try:
-        context = server_options(Path(certificate), Path(private_key), options.get("minimum_tls", "1.2"))
+        return server_context(Path(certificate), Path(private_key), options.get("minimum_tls", "1.2"))
     except CertificateError as e:
         raise ConfigError(f"{describe(listener)}: {e}") from None
-    return context.getContext()
+    except (OSError, ssl.SSLError) as e:  # the files changed between the check and the load
+        raise ConfigError(f"{describe(listener)}: cannot load the certificate and key: {e}") from None
 
 
 def _build_tcp(listener: ListenerConfig, factory: IProtocolFactory, reactor: Any) -> tuple[IStreamServerEndpoint, IProtocolFactory]:

@@ -14,9 +14,9 @@ socket, reads reach the hub whole and writes leave at once.
 
 from __future__ import annotations
 
+import ssl
 from typing import Optional
 
-from OpenSSL import SSL
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
@@ -38,7 +38,7 @@ class HubConnection(Protocol):
     (:meth:`received`) and when the hub meets the connection (:meth:`join`).
     """
 
-    def __init__(self, hub: Hub, clock: IReactorTime, tls: Optional[SSL.Context] = None) -> None:
+    def __init__(self, hub: Hub, clock: IReactorTime, tls: Optional[ssl.SSLContext] = None) -> None:
         self.hub = hub
         self.clock = clock
         self.client: Optional[Client] = None
@@ -170,12 +170,12 @@ class RelayFactory(Factory):
 
     noisy = False
 
-    def __init__(self, hub: Hub, clock: IReactorTime, tls: Optional[SSL.Context] = None) -> None:
+    def __init__(self, hub: Hub, clock: IReactorTime, tls: Optional[ssl.SSLContext] = None) -> None:
         self.hub = hub
         self.clock = clock
         self.tls = tls
 
-    def with_tls(self, context: SSL.Context) -> "RelayFactory":
+    def with_tls(self, context: ssl.SSLContext) -> "RelayFactory":
         """The same relay behind TLS with ``context`` (a ``tls`` listener)."""
         return RelayFactory(self.hub, self.clock, context)
 

@@ -22,9 +22,9 @@ protocol violation, as the protocol document says.
 
 from __future__ import annotations
 
+import ssl
 from typing import Any, Optional, Sequence
 
-from OpenSSL import SSL
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import Factory
 
@@ -48,7 +48,7 @@ class WebSocketProtocol(HubConnection):
 
     factory: "WebSocketFactory"
 
-    def __init__(self, hub: Any, clock: IReactorTime, policy: Policy, tls: Optional[SSL.Context] = None) -> None:
+    def __init__(self, hub: Any, clock: IReactorTime, policy: Policy, tls: Optional[ssl.SSLContext] = None) -> None:
         super().__init__(hub, clock, tls)
         self.ws = WebSocketServer(policy, hub.limits.max_line)
         self._timeout: Optional[IDelayedCall] = None
@@ -129,7 +129,7 @@ class WebSocketFactory(Factory):
 
     def __init__(
         self, relay_factory: RelayFactory, reactor: Any, path: Optional[str] = None,
-        allowed_origins: Sequence[str] = ("*",), tls: Optional[SSL.Context] = None,
+        allowed_origins: Sequence[str] = ("*",), tls: Optional[ssl.SSLContext] = None,
     ) -> None:
         self.relay_factory = relay_factory
         self.hub = relay_factory.hub
