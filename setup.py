@@ -20,6 +20,7 @@ setup(
         "service-identity>=24.1",
         "cryptography>=42",
         "autobahn>=24.4",
+        "websockets>=12",  # its C apply_mask unmasks WebSocket frames (relaychat/server/wsframes.py)
     ],
     extras_require={
         "test": ["noiseprotocol==0.3.1", "websockets>=12", "docutils"],

@@ -863,9 +863,6 @@ def handshakes(task: dict[str, Any]) -> dict[str, Any]:
     address = (task["host"], task["port"])
     context = client_tls()
     context.minimum_version = ssl.TLSVersion.TLSv1_3
-    ready()
-    if not wait_go():
-        return {"error": "no go from the parent"}
     poller = select.epoll()
     live: dict[int, ssl.SSLSocket] = {}
     IN, OUT = select.EPOLLIN, select.EPOLLOUT
@@ -985,9 +982,14 @@ def run_task(task: dict[str, Any]) -> None:
     """Set up, say ready, then measure once per ``go`` (stream and ping-pong
     connections stay up between rounds) until ``stop``."""
     name = task["task"]
-    single = {"setups": setups, "crypto": crypto_only, "idle": idle, "handshakes": handshakes}
+    single = {"setups": setups, "crypto": crypto_only, "idle": idle}
     if name in single:
         emit(single[name](task))
+        return
+    if name == "handshakes":  # nothing to set up; measured once per "go"
+        ready()
+        while wait_command() == "go":
+            emit(handshakes(task))
         return
     measure = {"stream": stream, "pingpong": pingpong, "flood": flood}.get(name)
     if measure is None:

@@ -13,7 +13,7 @@ without TLS, a connection gets:
     first, then any intermediates), ``private_key`` (unencrypted PEM),
     ``minimum_tls`` (``"1.2"``, the default, or ``"1.3"``).
 ``websocket``
-    one protocol line per WebSocket text message (autobahn). Options
+    one protocol line per WebSocket text message. Options
     ``path`` (only this request path is served; default any),
     ``allowed_origins`` (browser ``Origin`` patterns such as
     ``"https://*.example.org"``; default any), and, for ``wss://``, the

@@ -53,12 +53,16 @@ def server_context(certificate: Path, private_key: Path, minimum_tls: str = "1.2
     problem with them is a :class:`~relaychat.tls.CertificateError` with a
     plain message, raised at start-up. The standard library's defaults for
     a server are kept (AEAD ciphers with forward secrecy first, no
-    compression, server preference); renegotiation is refused.
+    compression, server preference); renegotiation is refused, and, as
+    Twisted's defaults did, no session tickets are issued (a TLS 1.2
+    ticket would be decryptable with the process's ticket key, which
+    weakens forward secrecy; TLS 1.3 resumption uses the session cache).
     """
     server_options(certificate, private_key, minimum_tls)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_3 if minimum_tls == "1.3" else ssl.TLSVersion.TLSv1_2
-    context.options |= ssl.OP_NO_RENEGOTIATION | ssl.OP_CIPHER_SERVER_PREFERENCE | ssl.OP_NO_COMPRESSION
+    context.options |= (ssl.OP_NO_RENEGOTIATION | ssl.OP_CIPHER_SERVER_PREFERENCE | ssl.OP_NO_COMPRESSION
+                        | ssl.OP_NO_TICKET)
     context.load_cert_chain(str(certificate), str(private_key))
     return context
 

@@ -7,11 +7,13 @@ must go on the wire waits in :meth:`data_to_send`. The Twisted adapter is
 :class:`relaychat.server.websocket.WebSocketProtocol`.
 
 It is written for a relay's common case, a read holding many short,
-whole, masked text frames: their headers are parsed in one loop, their
-payloads unmasked with one big-integer XOR over the whole read, and they
-reach the hub as one buffer of lines (``line\\n`` each). General libraries
-(autobahn, wsproto) handle each frame on its own, 9 to 20 us of Python
-each, more than the hub spends relaying the line (bench/README.rst).
+whole, masked text frames: one loop over their headers with a short path
+for a whole text frame, each payload unmasked by websockets' C
+``apply_mask``, and the run of messages handed to the hub as one buffer of
+lines (``line\\n`` each), checked for UTF-8 and stray LFs once. General
+libraries (autobahn, wsproto) handle each frame on its own through
+several layers, 9 us and more of Python each, more than the hub spends
+relaying the line (bench/README.rst).
 Everything else in the RFC that a server must do is here too: the opening
 handshake (bounded, with path, ``Origin`` and subprotocol checks),
 fragmented messages, ping/pong, the closing handshake, UTF-8 validation
@@ -29,6 +31,11 @@ import struct
 from dataclasses import dataclass
 from typing import Optional, Sequence, Union
 
+try:  # websockets' masking in C; the same function in Python where it was installed without
+    from websockets.speedups import apply_mask
+except ImportError:  # pragma: no cover - depends on how websockets was built
+    from websockets.utils import apply_mask
+
 MAX_HANDSHAKE = 16384
 """Bytes of HTTP opening handshake (request line and headers) we will buffer."""
 SUBPROTOCOL = "relaychat"
@@ -39,6 +46,7 @@ TEXT, BINARY, CLOSE, PING, PONG, CONTINUATION = 1, 2, 8, 9, 10, 0
 
 # close codes (RFC 6455 section 7.4.1)
 NORMAL, GOING_AWAY, PROTOCOL_ERROR, INVALID_DATA, TOO_BIG = 1000, 1001, 1002, 1007, 1009
+_SHORT = [bytes((0x81, n)) for n in range(126)]  # the header of a text frame of n < 126 bytes
 _H16 = struct.Struct("!BBH").pack
 _H64 = struct.Struct("!BBQ").pack
 
@@ -151,18 +159,25 @@ class WebSocketServer:
 
     def _frames(self, buf: bytes) -> list[Event]:
         events: list[Event] = []
-        payloads: list[bytes] = []  # masked payloads of whole text messages, LF between them ...
-        masks: list[bytes] = []  # ... and the mask for each, 0 over the LF
-        lines = 0
+        run: list[bytes] = []  # unmasked payloads of whole text messages, in a row
         i, size, limit = 0, len(buf), self.max_message
         closing = self.state is WSState.CLOSING
-        while size - i >= 2:
+        mask, keep = apply_mask, run.append
+        short = 0x80 + min(125, limit)  # the largest second byte the short path takes
+        top = 0 if self._fragment_opcode is not None or closing else short
+        while size - i >= 6:
             b0, b1 = buf[i], buf[i + 1]
+            # the short path: a whole, masked text frame of up to 125 bytes, not inside a fragmented message
+            if b0 == 0x81 and 0x80 <= b1 <= top:
+                end = i + b1 - 0x7A  # 6 bytes of header and mask, then b1 - 0x80 of payload
+                if end > size:
+                    break
+                keep(mask(buf[i + 6:end], buf[i + 2:i + 6]))
+                i = end
+                continue
             n = b1 & 0x7F
             at = i + 2
             if n == 126:
-                if size - at < 2:
-                    break
                 n = (buf[at] << 8) | buf[at + 1]
                 at += 2
             elif n == 127:
@@ -171,35 +186,30 @@ class WebSocketServer:
                 n = int.from_bytes(buf[at:at + 8], "big")
                 at += 8
             if not b1 & 0x80 or b0 & 0x70:
-                self._fail(events, payloads, masks, lines, PROTOCOL_ERROR,
-                           "unmasked client frame" if not b1 & 0x80 else "reserved bits set")
+                self._fail(events, run, PROTOCOL_ERROR, "unmasked client frame" if not b1 & 0x80 else "reserved bits set")
                 return events
             opcode = b0 & 0x0F
             if opcode < 8 and n + self._fragment_size > limit and not closing:
-                self._fail(events, payloads, masks, lines, TOO_BIG, "message too big")
+                self._fail(events, run, TOO_BIG, "message too big")
                 return events
             if opcode >= 8 and (n > 125 or not b0 & 0x80):
-                self._fail(events, payloads, masks, lines, PROTOCOL_ERROR, "bad control frame")
+                self._fail(events, run, PROTOCOL_ERROR, "bad control frame")
                 return events
             end = at + 4 + n
             if end > size:
                 break
-            if b0 == 0x81 and self._fragment_opcode is None:  # a whole text message: the fast path
-                if not closing:
-                    key = buf[at:at + 4]
-                    payloads.append(buf[at + 4:end])
-                    payloads.append(b"\n")
-                    masks.append((key * ((n >> 2) + 1))[:n])
-                    masks.append(b"\0")
-                    lines += 1
-                i = end
-                continue
-            payload = _unmask(buf[at + 4:end], buf[at:at + 4])
+            payload = mask(buf[at + 4:end], buf[at:at + 4])
             i = end
+            if b0 == 0x81 and self._fragment_opcode is None:  # a whole text message, longer
+                if not closing:
+                    run.append(payload)
+                continue
+            if not self._flush(events, run):
+                return events
+            run = []
+            keep = run.append
             if opcode >= 8:
-                if not self._control(events, payloads, masks, lines, opcode, payload):
-                    return events
-                payloads, masks, lines = [], [], 0
+                self._control(opcode, payload)
                 if self.state is WSState.CLOSED:
                     return events
                 continue
@@ -207,38 +217,37 @@ class WebSocketServer:
                 continue
             if opcode == CONTINUATION:
                 if self._fragment_opcode is None:
-                    self._fail(events, payloads, masks, lines, PROTOCOL_ERROR, "continuation of nothing")
+                    self._close(PROTOCOL_ERROR, "continuation of nothing")
                     return events
             elif self._fragment_opcode is not None:
-                self._fail(events, payloads, masks, lines, PROTOCOL_ERROR, "new message inside a fragmented one")
+                self._close(PROTOCOL_ERROR, "new message inside a fragmented one")
                 return events
             elif opcode not in (TEXT, BINARY):
-                self._fail(events, payloads, masks, lines, PROTOCOL_ERROR, f"unknown opcode {opcode}")
+                self._close(PROTOCOL_ERROR, f"unknown opcode {opcode}")
                 return events
             else:
                 self._fragment_opcode = opcode
+                top = 0
             self._fragments.append(payload)
             self._fragment_size += n
             if b0 & 0x80:
                 whole = b"".join(self._fragments)
                 kind = self._fragment_opcode
                 self._fragments, self._fragment_opcode, self._fragment_size = [], None, 0
-                if not self._flush(events, payloads, masks, lines):
-                    return events
-                payloads, masks, lines = [], [], 0
+                top = short
                 if not self._message(events, kind, whole):
                     return events
         self._buffer = buf[i:]
-        self._flush(events, payloads, masks, lines)
+        self._flush(events, run)
         return events
 
-    def _flush(self, events: list[Event], payloads: list[bytes], masks: list[bytes], lines: int) -> bool:
-        """Unmask the run of whole text messages with one XOR and check it; False if it failed the connection."""
-        if not lines:
+    def _flush(self, events: list[Event], run: list[bytes]) -> bool:
+        """Hand on a run of whole text messages as one buffer of lines; False if it failed the connection."""
+        if not run:
             return True
-        data = b"".join(payloads)
-        size = len(data)
-        data = (int.from_bytes(data, "little") ^ int.from_bytes(b"".join(masks), "little")).to_bytes(size, "little")
+        run.append(b"")
+        data = b"\n".join(run)  # each message, then LF
+        lines = len(run) - 1
         if not data.isascii():
             try:
                 data.decode("utf-8")  # LF is ASCII, so no character spans two messages
@@ -249,11 +258,8 @@ class WebSocketServer:
             events.append(Lines(data))
             return True
         # some message held an LF of its own: sort them out one by one (rare)
-        start = 0
         good: list[bytes] = []
-        for payload in payloads[::2]:
-            message = data[start:start + len(payload)]
-            start += len(payload) + 1
+        for message in run[:-1]:
             if b"\n" in message:
                 if good:
                     events.append(Lines(b"".join(good)))
@@ -280,10 +286,7 @@ class WebSocketServer:
             events.append(Lines(payload + b"\n"))
         return True
 
-    def _control(self, events: list[Event], payloads: list[bytes], masks: list[bytes], lines: int,
-                 opcode: int, payload: bytes) -> bool:
-        if not self._flush(events, payloads, masks, lines):
-            return False
+    def _control(self, opcode: int, payload: bytes) -> None:
         if opcode == PING:
             if self.state is WSState.OPEN:
                 self._out.append(_frame(PONG, payload))
@@ -303,12 +306,9 @@ class WebSocketServer:
             self.state = WSState.CLOSED
         elif opcode != PONG:
             self._close(PROTOCOL_ERROR, f"unknown opcode {opcode}")
-            return False
-        return True
 
-    def _fail(self, events: list[Event], payloads: list[bytes], masks: list[bytes], lines: int,
-              code: int, reason: str) -> None:
-        if self._flush(events, payloads, masks, lines):
+    def _fail(self, events: list[Event], run: list[bytes], code: int, reason: str) -> None:
+        if self._flush(events, run):
             self._close(code, reason)
 
     # -- output -----------------------------------------------------------------
@@ -324,11 +324,11 @@ class WebSocketServer:
             data = self._partial + data
         lines = data.split(b"\n")
         self._partial = lines.pop()
-        out = self._out
+        out, short = self._out, _SHORT
         for line in lines:
             n = len(line)
             if n < 126:
-                out.append(bytes((0x81, n)))
+                out.append(short[n])
             elif n < 65536:
                 out.append(_H16(0x81, 126, n))
             else:
@@ -417,13 +417,6 @@ class WebSocketServer:
             "HTTP/1.1 101 Switching Protocols\r\nServer: relaychat\r\nUpgrade: websocket\r\n"
             f"Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n{chosen}\r\n"
         ).encode("ascii")
-
-
-def _unmask(payload: bytes, key: bytes) -> bytes:
-    n = len(payload)
-    if not n:
-        return payload
-    return (int.from_bytes(payload, "little") ^ int.from_bytes((key * ((n >> 2) + 1))[:n], "little")).to_bytes(n, "little")
 
 
 def _frame(opcode: int, payload: bytes) -> bytes:
