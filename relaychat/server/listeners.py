@@ -35,9 +35,9 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IProtocolFactory, IStreamServerEndpoint
 
 from relaychat.config import ConfigError, ListenerConfig
+from relaychat.certificates import CertificateError
 from relaychat.server.protocol import RelayFactory
 from relaychat.server.tlslayer import server_context
-from relaychat.tls import CertificateError
 
 Builder = Callable[[ListenerConfig, IProtocolFactory, Any], tuple[IStreamServerEndpoint, IProtocolFactory]]
 

@@ -30,7 +30,7 @@ import enum
 import ssl
 from pathlib import Path
 
-from relaychat.tls import server_options
+from relaychat.certificates import server_options
 
 _READ = 65536  # cleartext per SSLObject.read: more than one record holds
 
@@ -49,8 +49,8 @@ class TLSFailed(Exception):
 def server_context(certificate: Path, private_key: Path, minimum_tls: str = "1.2") -> ssl.SSLContext:
     """The TLS server context of a listener.
 
-    :func:`relaychat.tls.server_options` checks the files first, so every
-    problem with them is a :class:`~relaychat.tls.CertificateError` with a
+    :func:`relaychat.certificates.server_options` checks the files first, so every
+    problem with them is a :class:`~relaychat.certificates.CertificateError` with a
     plain message, raised at start-up. The standard library's defaults for
     a server are kept (AEAD ciphers with forward secrecy first, no
     compression, server preference); renegotiation is refused, and, as
