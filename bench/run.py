@@ -561,76 +561,102 @@ class Bench:
                          self.median([x["p50_us"] for x in latency]), "us",
                          note=f"p99 {self.median([x['p99_us'] for x in latency]):.0f} us, {pairs} concurrent pairs per load process"))
 
+    # systems measured for flood and memory: (server, transport); relaychat over every listener kind
+    OVER = [("relaychat", "tcp"), ("bare", "tcp"), ("relaychat", "tls"), ("relaychat", "ws")]
+
+    def fresh(self, system: str, transport: str) -> peers.Server | None:
+        """A fresh server for one measurement (nothing before it is counted, and the
+        bare relay's unbounded buffers are freed afterwards)."""
+        self.stop_server(system)
+        try:
+            if transport == "tcp":
+                self.start_servers([system])
+                return self.servers[system]
+            return self.secure_server()
+        except Exception as e:  # noqa: BLE001
+            self.unavailable[system] = str(e)
+            return None
+
+    def load_task(self, system: str, transport: str, server: peers.Server, **task: Any) -> dict[str, Any]:
+        return self.over(transport, server, **task) if system == "relaychat" else self.task(system, server, **task)
+
+    @staticmethod
+    def label(system: str, transport: str) -> str:
+        return system if transport == "tcp" else f"{system}-{transport}"
+
     def flood(self) -> None:
-        systems = ["relaychat", "bare"]
         p = self.p
         results: dict[str, Any] = {}
-        for system in systems:
-            # A fresh server for each, so nothing before the flood is counted, and the
-            # bare relay's unbounded buffers are freed afterwards.
-            self.stop_server(system)
-            try:
-                self.start_servers([system])
-            except Exception as e:  # noqa: BLE001
-                self.unavailable[system] = str(e)
+        for system, transport in self.OVER:
+            server = self.fresh(system, transport)
+            if server is None:
                 continue
-            server = self.servers[system]
-            quiet = self.ping(system, server, min(3.0, p["flood_duration"] / 2))
-            flood = self.task(system, server, task="flood", size=BULK, duration=p["flood_duration"],
-                              max_bytes=p["flood_bytes"])
-            ping = self.task(system, server, task="pingpong", size=SMALL, rounds=10 ** 6,
-                             duration=p["flood_duration"] - 0.5)
+            name = self.label(system, transport)
+            try:
+                quiet = run_workers([self.load_task(system, transport, server, task="pingpong", size=SMALL,
+                                                    rounds=self.p["ping_rounds"],
+                                                    duration=min(3.0, p["flood_duration"] / 2))]).results[0]
+            except WorkerError as e:
+                self.say(f"{name} quiet ping-pong failed: {e}")
+                quiet = None
+            flood = self.load_task(system, transport, server, task="flood", size=BULK, duration=p["flood_duration"],
+                                   max_bytes=p["flood_bytes"])
+            ping = self.load_task(system, transport, server, task="pingpong", size=SMALL, rounds=10 ** 6,
+                                  duration=p["flood_duration"] - 0.5)
             rss0 = server.rss()
             try:
                 run = run_workers([flood, ping], watch=server, warmup=0.0, duration=p["flood_duration"], sample_rss=True)
             except WorkerError as e:
-                self.say(f"{system} flood failed: {e}")
+                self.say(f"{name} flood failed: {e}")
+                self.stop_server(system)
                 continue
             time.sleep(0.5)
             peak = max([rss for _, rss in run.rss] + [server.rss()])
-            results[system] = {"quiet": quiet, "loaded": run.results[1], "flood": run.results[0],
-                               "rss_before": rss0, "rss_peak": peak, "growth": peak - rss0,
-                               "rss_samples": run.rss[:: max(1, len(run.rss) // 50)]}
-            self.say(f"  flood {system:9s} RSS +{(peak - rss0) / (1 << 20):.1f} MiB, sender pushed "
+            results[name] = {"quiet": quiet, "loaded": run.results[1], "flood": run.results[0],
+                             "rss_before": rss0, "rss_peak": peak, "growth": peak - rss0,
+                             "rss_samples": run.rss[:: max(1, len(run.rss) // 50)]}
+            self.say(f"  flood {name:13s} RSS +{(peak - rss0) / (1 << 20):.1f} MiB, sender pushed "
                      f"{run.results[0]['bytes_sent'] / (1 << 20):.0f} MiB; ping p50 "
                      f"{quiet['p50_us'] if quiet else 0:.0f} -> {run.results[1].get('p50_us', 0):.0f} us")
             self.stop_server(system)
         self.raw["flood"] = results
-        ours = results.get("relaychat")
         bare = results.get("bare")
-        growth = ours["growth"] if ours else None
-        self.add(Row("flood: relay RSS growth (reader never reads)", growth, "MiB", "bare relay",
-                     bare["growth"] if bare else None, None, "< 64 MiB",
-                     "PASS" if growth is not None and growth < 64 << 20 else "MISS",
-                     f"sender pushed {ours['flood']['bytes_sent'] / (1 << 20):.0f} MiB into relaychat in "
-                     f"{ours['flood']['seconds']:.1f} s" if ours else ""))
-        if ours and ours["quiet"] and ours["loaded"].get("count"):
-            quiet, loaded = ours["quiet"], ours["loaded"]
-            ratio = loaded["p50_us"] / quiet["p50_us"]
-            self.add(Row("flood: another session's ping-pong p50, flooded vs quiet", loaded["p50_us"], "us",
-                         "same relay, quiet", quiet["p50_us"], ratio, "ratio <= 1.5",
-                         "PASS" if ratio <= 1.5 else "MISS",
-                         f"p99 {quiet['p99_us']:.0f} us quiet, {loaded['p99_us']:.0f} us flooded"))
-        else:
-            self.add(Row("flood: another session's ping-pong p50, flooded vs quiet", None, "us",
-                         target="ratio <= 1.5", status="MISS", note="no measurement"))
+        for transport in ("tcp", "tls", "ws"):
+            ours = results.get(self.label("relaychat", transport))
+            over = "" if transport == "tcp" else f" over {self.TRANSPORTS[transport]}"
+            growth = ours["growth"] if ours else None
+            self.add(Row(f"flood{over}: relay RSS growth (reader never reads)", growth, "MiB", "bare relay",
+                         bare["growth"] if bare else None, None, "< 64 MiB",
+                         "PASS" if growth is not None and growth < 64 << 20 else "MISS",
+                         f"sender pushed {ours['flood']['bytes_sent'] / (1 << 20):.0f} MiB into relaychat in "
+                         f"{ours['flood']['seconds']:.1f} s" if ours else "no measurement"))
+            figure = f"flood{over}: another session's ping-pong p50, flooded vs quiet"
+            if ours and ours["quiet"] and ours["loaded"].get("count"):
+                quiet, loaded = ours["quiet"], ours["loaded"]
+                ratio = loaded["p50_us"] / quiet["p50_us"]
+                self.add(Row(figure, loaded["p50_us"], "us", "same relay, quiet", quiet["p50_us"], ratio, "ratio <= 1.5",
+                             "PASS" if ratio <= 1.5 else "MISS",
+                             f"p99 {quiet['p99_us']:.0f} us quiet, {loaded['p99_us']:.0f} us flooded"))
+            else:
+                self.add(Row(figure, None, "us", target="ratio <= 1.5", status="MISS", note="no measurement"))
 
     def memory(self) -> None:
         results: dict[str, Any] = {}
         for count in self.p["idle_counts"]:
-            for system in ("relaychat", "bare"):
-                self.stop_server(system)
-                self.start_servers([system])
-                server = self.servers[system]
+            for system, transport in self.OVER:
+                server = self.fresh(system, transport)
+                if server is None:
+                    continue
+                name = self.label(system, transport)
                 try:
                     # warm up: one small wave that connects, registers and leaves, so that
                     # lazily imported code and first-use caches are not counted per client
-                    run_workers([self.task(system, server, task="idle", count=10)])
+                    run_workers([self.load_task(system, transport, server, task="idle", count=10)])
                     time.sleep(0.5)
                     rss0 = server.rss()
                     per = 2500
                     shares = [min(per, count - i) for i in range(0, count, per)]
-                    workers = [Worker(self.task(system, server, task="idle", count=n)) for n in shares]
+                    workers = [Worker(self.load_task(system, transport, server, task="idle", count=n)) for n in shares]
                     try:
                         for w in workers:
                             w.wait_ready(600)
@@ -645,23 +671,28 @@ class Bench:
                         for w in workers:
                             w.kill()
                 except WorkerError as e:
-                    self.say(f"{system} idle clients ({count}) failed: {e}")
+                    self.say(f"{name} idle clients ({count}) failed: {e}")
                     continue
                 finally:
                     self.stop_server(system)
                 per_client = (rss1 - rss0) / connected
-                results.setdefault(str(count), {})[system] = {"rss_before": rss0, "rss_after": rss1,
-                                                              "connections": connected, "per_client": per_client}
-                self.say(f"  idle {count:6d} {system:9s} RSS {rss0 / 1e6:.1f} -> {rss1 / 1e6:.1f} MB: "
+                results.setdefault(str(count), {})[name] = {"rss_before": rss0, "rss_after": rss1,
+                                                            "connections": connected, "per_client": per_client}
+                self.say(f"  idle {count:6d} {name:13s} RSS {rss0 / 1e6:.1f} -> {rss1 / 1e6:.1f} MB: "
                          f"{per_client / 1000:.2f} KB per client")
         self.raw["memory"] = results
         for count in self.p["idle_counts"]:
             got = results.get(str(count), {})
-            ours = got.get("relaychat", {}).get("per_client")
+            plain = got.get("relaychat", {}).get("per_client")
             theirs = got.get("bare", {}).get("per_client")
-            self.add(Row(f"RSS per idle registered client, {count:,} clients", ours, "KB", "bare relay", theirs,
-                         ours / theirs if ours and theirs else None, "<= 5 KB",
-                         "PASS" if ours is not None and ours <= 5000 else "MISS"))
+            self.add(Row(f"RSS per idle registered client, {count:,} clients", plain, "KB", "bare relay", theirs,
+                         plain / theirs if plain and theirs else None, "<= 5 KB",
+                         "PASS" if plain is not None and plain <= 5000 else "MISS"))
+            for transport in ("tls", "ws"):
+                ours = got.get(self.label("relaychat", transport), {}).get("per_client")
+                self.add(Row(f"RSS per idle registered client over {self.TRANSPORTS[transport]}, {count:,} clients",
+                             ours, "KB", "tcp", plain, ours / plain if ours and plain else None, "reported",
+                             "info" if ours is not None else "n/a"))
 
     # -- TLS and WebSocket: the same daemon, one listener of each kind -----------------
 
