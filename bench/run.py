@@ -422,16 +422,7 @@ class Bench:
             self.add(Row(figure, self.median(ours), unit, baseline, None, None,
                          _target(at_least, at_most), "n/a", f"{peer_name(baseline)} unavailable: {why}"))
             return
-        if ratio is None:
-            status = "MISS" if (at_least or at_most) else "info"
-        elif at_least is not None:
-            status = "PASS" if ratio >= at_least else "MISS"
-        elif at_most is not None:
-            status = "PASS" if ratio <= at_most else "MISS"
-        else:
-            status = "info"
-        self.add(Row(figure, self.median(ours), unit, baseline, self.median(theirs), ratio,
-                     _target(at_least, at_most), status, note))
+        self.row_between(figure, values, "relaychat", baseline, unit, at_least, at_most, note, untargeted="")
 
     def cpu_note(self, label: str, systems: list[str], per: str) -> str:
         """Relay CPU per message (or MB), median over rounds, from the raw runs."""
@@ -492,14 +483,6 @@ class Bench:
     def ping_task(self, kind: str, server: peers.Server, duration: float, tls: bool = False) -> dict[str, Any]:
         return self.task(kind, server, task="pingpong", size=SMALL, rounds=self.p["ping_rounds"],
                          duration=duration, tls=tls)
-
-    def ping(self, kind: str, server: peers.Server, duration: float) -> dict[str, Any] | None:
-        """One ping-pong run on its own (used around the flood)."""
-        try:
-            return run_workers([self.ping_task(kind, server, duration)]).results[0]
-        except WorkerError as e:
-            self.say(f"{kind} ping-pong failed: {e}")
-            return None
 
     def pingpong(self) -> None:
         systems = ["relaychat", "bare", "irc"]
@@ -730,11 +713,13 @@ class Bench:
                            servers={name: server for name in transports})
 
     def row_between(self, figure: str, values: dict[str, list[float | None]], ours: str, theirs: str, unit: str,
-                    at_least: float | None = None, at_most: float | None = None, note: str = "") -> None:
+                    at_least: float | None = None, at_most: float | None = None, note: str = "",
+                    untargeted: str = "reported") -> None:
+        """A row for ``ours`` against ``theirs``: the median of the per-round ratios, against its target."""
         mine, base = values.get(ours, []), values.get(theirs, [])
         ratio = self.ratio(mine, base)
         if ratio is None:
-            status = "MISS" if (at_least or at_most) else "n/a"
+            status = "MISS" if (at_least or at_most) else "info"
         elif at_least is not None:
             status = "PASS" if ratio >= at_least else "MISS"
         elif at_most is not None:
@@ -742,7 +727,7 @@ class Bench:
         else:
             status = "info"
         self.add(Row(figure, self.median(mine), unit, theirs, self.median(base), ratio,
-                     _target(at_least, at_most) or "reported", status, note))
+                     _target(at_least, at_most) or untargeted, status, note))
 
     def transport_figures(self, transports: list[str], against: dict[str, str], targets: dict[tuple[str, str], float]) -> None:
         """Small frames (10 pairs), 16-KiB frames (1 pair) and ping-pong over ``transports``, each

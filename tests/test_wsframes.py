@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import struct
-
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
@@ -13,19 +10,6 @@ from relaychat.server.wsframes import (
     MAX_HANDSHAKE, Lines, Opened, Policy, Refused, WebSocketServer, WSState,
 )
 from tests.listener_support import client_frame, server_frames, upgrade_request
-
-
-def masked(payload: bytes, opcode: int = 1, fin: bool = True, key: bytes = b"", rsv: int = 0) -> bytes:
-    key = key or os.urandom(4)
-    n = len(payload)
-    head = bytes([(0x80 if fin else 0) | rsv | opcode])
-    if n < 126:
-        head += bytes([0x80 | n])
-    elif n < 65536:
-        head += bytes([0x80 | 126]) + struct.pack("!H", n)
-    else:
-        head += bytes([0x80 | 127]) + struct.pack("!Q", n)
-    return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
 
 
 def opened(limit: int = 1024, policy: Policy = Policy()) -> WebSocketServer:
@@ -91,7 +75,7 @@ class OpeningHandshake(SynchronousTestCase):
         ws = WebSocketServer(Policy(), 1024)
         request = upgrade_request()
         self.assertEqual(ws.receive(request[:10]), [])
-        events = ws.receive(request[10:] + masked(b"HELLO 1"))
+        events = ws.receive(request[10:] + client_frame(b"HELLO 1"))
         self.assertEqual(events, [Opened(), Lines(b"HELLO 1\n")])
 
     def test_an_endless_head_is_dropped_unanswered(self) -> None:
@@ -106,7 +90,7 @@ class OpeningHandshake(SynchronousTestCase):
 class Messages(SynchronousTestCase):
     def test_a_read_of_many_messages_is_one_buffer_of_lines(self) -> None:
         ws = opened()
-        data = b"".join(masked(b"FRAME s%d QUJD" % i) for i in range(200)) + masked(b"P" * 300)
+        data = b"".join(client_frame(b"FRAME s%d QUJD" % i) for i in range(200)) + client_frame(b"P" * 300)
         self.assertEqual(ws.receive(data), [Lines(b"".join(b"FRAME s%d QUJD\n" % i for i in range(200)) + b"P" * 300 + b"\n")])
 
     @settings(max_examples=60, deadline=None)
@@ -114,7 +98,7 @@ class Messages(SynchronousTestCase):
     def test_any_messages_split_anywhere(self, messages: list[bytes], data: st.DataObject) -> None:
         messages = [m.decode("latin-1").encode("utf-8") for m in messages]  # valid UTF-8
         ws = opened(limit=4096)
-        wire = b"".join(masked(m) for m in messages)
+        wire = b"".join(client_frame(m) for m in messages)
         cuts = sorted(data.draw(st.lists(st.integers(0, len(wire)), max_size=8)))
         got = b""
         for start, end in zip([0] + cuts, cuts + [len(wire)]):
@@ -124,36 +108,36 @@ class Messages(SynchronousTestCase):
 
     def test_binary_and_lf_messages_are_refused_in_order(self) -> None:
         ws = opened()
-        events = ws.receive(masked(b"PING a") + masked(b"PING b\nPING c") + masked(b"PING d") + masked(b"\x00", opcode=2)
-                            + masked(b"PING e"))
+        events = ws.receive(client_frame(b"PING a") + client_frame(b"PING b\nPING c") + client_frame(b"PING d") + client_frame(b"\x00", opcode=2)
+                            + client_frame(b"PING e"))
         self.assertEqual(events, [Lines(b"PING a\n"), Refused("one line per WebSocket message, without LF"),
                                   Lines(b"PING d\n"), Refused("a WebSocket message must be text"), Lines(b"PING e\n")])
 
     def test_fragmented_messages_with_a_ping_in_between(self) -> None:
         ws = opened()
-        events = ws.receive(masked(b"PING ", fin=False) + masked(b"ping", opcode=9) + masked(b"frag", opcode=0, fin=False)
-                            + masked(b"ments", opcode=0))
+        events = ws.receive(client_frame(b"PING ", fin=False) + client_frame(b"ping", opcode=9) + client_frame(b"frag", opcode=0, fin=False)
+                            + client_frame(b"ments", opcode=0))
         self.assertEqual(lines(events), b"PING fragments\n")
         self.assertEqual(server_frames(ws.data_to_send()), [(10, b"ping")])  # the pong
 
     def test_invalid_utf8_fails_with_1007(self) -> None:
         ws = opened()
-        events = ws.receive(masked(b"PING a") + masked(b"\xff\xfe"))
+        events = ws.receive(client_frame(b"PING a") + client_frame(b"\xff\xfe"))
         self.assertEqual(lines(events), b"")  # the run with the bad message is not handed on
         self.assertEqual(close_code(ws), 1007)
         ws = opened()
-        ws.receive(masked(b"\xc3", fin=False) + masked(b"(", opcode=0))
+        ws.receive(client_frame(b"\xc3", fin=False) + client_frame(b"(", opcode=0))
         self.assertEqual(close_code(ws), 1007)
 
     def test_protocol_errors_fail_with_1002(self) -> None:
         for frame in [
             b"\x81\x05hello",  # unmasked
-            masked(b"x", rsv=0x40),  # reserved bit
-            masked(b"x", opcode=0),  # continuation of nothing
-            masked(b"x", opcode=3),  # unknown opcode
-            masked(b"x" * 126, opcode=9),  # control frame too long
-            masked(b"x", opcode=9, fin=False),  # fragmented control frame
-            masked(b"a", fin=False) + masked(b"b"),  # a new message inside a fragmented one
+            client_frame(b"x", rsv=0x40),  # reserved bit
+            client_frame(b"x", opcode=0),  # continuation of nothing
+            client_frame(b"x", opcode=3),  # unknown opcode
+            client_frame(b"x" * 126, opcode=9),  # control frame too long
+            client_frame(b"x", opcode=9, fin=False),  # fragmented control frame
+            client_frame(b"a", fin=False) + client_frame(b"b"),  # a new message inside a fragmented one
         ]:
             ws = opened()
             ws.receive(frame + b"\x00" * 6)
@@ -162,20 +146,20 @@ class Messages(SynchronousTestCase):
 
     def test_too_big_fails_with_1009_from_the_header_alone(self) -> None:
         ws = opened(limit=1024)
-        ws.receive(masked(b"a" * 1025)[:8])  # the header and mask only
+        ws.receive(client_frame(b"a" * 1025)[:8])  # the header and mask only
         self.assertEqual(close_code(ws), 1009)
         ws = opened(limit=1024)
-        ws.receive(masked(b"a" * 600, fin=False) + masked(b"a" * 600, opcode=0)[:8])
+        ws.receive(client_frame(b"a" * 600, fin=False) + client_frame(b"a" * 600, opcode=0)[:8])
         self.assertEqual(close_code(ws), 1009)
         ws = opened(limit=100)  # the short path honours small limits too
-        ws.receive(masked(b"a" * 101))
+        ws.receive(client_frame(b"a" * 101))
         self.assertEqual(close_code(ws), 1009)
 
 
 class Closing(SynchronousTestCase):
     def test_the_peer_closes_and_we_answer(self) -> None:
         ws = opened()
-        events = ws.receive(masked(b"PING a") + masked(b"\x03\xe9bye", opcode=8) + masked(b"PING late"))
+        events = ws.receive(client_frame(b"PING a") + client_frame(b"\x03\xe9bye", opcode=8) + client_frame(b"PING late"))
         self.assertEqual(events, [Lines(b"PING a\n")])
         self.assertEqual(close_code(ws), 1001)
         self.assertEqual(ws.close_code, 1001)
@@ -191,9 +175,9 @@ class Closing(SynchronousTestCase):
         self.assertEqual(frames[0], (1, b"BYE quit goodbye"))
         self.assertEqual(frames[1], (8, b"\x03\xe8"))
         self.assertIs(ws.state, WSState.CLOSING)
-        self.assertEqual(ws.receive(masked(b"PING ignored") + masked(b"ping", opcode=9)), [])
+        self.assertEqual(ws.receive(client_frame(b"PING ignored") + client_frame(b"ping", opcode=9)), [])
         self.assertEqual(ws.data_to_send(), b"")  # no pong once closing
-        ws.receive(masked(b"\x03\xe8", opcode=8))
+        ws.receive(client_frame(b"\x03\xe8", opcode=8))
         self.assertIs(ws.state, WSState.CLOSED)
         self.assertEqual(ws.data_to_send(), b"")  # the handshake is complete: nothing more to say
 
@@ -216,7 +200,3 @@ class Output(SynchronousTestCase):
         ws = opened()
         ws.send_lines(b"FRAME s \xff==\n")
         self.assertEqual(server_frames(ws.data_to_send()), [(1, "FRAME s \ufffd==".encode())])
-
-    def test_client_frame_helper_agrees(self) -> None:
-        ws = opened()
-        self.assertEqual(ws.receive(client_frame(b"PING helper")), [Lines(b"PING helper\n")])

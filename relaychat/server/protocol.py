@@ -15,7 +15,7 @@ socket, reads reach the hub whole and writes leave at once.
 from __future__ import annotations
 
 import ssl
-from typing import Optional
+from typing import Any, Optional
 
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
@@ -37,6 +37,8 @@ class HubConnection(Protocol):
     reader stops its senders. Subclasses say what the cleartext means
     (:meth:`received`) and when the hub meets the connection (:meth:`join`).
     """
+
+    transport: Any  # a Twisted TCP transport: ITCPTransport, IPushProducer and IConsumer
 
     def __init__(self, hub: Hub, clock: IReactorTime, tls: Optional[ssl.SSLContext] = None) -> None:
         self.hub = hub
@@ -88,6 +90,15 @@ class HubConnection(Protocol):
         self.received(data)
 
     def received(self, data: bytes) -> None:
+        """Cleartext from the peer."""
+        raise NotImplementedError
+
+    def write(self, data: bytes) -> None:
+        """Link: lines from the hub."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Link: the hub is done with this connection."""
         raise NotImplementedError
 
     def send(self, data: bytes) -> None:
@@ -156,7 +167,7 @@ class RelayProtocol(HubConnection):
         self.join()
 
     def received(self, data: bytes) -> None:
-        self.hub.receive(self.client, data, self.clock.seconds())  # type: ignore[arg-type]
+        self.hub.receive(self.client, data, self.clock.seconds())  # type: ignore[arg-type]  # set in connectionMade
 
     def write(self, data: bytes) -> None:
         self.send(data)
@@ -169,6 +180,8 @@ class RelayFactory(Factory):
     """Builds :class:`RelayProtocol` for a ``tcp`` listener, or with ``tls`` a ``tls`` one."""
 
     noisy = False
+
+    transport: Any  # a Twisted TCP transport: ITCPTransport, IPushProducer and IConsumer
 
     def __init__(self, hub: Hub, clock: IReactorTime, tls: Optional[ssl.SSLContext] = None) -> None:
         self.hub = hub

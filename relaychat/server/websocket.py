@@ -46,8 +46,6 @@ CLOSE_HANDSHAKE_TIMEOUT = 2.0
 class WebSocketProtocol(HubConnection):
     """One WebSocket connection: the hub's Link once the opening handshake is accepted."""
 
-    factory: "WebSocketFactory"
-
     def __init__(self, hub: Any, clock: IReactorTime, policy: Policy, tls: Optional[ssl.SSLContext] = None) -> None:
         super().__init__(hub, clock, tls)
         self.ws = WebSocketServer(policy, hub.limits.max_line)
@@ -68,7 +66,7 @@ class WebSocketProtocol(HubConnection):
                 self._cancel_timeout()
                 self.join()
             elif type(event) is Refused:
-                self._refuse(event.reason)  # type: ignore[union-attr]
+                self._refuse(event.reason)
         self._flush()
 
     def _flush(self) -> None:
