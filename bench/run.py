@@ -296,6 +296,7 @@ class Bench:
         server = cls(workdir, **kwargs)
         server.cpus = self.server_cpus
         if name == "relaychat" and self.args.profile:
+            Path(self.args.profile).mkdir(parents=True, exist_ok=True)  # twistd would silently write nothing
             server.profile = str(Path(self.args.profile).resolve() / f"relaychat-{self.tag()}.pstats")  # type: ignore[attr-defined]
         if name == "relaychat" and self.args.relaychat_from:
             server.root = Path(self.args.relaychat_from).resolve()  # type: ignore[attr-defined]
