@@ -18,6 +18,8 @@ without TLS, a connection gets:
     ``allowed_origins`` (browser ``Origin`` patterns such as
     ``"https://*.example.org"``; default any), and, for ``wss://``, the
     same ``certificate``, ``private_key`` and ``minimum_tls`` as ``tls``.
+    ``web_client = true`` also serves the browser client's page there
+    (:mod:`relaychat.server.webclient`); ``path`` then defaults to ``/relay``.
 
 Certificates and keys are read when the service is built, before twistd
 drops privileges, so a missing, unreadable or mismatched file stops
@@ -33,9 +35,10 @@ from typing import Any, Callable, Mapping
 
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IProtocolFactory, IStreamServerEndpoint
+from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from relaychat.config import ConfigError, ListenerConfig
-from relaychat.certificates import CertificateError
+from relaychat.certificates import CertificateError, server_options
 from relaychat.server.protocol import RelayFactory
 from relaychat.server.tlslayer import server_context
 
@@ -63,19 +66,34 @@ def _endpoint(listener: ListenerConfig, reactor: Any, tls: bool = False) -> IStr
         raise ConfigError(f"{describe(listener)}: bad endpoint string: {e}") from None
 
 
-def _tls(listener: ListenerConfig) -> ssl.SSLContext:
-    """The TLS context for the listener's certificate and key; the relay's
-    adapters run TLS themselves on the TCP transport (relaychat.server.tlslayer)."""
+def _tls_files(listener: ListenerConfig) -> tuple[Path, Path, str]:
     options = listener.options
     certificate, private_key = options.get("certificate"), options.get("private_key")
     if certificate is None or private_key is None:
         raise ConfigError(f"{describe(listener)}: certificate and private_key are both required for TLS")
+    return Path(certificate), Path(private_key), options.get("minimum_tls", "1.2")
+
+
+def _tls(listener: ListenerConfig) -> ssl.SSLContext:
+    """The TLS context for the listener's certificate and key; the relay's
+    adapters run TLS themselves on the TCP transport (relaychat.server.tlslayer)."""
     try:
-        return server_context(Path(certificate), Path(private_key), options.get("minimum_tls", "1.2"))
+        return server_context(*_tls_files(listener))
     except CertificateError as e:
         raise ConfigError(f"{describe(listener)}: {e}") from None
     except (OSError, ssl.SSLError) as e:  # the files changed between the check and the load
         raise ConfigError(f"{describe(listener)}: cannot load the certificate and key: {e}") from None
+
+
+def _twisted_tls(listener: ListenerConfig, factory: IProtocolFactory) -> IProtocolFactory:
+    """``factory`` behind Twisted's TLS (for a Site, which cannot run our TLS layer)."""
+    try:
+        options = server_options(*_tls_files(listener))
+    except CertificateError as e:
+        raise ConfigError(f"{describe(listener)}: {e}") from None
+    wrapped = TLSMemoryBIOFactory(options, False, factory)
+    wrapped.noisy = False
+    return wrapped
 
 
 def _build_tcp(listener: ListenerConfig, factory: IProtocolFactory, reactor: Any) -> tuple[IStreamServerEndpoint, IProtocolFactory]:
@@ -101,9 +119,21 @@ def _build_websocket(listener: ListenerConfig, factory: IProtocolFactory, reacto
     path = options.get("path")
     if path is not None and not path.startswith("/"):
         raise ConfigError(f"{describe(listener)}: path must start with /")
+    web_client = options.get("web_client", False)
+    if web_client and path is None:
+        path = "/relay"
     secure = "certificate" in options or "private_key" in options
     if not secure and "minimum_tls" in options:
         raise ConfigError(f"{describe(listener)}: minimum_tls needs certificate and private_key")
+    if web_client:
+        # twisted.web serves the page on the same connections, so TLS is
+        # Twisted's here and the WebSocket adapter takes the connection over
+        # from the Site (relaychat.server.webclient).
+        from relaychat.server.webclient import with_page
+
+        websocket = WebSocketFactory(factory, reactor, path=path, allowed_origins=origins)  # type: ignore[arg-type]
+        wrapped = with_page(websocket, path, lambda site: _twisted_tls(listener, site) if secure else site)
+        return _endpoint(listener, reactor, tls=secure), wrapped
     websocket = WebSocketFactory(
         factory, reactor, path=path, allowed_origins=origins,  # type: ignore[arg-type]
         tls=_tls(listener) if secure else None,
@@ -116,5 +146,5 @@ _TLS_OPTIONS: dict[str, type] = {"certificate": Path, "private_key": Path, "mini
 KINDS: dict[str, ListenerKind] = {
     "tcp": ListenerKind(_build_tcp),
     "tls": ListenerKind(_build_tls, _TLS_OPTIONS),
-    "websocket": ListenerKind(_build_websocket, {"path": str, "allowed_origins": list, **_TLS_OPTIONS}),
+    "websocket": ListenerKind(_build_websocket, {"path": str, "allowed_origins": list, "web_client": bool, **_TLS_OPTIONS}),
 }

@@ -2,7 +2,7 @@
 
 Everything the relay decides happens in :class:`~relaychat.server.hub.Hub`;
 an adapter only carries bytes, time and back-pressure between a Twisted TCP
-transport and the hub, and is the hub's :class:`~relaychat.server.client.Link`.
+transport and the hub, and is the hub's :class:`~relaychat.server.connection.Link`.
 There are two adapters over the one hub, as in the transit relay: this
 module's :class:`RelayProtocol` (protocol lines straight on the stream) and
 :class:`~relaychat.server.websocket.WebSocketProtocol` (one line per
@@ -22,7 +22,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from relaychat.server.client import Client
+from relaychat.server.connection import Connection
 from relaychat.server.hub import Hub
 from relaychat.server.prompt import PromptWriter
 from relaychat.server.tlslayer import ServerTLS, TLSFailed
@@ -43,7 +43,7 @@ class HubConnection(Protocol):
     def __init__(self, hub: Hub, clock: IReactorTime, tls: Optional[ssl.SSLContext] = None) -> None:
         self.hub = hub
         self.clock = clock
-        self.client: Optional[Client] = None
+        self.client: Optional[Connection] = None
         self._context = tls
         self._tls: Optional[ServerTLS] = None
         self._out: Optional[PromptWriter] = None

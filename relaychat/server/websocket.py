@@ -87,7 +87,7 @@ class WebSocketProtocol(HubConnection):
     def _refuse(self, text: str) -> None:
         """An error only the adapter can see; the hub answers and counts it."""
         client = self.client
-        if client is None or client.closing:
+        if client is None:  # the hub ignores a connection it no longer serves
             return
         self.hub.refuse(client, Code.SYNTAX, text)
 
