@@ -509,7 +509,7 @@ def stream(task: dict[str, Any], pairs: list[Pair]) -> dict[str, Any]:
     messages = sum(p.received for p in pairs) - (base_msgs or 0)
     rx_bytes = sum(p.rx_bytes for p in pairs) - (base_bytes or 0)
     poller.close()
-    heads = [bytes(p.head[:p.rx_line]) for p in pairs if p.rx_line]
+    heads = [bytes(p.head[:p.rx_line]) for p in pairs if p.rx_line and p.head]  # none for WebSocket (sizes known)
     return {
         "load_cpu_s": time.process_time() - cpu0 if base_msgs is not None else None,
         "messages": messages,
