@@ -57,6 +57,15 @@ class Adapter(SynchronousTestCase):
         self.assertEqual(lines(transport), ["BYE quit goodbye"])
         self.assertTrue(transport.disconnecting)
 
+    def test_closing_stops_being_the_producer_even_when_paused(self) -> None:
+        factory, _ = make_factory()
+        protocol, transport = connect(factory)
+        protocol.pauseProducing()  # the transport's buffer is full
+        protocol.dataReceived(b"QUIT\n")
+        self.assertEqual(lines(transport), ["BYE quit goodbye"])
+        self.assertIsNone(transport.producer)  # a paused producer would hold the close back
+        self.assertTrue(transport.disconnecting)
+
     def test_connection_lost_leaves_the_hub(self) -> None:
         factory, _ = make_factory()
         protocol, transport = connect(factory)

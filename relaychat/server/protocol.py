@@ -48,10 +48,12 @@ class HubConnection(Protocol):
         self._tls: Optional[ServerTLS] = None
         self._out: Optional[PromptWriter] = None
         self._wakeup: Optional[IDelayedCall] = None
+        self._registered = False  # we are our transport's producer
 
     def connectionMade(self) -> None:
         transport = self.transport
         transport.registerProducer(self, True)
+        self._registered = True
         # The hub already writes once per read, so Nagle's algorithm can only
         # hold a reply back (until the peer's delayed ACK, tens of ms).
         set_no_delay = getattr(transport, "setTcpNoDelay", None)
@@ -116,12 +118,21 @@ class HubConnection(Protocol):
             self._out.write(data)  # type: ignore[union-attr]
 
     def close_stream(self) -> None:
-        """End TLS (our close_notify) and the TCP connection after what is queued."""
+        """End TLS (our close_notify) and the TCP connection after what is queued.
+
+        We stop being the transport's producer first: a TCP transport whose
+        streaming producer is paused resumes the producer when its buffer
+        drains, instead of closing, and never gets back to closing.
+        """
         tls = self._tls
         if tls is not None:
             tls.close()
             self._send_ciphertext(tls.data_to_send())
-        self.transport.loseConnection()
+        transport = self.transport
+        if self._registered:
+            self._registered = False
+            transport.unregisterProducer()
+        transport.loseConnection()
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         if self._wakeup is not None and self._wakeup.active():
