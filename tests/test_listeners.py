@@ -434,6 +434,15 @@ class WebSocketInMemory(SynchronousTestCase):
         tcp_t.producer.resumeProducing()
         self.assertEqual(ws_t.producerState, "producing")
 
+    def test_pings_from_a_peer_that_does_not_read_make_the_relay_hold_one_pong(self) -> None:
+        ws, ws_t = self.open_ws()
+        ws.pauseProducing()  # the client's socket buffer is full
+        for i in range(100):
+            ws.dataReceived(client_frame(b"ping %d" % i, opcode=9))
+        self.assertEqual(ws_t.value(), b"")
+        ws.resumeProducing()
+        self.assertEqual(server_frames(ws_t.value()), [(10, b"ping 99")])
+
     def test_quit_says_bye_then_closes_the_websocket(self) -> None:
         ws, ws_t = self.open_ws()
         ws_t.pauseProducing()  # even when reading was paused, the close reply must be readable

@@ -156,6 +156,21 @@ class Messages(SynchronousTestCase):
         self.assertEqual(close_code(ws), 1009)
 
 
+class Pings(SynchronousTestCase):
+    def test_a_ping_is_answered_with_its_payload(self) -> None:
+        ws = opened()
+        ws.receive(client_frame(b"are you there", opcode=9))
+        self.assertEqual(server_frames(ws.data_to_send()), [(10, b"are you there")])
+
+    def test_while_the_peer_does_not_read_only_the_latest_ping_is_answered_later(self) -> None:
+        ws = opened()
+        for i in range(1000):
+            ws.receive(client_frame(b"ping %d" % i, opcode=9))
+            self.assertEqual(ws.data_to_send(pong=False), b"")
+        self.assertEqual(server_frames(ws.data_to_send()), [(10, b"ping 999")])
+        self.assertEqual(ws.data_to_send(), b"")
+
+
 class Closing(SynchronousTestCase):
     def test_the_peer_closes_and_we_answer(self) -> None:
         ws = opened()
@@ -180,6 +195,13 @@ class Closing(SynchronousTestCase):
         ws.receive(client_frame(b"\x03\xe8", opcode=8))
         self.assertIs(ws.state, WSState.CLOSED)
         self.assertEqual(ws.data_to_send(), b"")  # the handshake is complete: nothing more to say
+
+    def test_while_closing_a_frame_too_big_ends_it_rather_than_being_buffered(self) -> None:
+        ws = opened(limit=1024)
+        ws.close()
+        ws.data_to_send()
+        ws.receive(client_frame(b"a" * 70000)[:14])  # a header announcing more than max_line
+        self.assertIs(ws.state, WSState.CLOSED)
 
 
 class Output(SynchronousTestCase):

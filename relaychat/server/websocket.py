@@ -50,6 +50,7 @@ class WebSocketProtocol(HubConnection):
         super().__init__(hub, clock, tls)
         self.ws = WebSocketServer(policy, hub.limits.max_line)
         self._timeout: Optional[IDelayedCall] = None
+        self._output_full = False  # our transport asked us to stop producing
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -72,7 +73,7 @@ class WebSocketProtocol(HubConnection):
     def _flush(self) -> None:
         """Send what the framing owes, and act on the state it is in."""
         ws = self.ws
-        out = ws.data_to_send()
+        out = ws.data_to_send(pong=not self._output_full)
         if out:
             self.send(out)
         if ws.state is WSState.CLOSED:
@@ -105,12 +106,23 @@ class WebSocketProtocol(HubConnection):
         self._cancel_timeout()
         super().connectionLost(reason)
 
+    def pauseProducing(self) -> None:
+        self._output_full = True
+        super().pauseProducing()
+
+    def resumeProducing(self) -> None:
+        self._output_full = False
+        super().resumeProducing()
+        out = self.ws.data_to_send()  # a pong held back while the peer was not reading
+        if out:
+            self.send(out)
+
     # -- Link ------------------------------------------------------------------
 
     def write(self, data: bytes) -> None:
         ws = self.ws
         ws.send_lines(data)
-        out = ws.data_to_send()
+        out = ws.data_to_send(pong=not self._output_full)
         if out:
             self.send(out)
 

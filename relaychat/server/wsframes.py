@@ -127,7 +127,7 @@ class WebSocketServer:
     """One WebSocket connection, server side."""
 
     __slots__ = ("policy", "max_message", "state", "_buffer", "_out", "_fragments", "_fragment_opcode",
-                 "_fragment_size", "close_code", "_partial")
+                 "_fragment_size", "close_code", "_partial", "_pong")
 
     def __init__(self, policy: Policy, max_message: int) -> None:
         self.policy = policy
@@ -140,8 +140,16 @@ class WebSocketServer:
         self._fragment_size = 0
         self.close_code: Optional[int] = None  # the code in the peer's close frame, if any
         self._partial = b""  # the start of a line the hub has not finished writing
+        self._pong: Optional[bytes] = None  # the payload of the latest ping not yet answered
 
-    def data_to_send(self) -> bytes:
+    def data_to_send(self, pong: bool = True) -> bytes:
+        """What must go on the wire. ``pong=False`` while the peer is not reading
+        what we send: pings are then answered later, the latest only (RFC 6455
+        section 5.5.3 allows it), so a peer that pings and never reads makes the
+        relay hold one pong, not one per ping."""
+        if pong and self._pong is not None:
+            self._out.append(_frame(PONG, self._pong))
+            self._pong = None
         out, self._out = self._out, []
         return out[0] if len(out) == 1 else b"".join(out)
 
@@ -189,8 +197,11 @@ class WebSocketServer:
                 self._fail(events, run, PROTOCOL_ERROR, "unmasked client frame" if not b1 & 0x80 else "reserved bits set")
                 return events
             opcode = b0 & 0x0F
-            if opcode < 8 and n + self._fragment_size > limit and not closing:
-                self._fail(events, run, TOO_BIG, "message too big")
+            if opcode < 8 and n + self._fragment_size > limit:
+                if closing:  # our close frame is sent; nothing this big will be read
+                    self.state = WSState.CLOSED
+                else:
+                    self._fail(events, run, TOO_BIG, "message too big")
                 return events
             if opcode >= 8 and (n > 125 or not b0 & 0x80):
                 self._fail(events, run, PROTOCOL_ERROR, "bad control frame")
@@ -289,7 +300,7 @@ class WebSocketServer:
     def _control(self, opcode: int, payload: bytes) -> None:
         if opcode == PING:
             if self.state is WSState.OPEN:
-                self._out.append(_frame(PONG, payload))
+                self._pong = payload
         elif opcode == CLOSE:
             code = NORMAL
             if len(payload) >= 2:
@@ -303,6 +314,7 @@ class WebSocketServer:
                 code = PROTOCOL_ERROR
             if self.state is WSState.OPEN:
                 self._out.append(_frame(CLOSE, (code if _valid_code(code) else PROTOCOL_ERROR).to_bytes(2, "big")))
+            self._pong = None
             self.state = WSState.CLOSED
         elif opcode != PONG:
             self._close(PROTOCOL_ERROR, f"unknown opcode {opcode}")
@@ -340,6 +352,7 @@ class WebSocketServer:
         self._close(code, reason)
 
     def _close(self, code: int, reason: str) -> None:
+        self._pong = None  # nothing after our close frame
         if self.state is WSState.OPEN:
             self._out.append(_frame(CLOSE, code.to_bytes(2, "big") + reason.encode("utf-8")[:120]))
             self.state = WSState.CLOSING
