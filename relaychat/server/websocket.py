@@ -58,6 +58,8 @@ class WebSocketProtocol(HubConnection):
 
     def received(self, data: bytes) -> None:
         ws = self.ws
+        if self.client is not None:
+            ws.max_message = self.client.splitter.max_line  # a message is a line: the hub's bound for this connection
         events = ws.receive(data)
         for event in events:
             if type(event) is Lines:
