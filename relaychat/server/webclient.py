@@ -172,7 +172,7 @@ class TakeOver(Resource):
 
     def render(self, request: Request) -> Any:
         channel = request.channel
-        transport = channel.transport
+        transport: Any = channel.transport
         if not isinstance(transport, ProtocolWrapper):  # pragma: no cover - with_page always wraps
             request.setResponseCode(500)
             return b""

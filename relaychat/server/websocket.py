@@ -28,6 +28,7 @@ from typing import Any, Optional, Sequence
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import Factory
 
+from relaychat.server.hub import Hub
 from relaychat.server.protocol import HubConnection, RelayFactory
 from relaychat.server.wsframes import (
     MAX_HANDSHAKE, SUBPROTOCOL, Lines, Opened, Policy, Refused, WebSocketServer, WSState, origin_pattern,
@@ -46,7 +47,7 @@ CLOSE_HANDSHAKE_TIMEOUT = 2.0
 class WebSocketProtocol(HubConnection):
     """One WebSocket connection: the hub's Link once the opening handshake is accepted."""
 
-    def __init__(self, hub: Any, clock: IReactorTime, policy: Policy, tls: Optional[ssl.SSLContext] = None) -> None:
+    def __init__(self, hub: Hub, clock: IReactorTime, policy: Policy, tls: Optional[ssl.SSLContext] = None) -> None:
         super().__init__(hub, clock, tls)
         self.ws = WebSocketServer(policy, hub.limits.max_line)
         self._timeout: Optional[IDelayedCall] = None
