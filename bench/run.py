@@ -392,7 +392,13 @@ class Bench:
                         groups.pop(name).close()
                         values[name].append(None)
                         continue
-                    values[name].append(value(run))
+                    try:
+                        figure = value(run)
+                    except (KeyError, ZeroDivisionError) as e:  # e.g. a ping-pong with no round inside its time
+                        self.say(f"{label}: {peer_name(name)} round {round_ + 1} gave no figure ({e!r})")
+                        values[name].append(None)
+                        continue
+                    values[name].append(figure)
                     raw[name].append({"round": round_ + 1, "value": values[name][-1], "relay_cpu_s": run.relay_cpu,
                                       "window_s": run.window, "workers": run.results})
                     self.say(f"  {label} round {round_ + 1} {peer_name(name):13s} {values[name][-1]:12,.1f}"
