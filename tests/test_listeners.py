@@ -472,10 +472,11 @@ class WebSocketInMemory(SynchronousTestCase):
         ws.dataReceived(client_frame(b"PING " + b"a" * 1020))
         self.assertEqual(server_frames(ws_t.value())[-1][1][:2], b"\x03\xf1")
 
-    def test_bytes_that_are_not_utf8_reach_a_websocket_as_valid_text(self) -> None:
+    def test_a_frame_that_is_not_base64_never_reaches_a_websocket(self) -> None:
         ws, ws_t, tcp, tcp_t, sid = self.session()
         tcp.dataReceived(f"FRAME {sid} ".encode() + b"\xff\xfe==\n")
-        self.assertEqual(self.ws_read(ws_t), [f"FRAME {sid} \ufffd\ufffd=="])
+        self.assertEqual(self.ws_read(ws_t), [])
+        self.assertEqual(tcp_t.value().split(b" ")[:3], [b"ERR", b"FRAME", b"syntax"])
 
 
 # == a real daemon ===================================================================

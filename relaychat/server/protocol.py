@@ -17,6 +17,7 @@ from __future__ import annotations
 import ssl
 from typing import Any, Optional
 
+from twisted.internet import abstract
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
@@ -48,6 +49,7 @@ class HubConnection(Protocol):
         self._tls: Optional[ServerTLS] = None
         self._out: Optional[PromptWriter] = None
         self._wakeup: Optional[IDelayedCall] = None
+        self._abort: Optional[IDelayedCall] = None
         self._registered = False  # we are our transport's producer
 
     def connectionMade(self) -> None:
@@ -62,6 +64,7 @@ class HubConnection(Protocol):
                 set_no_delay(True)
             except (OSError, AttributeError, NotImplementedError):
                 pass
+        _bound_output(transport, self.hub.limits.max_output)
         self._out = PromptWriter(transport)
         if self._context is not None:
             self._tls = ServerTLS(self._context)
@@ -118,11 +121,18 @@ class HubConnection(Protocol):
             self._out.write(data)  # type: ignore[union-attr]
 
     def close_stream(self) -> None:
-        """End TLS (our close_notify) and the TCP connection after what is queued.
+        """End TLS (our close_notify) and the TCP connection once the queued
+        output (the ``BYE``) is written, and for sure within ``close_timeout``.
 
-        We stop being the transport's producer first: a TCP transport whose
-        streaming producer is paused resumes the producer when its buffer
-        drains, instead of closing, and never gets back to closing.
+        A transport must not wait for its producer's output while closing,
+        so we stop being its producer first: a TCP transport whose streaming
+        producer is paused resumes the producer when its buffer drains,
+        instead of closing (and Twisted's TLS does not even start its close
+        while a producer is registered, on a ``web_client`` listener).
+        Reading is resumed so that a WebSocket's closing handshake can
+        arrive (the hub ignores anything else a closing connection sends).
+        A peer that never reads is cut off after ``close_timeout`` seconds;
+        our own ``close_notify`` never waits for the peer's.
         """
         tls = self._tls
         if tls is not None:
@@ -132,11 +142,15 @@ class HubConnection(Protocol):
         if self._registered:
             self._registered = False
             transport.unregisterProducer()
+        transport.resumeProducing()
         transport.loseConnection()
+        if self._abort is None:
+            self._abort = self.clock.callLater(self.hub.limits.close_timeout, transport.abortConnection)
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
-        if self._wakeup is not None and self._wakeup.active():
-            self._wakeup.cancel()
+        for call in (self._wakeup, self._abort):
+            if call is not None and call.active():
+                call.cancel()
         if self.client is not None:
             self.hub.disconnect(self.client, self.clock.seconds())
 
@@ -144,11 +158,11 @@ class HubConnection(Protocol):
 
     def pauseProducing(self) -> None:
         if self.client is not None:
-            self.hub.set_congested(self.client, True)
+            self.hub.set_congested(self.client, True, self.clock.seconds())
 
     def resumeProducing(self) -> None:
         if self.client is not None:
-            self.hub.set_congested(self.client, False)
+            self.hub.set_congested(self.client, False, self.clock.seconds())
 
     def stopProducing(self) -> None:
         pass  # connectionLost follows and does the cleaning up
@@ -168,6 +182,24 @@ class HubConnection(Protocol):
         self._wakeup = None
         if self.client is not None:
             self.hub.wake(self.client, self.clock.seconds())
+
+
+def _bound_output(transport: object, size: int) -> None:
+    """Make the socket's transport, under any layer (Twisted's TLS and the
+    connection bound of a ``web_client`` listener), call pauseProducing
+    once more than ``size`` bytes wait in it: that is ``max_output``, the
+    unsent output past which a connection is not read.
+
+    ``bufferSize`` is FileDescriptor's public threshold for exactly that
+    (Twisted's default is 64 KiB); each layer above it exposes the one
+    below as ``transport``.
+    """
+    for _ in range(4):
+        if isinstance(transport, abstract.FileDescriptor):
+            if transport.bufferSize != size:
+                transport.bufferSize = size
+            return
+        transport = getattr(transport, "transport", None)
 
 
 class RelayProtocol(HubConnection):
