@@ -152,6 +152,30 @@ class Layer(SynchronousTestCase):
         self.assertIn("does not belong to certificate", str(caught.exception))
 
 
+class ClosedBeforeTheHandshake(SynchronousTestCase):
+    def test_what_the_hub_says_at_once_is_sent_after_the_handshake_then_closed(self) -> None:
+        cert, key = certificate(self)
+        clock = Clock()
+        hub = Hub(Store(":memory:"), Limits(pow_bits=0, connections_per_address=1), now=0.0)
+        factory = RelayFactory(hub, clock).with_tls(server_context(cert, key))
+        first = factory.buildProtocol(None)
+        first.makeConnection(StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 4242)))
+        protocol = factory.buildProtocol(None)  # over the per-address limit: BYE busy at once
+        transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 4243))
+        protocol.makeConnection(transport)
+        self.assertFalse(transport.disconnecting)  # not before the handshake
+        client = Client()
+        for _ in range(5):
+            client.handshake()
+            protocol.dataReceived(client.outgoing.read())
+            client.incoming.write(transport.value())
+            transport.clear()
+        self.assertTrue(client.handshake())
+        self.assertEqual(client.read(), b"BYE busy too many connections from your address\n")
+        client.tls.unwrap()  # our close_notify came after it
+        self.assertTrue(transport.disconnecting)
+
+
 class AdapterWithTLS(SynchronousTestCase):
     """RelayProtocol with TLS inside: lines in, replies out, close_notify on BYE."""
 

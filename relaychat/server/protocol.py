@@ -26,7 +26,7 @@ from zope.interface import implementer
 from relaychat.server.connection import Connection
 from relaychat.server.hub import Hub
 from relaychat.server.prompt import PromptWriter
-from relaychat.server.tlslayer import ServerTLS, TLSFailed
+from relaychat.server.tlslayer import ServerTLS, TLSFailed, TLSState
 
 
 @implementer(IPushProducer)
@@ -51,6 +51,7 @@ class HubConnection(Protocol):
         self._wakeup: Optional[IDelayedCall] = None
         self._abort: Optional[IDelayedCall] = None
         self._registered = False  # we are our transport's producer
+        self._close_after_handshake = False  # closed while TLS was still handshaking
 
     def connectionMade(self) -> None:
         transport = self.transport
@@ -85,6 +86,11 @@ class HubConnection(Protocol):
                 self.transport.loseConnection()
                 return
             self._send_ciphertext(tls.data_to_send())
+            if self._close_after_handshake:
+                if tls.state is not TLSState.HANDSHAKING:
+                    self._close_after_handshake = False
+                    self.close_stream()  # what the hub said was sent with the handshake's end
+                return
             if tls.peer_closed:
                 if data:
                     self.received(data)
@@ -134,18 +140,23 @@ class HubConnection(Protocol):
         A peer that never reads is cut off after ``close_timeout`` seconds;
         our own ``close_notify`` never waits for the peer's.
         """
-        tls = self._tls
-        if tls is not None:
-            tls.close()
-            self._send_ciphertext(tls.data_to_send())
         transport = self.transport
         if self._registered:
             self._registered = False
             transport.unregisterProducer()
         transport.resumeProducing()
-        transport.loseConnection()
         if self._abort is None:
             self._abort = self.clock.callLater(self.hub.limits.close_timeout, transport.abortConnection)
+        tls = self._tls
+        if tls is not None:
+            if tls.state is TLSState.HANDSHAKING:
+                # The hub closed at once (BYE busy): its words can only be
+                # sent once the handshake is done, so finish it first.
+                self._close_after_handshake = True
+                return
+            tls.close()
+            self._send_ciphertext(tls.data_to_send())
+        transport.loseConnection()
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         for call in (self._wakeup, self._abort):
