@@ -179,7 +179,7 @@ export class ChatClient {
 
   smpStart(sid, secret) {
     const channel = this.sessions.get(sid);
-    return this._smpDo(sid, 'start', channel.smpValue(secret));
+    return this._smpDo(sid, 'start', channel.smpValue(secret), channel.initiator);
   }
 
   smpRespond(sid, secret) {
@@ -301,7 +301,7 @@ export class ChatClient {
           this._emit({ type: 'message', sid, nick: channel.peerNick, text: event.text });
           break;
         case 'smp':
-          this._smpDo(sid, 'receive', event.body, channel.peerNick).catch(() => null);
+          this._smpDo(sid, 'receive', event.body, channel.peerNick, channel.initiator).catch(() => null);
           break;
         case 'unknown':
           this._emit({ type: 'warning', sid, nick: channel.peerNick, reason: event.reason });
