@@ -10,6 +10,13 @@ import { RelayConnection, isNickname } from './relay.js';
 import { fingerprint } from './safety.js';
 
 export const MAX_UNANSWERED_OFFERS = 100; // as relaychat/client/chat_client.py
+export const CLOSE_LINGER = 2000; // ms hangUp() waits for receipts of our TEXTs (the reference client: 2 s)
+
+/** What an ending tells about our TEXTs the peer never confirmed (named by first words). */
+function unconfirmedOf(channel) {
+  return { unconfirmed: channel.unconfirmed.map(([, words]) => words), unconfirmedCount: channel.unconfirmedCount };
+}
+
 export const MAIL_HORIZON = 90 * 24 * 3600; // seconds: older seals are refused (section 12)
 
 /** Message ids of shown mail, across restarts (the page persists `records()`). */
@@ -40,8 +47,10 @@ export class ChatClient {
    * possibly through a worker: each returns a Promise of {bodies, events});
    * `onEvent(e)` receives everything to show; `now()` gives Unix seconds.
    */
-  constructor({ identity, knownPeers, seenMail, send, smp, onEvent, now = () => Math.floor(Date.now() / 1000) }) {
-    Object.assign(this, { identity, knownPeers, seenMail, smp, onEvent, now });
+  constructor({ identity, knownPeers, seenMail, send, smp, onEvent, now = () => Math.floor(Date.now() / 1000),
+    setTimer = (f, ms) => setTimeout(f, ms), clearTimer = (t) => clearTimeout(t) }) {
+    Object.assign(this, { identity, knownPeers, seenMail, smp, onEvent, now, setTimer, clearTimer });
+    this._lingering = new Map(); // sid -> done(relayGone): our CLOSE is out, receipts awaited
     this.relay = new RelayConnection(send, (e) => this._relayEvent(e));
     this.sessions = new Map(); // sid -> Channel (ours, including pending calls)
     this.offers = new Map(); // sid -> {nick, identityPub}
@@ -130,26 +139,46 @@ export class ChatClient {
     await this.relay.decline(sid).catch(() => null);
   }
 
+  /** Sends `text`; returns its number, which a later 'delivered' event names once the peer confirms it. */
   send(sid, text) {
     const channel = this.sessions.get(sid);
     if (!channel) throw new ConversationError('ConversationClosed', 'That conversation is over.');
     this.relay.frame(sid, channel.sendText(text));
+    return channel.lastTextNumber;
   }
 
   maxText(sid) {
     return maxTextBytes(this.sessions.get(sid)?.maxFrame ?? this.maxFrame);
   }
 
-  /** Our goodbye: the encrypted CLOSE, then CLOSE to the relay. */
+  /**
+   * Our goodbye: the encrypted CLOSE; then, while TEXTs are unconfirmed, read on for
+   * their receipts for at most CLOSE_LINGER ms (section 11); then CLOSE to the relay,
+   * unless its CLOSED came first.
+   */
   async hangUp(sid) {
     const channel = this.sessions.get(sid);
-    if (!channel) return;
+    if (!channel || this._lingering.has(sid)) return;
     const frame = channel.close();
     if (frame) this.relay.frame(sid, frame);
     this.smp.drop?.(sid);
-    await this.relay.close(sid).catch(() => null);
+    let relayGone = false;
+    if (channel.state === ChannelState.CLOSING) {
+      relayGone = await new Promise((resolve) => {
+        const timer = this.setTimer(() => done(false), CLOSE_LINGER);
+        const done = (gone) => {
+          this.clearTimer(timer);
+          this._lingering.delete(sid);
+          resolve(gone);
+        };
+        this._lingering.set(sid, done);
+      });
+      channel.stopWaiting();
+    }
     this.sessions.delete(sid);
-    this._emit({ type: 'ended', sid, nick: channel.peerNick, clean: true, reason: `You ended the conversation with ${channel.peerNick}.` });
+    if (!relayGone) await this.relay.close(sid).catch(() => null);
+    this._emit({ type: 'ended', sid, nick: channel.peerNick, clean: true, reason: `You ended the conversation with ${channel.peerNick}.`,
+      ...unconfirmedOf(channel) });
   }
 
   acceptNewKey(nick, identityPub) {
@@ -252,6 +281,8 @@ export class ChatClient {
         if (this.offers.delete(e.sid)) return this._emit({ type: 'offer-withdrawn', sid: e.sid, reason: e.reason });
         const channel = this.sessions.get(e.sid);
         if (!channel) return;
+        const lingering = this._lingering.get(e.sid);
+        if (lingering) return void (channel.relayClosed(e.reason), lingering(true));
         this.sessions.delete(e.sid);
         this.smp.drop?.(e.sid);
         if (channel.state === ChannelState.HANDSHAKE && channel.initiator && !channel._started) {
@@ -262,7 +293,9 @@ export class ChatClient {
       }
       case 'frame': {
         const channel = this.sessions.get(e.sid);
-        if (channel) this._handle(channel, channel.receiveFrame(e.payload));
+        if (!channel) return;
+        this._handle(channel, channel.receiveFrame(e.payload));
+        if (channel.state !== ChannelState.CLOSING) this._lingering.get(e.sid)?.(false);
         return;
       }
       case 'frame-error': {
@@ -277,7 +310,10 @@ export class ChatClient {
       case 'disconnected':
         for (const [sid, channel] of this.sessions) {
           this.smp.drop?.(sid);
-          this._emit({ type: 'ended', sid, nick: channel.peerNick, clean: false, reason: `The connection to the relay was lost; the conversation with ${channel.peerNick} ended.` });
+          const lingering = this._lingering.get(sid);
+          if (lingering) { lingering(true); continue; } // hangUp() reports its own ending
+          this._emit({ type: 'ended', sid, nick: channel.peerNick, clean: false, reason: `The connection to the relay was lost; the conversation with ${channel.peerNick} ended.`,
+            ...unconfirmedOf(channel) });
         }
         this.sessions.clear();
         this.offers.clear();
@@ -300,6 +336,9 @@ export class ChatClient {
         case 'message':
           this._emit({ type: 'message', sid, nick: channel.peerNick, text: event.text });
           break;
+        case 'delivered':
+          this._emit({ type: 'delivered', sid, nick: channel.peerNick, messages: event.messages });
+          break;
         case 'smp':
           this._smpDo(sid, 'receive', event.body, channel.peerNick, channel.initiator).catch(() => null);
           break;
@@ -310,15 +349,17 @@ export class ChatClient {
           this.sessions.delete(sid);
           this.smp.drop?.(sid);
           // Section 11: the receiver of a goodbye sends no CLOSE; the relay's CLOSED follows.
-          this._emit({ type: 'ended', sid, nick: channel.peerNick, clean: event.clean, reason: event.reason });
+          this._emit({ type: 'ended', sid, nick: channel.peerNick, clean: event.clean, reason: event.reason, ...unconfirmedOf(channel) });
           break;
         case 'failed':
           this.sessions.delete(sid);
           this.smp.drop?.(sid);
           this.relay.close(sid).catch(() => null); // section 11: no encrypted CLOSE, but leave the session
+          this._lingering.get(sid)?.(true); // the session is left already
           this._emit({
             type: 'failed', sid, nick: channel.peerNick, reason: event.reason, keyChanged: event.error.kind === 'KeyChanged',
             newKey: event.error.newKey ?? null, newFingerprint: event.error.newKey ? fingerprint(event.error.newKey) : null,
+            ...unconfirmedOf(channel),
           });
           break;
       }

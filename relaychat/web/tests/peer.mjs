@@ -28,6 +28,7 @@ function event(e) {
   if (e.body) out.body = hex(e.body);
   for (const k of ['text', 'safetyNumber', 'peerFingerprint', 'reason', 'clean', 'pin', 'equal']) if (k in e) out[k] = e[k];
   if (e.peerIdentity) out.peerIdentity = hex(e.peerIdentity);
+  if (e.messages) out.messages = e.messages;
   if (e.error) out.kind = e.error.kind;
   return out;
 }
@@ -71,9 +72,12 @@ const ops = {
   },
   frame: ({ payload }) => ({ events: channel.receiveFrame(fromHex(payload)).map(event) }),
   send: ({ text }) => ({ payload: hex(channel.sendText(text)) }),
-  close: () => ({ payload: hex(channel.close() ?? new Uint8Array(0)) }),
+  close: () => ({ payload: hex(channel.close() ?? new Uint8Array(0)), state: channel.state }),
+  unconfirmed: () => ({ unconfirmed: channel.unconfirmed, count: channel.unconfirmedCount, state: channel.state }),
+  relay_closed: ({ reason }) => ({ events: channel.relayClosed(reason).map(event) }),
   smp({ method, secret, body, peer }) {
-    const args = method === 'receive' ? [fromHex(body), peer] : method === 'abort' ? [] : [channel.smpValue(secret)];
+    const args = method === 'receive' ? [fromHex(body), peer, channel.initiator]
+      : method === 'abort' ? [] : method === 'start' ? [channel.smpValue(secret), channel.initiator] : [channel.smpValue(secret)];
     const { bodies, events } = smp[method]('c', ...args);
     return { frames: bodies.map((b) => hex(channel.sendSmp(b))), events };
   },
