@@ -148,6 +148,11 @@ class BrowserAndPython(_BrowserTest):
         yield self.b("press", "Send")
         yield until(lambda: received)
         self.assertEqual(received, [text])
+        # section 11: the terminal client's RECEIPT marks the line delivered
+        mark = yield self.b("text", "delivered to termchat")
+        self.assertEqual(mark, "\u2713 delivered")
+        mine = yield self.b("wait", lambda: [m for m in self.browser.messages() if m.startswith("webchat:")], "our line")
+        self.assertTrue(mine[0].endswith("\u2713 delivered"), mine)
 
         conversation.send("Antwort vom Terminal ✓\n  eingerückt")
         lines = yield self.b("wait", lambda: [m for m in self.browser.messages() if "Antwort" in m], "the reply")

@@ -67,7 +67,8 @@ const state = {
 function conversation(sid, nick) {
   let c = state.conversations.get(sid);
   if (!c) {
-    c = { sid, nick, items: [], open: false, ended: false, safety: '', peerFp: '', peerIdentity: null, smpMode: 'start' };
+    c = { sid, nick, items: [], open: false, ended: false, safety: '', peerFp: '', peerIdentity: null, smpMode: 'start',
+      sent: new Map() }; // message number -> our line, until the peer's receipt marks it delivered
     state.conversations.set(sid, c);
     renderConversationList();
   }
@@ -147,10 +148,18 @@ function onEvent(e) {
     case 'message':
       if (c) line(c, el('li', {}, untrusted(e.nick, 'from'), ': ', untrusted(e.text, 'text', true)));
       break;
+    case 'delivered':
+      for (const { number } of c ? e.messages : []) {
+        const item = c.sent.get(number);
+        c.sent.delete(number);
+        item?.append(' ', el('span', { class: 'delivered', role: 'note', 'aria-label': `delivered to ${e.nick}` }, '\u2713 delivered'));
+      }
+      break;
     case 'ended':
       if (c) {
         c.ended = true;
         system(c, e.reason, e.clean ? 'system' : 'problem');
+        unconfirmed(c, e);
         renderConversationList();
         if (state.current === e.sid) select(e.sid);
       }
@@ -159,6 +168,7 @@ function onEvent(e) {
       const conv = conversation(e.sid, e.nick);
       conv.ended = true;
       system(conv, e.reason, 'problem');
+      unconfirmed(conv, e);
       renderConversationList();
       if (state.current === e.sid) select(e.sid);
       if (e.keyChanged) keyChanged(e.nick, e.newKey, e.reason);
@@ -211,6 +221,16 @@ function onEvent(e) {
       $('mail').append(el('li', { class: 'system' }, 'Notice from the relay: ', untrusted(e.text)));
       break;
   }
+}
+
+/** Section 11: an ending names our messages the peer never confirmed, by their first words. */
+function unconfirmed(c, e) {
+  if (!e.unconfirmedCount) return;
+  system(c, `${e.nick} never confirmed ${e.unconfirmedCount} of your messages; they may not have arrived:`, 'problem');
+  for (const words of e.unconfirmed) system(c, `    \u201c${words}\u201d`, 'problem');
+  if (e.unconfirmedCount > e.unconfirmed.length) system(c, `    and ${e.unconfirmedCount - e.unconfirmed.length} earlier ones`, 'problem');
+  for (const item of c.sent.values()) item.append(' ', el('span', { class: 'unconfirmed' }, '(not confirmed)'));
+  c.sent.clear();
 }
 
 function addOffer(e) {
@@ -441,8 +461,10 @@ $('compose-form').addEventListener('submit', (event) => {
   const text = $('compose').value;
   if (!c || !text) return;
   try {
-    state.client.send(c.sid, text);
-    line(c, el('li', { class: 'mine' }, untrusted(state.nick, 'from'), ': ', untrusted(text, 'text', true)));
+    const number = state.client.send(c.sid, text);
+    const item = el('li', { class: 'mine' }, untrusted(state.nick, 'from'), ': ', untrusted(text, 'text', true));
+    c.sent.set(number, item);
+    line(c, item);
     $('compose').value = '';
   } catch (error) {
     system(c, error.message, 'problem');
