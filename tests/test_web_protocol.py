@@ -348,6 +348,23 @@ class CrossLanguage(SynchronousTestCase):
         back = mail.open_mail(self.py, "bob", "alice", payload)
         self.assertEqual((back.text, back.time, back.identity_pub), ("reply \u2603", 1700000001, self.jsid.identity_public))
 
+    def test_mail_read_receipts_both_ways(self) -> None:
+        """Section 12: JS opens Python's mail and its read receipt opens in Python as
+        naming that mail; Python's receipt for JS's mail opens in JS the same way."""
+        sealed = mail.seal(self.py, "alice", "bob", self.jsid.static_public, "read me", 1700000000, 16384)
+        opened = self.js("open", sender="alice", recipient="bob", payload=sealed.hex())
+        self.assertIsNone(opened["receiptFor"])
+        receipt = bytes.fromhex(self.js("seal_receipt", sender="bob", recipient="alice", staticPub=self.py.static_public.hex(),
+                                        openedId=opened["messageId"], time=1700000005)["payload"])
+        back = mail.open_mail(self.py, "bob", "alice", receipt)
+        self.assertEqual((back.receipt_for, back.identity_pub), (bytes.fromhex(opened["messageId"]), self.jsid.identity_public))
+        ours = bytes.fromhex(self.js("seal", sender="bob", recipient="alice", staticPub=self.py.static_public.hex(),
+                                     text="and mine", time=1700000006, maxMail=16384)["payload"])
+        theirs = mail.open_mail(self.py, "bob", "alice", ours)
+        py_receipt = mail.seal_receipt(self.py, "alice", "bob", self.jsid.static_public, theirs.message_id, 1700000007)
+        got = self.js("open", sender="alice", recipient="bob", payload=py_receipt.hex())
+        self.assertEqual((got["receiptFor"], got["text"]), (theirs.message_id.hex(), ""))
+
     def test_binding_check_matches_python(self) -> None:
         self.assertEqual(verify_binding(bytes.fromhex(self.keys["binding"]), self.jsid.static_public),
                          self.jsid.identity_public)

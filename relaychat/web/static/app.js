@@ -2,6 +2,7 @@
 // came from the network reaches the document only as text nodes (after
 // renderInert), inside <bdi> elements; nothing is ever parsed as HTML.
 import { ChatClient, SeenMail } from './client.js';
+import { ReceiptOutbox, SentMail } from './mailreceipts.js';
 import { Identity, WebCryptoIdentity, makeIdentity } from './identity.js';
 import { renderInert } from './inert.js';
 import { KnownPeers } from './pins.js';
@@ -59,7 +60,7 @@ function setStatus(text, lost = false) {
 // -- state ------------------------------------------------------------------------------
 
 const state = {
-  nick: null, identity: null, client: null, ws: null, wsUrl: null, pins: null, seen: null,
+  nick: null, identity: null, client: null, ws: null, wsUrl: null, pins: null, seen: null, sentMail: null, receiptsOwed: null,
   conversations: new Map(), // sid -> {nick, items: [li], open, ended, safety, peerFp, peerIdentity, smpMode}
   current: null, retry: 0, timers: [], stopped: false,
 };
@@ -209,6 +210,10 @@ function onEvent(e) {
       $('mail').append(el('li', {}, 'Mail from ', untrusted(e.nick, 'from'), ` (${new Date(e.time * 1000).toLocaleString()}): `,
         untrusted(e.text, 'text', true)));
       break;
+    case 'mail-read':
+      $('mail').append(el('li', { class: 'system' }, untrusted(e.nick, 'from'), ` read your mail (${new Date(e.readTime * 1000).toLocaleString()}): \u201c`,
+        untrusted(e.words, 'text'), '\u201d'));
+      break;
     case 'mail-problem':
       $('mail').append(el('li', { class: 'problem' }, untrusted(e.reason, '', true)));
       if (e.error?.kind === 'KeyChanged') keyChanged(e.nick, e.error.newKey, e.reason);
@@ -296,6 +301,7 @@ function connect() {
   state.ws = ws;
   const client = new ChatClient({
     identity: state.identity, knownPeers: state.pins, seenMail: state.seen, smp, onEvent,
+    sentMail: state.sentMail, receiptsOwed: state.receiptsOwed,
     send: (line) => ws.readyState === WebSocket.OPEN && ws.send(line),
   });
   let registered = false;
@@ -385,6 +391,8 @@ async function start(nick, identity) {
   state.stopped = false;
   state.pins = new KnownPeers((await store.get('pins')) ?? [], (records) => store.put('pins', records));
   state.seen = new SeenMail((await store.get('seen')) ?? [], (records) => store.put('seen', records));
+  state.sentMail = new SentMail((await store.get('sent-mail')) ?? [], (records) => store.put('sent-mail', records));
+  state.receiptsOwed = new ReceiptOutbox((await store.get('mail-receipts')) ?? [], (records) => store.put('mail-receipts', records));
   state.wsUrl ??= await relayUrl();
   connect();
 }

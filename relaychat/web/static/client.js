@@ -2,12 +2,15 @@
 // sealed mail and pins, the JS counterpart of relaychat/client/chat_client.py's
 // ChatClient. Everything the UI must show comes out of `onEvent` as plain
 // objects whose texts are sentences (to be shown inert, never as HTML).
-import { b64encode } from './bytes.js';
+import { b64encode, fromHex } from './bytes.js';
 import { Channel, ChannelState, ConversationError, PinStatus, keyChanged, maxTextBytes } from './channel.js';
 import { verifyStaticSig } from './identity.js';
-import { MailError, maxTextBytes as maxMailText, openMail, seal } from './mail.js';
+import { MESSAGE_ID_SIZE, MailError, maxTextBytes as maxMailText, openMail, seal, sealReceipt } from './mail.js';
+import { ReceiptOutbox, SentMail } from './mailreceipts.js';
+import { firstWords } from './receipts.js';
 import { RelayConnection, isNickname } from './relay.js';
 import { fingerprint } from './safety.js';
+import { randomBytes } from './vendor/node_modules/@noble/hashes/utils.js';
 
 export const MAX_UNANSWERED_OFFERS = 100; // as relaychat/client/chat_client.py
 export const CLOSE_LINGER = 2000; // ms hangUp() waits for receipts of our TEXTs (the reference client: 2 s)
@@ -48,8 +51,10 @@ export class ChatClient {
    * `onEvent(e)` receives everything to show; `now()` gives Unix seconds.
    */
   constructor({ identity, knownPeers, seenMail, send, smp, onEvent, now = () => Math.floor(Date.now() / 1000),
-    setTimer = (f, ms) => setTimeout(f, ms), clearTimer = (t) => clearTimeout(t) }) {
-    Object.assign(this, { identity, knownPeers, seenMail, smp, onEvent, now, setTimer, clearTimer });
+    setTimer = (f, ms) => setTimeout(f, ms), clearTimer = (t) => clearTimeout(t),
+    sentMail = new SentMail(), receiptsOwed = new ReceiptOutbox() }) {
+    Object.assign(this, { identity, knownPeers, seenMail, smp, onEvent, now, setTimer, clearTimer, sentMail, receiptsOwed });
+    this._flushing = false;
     this._lingering = new Map(); // sid -> done(relayGone): our CLOSE is out, receipts awaited
     this.relay = new RelayConnection(send, (e) => this._relayEvent(e));
     this.sessions = new Map(); // sid -> Channel (ours, including pending calls)
@@ -67,6 +72,7 @@ export class ChatClient {
     const reg = await this.relay.register(this.identity, nick, solvePow);
     this.nick = reg.nick;
     this.canonical = reg.canonical;
+    this.sendReceipts(); // those a refused or lost MAIL left owed (section 12)
     return reg;
   }
 
@@ -228,8 +234,46 @@ export class ChatClient {
     const peer = await this.lookup(nick);
     if (peer.pin === PinStatus.CHANGED) throw keyChanged(peer.nick, this.knownPeers.get(this.serverId, peer.nick), peer.identityPub);
     if (peer.pin === PinStatus.NEW) this.knownPeers.pin(this.serverId, peer.nick, peer.identityPub);
-    const payload = seal(this.identity, this.canonical, peer.nick, peer.staticPub, text, this.now(), this.maxMail);
-    return this.relay.mail(peer.nick, payload);
+    const messageId = randomBytes(MESSAGE_ID_SIZE);
+    const payload = seal(this.identity, this.canonical, peer.nick, peer.staticPub, text, this.now(), this.maxMail, messageId);
+    const stored = await this.relay.mail(peer.nick, payload);
+    this.sentMail.add(messageId, this.serverId, peer.nick, firstWords(text), this.now()); // its read receipt is awaited
+    return stored;
+  }
+
+  /** Send every read receipt owed on this relay, one at a time; a failed one stays owed for the next login. */
+  async sendReceipts() {
+    if (this._flushing) return;
+    this._flushing = true;
+    const tried = new Set();
+    try {
+      for (;;) {
+        const one = this.receiptsOwed.pending(this.serverId).find((o) => !tried.has(`${o.nick} ${o.id}`));
+        if (!one) return;
+        tried.add(`${one.nick} ${one.id}`);
+        try {
+          const peer = await this.lookup(one.nick);
+          if (peer.pin !== PinStatus.MATCH) continue; // never to a changed key; we only owe pinned senders
+          const payload = sealReceipt(this.identity, this.canonical, peer.nick, peer.staticPub, fromHex(one.id), this.now());
+          await this.relay.mail(peer.nick, payload);
+          this.receiptsOwed.done(one, this.now());
+        } catch {
+          continue; // refused, disconnected, uncertified keys: still owed
+        }
+      }
+    } finally {
+      this._flushing = false;
+    }
+  }
+
+  /** A read receipt: shown only if it names our mail to exactly this sender, on this relay. */
+  _mailRead(mailId, nick, opened, status) {
+    this.relay.ack(mailId).catch(() => null);
+    const now = this.now();
+    if (status === PinStatus.NEW || this.seenMail.has(opened.messageId) || this.seenMail.tooOld(opened.time, now)) return;
+    this.seenMail.add(opened.messageId, opened.time, now);
+    const sent = this.sentMail.take(opened.receiptFor, this.serverId, nick, now);
+    if (sent) this._emit({ type: 'mail-read', nick, words: sent.words, sentTime: sent.time, readTime: opened.time });
   }
 
   _mail({ mailId, sender, time, payload }) {
@@ -246,6 +290,7 @@ export class ChatClient {
     }
     const status = this.knownPeers.check(this.serverId, nick, opened.identityPub);
     if (status === PinStatus.CHANGED) return problem(keyChanged(nick, this.knownPeers.get(this.serverId, nick), opened.identityPub), false);
+    if (opened.receiptFor) return this._mailRead(mailId, nick, opened, status);
     if (this.seenMail.has(opened.messageId)) return void this.relay.ack(mailId).catch(() => null);
     const now = this.now();
     if (this.seenMail.tooOld(opened.time, now))
@@ -257,6 +302,8 @@ export class ChatClient {
       verified: this.verified(nick, opened.identityPub),
     });
     this.relay.ack(mailId).catch(() => null);
+    this.receiptsOwed.add(this.serverId, nick, opened.messageId, now);
+    this.sendReceipts();
   }
 
   // -- relay events ------------------------------------------------------------------

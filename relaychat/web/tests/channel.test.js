@@ -4,7 +4,8 @@ import assert from 'node:assert/strict';
 import { Channel, ChannelState, fixedPin, REKEY_INTERVAL } from '../static/channel.js';
 import { Identity } from '../static/identity.js';
 import { Unconfirmed, decodeReceipt, encodeReceipt, firstWords } from '../static/receipts.js';
-import { openMail, seal, MailError, maxTextBytes } from '../static/mail.js';
+import { openMail, seal, sealReceipt, MailError, maxTextBytes } from '../static/mail.js';
+import { MAX_AGE, ReceiptOutbox, SentMail } from '../static/mailreceipts.js';
 
 function pair(pinOfB = null) {
   const a = Identity.generate(), b = Identity.generate();
@@ -151,4 +152,39 @@ test('an unclean end leaves the unconfirmed messages named by their first words'
   assert.equal(closed.clean, false);
   assert.deepEqual(ca.unconfirmed, [[2, 'lost in transit']]);
   assert.equal(ca.unconfirmedCount, 1);
+});
+
+test('sealed read receipts: the control body opens as receiptFor, plain mail has none', () => {
+  const a = Identity.generate(), b = Identity.generate();
+  const openedId = new Uint8Array(16).fill(7);
+  const receipt = sealReceipt(b, 'bob', 'alice', a.staticPublic, openedId, 1700000002);
+  const opened = openMail(a, 'bob', 'alice', receipt);
+  assert.deepEqual(opened.receiptFor, openedId);
+  assert.equal(opened.text, '');
+  assert.equal(openMail(a, 'bob', 'alice', seal(b, 'bob', 'alice', a.staticPublic, 'plain', 1, 16384)).receiptFor, null);
+  assert.throws(() => sealReceipt(b, 'bob', 'alice', a.staticPublic, new Uint8Array(15), 1), RangeError);
+});
+
+test('SentMail accepts a receipt only for our mail to that recipient on that relay; the outbox keeps what is owed', () => {
+  const relay = new Uint8Array(32).fill(1), other = new Uint8Array(32).fill(2), id = new Uint8Array(16).fill(3);
+  const saved = [];
+  const sent = new SentMail([], (r) => saved.push(r));
+  sent.add(id, relay, 'Bob', 'see you at five', 1000);
+  assert.equal(sent.take(id, relay, 'carol', 1001), null);
+  assert.equal(sent.take(id, other, 'bob', 1001), null);
+  assert.equal(sent.take(new Uint8Array(16), relay, 'bob', 1001), null);
+  assert.equal(sent.take(id, relay, 'bob', 1001).words, 'see you at five');
+  assert.equal(sent.take(id, relay, 'bob', 1002), null); // once only
+  assert.deepEqual(saved.at(-1), []);
+  // bounded by age: a record older than MAX_AGE goes at the next change
+  const aged = new SentMail([{ id: '00'.repeat(16), relay: 'x', nick: 'bob', time: 0, words: 'old' }]);
+  aged.add(id, relay, 'bob', 'new', MAX_AGE + 10);
+  assert.deepEqual(aged.records().map((r) => r.words), ['new']);
+  const outbox = new ReceiptOutbox();
+  const owed = outbox.add(relay, 'Bob', id, 5);
+  outbox.add(relay, 'bob', id, 6); // the same receipt once
+  assert.equal(outbox.pending(relay).length, 1);
+  assert.equal(outbox.pending(other).length, 0);
+  outbox.done(owed, 7);
+  assert.deepEqual(outbox.pending(relay), []);
 });

@@ -13,7 +13,7 @@ import { renderInert } from '../static/inert.js';
 import { nickProblem } from '../static/relay.js';
 import { Identity, WebCryptoIdentity, solvePow, verifyBinding } from '../static/identity.js';
 import { PATTERNS } from '../static/noise.js';
-import { openMail, seal } from '../static/mail.js';
+import { openMail, seal, sealReceipt } from '../static/mail.js';
 import { fingerprint, safetyNumber } from '../static/safety.js';
 import { SmpRunner } from '../static/smprun.js';
 import { normalizeUserSecret } from '../static/smp.js';
@@ -83,10 +83,13 @@ const ops = {
   },
   seal: ({ sender, recipient, staticPub, text, time, maxMail }) =>
     ({ payload: hex(seal(identity, sender, recipient, fromHex(staticPub), text, time, maxMail)) }),
+  seal_receipt: ({ sender, recipient, staticPub, openedId, time }) =>
+    ({ payload: hex(sealReceipt(identity, sender, recipient, fromHex(staticPub), fromHex(openedId), time)) }),
   open({ sender, recipient, payload }) {
     try {
       const m = openMail(identity, sender, recipient, fromHex(payload));
-      return { identityPub: hex(m.identityPub), time: m.time, messageId: hex(m.messageId), text: m.text };
+      return { identityPub: hex(m.identityPub), time: m.time, messageId: hex(m.messageId), text: m.text,
+        receiptFor: m.receiptFor ? hex(m.receiptFor) : null };
     } catch (e) {
       return { error: e.message };
     }
