@@ -400,7 +400,8 @@ class KeysInTheBrowser(_BrowserTest):
             const open = indexedDB.open('relaychat', 1);
             open.onsuccess = () => {
               const t = open.result.transaction('kv', 'readwrite');
-              t.objectStore('kv').put([{...record, key: new Uint8Array(record.key), verified: true}], 'pins');
+              t.objectStore('kv').put([{...record, key: new Uint8Array(record.key),
+                verified: {how: 'number', time: 1, key: new Uint8Array(record.key)}}], 'pins');
               t.oncomplete = () => { open.result.close(); done(); };
             };""", record)
         yield deferToThread(self.browser.driver.refresh)

@@ -191,9 +191,10 @@ export class ChatClient {
     this.knownPeers.replace(this.serverId, nick, identityPub);
   }
 
-  markVerified(sid) {
+  /** The user verified this conversation's key: `how` is 'number' (safety number compared) or 'smp'. */
+  markVerified(sid, how = 'number') {
     const c = this.sessions.get(sid);
-    if (c?.peerIdentity) this.knownPeers.markVerified(this.serverId, c.peerNick, c.peerIdentity);
+    if (c?.peerIdentity) this.knownPeers.markVerified(this.serverId, c.peerNick, c.peerIdentity, how, this.now());
   }
 
   // -- SMP -----------------------------------------------------------------------
@@ -207,7 +208,7 @@ export class ChatClient {
       this.relay.frame(sid, channel.sendSmp(body));
     }
     for (const e of events) {
-      if (e.type === 'smp-result' && e.equal) this.markVerified(sid);
+      if (e.type === 'smp-result' && e.equal) this.markVerified(sid, 'smp');
       this._emit({ ...e, sid, nick: channel.peerNick });
     }
   }
