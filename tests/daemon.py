@@ -77,15 +77,23 @@ class Daemon:
             self._reader.join(5)
         return code
 
-    def stop(self) -> Optional[int]:
+    def terminate(self) -> None:
+        """Send SIGTERM: the daemon drains (a second one stops it at once)."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+
+    def stop(self, grace: float = 10.0) -> Optional[int]:
+        """SIGTERM; if the drain takes longer than ``grace``, SIGTERM again; kill as a last resort."""
         if self.process is None or self.process.poll() is not None:
             return None if self.process is None else self.process.returncode
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.wait(15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            return self.wait(5)
+        for _ in range(2):
+            self.terminate()
+            try:
+                return self.wait(grace)
+            except subprocess.TimeoutExpired:
+                pass
+        self.process.kill()
+        return self.wait(5)
 
 
 class LineSocket:

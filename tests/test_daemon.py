@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -42,7 +43,20 @@ class RealDaemon(SynchronousTestCase):
         bob.send(f"FRAME {sid} aGVsbG8gYWxpY2U=")
         self.assertEqual(alice.read_line(), f"FRAME {sid} aGVsbG8gYWxpY2U=")
 
-        self.assertEqual(self.daemon.stop(), -15)  # twistd exits by re-raising SIGTERM
+        # SIGTERM drains: both are told, the session may finish, then the daemon exits 0.
+        self.daemon.terminate()
+        self.assertEqual(alice.read_line(), "NOTICE the relay is restarting")
+        self.assertEqual(bob.read_line(), "NOTICE the relay is restarting")
+        newcomer = self.client(port)  # the listener stays open during the drain, and says why
+        self.assertEqual(newcomer.read_line(), "BYE draining the relay is restarting")
+        bob.send(f"FRAME {sid} c3RpbGwgaGVyZQ==")
+        self.assertEqual(alice.read_line(), f"FRAME {sid} c3RpbGwgaGVyZQ==")
+        self.assertEqual(alice.ask(f"CLOSE {sid}"), f"OK CLOSE {sid}")
+        self.assertEqual(alice.read_line(), "BYE draining the relay is restarting")
+        self.assertEqual(bob.read_line(), f"CLOSED {sid} closed")
+        self.assertEqual(bob.read_line(), "BYE draining the relay is restarting")
+        self.assertEqual(self.daemon.wait(), 0)
+        self.assertIn("relaychat: drain over (every client has left)", self.daemon.log())
         self.assertIn("Server Shut Down.", self.daemon.log())
         self.assertEqual(stat.S_IMODE(os.stat(self.data).st_mode), 0o700)
         self.assertEqual(stat.S_IMODE(os.stat(self.data / "relaychat.sqlite3").st_mode), 0o600)
@@ -94,6 +108,75 @@ class RealDaemon(SynchronousTestCase):
         self.assertTrue(lines[0].startswith("ERR - bad-encoding"), lines[:3])
         self.assertEqual(lines[-1], "BYE violations too many protocol errors")
         self.assertEqual(alice.ask("PING still-here"), "OK PING still-here")
+
+
+class Stopping(SynchronousTestCase):
+    """SIGTERM as systemd sends it: a drain with a bounded grace, then exit status 0."""
+
+    def daemon(self, grace: float) -> tuple[Daemon, int]:
+        home = Path(self.mktemp()).resolve()
+        home.mkdir(parents=True)
+        config = home / "relaychat.toml"
+        config.write_text(f'[relay]\ndata_dir = "data"\ndrain_grace = {grace}\n'
+                          '[[listener]]\nkind = "tcp"\nendpoint = "tcp:0:interface=127.0.0.1"\n'
+                          '[limits]\npow_bits = 0\n')
+        daemon = Daemon("--config", str(config), cwd=str(home))
+        self.addCleanup(daemon.stop)
+        (port,) = daemon.start()
+        return daemon, port
+
+    def pair(self, port: int) -> tuple[LineSocket, LineSocket, str]:
+        alice, bob = LineSocket(port), LineSocket(port)
+        self.addCleanup(alice.close)
+        self.addCleanup(bob.close)
+        alice.register("alice", identity("alice"))
+        bob.register("bob", identity("bob"))
+        sid = alice.ask("OFFER bob").split(" ")[2]
+        bob.read_line()
+        bob.ask(f"ACCEPT {sid}")
+        alice.read_line()
+        return alice, bob, sid
+
+    def test_the_end_of_the_grace_closes_stragglers_and_exits_0(self) -> None:
+        daemon, port = self.daemon(grace=1.5)
+        alice, bob, sid = self.pair(port)
+        daemon.terminate()
+        for client in (alice, bob):
+            self.assertEqual(client.read_line(), "NOTICE the relay is restarting")
+        for client in (alice, bob):  # the first closed sees no CLOSED for its own session
+            self.assertIn(_until_bye(client), ([f"CLOSED {sid} draining"], []))
+        self.assertEqual(daemon.wait(), 0)
+        self.assertIn("relaychat: drain over (the grace period is over); 2 connections closed", daemon.log())
+
+    def test_a_second_sigterm_stops_at_once(self) -> None:
+        daemon, port = self.daemon(grace=600)
+        alice, bob, sid = self.pair(port)
+        daemon.terminate()
+        self.assertEqual(alice.read_line(), "NOTICE the relay is restarting")
+        self.assertTrue(_logged(daemon, "relaychat: draining for at most 600.0s"))
+        daemon.terminate()
+        self.assertEqual(bob.read_line(), "NOTICE the relay is restarting")
+        for client in (alice, bob):
+            self.assertIn(_until_bye(client), ([f"CLOSED {sid} draining"], []))
+        self.assertEqual(daemon.wait(5), 0)
+        self.assertIn("relaychat: SIGTERM again: stopping now", daemon.log())
+
+
+def _until_bye(client: LineSocket) -> list[str]:
+    """The lines before ``BYE draining the relay is restarting`` (which must come)."""
+    lines = []
+    while (line := client.read_line()) != "BYE draining the relay is restarting":
+        lines.append(line)
+    return lines
+
+
+def _logged(daemon: Daemon, text: str, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in daemon.log():
+            return True
+        time.sleep(0.02)
+    return False
 
 
 class InstalledPlugin(SynchronousTestCase):

@@ -25,7 +25,7 @@ from relaychat.config import ConfigError, ListenerConfig, parse
 from relaychat.server import service as service_module
 from relaychat.server.hub import Hub
 from relaychat.server.limits import Limits
-from relaychat.server.listeners import KINDS
+from relaychat.server.listeners import build
 from relaychat.server.protocol import RelayFactory
 from relaychat.server.service import ListenerError, ListenerService
 from relaychat.server.store import Store
@@ -80,9 +80,18 @@ class Configuration(SynchronousTestCase):
     def test_unknown_and_mistyped_options_name_the_key(self) -> None:
         for text, message in [
             (toml_listener("tls", "tcp:1", certfile="x"), "unknown key listener[0].certfile for a tls listener"),
-            (toml_listener("tls", "tcp:1", minimum_tls=1.2), "listener[0].minimum_tls: expected str"),
+            (toml_listener("tls", "tcp:1", minimum_tls=1.2), "listener[0].minimum_tls: expected a string"),
             (toml_listener("tcp", "tcp:1", certificate="x"), "unknown key listener[0].certificate for a tcp listener"),
-            (toml_listener("websocket", "tcp:1", allowed_origins="*"), "listener[0].allowed_origins: expected list"),
+            (toml_listener("websocket", "tcp:1", allowed_origins="*"),
+             "listener[0].allowed_origins: expected a list of strings"),
+            (toml_listener("websocket", "tcp:1", allowed_origins=["a", 3]),
+             "listener[0].allowed_origins: expected a list of strings"),
+            (toml_listener("tls", "tcp:1", certficate="x"),
+             "unknown key listener[0].certficate for a tls listener (did you mean certificate?)"),
+            (toml_listener("tcp", "tcp:notaport"),
+             "listener[0].endpoint 'tcp:notaport': the port must be a number from 0 to 65535, not 'notaport'"),
+            (toml_listener("tcp", "tcp:port=99999"),
+             "listener[0].endpoint 'tcp:port=99999': the port must be a number"),
         ]:
             with self.assertRaises(ConfigError) as caught:
                 self.parse(text)
@@ -95,7 +104,7 @@ class Building(SynchronousTestCase):
         self.cert, self.key = make_cert(self)
 
     def build(self, kind: str, endpoint: str = "tcp:0", **options: Any) -> tuple[Any, Any]:
-        return KINDS[kind].build(ListenerConfig(kind, endpoint, options), self.factory, MemoryReactor())
+        return build(ListenerConfig(kind, endpoint, options), self.factory, MemoryReactor())
 
     def refused(self, kind: str, endpoint: str = "tcp:0", **options: Any) -> str:
         with self.assertRaises(ConfigError) as caught:

@@ -28,7 +28,8 @@ from relaychat.admin.keys import HOST_KEY_NAME, fingerprint, load_host_key, read
 from relaychat.admin.manhole import Admin, AdminKeyChecker, AuditedManhole, ConsoleFactory, console_factory
 from relaychat.admin.service import ConsoleListener, is_local_endpoint, make_manhole_service
 from relaychat.config import Config, ConfigError, ListenerConfig, ManholeConfig, parse
-from relaychat.server.service import make_service
+from relaychat.server.drain import Drainer
+from relaychat.tap import compose
 from tests.daemon import Daemon, LineSocket
 from tests.support import Harness, identity
 
@@ -161,7 +162,8 @@ class MakeService(SynchronousTestCase):
         return Config(data_dir=self.dir / "data", listeners=(), manhole=ManholeConfig(**settings))
 
     def make(self, config: Config) -> Any:
-        return make_manhole_service(config, self.h.hub, MultiService(), str(self.dir), self.reactor)
+        drainer = Drainer(self.h.hub, MultiService(), self.reactor, 30.0, lambda: None)
+        return make_manhole_service(config, self.h.hub, MultiService(), drainer, str(self.dir), self.reactor)
 
     def test_off_unless_enabled(self) -> None:
         self.assertIsNone(self.make(self.config(enabled=False, authorized_keys=None)))
@@ -197,7 +199,7 @@ class MakeService(SynchronousTestCase):
     def test_the_daemon_includes_it(self) -> None:
         config = Config(data_dir=self.dir / "data", listeners=(ListenerConfig("tcp", "tcp:0:interface=127.0.0.1"),),
                         manhole=ManholeConfig(enabled=True, authorized_keys=self.keys))
-        top = make_service(config, self.reactor)
+        top = compose(config, self.reactor)
         self.addCleanup(top.getServiceNamed("relay").store.close)
         self.assertIsInstance(top.getServiceNamed("manhole"), ConsoleListener)
         self.assertTrue((self.dir / "data" / HOST_KEY_NAME).exists())
@@ -430,7 +432,7 @@ class RealSSH(SynchronousTestCase):
         self.assertEqual(alice.read_line(), "BYE draining back soon")
         session.wait()
         self.assertEqual(self.daemon.wait(), 0)
-        self.assertIn("relaychat: drained; stopping the daemon", self.daemon.log())
+        self.assertIn("relaychat: drain over (every client has left)", self.daemon.log())
         self.assertIn("Server Shut Down.", self.daemon.log())
 
     def test_unknown_key_wrong_user_and_passwords_are_refused(self) -> None:

@@ -16,6 +16,8 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Optional
 
+from twisted.internet.defer import Deferred
+
 from relaychat.crypto.identity import KeyFormatError, pow_ok, verify_registration, verify_static_sig
 from relaychat.server.bans import Bans, key_id
 from relaychat.server.client import Claim, Client, Link, Session, State
@@ -29,6 +31,7 @@ from relaychat.wire.lines import strip_cr
 
 PROTOCOL_VERSION = "1"
 _SID_LENGTH = 16
+DEFAULT_DRAIN_TEXT = "the relay is restarting"
 _FRAME_PREFIX = b"FRAME "
 _PAYLOAD_AT = len(_FRAME_PREFIX) + _SID_LENGTH + 1
 
@@ -46,6 +49,9 @@ class Stats:
     errors: int = 0
     disconnects_for_violations: int = 0
     mail_stored: int = 0
+    violations: int = 0
+    errors_by_code: dict[str, int] = field(default_factory=dict)  # ERR replies by code word
+    byes: dict[str, int] = field(default_factory=dict)  # BYE reasons: why connections were ended
     extra: dict[str, int] = field(default_factory=dict)
 
 
@@ -71,8 +77,9 @@ class Hub:
         self.online: dict[str, Client] = {}
         self.offers: dict[bytes, Session] = {}
         self.draining = False
+        self.drain_text = DEFAULT_DRAIN_TEXT  # what newcomers and leavers are told while draining
         self.now = now  # the latest time an adapter told us
-        self.on_drained: Optional[Callable[[], None]] = None
+        self._drained_waiters: list[Deferred[None]] = []
         self._per_address: dict[str, int] = {}
         self._dirty: list[Client] = []
         self._closing: list[Client] = []
@@ -112,7 +119,7 @@ class Hub:
         self._per_address[address] = self._per_address.get(address, 0) + 1
         self.stats.connections_total += 1
         if self.draining:
-            self._bye(client, Bye.DRAINING, "the relay is shutting down")
+            self._bye(client, Bye.DRAINING, self.drain_text)
         elif self.bans.banned("address", address, now):
             self._bye(client, Bye.BANNED, "this address is banned")
         elif len(self.clients) > limits.max_connections:
@@ -291,6 +298,17 @@ class Hub:
             lifted.append(("key", key_id(key)))
         return lifted
 
+    def release(self, nick: str) -> tuple[Optional[bytes], int]:
+        """Free ``nick`` for any key (its owner lost theirs): whoever holds it now
+        is disconnected, and mail sealed to the old key is deleted. Returns the
+        released identity key (None if it was not bound) and the mail deleted."""
+        canon = canonical(nick)
+        self.kick(canon, "your nickname was released by the operator")
+        binding = self.registry.release(canon)
+        if binding is None:
+            return None, 0
+        return binding.identity_pub, self.store.delete_mail_for(canon)
+
     def bound_key(self, nick: str) -> Optional[bytes]:
         """The identity key ``nick`` is registered with, if it is."""
         binding = self.registry.find(nick)
@@ -306,18 +324,46 @@ class Hub:
         self._flush()
         return count
 
-    def drain(self, text: str = "the relay is restarting") -> None:
-        """Refuse new sessions and connections, and let each client go once its sessions end."""
+    def drain(self, text: str = DEFAULT_DRAIN_TEXT) -> None:
+        """Refuse new sessions and connections, and let each client go once its sessions end.
+
+        New connections are still accepted, and answered ``BYE draining
+        <text>``: a user sees the operator's words, not "connection refused".
+        """
         self.draining = True
+        self.drain_text = _one_line(text)
         for client in list(self.online.values()):
-            self._send(client, "NOTICE " + _one_line(text))
+            self._send(client, "NOTICE " + self.drain_text)
         for session in list(self.offers.values()):
             self._end_session(session, Closed.DRAINING, notify=(session.initiator, session.responder))
         for client in list(self.clients):
             if not client.sessions:
-                self._bye(client, Bye.DRAINING, _one_line(text))
+                self._bye(client, Bye.DRAINING, self.drain_text)
         self._flush()
         self._check_drained()
+
+    def close_all(self) -> int:
+        """The drain's grace is over: ``BYE draining`` to everyone still here. Returns how many."""
+        stragglers = [c for c in self.clients if not c.closing]
+        for client in stragglers:
+            self._bye(client, Bye.DRAINING, self.drain_text, session_reason=Closed.DRAINING)
+        self._flush()
+        self._check_drained()
+        return len(stragglers)
+
+    def undrain(self) -> None:
+        """Serve again after :meth:`drain`: new connections and sessions are accepted."""
+        self.draining = False
+        self.drain_text = DEFAULT_DRAIN_TEXT
+
+    def when_drained(self) -> Deferred[None]:
+        """Fires (with None) once a drain has let every client go; at once if it has."""
+        done: Deferred[None] = Deferred()
+        if self.draining and not self.clients:
+            done.callback(None)
+        else:
+            self._drained_waiters.append(done)
+        return done
 
     # == command dispatch ====================================================
 
@@ -577,9 +623,12 @@ class Hub:
         client.outbox.append(line.encode("utf-8") + b"\n")
 
     def _error(self, client: Client, command: str, code: Code, text: str) -> None:
-        self.stats.errors += 1
+        stats = self.stats
+        stats.errors += 1
+        stats.errors_by_code[code.word] = stats.errors_by_code.get(code.word, 0) + 1
         self._send(client, f"ERR {command} {code.word} {_one_line(text)}")
         if code.is_violation:
+            stats.violations += 1
             client.violations += 1
             if client.violations >= self.limits.max_violations:
                 self.stats.disconnects_for_violations += 1
@@ -590,6 +639,7 @@ class Hub:
         if client.closing:
             return
         self._send(client, f"BYE {bye.value} {_one_line(text)}")
+        self.stats.byes[bye.value] = self.stats.byes.get(bye.value, 0) + 1
         client.closing = True
         self._closing.append(client)
         self._drop(client, session_reason)
@@ -621,7 +671,7 @@ class Hub:
             if not client.dropped:
                 self._update_reading(client)
                 if self.draining and not client.sessions:
-                    self._bye(client, Bye.DRAINING, "the relay is restarting")
+                    self._bye(client, Bye.DRAINING, self.drain_text)
 
     def _flush(self) -> None:
         """Write each connection's collected output in one call, then close who must go."""
@@ -660,9 +710,10 @@ class Hub:
         client.tokens_at = now
 
     def _check_drained(self) -> None:
-        if self.draining and not self.clients and self.on_drained is not None:
-            callback, self.on_drained = self.on_drained, None
-            callback()
+        if self.draining and not self.clients and self._drained_waiters:
+            waiters, self._drained_waiters = self._drained_waiters, []
+            for done in waiters:
+                done.callback(None)
 
 
 _ORDER_HINTS = {

@@ -24,24 +24,22 @@ start-up with a :class:`~relaychat.config.ConfigError` naming the listener.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IProtocolFactory, IStreamServerEndpoint
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
-from relaychat.config import ConfigError, ListenerConfig
+from relaychat.config import DEFAULT_BACKLOG, ConfigError, ListenerConfig, split_endpoint
+from relaychat.server.websocket import RelayWebSocketFactory
 from relaychat.tls import CertificateError, server_options
 
-Builder = Callable[[ListenerConfig, IProtocolFactory, Any], tuple[IStreamServerEndpoint, IProtocolFactory]]
+Builder = Callable[[ListenerConfig, IProtocolFactory, Any, int], tuple[IStreamServerEndpoint, IProtocolFactory]]
 
-
-@dataclass(frozen=True)
-class ListenerKind:
-    build: Builder
-    options: Mapping[str, type] = field(default_factory=dict)
+_QUEUED_ENDPOINTS = ("tcp", "tcp6", "ssl", "unix")
+"""Endpoint types whose parser takes ``backlog=`` (``systemd:`` sockets are
+already listening: their queue is the socket unit's ``Backlog=``)."""
 
 
 def describe(listener: ListenerConfig) -> str:
@@ -49,14 +47,27 @@ def describe(listener: ListenerConfig) -> str:
     return f"{listener.kind} listener {listener.endpoint!r}"
 
 
-def _endpoint(listener: ListenerConfig, reactor: Any, tls: bool = False) -> IStreamServerEndpoint:
+def with_backlog(description: str, backlog: int) -> str:
+    """``description`` with ``backlog=`` added, unless it has one or its type takes none."""
+    parts = split_endpoint(description)
+    if parts[0].lower() not in _QUEUED_ENDPOINTS or any(p.startswith("backlog=") for p in parts[1:]):
+        return description
+    return f"{description}:backlog={backlog}"
+
+
+def server_endpoint(reactor: Any, description: str, backlog: int, where: str) -> IStreamServerEndpoint:
+    """Parse a server endpoint string with our listen queue; a bad one is a ConfigError naming ``where``."""
+    try:
+        return serverFromString(reactor, with_backlog(description, backlog))
+    except Exception as e:  # serverFromString raises whatever its parser does
+        raise ConfigError(f"{where}: bad endpoint string: {e}") from None
+
+
+def _endpoint(listener: ListenerConfig, reactor: Any, backlog: int, tls: bool = False) -> IStreamServerEndpoint:
     scheme = listener.endpoint.split(":", 1)[0].lower()
     if tls and scheme in ("ssl", "tls"):
         raise ConfigError(f"{describe(listener)}: use a tcp: endpoint string; the listener adds TLS itself")
-    try:
-        return serverFromString(reactor, listener.endpoint)
-    except Exception as e:  # serverFromString raises whatever its parser does
-        raise ConfigError(f"{describe(listener)}: bad endpoint string: {e}") from None
+    return server_endpoint(reactor, listener.endpoint, backlog, describe(listener))
 
 
 def _tls(listener: ListenerConfig, factory: IProtocolFactory) -> IProtocolFactory:
@@ -74,18 +85,19 @@ def _tls(listener: ListenerConfig, factory: IProtocolFactory) -> IProtocolFactor
     return wrapped
 
 
-def _build_tcp(listener: ListenerConfig, factory: IProtocolFactory, reactor: Any) -> tuple[IStreamServerEndpoint, IProtocolFactory]:
-    return _endpoint(listener, reactor), factory
+def _build_tcp(listener: ListenerConfig, factory: IProtocolFactory, reactor: Any,
+               backlog: int = DEFAULT_BACKLOG) -> tuple[IStreamServerEndpoint, IProtocolFactory]:
+    return _endpoint(listener, reactor, backlog), factory
 
 
-def _build_tls(listener: ListenerConfig, factory: IProtocolFactory, reactor: Any) -> tuple[IStreamServerEndpoint, IProtocolFactory]:
+def _build_tls(listener: ListenerConfig, factory: IProtocolFactory, reactor: Any,
+               backlog: int = DEFAULT_BACKLOG) -> tuple[IStreamServerEndpoint, IProtocolFactory]:
     wrapped = _tls(listener, factory)
-    return _endpoint(listener, reactor, tls=True), wrapped
+    return _endpoint(listener, reactor, backlog, tls=True), wrapped
 
 
-def _build_websocket(listener: ListenerConfig, factory: IProtocolFactory, reactor: Any) -> tuple[IStreamServerEndpoint, IProtocolFactory]:
-    from relaychat.server.websocket import RelayWebSocketFactory
-
+def _build_websocket(listener: ListenerConfig, factory: IProtocolFactory, reactor: Any,
+                     backlog: int = DEFAULT_BACKLOG) -> tuple[IStreamServerEndpoint, IProtocolFactory]:
     options = listener.options
     origins = options.get("allowed_origins", ["*"])
     if not origins or not all(isinstance(o, str) and (o == "*" or "://" in o) for o in origins):
@@ -101,13 +113,14 @@ def _build_websocket(listener: ListenerConfig, factory: IProtocolFactory, reacto
     wrapped = _tls(listener, websocket) if secure else websocket
     if not secure and "minimum_tls" in options:
         raise ConfigError(f"{describe(listener)}: minimum_tls needs certificate and private_key")
-    return _endpoint(listener, reactor, tls=secure), wrapped
+    return _endpoint(listener, reactor, backlog, tls=secure), wrapped
 
 
-_TLS_OPTIONS: dict[str, type] = {"certificate": Path, "private_key": Path, "minimum_tls": str}
+BUILDERS: dict[str, Builder] = {"tcp": _build_tcp, "tls": _build_tls, "websocket": _build_websocket}
+"""How each kind of :data:`relaychat.config.LISTENER_OPTIONS` becomes an endpoint and a factory."""
 
-KINDS: dict[str, ListenerKind] = {
-    "tcp": ListenerKind(_build_tcp),
-    "tls": ListenerKind(_build_tls, _TLS_OPTIONS),
-    "websocket": ListenerKind(_build_websocket, {"path": str, "allowed_origins": list, **_TLS_OPTIONS}),
-}
+
+def build(listener: ListenerConfig, factory: IProtocolFactory, reactor: Any,
+          backlog: int = DEFAULT_BACKLOG) -> tuple[IStreamServerEndpoint, IProtocolFactory]:
+    """The endpoint and the (wrapped) factory serving ``factory`` on ``listener``."""
+    return BUILDERS[listener.kind](listener, factory, reactor, backlog)

@@ -48,3 +48,10 @@ class Registry:
         if not self._store.insert_binding(binding):
             raise ProtocolError(Code.TAKEN, f"{nick} was just taken")
         return binding
+
+    def release(self, nick: str) -> Optional[Binding]:
+        """Unbind ``nick`` so any key may claim it again; the binding released, or None."""
+        binding = self.find(nick)
+        if binding is None or not self._store.delete_binding(binding.canonical):
+            return None
+        return binding

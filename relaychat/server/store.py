@@ -69,6 +69,7 @@ class Store:
             self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
         self.server_id = self._load_server_id()
+        self.writable = True  # False while the store refuses writes: /healthz answers 503
 
     def _load_server_id(self) -> bytes:
         row = self._db.execute("SELECT value FROM meta WHERE key = 'server_id'").fetchone()
@@ -111,6 +112,10 @@ class Store:
     def binding_count(self) -> int:
         return self._db.execute("SELECT count(*) FROM bindings").fetchone()[0]
 
+    def delete_binding(self, canonical: str) -> bool:
+        """Free a nickname (the operator's ``release``); False if it was not bound."""
+        return self._db.execute("DELETE FROM bindings WHERE canonical = ?", (canonical,)).rowcount == 1
+
     # -- mail -------------------------------------------------------------
 
     def add_mail(self, recipient: str, sender: str, created: float, body: bytes) -> int:
@@ -125,6 +130,11 @@ class Store:
         count, size = self._db.execute(
             "SELECT count(*), coalesce(sum(length(body)), 0) FROM mail WHERE recipient = ?", (recipient,)
         ).fetchone()
+        return count, size
+
+    def mail_totals(self) -> tuple[int, int]:
+        """(messages, bytes) held for everyone: for the metrics."""
+        count, size = self._db.execute("SELECT count(*), coalesce(sum(length(body)), 0) FROM mail").fetchone()
         return count, size
 
     def mail_count_from(self, recipient: str, sender: str) -> int:
@@ -142,6 +152,10 @@ class Store:
     def delete_mail(self, mail_id: int, recipient: str) -> bool:
         cursor = self._db.execute("DELETE FROM mail WHERE id = ? AND recipient = ?", (mail_id, recipient))
         return cursor.rowcount == 1
+
+    def delete_mail_for(self, recipient: str) -> int:
+        """Delete everything waiting for ``recipient`` (its nickname is being released)."""
+        return self._db.execute("DELETE FROM mail WHERE recipient = ?", (recipient,)).rowcount
 
     def purge_mail(self, older_than: float) -> int:
         return self._db.execute("DELETE FROM mail WHERE created < ?", (older_than,)).rowcount
