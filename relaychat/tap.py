@@ -31,6 +31,7 @@ from twisted.python import usage
 
 from relaychat.admin.service import make_manhole_service
 from relaychat.config import Config, ConfigError, ListenerConfig, check_endpoint, load
+from relaychat.logs import install as install_log
 from relaychat.server import listeners
 from relaychat.server.drain import Drainer
 from relaychat.server.hub import Hub
@@ -46,12 +47,15 @@ MAIL_PURGE_INTERVAL = 3600.0
 
 
 class Options(usage.Options):
-    synopsis = "[--config FILE] [--data-dir DIR] [--listen ENDPOINT ...]"
+    synopsis = "[--config FILE] [--data-dir DIR] [--listen ENDPOINT ...] [--verbose]"
     longdesc = (
         "Run the relaychat relay. With no options it listens for plain TCP on "
         "127.0.0.1:7733 and keeps its data in $XDG_DATA_HOME/relaychat "
         "(~/.local/share/relaychat). See conf/relaychat.toml for every setting."
     )
+    optFlags = [
+        ["verbose", "v", "Keep Twisted's own informational and debug lines in the log."],
+    ]
     optParameters = [
         ["config", "c", None, "TOML configuration file (default: embedded defaults)."],
         ["data-dir", "d", None, "Data directory (overrides relay.data_dir)."],
@@ -67,6 +71,7 @@ class Options(usage.Options):
 
     def postOptions(self) -> None:
         """Read the configuration; a problem is one line and exit status 1 (not twistd's usage text)."""
+        install_log(self.parent, bool(self["verbose"]))  # twistd's options: its log observer is made next
         try:
             config = load(self["config"])
             for endpoint in self["listen"]:

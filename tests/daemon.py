@@ -8,6 +8,7 @@ listen on port 0 and never race for a free port.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -18,6 +19,8 @@ import threading
 import time
 from pathlib import Path
 from typing import Callable, Optional
+
+from twisted.logger import formatEvent
 
 from relaychat.crypto.identity import Identity, solve_pow
 from relaychat.wire.codec import b64decode, b64encode
@@ -30,8 +33,10 @@ _LISTENING = re.compile(r"relaychat: (\w+) listener '([^']*)' listening on ([\d.
 class Daemon:
     """``twistd -n relaychat ARGS`` in a subprocess, stopped with SIGTERM."""
 
-    def __init__(self, *args: str, cwd: str, env: Optional[dict[str, str]] = None) -> None:
+    def __init__(self, *args: str, cwd: str, env: Optional[dict[str, str]] = None,
+                 twistd_options: tuple[str, ...] = ()) -> None:
         self.args = args
+        self.twistd_options = twistd_options
         self.cwd = cwd
         self.env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
         self.output: list[str] = []
@@ -42,7 +47,8 @@ class Daemon:
         """Start and wait until ``listeners`` listeners log their port; return the ports."""
         self.output = []
         self.process = subprocess.Popen(
-            [sys.executable, "-c", TWISTD, "--nodaemon", "--pidfile=", "--logfile=-", "relaychat", *self.args],
+            [sys.executable, "-c", TWISTD, "--nodaemon", "--pidfile=", "--logfile=-", *self.twistd_options,
+             "relaychat", *self.args],
             cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
@@ -60,7 +66,7 @@ class Daemon:
         raise AssertionError("daemon did not start:\n" + self.log())
 
     def ports(self) -> list[int]:
-        return [int(m.group(4)) for line in list(self.output) for m in [_LISTENING.search(line)] if m]
+        return [int(m.group(4)) for line in list(self.output) for m in [_LISTENING.search(_text(line))] if m]
 
     def log(self) -> str:
         return "".join(self.output)
@@ -94,6 +100,16 @@ class Daemon:
                 pass
         self.process.kill()
         return self.wait(5)
+
+
+def _text(line: str) -> str:
+    """A log line as text, also when it is a JSON record (``--logger relaychat.logs.json_stdout``)."""
+    if not line.startswith("\x1e"):
+        return line
+    try:
+        return formatEvent(json.loads(line[1:]))
+    except ValueError:
+        return line
 
 
 class LineSocket:

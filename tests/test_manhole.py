@@ -424,6 +424,10 @@ class RealSSH(SynchronousTestCase):
         self.assertIn(f"admin {listed}: logged in as admin", log)
         self.assertIn(f"admin {listed}: kick alice ('maintenance'): kicked alice", log)
         self.assertIn(f"admin {listed}: logged out", log)
+        # conch's own chatter (key exchange, auth attempts, channel requests) stays out of the log
+        self.assertNotIn("twisted.conch", log)
+        self.assertNotIn("starting on", log)
+        self.assertNotIn("moduli", log)
 
     def test_drain_tells_clients_then_the_daemon_stops_cleanly(self) -> None:
         session, alice = self.console_with_alice()

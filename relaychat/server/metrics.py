@@ -1,7 +1,7 @@
 """Prometheus metrics and a health answer, on their own endpoint (``[metrics] endpoint``).
 
 ``GET /metrics`` is the Prometheus text format, made by ``prometheus_client``
-(``generate_latest``) on the reactor thread, from a collector that reads the
+(``generate_latest``, or OpenMetrics when asked for) on the reactor thread, from a collector that reads the
 hub's own counters when scraped: nothing is counted twice and the relay's
 hot path does no metrics work. (``prometheus_client.twisted.MetricsResource``
 is not used: it is a WSGI resource run on the reactor's thread pool, which
@@ -20,8 +20,9 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, Iterator, Optional
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.process_collector import ProcessCollector
 from twisted.application.internet import TimerService
 from twisted.application.service import MultiService
@@ -149,7 +150,9 @@ def _labelled_counter(name: str, documentation: str, label: str, values: dict[st
 
 
 class MetricsPage(Resource):
-    """``/metrics``: the registry in Prometheus' text format, rendered here on the reactor thread."""
+    """``/metrics``: the registry in the format the scraper asks for (Prometheus
+    text, or OpenMetrics), chosen and rendered by prometheus_client, here on
+    the reactor thread."""
 
     isLeaf = True
 
@@ -158,8 +161,10 @@ class MetricsPage(Resource):
         self.registry = registry
 
     def render_GET(self, request: Any) -> bytes:
-        request.setHeader(b"Content-Type", CONTENT_TYPE_LATEST.encode("ascii"))
-        return generate_latest(self.registry)
+        accept = request.getHeader(b"accept")
+        encode, content_type = choose_encoder(accept.decode("latin-1") if accept else "")
+        request.setHeader(b"Content-Type", content_type.encode("ascii"))
+        return encode(self.registry)
 
 
 class HealthPage(Resource):
@@ -191,10 +196,17 @@ def metrics_site(hub: Hub, drainer: Optional[Drainer], lag: Optional[LagProbe] =
     root = Resource()
     root.putChild(b"metrics", MetricsPage(registry))
     root.putChild(b"healthz", HealthPage(hub, drainer))
-    site = Site(root)
+    site = _QuietSite(root)
     site.noisy = False
     site.displayTracebacks = False
     return site
+
+
+class _QuietSite(Site):
+    """No access log: a scrape every few seconds is not news."""
+
+    def log(self, request: Any) -> None:
+        pass
 
 
 class MetricsListener(ListenerService):
