@@ -31,6 +31,7 @@ from twisted.logger import (
 from twisted.python import logfile
 
 _CHATTY_NAMESPACES = ("twisted.conch.", "relaychat.admin.manhole.ConsoleFactory", "twisted.web.")
+_DISCONNECT_BY_APPLICATION = 11  # RFC 4253, 11.1
 _CHATTY_LEGACY = re.compile(r"^(\S+( \(TLS\))? starting on \d+|\(\w+ Port \S+ Closed\))$")
 """Legacy ``log.msg`` lines of twisted.internet's ports (no namespace of their own)."""
 
@@ -38,11 +39,13 @@ _CHATTY_LEGACY = re.compile(r"^(\S+( \(TLS\))? starting on \d+|\(\w+ Port \S+ Cl
 def operator_predicate(event: Mapping[str, Any]) -> PredicateResult:
     """Keep warnings and worse, and relaychat's lines; drop debug and library chatter."""
     level = event.get("log_level", LogLevel.info)
+    namespace = str(event.get("log_namespace", ""))
+    if _ordinary_ssh_goodbye(namespace, event):
+        return PredicateResult.no
     if level >= LogLevel.warn or event.get("isError"):
         return PredicateResult.yes
     if level < LogLevel.info:
         return PredicateResult.no
-    namespace = str(event.get("log_namespace", ""))
     if namespace.startswith(_CHATTY_NAMESPACES):
         return PredicateResult.no
     if namespace == "log_legacy":
@@ -50,6 +53,13 @@ def operator_predicate(event: Mapping[str, Any]) -> PredicateResult:
         if _CHATTY_LEGACY.match(message):
             return PredicateResult.no
     return PredicateResult.maybe
+
+
+def _ordinary_ssh_goodbye(namespace: str, event: Mapping[str, Any]) -> bool:
+    """conch logs an ``ssh`` client leaving normally (disconnect code 11, "by
+    application") as an error; the console's own "logged out" line says it."""
+    return (namespace.startswith("twisted.conch.ssh.transport.") and event.get("code") == _DISCONNECT_BY_APPLICATION
+            and str(event.get("log_format", "")).startswith("Got remote error"))
 
 
 def operator_filter(observer: ILogObserver, verbose: bool = False) -> ILogObserver:

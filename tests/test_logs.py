@@ -35,6 +35,8 @@ class Predicate(SynchronousTestCase):
             event("relaychat.admin.manhole.ConsoleFactory", LogLevel.info,
                   "disabling non-fixed-group key exchange algorithms because we cannot find moduli file"),
             event("relaychat", LogLevel.debug),
+            event("twisted.conch.ssh.transport.SSHServerTransport", LogLevel.error,
+                  "Got remote error, code {code}\nreason: {reason}") | {"code": 11, "reason": b"disconnected by user"},
         ):
             self.assertEqual(operator_predicate(chatter), PredicateResult.no, chatter)
 
@@ -43,6 +45,8 @@ class Predicate(SynchronousTestCase):
             event("relaychat", LogLevel.info, "relaychat: tcp listener ... listening"),
             event("relaychat.admin", LogLevel.info, "admin X: logged in"),
             event("twisted.conch.ssh.transport.SSHServerTransport", LogLevel.warn, "bad packet"),
+            event("twisted.conch.ssh.transport.SSHServerTransport", LogLevel.error,
+                  "Got remote error, code {code}\nreason: {reason}") | {"code": 2, "reason": b"protocol error"},
             event("twisted.internet.base", LogLevel.critical, "Unhandled Error"),
             legacy_event("RelayFactory starting on 7733", isError=1),
             legacy_event("something else said with log.msg"),
