@@ -34,8 +34,9 @@ class Daemon:
     """``twistd -n relaychat ARGS`` in a subprocess, stopped with SIGTERM."""
 
     def __init__(self, *args: str, cwd: str, env: Optional[dict[str, str]] = None,
-                 twistd_options: tuple[str, ...] = ()) -> None:
+                 twistd_options: tuple[str, ...] = (), preamble: str = "") -> None:
         self.args = args
+        self.preamble = preamble  # Python run before twistd, in the same process
         self.twistd_options = twistd_options
         self.cwd = cwd
         self.env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
@@ -47,7 +48,7 @@ class Daemon:
         """Start and wait until ``listeners`` listeners log their port; return the ports."""
         self.output = []
         self.process = subprocess.Popen(
-            [sys.executable, "-c", TWISTD, "--nodaemon", "--pidfile=", "--logfile=-", *self.twistd_options,
+            [sys.executable, "-c", self.preamble + TWISTD, "--nodaemon", "--pidfile=", "--logfile=-", *self.twistd_options,
              "relaychat", *self.args],
             cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
