@@ -167,8 +167,16 @@ class Building(SynchronousTestCase):
         self.assertIn("allowed_origins must be a list", self.refused("websocket", allowed_origins=[3]))
         self.assertIn("allowed_origins must be a list", self.refused("websocket", allowed_origins=["chat.example"]))
         _, factory = self.build("websocket", allowed_origins=["https://*.example.org", "http://localhost:8080"])
-        self.assertFalse(factory.allowNullOrigin)
-        self.assertEqual(factory.allowedOrigins, ["https://*.example.org:443", "http://localhost:8080"])
+        self.assertFalse(factory.origin_allowed("null"))
+        self.assertTrue(factory.origin_allowed("https://chat.example.org"))
+        self.assertTrue(factory.origin_allowed("https://chat.example.org:443"))
+        self.assertFalse(factory.origin_allowed("https://example.org.evil:443"))
+        self.assertTrue(factory.origin_allowed("http://localhost:8080"))
+        self.assertFalse(factory.origin_allowed("http://localhost:8081"))
+        self.assertFalse(factory.origin_allowed("http://localhost:notaport"))
+        self.assertTrue(factory.origin_allowed(None))  # not a browser
+        _, anyone = self.build("websocket")
+        self.assertTrue(anyone.origin_allowed("null") and anyone.origin_allowed("https://anything.example"))
         self.assertIn("minimum_tls needs certificate", self.refused("websocket", minimum_tls="1.3"))
 
 
@@ -392,11 +400,12 @@ class WebSocketInMemory(SynchronousTestCase):
     def test_unknown_path_and_disallowed_origin_are_refused(self) -> None:
         _, transport = self.connect_ws(path="/elsewhere")
         self.assertTrue(transport.value().startswith(b"HTTP/1.1 404 "), transport.value()[:40])
-        _, transport = self.connect_ws(origin="https://evil.example")
-        self.assertTrue(transport.value().startswith(b"HTTP/1.1 400 "), transport.value()[:40])
-        self.assertIn(b"origin 'https://evil.example' not allowed", transport.value())
-        _, transport = self.connect_ws(origin="null")
-        self.assertIn(b"origin 'null' not allowed", transport.value())
+        for origin in ("https://evil.example", "null", "http://chat.example", "https://chat.example:8443",
+                       "https://chat.example.evil.example", "https://evil.example/https://chat.example"):
+            _, transport = self.connect_ws(origin=origin)
+            self.assertTrue(transport.value().startswith(b"HTTP/1.1 403 "), (origin, transport.value()[:60]))
+            self.assertIn(f"origin {origin!r} not allowed".encode(), transport.value())
+            self.assertEqual(self.hub.clients, set())
         _, transport = self.connect_ws(origin="https://chat.example")
         self.assertTrue(transport.value().startswith(b"HTTP/1.1 101 "), transport.value()[:40])
         _, transport = self.connect_ws()  # not a browser: no Origin header
@@ -472,7 +481,7 @@ class RealDaemonListeners(SynchronousTestCase):
             toml_listener("tcp", LOOPBACK),
             toml_listener("tls", LOOPBACK, certificate="tls/cert.pem", private_key="tls/key.pem"),
             toml_listener("tls", LOOPBACK, certificate="tls/cert.pem", private_key="tls/key.pem", minimum_tls="1.3"),
-            toml_listener("websocket", LOOPBACK, path="/relay"),
+            toml_listener("websocket", LOOPBACK, path="/relay", allowed_origins=["https://chat.example"]),
             toml_listener("websocket", LOOPBACK, certificate="tls/cert.pem", private_key="tls/key.pem"),
         )
         self.daemon = Daemon("--config", str(config), cwd=str(self.home))
@@ -511,6 +520,18 @@ class RealDaemonListeners(SynchronousTestCase):
             return  # the relay refused it
         self.assertNotRegex(old.stdout, r"New, TLSv1(\.1)?, Cipher is [A-Z]")
         raise self.skipTest("this openssl cannot offer TLS 1.1:\n" + old.stdout[-500:])
+
+    def test_a_page_from_an_origin_not_allowed_gets_403(self) -> None:
+        for origin, status in (("https://evil.example", b"HTTP/1.1 403 "), ("https://chat.example", b"HTTP/1.1 101 ")):
+            with socket.create_connection(("127.0.0.1", self.ws), timeout=10) as sock:
+                sock.sendall(upgrade_request("/relay", origin))
+                answer = b""
+                while b"\r\n\r\n" not in answer:
+                    chunk = sock.recv(4096)
+                    if not chunk:
+                        break
+                    answer += chunk
+            self.assertTrue(answer.startswith(status), (origin, answer[:80]))
 
     def test_websocket_client_from_another_library_and_tcp_client_relay_a_session(self) -> None:
         from websockets.sync.client import connect

@@ -23,7 +23,10 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Optional, Sequence
 
+from urllib.parse import urlsplit
+
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.util import wildcards2patterns
 from autobahn.websocket.types import ConnectionDeny
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IPushProducer, ITransport
@@ -118,6 +121,8 @@ class RelayWebSocketProtocol(WebSocketServerProtocol):
     def onConnect(self, request: Any) -> Optional[str]:
         if self.factory.path is not None and request.path != self.factory.path:
             raise ConnectionDeny(ConnectionDeny.NOT_FOUND, "no relay here")
+        if not self.factory.origin_allowed(request.origin):
+            raise ConnectionDeny(ConnectionDeny.FORBIDDEN, f"origin {request.origin!r} not allowed")
         return SUBPROTOCOL if SUBPROTOCOL in request.protocols else None
 
     def onOpen(self) -> None:
@@ -218,6 +223,8 @@ class RelayWebSocketFactory(WebSocketServerFactory):
         super().__init__(reactor=reactor, server="relaychat")
         self.relay_factory = relay_factory
         self.path = path
+        self.any_origin = list(allowed_origins) == ["*"]
+        self.origin_patterns = wildcards2patterns([origin_pattern(o) for o in allowed_origins])
         self._batched_timer = _Timers(reactor)
         max_line = relay_factory.hub.limits.max_line
         self.setProtocolOptions(
@@ -227,10 +234,32 @@ class RelayWebSocketFactory(WebSocketServerFactory):
             failByDrop=False,  # send a close frame saying why (e.g. 1009 too big)
             openHandshakeTimeout=OPEN_HANDSHAKE_TIMEOUT,
             closeHandshakeTimeout=CLOSE_HANDSHAKE_TIMEOUT,
-            allowedOrigins=[origin_pattern(o) for o in allowed_origins],
-            # A sandboxed page or a file: URL sends "Origin: null"; allow it only when any origin is allowed.
-            allowNullOrigin=list(allowed_origins) == ["*"],
+            # The Origin is checked in onConnect (origin_allowed), to answer 403 Forbidden
+            # where autobahn's own check answers 400 Bad Request.
+            allowedOrigins=["*"],
+            allowNullOrigin=True,
         )
+
+    def origin_allowed(self, origin: Optional[str]) -> bool:
+        """Whether a browser page from ``origin`` may connect (no Origin: not a browser, allowed).
+
+        A sandboxed page or a file: URL sends ``Origin: null``: allowed only
+        when any origin is. Others match ``scheme://host:port`` (the port
+        filled in for http and https) against the configured patterns.
+        """
+        if not origin or self.any_origin:  # autobahn gives "" when there is no Origin header
+            return True
+        try:
+            parts = urlsplit(origin.strip().lower())
+            port = parts.port or {"https": 443, "http": 80}.get(parts.scheme)
+        except ValueError:
+            return False
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        if origin.strip().lower() == "null" or not parts.scheme or not host or port is None:
+            return False
+        return any(pattern.match(f"{parts.scheme}://{host}:{port}") for pattern in self.origin_patterns)
 
     def buildProtocol(self, addr: Any) -> RelayWebSocketProtocol:
         protocol = RelayWebSocketProtocol(self.relay_factory.buildProtocol(addr))
