@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import socket
 import stat
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.daemon import Daemon, LineSocket
+from tests.daemon import ROOT, TWISTD, Daemon, LineSocket
 from tests.support import identity
 
 
@@ -108,6 +111,49 @@ class RealDaemon(SynchronousTestCase):
         self.assertTrue(lines[0].startswith("ERR - bad-encoding"), lines[:3])
         self.assertEqual(lines[-1], "BYE violations too many protocol errors")
         self.assertEqual(alice.ask("PING still-here"), "OK PING still-here")
+
+
+class OneLineRefusals(SynchronousTestCase):
+    """What an operator sees when the daemon cannot start: one line of ours, exit status 1."""
+
+    def run_twistd(self, *args: str, config: str = "") -> tuple[int, list[str]]:
+        home = Path(self.mktemp()).resolve()
+        home.mkdir(parents=True)
+        if config:
+            (home / "bad.toml").write_text(config)
+            args = ("--config", "bad.toml", *args)
+        result = subprocess.run(
+            [sys.executable, "-c", TWISTD, "--nodaemon", "--pidfile=", "relaychat", "--data-dir", str(home / "d"),
+             *args], cwd=home, env=dict(os.environ, PYTHONPATH=str(ROOT)), stdin=subprocess.DEVNULL,
+            capture_output=True, text=True, timeout=60)
+        return result.returncode, (result.stdout + result.stderr).splitlines()
+
+    def test_config_errors(self) -> None:
+        for config, line in (
+            ("[limits]\nmax_lines = 5\n", "relaychat: bad.toml: unknown key limits.max_lines (did you mean max_line?)"),
+            ("[limit]\nmax_line = 5\n", "relaychat: bad.toml: unknown section [limit] (did you mean [limits]?)"),
+            ('[[listener]]\nkind = "websocket"\nendpoint = "tcp:1"\nallowed_origins = "https://a.example"\n',
+             'relaychat: bad.toml: listener[0].allowed_origins: expected a list of strings, such as ["a", "b"]'),
+            ('[[listener]]\nkind = "tcp"\nendpoint = "tcp:notaport"\n',
+             "relaychat: bad.toml: listener[0].endpoint 'tcp:notaport': the port must be a number from 0 to 65535, "
+             "not 'notaport'"),
+        ):
+            self.assertEqual(self.run_twistd(config=config), (1, [line]))
+
+    def test_a_port_in_use_is_reported_once(self) -> None:
+        taken = socket.socket()
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        self.addCleanup(taken.close)
+        port = taken.getsockname()[1]
+        status, lines = self.run_twistd("--listen", f"tcp:{port}:interface=127.0.0.1")
+        self.assertEqual(status, 1)
+        mentions = [line for line in lines if "Address already in use" in line]
+        self.assertEqual(len(mentions), 1, lines)
+        self.assertTrue(mentions[0].endswith(f"relaychat: tcp listener 'tcp:{port}:interface=127.0.0.1' could not "
+                                             f"start: Couldn't listen on 127.0.0.1:{port}: [Errno 98] Address "
+                                             "already in use."), mentions)
+        self.assertFalse([line for line in lines if "Traceback" in line or "Usage" in line], lines)
 
 
 class Stopping(SynchronousTestCase):
