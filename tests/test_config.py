@@ -6,7 +6,7 @@ from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from relaychat.config import DEFAULT_ENDPOINT, ConfigError, load
+from relaychat.config import DEFAULT_BACKLOG, DEFAULT_DRAIN_GRACE, DEFAULT_ENDPOINT, ConfigError, load
 from relaychat.server.limits import Limits, MailPolicy
 from relaychat.startup import StartupError
 from relaychat.tap import Options
@@ -31,6 +31,8 @@ class Loading(SynchronousTestCase):
         self.assertEqual(config.limits, Limits())
         self.assertEqual(config.mail, MailPolicy())
         self.assertEqual(config.listeners[0].endpoint, DEFAULT_ENDPOINT)
+        self.assertEqual((config.backlog, config.drain_grace, config.metrics.endpoint),
+                         (DEFAULT_BACKLOG, DEFAULT_DRAIN_GRACE, None))
 
     def test_every_limit_is_in_the_example_file(self) -> None:
         text = EXAMPLE.read_text()
