@@ -83,6 +83,29 @@ class Collector(SynchronousTestCase):
         self.h.hub.kick("alice", "bye")
         self.assertEqual(value(self.scrape(), "relaychat_disconnects_total", reason="kicked"), 1)
 
+    def test_connections_are_counted_by_the_listener_they_came_in_on(self) -> None:
+        from twisted.internet.address import IPv4Address
+        from twisted.internet.testing import StringTransport
+
+        from relaychat.server.protocol import RelayFactory
+        from relaychat.server.websocket import RelayWebSocketFactory
+        from tests.listener_support import upgrade_request
+
+        peer = IPv4Address("TCP", "127.0.0.1", 40001)
+        tcp = RelayFactory(self.h.hub, self.clock, "tcp").buildProtocol(peer)
+        tcp.makeConnection(StringTransport(peerAddress=peer))
+        tls = RelayFactory(self.h.hub, self.clock, "tls").buildProtocol(peer)
+        tls.makeConnection(StringTransport(peerAddress=peer))
+        websockets = RelayWebSocketFactory(RelayFactory(self.h.hub, self.clock, "websocket"), self.clock)
+        websockets.doStart()
+        self.addCleanup(websockets.doStop)
+        ws = websockets.buildProtocol(peer)
+        ws.makeConnection(StringTransport(peerAddress=peer))
+        ws.dataReceived(upgrade_request("/"))
+        samples = self.scrape()
+        for kind in ("tcp", "tls", "websocket"):
+            self.assertEqual(value(samples, "relaychat_connections", kind=kind, state="connected"), 1, kind)
+
     def test_no_label_holds_a_nickname_address_or_key(self) -> None:
         alice, bob = self.h.register("alice", address="192.0.2.77"), self.h.register("bob")
         self.h.open_session(alice, bob, "bob")
