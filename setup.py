@@ -20,6 +20,7 @@ setup(
         "service-identity>=24.1",
         "cryptography>=42",
         "autobahn>=24.4",
+        "prometheus_client>=0.20",  # /metrics: the ecosystem's own exposition, not a hand-written one
     ],
     extras_require={
         "test": ["noiseprotocol==0.3.1", "websockets>=12", "docutils"],
