@@ -89,6 +89,7 @@ def makeService(options: Options) -> IService:
     """twistd's entry point: the daemon for these options, on the global reactor."""
     from twisted.internet import reactor
 
+    raise_open_files(options.config.limits.max_connections)  # of this process: not in compose()
     return compose(options.config, reactor, signals=True)
 
 
@@ -104,7 +105,6 @@ def compose(config: Config, reactor: Any, signals: bool = False) -> MultiService
 
 
 def _compose(config: Config, reactor: Any, signals: bool) -> MultiService:
-    raise_open_files(config.limits.max_connections)
     data_dir = open_data_dir(config)
     store = Store(os.path.join(data_dir, DATABASE))
     hub = Hub(store, config.limits, config.mail, now=reactor.seconds())
