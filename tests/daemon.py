@@ -22,7 +22,8 @@ from typing import Callable, Optional
 
 from twisted.logger import formatEvent
 
-from relaychat.crypto.identity import Identity, solve_pow
+from relaychat.crypto.identity import solve_pow
+from relaychat.crypto.keypair import Identity
 from relaychat.wire.codec import b64decode, b64encode
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -37,7 +37,7 @@ from twisted.python.components import Componentized
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from relaychat.admin.keys import fingerprint
+from relaychat.admin.keys import openssh_fingerprint
 
 log = Logger(namespace="relaychat.admin")
 
@@ -71,7 +71,7 @@ class AdminKeyChecker:
 
     def requestAvatarId(self, credentials: ISSHPrivateKey) -> Deferred[Admin]:
         checked = self._checker.requestAvatarId(credentials)
-        checked.addCallback(lambda user: Admin(user.decode("utf-8", "replace"), fingerprint(credentials.blob)))
+        checked.addCallback(lambda user: Admin(user.decode("utf-8", "replace"), openssh_fingerprint(credentials.blob)))
         return checked
 
 

@@ -31,9 +31,9 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IProtocolFactory, IStreamServerEndpoint
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
+from relaychat.certificates import CertificateError, server_options
 from relaychat.config import DEFAULT_BACKLOG, ConfigError, ListenerConfig, split_endpoint
 from relaychat.server.websocket import RelayWebSocketFactory
-from relaychat.tls import CertificateError, server_options
 
 Builder = Callable[[ListenerConfig, IProtocolFactory, Any, int], tuple[IStreamServerEndpoint, IProtocolFactory]]
 
