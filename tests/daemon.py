@@ -164,3 +164,22 @@ def register(ask: Callable[[str], str], nick: str, identity: Identity) -> str:
     if bits:
         prove += " " + b64encode(solve_pow(challenge, bits))
     return ask(prove)
+
+
+def session_pair(port: int, cleanup: Callable[..., object]) -> tuple[LineSocket, LineSocket, str]:
+    """alice and bob registered on a relay at ``port``, with an open session; returns its sid.
+
+    ``cleanup`` is the test's ``addCleanup``, which closes both sockets.
+    """
+    from tests.support import identity
+
+    alice, bob = LineSocket(port), LineSocket(port)
+    cleanup(alice.close)
+    cleanup(bob.close)
+    alice.register("alice", identity("alice"))
+    bob.register("bob", identity("bob"))
+    sid = alice.ask("OFFER bob").split(" ")[2]
+    bob.read_line()
+    bob.ask(f"ACCEPT {sid}")
+    alice.read_line()
+    return alice, bob, sid

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.daemon import ROOT, TWISTD, Daemon, LineSocket
+from tests.daemon import ROOT, TWISTD, Daemon, LineSocket, session_pair
 from tests.support import identity
 
 
@@ -172,16 +172,7 @@ class Stopping(SynchronousTestCase):
         return daemon, port
 
     def pair(self, port: int) -> tuple[LineSocket, LineSocket, str]:
-        alice, bob = LineSocket(port), LineSocket(port)
-        self.addCleanup(alice.close)
-        self.addCleanup(bob.close)
-        alice.register("alice", identity("alice"))
-        bob.register("bob", identity("bob"))
-        sid = alice.ask("OFFER bob").split(" ")[2]
-        bob.read_line()
-        bob.ask(f"ACCEPT {sid}")
-        alice.read_line()
-        return alice, bob, sid
+        return session_pair(port, self.addCleanup)
 
     def test_the_end_of_the_grace_closes_stragglers_and_exits_0(self) -> None:
         daemon, port = self.daemon(grace=1.5)

@@ -18,8 +18,8 @@ from twisted.web.test.requesthelper import DummyRequest
 
 from relaychat.server.drain import Drainer
 from relaychat.server.metrics import HealthPage, LagProbe, MetricsPage, RelayCollector, metrics_site
-from tests.daemon import Daemon, LineSocket
-from tests.support import Harness, identity
+from tests.daemon import Daemon, session_pair
+from tests.support import Harness
 
 PAYLOAD = "aGVsbG8"
 
@@ -180,11 +180,6 @@ class RealDaemonMetrics(SynchronousTestCase):
         except urllib.error.HTTPError as e:
             return e.code, e.read().decode("utf-8")
 
-    def client(self) -> LineSocket:
-        s = LineSocket(self.relay)
-        self.addCleanup(s.close)
-        return s
-
     def test_figures_move_with_real_traffic_and_health_follows_the_drain(self) -> None:
         status, text = self.get("/metrics")
         self.assertEqual(status, 200)
@@ -193,13 +188,7 @@ class RealDaemonMetrics(SynchronousTestCase):
         self.assertIn(("process_open_fds", ()), before)
         self.assertEqual(self.get("/healthz"), (200, "serving\n"))
 
-        alice, bob = self.client(), self.client()
-        alice.register("alice", identity("alice"))
-        bob.register("bob", identity("bob"))
-        sid = alice.ask("OFFER bob").split(" ")[2]
-        bob.read_line()
-        bob.ask(f"ACCEPT {sid}")
-        alice.read_line()
+        alice, bob, sid = session_pair(self.relay, self.addCleanup)
         for i in range(5):
             alice.send(f"FRAME {sid} {PAYLOAD}")
             self.assertEqual(bob.read_line(), f"FRAME {sid} {PAYLOAD}")

@@ -52,7 +52,7 @@ def health(hub: Hub, drainer: Optional[Drainer]) -> Optional[str]:
         return drainer.state.value
     if hub.draining:
         return "draining"
-    if not getattr(hub.store, "writable", True):
+    if not hub.store.writable:
         return "storage refuses writes"
     return None
 
@@ -132,7 +132,7 @@ class RelayCollector:
         yield GaugeMetricFamily("relaychat_draining", "1 while draining.",
                                 value=1 if health(hub, self.drainer) in ("draining", "drained", "stopping") else 0)
         yield GaugeMetricFamily("relaychat_storage_writable", "0 while storage refuses writes.",
-                                value=1 if getattr(hub.store, "writable", True) else 0)
+                                value=1 if hub.store.writable else 0)
         if self.lag is not None:
             yield GaugeMetricFamily("relaychat_event_loop_lag_last_seconds", "The latest event-loop lag probe.",
                                     value=self.lag.last)
