@@ -338,6 +338,29 @@ class Drain(SynchronousTestCase):
         self.h.register("alice")  # asserts OK PROVE
         self.assertEqual(self.console.undrain(), "not draining")
 
+    def test_sigterm_stops_a_drain_at_once_or_after_one_without_stop(self) -> None:
+        alice, bob = self.h.register("alice"), self.h.register("bob")
+        self.h.open_session(alice, bob, "bob")
+        self.drainer.terminate()
+        self.assertEqual(self.drainer.state, DrainState.DRAINING)
+        self.assertFalse(alice[1].closed)
+        self.drainer.terminate()
+        self.assertEqual(self.drainer.state, DrainState.STOPPING)
+        self.assertTrue(alice[1].closed and bob[1].closed)
+        self.clock.advance(LINGER)
+        self.assertEqual(self.stops, [True])
+        self.drainer.terminate()  # a third changes nothing
+        self.clock.advance(LINGER)
+        self.assertEqual(self.stops, [True])
+
+    def test_sigterm_after_a_drain_without_stop(self) -> None:
+        self.console.drain(stop=False)
+        self.assertEqual(self.drainer.state, DrainState.DRAINED)
+        self.drainer.terminate()
+        self.assertEqual(self.drainer.state, DrainState.STOPPING)
+        self.clock.advance(0)
+        self.assertEqual(self.stops, [True])
+
     def test_undrain_during_the_grace_cancels_the_deadline(self) -> None:
         alice, bob = self.h.register("alice"), self.h.register("bob")
         sid = self.h.open_session(alice, bob, "bob")

@@ -197,6 +197,7 @@ class Stopping(SynchronousTestCase):
             self.assertIn(_until_bye(client), ([f"CLOSED {sid} draining"], []))
         self.assertEqual(daemon.wait(5), 0)
         self.assertIn("relaychat: SIGTERM again: stopping now", daemon.log())
+        self.assertIn("relaychat: drain over (SIGTERM); 2 connections closed", daemon.log())
 
 
 def _until_bye(client: LineSocket) -> list[str]:

@@ -115,21 +115,20 @@ class Drainer(Service):
         return True
 
     def terminate(self) -> None:
-        """SIGTERM: the first starts a stopping drain, a second ends it now."""
+        """SIGTERM: the first starts a stopping drain; during a drain, or after
+        one that was not to stop, it stops now."""
         if self.state is DrainState.SERVING:
             log.info("relaychat: SIGTERM: draining; a second SIGTERM stops at once")
             self.drain(grace=self.grace, stop=True)
-        elif self.state is DrainState.DRAINING:
-            log.info("relaychat: SIGTERM again: stopping now")
+        elif self.state in (DrainState.DRAINING, DrainState.DRAINED):
+            log.info("relaychat: SIGTERM {again}: stopping now",
+                     again="again" if self.state is DrainState.DRAINING else "while drained")
             self._stopping_after = True
-            self._end("a second SIGTERM")
-        elif self.state is DrainState.DRAINED:
-            self._stopping_after = True
-            self.state = DrainState.DRAINING
             self._end("SIGTERM")
 
     def _end(self, why: str) -> None:
-        if self.state is not DrainState.DRAINING:
+        """The drain is over (or, once DRAINED, a stop was asked for): close whoever is left; stop if asked."""
+        if not (self.state is DrainState.DRAINING or (self.state is DrainState.DRAINED and self._stopping_after)):
             return
         # The state first: closing the stragglers below drains the hub, which calls us again.
         self.state = DrainState.STOPPING if self._stopping_after else DrainState.DRAINED
