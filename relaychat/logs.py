@@ -2,11 +2,13 @@
 
 At the default level the daemon's log holds what an operator acts on:
 relaychat's own lines (listeners, drains, the console's audit trail) and
-any warning or error from anywhere. Left out are debug events and the
-informational noise of the libraries underneath: a listening port's
-"RelayFactory starting on 7733" beside our own listener line, "(TCP Port
-7733 Closed)", and the SSH server's dozens of lines per console login.
-``twistd relaychat --verbose`` keeps everything.
+any warning or error of the relay's own or of the libraries underneath.
+Left out are debug events; those libraries' informational noise (a
+listening port's "RelayFactory starting on 7733" beside our own listener
+line, "(TCP Port 7733 Closed)", the SSH server's dozens of lines per
+console login); and their warnings about what a peer sent (two lines for
+each refused WebSocket handshake), which anyone could repeat to fill the
+log. ``twistd relaychat --verbose`` keeps everything.
 
 twistd builds the log observer from its own options before the plugin's
 service exists, so the plugin supplies it through twistd's ``--logger``
@@ -31,6 +33,10 @@ from twisted.logger import (
 from twisted.python import logfile
 
 _CHATTY_NAMESPACES = ("twisted.conch.", "relaychat.admin.manhole.ConsoleFactory", "twisted.web.")
+_REMOTE_CAUSED_NAMESPACES = ("autobahn.",)
+"""Libraries whose warnings are about what a peer sent (autobahn: two lines,
+one a warning, for every refused WebSocket handshake): anyone could fill
+the log with them, and the relay answers the peer already."""
 _DISCONNECT_BY_APPLICATION = 11  # RFC 4253, 11.1
 _CHATTY_LEGACY = re.compile(r"^(\S+( \(TLS\))? starting on \d+|\(\w+ Port \S+ Closed\))$")
 """Legacy ``log.msg`` lines of twisted.internet's ports (no namespace of their own)."""
@@ -41,6 +47,8 @@ def operator_predicate(event: Mapping[str, Any]) -> PredicateResult:
     level = event.get("log_level", LogLevel.info)
     namespace = str(event.get("log_namespace", ""))
     if _ordinary_ssh_goodbye(namespace, event):
+        return PredicateResult.no
+    if namespace.startswith(_REMOTE_CAUSED_NAMESPACES) and level < LogLevel.error:
         return PredicateResult.no
     if level >= LogLevel.warn or event.get("isError"):
         return PredicateResult.yes

@@ -35,6 +35,10 @@ class Predicate(SynchronousTestCase):
             event("relaychat.admin.manhole.ConsoleFactory", LogLevel.info,
                   "disabling non-fixed-group key exchange algorithms because we cannot find moduli file"),
             event("relaychat", LogLevel.debug),
+            event("autobahn.twisted.websocket.WebSocketServerProtocol", LogLevel.info,
+                  "failing WebSocket opening handshake ('{reason}')"),
+            event("autobahn.twisted.websocket.WebSocketServerProtocol", LogLevel.warn,
+                  "dropping connection to peer {peer} with abort={abort}: {reason}"),
             event("twisted.conch.ssh.transport.SSHServerTransport", LogLevel.error,
                   "Got remote error, code {code}\nreason: {reason}") | {"code": 11, "reason": b"disconnected by user"},
         ):
@@ -48,6 +52,7 @@ class Predicate(SynchronousTestCase):
             event("twisted.conch.ssh.transport.SSHServerTransport", LogLevel.error,
                   "Got remote error, code {code}\nreason: {reason}") | {"code": 2, "reason": b"protocol error"},
             event("twisted.internet.base", LogLevel.critical, "Unhandled Error"),
+            event("autobahn.twisted.websocket.WebSocketServerProtocol", LogLevel.error, "an autobahn bug"),
             legacy_event("RelayFactory starting on 7733", isError=1),
             legacy_event("something else said with log.msg"),
             event("twisted.scripts._twistd_unix.UnixAppLogger", LogLevel.info, "Server Shut Down."),
