@@ -124,7 +124,7 @@ def _compose(config: Config, reactor: Any, signals: bool) -> MultiService:
     relay_listeners.setServiceParent(top)
     bound: list[ListenerService] = []
     for index, listener in enumerate(config.listeners):
-        factory = RelayFactory(hub, reactor, listener.kind)
+        factory = RelayFactory(hub, reactor)  # one per listener: build() labels it with the kind
         endpoint, wrapped = listeners.build(listener, factory, reactor, config.backlog)
         service = ListenerService(listener, endpoint, wrapped, reactor)
         service.setName(f"listener-{index}")

@@ -85,23 +85,25 @@ class Collector(SynchronousTestCase):
 
     def test_connections_are_counted_by_the_listener_they_came_in_on(self) -> None:
         from twisted.internet.address import IPv4Address
-        from twisted.internet.testing import StringTransport
+        from twisted.internet.testing import MemoryReactorClock, StringTransport
 
+        from relaychat.certificates import write_self_signed
+        from relaychat.config import ListenerConfig
+        from relaychat.server.listeners import build
         from relaychat.server.protocol import RelayFactory
-        from relaychat.server.websocket import RelayWebSocketFactory
         from tests.listener_support import upgrade_request
 
+        cert, key, _ = write_self_signed(Path(self.mktemp()), ["localhost"])
         peer = IPv4Address("TCP", "127.0.0.1", 40001)
-        tcp = RelayFactory(self.h.hub, self.clock, "tcp").buildProtocol(peer)
-        tcp.makeConnection(StringTransport(peerAddress=peer))
-        tls = RelayFactory(self.h.hub, self.clock, "tls").buildProtocol(peer)
-        tls.makeConnection(StringTransport(peerAddress=peer))
-        websockets = RelayWebSocketFactory(RelayFactory(self.h.hub, self.clock, "websocket"), self.clock)
-        websockets.doStart()
-        self.addCleanup(websockets.doStop)
-        ws = websockets.buildProtocol(peer)
-        ws.makeConnection(StringTransport(peerAddress=peer))
-        ws.dataReceived(upgrade_request("/"))
+        for kind, options in (("tcp", {}), ("tls", {"certificate": cert, "private_key": key}), ("websocket", {})):
+            _, factory = build(ListenerConfig(kind, "tcp:0", options), RelayFactory(self.h.hub, self.clock),
+                               MemoryReactorClock())
+            factory.doStart()
+            self.addCleanup(factory.doStop)
+            protocol = factory.buildProtocol(peer)
+            protocol.makeConnection(StringTransport(peerAddress=peer))
+            if kind == "websocket":
+                protocol.dataReceived(upgrade_request("/"))
         samples = self.scrape()
         for kind in ("tcp", "tls", "websocket"):
             self.assertEqual(value(samples, "relaychat_connections", kind=kind, state="connected"), 1, kind)

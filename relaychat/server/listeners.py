@@ -122,5 +122,15 @@ BUILDERS: dict[str, Builder] = {"tcp": _build_tcp, "tls": _build_tls, "websocket
 
 def build(listener: ListenerConfig, factory: IProtocolFactory, reactor: Any,
           backlog: int = DEFAULT_BACKLOG) -> tuple[IStreamServerEndpoint, IProtocolFactory]:
-    """The endpoint and the (wrapped) factory serving ``factory`` on ``listener``."""
-    return BUILDERS[listener.kind](listener, factory, reactor, backlog)
+    """The endpoint and the (wrapped) factory serving ``factory`` on ``listener``.
+
+    ``factory`` should serve this listener alone: it and the factories
+    wrapped around it are labelled with the listener's kind (``.kind``),
+    which is how the metrics count a connection by the listener it came in
+    on (:func:`relaychat.server.metrics.listener_kind`).
+    """
+    endpoint, wrapped = BUILDERS[listener.kind](listener, factory, reactor, backlog)
+    for layer in {id(f): f for f in (factory, wrapped, getattr(wrapped, "wrappedFactory", None),
+                                      getattr(wrapped, "relay_factory", None)) if f is not None}.values():
+        layer.kind = listener.kind  # type: ignore[attr-defined]
+    return endpoint, wrapped

@@ -42,7 +42,8 @@ _LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.
 
 
 def listener_kind(client: Client) -> str:
-    """The kind of listener ``client`` came in on: its factory says (``RelayFactory.kind``)."""
+    """The kind of listener ``client`` came in on: the factory that made its
+    connection was labelled by :func:`relaychat.server.listeners.build`."""
     return str(getattr(getattr(client.link, "factory", None), "kind", "other"))
 
 

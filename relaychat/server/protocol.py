@@ -129,10 +129,9 @@ class RelayFactory(Factory):
 
     noisy = False
 
-    def __init__(self, hub: Hub, clock: IReactorTime, kind: str = "tcp") -> None:
+    def __init__(self, hub: Hub, clock: IReactorTime) -> None:
         self.hub = hub
         self.clock = clock
-        self.kind = kind  # the listener kind its connections are counted under (metrics)
 
     def buildProtocol(self, addr: object) -> RelayProtocol:
         protocol = RelayProtocol(self.hub, self.clock)
