@@ -77,7 +77,8 @@ class Collector(SynchronousTestCase):
         self.assertEqual(value(after, "relaychat_frames_relayed_total"), 3)
         self.assertEqual(value(after, "relaychat_relayed_bytes_total"), 3 * len(f"FRAME {sid} {PAYLOAD}\n"))
         self.assertEqual(value(after, "relaychat_errors_total", code="syntax"), 1)
-        self.assertEqual(value(after, "relaychat_violations_total"), 1)
+        self.assertEqual(value(after, "relaychat_violations_total", code="syntax"), 1)
+        self.assertEqual(value(after, "relaychat_errors_total", code="no-such-user"), 0)  # every code, from 0
         self.assertEqual(value(after, "relaychat_mail_held"), 1)
         self.assertEqual(value(after, "relaychat_mail_held_bytes"), 5)
         self.h.hub.kick("alice", "bye")

@@ -49,9 +49,8 @@ class Stats:
     errors: int = 0
     disconnects_for_violations: int = 0
     mail_stored: int = 0
-    violations: int = 0
-    errors_by_code: dict[str, int] = field(default_factory=dict)  # ERR replies by code word
-    byes: dict[str, int] = field(default_factory=dict)  # BYE reasons: why connections were ended
+    errors_by_code: dict[Code, int] = field(default_factory=dict)  # ERR replies by code
+    byes: dict[Bye, int] = field(default_factory=dict)  # why the relay ended connections
     extra: dict[str, int] = field(default_factory=dict)
 
 
@@ -625,10 +624,9 @@ class Hub:
     def _error(self, client: Client, command: str, code: Code, text: str) -> None:
         stats = self.stats
         stats.errors += 1
-        stats.errors_by_code[code.word] = stats.errors_by_code.get(code.word, 0) + 1
+        stats.errors_by_code[code] = stats.errors_by_code.get(code, 0) + 1
         self._send(client, f"ERR {command} {code.word} {_one_line(text)}")
         if code.is_violation:
-            stats.violations += 1
             client.violations += 1
             if client.violations >= self.limits.max_violations:
                 self.stats.disconnects_for_violations += 1
@@ -639,7 +637,7 @@ class Hub:
         if client.closing:
             return
         self._send(client, f"BYE {bye.value} {_one_line(text)}")
-        self.stats.byes[bye.value] = self.stats.byes.get(bye.value, 0) + 1
+        self.stats.byes[bye] = self.stats.byes.get(bye, 0) + 1
         client.closing = True
         self._closing.append(client)
         self._drop(client, session_reason)

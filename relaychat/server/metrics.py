@@ -35,6 +35,7 @@ from relaychat.server.drain import Drainer, DrainState
 from relaychat.server.hub import Hub
 from relaychat.server.listeners import server_endpoint
 from relaychat.server.service import ListenerService
+from relaychat.wire.errors import Bye, Code
 
 LAG_INTERVAL = 0.5
 """Seconds between event-loop lag probes."""
@@ -125,10 +126,12 @@ class RelayCollector:
         held, held_bytes = hub.store.mail_totals()
         yield GaugeMetricFamily("relaychat_mail_held", "Offline mail messages waiting.", value=held)
         yield GaugeMetricFamily("relaychat_mail_held_bytes", "Bytes of offline mail waiting.", value=held_bytes)
-        yield _labelled_counter("relaychat_errors", "ERR replies by code.", "code", stats.errors_by_code)
-        yield _counter("relaychat_violations", "ERR replies that count as protocol violations.", stats.violations)
+        errors = {code.word: stats.errors_by_code.get(code, 0) for code in Code}
+        yield _labelled_counter("relaychat_errors", "ERR replies by code.", "code", errors)
+        yield _labelled_counter("relaychat_violations", "ERR replies that count as protocol violations, by code.",
+                                "code", {code.word: errors[code.word] for code in Code if code.is_violation})
         yield _labelled_counter("relaychat_disconnects", "Connections the relay ended, by BYE reason.", "reason",
-                                stats.byes)
+                                {bye.value: stats.byes.get(bye, 0) for bye in Bye})
         yield GaugeMetricFamily("relaychat_bans", "Bans in force.", value=len(hub.bans.active(hub.now)))
         yield GaugeMetricFamily("relaychat_draining", "1 while draining.",
                                 value=1 if health(hub, self.drainer) in ("draining", "drained", "stopping") else 0)
