@@ -303,10 +303,11 @@ class Hub:
         released identity key (None if it was not bound) and the mail deleted."""
         canon = canonical(nick)
         self.kick(canon, "your nickname was released by the operator")
-        binding = self.registry.release(canon)
-        if binding is None:
+        released = self.registry.release(canon)
+        if released is None:
             return None, 0
-        return binding.identity_pub, self.store.delete_mail_for(canon)
+        binding, mail = released
+        return binding.identity_pub, mail
 
     def bound_key(self, nick: str) -> Optional[bytes]:
         """The identity key ``nick`` is registered with, if it is."""

@@ -49,9 +49,9 @@ class Registry:
             raise ProtocolError(Code.TAKEN, f"{nick} was just taken")
         return binding
 
-    def release(self, nick: str) -> Optional[Binding]:
-        """Unbind ``nick`` so any key may claim it again; the binding released, or None."""
+    def release(self, nick: str) -> Optional[tuple[Binding, int]]:
+        """Unbind ``nick`` so any key may claim it again, deleting the mail
+        sealed to the old key: the binding released and how much mail went."""
         binding = self.find(nick)
-        if binding is None or not self._store.delete_binding(binding.canonical):
-            return None
-        return binding
+        deleted = None if binding is None else self._store.release_binding(binding.canonical)
+        return None if binding is None or deleted is None else (binding, deleted)

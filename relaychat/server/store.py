@@ -112,9 +112,19 @@ class Store:
     def binding_count(self) -> int:
         return self._db.execute("SELECT count(*) FROM bindings").fetchone()[0]
 
-    def delete_binding(self, canonical: str) -> bool:
-        """Free a nickname (the operator's ``release``); False if it was not bound."""
-        return self._db.execute("DELETE FROM bindings WHERE canonical = ?", (canonical,)).rowcount == 1
+    def release_binding(self, canonical: str) -> Optional[int]:
+        """Free a nickname with the mail waiting for it (the operator's ``release``):
+        how many messages went, or None if it was not bound."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")  # both or neither: the connection is in autocommit mode
+        try:
+            bound = db.execute("DELETE FROM bindings WHERE canonical = ?", (canonical,)).rowcount == 1
+            deleted = db.execute("DELETE FROM mail WHERE recipient = ?", (canonical,)).rowcount if bound else 0
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        return deleted if bound else None
 
     # -- mail -------------------------------------------------------------
 
@@ -152,10 +162,6 @@ class Store:
     def delete_mail(self, mail_id: int, recipient: str) -> bool:
         cursor = self._db.execute("DELETE FROM mail WHERE id = ? AND recipient = ?", (mail_id, recipient))
         return cursor.rowcount == 1
-
-    def delete_mail_for(self, recipient: str) -> int:
-        """Delete everything waiting for ``recipient`` (its nickname is being released)."""
-        return self._db.execute("DELETE FROM mail WHERE recipient = ?", (recipient,)).rowcount
 
     def purge_mail(self, older_than: float) -> int:
         return self._db.execute("DELETE FROM mail WHERE created < ?", (older_than,)).rowcount
