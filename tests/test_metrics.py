@@ -18,6 +18,7 @@ from twisted.web.test.requesthelper import DummyRequest
 
 from relaychat.server.drain import Drainer
 from relaychat.server.metrics import HealthPage, LagProbe, MetricsPage, RelayCollector, metrics_site
+from relaychat.server.operator import Operator
 from tests.daemon import Daemon, session_pair
 from tests.support import Harness
 
@@ -81,7 +82,7 @@ class Collector(SynchronousTestCase):
         self.assertEqual(value(after, "relaychat_errors_total", code="no-such-user"), 0)  # every code, from 0
         self.assertEqual(value(after, "relaychat_mail_held"), 1)
         self.assertEqual(value(after, "relaychat_mail_held_bytes"), 5)
-        self.h.hub.kick("alice", "bye")
+        Operator(self.h.hub).kick("alice", "bye")
         self.assertEqual(value(self.scrape(), "relaychat_disconnects_total", reason="kicked"), 1)
 
     def test_connections_are_counted_by_the_listener_they_came_in_on(self) -> None:
@@ -112,7 +113,7 @@ class Collector(SynchronousTestCase):
     def test_no_label_holds_a_nickname_address_or_key(self) -> None:
         alice, bob = self.h.register("alice", address="192.0.2.77"), self.h.register("bob")
         self.h.open_session(alice, bob, "bob")
-        self.h.hub.kick("bob", "for the test")
+        Operator(self.h.hub).kick("bob", "for the test")
         self.h.ask(*alice, "LOOKUP nobody")
         for family in text_string_to_metric_families(generate(self.registry)):
             for sample in family.samples:

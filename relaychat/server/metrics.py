@@ -30,7 +30,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from relaychat.config import Config, ListenerConfig
-from relaychat.server.client import Client, State
+from relaychat.server.connection import Connection, State
 from relaychat.server.drain import Drainer, DrainState
 from relaychat.server.hub import Hub
 from relaychat.server.listeners import server_endpoint
@@ -42,7 +42,7 @@ LAG_INTERVAL = 0.5
 _LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, float("inf"))
 
 
-def listener_kind(client: Client) -> str:
+def listener_kind(client: Connection) -> str:
     """The kind of listener ``client`` came in on: the factory that made its
     connection was labelled by :func:`relaychat.server.listeners.build`."""
     return str(getattr(getattr(client.link, "factory", None), "kind", "other"))
