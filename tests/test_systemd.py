@@ -268,6 +268,21 @@ class Backlog(SynchronousTestCase):
         self.assertEqual(with_backlog("tcp:7733:backlog=10", 4096), "tcp:7733:backlog=10")
         self.assertEqual(with_backlog("systemd:domain=INET:index=0", 4096), "systemd:domain=INET:index=0")
 
+    def test_a_real_daemons_listening_socket_has_it(self) -> None:
+        ss = shutil.which("ss")
+        if ss is None:
+            raise self.skipTest("ss (iproute2) is not installed")
+        home = Path(self.mktemp()).resolve()
+        home.mkdir(parents=True)
+        (home / "relaychat.toml").write_text('[relay]\ndata_dir = "data"\nbacklog = 1234\n[[listener]]\n'
+                                             'kind = "tcp"\nendpoint = "tcp:0:interface=127.0.0.1"\n')
+        daemon = Daemon("--config", str(home / "relaychat.toml"), cwd=str(home))
+        self.addCleanup(daemon.stop)
+        (port,) = daemon.start()
+        listing = subprocess.run([ss, "-ltnH", f"sport = :{port}"], capture_output=True, text=True, timeout=30).stdout
+        somaxconn = int(Path("/proc/sys/net/core/somaxconn").read_text())
+        self.assertEqual(listing.split()[2], str(min(1234, somaxconn)), listing)  # Send-Q: the listen backlog
+
     def test_the_listening_socket_gets_it(self) -> None:
         reactor = MemoryReactor()
         server_endpoint(reactor, "tcp:7733:interface=127.0.0.1", 4096, "here").listen(object())  # type: ignore[arg-type]
