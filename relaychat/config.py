@@ -35,7 +35,7 @@ TLS_OPTIONS: Mapping[str, type] = {"certificate": Path, "private_key": Path, "mi
 LISTENER_OPTIONS: Mapping[str, Mapping[str, type]] = {
     "tcp": {},
     "tls": TLS_OPTIONS,
-    "websocket": {"path": str, "allowed_origins": Strings, **TLS_OPTIONS},
+    "websocket": {"path": str, "allowed_origins": Strings, "web_client": bool, **TLS_OPTIONS},
 }
 """Each listener kind and the options it takes (the builders are in
 :mod:`relaychat.server.listeners`; ``kind`` and ``endpoint`` are common)."""
