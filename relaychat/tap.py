@@ -33,6 +33,7 @@ from relaychat.admin.service import make_manhole_service
 from relaychat.config import Config, ConfigError, ListenerConfig, check_endpoint, load
 from relaychat.logs import install as install_log
 from relaychat.server import listeners
+from relaychat.server.clock import make_monotonic
 from relaychat.server.drain import Drainer
 from relaychat.server.hub import Hub
 from relaychat.server.metrics import make_metrics_service
@@ -89,6 +90,7 @@ def makeService(options: Options) -> IService:
     """twistd's entry point: the daemon for these options, on the global reactor."""
     from twisted.internet import reactor
 
+    make_monotonic(reactor)  # every time-out measures a duration: docs/protocol.rst, section 8
     raise_open_files(options.config.limits.max_connections)  # of this process: not in compose()
     return compose(options.config, reactor, signals=True)
 
@@ -112,7 +114,7 @@ def _compose(config: Config, reactor: Any, signals: bool) -> MultiService:
     RelayCore(hub, store).setServiceParent(top)
     for name, interval, action in (
         ("tick", 1.0, lambda: hub.tick(reactor.seconds())),
-        ("mail-purge", MAIL_PURGE_INTERVAL, lambda: hub.purge_mail(reactor.seconds())),
+        ("mail-purge", MAIL_PURGE_INTERVAL, lambda: hub.purge_mail(hub.wall())),
     ):
         timer = TimerService(interval, action)
         timer.clock = reactor

@@ -19,7 +19,7 @@ from relaychat.server.drain import LINGER, Drainer, DrainState
 from tests.support import Harness, identity
 
 ADMIN = "SHA256:operator-key-fingerprint"
-PAYLOAD = "c2VjcmV0LXBheWxvYWQtbm9ib2R5LXNlZXM"  # base64 of a secret the relay must never show
+PAYLOAD = "c2VjcmV0LXBheWxvYWQtbm9ib2R5LXNlZXM="  # base64 of a secret the relay must never show
 
 
 def _config() -> Config:
@@ -284,24 +284,26 @@ class Drain(SynchronousTestCase):
         sid = self.h.open_session(alice, bob, "bob")
         with capturedLogs() as events:
             result = self.console.drain("back in five minutes")
-        self.assertEqual(result, "draining: 2 connections left; the daemon stops when the last one closes, "
-                                 "or in 30s")
+        self.assertEqual(result, "draining: 3 connections left; the daemon stops when the last one closes, "
+                                 "or in 30s")  # carol's socket too, until it closes
         self.assertIn(f"admin {ADMIN}: drain ('back in five minutes', stop=True, grace=30.0s)",
                       " ".join(formatEvent(e) for e in events))
         self.assertTrue(self.listeners.running)
-        _, newcomer = self.h.connect("127.0.0.9")
+        late, newcomer = self.h.connect("127.0.0.9")
         self.assertEqual(newcomer.lines(), ["BYE draining back in five minutes"])
         self.assertEqual(carol[1].lines(), ["NOTICE back in five minutes", "BYE draining back in five minutes"])
         self.assertTrue(carol[1].closed)
         self.assertEqual(alice[1].lines(), ["NOTICE back in five minutes"])
         self.assertFalse(alice[1].closed)
-        self.assertEqual(self.console.drain(), "already draining; 2 connections left")
+        self.assertEqual(self.console.drain(), "already draining; 4 connections left")
         self.h.send(alice[0], f"CLOSE {sid}")
         self.assertTrue(alice[1].closed and bob[1].closed)
+        self.gone(alice, bob, carol)
+        self.assertEqual(self.drainer.state, DrainState.DRAINING)  # the newcomer's socket is still open
+        self.gone((late, newcomer))
         self.assertEqual(self.drainer.state, DrainState.STOPPING)
         self.assertFalse(self.listeners.running)
-        self.clock.advance(LINGER)
-        self.assertEqual(self.stops, [True])
+        self.assertEqual(self.stops, [True])  # every socket is closed: nothing to wait for
 
     def test_stragglers_are_closed_at_the_deadline(self) -> None:
         alice, bob = self.h.register("alice"), self.h.register("bob")
@@ -313,7 +315,9 @@ class Drain(SynchronousTestCase):
         for link in (alice[1], bob[1]):
             self.assertEqual(link.lines()[-1], "BYE draining restarting")
             self.assertTrue(link.closed)
-        self.assertEqual(self.stops, [])
+        self.assertEqual(self.drainer.state, DrainState.STOPPING)
+        self.gone(alice)
+        self.assertEqual(self.stops, [])  # bob's socket has not closed: wait, at most LINGER
         self.clock.advance(LINGER)
         self.assertEqual(self.stops, [True])
 
@@ -324,9 +328,12 @@ class Drain(SynchronousTestCase):
 
     def test_drain_without_stop_keeps_refusing_until_undrain(self) -> None:
         alice = self.h.register("alice")
-        self.assertEqual(self.console.drain(stop=False), "drained: no connections left; the relay refuses "
-                                                         "everyone until undrain() now")
+        self.assertEqual(self.console.drain(stop=False), "draining: 1 connections left; the relay refuses "
+                                                         "everyone until undrain() when the last one closes, "
+                                                         "or in 30s")
         self.assertEqual(alice[1].lines()[-1], "BYE draining the relay is restarting")
+        self.gone(alice)
+        self.assertEqual(self.drainer.state, DrainState.DRAINED)
         self.clock.advance(3600)
         self.assertEqual(self.stops, [])
         _, refused = self.h.connect()
@@ -347,7 +354,8 @@ class Drain(SynchronousTestCase):
         self.drainer.terminate()
         self.assertEqual(self.drainer.state, DrainState.STOPPING)
         self.assertTrue(alice[1].closed and bob[1].closed)
-        self.clock.advance(LINGER)
+        self.assertEqual(self.stops, [])
+        self.clock.advance(LINGER)  # their sockets never closed
         self.assertEqual(self.stops, [True])
         self.drainer.terminate()  # a third changes nothing
         self.clock.advance(LINGER)
@@ -371,6 +379,12 @@ class Drain(SynchronousTestCase):
         self.assertEqual(self.stops, [])
         self.assertEqual(self.h.ask(*alice, f"CLOSE {sid}"), [f"OK CLOSE {sid}"])
         self.assertEqual(self.h.ask(*alice, "OFFER bob")[0].split(" ")[:2], ["OK", "OFFER"])
+
+    def gone(self, *clients: Any) -> None:
+        """Their sockets close, as a transport's do once a BYE is written."""
+        for client, link in clients:
+            self.assertTrue(link.closed)
+            self.h.hub.disconnect(client, self.h.now)
 
     def logged(self, action: Any) -> tuple[Any, list[str]]:
         with capturedLogs() as events:

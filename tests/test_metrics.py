@@ -22,7 +22,7 @@ from relaychat.server.operator import Operator
 from tests.daemon import Daemon, session_pair
 from tests.support import Harness
 
-PAYLOAD = "aGVsbG8"
+PAYLOAD = "aGVsbG8="
 
 
 def parse(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -24,7 +24,7 @@ import signal
 from typing import Any, Callable, Optional
 
 from twisted.application.service import IService, Service
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
@@ -32,10 +32,11 @@ from relaychat.server.hub import DEFAULT_DRAIN_TEXT, Hub
 
 log = Logger(namespace="relaychat")
 
-LINGER = 1.0
-"""Seconds between closing the last connections and stopping the reactor,
-for their last ``BYE`` to leave the socket buffers: a reactor stop drops
-every connection at once, written or not."""
+LINGER = 2.0
+"""Seconds, at most, between closing the last connections and stopping the
+reactor, for their last ``BYE`` to be written and their sockets closed: a
+reactor stop drops every connection at once, written or not. (A peer that
+does not read could hold its socket open for ever.)"""
 
 
 class DrainState(enum.Enum):
@@ -69,7 +70,6 @@ class Drainer(Service):
         self._signals = signals
         self.state = DrainState.SERVING
         self._stopping_after = False
-        self._had_clients = False
         self._deadline: Optional[IDelayedCall] = None
         self._finished: list[Deferred[DrainState]] = []
 
@@ -85,7 +85,6 @@ class Drainer(Service):
         grace = self.grace if grace is None else grace
         self.state = DrainState.DRAINING
         self._stopping_after = stop
-        self._had_clients = bool(self.hub.clients)
         self._notify("STOPPING=1" if stop else "STATUS=draining")
         log.info("relaychat: draining for at most {grace}s{then}: {clients} connections open",
                  grace=grace, then=", then stopping" if stop else "", clients=len(self.hub.clients))
@@ -137,9 +136,10 @@ class Drainer(Service):
         log.info("relaychat: drain over ({why}){closed}", why=why,
                  closed=f"; {closed} connections closed" if closed else "")
         if self.state is DrainState.STOPPING:
-            stopped = maybeDeferred(self.listeners.stopService)
-            linger = LINGER if self._had_clients else 0.0
-            stopped.addBoth(lambda _: self.clock.callLater(linger, self._stop))
+            gone = self.hub.when_drained()  # every socket closed, its BYE written
+            gone.addTimeout(LINGER, self.clock)
+            stopped = gatherResults([maybeDeferred(self.listeners.stopService), gone], consumeErrors=True)
+            stopped.addBoth(lambda _: self._stop())
         finished, self._finished = self._finished, []
         for done in finished:
             done.callback(self.state)
