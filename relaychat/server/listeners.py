@@ -40,6 +40,7 @@ from relaychat.certificates import CertificateError, server_options
 from relaychat.config import DEFAULT_BACKLOG, ConfigError, ListenerConfig, split_endpoint
 from relaychat.server.protocol import RelayFactory
 from relaychat.server.tlslayer import server_context
+from relaychat.server.webclient import with_page
 from relaychat.server.websocket import WebSocketFactory
 
 Builder = Callable[[ListenerConfig, IProtocolFactory, Any, int], tuple[IStreamServerEndpoint, IProtocolFactory]]
@@ -141,8 +142,6 @@ def _build_websocket(listener: ListenerConfig, factory: IProtocolFactory, reacto
         # twisted.web serves the page on the same connections, so TLS is
         # Twisted's here and the WebSocket adapter takes the connection over
         # from the Site (relaychat.server.webclient).
-        from relaychat.server.webclient import with_page
-
         websocket = WebSocketFactory(factory, reactor, path=path, allowed_origins=origins)  # type: ignore[arg-type]
         _label(listener.kind, websocket)  # its connections, taken over from the Site, are its own
         wrapped = with_page(websocket, path, lambda site: _twisted_tls(listener, site) if secure else site)
