@@ -46,12 +46,23 @@ class ManholeConfig:
 
 
 @dataclass(frozen=True)
+class ClusterConfig:
+    """``[cluster]``: several relays as one over Redis (:mod:`relaychat.cluster`);
+    off unless ``redis`` is set, and then ``node`` is required."""
+
+    redis: Optional[str] = None  # a Twisted client endpoint string: tcp:HOST:PORT, tls:HOST:PORT
+    node: Optional[str] = None  # this node's name, unique in the cluster
+    password_file: Optional[Path] = None  # a file holding Redis's password (AUTH)
+
+
+@dataclass(frozen=True)
 class Config:
     data_dir: Path
     listeners: tuple[ListenerConfig, ...]
     limits: Limits = Limits()
     mail: MailPolicy = MailPolicy()
     manhole: ManholeConfig = ManholeConfig()
+    cluster: ClusterConfig = ClusterConfig()
     source: str = "embedded defaults"
 
 
@@ -80,7 +91,7 @@ def load(path: Optional[str] = None) -> Config:
 
 def parse(document: Mapping[str, Any], base: Path, source: str = "<config>") -> Config:
     """Build a :class:`Config` from a parsed TOML document; paths are relative to ``base``."""
-    _only(document, {"relay", "listener", "limits", "mailbox", "manhole"}, "")
+    _only(document, {"relay", "listener", "limits", "mailbox", "manhole", "cluster"}, "")
     relay = _table(document, "relay")
     _only(relay, {"data_dir"}, "relay.")
     data_dir = _path(relay, "data_dir", "relay.", base) or default_data_dir()
@@ -93,6 +104,7 @@ def parse(document: Mapping[str, Any], base: Path, source: str = "<config>") -> 
         limits=_dataclass(Limits, _table(document, "limits"), "limits."),
         mail=_dataclass(MailPolicy, _table(document, "mailbox"), "mailbox."),
         manhole=_manhole(_table(document, "manhole"), base),
+        cluster=_cluster(_table(document, "cluster"), base),
         source=source,
     )
 
@@ -132,6 +144,23 @@ def _manhole(table: Mapping[str, Any], base: Path) -> ManholeConfig:
         authorized_keys=_path(table, "authorized_keys", "manhole.", base),
         allow_remote=flags["allow_remote"],
     )
+
+
+def _cluster(table: Mapping[str, Any], base: Path) -> ClusterConfig:
+    _only(table, {"redis", "node", "password_file"}, "cluster.")
+    redis = _string(table, "redis", "cluster.")
+    node = _string(table, "node", "cluster.")
+    if redis is None:
+        if table:
+            raise ConfigError("cluster.redis is required to run as a node of a cluster")
+        return ClusterConfig()
+    from relaychat.cluster.routing import NODE_NAME
+
+    if node is None or not NODE_NAME.match(node):
+        raise ConfigError("cluster.node: a name of 1 to 32 lower-case letters, digits or '-' is required")
+    if redis.split(":", 1)[0].lower() not in ("tcp", "tls", "unix"):
+        raise ConfigError("cluster.redis: expected an endpoint string such as \"tcp:127.0.0.1:6379\"")
+    return ClusterConfig(redis, node, _path(table, "password_file", "cluster.", base))
 
 
 def _dataclass(cls: type, table: Mapping[str, Any], where: str) -> Any:

@@ -61,7 +61,7 @@ class Connection:
     __slots__ = (
         "link", "address", "splitter", "state", "nick", "display", "identity_pub", "claim",
         "sessions", "outbox", "violations", "tokens", "tokens_at", "last_seen", "connected_at",
-        "congested", "reading", "throttled", "life", "lines_in", "bytes_in",
+        "congested", "reading", "throttled", "life", "lines_in", "bytes_in", "held",
     )
 
     def __init__(self, link: Link, address: str, max_line: int, burst: int, now: float) -> None:
@@ -86,6 +86,7 @@ class Connection:
         self.life = Life.OPEN
         self.lines_in = 0
         self.bytes_in = 0
+        self.held: Optional[list[Optional[bytes]]] = None  # lines waiting for a directory answer
 
     def __repr__(self) -> str:
         return f"<Connection {self.display or '?'} from {self.address}>"

@@ -16,12 +16,16 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Optional, cast
 
+from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
+
 from relaychat.crypto.identity import KeyFormatError, pow_ok, verify_registration, verify_static_sig
 from relaychat.server.bans import Bans, key_id
 from relaychat.server.connection import Claim, Connection, Life, Link, Session, State
+from relaychat.server.directory import Directory, Elsewhere, LocalDirectory
 from relaychat.server.limits import Limits, MailPolicy
 from relaychat.server.registry import Registry
-from relaychat.server.store import Store
+from relaychat.server.store import Binding, Store
 from relaychat.wire import messages as m
 from relaychat.wire.codec import encoded_length
 from relaychat.wire.errors import Bye, Closed, Code, ProtocolError
@@ -62,9 +66,12 @@ class Hub:
         limits: Limits = Limits(),
         mail: MailPolicy = MailPolicy(),
         now: float = 0.0,
+        directory: Optional[Directory] = None,
     ) -> None:
         self.store = store
         self.registry = Registry(store)
+        self.directory: Directory = directory if directory is not None else LocalDirectory(self.registry)
+        self.elsewhere: Optional[Elsewhere] = None  # the other nodes of a cluster, if any
         self.limits = limits
         self.mail = mail
         self.server_id = store.server_id
@@ -74,6 +81,7 @@ class Hub:
         self.online: dict[str, Connection] = {}
         self.offers: dict[bytes, Session] = {}
         self.draining = False
+        self.ready = True  # a cluster node is not until it has the cluster's relay id
         self.now = now  # the latest time an adapter told us
         self.on_drained: Optional[Callable[[], None]] = None
         self._per_address: dict[str, int] = {}
@@ -113,6 +121,8 @@ class Hub:
         self.stats.connections_total += 1
         if self.draining:
             self._bye(client, Bye.DRAINING, "the relay is shutting down")
+        elif not self.ready:
+            self._bye(client, Bye.BUSY, "the relay is starting; try again")
         elif self.bans.banned("address", address, now):
             self._bye(client, Bye.BANNED, "this address is banned")
         elif len(self.clients) > limits.max_connections:
@@ -132,6 +142,20 @@ class Hub:
             return
         client.last_seen = now
         self._spend(client, len(lines), now)
+        if client.held is not None:  # waiting for a directory answer: keep them in order
+            client.held.extend(lines)
+        else:
+            self._lines(client, lines, now)
+        client.lines_in += len(lines)
+        client.bytes_in += len(data)
+        self._flush()
+        if client.tokens < 0 and not client.throttled and client.life is _OPEN:
+            client.throttled = True
+            self._update_reading(client)
+            client.link.wake_after(-client.tokens / self.limits.lines_per_second)
+
+    def _lines(self, client: Connection, lines: list[Optional[bytes]], now: float) -> None:
+        """Handle complete lines in order; stops (keeping the rest) when a command must wait."""
         frame_line_max = self._frame_line_max
         registered = client.state is _REGISTERED
         sessions = client.sessions
@@ -178,16 +202,12 @@ class Hub:
                 self._frame_error(client, line)
                 continue
             self._command(client, line, now)
+            if client.held is not None:
+                client.held.extend(lines[index + 1:])
+                return
             registered = client.state is _REGISTERED
         if run is not None:
             self._forward_run(client, run, lines[run_start:])
-        client.lines_in += len(lines)
-        client.bytes_in += len(data)
-        self._flush()
-        if client.tokens < 0 and not client.throttled and client.life is _OPEN:
-            client.throttled = True
-            self._update_reading(client)
-            client.link.wake_after(-client.tokens / self.limits.lines_per_second)
 
     def wake(self, client: Connection, now: float) -> None:
         """The pause asked for by ``wake_after`` is over."""
@@ -238,6 +258,13 @@ class Hub:
     def purge_mail(self, now: float) -> int:
         """Delete mail older than the configured expiry; returns how many."""
         return self.store.purge_mail(now - self.mail.expiry_seconds)
+
+    def adopt_server_id(self, server_id: bytes) -> None:
+        """Use ``server_id`` (a cluster's, shared by every node) in ``HELLO``, and be ready."""
+        self.server_id = server_id
+        self._hello = m.HelloOk(PROTOCOL_VERSION, server_id, self.limits.max_line, self.limits.max_frame,
+                                self.mail.max_mail)
+        self.ready = True
 
     # == what the operator's verbs are built on (relaychat.server.operator) ====
 
@@ -324,7 +351,10 @@ class Hub:
             raise ProtocolError(Code.BAD_KEY, str(e)) from None
         if not certified:
             raise ProtocolError(Code.BAD_SIGNATURE, "static_sig does not verify")
-        existing = self.registry.check_claim(register.nick, register.identity_pub)
+        self._await(client, "REGISTER", self.directory.check_claim(register.nick, register.identity_pub),
+                    lambda existing: self._challenge(client, register, canon, existing))
+
+    def _challenge(self, client: Connection, register: m.Register, canon: str, existing: Any) -> None:
         pow_bits = 0 if existing is not None else self.limits.pow_bits
         challenge = os.urandom(32)
         client.claim = Claim(register.nick, canon, register.identity_pub, register.static_pub,
@@ -353,8 +383,10 @@ class Hub:
             if not nonce or not pow_ok(claim.challenge, nonce, claim.pow_bits):
                 raise ProtocolError(Code.POW, f"proof of work of {claim.pow_bits} bits needed")
         self._refuse_banned(claim.canonical, claim.identity_pub, now)  # a ban may have come since REGISTER
-        existing = self.registry.find(claim.canonical)
-        binding = self.registry.bind(claim.display, claim.identity_pub, claim.static_pub, claim.static_sig, now)
+        bound = self.directory.bind(claim.display, claim.identity_pub, claim.static_pub, claim.static_sig, now)
+        self._await(client, "PROVE", bound, lambda result: self._registered(client, *result))
+
+    def _registered(self, client: Connection, binding: Binding, new: bool) -> None:
         previous = self.online.get(binding.canonical)
         if previous is not None:
             self._bye(previous, Bye.REPLACED, "you logged in elsewhere")
@@ -364,30 +396,48 @@ class Hub:
         client.identity_pub = binding.identity_pub
         self.online[binding.canonical] = client
         self.stats.registrations += 1
+        if self.elsewhere is not None:
+            self.elsewhere.joined(client)
         pending = self.store.pending_mail(binding.canonical)
-        self._send(client, m.ProveOk(binding.display, not existing, len(pending)))
+        self._send(client, m.ProveOk(binding.display, new, len(pending)))
         for mail in pending:
             self._send(client, m.StoredMail(mail.id, mail.sender, int(mail.created), mail.body))
 
     # -- directory -------------------------------------------------------------
 
     def _lookup(self, client: Connection, lookup: m.Lookup, now: float) -> None:
-        binding = self.registry.find(lookup.nick)
+        self._await(client, "LOOKUP", self.directory.find(lookup.nick), lambda b: self._looked_up(client, b))
+
+    def _looked_up(self, client: Connection, binding: Optional[Binding]) -> None:
         if binding is None:
             raise ProtocolError(Code.NO_SUCH_USER, "no such nickname")
-        online = binding.canonical in self.online
+        online = self._is_online(binding.canonical)
         self._send(client, m.LookupOk(
             binding.display, binding.identity_pub, binding.static_pub, binding.static_sig, online))
 
     def _who(self, client: Connection, who: m.Who, now: float) -> None:
         shown = 0
+        max_who = self.limits.max_who
         for other in self.online.values():
-            if shown >= self.limits.max_who:
+            if shown >= max_who:
                 break
             assert other.display is not None and other.identity_pub is not None
             self._send(client, m.User(other.display, other.identity_pub))
             shown += 1
-        self._send(client, m.WhoOk(shown, len(self.online)))
+        total = len(self.online)
+        if self.elsewhere is not None:
+            remote = self.elsewhere.remote
+            total += len(remote)
+            for user in remote.values():
+                if shown >= max_who:
+                    break
+                self._send(client, m.User(user.display, user.identity_pub))
+                shown += 1
+        self._send(client, m.WhoOk(shown, total))
+
+    def _is_online(self, canon: str) -> bool:
+        """Whether ``canon`` is connected to this node or, in a cluster, to any."""
+        return canon in self.online or (self.elsewhere is not None and canon in self.elsewhere.remote)
 
     def _ping(self, client: Connection, ping: m.Ping, now: float) -> None:
         self._send(client, m.PingOk(ping.token))
@@ -403,9 +453,8 @@ class Hub:
         canon = canonical(offer.nick)
         target = self.online.get(canon)
         if target is None:
-            if self.store.binding(canon) is None:
-                raise ProtocolError(Code.NO_SUCH_USER, "no such nickname")
-            raise ProtocolError(Code.OFFLINE, f"{offer.nick} is not connected")
+            self._await(client, "OFFER", self.directory.find(canon), lambda b: self._not_here(offer.nick, b))
+            return
         if target is client:
             raise ProtocolError(Code.INVALID, "you cannot talk to yourself")
         limits = self.limits
@@ -424,6 +473,13 @@ class Hub:
         assert client.display is not None and client.identity_pub is not None and target.display is not None
         self._send(client, m.OfferOk(text_sid, target.display))
         self._send(target, m.Offered(text_sid, client.display, client.identity_pub))
+
+    def _not_here(self, nick: str, binding: Optional[Binding]) -> None:
+        if binding is None:
+            raise ProtocolError(Code.NO_SUCH_USER, "no such nickname")
+        if self._is_online(binding.canonical):
+            raise ProtocolError(Code.UNAVAILABLE, f"{nick} is on another node; sessions across nodes are not served yet")
+        raise ProtocolError(Code.OFFLINE, f"{nick} is not connected")
 
     def _accept(self, client: Connection, accept: m.Accept, now: float) -> None:
         session = self._offered_to(client, accept.sid)
@@ -474,7 +530,9 @@ class Hub:
     # -- mail -------------------------------------------------------------------
 
     def _mail(self, client: Connection, mail: m.Mail, now: float) -> None:
-        binding = self.registry.find(mail.nick)
+        self._await(client, "MAIL", self.directory.find(mail.nick), lambda b: self._mail_to(client, mail, b, now))
+
+    def _mail_to(self, client: Connection, mail: m.Mail, binding: Optional[Binding], now: float) -> None:
         if binding is None:
             raise ProtocolError(Code.NO_SUCH_USER, "no such nickname")
         policy = self.mail
@@ -502,6 +560,54 @@ class Hub:
         self._send(client, m.AckOk(ack.mail_id))
 
     # == plumbing =============================================================
+
+    def _await(self, client: Connection, command: str, answer: "Deferred[Any]", then: Callable[[Any], None]) -> None:
+        """Go on with ``then(result)`` once the directory's ``answer`` fires.
+
+        An answer already there (the local directory) is used at once. Else
+        ``client``'s further lines are held, in order, and it is not read,
+        until the answer comes: a client sees replies in the order it asked.
+        A failure other than a :class:`ProtocolError` is ``ERR <command> unavailable``.
+        """
+        early: list[Any] = []
+
+        def answered(result: Any) -> None:
+            if not early:
+                early.append(result)
+            else:
+                self._resume(client, command, result, then)
+
+        answer.addBoth(answered)
+        if early:
+            self._go_on(client, command, early[0], then)
+            return
+        early.append(None)  # from now on an answer comes later
+        client.held = []
+        self._update_reading(client)
+
+    def _go_on(self, client: Connection, command: str, result: Any, then: Callable[[Any], None]) -> None:
+        if client.life is not _OPEN:
+            return
+        try:
+            if isinstance(result, Failure):
+                result.raiseException()
+            then(result)
+        except ProtocolError as e:
+            self._error(client, command, e.code, e.text)
+        except Exception:
+            self._error(client, command, Code.UNAVAILABLE, "the relay cannot reach its shared state; try again")
+
+    def _resume(self, client: Connection, command: str, result: Any, then: Callable[[Any], None]) -> None:
+        held, client.held = client.held, None
+        self._go_on(client, command, result, then)
+        if client.life is _OPEN and held:
+            if client.held is not None:  # ``then`` waits again
+                client.held.extend(held)
+            else:
+                self._lines(client, held, self.now)
+        if client.life is _OPEN:
+            self._update_reading(client)
+        self._flush()
 
     def _send(self, client: Connection, message: m.Message) -> None:
         if client.life is not _OPEN:
@@ -540,6 +646,8 @@ class Hub:
             self._per_address.pop(client.address, None)
         if client.nick is not None and self.online.get(client.nick) is client:
             del self.online[client.nick]
+            if self.elsewhere is not None:
+                self.elsewhere.left(client)
         for session in list(client.sessions.values()):
             self._end_session(session, reason, notify=(session.other(client),))
         self._check_drained()
@@ -587,7 +695,7 @@ class Hub:
 
     def _update_reading(self, client: Connection) -> None:
         """Read from ``client`` only if it is within its rate and no peer is backed up."""
-        reading = not client.throttled and client.life is _OPEN and not any(
+        reading = not client.throttled and client.life is _OPEN and client.held is None and not any(
             s.open and s.other(client).congested for s in client.sessions.values()
         )
         if reading != client.reading:

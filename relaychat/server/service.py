@@ -169,6 +169,10 @@ def make_service(config: Config, reactor: Any) -> MultiService:
     top = MultiService()
     core = RelayCore(hub, store)
     core.setServiceParent(top)
+    if config.cluster.redis is not None:  # before the listeners: a node takes no client until it has joined
+        from relaychat.cluster.node import ClusterNode
+
+        ClusterNode(hub, config.cluster, reactor).setServiceParent(top)
     for name, interval, action in (
         ("tick", 1.0, lambda: hub.tick(reactor.seconds())),
         ("mail-purge", MAIL_PURGE_INTERVAL, lambda: hub.purge_mail(reactor.seconds())),

@@ -1,0 +1,397 @@
+"""One relay as a node of a cluster over Redis: the thin txredisapi adapter.
+
+What is shared lives in Redis, and every change that others must see is a
+Lua script, so it is atomic and its event is published in the same step:
+
+``rc:server_id``
+    the cluster's relay id (``SET NX`` by the first node), used in every
+    node's ``HELLO``, so a registration signed through one node is valid on all.
+``rc:bind:<canonical>`` (hash), ``rc:skel:<skeleton>`` (string)
+    the nickname bindings; :data:`BIND` checks the nickname and its
+    skeleton and binds in one step, so two nodes racing for one nickname
+    (or two look-alikes) with different keys cannot both win.
+``rc:online`` (hash canonical -> "node token display identity")
+    who is online where; :data:`JOIN` and :data:`LEAVE` change it and
+    publish the ``J``/``L`` events of :mod:`relaychat.cluster.routing`.
+``rc:node:<name>`` (``PX`` heartbeat), ``rc:nodes`` (set)
+    which nodes live; every node refreshes its own key each second and runs
+    :data:`SWEEP`, which withdraws the users of a node whose key expired.
+
+Redis unreachable: commands fail at once with :class:`Unavailable` (the hub
+answers ``ERR <CMD> unavailable``), the state change is logged once, and
+Twisted's ``ClientService`` reconnects with back-off; on reconnecting the
+node re-asserts its heartbeat and its users' presence.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional
+
+import txredisapi
+from twisted.application.internet import ClientService
+from twisted.application.service import Service
+from twisted.internet import defer
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import clientFromString
+from twisted.internet.protocol import Factory
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from relaychat.config import ClusterConfig
+from relaychat.cluster.routing import Presence, presence_value
+from relaychat.server.connection import Connection
+from relaychat.server.directory import RemoteUser, Unavailable
+from relaychat.server.hub import Hub
+from relaychat.server.registry import confused, judge_claim, taken
+from relaychat.server.store import Binding
+from relaychat.wire.errors import Bye
+from relaychat.wire.nicknames import canonical, skeleton
+
+log = Logger(namespace="relaychat.cluster")
+
+EVENTS = b"rc:events"
+ONLINE = b"rc:online"
+NODES = b"rc:nodes"
+HEARTBEAT_INTERVAL = 1.0
+HEARTBEAT_TTL_MS = 3000  # a node silent this long is gone: noticed within ~4 s
+REPLY_TIMEOUT = 5  # seconds; a Redis that stops answering is one that is down
+
+
+BIND = b"""
+local cur = redis.call('HGET', KEYS[1], 'identity')
+if cur then
+  if cur ~= ARGV[3] then return {-1, redis.call('HGET', KEYS[1], 'display')} end
+  redis.call('HSET', KEYS[1], 'static', ARGV[4], 'sig', ARGV[5])
+  return {1, redis.call('HGET', KEYS[1], 'display'), redis.call('HGET', KEYS[1], 'created')}
+end
+local owner = redis.call('GET', KEYS[2])
+if owner then return {-2, redis.call('HGET', 'rc:bind:' .. owner, 'display') or owner} end
+redis.call('SET', KEYS[2], ARGV[1])
+redis.call('HSET', KEYS[1], 'display', ARGV[2], 'identity', ARGV[3], 'static', ARGV[4], 'sig', ARGV[5],
+           'created', ARGV[6])
+return {0, ARGV[2], ARGV[6]}
+"""
+"""KEYS: binding, skeleton. ARGV: canonical, display, identity, static, sig, created.
+Returns {0 new | 1 reclaimed, display, created} or {-1 taken | -2 look-alike, display}."""
+
+JOIN = b"""
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+if old == ARGV[2] then return false end
+if ARGV[4] == '1' and old then return old end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+local replaced = '-'
+if old then replaced = string.match(old, '^%S+ (%S+)') or '-' end
+redis.call('PUBLISH', ARGV[3], 'J ' .. ARGV[1] .. ' ' .. ARGV[2] .. ' ' .. replaced)
+return false
+"""
+"""KEYS: online. ARGV: canonical, value, channel, only-if-absent ('1' to re-assert
+after reconnecting: returns the holder's value instead of replacing it)."""
+
+LEAVE = b"""
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if cur and string.sub(cur, 1, string.len(ARGV[2]) + 1) == ARGV[2] .. ' ' then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  redis.call('PUBLISH', ARGV[3], 'L ' .. ARGV[1] .. ' ' .. string.match(cur, '^(%S+ %S+)'))
+end
+return 0
+"""
+"""KEYS: online. ARGV: canonical, "node token", channel."""
+
+SWEEP = b"""
+local gone = {}
+for _, node in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  if (node == ARGV[2] and ARGV[3] == '1') or redis.call('EXISTS', 'rc:node:' .. node) == 0 then
+    gone[node] = true
+    redis.call('SREM', KEYS[2], node)
+  end
+end
+if next(gone) == nil then return 0 end
+local all = redis.call('HGETALL', KEYS[1])
+local n = 0
+for i = 1, #all, 2 do
+  local node, token = string.match(all[i + 1], '^(%S+) (%S+)')
+  if node and gone[node] then
+    redis.call('HDEL', KEYS[1], all[i])
+    redis.call('PUBLISH', ARGV[1], 'L ' .. all[i] .. ' ' .. node .. ' ' .. token)
+    n = n + 1
+  end
+end
+for node, _ in pairs(gone) do redis.call('PUBLISH', ARGV[1], 'G ' .. node) end
+return n
+"""
+"""KEYS: online, nodes. ARGV: channel, this node, '1' to withdraw this node's own
+entries (at start-up: what a previous life of this node left)."""
+
+
+class _Commands(txredisapi.RedisProtocol):  # type: ignore[misc]
+    pass
+
+
+class _Events(txredisapi.SubscriberProtocol):  # type: ignore[misc]
+    def messageReceived(self, pattern: Any, channel: bytes, message: bytes) -> None:
+        self.factory.node._event(channel, message)
+
+
+class _RedisFactory(Factory):
+    """Builds txredisapi protocols for :class:`ClientService` (which reconnects)."""
+
+    noisy = False
+
+    def __init__(self, node: "ClusterNode", kind: type, password: Optional[str], ready: Callable[[Any], None]) -> None:
+        self.node = node
+        self.kind = kind
+        self.password = password
+        self.ready = ready
+        self.isLazy = False  # read by txredisapi when AUTH fails
+
+    def buildProtocol(self, addr: Any) -> Any:
+        p = self.kind(charset=None, replyTimeout=REPLY_TIMEOUT, password=self.password, convertNumbers=False)
+        p.factory = self
+        p.whenConnected().addCallback(self.ready)
+        return p
+
+    def stopTrying(self) -> None:  # txredisapi calls these when AUTH fails
+        pass
+
+    def connectionError(self, why: str) -> None:
+        log.error("relaychat: cluster: {why}", why=why)
+
+
+class ClusterNode(Service):
+    """This relay's membership of the cluster: the hub's directory and its view elsewhere."""
+
+    name = "cluster"
+
+    def __init__(self, hub: Hub, config: ClusterConfig, reactor: Any) -> None:
+        assert config.redis is not None and config.node is not None
+        self.hub = hub
+        self.config = config
+        self.reactor = reactor
+        self.node = config.node
+        self.presence = Presence(config.node)
+        self._heartbeat_key = b"rc:node:" + config.node.encode("ascii")
+        self._commands: Optional[Any] = None
+        self._subscribed = False
+        self._started = False  # our previous life's entries withdrawn
+        self._down_logged = False
+        password = None
+        if config.password_file is not None:
+            password = Path(config.password_file).read_text().strip()
+        self._services = [
+            ClientService(clientFromString(reactor, config.redis),
+                          _RedisFactory(self, kind, password, ready), clock=reactor)
+            for kind, ready in ((_Commands, self._commands_ready), (_Events, self._events_ready))
+        ]
+        self._heartbeat = LoopingCall(self._beat)
+        self._heartbeat.clock = reactor
+        hub.directory = self
+        hub.elsewhere = self
+        hub.ready = False
+
+    # -- service ----------------------------------------------------------------
+
+    def startService(self) -> None:
+        super().startService()
+        for service in self._services:
+            service.startService()
+
+    def stopService(self) -> Deferred:
+        super().stopService()
+        if self._heartbeat.running:
+            self._heartbeat.stop()
+        withdrawn: Deferred = defer.succeed(None)
+        if self._commands is not None:
+            # Leave at once rather than after the heartbeat's expiry.
+            withdrawn = self._run(SWEEP, [ONLINE, NODES], [EVENTS, self.node, b"1"])
+            withdrawn.addCallback(lambda _: self._call(b"DEL", self._heartbeat_key))
+            withdrawn.addErrback(lambda _: None)
+        withdrawn.addCallback(lambda _: defer.gatherResults([s.stopService() for s in self._services]))
+        return withdrawn
+
+    # -- connections ------------------------------------------------------------
+
+    def _commands_ready(self, protocol: Any) -> None:
+        protocol.whenDisconnected().addCallback(self._commands_lost)
+        self._commands = protocol
+        self._set_up(protocol).addErrback(self._failed, "setting up")
+
+    @defer.inlineCallbacks
+    def _set_up(self, protocol: Any) -> Any:
+        yield protocol.execute_command(b"SET", b"rc:server_id", os.urandom(32), b"NX")
+        server_id = yield protocol.execute_command(b"GET", b"rc:server_id")
+        if not self._started:
+            yield self._run(SWEEP, [ONLINE, NODES], [EVENTS, self.node, b"1"])
+            self._started = True
+        yield self._beat()
+        yield self._reassert()
+        if self._down_logged:
+            log.info("relaychat: cluster: Redis is back")
+            self._down_logged = False
+        if not self.hub.ready:
+            self.hub.adopt_server_id(bytes(server_id))
+            log.info("relaychat: cluster: node {node} joined through {redis}", node=self.node, redis=self.config.redis)
+        if not self._heartbeat.running:
+            self._heartbeat.start(HEARTBEAT_INTERVAL, now=False)
+        if self._subscribed:
+            yield self._load()
+
+    def _commands_lost(self, protocol: Any) -> None:
+        if self._commands is protocol:
+            self._commands = None
+            if self.running:
+                self._unavailable("lost its connection")
+
+    def _events_ready(self, protocol: Any) -> None:
+        protocol.whenDisconnected().addCallback(self._events_lost)
+        d = protocol.subscribe([EVENTS])
+        d.addCallback(lambda _: setattr(self, "_subscribed", True))
+        d.addCallback(lambda _: self._load() if self._commands is not None and self.hub.ready else None)
+        d.addErrback(self._failed, "subscribing")
+
+    def _events_lost(self, protocol: Any) -> None:
+        self._subscribed = False
+
+    def _unavailable(self, what: str) -> None:
+        if not self._down_logged:
+            self._down_logged = True
+            log.error("relaychat: cluster: Redis {what}; registrations and look-ups are refused until it is back",
+                      what=what)
+
+    def _failed(self, failure: Any, doing: str) -> None:
+        log.error("relaychat: cluster: {doing} failed: {error}", doing=doing, error=failure.getErrorMessage())
+
+    def _run(self, script: bytes, keys: list[bytes], args: list[Any]) -> Deferred:
+        return self._call(b"EVAL", script, len(keys), *keys, *args)
+
+    def _call(self, *command: Any) -> Deferred:
+        if self._commands is None:
+            return defer.fail(Unavailable("Redis is not connected"))
+        return defer.maybeDeferred(self._commands.execute_command, *command)
+
+    # -- liveness ---------------------------------------------------------------
+
+    def _beat(self) -> Deferred:
+        if self._commands is None:
+            return defer.succeed(None)
+        d = self._call(b"SET", self._heartbeat_key, b"%d" % os.getpid(), b"PX", HEARTBEAT_TTL_MS)
+        d.addCallback(lambda _: self._call(b"SADD", NODES, self.node))
+        d.addCallback(lambda _: self._run(SWEEP, [ONLINE, NODES], [EVENTS, self.node, b"0"]))
+        d.addErrback(lambda f: self._unavailable(f"does not answer ({f.getErrorMessage()})"))
+        return d
+
+    @defer.inlineCallbacks
+    def _reassert(self) -> Any:
+        """After (re)connecting: put this node's logins back unless someone newer holds them."""
+        for canon, token in list(self.presence.local.items()):
+            client = self.hub.online.get(canon)
+            if client is None:
+                continue
+            holder = yield self._run(JOIN, [ONLINE], [canon, self._value(client, token), EVENTS, b"1"])
+            if holder is not None:
+                self._replaced(canon)
+
+    def _load(self) -> Deferred:
+        d = self._call(b"HGETALL", ONLINE)
+        d.addCallback(lambda reply: self.presence.load(_pairs(reply)))
+        d.addErrback(self._failed, "reading who is online")
+        return d
+
+    def _event(self, channel: bytes, message: bytes) -> None:
+        outcome = self.presence.event(message)
+        if outcome is not None:
+            self._replaced(outcome.canonical)
+
+    def _replaced(self, canon: str) -> None:
+        self.presence.local.pop(canon, None)
+        client = self.hub.online.get(canon)
+        if client is not None:
+            self.hub.dismiss(client, Bye.REPLACED, "you logged in elsewhere")
+
+    # -- Elsewhere (the hub's view of the other nodes) -------------------------
+
+    @property
+    def remote(self) -> Mapping[str, RemoteUser]:
+        return self.presence.remote
+
+    def joined(self, client: Connection) -> None:
+        assert client.nick is not None
+        token = self.presence.login(client.nick)
+        d = self._run(JOIN, [ONLINE], [client.nick, self._value(client, token), EVENTS, b"0"])
+        d.addErrback(self._failed, "announcing a login")  # re-asserted when Redis is back
+
+    def left(self, client: Connection) -> None:
+        assert client.nick is not None
+        token = self.presence.logout(client.nick)
+        if token is not None:
+            self._run(LEAVE, [ONLINE], [client.nick, f"{self.node} {token}", EVENTS]).addErrback(lambda _: None)
+
+    def _value(self, client: Connection, token: str) -> bytes:
+        assert client.display is not None and client.identity_pub is not None
+        return presence_value(self.node, token, client.display, client.identity_pub)
+
+    # -- Directory (the shared registry) ----------------------------------------
+
+    def find(self, nick: str) -> Deferred:
+        try:
+            canon = canonical(nick)
+        except Exception:
+            return defer.fail()
+        return self._call(b"HGETALL", b"rc:bind:" + canon.encode("ascii")).addCallback(
+            lambda reply: _binding(canon, _pairs(reply)))
+
+    def check_claim(self, nick: str, identity_pub: bytes) -> Deferred:
+        try:
+            canon = canonical(nick)
+        except Exception:
+            return defer.fail()
+
+        @defer.inlineCallbacks
+        def check() -> Any:
+            existing = yield self.find(canon)
+            lookalike = None
+            if existing is None:
+                owner = yield self._call(b"GET", b"rc:skel:" + skeleton(canon).encode("ascii"))
+                if owner is not None:
+                    lookalike = (yield self.find(owner.decode("ascii"))) or _placeholder(owner.decode("ascii"))
+            return judge_claim(existing, lookalike, identity_pub)
+
+        return check()
+
+    def bind(self, nick: str, identity_pub: bytes, static_pub: bytes, static_sig: bytes, now: float) -> Deferred:
+        try:
+            canon = canonical(nick)
+        except Exception:
+            return defer.fail()
+        skel = skeleton(canon)
+        created = repr(float(now)).encode("ascii")
+        d = self._run(BIND, [b"rc:bind:" + canon.encode("ascii"), b"rc:skel:" + skel.encode("ascii")],
+                      [canon, nick, identity_pub, static_pub, static_sig, created])
+
+        def bound(reply: list[Any]) -> tuple[Binding, bool]:
+            outcome, display = int(reply[0]), reply[1].decode("utf-8")
+            if outcome == -1:
+                raise taken(display)
+            if outcome == -2:
+                raise confused(display)
+            return Binding(canon, skel, display, identity_pub, static_pub, static_sig, float(reply[2])), outcome == 0
+
+        return d.addCallback(bound)
+
+
+def _pairs(reply: Any) -> dict[bytes, bytes]:
+    if isinstance(reply, dict):
+        return reply
+    return {reply[i]: reply[i + 1] for i in range(0, len(reply or []), 2)}
+
+
+def _binding(canon: str, fields: Mapping[bytes, bytes]) -> Optional[Binding]:
+    if not fields:
+        return None
+    return Binding(canon, skeleton(canon), fields[b"display"].decode("utf-8"), bytes(fields[b"identity"]),
+                   bytes(fields[b"static"]), bytes(fields[b"sig"]), float(fields[b"created"]))
+
+
+def _placeholder(canon: str) -> Binding:
+    return Binding(canon, skeleton(canon), canon, b"", b"", b"", 0.0)

@@ -1,0 +1,74 @@
+"""Where the hub looks nicknames up: its own SQLite registry, or a cluster's.
+
+The hub asks through :class:`Directory`, whose answers are Deferreds: the
+local one answers at once (the hub goes on in the same call, exactly as
+before), a shared one (:mod:`relaychat.cluster`) answers after a round trip,
+and the hub holds that client's further lines until it has. A Deferred is a
+plain callback holder here, no reactor: the hub stays sans-IO.
+
+:class:`Elsewhere` is what the hub sees of users on other nodes; without a
+cluster it is ``None``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Mapping, Optional, Protocol
+
+from twisted.internet.defer import Deferred, maybeDeferred
+
+from relaychat.server.registry import Registry
+from relaychat.server.store import Binding
+
+if TYPE_CHECKING:
+    from relaychat.server.connection import Connection
+
+
+class Unavailable(Exception):
+    """The shared state cannot be reached now; the hub answers ``ERR <CMD> unavailable``."""
+
+
+class Directory(Protocol):
+    def check_claim(self, nick: str, identity_pub: bytes) -> "Deferred[Optional[Binding]]": ...
+    def bind(self, nick: str, identity_pub: bytes, static_pub: bytes, static_sig: bytes,
+             now: float) -> "Deferred[tuple[Binding, bool]]": ...
+    def find(self, nick: str) -> "Deferred[Optional[Binding]]": ...
+
+
+class LocalDirectory:
+    """The embedded default: the hub's own :class:`Registry`, answering at once."""
+
+    def __init__(self, registry: Registry) -> None:
+        self._registry = registry
+
+    def check_claim(self, nick: str, identity_pub: bytes) -> "Deferred[Optional[Binding]]":
+        return maybeDeferred(self._registry.check_claim, nick, identity_pub)
+
+    def bind(self, nick: str, identity_pub: bytes, static_pub: bytes, static_sig: bytes,
+             now: float) -> "Deferred[tuple[Binding, bool]]":
+        def bind() -> tuple[Binding, bool]:
+            new = self._registry.find(nick) is None
+            return self._registry.bind(nick, identity_pub, static_pub, static_sig, now), new
+        return maybeDeferred(bind)
+
+    def find(self, nick: str) -> "Deferred[Optional[Binding]]":
+        return maybeDeferred(self._registry.find, nick)
+
+
+@dataclass(frozen=True)
+class RemoteUser:
+    """A registered user connected to another node."""
+
+    node: str
+    token: str  # this login's; a later login anywhere names it to replace it
+    display: str
+    identity_pub: bytes
+
+
+class Elsewhere(Protocol):
+    """The hub's view of the other nodes of a cluster."""
+
+    @property
+    def remote(self) -> Mapping[str, RemoteUser]: ...  # canonical nickname -> user
+    def joined(self, client: "Connection") -> None: ...
+    def left(self, client: "Connection") -> None: ...

@@ -1,0 +1,200 @@
+"""Several ``twistd relaychat`` processes as one relay over a real ``redis-server``."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
+
+from relaychat.crypto.identity import solve_pow
+from relaychat.crypto.keypair import Identity
+from relaychat.wire.codec import b64decode, b64encode
+from tests.daemon import Daemon, LineSocket
+from tests.redis_server import REDIS_SERVER, RedisServer
+
+POW_BITS = 4
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class ClusterCase(SynchronousTestCase):
+    """A Redis and ``nodes`` relays naming it."""
+
+    nodes = 2
+
+    def setUp(self) -> None:
+        if REDIS_SERVER is None:
+            raise SkipTest("redis-server is not installed")
+        self.home = Path(self.mktemp()).resolve()
+        self.home.mkdir(parents=True)
+        self.redis = RedisServer(str(self.home / "redis")).start()
+        self.addCleanup(self.redis.stop)
+        self.sockets: list[LineSocket] = []
+        self.addCleanup(lambda: [s.close() for s in self.sockets])
+        self.daemons = [self.start_node(chr(ord("a") + i)) for i in range(self.nodes)]
+
+    def start_node(self, name: str) -> Daemon:
+        config = self.home / f"{name}.toml"
+        config.write_text(
+            f'[relay]\ndata_dir = "{self.home / name}"\n'
+            f'[[listener]]\nkind = "tcp"\nendpoint = "tcp:0:interface=127.0.0.1"\n'
+            f'[limits]\npow_bits = {POW_BITS}\n'
+            f'[cluster]\nredis = "{self.redis.endpoint}"\nnode = "{name}"\n'
+        )
+        daemon = Daemon("--config", str(config), cwd=str(self.home))
+        daemon.start()
+        self.addCleanup(daemon.stop)
+        wait_for(lambda: "joined through" in daemon.log(), what=f"node {name} to join:\n{daemon.log()}")
+        return daemon
+
+    def client(self, node: int) -> LineSocket:
+        s = LineSocket(self.daemons[node].ports()[0])
+        self.sockets.append(s)
+        return s
+
+    def registered(self, node: int, nick: str, identity: Identity) -> LineSocket:
+        s = self.client(node)
+        reply = s.register(nick, identity)
+        self.assertTrue(reply.startswith("OK PROVE"), reply)
+        return s
+
+    def who(self, s: LineSocket) -> tuple[set[str], str]:
+        s.send("WHO")
+        users = set()
+        while True:
+            line = s.read_line()
+            if line.startswith("USER "):
+                users.add(line.split(" ")[1])
+            else:
+                return users, line
+
+
+class Registry(ClusterCase):
+    def test_a_nickname_bound_on_one_node_is_bound_on_every_node(self) -> None:
+        alice = Identity.generate()
+        self.registered(0, "Alice", alice)
+        other = self.client(1)
+        self.assertEqual(other.ask("HELLO 1").split(" ")[:3], ["OK", "HELLO", "1"])
+        mallory = Identity.generate()
+        register = (f"REGISTER alice {b64encode(mallory.identity_public)} "
+                    f"{b64encode(mallory.static_public)} {b64encode(mallory.static_sig)}")
+        self.assertTrue(other.ask(register).startswith("ERR REGISTER taken Alice is bound"), register)
+        lookalike = register.replace("alice", "a1ice", 1)
+        self.assertTrue(other.ask(lookalike).startswith("ERR REGISTER taken too easily confused with Alice"))
+        # The owner reclaims it through the other node, without proof of work, and it is not new.
+        reply = self.client(1).register("alice", alice)
+        self.assertTrue(reply.startswith("OK PROVE Alice known"), reply)
+
+    def test_every_node_gives_the_same_relay_id(self) -> None:
+        ids = {self.client(i).ask("HELLO 1").split(" ")[3] for i in range(self.nodes)}
+        self.assertEqual(len(ids), 1)
+
+    def test_two_nodes_racing_for_a_nickname_with_different_keys_give_it_to_one(self) -> None:
+        for round in range(8):
+            nick = f"race{round}"
+            sockets = [self.client(0), self.client(1)]
+            identities = [Identity.generate(), Identity.generate()]
+            proves = []
+            for s, identity in zip(sockets, identities):
+                server_id = b64decode(s.ask("HELLO 1").split(" ")[3])
+                reply = s.ask(f"REGISTER {nick} {b64encode(identity.identity_public)} "
+                              f"{b64encode(identity.static_public)} {b64encode(identity.static_sig)}").split(" ")
+                self.assertEqual(reply[:2], ["OK", "REGISTER"])
+                challenge = b64decode(reply[3])
+                proves.append(f"PROVE {b64encode(identity.sign_registration(server_id, challenge, nick))} "
+                              f"{b64encode(solve_pow(challenge, int(reply[4])))}")
+            barrier = threading.Barrier(2)
+            replies: dict[int, str] = {}
+
+            def prove(i: int) -> None:
+                barrier.wait()
+                replies[i] = sockets[i].ask(proves[i])
+
+            threads = [threading.Thread(target=prove, args=(i,)) for i in range(2)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(20)
+            wins = [i for i in range(2) if replies[i].startswith("OK PROVE")]
+            self.assertEqual(len(wins), 1, replies)
+            loser = 1 - wins[0]
+            self.assertTrue(replies[loser].startswith("ERR PROVE taken"), replies)
+            for node in range(self.nodes):
+                s = self.client(node)
+                s.ask("HELLO 1")
+                found = s.ask(f"LOOKUP {nick}").split(" ")
+                self.assertEqual(found[3], b64encode(identities[wins[0]].identity_public))
+
+
+class Presence(ClusterCase):
+    nodes = 3
+
+    def test_who_and_lookup_see_every_nodes_users(self) -> None:
+        watcher = self.registered(0, "alice", Identity.generate())
+        self.registered(1, "bob", Identity.generate())
+        self.registered(2, "carol", Identity.generate())
+        wait_for(lambda: self.who(watcher) == ({"alice", "bob", "carol"}, "OK WHO 3 3"), what="WHO 3 3")
+        self.assertTrue(watcher.ask("LOOKUP bob").endswith(" online"))
+
+    def test_a_login_on_another_node_replaces_the_first(self) -> None:
+        alice = Identity.generate()
+        first = self.registered(0, "alice", alice)
+        watcher = self.registered(2, "carol", Identity.generate())
+        wait_for(lambda: self.who(watcher)[0] == {"alice", "carol"}, what="alice seen on node c")
+        self.registered(1, "alice", alice)
+        self.assertEqual(first.read_line(), "BYE replaced you logged in elsewhere")
+        users, total = self.who(watcher)
+        self.assertEqual((users, total), ({"alice", "carol"}, "OK WHO 2 2"))
+
+    def test_a_killed_node_is_noticed_and_no_binding_is_lost(self) -> None:
+        watcher = self.registered(0, "alice", Identity.generate())
+        bob = Identity.generate()
+        self.registered(1, "bob", bob)
+        wait_for(lambda: self.who(watcher)[0] == {"alice", "bob"}, what="bob seen")
+        process = self.daemons[1].process
+        assert process is not None
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(10)
+        started = time.monotonic()
+        wait_for(lambda: self.who(watcher) == ({"alice"}, "OK WHO 1 1"), timeout=8, what="bob gone")
+        self.assertLess(time.monotonic() - started, 6.0)
+        self.assertTrue(watcher.ask("LOOKUP bob").endswith(" offline"))
+        # Bob reconnects to another node and carries on under his nickname.
+        reply = self.client(2).register("bob", bob)
+        self.assertTrue(reply.startswith("OK PROVE bob known"), reply)
+        wait_for(lambda: self.who(watcher)[0] == {"alice", "bob"}, what="bob back")
+
+
+class RedisOutage(ClusterCase):
+    def test_redis_down_is_refused_as_unavailable_and_the_nodes_recover(self) -> None:
+        alice = Identity.generate()
+        watcher = self.registered(0, "alice", alice)
+        self.redis.stop()
+        s = self.client(1)
+        s.ask("HELLO 1")
+        bob = Identity.generate()
+        register = (f"REGISTER bob {b64encode(bob.identity_public)} "
+                    f"{b64encode(bob.static_public)} {b64encode(bob.static_sig)}")
+        self.assertTrue(s.ask(register).startswith("ERR REGISTER unavailable"))
+        self.assertTrue(watcher.ask("LOOKUP alice").startswith("ERR LOOKUP unavailable"))
+        self.assertEqual(watcher.ask("PING x"), "OK PING x")  # what needs no Redis goes on
+        wait_for(lambda: "Redis lost its connection" in self.daemons[0].log(), what="the outage logged")
+        self.redis.start()  # the same port and data directory: the bindings come back from the AOF
+        wait_for(lambda: "Redis is back" in self.daemons[1].log(), timeout=20, what="node b to reconnect")
+        wait_for(lambda: "Redis is back" in self.daemons[0].log(), timeout=20, what="node a to reconnect")
+        reply = self.client(1).register("bob", bob)
+        self.assertTrue(reply.startswith("OK PROVE bob new"), reply)
+        self.assertTrue(watcher.ask("LOOKUP alice").endswith(" online"))  # re-asserted after the restart
+        wait_for(lambda: self.who(watcher)[0] == {"alice", "bob"}, what="both seen after the restart")
