@@ -1,0 +1,147 @@
+"""The cluster's sans-IO parts: the presence mirror, and the hub waiting for a shared directory."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from twisted.internet.defer import Deferred
+from twisted.trial.unittest import SynchronousTestCase
+
+from relaychat.cluster.routing import Presence, Replaced, parse_presence, presence_value
+from relaychat.server.directory import LocalDirectory, RemoteUser, Unavailable
+from relaychat.wire.codec import b64encode
+from tests.support import Harness, identity, register_line
+
+KEY = bytes(range(32))
+
+
+def join(canon: str, node: str, token: str, replaced: str = "-") -> bytes:
+    return b"J " + canon.encode() + b" " + presence_value(node, token, canon, KEY) + b" " + replaced.encode()
+
+
+class PresenceMirror(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.p = Presence("a")
+
+    def test_users_on_other_nodes_are_mirrored_and_leave_only_by_their_own_token(self) -> None:
+        self.assertIsNone(self.p.event(join("bob", "b", "t1")))
+        self.assertEqual(self.p.remote, {"bob": RemoteUser("b", "t1", "bob", KEY)})
+        self.p.event(b"L bob b t0")  # an older login's leaving
+        self.assertIn("bob", self.p.remote)
+        self.p.event(b"L bob b t1")
+        self.assertEqual(self.p.remote, {})
+
+    def test_a_newer_login_elsewhere_replaces_only_the_login_it_names(self) -> None:
+        token = self.p.login("alice")
+        self.assertIsNone(self.p.event(join("alice", "b", "t9", replaced="other")))
+        self.assertEqual(self.p.local, {"alice": token})
+        self.assertEqual(self.p.event(join("alice", "c", "t10", replaced=token)), Replaced("alice"))
+        self.assertEqual(self.p.local, {})
+        self.assertEqual(self.p.remote["alice"].node, "c")
+
+    def test_our_own_join_takes_the_user_out_of_the_remote_mirror(self) -> None:
+        self.p.event(join("alice", "b", "t1"))
+        token = self.p.login("alice")
+        self.p.event(join("alice", "a", token, replaced="t1"))
+        self.assertEqual(self.p.remote, {})
+
+    def test_load_keeps_only_other_nodes_and_skips_junk(self) -> None:
+        self.p.load({b"bob": presence_value("b", "t", "Bob", KEY), b"me": presence_value("a", "t", "me", KEY),
+                     b"bad": b"not a value"})
+        self.assertEqual(set(self.p.remote), {"bob"})
+        self.assertEqual(self.p.nodes(), {"b"})
+
+    def test_malformed_events_change_nothing(self) -> None:
+        for junk in (b"", b"J", b"J a b c d e", b"J bob b t bob !!! -", b"\xff", b"G b", b"L bob"):
+            self.assertIsNone(self.p.event(junk))
+        self.assertEqual(self.p.remote, {})
+
+    def test_presence_values_round_trip(self) -> None:
+        self.assertEqual(parse_presence(presence_value("n1", "tok", "Bob", KEY)), RemoteUser("n1", "tok", "Bob", KEY))
+
+
+class SlowDirectory(LocalDirectory):
+    """The local registry, answering only when the test says so (as Redis would, a round trip later)."""
+
+    def __init__(self, registry: Any) -> None:
+        super().__init__(registry)
+        self.waiting: list[tuple[Deferred, Any]] = []
+
+    def _later(self, answer: Deferred) -> Deferred:
+        d: Deferred = Deferred()
+        self.waiting.append((d, answer))
+        return d
+
+    def check_claim(self, nick: str, identity_pub: bytes) -> Deferred:
+        return self._later(super().check_claim(nick, identity_pub))
+
+    def bind(self, *args: Any) -> Deferred:
+        return self._later(super().bind(*args))
+
+    def find(self, nick: str) -> Deferred:
+        return self._later(super().find(nick))
+
+    def answer(self, fail: Optional[Exception] = None) -> None:
+        d, answer = self.waiting.pop(0)
+        if fail is not None:
+            d.errback(fail)
+        else:
+            answer.chainDeferred(d)
+
+
+class HeldLines(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.h = Harness()
+        self.slow = SlowDirectory(self.h.hub.registry)
+        self.h.hub.directory = self.slow
+
+    def test_lines_after_a_waiting_command_are_held_in_order_and_reading_stops(self) -> None:
+        client, link = self.h.connect()
+        self.h.send(client, "HELLO 1")
+        link.lines()
+        self.h.send(client, register_line("alice", identity("alice")), "PING one")
+        self.assertEqual(link.lines(), [])
+        self.assertFalse(link.reading)
+        self.h.send(client, "PING two")  # arrived anyway (already in flight): held too
+        self.slow.answer()
+        lines = link.lines()
+        self.assertTrue(lines[0].startswith("OK REGISTER alice "), lines)
+        self.assertEqual(lines[1:], ["OK PING one", "OK PING two"])
+        self.assertTrue(link.reading)
+
+    def test_an_unreachable_directory_is_err_unavailable_and_the_connection_goes_on(self) -> None:
+        client, link = self.h.connect()
+        self.h.send(client, "HELLO 1")
+        link.lines()
+        self.h.send(client, "LOOKUP bob", "PING after")
+        self.slow.answer(Unavailable("Redis is not connected"))
+        self.assertEqual(link.lines(), ["ERR LOOKUP unavailable the relay cannot reach its shared state; try again",
+                                        "OK PING after"])
+        self.assertEqual(client.violations, 0)
+
+    def test_a_connection_gone_while_waiting_gets_nothing_and_breaks_nothing(self) -> None:
+        client, link = self.h.connect()
+        self.h.send(client, "HELLO 1", register_line("alice", identity("alice")))
+        self.h.hub.disconnect(client, self.h.now)
+        link.lines()
+        self.slow.answer()
+        self.assertEqual(link.lines(), [])
+        self.assertEqual(self.h.hub.clients, set())
+
+    def test_a_registration_waits_at_each_step_and_completes(self) -> None:
+        client, link = self.h.connect()
+        self.h.send(client, "HELLO 1")
+        ident = identity("alice")
+        link.lines()
+        self.h.send(client, register_line("alice", ident))
+        self.slow.answer()
+        _, _, canon, challenge, bits = link.lines()[0].split(" ")
+        from relaychat.wire.codec import b64decode
+
+        signature = ident.sign_registration(self.h.hub.server_id, b64decode(challenge), canon)
+        self.h.send(client, f"PROVE {b64encode(signature)}", "WHO")
+        self.assertEqual(link.lines(), [])
+        self.slow.answer()
+        self.assertEqual(link.lines(), ["OK PROVE alice new 0", f"USER alice {b64encode(ident.identity_public)}",
+                                        "OK WHO 1 1"])
+        self.assertIs(self.h.hub.online["alice"], client)
