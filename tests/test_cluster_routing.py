@@ -145,3 +145,30 @@ class HeldLines(SynchronousTestCase):
         self.assertEqual(link.lines(), ["OK PROVE alice new 0", f"USER alice {b64encode(ident.identity_public)}",
                                         "OK WHO 1 1"])
         self.assertIs(self.h.hub.online["alice"], client)
+
+
+class ClusterConfigParsing(SynchronousTestCase):
+    def parse(self, table: dict) -> Any:
+        from pathlib import Path
+
+        from relaychat.config import parse
+
+        return parse({"cluster": table}, base=Path("/etc/relaychat")).cluster
+
+    def test_off_by_default_and_on_with_an_endpoint_and_a_node_name(self) -> None:
+        from pathlib import Path
+
+        from relaychat.config import ClusterConfig, parse
+
+        self.assertEqual(parse({}, base=Path("/")).cluster, ClusterConfig())
+        on = self.parse({"redis": "tls:redis.example:6380", "node": "n-1", "password_file": "redis.pw"})
+        self.assertEqual(on, ClusterConfig("tls:redis.example:6380", "n-1", Path("/etc/relaychat/redis.pw")))
+
+    def test_mistakes_name_the_key(self) -> None:
+        from relaychat.config import ConfigError
+
+        for table, key in (({"node": "a"}, "cluster.redis"), ({"redis": "tcp:h:1"}, "cluster.node"),
+                           ({"redis": "tcp:h:1", "node": "Has Space"}, "cluster.node"),
+                           ({"redis": "h:1", "node": "a"}, "cluster.redis"), ({"redis": "tcp:h:1", "node": "a", "x": 1}, "cluster.x")):
+            e = self.assertRaises(ConfigError, self.parse, table)
+            self.assertIn(key, str(e))

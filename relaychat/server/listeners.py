@@ -19,6 +19,10 @@ a kind only says which options it takes and how to wrap the transport:
     ``web_client = true`` also serves the browser client's page there
     (:mod:`relaychat.server.webclient`); ``path`` then defaults to ``/relay``.
 
+Every kind takes ``reuse_port = true`` (SO_REUSEPORT on a ``tcp:`` endpoint):
+several relay processes (cluster nodes, :mod:`relaychat.cluster`) then listen
+on one port and the kernel spreads new connections among them.
+
 Certificates and keys are read when the service is built, before twistd
 drops privileges, so a missing, unreadable or mismatched file stops
 start-up with a :class:`~relaychat.config.ConfigError` naming the listener.
@@ -30,7 +34,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+import re
+
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.tcp import makeBinding
 from twisted.internet.interfaces import IProtocolFactory, IStreamServerEndpoint
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
@@ -51,10 +58,42 @@ def describe(listener: ListenerConfig) -> str:
     return f"{listener.kind} listener {listener.endpoint!r}"
 
 
+class ReusePortEndpoint:
+    """A TCP server endpoint binding with SO_REUSEPORT (Twisted's endpoint strings have no such option)."""
+
+    def __init__(self, reactor: Any, port: int, interface: str, backlog: int) -> None:
+        self.reactor, self.port, self.interface, self.backlog = reactor, port, interface, backlog
+
+    def listen(self, factory: IProtocolFactory) -> Any:
+        from twisted.internet.defer import execute
+
+        binding = makeBinding(self.interface, self.port, reuseAddress=True, reusePort=True)
+        return execute(self.reactor.listenTCP, binding, factory, backlog=self.backlog)
+
+
+def _reuse_port_endpoint(listener: ListenerConfig, reactor: Any) -> ReusePortEndpoint:
+    """``tcp:PORT[:interface=ADDRESS][:backlog=N]`` with SO_REUSEPORT; nothing else is accepted."""
+    parts = [p.replace("\\:", ":") for p in re.split(r"(?<!\\):", listener.endpoint)]
+    wrong = ConfigError(f"{describe(listener)}: reuse_port needs an endpoint string tcp:PORT[:interface=ADDRESS][:backlog=N]")
+    if len(parts) < 2 or parts[0].lower() != "tcp" or not parts[1].isdigit():
+        raise wrong
+    options = {"interface": "", "backlog": "50"}
+    for part in parts[2:]:
+        key, _, value = part.partition("=")
+        if key not in options or not value:
+            raise wrong
+        options[key] = value
+    if not options["backlog"].isdigit():
+        raise wrong
+    return ReusePortEndpoint(reactor, int(parts[1]), options["interface"], int(options["backlog"]))
+
+
 def _endpoint(listener: ListenerConfig, reactor: Any, tls: bool = False) -> IStreamServerEndpoint:
     scheme = listener.endpoint.split(":", 1)[0].lower()
     if tls and scheme in ("ssl", "tls"):
         raise ConfigError(f"{describe(listener)}: use a tcp: endpoint string; the listener adds TLS itself")
+    if listener.options.get("reuse_port"):
+        return _reuse_port_endpoint(listener, reactor)  # type: ignore[return-value]
     try:
         return serverFromString(reactor, listener.endpoint)
     except Exception as e:  # serverFromString raises whatever its parser does
@@ -113,10 +152,10 @@ def _build_websocket(listener: ListenerConfig, factory: IProtocolFactory, reacto
     return _endpoint(listener, reactor, tls=secure), wrapped
 
 
-_TLS_OPTIONS: dict[str, type] = {"certificate": Path, "private_key": Path, "minimum_tls": str}
+_TLS_OPTIONS: dict[str, type] = {"certificate": Path, "private_key": Path, "minimum_tls": str, "reuse_port": bool}
 
 KINDS: dict[str, ListenerKind] = {
-    "tcp": ListenerKind(_build_tcp),
+    "tcp": ListenerKind(_build_tcp, {"reuse_port": bool}),
     "tls": ListenerKind(_build_tls, _TLS_OPTIONS),
     "websocket": ListenerKind(_build_websocket, {"path": str, "allowed_origins": list, "web_client": bool, **_TLS_OPTIONS}),
 }
