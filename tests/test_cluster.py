@@ -198,3 +198,95 @@ class RedisOutage(ClusterCase):
         self.assertTrue(reply.startswith("OK PROVE bob new"), reply)
         self.assertTrue(watcher.ask("LOOKUP alice").endswith(" online"))  # re-asserted after the restart
         wait_for(lambda: self.who(watcher)[0] == {"alice", "bob"}, what="both seen after the restart")
+
+
+class Sessions(ClusterCase):
+    def pair(self) -> tuple[LineSocket, LineSocket, str]:
+        alice = self.registered(0, "alice", Identity.generate())
+        bob = self.registered(1, "bob", Identity.generate())
+        wait_for(lambda: self.who(alice)[0] == {"alice", "bob"} and self.who(bob)[0] == {"alice", "bob"},
+                 what="both seen")
+        reply = alice.ask("OFFER bob").split(" ")
+        self.assertEqual(reply[:2], ["OK", "OFFER"], reply)
+        sid = reply[2]
+        self.assertTrue(bob.read_line().startswith(f"OFFERED {sid} alice "))
+        self.assertEqual(bob.ask(f"ACCEPT {sid}"), f"OK ACCEPT {sid}")
+        self.assertEqual(alice.read_line(), f"ACCEPTED {sid}")
+        return alice, bob, sid
+
+    def test_offer_accept_frames_in_order_and_close_across_nodes(self) -> None:
+        alice, bob, sid = self.pair()
+        frames = [b64encode(b"%05d" % i + b"x" * (i % 700)) for i in range(500)]
+        alice.sock.sendall("".join(f"FRAME {sid} {f}\n" for f in frames).encode())
+        for f in frames:
+            self.assertEqual(bob.read_line(), f"FRAME {sid} {f}")
+        bob.send(f"FRAME {sid} {frames[1]}")
+        self.assertEqual(alice.read_line(), f"FRAME {sid} {frames[1]}")
+        self.assertEqual(bob.ask(f"CLOSE {sid}"), f"OK CLOSE {sid}")
+        self.assertEqual(alice.read_line(), f"CLOSED {sid} closed")
+        self.assertTrue(alice.ask(f"FRAME {sid} {frames[0]}").startswith("ERR FRAME no-session"))
+
+    def test_decline_and_errors_across_nodes_read_as_on_one_node(self) -> None:
+        alice = self.registered(0, "alice", Identity.generate())
+        bob = self.registered(1, "bob", Identity.generate())
+        wait_for(lambda: self.who(alice)[0] == {"alice", "bob"}, what="bob seen")
+        sid = alice.ask("OFFER bob").split(" ")[2]
+        self.assertTrue(bob.read_line().startswith(f"OFFERED {sid} alice "))
+        self.assertEqual(bob.ask(f"DECLINE {sid}"), f"OK DECLINE {sid}")
+        self.assertEqual(alice.read_line(), f"CLOSED {sid} declined")
+        for _ in range(4):
+            alice.ask("OFFER bob")
+            bob.read_line()
+        self.assertTrue(alice.ask("OFFER bob").startswith("ERR OFFER limit"))
+
+    def test_a_peer_disconnecting_on_its_node_closes_the_session_with_gone(self) -> None:
+        alice, bob, sid = self.pair()
+        bob.close()
+        self.assertEqual(alice.read_line(), f"CLOSED {sid} gone")
+
+    def test_a_node_killed_mid_conversation_ends_its_sessions_with_gone(self) -> None:
+        alice, bob, sid = self.pair()
+        alice.send(f"FRAME {sid} {b64encode(b'hello')}")
+        self.assertEqual(bob.read_line(), f"FRAME {sid} {b64encode(b'hello')}")
+        process = self.daemons[1].process
+        assert process is not None
+        os.kill(process.pid, signal.SIGKILL)
+        started = time.monotonic()
+        alice.sock.settimeout(10)
+        alice.timeout = 10
+        self.assertEqual(alice.read_line(), f"CLOSED {sid} gone")
+        self.assertLess(time.monotonic() - started, 6.0)
+
+    def test_a_reader_that_stops_reading_stops_its_sender_on_the_other_node(self) -> None:
+        alice, bob, sid = self.pair()
+        frame = f"FRAME {sid} {b64encode(os.urandom(16384))}\n".encode()
+        alice.sock.setblocking(False)
+        pending = b""
+        frames = 0
+        last_progress = time.monotonic()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if not pending:
+                pending = frame
+                frames += 1
+            try:
+                pending = pending[alice.sock.send(pending):]
+                last_progress = time.monotonic()
+            except BlockingIOError:
+                if time.monotonic() - last_progress > 2.0:
+                    break
+                time.sleep(0.01)
+        else:
+            self.fail(f"the sender was never stopped ({frames} frames sent)")
+        # Bounded: the credit window and the sockets' buffers, not everything offered.
+        self.assertLess(frames * len(frame), 32 * 1024 * 1024)
+        alice.sock.setblocking(True)
+        rest = threading.Thread(target=alice.sock.sendall, args=(pending,))  # blocks until bob reads
+        rest.start()
+        self.addCleanup(rest.join, 10)
+        # The reader reads again: every frame arrives, in order, and the sender goes on.
+        bob.timeout = 30
+        for _ in range(frames):
+            self.assertEqual(bob.read_line(), frame[:-1].decode())
+        alice.send(f"FRAME {sid} {b64encode(b'after')}")
+        self.assertEqual(bob.read_line(), f"FRAME {sid} {b64encode(b'after')}")

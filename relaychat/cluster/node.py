@@ -40,13 +40,14 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from relaychat.config import ClusterConfig
-from relaychat.cluster.routing import Presence, presence_value
+from relaychat.cluster.routing import Batches, Control, Credit, Lines, Presence, parse_batch, presence_value
 from relaychat.server.connection import Connection
 from relaychat.server.directory import RemoteUser, Unavailable
 from relaychat.server.hub import Hub
 from relaychat.server.registry import confused, judge_claim, taken
 from relaychat.server.store import Binding
-from relaychat.wire.errors import Bye
+from relaychat.wire.codec import b64decode, b64encode
+from relaychat.wire.errors import Bye, Code, ProtocolError
 from relaychat.wire.nicknames import canonical, skeleton
 
 log = Logger(namespace="relaychat.cluster")
@@ -57,6 +58,9 @@ NODES = b"rc:nodes"
 HEARTBEAT_INTERVAL = 1.0
 HEARTBEAT_TTL_MS = 3000  # a node silent this long is gone: noticed within ~4 s
 REPLY_TIMEOUT = 5  # seconds; a Redis that stops answering is one that is down
+OFFER_TIMEOUT = 5.0  # seconds for another node to answer an offer request
+CREDIT_RETRY = 0.05  # seconds between looks at a congested reader that owes credit back
+_CODES = {code.word: code for code in Code}
 
 
 BIND = b"""
@@ -159,6 +163,26 @@ class _RedisFactory(Factory):
         log.error("relaychat: cluster: {why}", why=why)
 
 
+class NodeLink:
+    """The link of a stand-in: what the hub writes to it goes into this turn's batch for its node."""
+
+    def __init__(self, cluster: "ClusterNode", canonical: str) -> None:
+        self.cluster = cluster
+        self.canonical = canonical
+
+    def write(self, data: bytes) -> None:
+        self.cluster._to_remote(self.canonical, data)
+
+    def set_reading(self, reading: bool) -> None:
+        pass  # its node reads it
+
+    def close(self) -> None:
+        pass
+
+    def wake_after(self, seconds: float) -> None:
+        pass
+
+
 class ClusterNode(Service):
     """This relay's membership of the cluster: the hub's directory and its view elsewhere."""
 
@@ -184,6 +208,14 @@ class ClusterNode(Service):
                           _RedisFactory(self, kind, password, ready), clock=reactor)
             for kind, ready in ((_Commands, self._commands_ready), (_Events, self._events_ready))
         ]
+        self._inbox = b"rc:to:" + config.node.encode("ascii")
+        self.batches = Batches(config.node)
+        self.credit = Credit()
+        self.standins: dict[str, tuple[str, str, Connection]] = {}  # canonical -> (node, token, stand-in)
+        self._requests: dict[int, tuple[Deferred, str, Any]] = {}
+        self._request_ids = 0
+        self._publishing: Optional[Any] = None
+        self._to_congest: set[str] = set()
         self._heartbeat = LoopingCall(self._beat)
         self._heartbeat.clock = reactor
         hub.directory = self
@@ -245,7 +277,7 @@ class ClusterNode(Service):
 
     def _events_ready(self, protocol: Any) -> None:
         protocol.whenDisconnected().addCallback(self._events_lost)
-        d = protocol.subscribe([EVENTS])
+        d = protocol.subscribe([EVENTS, self._inbox])
         d.addCallback(lambda _: setattr(self, "_subscribed", True))
         d.addCallback(lambda _: self._load() if self._commands is not None and self.hub.ready else None)
         d.addErrback(self._failed, "subscribing")
@@ -299,9 +331,153 @@ class ClusterNode(Service):
         return d
 
     def _event(self, channel: bytes, message: bytes) -> None:
+        if channel == self._inbox:
+            self._batch(message)
+            return
         outcome = self.presence.event(message)
         if outcome is not None:
             self._replaced(outcome.canonical)
+        fields = message.split(b" ", 2)
+        if len(fields) >= 2 and fields[0] in (b"J", b"L"):
+            self._check_standin(fields[1].decode("ascii", "replace"))
+        elif fields[0] == b"G" and len(fields) == 2:
+            self._node_gone(fields[1].decode("ascii", "replace"))
+
+    # -- sessions across nodes ----------------------------------------------------
+
+    def offer(self, client: Connection, canon: str, sid: bytes) -> Deferred:
+        user = self.presence.remote.get(canon)
+        token = self.presence.local.get(client.nick or "")
+        if user is None or token is None:
+            return defer.fail(ProtocolError(Code.OFFLINE, f"{canon} is not connected"))
+        assert client.display is not None and client.identity_pub is not None
+        self._request_ids += 1
+        request = self._request_ids
+        answer: Deferred = Deferred()
+        timeout = self.reactor.callLater(OFFER_TIMEOUT, self._request_failed, request)
+        self._requests[request] = (answer, user.node, timeout)
+        self.batches.control(user.node, f"O {request} {sid.decode('ascii')} {canon} {client.nick} {token} "
+                                        f"{client.display} {b64encode(client.identity_pub)}")
+        self._schedule()
+        return answer.addCallback(lambda _: self._standin(canon, user.node, user.token, user.display,
+                                                          user.identity_pub))
+
+    def _request_failed(self, request: int) -> None:
+        answer, _, _ = self._requests.pop(request)
+        answer.errback(Unavailable("the other node did not answer"))
+
+    def _standin(self, canon: str, node: str, token: str, display: str, identity_pub: bytes) -> Connection:
+        known = self.standins.get(canon)
+        if known is not None and known[:2] == (node, token) and known[2].life.name == "OPEN":
+            return known[2]
+        if known is not None:
+            self._drop_standin(canon)
+        peer = self.hub.stand_in(NodeLink(self, canon), node, display, identity_pub)
+        self.standins[canon] = (node, token, peer)
+        return peer
+
+    def _drop_standin(self, canon: str) -> None:
+        node, _, peer = self.standins.pop(canon)
+        self.credit.forget(node, canon)
+        self.hub.disconnect(peer, self.reactor.seconds())  # its sessions end: CLOSED <sid> gone here
+
+    def _check_standin(self, canon: str) -> None:
+        known = self.standins.get(canon)
+        if known is None:
+            return
+        user = self.presence.remote.get(canon)
+        if user is None or (user.node, user.token) != known[:2]:
+            self._drop_standin(canon)
+
+    def _node_gone(self, node: str) -> None:
+        for canon in [c for c, (n, _, _) in self.standins.items() if n == node]:
+            self._drop_standin(canon)
+        for request, (answer, to, timeout) in list(self._requests.items()):
+            if to == node:
+                del self._requests[request]
+                timeout.cancel()
+                answer.errback(Unavailable(f"node {node} is gone"))
+
+    def _to_remote(self, canon: str, data: bytes) -> None:
+        known = self.standins.get(canon)
+        if known is None:
+            return
+        node, token, _ = known
+        self.batches.lines_for(node, canon, token, data)
+        if not self.credit.spend(node, canon, len(data)):
+            self._to_congest.add(canon)
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if self._publishing is None:
+            self._publishing = self.reactor.callLater(0, self._publish)
+
+    def _publish(self) -> None:
+        """End of a turn: give credit back for what was delivered, then one PUBLISH per node."""
+        self._publishing = None
+        owed = self.credit.owed
+        for key in list(owed):
+            node, canon = key
+            local = self.hub.online.get(canon)
+            if local is None:
+                del owed[key]
+            elif not local.congested:
+                self.batches.control(node, f"C {canon} {owed.pop(key)}")
+        for node, payload in self.batches.take().items():
+            self._call(b"PUBLISH", b"rc:to:" + node.encode("ascii"), payload).addErrback(
+                lambda f: self._unavailable(f"does not take a batch ({f.getErrorMessage()})"))
+        for canon in self._to_congest:
+            known = self.standins.get(canon)
+            if known is not None and not known[2].congested:
+                self.hub.set_congested(known[2], True)
+        self._to_congest.clear()
+        if owed and self._publishing is None:
+            self._publishing = self.reactor.callLater(CREDIT_RETRY, self._publish)
+
+    def _batch(self, payload: bytes) -> None:
+        sender, items = parse_batch(payload)
+        if not sender or sender == self.node:
+            return
+        now = self.reactor.seconds()
+        for item in items:
+            if isinstance(item, Lines):
+                local = self.hub.online.get(item.canonical)
+                if local is not None and self.presence.local.get(item.canonical) == item.token:
+                    self.hub.from_peer(sender, local, item.lines, now)
+                    self.credit.received(sender, item.canonical, item.size)
+                    self._schedule()
+            elif isinstance(item, Control):
+                self._control(sender, item.fields, now)
+
+    def _control(self, sender: str, fields: list[str], now: float) -> None:
+        kind = fields[0] if fields else ""
+        if kind == "O" and len(fields) == 8:
+            _, request, sid, to, canon, token, display, identity = fields
+            try:
+                peer = self._standin(canon, sender, token, display, b64decode(identity, size=32))
+                self.hub.offer_from(peer, to, sid.encode("ascii"), now)
+                self.batches.control(sender, f"R {request} OK")
+            except ProtocolError as e:
+                self.batches.control(sender, f"R {request} ERR {e.code.word} {e.text}")
+            except ValueError:
+                return
+            self._schedule()
+        elif kind == "R" and len(fields) >= 3 and fields[1].isdigit():
+            pending = self._requests.pop(int(fields[1]), None)
+            if pending is None or pending[1] != sender:
+                return
+            answer, _, timeout = pending
+            timeout.cancel()
+            if fields[2] == "OK":
+                answer.callback(None)
+            else:
+                code = _CODES.get(fields[3] if len(fields) > 3 else "", Code.INTERNAL)
+                answer.errback(ProtocolError(code, " ".join(fields[4:])))
+        elif kind == "C" and len(fields) == 3 and fields[2].isdigit():
+            known = self.standins.get(fields[1])
+            if known is not None and known[0] == sender:
+                if self.credit.grant(sender, fields[1], int(fields[2])) and known[2].congested:
+                    self.hub.set_congested(known[2], False)
 
     def _replaced(self, canon: str) -> None:
         self.presence.local.pop(canon, None)

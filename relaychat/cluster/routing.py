@@ -110,3 +110,134 @@ class Presence:
     def nodes(self) -> set[str]:
         """The other nodes users are on, as far as this mirror knows."""
         return {user.node for user in self.remote.values()}
+
+
+# == between nodes: batches, requests, credit ===================================
+#
+# Everything one node sends another in one reactor turn is one PUBLISH on the
+# receiver's channel (rc:to:<node>), so a read holding fifty frames for users
+# on node B costs one Redis command, not fifty. A batch is lines:
+#
+#     N <from-node>                       first line
+#     @ <canonical> <token>               the lines after it are for that login here
+#     <relay protocol lines>              as the sender's hub wrote them to its stand-in
+#     ! O <id> <sid> <to> <from> <token> <display> <identity-b64>   offer request
+#     ! R <id> OK | ! R <id> ERR <code> <text>                       its answer
+#     ! C <canonical> <bytes>             credit: send that many more bytes to our user
+#
+# Protocol lines never start with "@" or "!", so the markers are unambiguous.
+
+CREDIT_WINDOW = 512 * 1024
+"""Bytes a node may have in flight to one user on another node before that
+user's senders are paused (as a congested local reader pauses them)."""
+
+
+class Batches:
+    """What this node will publish to each other node at the end of this turn."""
+
+    def __init__(self, node: str) -> None:
+        self._header = b"N " + node.encode("ascii") + b"\n"
+        self._pending: dict[str, list[bytes]] = {}
+        self._last: dict[str, bytes] = {}  # the last "@" line per node, so a run needs it once
+
+    def lines_for(self, node: str, canonical: str, token: str, data: bytes) -> None:
+        parts = self._parts(node)
+        to = f"@ {canonical} {token}\n".encode("ascii")
+        if self._last.get(node) != to:
+            parts.append(to)
+            self._last[node] = to
+        parts.append(data)
+
+    def control(self, node: str, line: str) -> None:
+        self._parts(node).append(b"! " + line.encode("utf-8") + b"\n")
+
+    def _parts(self, node: str) -> list[bytes]:
+        parts = self._pending.get(node)
+        if parts is None:
+            parts = self._pending[node] = [self._header]
+        return parts
+
+    def __bool__(self) -> bool:
+        return bool(self._pending)
+
+    def take(self) -> dict[str, bytes]:
+        """Every batch, one payload per node, and start afresh."""
+        out = {node: b"".join(parts) for node, parts in self._pending.items()}
+        self._pending.clear()
+        self._last.clear()
+        return out
+
+
+@dataclass(frozen=True)
+class Lines:
+    canonical: str
+    token: str
+    lines: list[bytes]
+    size: int
+
+
+@dataclass(frozen=True)
+class Control:
+    fields: list[str]
+
+
+def parse_batch(payload: bytes) -> tuple[str, list["Lines | Control"]]:
+    """The sending node and the batch's items, in order; malformed parts are skipped."""
+    lines = payload.split(b"\n")
+    if not lines or not lines[0].startswith(b"N "):
+        return "", []
+    sender = lines[0][2:].decode("ascii", "replace")
+    items: list[Lines | Control] = []
+    current: Optional[Lines] = None
+    size = 0
+    for line in lines[1:]:
+        if not line:
+            continue
+        if line.startswith(b"@ "):
+            if current is not None:
+                items.append(Lines(current.canonical, current.token, current.lines, size))
+            fields = line.decode("ascii", "replace").split(" ")
+            current = Lines(fields[1], fields[2], [], 0) if len(fields) == 3 else None
+            size = 0
+        elif line.startswith(b"! "):
+            if current is not None:
+                items.append(Lines(current.canonical, current.token, current.lines, size))
+                current = None
+            items.append(Control(line[2:].decode("utf-8", "replace").split(" ")))
+        elif current is not None:
+            current.lines.append(line)
+            size += len(line) + 1
+    if current is not None:
+        items.append(Lines(current.canonical, current.token, current.lines, size))
+    return sender, items
+
+
+class Credit:
+    """Credit one way across nodes: bytes this node may still send to a remote user."""
+
+    def __init__(self, window: int = CREDIT_WINDOW) -> None:
+        self.window = window
+        self.left: dict[tuple[str, str], int] = {}  # (node, canonical) -> bytes we may send
+        self.owed: dict[tuple[str, str], int] = {}  # (node, our canonical) -> bytes to give back
+
+    def spend(self, node: str, canonical: str, size: int) -> bool:
+        """We sent ``size`` bytes; False once we must stop."""
+        key = (node, canonical)
+        left = self.left.get(key, self.window) - size
+        self.left[key] = left
+        return left > 0
+
+    def grant(self, node: str, canonical: str, size: int) -> bool:
+        """``node`` gave credit back; True if we may send again."""
+        key = (node, canonical)
+        left = min(self.window, self.left.get(key, self.window) + size)
+        self.left[key] = left
+        return left > 0
+
+    def received(self, node: str, canonical: str, size: int) -> None:
+        """Bytes for our ``canonical`` arrived from ``node``; owe them back once delivered."""
+        key = (node, canonical)
+        self.owed[key] = self.owed.get(key, 0) + size
+
+    def forget(self, node: str, canonical: str) -> None:
+        self.left.pop((node, canonical), None)

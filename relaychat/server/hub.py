@@ -453,32 +453,103 @@ class Hub:
         canon = canonical(offer.nick)
         target = self.online.get(canon)
         if target is None:
+            if self.elsewhere is not None and canon in self.elsewhere.remote:
+                self._check_limits(client, None)
+                sid = secrets.token_hex(SID_LENGTH // 2).encode("ascii")
+                self._await(client, "OFFER", self.elsewhere.offer(client, canon, sid),
+                            lambda peer: self._offered(client, peer, sid, now))
+                return
             self._await(client, "OFFER", self.directory.find(canon), lambda b: self._not_here(offer.nick, b))
             return
         if target is client:
             raise ProtocolError(Code.INVALID, "you cannot talk to yourself")
+        self._check_limits(client, target)
+        sid = secrets.token_hex(SID_LENGTH // 2).encode("ascii")
+        self._offered(client, target, sid, now)
+        assert client.display is not None and client.identity_pub is not None
+        self._send(target, m.Offered(sid.decode("ascii"), client.display, client.identity_pub))
+
+    def _check_limits(self, client: Optional[Connection], target: Optional[Connection]) -> None:
         limits = self.limits
-        if len(client.sessions) >= limits.max_sessions or len(target.sessions) >= limits.max_sessions:
+        if any(c is not None and len(c.sessions) >= limits.max_sessions for c in (client, target)):
             raise ProtocolError(Code.LIMIT, f"at most {limits.max_sessions} sessions each")
         if (
-            _pending(client.sessions.values(), initiator=client) >= limits.max_pending_offers
-            or _pending(target.sessions.values(), responder=target) >= limits.max_pending_offers
+            (client is not None and _pending(client.sessions.values(), initiator=client) >= limits.max_pending_offers)
+            or (target is not None and _pending(target.sessions.values(), responder=target) >= limits.max_pending_offers)
         ):
             raise ProtocolError(Code.LIMIT, f"at most {limits.max_pending_offers} unanswered offers")
-        sid = secrets.token_hex(SID_LENGTH // 2).encode("ascii")
+
+    def _offered(self, client: Connection, target: Connection, sid: bytes, now: float) -> None:
         session = Session(sid, client, target, now)
         client.sessions[sid] = target.sessions[sid] = session
         self.offers[sid] = session
-        text_sid = sid.decode("ascii")
-        assert client.display is not None and client.identity_pub is not None and target.display is not None
-        self._send(client, m.OfferOk(text_sid, target.display))
-        self._send(target, m.Offered(text_sid, client.display, client.identity_pub))
+        assert target.display is not None
+        self._send(client, m.OfferOk(sid.decode("ascii"), target.display))
+
+    # -- sessions with users on other nodes (relaychat.cluster) ----------------
+    #
+    # A user on another node is a *stand-in* here: a Connection in no table
+    # (not in clients, not online) whose link hands what the hub writes to it
+    # to that node, batched per node. Both nodes hold the session; the lines
+    # one node's hub sends to a stand-in arrive at the other as from_peer().
+
+    def stand_in(self, link: Link, node: str, display: str, identity_pub: bytes) -> Connection:
+        """A Connection for ``display``, a user on ``node``."""
+        peer = Connection(link, f"node:{node}", self.limits.max_line, self.limits.line_burst, self.now)
+        peer.state = State.REGISTERED
+        peer.nick = canonical(display)
+        peer.display = display
+        peer.identity_pub = identity_pub
+        return peer
+
+    def offer_from(self, peer: Connection, canon: str, sid: bytes, now: float) -> None:
+        """``peer`` (a stand-in) offers a session to our ``canon``; raises what ``OFFER`` would answer."""
+        self.now = now
+        if self.draining:
+            raise ProtocolError(Code.DRAINING, "the relay is shutting down")
+        target = self.online.get(canon)
+        if target is None:
+            raise ProtocolError(Code.OFFLINE, f"{canon} is not connected")
+        self._check_limits(None, target)
+        session = Session(sid, peer, target, now)
+        peer.sessions[sid] = target.sessions[sid] = session
+        self.offers[sid] = session
+        assert peer.display is not None and peer.identity_pub is not None
+        self._send(target, m.Offered(sid.decode("ascii"), peer.display, peer.identity_pub))
+        self._flush()
+
+    def from_peer(self, node: str, local: Connection, lines: list[bytes], now: float) -> None:
+        """What ``node``'s hub wrote to its stand-in for our ``local``: apply it and pass it on."""
+        self.now = now
+        stats = self.stats
+        peer_address = f"node:{node}"
+        for line in lines:
+            session = local.sessions.get(line[line.find(b" ") + 1:][:SID_LENGTH])
+            if session is None or session.other(local).address != peer_address:
+                continue  # ended here already (both nodes time offers out), or not that node's to speak for
+            if line.startswith(FRAME_PREFIX):
+                if session.open:
+                    if not local.outbox:
+                        self._dirty.append(local)
+                    local.outbox.extend((line, b"\n"))
+                    session.frames += 1
+                    session.bytes += len(line) + 1
+                    stats.frames += 1
+                    stats.bytes += len(line) + 1
+            elif line.startswith(b"ACCEPTED ") and not session.open and session.initiator is local:
+                session.open = True
+                self.offers.pop(session.sid, None)
+                stats.sessions_opened += 1
+                self._send(local, m.Accepted(session.sid.decode("ascii")))
+                self._update_reading(local)
+            elif line.startswith(b"CLOSED "):
+                reason = line.rsplit(b" ", 1)[-1].decode("ascii", "replace")
+                self._end_session(session, Closed(reason) if reason in _CLOSED else Closed.GONE, notify=(local,))
+        self._flush()
 
     def _not_here(self, nick: str, binding: Optional[Binding]) -> None:
         if binding is None:
             raise ProtocolError(Code.NO_SUCH_USER, "no such nickname")
-        if self._is_online(binding.canonical):
-            raise ProtocolError(Code.UNAVAILABLE, f"{nick} is on another node; sessions across nodes are not served yet")
         raise ProtocolError(Code.OFFLINE, f"{nick} is not connected")
 
     def _accept(self, client: Connection, accept: m.Accept, now: float) -> None:
@@ -662,7 +733,7 @@ class Hub:
         for client in (session.initiator, session.responder):
             if client.life is _OPEN:
                 self._update_reading(client)
-                if self.draining and not client.sessions:
+                if self.draining and not client.sessions and client in self.clients:
                     self._bye(client, Bye.DRAINING, "the relay is restarting")
 
     def _flush(self) -> None:
@@ -720,6 +791,8 @@ class Hub:
             callback, self.on_drained = self.on_drained, None
             callback()
 
+
+_CLOSED = {reason.value for reason in Closed}
 
 _ORDER_HINTS = {
     State.CONNECTED: "say HELLO first",
