@@ -7,9 +7,15 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
-from twisted.trial.unittest import SkipTest, SynchronousTestCase
+from twisted.internet import reactor
+from twisted.internet.defer import inlineCallbacks
+from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
+
+import relaychat.client as api
+from relaychat.client.seen import SeenMail
+from relaychat.crypto.pins import KnownPeers
 
 from relaychat.crypto.identity import solve_pow
 from relaychat.crypto.keypair import Identity
@@ -29,7 +35,7 @@ def wait_for(condition: Callable[[], bool], timeout: float = 10.0, what: str = "
     raise AssertionError(f"timed out waiting for {what}")
 
 
-class ClusterCase(SynchronousTestCase):
+class ClusterMixin:
     """A Redis and ``nodes`` relays naming it."""
 
     nodes = 2
@@ -79,6 +85,10 @@ class ClusterCase(SynchronousTestCase):
                 users.add(line.split(" ")[1])
             else:
                 return users, line
+
+
+class ClusterCase(ClusterMixin, SynchronousTestCase):
+    pass
 
 
 class Registry(ClusterCase):
@@ -290,3 +300,45 @@ class Sessions(ClusterCase):
             self.assertEqual(bob.read_line(), frame[:-1].decode())
         alice.send(f"FRAME {sid} {b64encode(b'after')}")
         self.assertEqual(bob.read_line(), f"FRAME {sid} {b64encode(b'after')}")
+
+
+class ClientLibraryAcrossNodes(ClusterMixin, TestCase):
+    """The real client library, Noise handshake and all, from a client on node A to one on node B."""
+
+    @inlineCallbacks
+    def connect(self, node: int, nick: str, identity: Identity) -> Any:
+        directory = self.home / f"client-{nick}"
+        directory.mkdir()
+        client = yield api.connect(
+            reactor, f"tcp:127.0.0.1:{self.daemons[node].ports()[0]}", identity, nick,
+            KnownPeers.in_directory(str(directory)), seen_mail=SeenMail.in_directory(str(directory)),
+            handshake_timeout=10.0)
+        self.addCleanup(lambda: client._protocol.transport.loseConnection())
+        return client
+
+    @inlineCallbacks
+    def test_a_conversation_from_node_a_to_node_b(self) -> Any:
+        from tests.test_client_e2e import Inbox
+
+        alice_id, bob_id = Identity.generate(), Identity.generate()
+        alice = yield self.connect(0, "alice", alice_id)
+        bob = yield self.connect(1, "bob", bob_id)
+        watcher = self.client(0)
+        watcher.ask("HELLO 1")
+        wait_for(lambda: watcher.ask("LOOKUP bob").endswith(" online"), what="bob seen on node a")
+        accepted = Inbox()
+        bob.observe_offers(lambda offer: offer.accept().addCallback(accepted))
+        a_conv = yield alice.call("bob")
+        b_conv = yield accepted.get()
+        self.assertEqual(a_conv.safety_number, b_conv.safety_number)
+        self.assertEqual(a_conv.peer_identity, bob_id.identity_public)
+        a_msgs, b_msgs = Inbox(), Inbox()
+        a_conv.observe_messages(a_msgs)
+        b_conv.observe_messages(b_msgs)
+        said = [f"message {i} " + "x" * (i * 37 % 2000) for i in range(40)]
+        for text in said:
+            a_conv.send(text)
+        b_conv.send("and back")
+        for text in said:
+            self.assertEqual((yield b_msgs.get()), text)
+        self.assertEqual((yield a_msgs.get()), "and back")

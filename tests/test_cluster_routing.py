@@ -172,3 +172,48 @@ class ClusterConfigParsing(SynchronousTestCase):
                            ({"redis": "h:1", "node": "a"}, "cluster.redis"), ({"redis": "tcp:h:1", "node": "a", "x": 1}, "cluster.x")):
             e = self.assertRaises(ConfigError, self.parse, table)
             self.assertIn(key, str(e))
+
+
+class BetweenNodes(SynchronousTestCase):
+    def test_a_turn_makes_one_payload_per_node_and_parses_back_in_order(self) -> None:
+        from relaychat.cluster.routing import Batches, Control, Lines, parse_batch
+
+        b = Batches("a")
+        b.lines_for("b", "bob", "t1", b"FRAME s1 x\nFRAME s1 y\n")
+        b.lines_for("b", "bob", "t1", b"FRAME s1 z\n")
+        b.control("b", "C bob 10")
+        b.lines_for("b", "carl", "t2", b"CLOSED s2 gone\n")
+        b.lines_for("c", "dora", "t3", b"ACCEPTED s3\n")
+        out = b.take()
+        self.assertEqual(set(out), {"b", "c"})
+        self.assertFalse(b)
+        self.assertEqual(out["b"].count(b"@ bob t1"), 1)  # a run needs its header once
+        sender, items = parse_batch(out["b"])
+        self.assertEqual(sender, "a")
+        self.assertEqual(items, [
+            Lines("bob", "t1", [b"FRAME s1 x", b"FRAME s1 y", b"FRAME s1 z"], 33),
+            Control(["C", "bob", "10"]),
+            Lines("carl", "t2", [b"CLOSED s2 gone"], 15),
+        ])
+
+    def test_junk_batches_give_nothing(self) -> None:
+        from relaychat.cluster.routing import parse_batch
+
+        self.assertEqual(parse_batch(b""), ("", []))
+        self.assertEqual(parse_batch(b"FRAME x\n"), ("", []))
+        self.assertEqual(parse_batch(b"N a\nFRAME orphan\n@ bad\nFRAME x\n")[1], [])
+
+    def test_credit_stops_at_the_window_and_comes_back(self) -> None:
+        from relaychat.cluster.routing import Credit
+
+        c = Credit(window=100)
+        self.assertTrue(c.spend("b", "bob", 60))
+        self.assertFalse(c.spend("b", "bob", 60))
+        self.assertFalse(c.grant("b", "bob", 10))
+        self.assertTrue(c.grant("b", "bob", 60))
+        self.assertEqual(c.left[("b", "bob")], 50)
+        c.grant("b", "bob", 10**9)
+        self.assertEqual(c.left[("b", "bob")], 100)  # never more than the window
+        c.received("a", "carol", 5)
+        c.received("a", "carol", 7)
+        self.assertEqual(c.owed, {("a", "carol"): 12})
