@@ -342,3 +342,54 @@ class ClientLibraryAcrossNodes(ClusterMixin, TestCase):
         for text in said:
             self.assertEqual((yield b_msgs.get()), text)
         self.assertEqual((yield a_msgs.get()), "and back")
+
+
+class MailAcrossNodes(ClusterCase):
+    def test_mail_stored_through_a_is_delivered_through_b_and_deleted_after_ack(self) -> None:
+        alice = self.registered(0, "alice", Identity.generate())
+        bob_id = Identity.generate()
+        bob = self.registered(1, "bob", bob_id)
+        bob.close()
+        wait_for(lambda: alice.ask("LOOKUP bob").endswith(" offline"), what="bob offline")
+        sealed = [b64encode(bytes([i]) * (100 + i)) for i in range(3)]
+        ids = []
+        for body in sealed:
+            reply = alice.ask(f"MAIL bob {body}").split(" ")
+            self.assertEqual(reply[:2], ["OK", "MAIL"], reply)
+            ids.append(reply[2])
+        # Through node b (and, after a Redis restart, still there: the AOF keeps it).
+        self.redis.stop()
+        self.redis.start()
+        wait_for(lambda: self.daemons[1].log().count("Redis is back") >= 1, timeout=20, what="node b back")
+        again = self.client(1)
+        reply = again.register("bob", bob_id)
+        self.assertEqual(reply, "OK PROVE bob known 3")
+        for mail_id, body in zip(ids, sealed):
+            line = again.read_line().split(" ")
+            self.assertEqual((line[0], line[1], line[2], line[4]), ("MAIL", mail_id, "alice", body))
+        self.assertEqual(again.ask(f"ACK {ids[0]}"), f"OK ACK {ids[0]}")
+        self.assertTrue(again.ask(f"ACK {ids[0]}").startswith("ERR ACK no-such-mail"))
+        # New mail to bob, online on b, sent through a: delivered at once.
+        wait_for(lambda: "Redis is back" in self.daemons[0].log(), timeout=20, what="node a back")
+        wait_for(lambda: alice.ask("LOOKUP bob").endswith(" online"), what="bob seen online from a")
+        reply = alice.ask(f"MAIL bob {sealed[0]}").split(" ")
+        self.assertEqual(reply[:2], ["OK", "MAIL"], reply)
+        line = again.read_line().split(" ")
+        self.assertEqual((line[0], line[1], line[4]), ("MAIL", reply[2], sealed[0]))
+        # Only the unacknowledged mail comes again at the next login, through node a.
+        again.close()
+        wait_for(lambda: alice.ask("LOOKUP bob").endswith(" offline"), what="bob offline again")
+        third = self.client(0)
+        self.assertEqual(third.register("bob", bob_id), "OK PROVE bob known 3")
+
+    def test_the_quotas_hold_across_nodes(self) -> None:
+        a = self.registered(0, "alice", Identity.generate())
+        b = self.registered(1, "carol", Identity.generate())
+        self.registered(1, "bob", Identity.generate()).close()
+        body = b64encode(b"x" * 50)
+        for i in range(20):  # mail_per_sender, through either node
+            self.assertTrue((a if i % 2 else b).ask(f"MAIL bob {body}").startswith("OK MAIL"))
+        self.assertTrue(a.ask(f"MAIL bob {body}").startswith("OK MAIL"))  # alice has sent 10
+        for _ in range(9):
+            a.ask(f"MAIL bob {body}")
+        self.assertEqual(a.ask(f"MAIL bob {body}"), "ERR MAIL quota you have 20 messages waiting there already")

@@ -45,7 +45,7 @@ from relaychat.server.connection import Connection
 from relaychat.server.directory import RemoteUser, Unavailable
 from relaychat.server.hub import Hub
 from relaychat.server.registry import confused, judge_claim, taken
-from relaychat.server.store import Binding
+from relaychat.server.store import Binding, Mail
 from relaychat.wire.codec import b64decode, b64encode
 from relaychat.wire.errors import Bye, Code, ProtocolError
 from relaychat.wire.nicknames import canonical, skeleton
@@ -127,6 +127,47 @@ return n
 """
 """KEYS: online, nodes. ARGV: channel, this node, '1' to withdraw this node's own
 entries (at start-up: what a previous life of this node left)."""
+
+
+DEPOSIT = b"""
+local n = tonumber(redis.call('HGET', KEYS[2], 'n') or '0')
+local size = tonumber(redis.call('HGET', KEYS[2], 'bytes') or '0')
+if n >= tonumber(ARGV[4]) or size + string.len(ARGV[3]) > tonumber(ARGV[5]) then return -1 end
+if tonumber(redis.call('HGET', KEYS[2], 's:' .. ARGV[1]) or '0') >= tonumber(ARGV[6]) then return -2 end
+local id = redis.call('INCR', KEYS[3])
+redis.call('HSET', KEYS[1], id, ARGV[1] .. ' ' .. ARGV[2] .. ' ' .. ARGV[3])
+redis.call('HINCRBY', KEYS[2], 'n', 1)
+redis.call('HINCRBY', KEYS[2], 'bytes', string.len(ARGV[3]))
+redis.call('HINCRBY', KEYS[2], 's:' .. ARGV[1], 1)
+redis.call('ZADD', KEYS[4], ARGV[2], ARGV[7] .. ' ' .. id)
+return id
+"""
+"""KEYS: mail hash, quota hash, id counter, expiry zset. ARGV: sender, created, body,
+mail_per_recipient, mail_bytes_per_recipient, mail_per_sender, recipient. Returns
+the id, or -1 (mailbox full) / -2 (sender's share full): the quotas and the write in one step."""
+
+ACK = b"""
+local v = redis.call('HGET', KEYS[1], ARGV[1])
+if not v then return 0 end
+local s1 = string.find(v, ' ', 1, true)
+local s2 = string.find(v, ' ', s1 + 1, true)
+local sender = string.sub(v, 1, s1 - 1)
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('HINCRBY', KEYS[2], 'n', -1)
+redis.call('HINCRBY', KEYS[2], 'bytes', -(string.len(v) - s2))
+if redis.call('HINCRBY', KEYS[2], 's:' .. sender, -1) <= 0 then redis.call('HDEL', KEYS[2], 's:' .. sender) end
+redis.call('ZREM', KEYS[3], ARGV[2] .. ' ' .. ARGV[1])
+return 1
+"""
+"""KEYS: mail hash, quota hash, expiry zset. ARGV: id, recipient. 1 if it was there."""
+
+MAIL_EXPIRY = b"rc:mail-expiry"
+MAIL_IDS = b"rc:mail-id"
+
+
+def _mail_keys(recipient: str) -> tuple[bytes, bytes]:
+    canon = recipient.encode("ascii")
+    return b"rc:mail:" + canon, b"rc:mailq:" + canon
 
 
 class _Commands(txredisapi.RedisProtocol):  # type: ignore[misc]
@@ -220,6 +261,7 @@ class ClusterNode(Service):
         self._heartbeat.clock = reactor
         hub.directory = self
         hub.elsewhere = self
+        hub.shared_mail = self
         hub.ready = False
 
     # -- service ----------------------------------------------------------------
@@ -258,9 +300,7 @@ class ClusterNode(Service):
             self._started = True
         yield self._beat()
         yield self._reassert()
-        if self._down_logged:
-            log.info("relaychat: cluster: Redis is back")
-            self._down_logged = False
+        self._back()
         if not self.hub.ready:
             self.hub.adopt_server_id(bytes(server_id))
             log.info("relaychat: cluster: node {node} joined through {redis}", node=self.node, redis=self.config.redis)
@@ -279,11 +319,25 @@ class ClusterNode(Service):
         protocol.whenDisconnected().addCallback(self._events_lost)
         d = protocol.subscribe([EVENTS, self._inbox])
         d.addCallback(lambda _: setattr(self, "_subscribed", True))
+        d.addCallback(lambda _: self._back())
         d.addCallback(lambda _: self._load() if self._commands is not None and self.hub.ready else None)
         d.addErrback(self._failed, "subscribing")
 
     def _events_lost(self, protocol: Any) -> None:
         self._subscribed = False
+        if self.running:
+            self._unavailable("lost its subscriber connection")
+
+    def _back(self) -> None:
+        if self._down_logged and self._commands is not None and self._subscribed:
+            log.info("relaychat: cluster: Redis is back")
+            self._down_logged = False
+
+    def _ask(self, *command: Any) -> Deferred:
+        """A command for a client's request: refused unless this node also hears the others."""
+        if not self._subscribed:
+            return defer.fail(Unavailable("not subscribed to the cluster's events"))
+        return self._call(*command)
 
     def _unavailable(self, what: str) -> None:
         if not self._down_logged:
@@ -424,8 +478,9 @@ class ClusterNode(Service):
             elif not local.congested:
                 self.batches.control(node, f"C {canon} {owed.pop(key)}")
         for node, payload in self.batches.take().items():
-            self._call(b"PUBLISH", b"rc:to:" + node.encode("ascii"), payload).addErrback(
-                lambda f: self._unavailable(f"does not take a batch ({f.getErrorMessage()})"))
+            d = self._call(b"PUBLISH", b"rc:to:" + node.encode("ascii"), payload)
+            d.addCallback(self._published, node)
+            d.addErrback(lambda f, node=node: self._lost_to(node, f"Redis does not take a batch ({f.getErrorMessage()})"))
         for canon in self._to_congest:
             known = self.standins.get(canon)
             if known is not None and not known[2].congested:
@@ -433,6 +488,17 @@ class ClusterNode(Service):
         self._to_congest.clear()
         if owed and self._publishing is None:
             self._publishing = self.reactor.callLater(CREDIT_RETRY, self._publish)
+
+    def _published(self, receivers: Any, node: str) -> None:
+        if int(receivers) == 0:
+            self._lost_to(node, "it does not hear its channel")
+
+    def _lost_to(self, node: str, why: str) -> None:
+        """What we sent ``node`` was lost: end its sessions here (CLOSED gone) rather than leave a gap."""
+        if any(n == node for n, _, _ in self.standins.values()):
+            log.warn("relaychat: cluster: node {node} missed a batch ({why}); its sessions here end",
+                     node=node, why=why)
+            self._node_gone(node)
 
     def _batch(self, payload: bytes) -> None:
         sender, items = parse_batch(payload)
@@ -507,6 +573,43 @@ class ClusterNode(Service):
         assert client.display is not None and client.identity_pub is not None
         return presence_value(self.node, token, client.display, client.identity_pub)
 
+    # -- SharedMail (a hash of sealed mail per recipient; the AOF keeps it) -------
+
+    def deposit(self, recipient: str, sender: str, now: float, body: bytes, policy: Any) -> Deferred:
+        mail, quota = _mail_keys(recipient)
+        created = b"%d" % int(now)
+        return self._ask(b"EVAL", DEPOSIT, 4, mail, quota, MAIL_IDS, MAIL_EXPIRY,
+                         sender, created, body, policy.mail_per_recipient, policy.mail_bytes_per_recipient,
+                         policy.mail_per_sender, recipient).addCallback(int)
+
+    def pending(self, recipient: str) -> Deferred:
+        def mails(reply: Any) -> list[Mail]:
+            out = []
+            for key, value in _pairs(reply).items():
+                sender, created, body = bytes(value).split(b" ", 2)
+                out.append(Mail(int(key), recipient, sender.decode("ascii"), float(created), body))
+            return sorted(out, key=lambda mail: mail.id)
+        return self._ask(b"HGETALL", _mail_keys(recipient)[0]).addCallback(mails)
+
+    def ack(self, recipient: str, mail_id: int) -> Deferred:
+        mail, quota = _mail_keys(recipient)
+        return self._ask(b"EVAL", ACK, 3, mail, quota, MAIL_EXPIRY, mail_id, recipient).addCallback(lambda n: int(n) == 1)
+
+    @defer.inlineCallbacks
+    def purge(self, older_than: float) -> Any:
+        old = yield self._call(b"ZRANGEBYSCORE", MAIL_EXPIRY, b"-inf", b"(%d" % int(older_than), b"LIMIT", 0, 1000)
+        for member in old or []:
+            recipient, mail_id = bytes(member).decode("ascii").split(" ")
+            mail, quota = _mail_keys(recipient)
+            yield self._run(ACK, [mail, quota, MAIL_EXPIRY], [mail_id, recipient])
+        return len(old or [])
+
+    def deliver(self, canon: str, line: bytes) -> None:
+        user = self.presence.remote.get(canon)
+        if user is not None:
+            self.batches.lines_for(user.node, canon, user.token, line)
+            self._schedule()
+
     # -- Directory (the shared registry) ----------------------------------------
 
     def find(self, nick: str) -> Deferred:
@@ -514,7 +617,7 @@ class ClusterNode(Service):
             canon = canonical(nick)
         except Exception:
             return defer.fail()
-        return self._call(b"HGETALL", b"rc:bind:" + canon.encode("ascii")).addCallback(
+        return self._ask(b"HGETALL", b"rc:bind:" + canon.encode("ascii")).addCallback(
             lambda reply: _binding(canon, _pairs(reply)))
 
     def check_claim(self, nick: str, identity_pub: bytes) -> Deferred:
@@ -528,7 +631,7 @@ class ClusterNode(Service):
             existing = yield self.find(canon)
             lookalike = None
             if existing is None:
-                owner = yield self._call(b"GET", b"rc:skel:" + skeleton(canon).encode("ascii"))
+                owner = yield self._ask(b"GET", b"rc:skel:" + skeleton(canon).encode("ascii"))
                 if owner is not None:
                     lookalike = (yield self.find(owner.decode("ascii"))) or _placeholder(owner.decode("ascii"))
             return judge_claim(existing, lookalike, identity_pub)
@@ -542,8 +645,8 @@ class ClusterNode(Service):
             return defer.fail()
         skel = skeleton(canon)
         created = repr(float(now)).encode("ascii")
-        d = self._run(BIND, [b"rc:bind:" + canon.encode("ascii"), b"rc:skel:" + skel.encode("ascii")],
-                      [canon, nick, identity_pub, static_pub, static_sig, created])
+        d = self._ask(b"EVAL", BIND, 2, *[b"rc:bind:" + canon.encode("ascii"), b"rc:skel:" + skel.encode("ascii")],
+                      *[canon, nick, identity_pub, static_pub, static_sig, created])
 
         def bound(reply: list[Any]) -> tuple[Binding, bool]:
             outcome, display = int(reply[0]), reply[1].decode("utf-8")

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Mapping, Optional, Protocol
 from twisted.internet.defer import Deferred, maybeDeferred
 
 from relaychat.server.registry import Registry
-from relaychat.server.store import Binding
+from relaychat.server.limits import MailPolicy
+from relaychat.server.store import Binding, Mail
 
 if TYPE_CHECKING:
     from relaychat.server.connection import Connection
@@ -55,6 +56,22 @@ class LocalDirectory:
         return maybeDeferred(self._registry.find, nick)
 
 
+RECIPIENT_FULL = -1
+"""What :meth:`SharedMail.deposit` answers for a full mailbox (count or bytes)."""
+SENDER_FULL = -2
+"""... and for a sender with ``mail_per_sender`` messages waiting there already."""
+
+
+class SharedMail(Protocol):
+    """Offline mail kept where every node reaches it (a cluster's Redis)."""
+
+    def deposit(self, recipient: str, sender: str, now: float, body: bytes,
+                policy: "MailPolicy") -> "Deferred[int]": ...  # the mail id, or a *_FULL code
+    def pending(self, recipient: str) -> "Deferred[list[Mail]]": ...
+    def ack(self, recipient: str, mail_id: int) -> "Deferred[bool]": ...
+    def purge(self, older_than: float) -> "Deferred[int]": ...
+
+
 @dataclass(frozen=True)
 class RemoteUser:
     """A registered user connected to another node."""
@@ -74,3 +91,5 @@ class Elsewhere(Protocol):
     def left(self, client: "Connection") -> None: ...
     def offer(self, client: "Connection", canonical: str, sid: bytes) -> "Deferred[Connection]":
         """Ask ``canonical``'s node to take an offer from ``client``; the answer is the stand-in."""
+    def deliver(self, canonical: str, line: bytes) -> None:
+        """Pass an event line (new mail) to ``canonical`` on whichever node it is."""

@@ -22,10 +22,10 @@ from twisted.python.failure import Failure
 from relaychat.crypto.identity import KeyFormatError, pow_ok, verify_registration, verify_static_sig
 from relaychat.server.bans import Bans, key_id
 from relaychat.server.connection import Claim, Connection, Life, Link, Session, State
-from relaychat.server.directory import Directory, Elsewhere, LocalDirectory
+from relaychat.server.directory import RECIPIENT_FULL, SENDER_FULL, Directory, Elsewhere, LocalDirectory, SharedMail
 from relaychat.server.limits import Limits, MailPolicy
 from relaychat.server.registry import Registry
-from relaychat.server.store import Binding, Store
+from relaychat.server.store import Binding, Mail, Store
 from relaychat.wire import messages as m
 from relaychat.wire.codec import encoded_length
 from relaychat.wire.errors import Bye, Closed, Code, ProtocolError
@@ -72,6 +72,7 @@ class Hub:
         self.registry = Registry(store)
         self.directory: Directory = directory if directory is not None else LocalDirectory(self.registry)
         self.elsewhere: Optional[Elsewhere] = None  # the other nodes of a cluster, if any
+        self.shared_mail: Optional[SharedMail] = None  # a cluster's mailboxes, instead of the store's
         self.limits = limits
         self.mail = mail
         self.server_id = store.server_id
@@ -256,7 +257,10 @@ class Hub:
         self._flush()
 
     def purge_mail(self, now: float) -> int:
-        """Delete mail older than the configured expiry; returns how many."""
+        """Delete mail older than the configured expiry; returns how many (0 when shared: it answers later)."""
+        if self.shared_mail is not None:
+            self.shared_mail.purge(now - self.mail.expiry_seconds).addErrback(lambda _: None)
+            return 0
         return self.store.purge_mail(now - self.mail.expiry_seconds)
 
     def adopt_server_id(self, server_id: bytes) -> None:
@@ -384,9 +388,13 @@ class Hub:
                 raise ProtocolError(Code.POW, f"proof of work of {claim.pow_bits} bits needed")
         self._refuse_banned(claim.canonical, claim.identity_pub, now)  # a ban may have come since REGISTER
         bound = self.directory.bind(claim.display, claim.identity_pub, claim.static_pub, claim.static_sig, now)
+        shared = self.shared_mail
+        if shared is not None:  # the mail waiting, before we say yes: a failure is then a plain refusal
+            bound.addCallback(lambda result: shared.pending(result[0].canonical).addCallback(
+                lambda mails: (*result, mails)))
         self._await(client, "PROVE", bound, lambda result: self._registered(client, *result))
 
-    def _registered(self, client: Connection, binding: Binding, new: bool) -> None:
+    def _registered(self, client: Connection, binding: Binding, new: bool, pending: Optional[list[Mail]] = None) -> None:
         previous = self.online.get(binding.canonical)
         if previous is not None:
             self._bye(previous, Bye.REPLACED, "you logged in elsewhere")
@@ -398,7 +406,8 @@ class Hub:
         self.stats.registrations += 1
         if self.elsewhere is not None:
             self.elsewhere.joined(client)
-        pending = self.store.pending_mail(binding.canonical)
+        if pending is None:
+            pending = self.store.pending_mail(binding.canonical)
         self._send(client, m.ProveOk(binding.display, new, len(pending)))
         for mail in pending:
             self._send(client, m.StoredMail(mail.id, mail.sender, int(mail.created), mail.body))
@@ -524,6 +533,12 @@ class Hub:
         stats = self.stats
         peer_address = f"node:{node}"
         for line in lines:
+            if line.startswith(b"MAIL "):  # new mail for ``local``, stored through that node: pass it on
+                if local.life is _OPEN:
+                    if not local.outbox:
+                        self._dirty.append(local)
+                    local.outbox.extend((line, b"\n"))
+                continue
             session = local.sessions.get(line[line.find(b" ") + 1:][:SID_LENGTH])
             if session is None or session.other(local).address != peer_address:
                 continue  # ended here already (both nodes time offers out), or not that node's to speak for
@@ -612,23 +627,45 @@ class Hub:
             raise ProtocolError(Code.TOO_BIG, f"mail is at most {policy.max_mail} bytes")
         sender = client.nick
         assert sender is not None
+        if self.shared_mail is not None:
+            deposited = self.shared_mail.deposit(binding.canonical, sender, now, body, policy)
+            self._await(client, "MAIL", deposited, lambda mail_id: self._mailed(client, binding, sender, body, now, mail_id))
+            return
         count, size = self.store.mail_usage(binding.canonical)
         if count >= policy.mail_per_recipient or size + len(body) > policy.mail_bytes_per_recipient:
+            mail_id = RECIPIENT_FULL
+        elif self.store.mail_count_from(binding.canonical, sender) >= policy.mail_per_sender:
+            mail_id = SENDER_FULL
+        else:
+            mail_id = self.store.add_mail(binding.canonical, sender, now, body)
+        self._mailed(client, binding, sender, body, now, mail_id)
+
+    def _mailed(self, client: Connection, binding: Binding, sender: str, body: bytes, now: float, mail_id: int) -> None:
+        if mail_id == RECIPIENT_FULL:
             raise ProtocolError(Code.QUOTA, f"{binding.display}'s mailbox is full")
-        if self.store.mail_count_from(binding.canonical, sender) >= policy.mail_per_sender:
-            raise ProtocolError(Code.QUOTA, f"you have {policy.mail_per_sender} messages waiting there already")
-        mail_id = self.store.add_mail(binding.canonical, sender, now, body)
+        if mail_id == SENDER_FULL:
+            raise ProtocolError(Code.QUOTA, f"you have {self.mail.mail_per_sender} messages waiting there already")
         self.stats.mail_stored += 1
         self._send(client, m.MailOk(mail_id))
+        stored = m.StoredMail(mail_id, sender, int(now), body)
         recipient = self.online.get(binding.canonical)
         if recipient is not None:
-            self._send(recipient, m.StoredMail(mail_id, sender, int(now), body))
+            self._send(recipient, stored)
+        elif self.elsewhere is not None and binding.canonical in self.elsewhere.remote:
+            self.elsewhere.deliver(binding.canonical, stored.to_line().encode("utf-8") + b"\n")
 
     def _ack(self, client: Connection, ack: m.Ack, now: float) -> None:
         assert client.nick is not None
-        if not self.store.delete_mail(ack.mail_id, client.nick):
-            raise ProtocolError(Code.NO_SUCH_MAIL, f"{ack.mail_id} no such mail for you")
-        self._send(client, m.AckOk(ack.mail_id))
+        if self.shared_mail is not None:
+            self._await(client, "ACK", self.shared_mail.ack(client.nick, ack.mail_id),
+                        lambda deleted: self._acked(client, ack.mail_id, deleted))
+            return
+        self._acked(client, ack.mail_id, self.store.delete_mail(ack.mail_id, client.nick))
+
+    def _acked(self, client: Connection, mail_id: int, deleted: bool) -> None:
+        if not deleted:
+            raise ProtocolError(Code.NO_SUCH_MAIL, f"{mail_id} no such mail for you")
+        self._send(client, m.AckOk(mail_id))
 
     # == plumbing =============================================================
 
