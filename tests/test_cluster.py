@@ -200,7 +200,7 @@ class RedisOutage(ClusterCase):
         self.assertTrue(s.ask(register).startswith("ERR REGISTER unavailable"))
         self.assertTrue(watcher.ask("LOOKUP alice").startswith("ERR LOOKUP unavailable"))
         self.assertEqual(watcher.ask("PING x"), "OK PING x")  # what needs no Redis goes on
-        wait_for(lambda: "Redis lost its connection" in self.daemons[0].log(), what="the outage logged")
+        wait_for(lambda: "cluster: Redis lost its" in self.daemons[0].log(), what="the outage logged")
         self.redis.start()  # the same port and data directory: the bindings come back from the AOF
         wait_for(lambda: "Redis is back" in self.daemons[1].log(), timeout=20, what="node b to reconnect")
         wait_for(lambda: "Redis is back" in self.daemons[0].log(), timeout=20, what="node a to reconnect")

@@ -217,3 +217,61 @@ class BetweenNodes(SynchronousTestCase):
         c.received("a", "carol", 5)
         c.received("a", "carol", 7)
         self.assertEqual(c.owed, {("a", "carol"): 12})
+
+
+class NodeAdapterWithoutRedis(SynchronousTestCase):
+    """The adapter's own decisions, with a clock for a reactor and no Redis connected."""
+
+    def setUp(self) -> None:
+        from twisted.internet.task import Clock
+
+        from relaychat.cluster.node import ClusterNode
+        from relaychat.config import ClusterConfig
+
+        self.h = Harness()
+        self.clock = Clock()
+        self.node = ClusterNode(self.h.hub, ClusterConfig("tcp:127.0.0.1:1", "a"), self.clock)
+        self.h.hub.ready = True
+
+    def local_registry(self) -> None:
+        """Register through the node's own SQLite (the test is about what comes after)."""
+        self.h.hub.directory = LocalDirectory(self.h.hub.registry)
+        self.h.hub.shared_mail = None
+
+    def test_a_kick_for_a_user_on_another_node_goes_to_that_node_and_is_obeyed_there(self) -> None:
+        from relaychat.cluster.routing import Control, parse_batch
+        from relaychat.server.operator import Operator
+
+        self.node.presence.event(join("bob", "b", "t1"))
+        self.assertTrue(Operator(self.h.hub).kick("Bob", "spam  again"))
+        sender, items = parse_batch(self.node.batches.take()["b"])
+        self.assertEqual(items, [Control(["K", "bob", "t1", "spam", "again"])])
+        self.assertFalse(Operator(self.h.hub).kick("nobody"))
+        self.local_registry()
+        # Node b's side: a K naming the current login kicks it; an old token does nothing.
+        carol, link = self.h.register("carol")
+        token = self.node.presence.login("carol")
+        self.node._control("b", ["K", "carol", "old"], self.h.now)
+        self.assertFalse(link.closed)
+        self.node._control("b", ["K", "carol", token, "by", "the", "operator"], self.h.now)
+        self.assertEqual(link.lines(), ["BYE kicked by the operator"])
+        self.assertTrue(link.closed)
+
+    def test_requests_without_redis_are_unavailable(self) -> None:
+        client, link = self.h.connect()
+        self.h.send(client, "HELLO 1", "LOOKUP bob")
+        self.assertEqual(link.lines()[1], "ERR LOOKUP unavailable the relay cannot reach its shared state; try again")
+
+    def test_an_offer_to_a_node_that_never_answers_is_unavailable_after_the_timeout(self) -> None:
+        from relaychat.cluster.node import OFFER_TIMEOUT
+
+        self.local_registry()
+        alice, link = self.h.register("alice")
+        self.node.presence.login("alice")
+        self.node.presence.event(join("bob", "b", "t1"))
+        self.h.send(alice, "OFFER bob", "PING after")
+        self.assertEqual(link.lines(), [])
+        self.clock.advance(OFFER_TIMEOUT)
+        self.assertEqual(link.lines(), ["ERR OFFER unavailable the relay cannot reach its shared state; try again",
+                                        "OK PING after"])
+        self.assertEqual(alice.sessions, {})

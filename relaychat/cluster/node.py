@@ -47,7 +47,7 @@ from relaychat.server.hub import Hub
 from relaychat.server.registry import confused, judge_claim, taken
 from relaychat.server.store import Binding, Mail
 from relaychat.wire.codec import b64decode, b64encode
-from relaychat.wire.errors import Bye, Code, ProtocolError
+from relaychat.wire.errors import Bye, Closed, Code, ProtocolError
 from relaychat.wire.nicknames import canonical, skeleton
 
 log = Logger(namespace="relaychat.cluster")
@@ -539,6 +539,11 @@ class ClusterNode(Service):
             else:
                 code = _CODES.get(fields[3] if len(fields) > 3 else "", Code.INTERNAL)
                 answer.errback(ProtocolError(code, " ".join(fields[4:])))
+        elif kind == "K" and len(fields) >= 3:
+            client = self.hub.online.get(fields[1])
+            if client is not None and self.presence.local.get(fields[1]) == fields[2]:
+                self.hub.dismiss(client, Bye.KICKED, " ".join(fields[3:]) or "kicked by the operator",
+                                 session_reason=Closed.KICKED)
         elif kind == "C" and len(fields) == 3 and fields[2].isdigit():
             known = self.standins.get(fields[1])
             if known is not None and known[0] == sender:
@@ -603,6 +608,15 @@ class ClusterNode(Service):
             mail, quota = _mail_keys(recipient)
             yield self._run(ACK, [mail, quota, MAIL_EXPIRY], [mail_id, recipient])
         return len(old or [])
+
+    def kick(self, canon: str, reason: str) -> bool:
+        """Ask the node ``canon`` is on to kick it; False if it is on none."""
+        user = self.presence.remote.get(canon)
+        if user is None:
+            return False
+        self.batches.control(user.node, f"K {canon} {user.token} {' '.join(reason.split())}")
+        self._schedule()
+        return True
 
     def deliver(self, canon: str, line: bytes) -> None:
         user = self.presence.remote.get(canon)

@@ -93,3 +93,5 @@ class Elsewhere(Protocol):
         """Ask ``canonical``'s node to take an offer from ``client``; the answer is the stand-in."""
     def deliver(self, canonical: str, line: bytes) -> None:
         """Pass an event line (new mail) to ``canonical`` on whichever node it is."""
+    def kick(self, canonical: str, reason: str) -> bool:
+        """Have ``canonical``'s node kick it (the operator's verb); False if it is on none."""
