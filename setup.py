@@ -29,7 +29,7 @@ setup(
         # selenium drives Debian's chromium-driver in the browser-client tests (it downloads nothing)
         "test": ["noiseprotocol==0.3.1", "websockets>=12", "docutils", "selenium>=4.10", "txredisapi>=1.4.10"],
         # [cluster]: several relays as one over Redis (relaychat.cluster); txredisapi keeps Twisted's reactor
-        "cluster": ["txredisapi>=1.4.10"],
+        "cluster": ["txredisapi>=1.4.10", "hiredis>=2"],  # hiredis: txredisapi parses replies in C with it
     },
     entry_points={"console_scripts": [
         "relaychat = relaychat.chat.cli:main",

@@ -191,10 +191,13 @@ class BetweenNodes(SynchronousTestCase):
         sender, items = parse_batch(out["b"])
         self.assertEqual(sender, "a")
         self.assertEqual(items, [
-            Lines("bob", "t1", [b"FRAME s1 x", b"FRAME s1 y", b"FRAME s1 z"], 33),
+            Lines("bob", "t1", b"FRAME s1 x\nFRAME s1 y\nFRAME s1 z\n"),
             Control(["C", "bob", "10"]),
-            Lines("carl", "t2", [b"CLOSED s2 gone"], 15),
+            Lines("carl", "t2", b"CLOSED s2 gone\n"),
         ])
+        self.assertEqual(items[0].size, 33)
+        torn = parse_batch(b"N a\n@ bob t1\nFRAME s1 x\nFRAME s1")[1]
+        self.assertEqual(torn, [Lines("bob", "t1", b"FRAME s1 x\n")])
 
     def test_junk_batches_give_nothing(self) -> None:
         from relaychat.cluster.routing import parse_batch

@@ -509,7 +509,7 @@ class ClusterNode(Service):
             if isinstance(item, Lines):
                 local = self.hub.online.get(item.canonical)
                 if local is not None and self.presence.local.get(item.canonical) == item.token:
-                    self.hub.from_peer(sender, local, item.lines, now)
+                    self.hub.from_peer(sender, local, item.data, now)
                     self.credit.received(sender, item.canonical, item.size)
                     self._schedule()
             elif isinstance(item, Control):

@@ -170,10 +170,15 @@ class Batches:
 
 @dataclass(frozen=True)
 class Lines:
+    """Protocol lines for one login here: ``data`` is whole lines, each ending in a newline."""
+
     canonical: str
     token: str
-    lines: list[bytes]
-    size: int
+    data: bytes
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
 
 
 @dataclass(frozen=True)
@@ -182,33 +187,41 @@ class Control:
 
 
 def parse_batch(payload: bytes) -> tuple[str, list["Lines | Control"]]:
-    """The sending node and the batch's items, in order; malformed parts are skipped."""
-    lines = payload.split(b"\n")
-    if not lines or not lines[0].startswith(b"N "):
+    """The sending node and the batch's items, in order; malformed parts are skipped.
+
+    A run of protocol lines stays one bytes object (found with ``find``, not
+    split line by line): the receiving hub can often pass it on whole.
+    """
+    if not payload.startswith(b"N "):
         return "", []
-    sender = lines[0][2:].decode("ascii", "replace")
+    end = payload.find(b"\n")
+    if end < 0:
+        return "", []
+    sender = payload[2:end].decode("ascii", "replace")
     items: list[Lines | Control] = []
-    current: Optional[Lines] = None
-    size = 0
-    for line in lines[1:]:
-        if not line:
-            continue
-        if line.startswith(b"@ "):
-            if current is not None:
-                items.append(Lines(current.canonical, current.token, current.lines, size))
-            fields = line.decode("ascii", "replace").split(" ")
-            current = Lines(fields[1], fields[2], [], 0) if len(fields) == 3 else None
-            size = 0
-        elif line.startswith(b"! "):
-            if current is not None:
-                items.append(Lines(current.canonical, current.token, current.lines, size))
-                current = None
-            items.append(Control(line[2:].decode("utf-8", "replace").split(" ")))
-        elif current is not None:
-            current.lines.append(line)
-            size += len(line) + 1
-    if current is not None:
-        items.append(Lines(current.canonical, current.token, current.lines, size))
+    at = end + 1
+    size = len(payload)
+    while at < size:
+        end = payload.find(b"\n", at)
+        if end < 0:
+            break
+        marker = payload[at:at + 2]
+        if marker == b"! ":
+            items.append(Control(payload[at + 2:end].decode("utf-8", "replace").split(" ")))
+            at = end + 1
+        elif marker == b"@ ":
+            fields = payload[at + 2:end].decode("ascii", "replace").split(" ")
+            start = end + 1
+            # Markers start lines, so the run ends at the next "\n@ " or "\n! ", found in C.
+            stops = [i + 1 for i in (payload.find(b"\n@ ", end), payload.find(b"\n! ", end)) if i >= 0]
+            stop = min(stops) if stops else size
+            if stop == size and not payload.endswith(b"\n"):
+                stop = payload.rfind(b"\n") + 1  # a torn last line is dropped
+            if len(fields) == 2 and stop > start:
+                items.append(Lines(fields[0], fields[1], payload[start:stop]))
+            at = stop
+        else:
+            at = end + 1  # a line outside any "@" run: not ours to guess at
     return sender, items
 
 
