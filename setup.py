@@ -24,10 +24,14 @@ setup(
         "service-identity>=24.1",
         "cryptography>=42",
         "autobahn>=24.4",
+        "websockets>=12",  # its C apply_mask unmasks WebSocket frames (relaychat/server/wsframes.py)
+        "pybase64>=1.3",
     ],
     extras_require={
-        # selenium drives Debian's chromium-driver in the browser-client tests (it downloads nothing)
-        "test": ["noiseprotocol==0.3.1", "websockets>=12", "docutils", "selenium>=4.10", "txredisapi>=1.4.10"],
+        # selenium drives Debian's chromium-driver in the browser-client tests (it downloads nothing);
+        # hypothesis drives tests/test_hub_property.py; txredisapi the cluster tests (tests/test_cluster.py)
+        "test": ["noiseprotocol==0.3.1", "websockets>=12", "docutils", "selenium>=4.10", "hypothesis>=6",
+                 "txredisapi>=1.4.10"],
         # [cluster]: several relays as one over Redis (relaychat.cluster); txredisapi keeps Twisted's reactor
         "cluster": ["txredisapi>=1.4.10", "hiredis>=2"],  # hiredis: txredisapi parses replies in C with it
     },

@@ -142,8 +142,7 @@ class Registry(ClusterCase):
             loser = 1 - wins[0]
             self.assertTrue(replies[loser].startswith("ERR PROVE taken"), replies)
             for node in range(self.nodes):
-                s = self.client(node)
-                s.ask("HELLO 1")
+                s = self.registered(node, f"look{round}n{node}", Identity.generate())
                 found = s.ask(f"LOOKUP {nick}").split(" ")
                 self.assertEqual(found[3], b64encode(identities[wins[0]].identity_public))
 
@@ -323,8 +322,7 @@ class ClientLibraryAcrossNodes(ClusterMixin, TestCase):
         alice_id, bob_id = Identity.generate(), Identity.generate()
         alice = yield self.connect(0, "alice", alice_id)
         bob = yield self.connect(1, "bob", bob_id)
-        watcher = self.client(0)
-        watcher.ask("HELLO 1")
+        watcher = self.registered(0, "watcher", Identity.generate())
         wait_for(lambda: watcher.ask("LOOKUP bob").endswith(" online"), what="bob seen on node a")
         accepted = Inbox()
         bob.observe_offers(lambda offer: offer.accept().addCallback(accepted))

@@ -113,9 +113,9 @@ class HeldLines(SynchronousTestCase):
         client, link = self.h.connect()
         self.h.send(client, "HELLO 1")
         link.lines()
-        self.h.send(client, "LOOKUP bob", "PING after")
+        self.h.send(client, register_line("bob", identity("bob")), "PING after")
         self.slow.answer(Unavailable("Redis is not connected"))
-        self.assertEqual(link.lines(), ["ERR LOOKUP unavailable the relay cannot reach its shared state; try again",
+        self.assertEqual(link.lines(), ["ERR REGISTER unavailable the relay cannot reach its shared state; try again",
                                         "OK PING after"])
         self.assertEqual(client.violations, 0)
 
@@ -262,8 +262,8 @@ class NodeAdapterWithoutRedis(SynchronousTestCase):
 
     def test_requests_without_redis_are_unavailable(self) -> None:
         client, link = self.h.connect()
-        self.h.send(client, "HELLO 1", "LOOKUP bob")
-        self.assertEqual(link.lines()[1], "ERR LOOKUP unavailable the relay cannot reach its shared state; try again")
+        self.h.send(client, "HELLO 1", register_line("bob", identity("bob")))
+        self.assertEqual(link.lines()[1], "ERR REGISTER unavailable the relay cannot reach its shared state; try again")
 
     def test_an_offer_to_a_node_that_never_answers_is_unavailable_after_the_timeout(self) -> None:
         from relaychat.cluster.node import OFFER_TIMEOUT
