@@ -484,7 +484,7 @@ class ClusterNode(Service):
         for canon in self._to_congest:
             known = self.standins.get(canon)
             if known is not None and not known[2].congested:
-                self.hub.set_congested(known[2], True)
+                self.hub.set_congested(known[2], True, self.reactor.seconds())
         self._to_congest.clear()
         if owed and self._publishing is None:
             self._publishing = self.reactor.callLater(CREDIT_RETRY, self._publish)
@@ -548,7 +548,7 @@ class ClusterNode(Service):
             known = self.standins.get(fields[1])
             if known is not None and known[0] == sender:
                 if self.credit.grant(sender, fields[1], int(fields[2])) and known[2].congested:
-                    self.hub.set_congested(known[2], False)
+                    self.hub.set_congested(known[2], False, self.reactor.seconds())
 
     def _replaced(self, canon: str) -> None:
         self.presence.local.pop(canon, None)
