@@ -9,7 +9,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from relaychat.config import ConfigError, ListenerConfig
-from relaychat.server.listeners import KINDS, ReusePortEndpoint
+from relaychat.server.listeners import ReusePortEndpoint, build
 from tests.redis_server import free_port
 
 
@@ -21,12 +21,12 @@ class ReusePort(TestCase):
         factory = Factory.forProtocol(Protocol)
         ports = []
         for _ in range(2):
-            endpoint, wrapped = KINDS["tcp"].build(listener, factory, reactor)
+            endpoint, wrapped = build(listener, factory, reactor)
             self.assertIsInstance(endpoint, ReusePortEndpoint)
             ports.append((yield endpoint.listen(wrapped)))
             self.addCleanup(ports[-1].stopListening)
         self.assertEqual({p.getHost().port for p in ports}, {port})
-        plain, _ = KINDS["tcp"].build(ListenerConfig("tcp", f"tcp:{port}:interface=127.0.0.1"), factory, reactor)
+        plain, _ = build(ListenerConfig("tcp", f"tcp:{port}:interface=127.0.0.1"), factory, reactor)
         yield self.assertFailure(plain.listen(factory), CannotListenError)
 
 
@@ -35,7 +35,7 @@ class ReusePortConfig(SynchronousTestCase):
         factory = Factory.forProtocol(Protocol)
         for endpoint in ("unix:/tmp/x", "tcp:port", "tcp:7733:bogus=1", "tcp:7733:backlog=x", "tcp"):
             listener = ListenerConfig("tcp", endpoint, {"reuse_port": True})
-            self.assertRaises(ConfigError, KINDS["tcp"].build, listener, factory, reactor)
-        endpoint, _ = KINDS["tcp"].build(
+            self.assertRaises(ConfigError, build, listener, factory, reactor)
+        endpoint, _ = build(
             ListenerConfig("tcp", "tcp:7733:interface=\\:\\:1:backlog=9", {"reuse_port": True}), factory, reactor)
         self.assertEqual((endpoint.port, endpoint.interface, endpoint.backlog), (7733, "::1", 9))
