@@ -23,13 +23,15 @@ import pybase64
 from twisted.logger import Logger
 
 from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
 
 from relaychat.crypto.identity import KeyFormatError, pow_ok, verify_registration, verify_static_sig
 from relaychat.server.bans import Bans, key_id
 from relaychat.server.connection import Claim, Connection, Life, Link, Session, State
+from relaychat.server.directory import RECIPIENT_FULL, SENDER_FULL, Directory, Elsewhere, LocalDirectory, SharedMail
 from relaychat.server.limits import FRAME_LINE_OVERHEAD, Limits, MailPolicy
 from relaychat.server.registry import Registry
-from relaychat.server.store import Store
+from relaychat.server.store import Binding, Mail, Store
 from relaychat.wire import messages as m
 from relaychat.wire.codec import encoded_length
 from relaychat.wire.errors import Bye, Closed, Code, ProtocolError
@@ -78,6 +80,7 @@ class Hub:
         mail: MailPolicy = MailPolicy(),
         now: float = 0.0,
         wall: Callable[[], float] = time.time,
+        directory: Optional[Directory] = None,
     ) -> None:
         """``now`` and every time an adapter passes in are from a monotonic
         clock: they measure durations (time-outs, rates, bans), which a
@@ -88,6 +91,9 @@ class Hub:
         self.wall = wall
         self.store = store
         self.registry = Registry(store)
+        self.directory: Directory = directory if directory is not None else LocalDirectory(self.registry)
+        self.elsewhere: Optional[Elsewhere] = None  # the other nodes of a cluster, if any
+        self.shared_mail: Optional[SharedMail] = None  # a cluster's mailboxes, instead of the store's
         self.limits = limits
         self.mail = mail
         self.server_id = store.server_id
@@ -97,6 +103,7 @@ class Hub:
         self.online: dict[str, Connection] = {}
         self.offers: dict[bytes, Session] = {}
         self.draining = False
+        self.ready = True  # a cluster node is not until it has the cluster's relay id
         self.now = now  # the latest time an adapter told us
         self.drain_text = DEFAULT_DRAIN_TEXT  # what newcomers and leavers are told while draining
         self._drained_waiters: list[Deferred[None]] = []
@@ -143,6 +150,8 @@ class Hub:
         self.stats.connections_total += 1
         if self.draining:
             self._bye(client, Bye.DRAINING, self.drain_text)
+        elif not self.ready:
+            self._bye(client, Bye.BUSY, "the relay is starting; try again")
         elif self.bans.banned("address", address, now):
             self._bye(client, Bye.BANNED, "this address is banned")
         elif len(self.clients) > limits.max_connections:
@@ -179,7 +188,7 @@ class Hub:
         """Handle waiting lines up to the tokens ``client`` has and until its
         own output passes ``max_output``; arrange to go on later."""
         backlog = client.backlog
-        if not client.congested:
+        if not client.congested and not client.waiting:
             self._refill(client, now)
             allowed = int(client.tokens)
             if allowed > 0:
@@ -190,7 +199,7 @@ class Hub:
         if client.life is not _OPEN:
             client.backlog = []
             return
-        if backlog and not client.congested and not client.throttled:
+        if backlog and not client.congested and not client.throttled and not client.waiting:
             limits = self.limits
             client.throttled = True  # a wake-up is pending
             if client.tokens < 1:
@@ -261,6 +270,9 @@ class Hub:
                 self._frame_error(client, line)
                 continue
             self._command(client, line, now)
+            if client.waiting:  # the rest stays in the backlog until the answer comes
+                handled = index + 1
+                break
             registered = client.state is _REGISTERED
         if run_prefix is not None:
             self._end_run(client, run_session, lines[run_start:index + 1], run_pads)  # type: ignore[arg-type]
@@ -365,8 +377,19 @@ class Hub:
         self._flush()
 
     def purge_mail(self, now: float) -> int:
-        """Delete mail older than the configured expiry at wall time ``now``; returns how many."""
+        """Delete mail older than the configured expiry at wall time ``now``; returns how many
+        (0 when the mail is shared: it answers later)."""
+        if self.shared_mail is not None:
+            self.shared_mail.purge(now - self.mail.expiry_seconds).addErrback(lambda _: None)
+            return 0
         return self.store.purge_mail(now - self.mail.expiry_seconds)
+
+    def adopt_server_id(self, server_id: bytes) -> None:
+        """Use ``server_id`` (a cluster's, shared by every node) in ``HELLO``, and be ready."""
+        self.server_id = server_id
+        self._hello = m.HelloOk(PROTOCOL_VERSION, server_id, self.limits.max_line, self.limits.max_frame,
+                                self.mail.max_mail)
+        self.ready = True
 
     # == what the operator's verbs are built on (relaychat.server.operator) ====
 
@@ -503,7 +526,10 @@ class Hub:
             raise ProtocolError(Code.BAD_KEY, str(e)) from None
         if not certified:
             raise ProtocolError(Code.BAD_SIGNATURE, "static_sig does not verify")
-        existing = self.registry.check_claim(register.nick, register.identity_pub)
+        self._await(client, "REGISTER", self.directory.check_claim(register.nick, register.identity_pub),
+                    lambda existing: self._challenge(client, register, canon, existing))
+
+    def _challenge(self, client: Connection, register: m.Register, canon: str, existing: Any) -> None:
         pow_bits = 0 if existing is not None else self.limits.pow_bits
         challenge = os.urandom(32)
         client.claim = Claim(register.nick, canon, register.identity_pub, register.static_pub,
@@ -532,10 +558,16 @@ class Hub:
             if not nonce or not pow_ok(claim.challenge, nonce, claim.pow_bits):
                 raise ProtocolError(Code.POW, f"proof of work of {claim.pow_bits} bits needed")
         self._refuse_banned(claim.canonical, claim.identity_pub, now)  # a ban may have come since REGISTER
-        existing = self.registry.find(claim.canonical)
         # Stored: a calendar time, not the monotonic clock of this process.
-        binding = self.registry.bind(claim.display, claim.identity_pub, claim.static_pub, claim.static_sig,
-                                     self.wall())
+        bound = self.directory.bind(claim.display, claim.identity_pub, claim.static_pub, claim.static_sig,
+                                    self.wall())
+        shared = self.shared_mail
+        if shared is not None:  # the mail waiting, before we say yes: a failure is then a plain refusal
+            bound.addCallback(lambda result: shared.pending(result[0].canonical).addCallback(
+                lambda mails: (*result, mails)))
+        self._await(client, "PROVE", bound, lambda result: self._registered(client, *result))
+
+    def _registered(self, client: Connection, binding: Binding, new: bool, pending: Optional[list[Mail]] = None) -> None:
         previous = self.online.get(binding.canonical)
         if previous is not None:
             self._bye(previous, Bye.REPLACED, "you logged in elsewhere")
@@ -546,8 +578,11 @@ class Hub:
         client.identity_pub = binding.identity_pub
         self.online[binding.canonical] = client
         self.stats.registrations += 1
-        pending = self.store.pending_mail(binding.canonical)
-        self._send(client, m.ProveOk(binding.display, not existing, len(pending)))
+        if self.elsewhere is not None:
+            self.elsewhere.joined(client)
+        if pending is None:
+            pending = self.store.pending_mail(binding.canonical)
+        self._send(client, m.ProveOk(binding.display, new, len(pending)))
         shown: dict[str, str] = {}  # every event names people in their display form
         for mail in pending:
             if mail.sender not in shown:
@@ -558,22 +593,38 @@ class Hub:
     # -- directory -------------------------------------------------------------
 
     def _lookup(self, client: Connection, lookup: m.Lookup, now: float) -> None:
-        binding = self.registry.find(lookup.nick)
+        self._await(client, "LOOKUP", self.directory.find(lookup.nick), lambda b: self._looked_up(client, b))
+
+    def _looked_up(self, client: Connection, binding: Optional[Binding]) -> None:
         if binding is None:
             raise ProtocolError(Code.NO_SUCH_USER, "no such nickname")
-        online = binding.canonical in self.online
+        online = self._is_online(binding.canonical)
         self._send(client, m.LookupOk(
             binding.display, binding.identity_pub, binding.static_pub, binding.static_sig, online))
 
     def _who(self, client: Connection, who: m.Who, now: float) -> None:
         shown = 0
+        max_who = self.limits.max_who
         for other in self.online.values():
-            if shown >= self.limits.max_who:
+            if shown >= max_who:
                 break
             assert other.display is not None and other.identity_pub is not None
             self._send(client, m.User(other.display, other.identity_pub))
             shown += 1
-        self._send(client, m.WhoOk(shown, len(self.online)))
+        total = len(self.online)
+        if self.elsewhere is not None:
+            remote = self.elsewhere.remote
+            total += len(remote)
+            for user in remote.values():
+                if shown >= max_who:
+                    break
+                self._send(client, m.User(user.display, user.identity_pub))
+                shown += 1
+        self._send(client, m.WhoOk(shown, total))
+
+    def _is_online(self, canon: str) -> bool:
+        """Whether ``canon`` is connected to this node or, in a cluster, to any."""
+        return canon in self.online or (self.elsewhere is not None and canon in self.elsewhere.remote)
 
     def _ping(self, client: Connection, ping: m.Ping, now: float) -> None:
         self._send(client, m.PingOk(ping.token))
@@ -589,27 +640,127 @@ class Hub:
         canon = canonical(offer.nick)
         target = self.online.get(canon)
         if target is None:
-            if self.store.binding(canon) is None:
-                raise ProtocolError(Code.NO_SUCH_USER, "no such nickname")
-            raise ProtocolError(Code.OFFLINE, f"{offer.nick} is not connected")
+            if self.elsewhere is not None and canon in self.elsewhere.remote:
+                self._check_limits(client, None)
+                sid = secrets.token_hex(SID_LENGTH // 2).encode("ascii")
+                self._await(client, "OFFER", self.elsewhere.offer(client, canon, sid),
+                            lambda peer: self._offered(client, peer, sid, now))
+                return
+            self._await(client, "OFFER", self.directory.find(canon), lambda b: self._not_here(offer.nick, b))
+            return
         if target is client:
             raise ProtocolError(Code.INVALID, "you cannot talk to yourself")
+        self._check_limits(client, target)
+        sid = secrets.token_hex(SID_LENGTH // 2).encode("ascii")
+        self._offered(client, target, sid, now)
+        assert client.display is not None and client.identity_pub is not None
+        self._send(target, m.Offered(sid.decode("ascii"), client.display, client.identity_pub))
+
+    def _check_limits(self, client: Optional[Connection], target: Optional[Connection]) -> None:
         limits = self.limits
-        if len(client.sessions) >= limits.max_sessions or len(target.sessions) >= limits.max_sessions:
+        if any(c is not None and len(c.sessions) >= limits.max_sessions for c in (client, target)):
             raise ProtocolError(Code.LIMIT, f"at most {limits.max_sessions} sessions each")
         if (
-            _pending(client.sessions.values(), initiator=client) >= limits.max_pending_offers
-            or _pending(target.sessions.values(), responder=target) >= limits.max_pending_offers
+            (client is not None and _pending(client.sessions.values(), initiator=client) >= limits.max_pending_offers)
+            or (target is not None and _pending(target.sessions.values(), responder=target) >= limits.max_pending_offers)
         ):
             raise ProtocolError(Code.LIMIT, f"at most {limits.max_pending_offers} unanswered offers")
-        sid = secrets.token_hex(SID_LENGTH // 2).encode("ascii")
+
+    def _offered(self, client: Connection, target: Connection, sid: bytes, now: float) -> None:
         session = Session(sid, client, target, now)
         client.sessions[sid] = target.sessions[sid] = session
         self.offers[sid] = session
-        text_sid = sid.decode("ascii")
-        assert client.display is not None and client.identity_pub is not None and target.display is not None
-        self._send(client, m.OfferOk(text_sid, target.display))
-        self._send(target, m.Offered(text_sid, client.display, client.identity_pub))
+        assert target.display is not None
+        self._send(client, m.OfferOk(sid.decode("ascii"), target.display))
+
+    # -- sessions with users on other nodes (relaychat.cluster) ----------------
+    #
+    # A user on another node is a *stand-in* here: a Connection in no table
+    # (not in clients, not online) whose link hands what the hub writes to it
+    # to that node, batched per node. Both nodes hold the session; the lines
+    # one node's hub sends to a stand-in arrive at the other as from_peer().
+
+    def stand_in(self, link: Link, node: str, display: str, identity_pub: bytes) -> Connection:
+        """A Connection for ``display``, a user on ``node``."""
+        peer = Connection(link, f"node:{node}", self.limits.max_line, self.limits.line_burst, self.now)
+        peer.state = State.REGISTERED
+        peer.nick = canonical(display)
+        peer.display = display
+        peer.identity_pub = identity_pub
+        return peer
+
+    def offer_from(self, peer: Connection, canon: str, sid: bytes, now: float) -> None:
+        """``peer`` (a stand-in) offers a session to our ``canon``; raises what ``OFFER`` would answer."""
+        self.now = now
+        if self.draining:
+            raise ProtocolError(Code.DRAINING, "the relay is shutting down")
+        target = self.online.get(canon)
+        if target is None:
+            raise ProtocolError(Code.OFFLINE, f"{canon} is not connected")
+        self._check_limits(None, target)
+        session = Session(sid, peer, target, now)
+        peer.sessions[sid] = target.sessions[sid] = session
+        self.offers[sid] = session
+        assert peer.display is not None and peer.identity_pub is not None
+        self._send(target, m.Offered(sid.decode("ascii"), peer.display, peer.identity_pub))
+        self._flush()
+
+    def from_peer(self, node: str, local: Connection, data: bytes, now: float) -> None:
+        """What ``node``'s hub wrote to its stand-in for our ``local`` (whole lines): apply it, pass it on.
+
+        The common case, a run of frames of one session, is checked with two
+        counts in C and passed on as one chunk, as :meth:`_end_run` does.
+        """
+        self.now = now
+        peer_address = f"node:{node}"
+        prefix = data[:_PAYLOAD_AT]
+        if prefix.startswith(FRAME_PREFIX) and data.count(b"\n") == data.count(b"\n" + prefix) + 1:
+            session = local.sessions.get(prefix[6:22])
+            if session is not None and session.open and session.other(local).address == peer_address:
+                self._pass_on(local, session, data, data.count(b"\n"))
+                self._flush()
+            return
+        for line in data.split(b"\n")[:-1]:
+            if line.startswith(b"MAIL "):  # new mail for ``local``, stored through that node: pass it on
+                if local.life is _OPEN:
+                    if not local.outbox:
+                        self._dirty.append(local)
+                    local.outbox.append(line + b"\n")
+                    local.outbox_size += len(line) + 1
+                continue
+            session = local.sessions.get(line[line.find(b" ") + 1:][:SID_LENGTH])
+            if session is None or session.other(local).address != peer_address:
+                continue  # ended here already (both nodes time offers out), or not that node's to speak for
+            if line.startswith(FRAME_PREFIX):
+                if session.open:
+                    self._pass_on(local, session, line + b"\n", 1)
+            elif line.startswith(b"ACCEPTED ") and not session.open and session.initiator is local:
+                session.open = True
+                self.offers.pop(session.sid, None)
+                self.stats.sessions_opened += 1
+                self._send(local, m.Accepted(session.sid.decode("ascii")))
+                self._update_reading(local)
+            elif line.startswith(b"CLOSED "):
+                reason = line.rsplit(b" ", 1)[-1].decode("ascii", "replace")
+                self._end_session(session, Closed(reason) if reason in _CLOSED else Closed.GONE, notify=(local,))
+        self._flush()
+
+    def _pass_on(self, local: Connection, session: Session, data: bytes, frames: int) -> None:
+        if local.life is not _OPEN:
+            return
+        if not local.outbox:
+            self._dirty.append(local)
+        local.outbox.append(data)
+        local.outbox_size += len(data)
+        session.frames += frames
+        session.bytes += len(data)
+        self.stats.frames += frames
+        self.stats.bytes += len(data)
+
+    def _not_here(self, nick: str, binding: Optional[Binding]) -> None:
+        if binding is None:
+            raise ProtocolError(Code.NO_SUCH_USER, "no such nickname")
+        raise ProtocolError(Code.OFFLINE, f"{nick} is not connected")
 
     def _accept(self, client: Connection, accept: m.Accept, now: float) -> None:
         session = self._offered_to(client, accept.sid)
@@ -676,7 +827,9 @@ class Hub:
     # -- mail -------------------------------------------------------------------
 
     def _mail(self, client: Connection, mail: m.Mail, now: float) -> None:
-        binding = self.registry.find(mail.nick)
+        self._await(client, "MAIL", self.directory.find(mail.nick), lambda b: self._mail_to(client, mail, b, now))
+
+    def _mail_to(self, client: Connection, mail: m.Mail, binding: Optional[Binding], now: float) -> None:
         if binding is None:
             raise ProtocolError(Code.NO_SUCH_USER, "no such nickname")
         policy = self.mail
@@ -685,27 +838,94 @@ class Hub:
             raise ProtocolError(Code.TOO_BIG, f"a mail payload is at most {policy.max_mail} bytes once decoded")
         sender = client.nick
         assert sender is not None
+        created = self.wall()  # stored: a calendar time, not the monotonic clock of this process
+        if self.shared_mail is not None:
+            deposited = self.shared_mail.deposit(binding.canonical, sender, created, body, policy)
+            self._await(client, "MAIL", deposited, lambda mail_id: self._mailed(client, binding, body, created, mail_id))
+            return
         count, size = self.store.mail_usage(binding.canonical)
         if count >= policy.mail_per_recipient or size + len(body) > policy.mail_bytes_per_recipient:
+            mail_id = RECIPIENT_FULL
+        elif self.store.mail_count_from(binding.canonical, sender) >= policy.mail_per_sender:
+            mail_id = SENDER_FULL
+        else:
+            mail_id = self.store.add_mail(binding.canonical, sender, created, body)
+        self._mailed(client, binding, body, created, mail_id)
+
+    def _mailed(self, client: Connection, binding: Binding, body: bytes, created: float, mail_id: int) -> None:
+        if mail_id == RECIPIENT_FULL:
             raise ProtocolError(Code.QUOTA, f"{binding.display}'s mailbox is full")
-        if self.store.mail_count_from(binding.canonical, sender) >= policy.mail_per_sender:
-            raise ProtocolError(Code.QUOTA, f"you have {policy.mail_per_sender} messages waiting there already")
-        created = self.wall()
-        mail_id = self.store.add_mail(binding.canonical, sender, created, body)
+        if mail_id == SENDER_FULL:
+            raise ProtocolError(Code.QUOTA, f"you have {self.mail.mail_per_sender} messages waiting there already")
         self.stats.mail_stored += 1
         self._send(client, m.MailOk(mail_id))
+        assert client.display is not None
+        stored = m.StoredMail(mail_id, client.display, int(created), body)
         recipient = self.online.get(binding.canonical)
         if recipient is not None:
-            assert client.display is not None
-            self._send(recipient, m.StoredMail(mail_id, client.display, int(created), body))
+            self._send(recipient, stored)
+        elif self.elsewhere is not None and binding.canonical in self.elsewhere.remote:
+            self.elsewhere.deliver(binding.canonical, stored.to_line().encode("utf-8") + b"\n")
 
     def _ack(self, client: Connection, ack: m.Ack, now: float) -> None:
         assert client.nick is not None
-        if not self.store.delete_mail(ack.mail_id, client.nick):
-            raise ProtocolError(Code.NO_SUCH_MAIL, f"{ack.mail_id} no such mail for you")
-        self._send(client, m.AckOk(ack.mail_id))
+        if self.shared_mail is not None:
+            self._await(client, "ACK", self.shared_mail.ack(client.nick, ack.mail_id),
+                        lambda deleted: self._acked(client, ack.mail_id, deleted))
+            return
+        self._acked(client, ack.mail_id, self.store.delete_mail(ack.mail_id, client.nick))
+
+    def _acked(self, client: Connection, mail_id: int, deleted: bool) -> None:
+        if not deleted:
+            raise ProtocolError(Code.NO_SUCH_MAIL, f"{mail_id} no such mail for you")
+        self._send(client, m.AckOk(mail_id))
 
     # == plumbing =============================================================
+
+    def _await(self, client: Connection, command: str, answer: "Deferred[Any]", then: Callable[[Any], None]) -> None:
+        """Go on with ``then(result)`` once the directory's ``answer`` fires.
+
+        An answer already there (the local directory) is used at once. Else
+        ``client``'s further lines wait in its backlog, in order, and it is not read,
+        until the answer comes: a client sees replies in the order it asked.
+        A failure other than a :class:`ProtocolError` is ``ERR <command> unavailable``.
+        """
+        early: list[Any] = []
+
+        def answered(result: Any) -> None:
+            if not early:
+                early.append(result)
+            else:
+                self._resume(client, command, result, then)
+
+        answer.addBoth(answered)
+        if early:
+            self._go_on(client, command, early[0], then)
+            return
+        early.append(None)  # from now on an answer comes later
+        client.waiting = True
+        self._update_reading(client)
+
+    def _go_on(self, client: Connection, command: str, result: Any, then: Callable[[Any], None]) -> None:
+        if client.life is not _OPEN:
+            return
+        try:
+            if isinstance(result, Failure):
+                result.raiseException()
+            then(result)
+        except ProtocolError as e:
+            self._error(client, command, e.code, e.text)
+        except Exception:
+            self._error(client, command, Code.UNAVAILABLE, "the relay cannot reach its shared state; try again")
+
+    def _resume(self, client: Connection, command: str, result: Any, then: Callable[[Any], None]) -> None:
+        client.waiting = False
+        self._go_on(client, command, result, then)
+        if client.life is _OPEN and not client.waiting:
+            self._work(client, self.now)  # the lines that came meanwhile, in order
+        elif client.life is _OPEN:
+            self._update_reading(client)
+        self._flush()
 
     def _send(self, client: Connection, message: m.Message) -> None:
         if client.life is not _OPEN:
@@ -742,6 +962,8 @@ class Hub:
         """``client`` takes part no more: offline, its sessions ended. Idempotent."""
         if client.nick is not None and self.online.get(client.nick) is client:
             del self.online[client.nick]
+            if self.elsewhere is not None:
+                self.elsewhere.left(client)
         for session in list(client.sessions.values()):
             self._end_session(session, reason, notify=(session.other(client),))
 
@@ -771,7 +993,7 @@ class Hub:
         for client in (session.initiator, session.responder):
             if client.life is _OPEN:
                 self._update_reading(client)
-                if self.draining and not client.sessions:
+                if self.draining and not client.sessions and client in self.clients:
                     self._bye(client, Bye.DRAINING, self.drain_text)
 
     def _flush(self) -> None:
@@ -794,8 +1016,8 @@ class Hub:
         # A connection whose own output is backed up is not paused at once (a
         # slow reader that sends nothing would cost two epoll changes for every
         # fill and drain): the first read that arrives meanwhile waits in the
-        # backlog, and that pauses it.
-        reading = not (client.throttled or client.backlog) and client.life is _OPEN and not any(
+        # backlog, and that pauses it. One waiting for a directory answer is not read.
+        reading = not (client.throttled or client.backlog or client.waiting) and client.life is _OPEN and not any(
             s.open and s.other(client).congested for s in client.sessions.values()
         )
         if reading != client.reading:
@@ -817,6 +1039,8 @@ class Hub:
             for done in waiters:
                 done.callback(None)
 
+
+_CLOSED = {reason.value for reason in Closed}
 
 _ORDER_HINTS = {
     State.CONNECTED: "say HELLO first",

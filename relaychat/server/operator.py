@@ -27,7 +27,8 @@ class Operator:
         """Disconnect ``nick`` now, if it is online; its peers see ``CLOSED <sid> kicked``."""
         client = self._hub.online.get(nick.lower())
         if client is None:
-            return False
+            elsewhere = self._hub.elsewhere  # a cluster: the user may be on another node
+            return elsewhere is not None and elsewhere.kick(nick.lower(), reason)
         self._hub.dismiss(client, Bye.KICKED, reason, session_reason=Closed.KICKED)
         return True
 

@@ -16,6 +16,26 @@ from relaychat.server.store import Binding, Store
 from relaychat.wire.errors import Code, ProtocolError
 
 
+def judge_claim(existing: Optional[Binding], lookalike: Optional[Binding], identity_pub: bytes) -> Optional[Binding]:
+    """The rule, wherever the bindings live: ``existing`` (the nickname's binding)
+    must be ours; else no ``lookalike`` (a binding with its skeleton) may exist."""
+    if existing is not None:
+        if not hmac.compare_digest(existing.identity_pub, identity_pub):
+            raise taken(existing.display)
+        return existing
+    if lookalike is not None:
+        raise confused(lookalike.display)
+    return None
+
+
+def taken(display: str) -> ProtocolError:
+    return ProtocolError(Code.TAKEN, f"{display} is bound to another key")
+
+
+def confused(display: str) -> ProtocolError:
+    return ProtocolError(Code.TAKEN, f"too easily confused with {display}")
+
+
 class Registry:
     def __init__(self, store: Store) -> None:
         self._store = store
@@ -28,14 +48,8 @@ class Registry:
         """Refuse a claim another key holds; return the existing binding if it is ours."""
         canon = canonical(nick)
         existing = self._store.binding(canon)
-        if existing is not None:
-            if not hmac.compare_digest(existing.identity_pub, identity_pub):
-                raise ProtocolError(Code.TAKEN, f"{existing.display} is bound to another key")
-            return existing
-        lookalike = self._store.binding_by_skeleton(skeleton(canon))
-        if lookalike is not None:
-            raise ProtocolError(Code.TAKEN, f"too easily confused with {lookalike.display}")
-        return None
+        lookalike = None if existing is not None else self._store.binding_by_skeleton(skeleton(canon))
+        return judge_claim(existing, lookalike, identity_pub)
 
     def bind(self, nick: str, identity_pub: bytes, static_pub: bytes, static_sig: bytes, now: float) -> Binding:
         """Bind or reclaim ``nick``; raises ``taken`` if another key won a race."""
