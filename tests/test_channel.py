@@ -30,9 +30,11 @@ from relaychat.client.channel import (
     SMPAborted,
     SMPRequested,
     SMPResult,
+    MAX_MESSAGE_BYTES,
     UnknownMessage,
     max_text_bytes,
     prologue,
+    split_text,
 )
 from relaychat.client.errors import (
     ConversationClosed,
@@ -350,6 +352,84 @@ class Transport(SynchronousTestCase):
         alice, _ = opened()
         self.assertNotIn("secret text", repr(MessageReceived("secret text")))
         self.assertNotIn("k=", repr(alice))
+
+
+class LongMessages(SynchronousTestCase):
+    """Section 11's TEXT_PART: a text longer than one frame is split and joined."""
+
+    def deliver(self, sender: Channel, receiver: Channel, text: str) -> list[Event]:
+        events: list[Event] = []
+        for frame in sender.send_message(text):
+            events += receiver.receive_frame(frame)
+        return events
+
+    def test_one_frame_is_one_text(self) -> None:
+        alice, bob = opened()
+        limit = max_text_bytes()
+        (frame,) = alice.send_message("x" * limit)
+        self.assertEqual(bob.receive_frame(frame), [MessageReceived("x" * limit)])
+        self.assertEqual(self.deliver(alice, bob, "short"), [MessageReceived("short")])
+
+    def test_split_at_every_size_around_the_boundary(self) -> None:
+        """Cut inside multi-byte characters too: only the joined whole is decoded."""
+        for max_frame in (40, 41, 64):
+            alice = Channel(initiator=True, sid=SID, local_nick="alice", peer_nick="bob",
+                            identity=identity("alice"), pins=FixedPin(None), max_frame=max_frame)
+            bob = Channel(initiator=False, sid=SID, local_nick="bob", peer_nick="alice",
+                          identity=identity("bob"), pins=FixedPin(None), max_frame=max_frame)
+            handshake(alice, bob)
+            room = max_text_bytes(max_frame)
+            for n in (room - 1, room, room + 1, 3 * room, 3 * room + 2):
+                text = ("grüße ✓ " * n)[:n]
+                frames_ = alice.send_message(text)
+                self.assertEqual(len(frames_), max(1, -(-len(text.encode()) // room)))
+                events: list[Event] = []
+                for frame in frames_:
+                    self.assertLessEqual(len(frame), max_frame)
+                    events += bob.receive_frame(frame)
+                self.assertEqual(events, [MessageReceived(text)])
+
+    def test_64_kib_paste_with_newlines(self) -> None:
+        alice, bob = opened()
+        text = "\n".join(f"line {i}: " + "é" * 60 for i in range(1000))
+        self.assertGreater(len(text.encode()), 65536)
+        self.assertEqual(self.deliver(alice, bob, text), [MessageReceived(text)])
+        self.assertEqual(self.deliver(bob, alice, "ok"), [MessageReceived("ok")])  # both ways still fine
+
+    def test_pieces_are_the_documented_layout(self) -> None:
+        pieces = split_text(b"abcdefghij", max_frame=17 + 4)
+        self.assertEqual(pieces, [(MessageType.TEXT_PART, b"abcd"), (MessageType.TEXT_PART, b"efgh"),
+                                  (MessageType.TEXT, b"ij")])
+        self.assertEqual(split_text(b"", 100), [(MessageType.TEXT, b"")])
+
+    def test_longer_than_the_message_limit_is_refused_when_sending(self) -> None:
+        alice, bob = opened()
+        self.assertRaises(MessageTooLong, alice.send_message, "x" * (MAX_MESSAGE_BYTES + 1))
+        self.assertEqual(self.deliver(alice, bob, "still open"), [MessageReceived("still open")])
+
+    def test_a_peer_that_never_ends_its_message_is_stopped(self) -> None:
+        """What a peer makes us hold for one message is bounded."""
+        alice, bob = opened()
+        piece = b"x" * max_text_bytes()
+        events: list[Event] = []
+        while not events:
+            events = bob.receive_frame(alice._encrypt(MessageType.TEXT_PART, piece))  # white box: a hostile sender
+        self.assertIsInstance(failure(events).error, MessageRejected)
+        self.assertIn(f"longer than {MAX_MESSAGE_BYTES} bytes", failure(events).reason)
+        self.assertEqual(bob._parts, [])  # white box: the pieces were dropped
+
+    def test_other_messages_inside_a_long_one_fail(self) -> None:
+        for kind, body in ((MessageType.CLOSE, b""), (MessageType.SMP, b"\x00")):
+            alice, bob = opened()
+            bob.receive_frame(alice._encrypt(MessageType.TEXT_PART, b"half a mess"))  # white box
+            result = failure(bob.receive_frame(alice._encrypt(kind, body)))
+            self.assertEqual(result.reason, "alice broke off a long message in the middle.")
+
+    def test_joined_text_must_be_utf8(self) -> None:
+        alice, bob = opened()
+        bob.receive_frame(alice._encrypt(MessageType.TEXT_PART, b"\xc3"))  # white box
+        self.assertIsInstance(failure(bob.receive_frame(alice._encrypt(MessageType.TEXT, b"("))).error,
+                              MessageRejected)
 
 
 class Attacks(SynchronousTestCase):

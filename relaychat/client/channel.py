@@ -59,6 +59,7 @@ __all__ = [
     "Event",
     "FixedPin",
     "HandshakeComplete",
+    "MAX_MESSAGE_BYTES",
     "MessageReceived",
     "MessageType",
     "PROLOGUE_CONTEXT",
@@ -73,6 +74,7 @@ __all__ = [
     "UnknownMessage",
     "max_text_bytes",
     "prologue",
+    "split_text",
 ]
 
 PROTOCOL_NAME = "Noise_XX_25519_ChaChaPoly_SHA256"
@@ -80,6 +82,9 @@ PROLOGUE_CONTEXT = b"relaychat-e2e-v1"
 REKEY_INTERVAL = 1000
 DEFAULT_MAX_FRAME = 32768
 TAG_SIZE = 16
+#: The longest text one message carries once joined from its parts
+#: (section 11, TEXT_PART): what a peer can make us hold for one message.
+MAX_MESSAGE_BYTES = 1 << 20
 
 
 class MessageType(enum.IntEnum):
@@ -88,6 +93,7 @@ class MessageType(enum.IntEnum):
     TEXT = 0x01
     CLOSE = 0x02
     SMP = 0x03
+    TEXT_PART = 0x04  # a piece of a longer text; the TEXT that follows ends it
 
 
 class ChannelState(enum.Enum):
@@ -111,6 +117,15 @@ def prologue(sid: str, initiator_nick: str, responder_nick: str) -> bytes:
 def max_text_bytes(max_frame: int = DEFAULT_MAX_FRAME) -> int:
     """The longest UTF-8 text one TEXT message carries (section 11: ``max_frame - 17``)."""
     return max_frame - TAG_SIZE - 1
+
+
+def split_text(data: bytes, max_frame: int = DEFAULT_MAX_FRAME) -> list[tuple[MessageType, bytes]]:
+    """Section 11: ``data`` (UTF-8) as TEXT_PART pieces of ``max_frame - 17``
+    bytes and a final TEXT; one TEXT when it fits. Cut at byte boundaries:
+    the receiver decodes only the joined whole."""
+    room = max_text_bytes(max_frame)
+    pieces = [data[i : i + room] for i in range(0, len(data), room)] or [b""]
+    return [(MessageType.TEXT_PART, piece) for piece in pieces[:-1]] + [(MessageType.TEXT, pieces[-1])]
 
 
 # -- trust ------------------------------------------------------------------------
@@ -267,6 +282,8 @@ class Channel:
         self._started = False
         self._answered = False  # responder: message 2 sent
         self._smp = SocialistMillionaire()
+        self._parts: list[bytes] = []  # TEXT_PART bodies of the message being received
+        self._parts_size = 0
         self._handshake_hash: Optional[bytes] = None
         self.state = ChannelState.HANDSHAKE
         self.peer_identity: Optional[bytes] = None
@@ -384,7 +401,24 @@ class Channel:
         if not plaintext:
             raise MessageRejected(f"{self.peer_nick} sent an empty message, which the protocol forbids.")
         kind, body = plaintext[0], plaintext[1:]
+        if self._parts and kind not in (MessageType.TEXT_PART, MessageType.TEXT):
+            raise MessageRejected(f"{self.peer_nick} broke off a long message in the middle.")
+        if kind == MessageType.TEXT_PART:
+            self._parts_size += len(body)
+            if self._parts_size > MAX_MESSAGE_BYTES:
+                raise MessageRejected(
+                    f"{self.peer_nick} sent a message longer than {MAX_MESSAGE_BYTES} bytes, "
+                    "which this client does not take.")
+            self._parts.append(body)
+            return []
         if kind == MessageType.TEXT:
+            if self._parts:
+                if self._parts_size + len(body) > MAX_MESSAGE_BYTES:
+                    raise MessageRejected(
+                        f"{self.peer_nick} sent a message longer than {MAX_MESSAGE_BYTES} bytes, "
+                        "which this client does not take.")
+                body = b"".join(self._parts) + body
+                self._parts, self._parts_size = [], 0
             try:
                 return [MessageReceived(body.decode("utf-8"))]
             except UnicodeDecodeError:
@@ -420,8 +454,21 @@ class Channel:
         return ConversationClosed(f"The conversation with {self.peer_nick} is over.")
 
     def send_text(self, text: str) -> bytes:
-        """The FRAME payload carrying ``text``. Raises ConversationClosed or MessageTooLong."""
+        """The one FRAME payload carrying ``text``. Raises ConversationClosed or
+        MessageTooLong (longer than one frame: :meth:`send_message` splits)."""
         return self._encrypt(MessageType.TEXT, text.encode("utf-8"))
+
+    def send_message(self, text: str) -> list[bytes]:
+        """The FRAME payloads carrying ``text``, split into TEXT_PART pieces when
+        it is longer than one frame (section 11); send them in this order, with
+        nothing in between. Raises ConversationClosed, or MessageTooLong past
+        MAX_MESSAGE_BYTES."""
+        data = text.encode("utf-8")
+        if len(data) > MAX_MESSAGE_BYTES:
+            raise MessageTooLong(f"A message is at most {MAX_MESSAGE_BYTES} bytes.")
+        if self.state is not ChannelState.OPEN:
+            raise self._not_open()
+        return [self._encrypt(kind, piece) for kind, piece in split_text(data, self.max_frame)]
 
     def close(self) -> Optional[bytes]:
         """Our encrypted goodbye, after which we send nothing; None if there is
@@ -468,6 +515,7 @@ class Channel:
     def _drop_secrets(self) -> None:
         self._handshake = None
         self._send = self._recv = None
+        self._parts, self._parts_size = [], 0
         self._smp.abort()
 
     # -- Socialist Millionaire check (section 14) -----------------------------------------

@@ -18,6 +18,7 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.python.failure import Failure
 
 from relaychat.client.channel import (
+    MAX_MESSAGE_BYTES,
     Channel,
     ChannelFailed,
     Event,
@@ -29,7 +30,6 @@ from relaychat.client.channel import (
     SMPRequested,
     SMPResult,
     UnknownMessage,
-    max_text_bytes,
 )
 from relaychat.client.errors import (
     ConversationClosed,
@@ -132,12 +132,15 @@ class Conversation:
 
     @property
     def max_text_bytes(self) -> int:
-        """The longest message (UTF-8 bytes) :meth:`send` accepts."""
-        return max_text_bytes(self._client.max_frame)
+        """The longest message (UTF-8 bytes) :meth:`send` accepts; longer than
+        one frame is split and joined again (section 11, TEXT_PART)."""
+        return MAX_MESSAGE_BYTES
 
     def send(self, text: str) -> None:
-        """Encrypt and send one message. Raises ConversationClosed or MessageTooLong."""
-        self._send(self._channel.send_text(text))
+        """Encrypt and send one message, in as many frames as it needs.
+        Raises ConversationClosed or MessageTooLong."""
+        for frame in self._channel.send_message(text):
+            self._send(frame)
 
     def close(self) -> Deferred:
         """End cleanly: our encrypted CLOSE tells the peer nothing was cut off.
