@@ -50,7 +50,7 @@ from relaychat.chat.presenter import (
     text_width,
     wrap,
 )
-from relaychat.chat.terminal import ChatTerminal, LineEditor
+from relaychat.chat.terminal import ChatServerProtocol, ChatTerminal, LineEditor
 from relaychat.crypto.keypair import Identity
 from relaychat.crypto.pins import PinStatus
 from relaychat.crypto.safety import identity_fingerprint, safety_number
@@ -350,7 +350,7 @@ class ScreenTests(unittest.TestCase):
         self.interrupts = 0
         self.screen.on_line = self.lines.append
         self.screen.on_interrupt = lambda: setattr(self, "interrupts", self.interrupts + 1)
-        self.server = insults.ServerProtocol(lambda: self.screen)
+        self.server = ChatServerProtocol(lambda: self.screen)
         self.transport = StringTransport()
         self.server.makeConnection(self.transport)
 
@@ -358,7 +358,8 @@ class ScreenTests(unittest.TestCase):
         """What a terminal shows after everything written so far."""
         data = self.transport.value()
         # insults' own client parser cannot read private modes (str + bytes bug).
-        data = data.replace(b"\x1b[?7l", b"").replace(b"\x1b[?7h", b"")
+        for mode in (b"\x1b[?7l", b"\x1b[?7h", b"\x1b[?2004h", b"\x1b[?2004l"):
+            data = data.replace(mode, b"")
         buffer = helper.TerminalBuffer()
         buffer.width, buffer.height = 60, 12
         buffer.connectionMade()
@@ -368,8 +369,8 @@ class ScreenTests(unittest.TestCase):
         self.cursor = buffer.reportCursorPosition()
         return bytes(buffer).decode("utf-8", "replace").split("\n")
 
-    def test_autowrap_off(self) -> None:
-        self.assertTrue(self.transport.value().startswith(b"\x1b[0m\x1b[?7l"))
+    def test_autowrap_off_and_bracketed_paste_on(self) -> None:
+        self.assertTrue(self.transport.value().startswith(b"\x1b[0m\x1b[?7l\x1b[?2004h"))
 
     def test_enter_delivers_line(self) -> None:
         self.server.dataReceived(b"hello\r/who\r")
@@ -430,7 +431,7 @@ class ScreenTests(unittest.TestCase):
 
     def test_finish_restores_autowrap_and_stops_drawing(self) -> None:
         self.screen.finish()
-        self.assertTrue(self.transport.value().endswith(b"\x1b[0m\x1b[?7h"))
+        self.assertTrue(self.transport.value().endswith(b"\x1b[0m\x1b[?7h\x1b[?2004l"))
         size = len(self.transport.value())
         self.screen.show([Line(Kind.STATUS, "*** late")])
         self.assertEqual(len(self.transport.value()), size)

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from twisted.conch.insults import insults
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.interfaces import IStreamClientEndpoint
@@ -41,7 +40,7 @@ from relaychat.client import SeenMail
 from relaychat.chat.commands import NICK_RULE, is_nickname
 from relaychat.chat.controller import ChatController
 from relaychat.chat.presenter import Presenter
-from relaychat.chat.terminal import ChatTerminal, raw_terminal, terminal_size
+from relaychat.chat.terminal import ChatServerProtocol, ChatTerminal, raw_terminal, terminal_size
 from relaychat.crypto import keyfiles, keypair
 from relaychat.crypto.identity import IdentityError
 from relaychat.crypto.keyfiles import PassphraseRequired, WrongPassphrase, write_private_file
@@ -257,7 +256,7 @@ def run_screen(reactor: Any, options: Options, profile: Profile, nick: str, conf
     with raw_terminal(0, 1):
         width, height = terminal_size(1)
         screen = ChatTerminal(colour=_colour_wanted(options), width=width, height=height)
-        stdio = StandardIO(insults.ServerProtocol(lambda: screen), reactor=reactor)
+        stdio = StandardIO(ChatServerProtocol(lambda: screen), reactor=reactor)
 
         def stop() -> None:
             if reactor.running:
