@@ -532,7 +532,14 @@ class Closing(SynchronousTestCase):
         alice.close()  # never delivered
         (event,) = bob.relay_closed("gone")
         self.assertFalse(event.clean)
-        self.assertIn("gone", event.reason)
+        self.assertEqual(event.reason, "The conversation with alice ended without their goodbye: alice lost the "
+                                       "connection to the relay; the last messages may have been lost.")
+
+    def test_peer_of_a_kicked_user_is_told_so(self) -> None:
+        alice, bob = opened()
+        (event,) = bob.relay_closed("kicked")
+        self.assertIn("alice was disconnected by the relay", event.reason)
+        self.assertNotIn("withdrew", event.reason)
 
     def test_closed_during_handshake(self) -> None:
         alice = make(True, "alice", "bob")

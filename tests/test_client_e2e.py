@@ -393,7 +393,9 @@ class Conversations(RelayTestCase):
         bob._protocol.transport.loseConnection()
         ended = yield a_end.get()
         self.assertFalse(ended.clean)
-        self.assertIn("gone", ended.reason)
+        self.assertIn("bob lost the connection to the relay", ended.reason)
+        self.assertEqual(ended.cause, "gone")
+        self.assertTrue(ended.connection_broke)
 
     @inlineCallbacks
     def test_decline_and_offline(self) -> Generator:

@@ -73,6 +73,7 @@ __all__ = [
     "SendFrame",
     "UnknownMessage",
     "max_text_bytes",
+    "closed_reason",
     "prologue",
     "split_text",
 ]
@@ -117,6 +118,22 @@ def prologue(sid: str, initiator_nick: str, responder_nick: str) -> bytes:
 def max_text_bytes(max_frame: int = DEFAULT_MAX_FRAME) -> int:
     """The longest UTF-8 text one TEXT message carries (section 11: ``max_frame - 17``)."""
     return max_frame - TAG_SIZE - 1
+
+
+def closed_reason(reason: str, peer: str) -> str:
+    """The words for a ``CLOSED`` reason (section 7), about the peer ``peer``."""
+    words = {
+        "gone": f"{peer} lost the connection to the relay",
+        "kicked": f"{peer} was disconnected by the relay",
+        "draining": "the relay is shutting down or restarting",
+        "closed": f"{peer} closed the session",
+        "timeout": "the relay timed the session out",
+        "declined": f"{peer} declined",
+    }
+    if reason in words:
+        return words[reason]
+    shown = reason if reason.isascii() and reason.replace("-", "").isalnum() else "?"
+    return f"the relay says: {shown}"
 
 
 def split_text(data: bytes, max_frame: int = DEFAULT_MAX_FRAME) -> list[tuple[MessageType, bytes]]:
@@ -484,17 +501,16 @@ class Channel:
     def relay_closed(self, reason: str) -> list[Event]:
         """The relay said ``CLOSED <sid> <reason>``. Without the peer's CLOSE
         first, messages may have been cut off: say so (section 11)."""
-        shown = reason if reason.isascii() and reason.replace("-", "").isalnum() else "?"
+        why = closed_reason(reason, self.peer_nick)
         if self.state is ChannelState.HANDSHAKE:
             return self.fail(HandshakeFailed(
-                f"The conversation with {self.peer_nick} ended before it was verified "
-                f"(the relay says: {shown})."
+                f"The conversation with {self.peer_nick} ended before it was verified: {why}."
             ))
         if self.state is ChannelState.OPEN:
             self._end()
             return [PeerClosed(False, (
-                f"The conversation with {self.peer_nick} ended without their goodbye "
-                f"(the relay says: {shown}); the last messages may have been lost."
+                f"The conversation with {self.peer_nick} ended without their goodbye: {why}; "
+                "the last messages may have been lost."
             ))]
         return []
 

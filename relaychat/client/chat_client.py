@@ -66,6 +66,7 @@ class ChatClient(RelayEvents):
         self._raw_mail: deque[tuple[int, str, int, bytes]] = deque(maxlen=UNOBSERVED_KEPT)  # not ACKed: the relay keeps what ages out
         self._notices: Feed[str] = Feed()
         self._disconnects: Feed[str] = Feed()
+        self._verified: Feed[Conversation] = Feed()
 
     def __repr__(self) -> str:
         return f"<ChatClient {self.nick or '?'}>"
@@ -113,10 +114,12 @@ class ChatClient(RelayEvents):
 
     # -- conversations ----------------------------------------------------------
 
-    def call(self, nick: str) -> Deferred:
+    def call(self, nick: str, ringing: Optional[Callable[[], None]] = None) -> Deferred:
         """Offer a conversation; fires with a verified :class:`Conversation`.
 
-        Fails with RelayError (offline, no-such-user, ...), Declined,
+        ``ringing()`` is called once the relay has taken the offer (the peer
+        is being asked), so a program says "Calling bob" only when it is
+        true. Fails with RelayError (offline, no-such-user, ...), Declined,
         KeyChanged or HandshakeFailed, each with a sentence. Cancelling the
         Deferred withdraws the offer.
         """
@@ -124,7 +127,7 @@ class ChatClient(RelayEvents):
             canonical_nick(nick)
         except ValueError as e:
             return fail(e)
-        call = _OutgoingCall(self)
+        call = _OutgoingCall(self, ringing)
         self._protocol.offer(nick).addCallback(call.offered).addErrback(call.refused)
         return call.result
 
@@ -211,6 +214,15 @@ class ChatClient(RelayEvents):
     def observe_notices(self, observer: Callable[[str], None]) -> None:
         self._notices.add(observer)
 
+    def observe_conversations(self, observer: Callable[[Conversation], None]) -> None:
+        """Call ``observer(conversation)`` for each conversation, called or
+        accepted, once its handshake is verified (before its Deferred fires)."""
+        self._verified.add(observer)
+
+    def conversation_verified(self, conversation: Conversation) -> None:
+        """Driven by a Conversation whose handshake was just verified."""
+        self._verified.emit(conversation)
+
     def observe_disconnect(self, observer: Callable[[str], None]) -> None:
         """Call ``observer(reason)`` once when the relay connection ends."""
         if self.disconnected is not None and self._disconnects.observed:
@@ -283,7 +295,7 @@ class ChatClient(RelayEvents):
     def relay_disconnected(self, error: Disconnected) -> None:
         self.disconnected = error
         for offer in self.sessions.offers():
-            offer.withdraw("gone")
+            offer.withdraw("lost")
         for conversation in self.sessions.conversations():
             conversation.connection_lost(error)
         self.sessions.clear()
@@ -294,8 +306,9 @@ class _OutgoingCall:
     """One :meth:`ChatClient.call` until the relay answers the OFFER: its result,
     and whether the caller cancelled before the session existed."""
 
-    def __init__(self, client: ChatClient) -> None:
+    def __init__(self, client: ChatClient, ringing: Optional[Callable[[], None]] = None) -> None:
         self._client = client
+        self._ringing = ringing
         self._cancelled = False
         self._conversation: Optional[Conversation] = None
         self.result: Deferred = Deferred(self._cancel)
@@ -315,6 +328,8 @@ class _OutgoingCall:
             conversation.when_verified().addErrback(lambda _: None)
             conversation.close()
             return
+        if self._ringing is not None:
+            Feed._call(lambda _: self._ringing(), None)  # a program's bug must not stop the call
         conversation.when_verified().chainDeferred(self.result)
 
     def refused(self, failure: Failure) -> None:

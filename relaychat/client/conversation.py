@@ -11,6 +11,7 @@ what only the relay session knows (offered, accepted, still open).
 from __future__ import annotations
 
 import enum
+from dataclasses import replace
 from typing import TYPE_CHECKING, Callable, Optional
 
 from twisted.internet.defer import Deferred, succeed
@@ -110,6 +111,7 @@ class Conversation:
         self.safety_number: Optional[str] = None
         self.first_contact = False
         self.ended: Optional[Ended] = None
+        self._cause: Optional[str] = None  # why the relay session went away, for Ended.cause
         self._channel = Channel(
             initiator=initiator, sid=sid, local_nick=client.canonical_nick, peer_nick=nick,
             identity=client.identity, pins=PinnedPeer(client, nick), max_frame=client.max_frame,
@@ -230,12 +232,16 @@ class Conversation:
     def relay_closed(self, reason: str) -> None:
         """The relay said CLOSED: declined or timed out if we were calling, else over."""
         calling = self.state is ConversationState.CALLING
+        self._cause = reason
         self._advance(_Step.SESSION_GONE)
         self._sessions.forget(self)  # before anyone hears of it: the relay knows it no more
         if calling:
             texts = {
                 "declined": f"{self.nick} declined the conversation.",
                 "timeout": f"{self.nick} did not answer in time.",
+                "gone": f"{self.nick} disconnected before answering.",
+                "kicked": f"{self.nick} was disconnected by the relay before answering.",
+                "draining": f"The relay is shutting down; the call to {self.nick} was stopped.",
             }
             error = Declined(texts.get(reason, f"{self.nick} did not accept the conversation."))
             self._handle(self._channel.fail(error))
@@ -253,11 +259,12 @@ class Conversation:
 
     def connection_lost(self, error: Disconnected) -> None:
         """The relay connection ended, and this session with it."""
+        self._cause = "lost"
         self._advance(_Step.SESSION_GONE)
         if not self._ready.called:
             self._ready.errback(error)
         self._handle(self._channel.fail(ConversationClosed(
-            f"The conversation with {self.nick} ended: {error}"
+            f"The conversation with {self.nick} was cut off with the connection to the relay."
         )))
 
     def accept_refused(self, failure: Failure) -> None:
@@ -318,6 +325,7 @@ class Conversation:
         self.first_contact = event.pin is PinStatus.NEW
         self._advance(_Step.VERIFIED)
         self._cancel_timer()
+        self._client.conversation_verified(self)
         if not self._ready.called:
             self._ready.callback(self)
 
@@ -333,6 +341,8 @@ class Conversation:
             return
         self._cancel_timer()
         self._advance(_Step.END)
+        if self._cause is not None and ended.cause is None:
+            ended = replace(ended, cause=self._cause)
         self.ended = ended
         self._ends.emit(ended)
 

@@ -91,12 +91,28 @@ class Ended:
     ``clean`` is True only when the peer's encrypted CLOSE arrived (or we
     closed it ourselves): nothing was cut off. ``error`` is set when it
     ended because something was wrong (tampering, a changed key, ...).
+    ``cause`` says what ended the relay session when the relay (or the
+    connection to it) did: the ``CLOSED`` reason word (``gone``,
+    ``kicked``, ``draining``, ...) or ``lost`` (our connection ended);
+    None otherwise. :attr:`connection_broke` tells whether the conversation
+    may be taken up again once both ends are back (see ``Reconnector``).
     """
 
     clean: bool
     reason: str
     by_peer: bool
     error: Optional[ConversationFailed] = None
+    cause: Optional[str] = None
+
+    @property
+    def connection_broke(self) -> bool:
+        """It ended only because a connection went away (ours, the peer's, or
+        the relay restarting), not because anyone chose to end it."""
+        return not self.clean and self.cause in RESUMABLE_CAUSES
+
+
+#: ``Ended.cause`` values after which a conversation may be re-established.
+RESUMABLE_CAUSES = frozenset({"lost", "gone", "draining"})
 
 
 SMPEvent = Union[SMPRequested, SMPResult, SMPAborted]
