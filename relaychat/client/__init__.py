@@ -49,6 +49,21 @@ from relaychat.client.errors import (
 )
 from relaychat.client.feed import UNOBSERVED_KEPT
 from relaychat.client.offer import IncomingOffer
+from relaychat.client.reconnect import (
+    Backoff,
+    Connected,
+    GaveUp,
+    LinkEvent,
+    LinkState,
+    Lost,
+    Reconnector,
+    ResumeFailed,
+    Resumed,
+    Resuming,
+    Resumption,
+    Retrying,
+    retry_after,
+)
 from relaychat.client.seen import SeenMail
 from relaychat.client.endpoints import explain as explain_tls_failure
 from relaychat.client.trust import open_profile
@@ -56,7 +71,20 @@ from relaychat.client.values import Ended, MailEvent, MailProblem, PeerInfo, Rec
 from relaychat.crypto.smp import SMPUsageError
 
 __all__ = [
+    "Backoff",
     "ChatClient",
+    "Connected",
+    "GaveUp",
+    "LinkEvent",
+    "LinkState",
+    "Lost",
+    "Reconnector",
+    "ResumeFailed",
+    "Resumed",
+    "Resuming",
+    "Resumption",
+    "Retrying",
+    "retry_after",
     "Conversation",
     "ConversationClosed",
     "ConversationFailed",

@@ -243,7 +243,7 @@ class Conversation:
                 "kicked": f"{self.nick} was disconnected by the relay before answering.",
                 "draining": f"The relay is shutting down; the call to {self.nick} was stopped.",
             }
-            error = Declined(texts.get(reason, f"{self.nick} did not accept the conversation."))
+            error = Declined(texts.get(reason, f"{self.nick} did not accept the conversation."), reason)
             self._handle(self._channel.fail(error))
         else:
             self._handle(self._channel.relay_closed(reason))

@@ -94,7 +94,12 @@ class MessageRejected(ConversationFailed):
 
 
 class Declined(ConversationFailed):
-    """The peer declined the offer, or it timed out or was withdrawn."""
+    """The peer declined the offer, or it timed out or was withdrawn;
+    ``reason`` is the relay's ``CLOSED`` reason word (``declined``, ``timeout``, ``gone``, ...)."""
+
+    def __init__(self, text: str, reason: str = "declined") -> None:
+        super().__init__(text)
+        self.reason = reason
 
 
 class ConversationClosed(ConversationFailed):
