@@ -18,6 +18,7 @@ from typing import Callable, Iterable, Optional
 
 from relaychat.crypto.identity import KeyFormatError, pow_ok, verify_registration, verify_static_sig
 from relaychat.server.bans import Bans, key_id
+from relaychat.wire.ban import ban_text
 from relaychat.server.client import Claim, Client, Link, Session, State
 from relaychat.server.limits import Limits, MailPolicy
 from relaychat.server.nicknames import canonical
@@ -114,7 +115,7 @@ class Hub:
         if self.draining:
             self._bye(client, Bye.DRAINING, "the relay is shutting down")
         elif self.bans.banned("address", address, now):
-            self._bye(client, Bye.BANNED, "this address is banned")
+            self._bye(client, Bye.BANNED, ban_text("address", self.bans.remaining("address", address, now)))
         elif len(self.clients) > limits.max_connections:
             self._bye(client, Bye.BUSY, "the relay is full")
         elif self._per_address[address] > limits.connections_per_address:
@@ -278,7 +279,8 @@ class Hub:
         else:
             victims = [c for c in self.clients if not c.closing and (c.nick == value or (key and c.identity_pub == key))]
         for client in victims:
-            self._bye(client, Bye.BANNED, "banned by the operator", session_reason=Closed.KICKED)
+            which = "address" if kind == "address" else "nick" if client.nick == value else "key"
+            self._bye(client, Bye.BANNED, ban_text(which, seconds), session_reason=Closed.KICKED)
         self._flush()
         return len(victims)
 
@@ -380,10 +382,9 @@ class Hub:
         self._send(client, f"OK REGISTER {canon} {b64encode(challenge)} {pow_bits}")
 
     def _refuse_banned(self, canon: str, identity_pub: bytes, now: float) -> None:
-        if self.bans.banned("nick", canon, now):
-            raise ProtocolError(Code.BANNED, "this nickname is banned")
-        if self.bans.banned("key", key_id(identity_pub), now):
-            raise ProtocolError(Code.BANNED, "this identity key is banned")
+        for kind, value in (("nick", canon), ("key", key_id(identity_pub))):
+            if self.bans.banned(kind, value, now):
+                raise ProtocolError(Code.BANNED, ban_text(kind, self.bans.remaining(kind, value, now)))
 
     def _prove(self, client: Client, args: list[str], now: float) -> None:
         claim = client.claim
