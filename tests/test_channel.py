@@ -613,9 +613,19 @@ class SharedSecretCheck(SynchronousTestCase):
         bob.receive_frame(alice.smp_start("s"))
         self.assertEqual(alice.receive_frame(bob.smp_abort()), [SMPAborted("bob stopped the secret check.")])
         events = bob.receive_frame(alice._encrypt(MessageType.SMP, b"\x02junk"))
-        self.assertIsInstance(others(events)[0], SMPAborted)
+        self.assertEqual(others(events), [SMPAborted(
+            "The secret check with alice was stopped: alice's client sent a check message that does not verify.")])
         self.assertEqual(len(frames(events)), 1, "an SMP error is answered with an abort")
         self.assertEqual(bob.state, ChannelState.OPEN, "a failed check does not end the conversation")
+
+    def test_crossed_checks_say_so_without_state_names(self) -> None:
+        alice, bob = opened()
+        bob.receive_frame(alice.smp_start("s"))
+        alice.smp_abort()  # alice gives up and starts again; her SMP2 expectation is gone
+        smp2 = bob.smp_respond("s")
+        (event,) = others(alice.receive_frame(smp2))
+        self.assertEqual(event, SMPAborted("The secret check with bob was reset because two checks crossed; start it again."))
+        self.assertNotRegex(event.reason, r"EXPECT|SMP\d|state")
 
     def test_not_before_verification(self) -> None:
         alice = make(True, "alice", "bob")

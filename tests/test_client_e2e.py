@@ -715,6 +715,9 @@ class MaliciousRelay(RelayTestCase):
         a_conv.send("x")
         ended = yield b_end.get()
         self.assertIsInstance(ended.error, MessageRejected)
+        # Said as the peer's doing; never as a relay that did not deliver.
+        self.assertEqual(ended.reason, "alice's client sent something unreadable; the conversation ended.")
+        self.assertNotIn("did not deliver", ended.reason)
 
 
 class Profile(TestCase):

@@ -48,7 +48,7 @@ from relaychat.crypto.keypair import Identity
 from relaychat.crypto.noise import CipherState, DecryptError, HandshakeState, NoiseError
 from relaychat.crypto.pins import PinStatus
 from relaychat.crypto.safety import identity_fingerprint, safety_number
-from relaychat.crypto.smp import SMPError, SMPState, SocialistMillionaire, smp_secret
+from relaychat.crypto.smp import SMPError, SMPState, SMPUnexpectedMessage, SocialistMillionaire, smp_secret
 from relaychat.wire.codec import lp
 
 __all__ = [
@@ -565,9 +565,14 @@ class Channel:
         smp = self._smp
         try:
             reply = smp.receive(body)
-        except SMPError as e:
+        except SMPUnexpectedMessage:  # usually both started at once, or a message crossed an abort
             return [SendFrame(self._encrypt(MessageType.SMP, smp.abort())), SMPAborted(
-                f"The secret check with {self.peer_nick} failed and was stopped: {e}"
+                f"The secret check with {self.peer_nick} was reset because two checks crossed; start it again."
+            )]
+        except SMPError:  # the detail (which proof, which field) is for developers, not a reason to show
+            return [SendFrame(self._encrypt(MessageType.SMP, smp.abort())), SMPAborted(
+                f"The secret check with {self.peer_nick} was stopped: {self.peer_nick}'s client sent a "
+                "check message that does not verify."
             )]
         events: list[Event] = []
         if reply is not None:

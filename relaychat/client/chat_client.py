@@ -279,6 +279,11 @@ class ChatClient(RelayEvents):
         if conversation is not None:
             conversation.frame_refused(error)
 
+    def relay_frame_unreadable(self, sid: str) -> None:
+        conversation = self.sessions.conversation(sid)
+        if conversation is not None:
+            conversation.frame_unreadable()
+
     def relay_mail(self, mail_id: int, sender: str, time: int, payload: bytes) -> None:
         if not self._mail_feed.observed:
             self._raw_mail.append((mail_id, sender, time, payload))

@@ -257,6 +257,12 @@ class Conversation:
             f"The relay did not deliver a message to {self.nick} ({error.code}); the conversation was stopped."
         )))
 
+    def frame_unreadable(self) -> None:
+        """A FRAME from the peer whose payload is not even base64: their client's fault."""
+        self._handle(self._channel.fail(MessageRejected(
+            f"{self.nick}'s client sent something unreadable; the conversation ended."
+        )))
+
     def connection_lost(self, error: Disconnected) -> None:
         """The relay connection ended, and this session with it."""
         self._cause = "lost"
