@@ -94,6 +94,9 @@ class Registration(SynchronousTestCase):
         for fake in ("a1ice", "AL1CE", "alIce"):
             reply = self.h.claim(self.client, self.link, fake, identity("mallory"))
             self.assertEqual(reply[0].split(" ")[:3], ["ERR", "REGISTER", "taken"], fake)
+            self.assertEqual(reply[0].split(" ")[3], "alice", "the text names the holder first (section 4)")
+        reply = self.h.claim(self.client, self.link, "a1ice", identity("mallory"))
+        self.assertEqual(reply, ["ERR REGISTER taken alice looks the same and is bound to another key"])
 
     def test_bad_nicknames(self) -> None:
         for nick in ("a", "1abc", "x" * 25, "al ice", "ålice", "-abc"):

@@ -59,7 +59,7 @@ class BackoffTests(SynchronousTestCase):
             self.assertFalse(retry_after(Disconnected(code, "x")), code)
         self.assertTrue(retry_after(ConnectionRefusedError()))
         self.assertFalse(retry_after(RelayError("banned", "this nickname is banned", "REGISTER")))
-        self.assertFalse(retry_after(RelayError("taken", "too easily confused with alice", "REGISTER")))
+        self.assertFalse(retry_after(RelayError("taken", "alice looks the same and is bound to another key", "REGISTER")))
         self.assertTrue(retry_after(RelayError("draining", "x", "REGISTER")))
 
 

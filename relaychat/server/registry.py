@@ -34,7 +34,7 @@ class Registry:
             return existing
         lookalike = self._store.binding_by_skeleton(skeleton(canon))
         if lookalike is not None:
-            raise ProtocolError(Code.TAKEN, f"too easily confused with {lookalike.display}")
+            raise ProtocolError(Code.TAKEN, f"{lookalike.display} looks the same and is bound to another key")
         return None
 
     def bind(self, nick: str, identity_pub: bytes, static_pub: bytes, static_sig: bytes, now: float) -> Binding:
@@ -46,5 +46,5 @@ class Registry:
             return self._store.binding(canon)  # type: ignore[return-value]
         binding = Binding(canon, skeleton(canon), nick, identity_pub, static_pub, static_sig, now)
         if not self._store.insert_binding(binding):
-            raise ProtocolError(Code.TAKEN, f"{nick} was just taken")
+            raise ProtocolError(Code.TAKEN, f"{nick} is bound to another key (it was just taken)")
         return binding
