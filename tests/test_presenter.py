@@ -539,11 +539,20 @@ class FakeClient:
         self.quit_result: defer.Deferred = defer.succeed(None)
         self.quits = 0
         self.observers: dict[str, Callable[[Any], None]] = {}
+        self.ringing: dict[str, Callable[[], None]] = {}
+        self.rings = True
+        self.disconnected: Any = None
 
-    def call(self, nick: str) -> defer.Deferred:
+    def call(self, nick: str, ringing: Callable[[], None] | None = None) -> defer.Deferred:
         d: defer.Deferred = defer.Deferred()
         self.calls[nick.lower()] = d
+        self.ringing[nick.lower()] = ringing or (lambda: None)
+        if self.rings:
+            self.ringing[nick.lower()]()  # the relay took the offer at once
         return d
+
+    def observe_conversations(self, observer: Callable[[Any], None]) -> None:
+        self.observers["conversations"] = observer
 
     def who(self) -> defer.Deferred:
         return defer.succeed(self.who_result)
@@ -758,7 +767,7 @@ class ControllerTests(unittest.TestCase):
         self.client.observers["offers"](offer)
         self.view.take()
         offer.withdrawn_observers[0]("The offer from bob timed out.")
-        self.assertEqual(self.view.take(), ["*** bob's offer is gone: The offer from bob timed out."])
+        self.assertEqual(self.view.take(), ["*** The offer from bob timed out."])  # said once, not doubled
         self.assertIn("Nobody is waiting", self.type("/accept")[0])
 
     def test_offer_with_changed_key_warns(self) -> None:
@@ -850,7 +859,7 @@ class ControllerTests(unittest.TestCase):
     def test_smp_aborted(self) -> None:
         conversation = self.open_with()
         conversation.emit("smp", SMPAborted("bob stopped the secret check."))
-        self.assertEqual(self.view.take(), ["*** The secret check with bob stopped: bob stopped the secret check."])
+        self.assertEqual(self.view.take(), ["*** bob stopped the secret check."])  # said once, not doubled
 
     # -- directory and mail
 
@@ -901,9 +910,10 @@ class ControllerTests(unittest.TestCase):
 
     def test_disconnected(self) -> None:
         self.open_with()
-        self.client.observers["disconnect"]("Disconnected from the relay: idle.")
+        self.client.disconnected = Disconnected("kicked", "enough")
+        self.client.observers["disconnect"](str(self.client.disconnected))
         shown = self.view.take()
-        self.assertEqual(shown[0], "*** Disconnected from the relay: idle.")
+        self.assertEqual(shown, ["*** The relay operator disconnected you: enough.", "*** Type /quit to leave."])
         self.assertEqual(self.view.prompt, "> ")
         self.assertEqual(self.type("/who"), ["*** Not connected to the relay. /quit leaves."])
         self.type("/quit")

@@ -27,13 +27,22 @@ from twisted.python.failure import Failure
 from relaychat.chat import commands as cmd
 from relaychat.client import (
     ChatClient,
+    Connected,
     Conversation,
     Ended,
+    GaveUp,
     IncomingOffer,
     KeyChanged,
+    LinkEvent,
+    LinkState,
+    Lost,
     MailEvent,
     MailProblem,
     PeerInfo,
+    Reconnector,
+    ResumeFailed,
+    Resumed,
+    Resuming,
     SMPAborted,
     SMPEvent,
     SMPRequested,
@@ -59,6 +68,8 @@ class View(Protocol):
 
     def set_prompt(self, prompt: str) -> None: ...
 
+    def alert(self, title: str | None = None) -> None: ...
+
 
 class ChatController:
     """One user's chat session: commands, events and what to show for them.
@@ -76,6 +87,7 @@ class ChatController:
         self._exit = exit
         # Keyed by canonical nickname.
         self._client: ChatClient | None = None
+        self._link: Reconnector | None = None
         self._conversations: dict[str, Conversation] = {}
         self._offers: dict[str, IncomingOffer] = {}
         self._calls: dict[str, Deferred] = {}
@@ -110,7 +122,25 @@ class ChatController:
     def _update_prompt(self) -> None:
         conversation = self._conversations.get(self._active) if self._active else None
         nick = conversation.nick if conversation is not None else None
-        self._view.set_prompt(self._presenter.prompt(nick, self._active in self._verified))
+        resumption = self._resumption(self._active)
+        if nick is None and resumption is not None:
+            nick = resumption.nick
+        self._view.set_prompt(self._presenter.prompt(
+            nick, self._active in self._verified, waiting=resumption is not None or self._offline))
+
+    @property
+    def _offline(self) -> bool:
+        return (self._client is None and self._link is not None and not self._leaving
+                and self._link.state is not LinkState.STOPPED)
+
+    def _resumption(self, key: str | None) -> Any:
+        return self._link.resumption(key) if key and self._link is not None else None
+
+    def _alert(self, nick: str) -> None:
+        """A message for a conversation that is not in front: bell and title."""
+        alert = getattr(self._view, "alert", None)
+        if alert is not None and self._active != nick.lower():
+            alert(f"relaychat: new message from {nick}")
 
     def _failed(self, failure: Failure, nick: str | None = None) -> None:
         """Errback for every request: a KeyChanged warning, or a sentence."""
@@ -133,12 +163,16 @@ class ChatController:
     # -- start and stop
 
     def start(self, connect: Callable[[], Deferred], nick: str | None = None) -> Deferred:
-        """Connect (``connect()`` fires with a ChatClient registered as ``nick``)
-        and wire the session up; on failure say why and exit(1)."""
+        """Connect (``connect()`` fires with a ChatClient registered as ``nick``),
+        then stay connected: a lost connection is made again, with backoff.
+        If the first connection fails, say why and exit(1)."""
         self._show(self._presenter.welcome() + self._presenter.connecting(self._server))
         self._update_prompt()
-        d = connect()
-        d.addCallbacks(self.attach, self._connect_failed, errbackArgs=(nick,))
+        self._link = Reconnector(self._clock, connect)
+        self._link.observe(self._link_event)
+        self._link.observe_offers(self._offered)
+        d = self._link.start()
+        d.addErrback(self._connect_failed, nick)
         return d
 
     def _connect_failed(self, failure: Failure, nick: str | None) -> None:
@@ -147,15 +181,36 @@ class ChatController:
         self._show(self._presenter.connect_failed(describe_failure(failure.value, nick, self._server)))
         self._exit(1)
 
-    def attach(self, client: ChatClient) -> None:
+    def _link_event(self, event: LinkEvent) -> None:
+        if self._leaving:
+            return
+        if isinstance(event, Connected):
+            self.attach(event.client, again=event.again)
+        elif isinstance(event, Lost):
+            self._disconnected(event)
+        elif isinstance(event, GaveUp):
+            self._show(self._presenter.gave_up(describe_failure(event.error, self._presenter.me, self._server)))
+        elif isinstance(event, Resuming):
+            self._show(self._presenter.resuming(event.resumption.nick, event.resumption.cause))
+        elif isinstance(event, Resumed):
+            self._resumed(event)
+        elif isinstance(event, ResumeFailed):
+            self._show(self._presenter.resume_failed(event.resumption.nick, str(event.error), event.unsent))
+        self._update_prompt()
+
+    def attach(self, client: ChatClient, again: bool = False) -> None:
         """Use a connected, registered ChatClient and subscribe to its events."""
         self._client = client
         self._presenter.me = client.nick
-        self._show(self._presenter.connected(client.nick, self._server, identity_fingerprint(client.identity.identity_public)))
-        client.observe_offers(self._offered)
+        if again:
+            self._show(self._presenter.reconnected(client.nick, self._server))
+        else:
+            self._show(self._presenter.connected(
+                client.nick, self._server, identity_fingerprint(client.identity.identity_public)))
+        if self._link is None:  # used without start(): offers come from the client itself
+            client.observe_offers(self._offered)
         client.observe_mail(self._mail_arrived)
         client.observe_notices(lambda text: self._show(self._presenter.notice(text)))
-        client.observe_disconnect(self._disconnected)
         self._update_prompt()
 
     def quit(self) -> None:
@@ -165,10 +220,19 @@ class ChatController:
         self._leaving = True
         self._show(self._presenter.info("Leaving ..."))
         client, self._client = self._client, None
-        if client is None:
+        link, self._link = self._link, None
+        if link is not None:
+            for resumption in link.resumptions():
+                if resumption.queued:
+                    self._show(self._presenter.resume_failed(
+                        resumption.nick, "you left.", tuple(resumption.queued)))
+            stop = link.stop
+        elif client is not None:
+            stop = client.quit
+        else:
             self._exit(0)
             return
-        d = self._guard(client.quit)
+        d = self._guard(stop)
         if not isinstance(d, Deferred):
             self._exit(0)
             return
@@ -176,15 +240,20 @@ class ChatController:
         d.addErrback(lambda f: None)  # leaving anyway; the relay notices the close
         d.addBoth(lambda _: self._exit(0))
 
-    def _disconnected(self, reason: str) -> None:
-        if self._leaving:
-            return
+    def _disconnected(self, event: Lost) -> None:
         self._client = None
         self._conversations.clear()
         self._offers.clear()
-        self._active = None
-        self._show(self._presenter.disconnected(reason))
-        self._update_prompt()
+        self._calls.clear()
+        if event.retry_in is not None:
+            self._show(self._presenter.lost())
+        else:
+            self._active = None
+            self._show(self._presenter.disconnected(event.error))
+
+    def _resumed(self, event: Resumed) -> None:
+        self._show(self._presenter.resumed(event.resumption.nick, event.sent))
+        self._opened(event.conversation, resumed=True)
 
     # -- typed lines
 
@@ -197,8 +266,10 @@ class ChatController:
             return
         if command is None:
             return
-        if self._client is None and not isinstance(command, (cmd.Help, cmd.Quit)):
-            self._show(self._presenter.error("Not connected to the relay. /quit leaves."))
+        if self._client is None and not isinstance(command, (cmd.Help, cmd.Quit, cmd.Say, cmd.Msg, cmd.Close)):
+            self._show(self._presenter.error(
+                "Not connected to the relay right now; reconnecting…" if self._offline
+                else "Not connected to the relay. /quit leaves."))
             return
         try:
             self._handlers[type(command)](command)
@@ -208,9 +279,12 @@ class ChatController:
     # -- conversations
 
     def _conversation_for(self, nick: str | None) -> Any:
-        """The conversation with ``nick``, or the active one; shows why if none."""
+        """The conversation with ``nick``, or the active one, or the Resumption
+        that stands for it while it is being taken up again; shows why if none."""
         key = nick.lower() if nick else self._active
         conversation = self._conversations.get(key) if key else None
+        if conversation is None:
+            conversation = self._resumption(key)
         if conversation is None:
             if nick:
                 self._show(self._presenter.error(f"You have no conversation with {nick}; /connect {nick} first."))
@@ -220,11 +294,14 @@ class ChatController:
                     "/mail <nick> <text> reaches someone offline."))
         return conversation
 
-    def _send(self, conversation: Conversation, text: str) -> None:
+    def _send(self, conversation: Any, text: str) -> None:
+        """Send to a Conversation, or keep for a Resumption (shown as waiting)."""
         sent = self._guard(lambda: conversation.send(text) or True, conversation.nick)
         if sent:
             to = conversation.nick if len(self._conversations) > 1 else None
             self._show(self._presenter.own_message(text, to))
+            if not isinstance(conversation, Conversation) and self._resumption(conversation.nick) is conversation:
+                self._show(self._presenter.waiting(conversation.nick))
 
     def _do_say(self, command: cmd.Say) -> None:
         conversation = self._conversation_for(None)
@@ -247,11 +324,11 @@ class ChatController:
         elif key in self._calls:
             self._show(self._presenter.error(f"Already calling {nick}; /close {nick} stops calling."))
         else:
-            d = self._guard(lambda: self._client.call(nick), nick)
+            ringing = lambda: self._show(self._presenter.calling(nick))  # noqa: E731 -- once the relay took it
+            d = self._guard(lambda: self._client.call(nick, ringing=ringing), nick)
             if d is None:
                 return
             self._calls[key] = d
-            self._show(self._presenter.calling(nick))
             d.addBoth(self._call_over, key)
             d.addCallbacks(self._opened, self._failed, errbackArgs=(nick,))
 
@@ -259,19 +336,24 @@ class ChatController:
         self._calls.pop(key, None)
         return result
 
-    def _opened(self, conversation: Conversation) -> None:
+    def _opened(self, conversation: Conversation, resumed: bool = False) -> None:
         key = conversation.nick.lower()
         self._conversations[key] = conversation
         self._key_changes.pop(key, None)
         self._verified.discard(key)
         self._smp_asked.discard(key)
-        self._show(self._presenter.opened(conversation.nick, conversation.first_contact))
-        conversation.observe_messages(lambda text: self._show(self._presenter.message(conversation.nick, text)))
+        if not resumed:
+            self._show(self._presenter.opened(conversation.nick, conversation.first_contact))
+        conversation.observe_messages(lambda text: self._message(conversation, text))
         conversation.observe_smp(lambda event: self._smp_event(conversation, event))
         conversation.observe_warnings(lambda sentence: self._show(self._presenter.error(sentence)))
         conversation.observe_end(lambda ended: self._ended(conversation, ended))
         if key in self._conversations:
             self._activate(key)
+
+    def _message(self, conversation: Conversation, text: str) -> None:
+        self._show(self._presenter.message(conversation.nick, text))
+        self._alert(conversation.nick)
 
     def _activate(self, key: str) -> None:
         if self._active != key:
@@ -289,9 +371,11 @@ class ChatController:
         self._smp_asked.discard(key)
         if isinstance(ended.error, KeyChanged):
             self._key_changed(ended.error)
+        elif self._resumption(key) is not None:
+            pass  # the Resuming line said it, and the conversation stays in front
         elif not self._leaving:
             self._show(self._presenter.ended(conversation.nick, ended.clean, ended.by_peer, ended.reason))
-        if self._active == key:
+        if self._active == key and self._resumption(key) is None:
             self._active = None
             if len(self._conversations) == 1:
                 self._activate(next(iter(self._conversations)))
@@ -309,6 +393,8 @@ class ChatController:
         key = command.nick.lower() if command.nick else self._active
         if key in self._calls:
             self._calls[key].cancel()
+        elif key not in self._conversations and self._link is not None and key and self._link.abandon(key):
+            self._update_prompt()
         elif key in self._offers:
             self._decline(self._offers.pop(key))
         elif self._conversation_for(command.nick) is not None:

@@ -53,8 +53,11 @@ __all__ = [
     "Kind",
     "Line",
     "Presenter",
+    "ban_words",
     "cell_width",
     "describe_failure",
+    "duration",
+    "goodbye",
     "is_expected",
     "text_width",
     "wrap",
@@ -162,6 +165,53 @@ def _local_time(seconds: int) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(seconds))
 
 
+def _count(n: int, thing: str) -> str:
+    return f"{n} {thing}" if n == 1 else f"{n} {thing}s"
+
+
+def duration(seconds: int) -> str:
+    """A time span as people say it: "45 seconds", "20 minutes", "3 hours", "2 days"."""
+    for unit, size, up_to in (("second", 1, 90), ("minute", 60, 90 * 60), ("hour", 3600, 48 * 3600)):
+        if seconds < up_to:
+            return _count(max(1, round(seconds / size)), unit)
+    return _count(round(seconds / 86400), "day")
+
+
+def _preview(text: str, most: int = 80) -> str:
+    """A line that was not sent, short enough to recognise: inert, on one row."""
+    flat = " ".join(text.split("\n"))
+    shown = flat if len(flat) <= most else flat[:most] + f"… ({len(text)} characters)"
+    return render_inert(shown)
+
+
+_BANNED = {"nick": "your nickname", "key": "your identity key", "address": "your address"}
+
+
+def ban_words(error: RelayError) -> str:
+    """Which ban, and for how long, from a ``banned`` refusal (protocol section 2)."""
+    ban = error.ban
+    if ban is None:
+        return "The relay has banned this nickname, your key or your address."
+    kind, seconds = ban
+    return f"The relay has banned {_BANNED[kind]} for another {duration(seconds)}."
+
+
+def goodbye(error: Disconnected) -> str:
+    """Why the relay ended the connection, in words (the ``BYE`` code and text)."""
+    text = error.text.rstrip(".")
+    if error.code == "kicked":
+        return f"The relay operator disconnected you: {text}."
+    if error.code == "banned":
+        return ban_words(error)
+    if error.code == "replaced":
+        return "You logged in with this nickname somewhere else, so the relay disconnected this one."
+    if error.code == "violations":
+        return "The relay disconnected you after too many protocol errors (a bug in relaychat?)."
+    if error.code == "quit":
+        return "Disconnected from the relay."
+    return str(error)
+
+
 class Presenter:
     """Lines for each event. Stateless apart from our own nickname.
 
@@ -185,11 +235,12 @@ class Presenter:
     def _warning(self, *texts: str) -> list[Line]:
         return [Line(Kind.WARNING, WARNING_PREFIX + t) for t in texts]
 
-    def prompt(self, active: str | None, verified: bool = False) -> str:
-        """The text before the input: who plain lines go to."""
+    def prompt(self, active: str | None, verified: bool = False, waiting: bool = False) -> str:
+        """The text before the input: who plain lines go to; ``waiting``: the
+        connection or that conversation is being made again."""
         if active is None:
-            return "> "
-        mark = ", verified" if verified else ""
+            return "(reconnecting) > " if waiting else "> "
+        mark = ", waiting" if waiting else ", verified" if verified else ""
         return f"[{_nick(active)}{mark}] > "
 
     # -- the relay connection
@@ -210,13 +261,53 @@ class Presenter:
     def connect_failed(self, sentence: str) -> list[Line]:
         return self._status(_say(sentence), kind=Kind.ERROR)
 
-    def disconnected(self, reason: str) -> list[Line]:
-        """``reason`` is the library's sentence ("Disconnected from the relay: ...")."""
+    def lost(self) -> list[Line]:
+        """The connection broke and the program is reconnecting (one line)."""
+        return self._status("Lost the connection to the relay (it may be restarting); reconnecting…", kind=Kind.ERROR)
+
+    def reconnected(self, nick: str, server: str) -> list[Line]:
+        return self._status(f"Reconnected to {_say(server)} as {_nick(nick)}.", kind=Kind.GOOD)
+
+    def disconnected(self, error: Disconnected) -> list[Line]:
+        """The relay ended the connection for good (kicked, banned, ...): why, in words."""
+        return self._status(_say(goodbye(error)), "Type /quit to leave.", kind=Kind.ERROR)
+
+    def gave_up(self, sentence: str) -> list[Line]:
+        """Reconnecting failed in a way no retry changes."""
+        return self._status(_say(sentence), "Not reconnecting; type /quit to leave.", kind=Kind.ERROR)
+
+    # -- conversations broken by a connection
+
+    def resuming(self, nick: str, cause: str | None) -> list[Line]:
+        n = _nick(nick)
+        why = {
+            "lost": "the connection to the relay was lost",
+            "gone": f"{n} lost the connection to the relay",
+            "draining": "the relay is restarting",
+        }.get(cause or "", "a connection was lost")
         return self._status(
-            _say(reason),
-            "Your conversations have ended. Type /quit to leave.",
-            kind=Kind.ERROR,
-        )
+            f"The conversation with {n} was cut off ({why}); it resumes with a new handshake when you are "
+            f"both back. Lines you type for {n} wait until then.", kind=Kind.ERROR)
+
+    def waiting(self, nick: str) -> list[Line]:
+        return self._status(f"Not sent yet: it goes to {_nick(nick)} when the conversation is back.")
+
+    def resumed(self, nick: str, sent: int) -> list[Line]:
+        n = _nick(nick)
+        lines = [self.status(
+            f"Re-established the conversation with {n}: a new handshake, and {n}'s key is the one "
+            "pinned before.", Kind.GOOD)]
+        if sent:
+            lines.append(self.status(f"Sent the {_count(sent, 'line')} that waited for {n}."))
+        lines.append(self.status(f"UNVERIFIED in this session: /verify <secret> checks {n} again."))
+        return lines
+
+    def resume_failed(self, nick: str, reason: str, unsent: Sequence[str]) -> list[Line]:
+        n = _nick(nick)
+        lines = self._status(f"The conversation with {n} could not be taken up again: {_say(reason)}",
+                             kind=Kind.ERROR)
+        lines += self._status(*(f"Not sent to {n}: {_preview(text)}" for text in unsent), kind=Kind.ERROR)
+        return lines
 
     def notice(self, text: str) -> list[Line]:
         return self._status(f"Notice from the relay: {_say(text)}")
@@ -239,7 +330,8 @@ class Presenter:
         return lines
 
     def offer_withdrawn(self, nick: str, reason: str) -> list[Line]:
-        return self._status(f"{_nick(nick)}'s offer is gone: {_say(reason)}")
+        """``reason`` is the library's whole sentence ("The offer from bob timed out.")."""
+        return self._status(_say(reason))
 
     def accepting(self, nick: str) -> list[Line]:
         return self._status(f"Accepted. Handshake with {_nick(nick)} ... checking keys.")
@@ -352,7 +444,8 @@ class Presenter:
         )
 
     def smp_aborted(self, nick: str, reason: str) -> list[Line]:
-        return self._status(f"The secret check with {_nick(nick)} stopped: {_say(reason)}", kind=Kind.ERROR)
+        """``reason`` is the library's whole sentence, naming the peer."""
+        return self._status(_say(reason), kind=Kind.ERROR)
 
     # -- directory and mail
 
@@ -494,8 +587,16 @@ def describe_failure(exc: BaseException, nick: str | None = None, server: str | 
         )
     n = _nick(nick) if nick else "they"
     if isinstance(exc, Disconnected):
+        if exc.code not in ("lost", "timeout", "protocol"):  # the relay said why: kicked, banned, ...
+            return goodbye(exc)
         return _disconnected(exc, server)
     if isinstance(exc, RelayError):
+        if exc.code == "banned":
+            return ban_words(exc)
+        holder = exc.holder
+        if holder is not None and holder[1]:
+            return (f"{n} is too similar to {_nick(holder[0])}, which belongs to someone else; "
+                    "choose another with --nick.")
         template = _RELAY_CODES.get(exc.code)
         return template.format(n=n) if template else _say(str(exc))
     if isinstance(exc, defer.CancelledError):

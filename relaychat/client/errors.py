@@ -8,7 +8,10 @@ program can show as it is (after making it inert, protocol section 16).
 
 from __future__ import annotations
 
+from typing import Optional
+
 from relaychat.crypto.safety import identity_fingerprint
+from relaychat.wire.refusals import parse_ban, parse_holder
 
 
 class RelayError(Exception):
@@ -27,6 +30,17 @@ class RelayError(Exception):
 
     def __str__(self) -> str:
         return f"The relay refused {self.command}: {self.text} ({self.code})."
+
+    @property
+    def ban(self) -> Optional[tuple[str, int]]:
+        """For ``banned``: (``nick``/``key``/``address``, seconds it still runs), if the relay said."""
+        return parse_ban(self.text) if self.code == "banned" else None
+
+    @property
+    def holder(self) -> Optional[tuple[str, bool]]:
+        """For ``taken``: (the nickname that holds the name, whether it is a
+        look-alike of the one asked for), if the relay said (section 4)."""
+        return parse_holder(self.text) if self.code == "taken" else None
 
 
 class TooMuchWork(RelayError):

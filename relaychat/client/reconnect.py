@@ -212,6 +212,7 @@ class Resumption:
     initiator: bool
     peer_identity: bytes = field(repr=False)
     deadline: float
+    cause: Optional[str] = None  # Ended.cause: lost (ours), gone (theirs), draining (the relay)
     queued: deque[str] = field(default_factory=deque, repr=False)
     state: _ResumeState = _ResumeState.WAITING
 
@@ -385,7 +386,7 @@ class Reconnector:
             self._fail(previous, ConversationClosed(f"The conversation with {conversation.nick} broke again."),
                        quiet=True)
         resumption = Resumption(conversation.nick, conversation.initiator, conversation.peer_identity,
-                                self.reactor.seconds() + self.resume_window)
+                                self.reactor.seconds() + self.resume_window, ended.cause)
         self._resumptions[key] = resumption
         self._timers[key] = self.reactor.callLater(self.resume_window, self._expired, resumption)
         self._events.emit(Resuming(resumption))

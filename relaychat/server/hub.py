@@ -18,7 +18,7 @@ from typing import Callable, Iterable, Optional
 
 from relaychat.crypto.identity import KeyFormatError, pow_ok, verify_registration, verify_static_sig
 from relaychat.server.bans import Bans, key_id
-from relaychat.wire.ban import ban_text
+from relaychat.wire.refusals import ban_text
 from relaychat.server.client import Claim, Client, Link, Session, State
 from relaychat.server.limits import Limits, MailPolicy
 from relaychat.server.nicknames import canonical

@@ -14,6 +14,7 @@ from typing import Optional
 from relaychat.server.nicknames import canonical, skeleton
 from relaychat.server.store import Binding, Store
 from relaychat.wire.errors import Code, ProtocolError
+from relaychat.wire.refusals import taken_text
 
 
 class Registry:
@@ -30,11 +31,11 @@ class Registry:
         existing = self._store.binding(canon)
         if existing is not None:
             if not hmac.compare_digest(existing.identity_pub, identity_pub):
-                raise ProtocolError(Code.TAKEN, f"{existing.display} is bound to another key")
+                raise ProtocolError(Code.TAKEN, taken_text(existing.display, lookalike=False))
             return existing
         lookalike = self._store.binding_by_skeleton(skeleton(canon))
         if lookalike is not None:
-            raise ProtocolError(Code.TAKEN, f"{lookalike.display} looks the same and is bound to another key")
+            raise ProtocolError(Code.TAKEN, taken_text(lookalike.display, lookalike=True))
         return None
 
     def bind(self, nick: str, identity_pub: bytes, static_pub: bytes, static_sig: bytes, now: float) -> Binding:
@@ -46,5 +47,5 @@ class Registry:
             return self._store.binding(canon)  # type: ignore[return-value]
         binding = Binding(canon, skeleton(canon), nick, identity_pub, static_pub, static_sig, now)
         if not self._store.insert_binding(binding):
-            raise ProtocolError(Code.TAKEN, f"{nick} is bound to another key (it was just taken)")
+            raise ProtocolError(Code.TAKEN, taken_text(nick, lookalike=False))
         return binding

@@ -1,4 +1,5 @@
-"""How the relay says which ban refused a client, and for how long (docs/protocol.rst, section 2).
+"""The texts of two refusals a client reads: which ban and for how long
+(docs/protocol.rst, section 2), and who holds a nickname (section 4).
 
 Both ``BYE banned`` and ``ERR <COMMAND> banned`` carry, as the first two
 words of their text, the kind of ban (``nick``, ``key`` or ``address``)
@@ -13,9 +14,10 @@ The relay formats it with :func:`ban_text`; clients read it back with
 from __future__ import annotations
 
 import math
+import re
 from typing import Optional
 
-__all__ = ["BAN_KINDS", "ban_text", "parse_ban"]
+__all__ = ["BAN_KINDS", "ban_text", "parse_ban", "parse_holder", "taken_text"]
 
 #: Ban kinds and what they are called in sentences.
 BAN_KINDS = {"nick": "nickname", "key": "identity key", "address": "address"}
@@ -38,3 +40,25 @@ def parse_ban(text: str) -> Optional[tuple[str, int]]:
     if not (seconds.isascii() and seconds.isdigit()) or len(seconds) > 13 or int(seconds) > _MAX_SECONDS:
         return None
     return parts[0], int(seconds)
+
+
+def taken_text(holder: str, lookalike: bool) -> str:
+    """The text of ``ERR ... taken``: the holder's nickname first (section 4)."""
+    if lookalike:
+        return f"{holder} looks the same and is bound to another key"
+    return f"{holder} is bound to another key"
+
+
+def parse_holder(text: str) -> Optional[tuple[str, bool]]:
+    """(holder, is a look-alike) from a ``taken`` text; None if it is not one of
+    :func:`taken_text`'s two forms."""
+    holder = text.split(" ", 1)[0]
+    if not _NICK.match(holder):
+        return None
+    for lookalike in (False, True):
+        if text == taken_text(holder, lookalike):
+            return holder, lookalike
+    return None
+
+
+_NICK = re.compile(r"[A-Za-z][A-Za-z0-9_-]{1,23}\Z")
