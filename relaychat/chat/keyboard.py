@@ -72,7 +72,7 @@ class ChatServerProtocol(insults.ServerProtocol):
         self._paste = PasteFilter()
 
     def dataReceived(self, data: bytes) -> None:
-        screen = self.terminalProtocol
+        screen: Any = self.terminalProtocol  # a ChatTerminal
         screen.begin_batch()
         try:
             for pasted, piece in self._paste.feed(data):

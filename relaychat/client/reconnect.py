@@ -485,6 +485,7 @@ class Reconnector:
         self._cancel(self._calls.pop(key, None))
 
     @staticmethod
-    def _cancel(call: Optional[IDelayedCall]) -> None:
+    def _cancel(call: Any) -> None:
+        """Cancel an IDelayedCall (or a None) if it is still due."""
         if call is not None and call.active():
             call.cancel()
