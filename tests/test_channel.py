@@ -423,13 +423,16 @@ class LongMessages(SynchronousTestCase):
             alice, bob = opened()
             bob.receive_frame(alice._encrypt(MessageType.TEXT_PART, b"half a mess"))  # white box
             result = failure(bob.receive_frame(alice._encrypt(kind, body)))
-            self.assertEqual(result.reason, "alice broke off a long message in the middle.")
+            self.assertEqual(result.reason, "alice's client sent something unreadable (a long message broken "
+                                            "off in the middle); the conversation ended.")
 
     def test_joined_text_must_be_utf8(self) -> None:
         alice, bob = opened()
         bob.receive_frame(alice._encrypt(MessageType.TEXT_PART, b"\xc3"))  # white box
-        self.assertIsInstance(failure(bob.receive_frame(alice._encrypt(MessageType.TEXT, b"("))).error,
-                              MessageRejected)
+        result = failure(bob.receive_frame(alice._encrypt(MessageType.TEXT, b"(")))
+        self.assertIsInstance(result.error, MessageRejected)
+        self.assertEqual(result.reason, "alice's client sent something unreadable (a message that is not UTF-8 "
+                                        "text); the conversation ended.")
 
 
 class Attacks(SynchronousTestCase):

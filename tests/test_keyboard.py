@@ -238,3 +238,11 @@ class AlertTests(unittest.TestCase):
         s = Screen()
         s.screen.alert("relaychat: new message from bob")
         self.assertTrue(s.transport.value().endswith(b"\x07\x1b]0;relaychat: new message from bob\x07"))
+
+
+class TitleTests(unittest.TestCase):
+    def test_title_is_inert(self) -> None:
+        s = Screen()
+        s.screen.set_title("relaychat: new message from \x1b]0;evil\x07")
+        written = s.transport.value()
+        self.assertTrue(written.endswith(b"\x1b]0;relaychat: new message from \\x1b]0;evil\\x07\x07"))

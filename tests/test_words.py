@@ -214,3 +214,46 @@ class ControllerLinkTests(unittest.TestCase):
         link = self.controller._link  # white box
         link._events.emit(Connected(self.clients[0], again=True))
         self.assertEqual(self.view.take(), ["*** Reconnected to relay:7733 as Alice."])
+
+
+class AlertingView(FakeView):
+    def __init__(self) -> None:
+        super().__init__()
+        self.alerts: list[str | None] = []
+        self.titles: list[str] = []
+
+    def alert(self, title: str | None = None) -> None:
+        self.alerts.append(title)
+
+    def set_title(self, title: str) -> None:
+        self.titles.append(title)
+
+
+class AlertTests(unittest.TestCase):
+    def setUp(self) -> None:
+        self.view = AlertingView()
+        self.client = FakeClient()
+        self.controller = ChatController(self.view, Presenter(), Clock(), "relay:7733", lambda status: None)
+        self.controller.start(lambda: defer.succeed(self.client))
+
+    def open_with(self, nick: str) -> FakeConversation:
+        self.controller.handle_line(f"/connect {nick}")
+        conversation = FakeConversation(nick)
+        self.client.calls[nick].callback(conversation)
+        return conversation
+
+    def test_a_message_not_in_front_rings_until_seen(self) -> None:
+        bob = self.open_with("bob")
+        carol = self.open_with("carol")  # in front now
+        carol.emit("messages", "in front: no bell")
+        self.assertEqual(self.view.alerts, [])
+        bob.emit("messages", "behind")
+        self.assertEqual(self.view.alerts, ["relaychat: new message from bob"])
+        self.controller.handle_line("/switch bob")
+        self.assertEqual(self.view.titles, ["relaychat"])
+
+    def test_an_offer_rings(self) -> None:
+        from tests.test_presenter import FakeOffer
+
+        self.client.observers["offers"](FakeOffer("dave"))
+        self.assertEqual(self.view.alerts, ["relaychat: a call from dave"])

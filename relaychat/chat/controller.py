@@ -70,6 +70,8 @@ class View(Protocol):
 
     def alert(self, title: str | None = None) -> None: ...
 
+    def set_title(self, title: str) -> None: ...
+
 
 class ChatController:
     """One user's chat session: commands, events and what to show for them.
@@ -94,6 +96,7 @@ class ChatController:
         self._key_changes: dict[str, KeyChanged] = {}
         self._verified: set[str] = set()
         self._smp_asked: set[str] = set()
+        self._alerted: set[str] = set()  # conversations with news not seen in front
         self._active: str | None = None
         self._leaving = False
         self._handlers: dict[type, Callable[[Any], None]] = {
@@ -136,11 +139,22 @@ class ChatController:
     def _resumption(self, key: str | None) -> Any:
         return self._link.resumption(key) if key and self._link is not None else None
 
-    def _alert(self, nick: str) -> None:
-        """A message for a conversation that is not in front: bell and title."""
+    def _alert(self, nick: str, what: str = "new message from") -> None:
+        """Something for a conversation that is not in front: bell and title,
+        until that conversation is brought to the front."""
         alert = getattr(self._view, "alert", None)
         if alert is not None and self._active != nick.lower():
-            alert(f"relaychat: new message from {nick}")
+            self._alerted.add(nick.lower())
+            alert(f"relaychat: {what} {nick}")
+
+    def _seen(self, key: str) -> None:
+        """``key`` is in front now: the title stops calling for it."""
+        if key in self._alerted:
+            self._alerted.discard(key)
+            set_title = getattr(self._view, "set_title", None)
+            if set_title is not None:
+                set_title("relaychat" if not self._alerted else
+                          f"relaychat: new messages from {', '.join(sorted(self._alerted))}")
 
     def _failed(self, failure: Failure, nick: str | None = None) -> None:
         """Errback for every request: a KeyChanged warning, or a sentence."""
@@ -356,6 +370,7 @@ class ChatController:
         self._alert(conversation.nick)
 
     def _activate(self, key: str) -> None:
+        self._seen(key)
         if self._active != key:
             previous = self._active
             self._active = key
@@ -369,13 +384,16 @@ class ChatController:
             del self._conversations[key]
         self._verified.discard(key)
         self._smp_asked.discard(key)
+        # Cut off by a connection: the Reconnector's lines say it (Lost, Resuming), and
+        # the conversation stays in front while it is taken up again.
+        broke = ended.connection_broke and self._link is not None and self._link.state is not LinkState.STOPPED
         if isinstance(ended.error, KeyChanged):
             self._key_changed(ended.error)
-        elif self._resumption(key) is not None:
-            pass  # the Resuming line said it, and the conversation stays in front
+        elif broke:
+            pass
         elif not self._leaving:
             self._show(self._presenter.ended(conversation.nick, ended.clean, ended.by_peer, ended.reason))
-        if self._active == key and self._resumption(key) is None:
+        if self._active == key and not broke:
             self._active = None
             if len(self._conversations) == 1:
                 self._activate(next(iter(self._conversations)))
@@ -409,6 +427,7 @@ class ChatController:
         key = offer.nick.lower()
         self._offers[key] = offer
         self._show(self._presenter.offer(offer.nick, offer.fingerprint, offer.pin is PinStatus.CHANGED))
+        self._alert(offer.nick, "a call from")
         offer.observe_withdrawn(lambda reason: self._withdrawn(offer, reason))
 
     def _withdrawn(self, offer: IncomingOffer, reason: str) -> None:

@@ -45,6 +45,7 @@ from twisted.conch.insults import insults
 
 
 from relaychat.chat.editor import LineEditor
+from relaychat.chat.inert import render_inert
 from relaychat.chat.keyboard import BRACKETED_PASTE_OFF, BRACKETED_PASTE_ON, ChatServerProtocol
 from relaychat.chat.presenter import Kind, Line, wrap
 
@@ -191,8 +192,14 @@ class ChatTerminal(insults.TerminalProtocol):
 
     def alert(self, title: str | None = None) -> None:
         """Something arrived that is not in front: ring the bell, and put
-        ``title`` (our own text, never the network's) in the window title."""
-        self._write(BELL + (f"\x1b]0;{title}\x07" if title is not None else ""))
+        ``title`` in the window title (see :meth:`set_title`)."""
+        self._write(BELL)
+        if title is not None:
+            self.set_title(title)
+
+    def set_title(self, title: str) -> None:
+        """The window title; made inert first (it may hold a nickname)."""
+        self._write(f"\x1b]0;{render_inert(title)}\x07")
 
     def finish(self) -> None:
         """Leave the screen tidy for the shell; nothing is drawn afterwards."""

@@ -416,38 +416,39 @@ class Channel:
         if self._received % REKEY_INTERVAL == 0:
             recv.rekey()
         if not plaintext:
-            raise MessageRejected(f"{self.peer_nick} sent an empty message, which the protocol forbids.")
+            raise self._unreadable("an empty message")
         kind, body = plaintext[0], plaintext[1:]
         if self._parts and kind not in (MessageType.TEXT_PART, MessageType.TEXT):
-            raise MessageRejected(f"{self.peer_nick} broke off a long message in the middle.")
+            raise self._unreadable("a long message broken off in the middle")
         if kind == MessageType.TEXT_PART:
             self._parts_size += len(body)
             if self._parts_size > MAX_MESSAGE_BYTES:
-                raise MessageRejected(
-                    f"{self.peer_nick} sent a message longer than {MAX_MESSAGE_BYTES} bytes, "
-                    "which this client does not take.")
+                raise self._unreadable(f"a message longer than {MAX_MESSAGE_BYTES} bytes")
             self._parts.append(body)
             return []
         if kind == MessageType.TEXT:
             if self._parts:
                 if self._parts_size + len(body) > MAX_MESSAGE_BYTES:
-                    raise MessageRejected(
-                        f"{self.peer_nick} sent a message longer than {MAX_MESSAGE_BYTES} bytes, "
-                        "which this client does not take.")
+                    raise self._unreadable(f"a message longer than {MAX_MESSAGE_BYTES} bytes")
                 body = b"".join(self._parts) + body
                 self._parts, self._parts_size = [], 0
             try:
                 return [MessageReceived(body.decode("utf-8"))]
             except UnicodeDecodeError:
-                raise MessageRejected(f"{self.peer_nick} sent a message that is not UTF-8 text.") from None
+                raise self._unreadable("a message that is not UTF-8 text") from None
         if kind == MessageType.CLOSE:
             if body:
-                raise MessageRejected(f"{self.peer_nick} sent a malformed goodbye.")
+                raise self._unreadable("a malformed goodbye")
             self._end()
             return [PeerClosed(True, f"{self.peer_nick} ended the conversation.")]
         if kind == MessageType.SMP:
             return self._smp_received(body)
         return [UnknownMessage(kind, f"{self.peer_nick} sent a message of unknown type 0x{kind:02x}; it was ignored.")]
+
+    def _unreadable(self, what: str) -> MessageRejected:
+        """An authenticated message that breaks section 11: the peer's client is at fault."""
+        return MessageRejected(f"{self.peer_nick}'s client sent something unreadable ({what}); "
+                               "the conversation ended.")
 
     def _encrypt(self, kind: MessageType, body: bytes) -> bytes:
         if self.state is not ChannelState.OPEN:

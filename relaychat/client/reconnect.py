@@ -249,6 +249,7 @@ class Reconnector:
         self._resumptions: dict[str, Resumption] = {}
         self._timer: Optional[IDelayedCall] = None
         self._connecting: Optional[Deferred] = None
+        self._broken: list[tuple[Conversation, Ended]] = []  # cut off with our connection, until _lost
         self._timers: dict[str, IDelayedCall] = {}  # each resumption's deadline
         self._calls: dict[str, IDelayedCall] = {}  # each resumption's next call
         self._started = False
@@ -331,15 +332,18 @@ class Reconnector:
             return
         self.client = None
         error = client.disconnected or Disconnected("lost", "connection closed")
+        broken, self._broken = self._broken, []
         if self.state is LinkState.STOPPED or not retry_after(error):
             self.state = LinkState.STOPPED
-            for resumption in list(self._resumptions.values()):
-                self._fail(resumption, error)
             self._events.emit(Lost(error, None))
+            for resumption in list(self._resumptions.values()):
+                self._fail(resumption, error, quiet=True)
             return
         self.state = LinkState.WAITING
         delay = self.backoff.next_delay()
         self._events.emit(Lost(error, delay))
+        for conversation, ended in broken:
+            self._resume(conversation, ended)
         self._timer = self.reactor.callLater(delay, self._attempt)
 
     def _attempt(self) -> None:
@@ -380,6 +384,12 @@ class Reconnector:
             return
         if self.state is LinkState.STOPPED and self.client is None:
             return
+        if ended.cause == "lost":  # our connection: _lost says so first, then decides whether to resume
+            self._broken.append((conversation, ended))
+            return
+        self._resume(conversation, ended)
+
+    def _resume(self, conversation: Conversation, ended: Ended) -> None:
         key = conversation.nick.lower()
         previous = self._resumptions.get(key)
         if previous is not None:
