@@ -246,3 +246,13 @@ class TitleTests(unittest.TestCase):
         s.screen.set_title("relaychat: new message from \x1b]0;evil\x07")
         written = s.transport.value()
         self.assertTrue(written.endswith(b"\x1b]0;relaychat: new message from \\x1b]0;evil\\x07\x07"))
+
+
+class PasteBenchSmoke(unittest.TestCase):
+    """bench/paste.py stays runnable (no timing asserted)."""
+
+    def test_both_paths_run(self) -> None:
+        from bench import paste
+
+        self.assertGreaterEqual(paste.paste(300, old=False), 0.0)
+        self.assertGreaterEqual(paste.paste(40, old=True), 0.0)
