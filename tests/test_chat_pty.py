@@ -123,7 +123,10 @@ class ReconnectTests(ChatProgramCase):
         for nick in ("alice", "bob"):
             t.wait_for(nick, LOST)
             t.wait_for(nick, r"^\*\*\* The conversation with \w+ was cut off \(.*\); it resumes with a new handshake")
-        self.assertNotIn("Connection was closed cleanly", t.screen("alice"))
+        screen = t.screen("alice")
+        self.assertLess(screen.index("*** Lost the connection"), screen.index("*** The conversation with bob was cut off"),
+                        "the cause is said before what it cut off")
+        self.assertNotIn("Connection was closed cleanly", screen)
         self.assertNotIn("Type /quit to leave", t.screen("alice"))
         t.type("bob", "typed while the relay was down")
         t.wait_for("bob", r"^\*\*\* Not sent yet: it goes to alice when the conversation is back\.$")

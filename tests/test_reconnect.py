@@ -28,6 +28,7 @@ from relaychat.client import (
     ResumeFailed,
     Resumed,
     Resuming,
+    Resumption,
     Retrying,
     retry_after,
 )
@@ -158,6 +159,53 @@ class ReconnectorClockTests(SynchronousTestCase):
         self.failureResultOf(self.link.start(), ConnectionRefusedError)
         self.assertIs(self.link.state, LinkState.STOPPED)
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+class FakeConversation:
+    def __init__(self, key: bytes, first_contact: bool = False) -> None:
+        self.nick = "bob"
+        self.peer_identity = key
+        self.first_contact = first_contact
+        self.sent: list[str] = []
+        self.closed = False
+
+    def send(self, text: str) -> None:
+        self.sent.append(text)
+
+    def close(self) -> Deferred:
+        self.closed = True
+        return succeed(None)
+
+
+class ResumptionKeyTests(SynchronousTestCase):
+    """A resumed conversation must show the key of the one that broke."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.link = Reconnector(self.clock, lambda: succeed(FakeClient()))
+        self.events: list[Any] = []
+        self.link.observe(self.events.append)
+        self.waiting = Resumption("bob", True, b"k" * 32, 120.0, "lost")
+        self.waiting.send("queued line")
+        self.link._resumptions["bob"] = self.waiting  # white box: as _resume does
+
+    def test_same_key_sends_what_waited(self) -> None:
+        again = FakeConversation(b"k" * 32)
+        self.link._back(self.waiting, again)  # white box: the call or the accept succeeded
+        self.assertEqual(again.sent, ["queued line"])
+        self.assertIsInstance(self.events[-1], Resumed)
+
+    def test_another_key_or_a_first_contact_is_not_the_same_conversation(self) -> None:
+        for again in (FakeConversation(b"x" * 32), FakeConversation(b"k" * 32, first_contact=True)):
+            waiting = Resumption("bob", True, b"k" * 32, 120.0, "lost")
+            waiting.send("queued line")
+            self.link._resumptions["bob"] = waiting
+            self.link._back(waiting, again)
+            self.assertEqual(again.sent, [])
+            self.assertTrue(again.closed)
+            (failed,) = [e for e in self.events if isinstance(e, ResumeFailed) and e.resumption is waiting]
+            self.assertEqual(failed.unsent, ("queued line",))
+            self.assertIn("did not show the key pinned before", str(failed.error))
 
 
 def _free_port() -> int:

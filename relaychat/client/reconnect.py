@@ -459,6 +459,14 @@ class Reconnector:
         if resumption.state is _ResumeState.DONE:  # given up meanwhile: end the newcomer
             conversation.close()
             return
+        same = (conversation.peer_identity is not None and not conversation.first_contact
+                and hmac.compare_digest(conversation.peer_identity, resumption.peer_identity))
+        if not same:  # e.g. the relay's identity changed, so nothing was pinned there: not the same peer
+            conversation.close()
+            self._fail(resumption, ConversationClosed(
+                f"The new conversation with {resumption.nick} did not show the key pinned before, "
+                "so it was not taken as the same one; what waited was not sent."))
+            return
         self._finish(resumption)
         sent = 0
         unsent: list[str] = []
