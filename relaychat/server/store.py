@@ -13,27 +13,73 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Optional
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS bindings (
-    canonical TEXT PRIMARY KEY,
-    skeleton TEXT NOT NULL UNIQUE,
-    display TEXT NOT NULL,
-    identity_pub BLOB NOT NULL,
-    static_pub BLOB NOT NULL,
-    static_sig BLOB NOT NULL,
-    created REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS mail (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    recipient TEXT NOT NULL,
-    sender TEXT NOT NULL,
-    created REAL NOT NULL,
-    body BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS mail_recipient ON mail (recipient, id);
-CREATE INDEX IF NOT EXISTS mail_created ON mail (created);
-"""
+SCHEMA_VERSION = 2
+"""The schema this code reads and writes; recorded in ``meta`` as ``schema_version``."""
+
+# Step N takes a database from version N-1 to N; a new database runs every
+# step, so a fresh file and an upgraded one are the same by construction.
+# Version 1 is the schema shipped before versions were recorded: a file with
+# tables and no ``schema_version`` is version 1. Steps are never edited once
+# released: a change is a new step.
+_STEPS: dict[int, tuple[str, ...]] = {
+    1: (
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL)",
+        """CREATE TABLE bindings (
+            canonical TEXT PRIMARY KEY,
+            skeleton TEXT NOT NULL UNIQUE,
+            display TEXT NOT NULL,
+            identity_pub BLOB NOT NULL,
+            static_pub BLOB NOT NULL,
+            static_sig BLOB NOT NULL,
+            created REAL NOT NULL
+        )""",
+        """CREATE TABLE mail (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            recipient TEXT NOT NULL,
+            sender TEXT NOT NULL,
+            created REAL NOT NULL,
+            body BLOB NOT NULL
+        )""",
+        "CREATE INDEX mail_recipient ON mail (recipient, id)",
+        "CREATE INDEX mail_created ON mail (created)",
+    ),
+    # The per-sender quota (mail_count_from) at every MAIL: an index, not a scan of the mailbox.
+    2: ("CREATE INDEX mail_sender ON mail (recipient, sender)",),
+}
+assert sorted(_STEPS) == list(range(1, SCHEMA_VERSION + 1))
+
+
+class SchemaTooNew(sqlite3.DatabaseError):
+    """The database was written by a newer relaychat; this one must not touch it."""
+
+
+def schema_version(db: sqlite3.Connection) -> int:
+    """The version of the schema in ``db``: 0 for an empty database."""
+    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if "meta" not in tables:
+        return 0
+    row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    return int(row[0]) if row is not None else 1
+
+
+def upgrade(db: sqlite3.Connection, path: str = "the database") -> int:
+    """Bring ``db`` (in autocommit mode) to :data:`SCHEMA_VERSION`, one step per
+    transaction, so a failed step leaves the last good version behind. Returns
+    the version found."""
+    found = schema_version(db)
+    if found > SCHEMA_VERSION:
+        raise SchemaTooNew(f"{path} has schema version {found}; this relaychat knows up to {SCHEMA_VERSION}")
+    for version in range(found + 1, SCHEMA_VERSION + 1):
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _STEPS[version]:
+                db.execute(statement)
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (version,))
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+    return found
 
 
 @dataclass(frozen=True)
@@ -67,7 +113,7 @@ class Store:
         self._db = sqlite3.connect(path, isolation_level=None)
         if path != ":memory:":
             self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
+        upgrade(self._db, path)
         self.server_id = self._load_server_id()
 
     def _load_server_id(self) -> bytes:

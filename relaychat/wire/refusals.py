@@ -14,8 +14,9 @@ The relay formats it with :func:`ban_text`; clients read it back with
 from __future__ import annotations
 
 import math
-import re
 from typing import Optional
+
+from relaychat.wire.nicknames import is_nickname
 
 __all__ = ["BAN_KINDS", "ban_text", "parse_ban", "parse_holder", "taken_text"]
 
@@ -53,12 +54,10 @@ def parse_holder(text: str) -> Optional[tuple[str, bool]]:
     """(holder, is a look-alike) from a ``taken`` text; None if it is not one of
     :func:`taken_text`'s two forms."""
     holder = text.split(" ", 1)[0]
-    if not _NICK.match(holder):
+    if not is_nickname(holder):
         return None
     for lookalike in (False, True):
         if text == taken_text(holder, lookalike):
             return holder, lookalike
     return None
 
-
-_NICK = re.compile(r"[A-Za-z][A-Za-z0-9_-]{1,23}\Z")
