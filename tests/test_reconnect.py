@@ -56,7 +56,7 @@ class BackoffTests(SynchronousTestCase):
     def test_what_is_worth_a_retry(self) -> None:
         for code in ("lost", "draining", "idle", "busy", "timeout"):
             self.assertTrue(retry_after(Disconnected(code, "x")), code)
-        for code in ("kicked", "banned", "replaced", "quit", "violations"):
+        for code in ("kicked", "banned", "replaced", "quit", "violations", "tls"):
             self.assertFalse(retry_after(Disconnected(code, "x")), code)
         self.assertTrue(retry_after(ConnectionRefusedError()))
         self.assertFalse(retry_after(RelayError("banned", "this nickname is banned", "REGISTER")))

@@ -587,7 +587,7 @@ def describe_failure(exc: BaseException, nick: str | None = None, server: str | 
         )
     n = _nick(nick) if nick else "they"
     if isinstance(exc, Disconnected):
-        if exc.code not in ("lost", "timeout", "protocol"):  # the relay said why: kicked, banned, ...
+        if exc.code not in ("lost", "timeout", "protocol", "tls"):  # the relay said why: kicked, banned, ...
             return goodbye(exc)
         return _disconnected(exc, server)
     if isinstance(exc, RelayError):

@@ -158,7 +158,8 @@ class RelayClientProtocol(Protocol):
             error = Disconnected(self._bye[0], self._bye[1])
         else:
             text = endpoints.explain(reason) if reason is not None else "connection closed"  # TLS failures in words
-            error = Disconnected("lost", text.rstrip("."))
+            code = "tls" if endpoints.is_verification_failure(reason) else "lost"  # "tls" is not retried
+            error = Disconnected(code, text.rstrip("."))
         self._lost_reason = error
         pending, self._pending = self._pending, deque()
         for item in pending:
