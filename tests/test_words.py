@@ -203,6 +203,17 @@ class ControllerLinkTests(unittest.TestCase):
         self.controller.handle_line("and now?")
         self.assertEqual(again.sent, ["and now?"])
 
+    def test_no_second_call_while_resuming(self) -> None:
+        link = self.controller._link  # white box
+        link._resumptions["bob"] = self.resumption()
+        self.controller.handle_line("/connect bob")
+        self.assertEqual(self.view.take(), [
+            "*** The conversation with bob is being taken up again; /close bob stops that."])
+        self.assertNotIn("bob", self.made[0].calls)
+        self.controller.handle_line("/close bob")
+        self.assertIsNone(link.resumption("bob"))
+        self.assertIn("You stopped waiting for bob.", self.view.take()[0])
+
     def test_unsent_reported_by_name(self) -> None:
         link = self.controller._link  # white box
         waiting = self.resumption()

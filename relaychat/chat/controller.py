@@ -337,6 +337,9 @@ class ChatController:
             self._accept(self._offers.pop(key))
         elif key in self._calls:
             self._show(self._presenter.error(f"Already calling {nick}; /close {nick} stops calling."))
+        elif self._resumption(key) is not None:
+            self._show(self._presenter.error(
+                f"The conversation with {nick} is being taken up again; /close {nick} stops that."))
         else:
             ringing = lambda: self._show(self._presenter.calling(nick))  # noqa: E731 -- once the relay took it
             d = self._guard(lambda: self._client.call(nick, ringing=ringing), nick)

@@ -60,7 +60,10 @@ class TooMuchWork(RelayError):
 
 
 class Disconnected(RelayError):
-    """The connection to the relay ended; ``code`` is the ``BYE`` code if any."""
+    """The connection to the relay ended; ``code`` is the ``BYE`` code if the
+    relay said goodbye, else what the client saw: ``lost`` (the connection
+    dropped), ``timeout``, ``protocol`` (the relay broke the protocol) or
+    ``tls`` (the relay's certificate was refused)."""
 
     def __str__(self) -> str:
         return f"Disconnected from the relay: {self.text}."
