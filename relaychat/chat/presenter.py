@@ -29,21 +29,18 @@ import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from twisted.internet import defer
-from twisted.internet import error as net_error
-
-from relaychat.client import (
-    ConversationFailed,
-    Disconnected,
-    MailError,
-    MessageTooLong,
-    RelayError,
-    explain_tls_failure,
-)
+from relaychat.client import Disconnected
 from relaychat.chat.commands import help_lines, help_topic
+from relaychat.chat.failures import (
+    EXPECTED_FAILURES,
+    ban_words,
+    count,
+    describe_failure,
+    duration,
+    goodbye,
+    is_expected,
+)
 from relaychat.chat.inert import render_inert
-from relaychat.crypto.identity import IdentityError
-from relaychat.crypto.pins import PinError
 
 __all__ = [
     "CONTINUATION",
@@ -165,51 +162,11 @@ def _local_time(seconds: int) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(seconds))
 
 
-def _count(n: int, thing: str) -> str:
-    return f"{n} {thing}" if n == 1 else f"{n} {thing}s"
-
-
-def duration(seconds: int) -> str:
-    """A time span as people say it: "45 seconds", "20 minutes", "3 hours", "2 days"."""
-    for unit, size, up_to in (("second", 1, 90), ("minute", 60, 90 * 60), ("hour", 3600, 48 * 3600)):
-        if seconds < up_to:
-            return _count(max(1, round(seconds / size)), unit)
-    return _count(round(seconds / 86400), "day")
-
-
 def _preview(text: str, most: int = 80) -> str:
     """A line that was not sent, short enough to recognise: inert, on one row."""
     flat = " ".join(text.split("\n"))
     shown = flat if len(flat) <= most else flat[:most] + f"… ({len(text)} characters)"
     return render_inert(shown)
-
-
-_BANNED = {"nick": "your nickname", "key": "your identity key", "address": "your address"}
-
-
-def ban_words(error: RelayError) -> str:
-    """Which ban, and for how long, from a ``banned`` refusal (protocol section 2)."""
-    ban = error.ban
-    if ban is None:
-        return "The relay has banned this nickname, your key or your address."
-    kind, seconds = ban
-    return f"The relay has banned {_BANNED[kind]} for another {duration(seconds)}."
-
-
-def goodbye(error: Disconnected) -> str:
-    """Why the relay ended the connection, in words (the ``BYE`` code and text)."""
-    text = error.text.rstrip(".")
-    if error.code == "kicked":
-        return f"The relay operator disconnected you: {text}."
-    if error.code == "banned":
-        return ban_words(error)
-    if error.code == "replaced":
-        return "You logged in with this nickname somewhere else, so the relay disconnected this one."
-    if error.code == "violations":
-        return "The relay disconnected you after too many protocol errors (a bug in relaychat?)."
-    if error.code == "quit":
-        return "Disconnected from the relay."
-    return str(error)
 
 
 class Presenter:
@@ -298,7 +255,7 @@ class Presenter:
             f"Re-established the conversation with {n}: a new handshake, and {n}'s key is the one "
             "pinned before.", Kind.GOOD)]
         if sent:
-            lines.append(self.status(f"Sent the {_count(sent, 'line')} that waited for {n}."))
+            lines.append(self.status(f"Sent the {count(sent, 'line')} that waited for {n}."))
         lines.append(self.status(f"UNVERIFIED in this session: /verify <secret> checks {n} again."))
         return lines
 
@@ -495,111 +452,3 @@ class Presenter:
     def help(self, topic: str | None = None) -> list[Line]:
         lines: Iterable[str] = help_lines() if topic is None else help_topic(topic)
         return self._status(*lines)
-
-
-# -- failures as sentences --------------------------------------------------------
-
-try:  # TLS failures, when the TLS extras are installed
-    from OpenSSL.SSL import Error as _SSLError
-    from service_identity import VerificationError as _VerificationError
-
-    _TLS_FAILURES: tuple[type[BaseException], ...] = (_SSLError, _VerificationError)
-except ImportError:  # pragma: no cover
-    _TLS_FAILURES = ()
-
-# Relay error codes (protocol section 2) that a person can act on, in words.
-# ``{n}`` is the nickname the request was about.
-_RELAY_CODES = {
-    "offline": "{n} is not online. /mail {n} <text> leaves them a sealed message.",
-    "no-such-user": "Nobody is registered as {n} on this relay.",
-    "invalid": "That request makes no sense to the relay (calling yourself?).",
-    "limit": "Too many conversations or offers at once; /close one first.",
-    "quota": "{n}'s mailbox is full, or you left them too much mail; try again later.",
-    "draining": "The relay is shutting down and takes no new requests.",
-    "banned": "The relay has banned this nickname, your key or your address.",
-    "taken": "The nickname {n} belongs to someone else's key on this relay; choose another with --nick.",
-    "bad-nick": "{n} is not an acceptable nickname on this relay.",
-    "pow": "The relay refused the registration's proof of work.",
-}
-
-
-def _disconnected(exc: Disconnected, server: str | None) -> str:
-    """The connection ended; while connecting (``server`` given), say so in those words."""
-    if server is None:
-        return _say(str(exc))
-    where, text = render_inert(server), render_inert(exc.text.rstrip("."))
-    return f"Could not connect to {where}: {text}."
-
-
-def _connect_failure(exc: BaseException, server: str) -> str | None:
-    """Network errors from endpoints, in words; None if not one of them."""
-    where = render_inert(server)
-    if isinstance(exc, net_error.ConnectionRefusedError):
-        return f"Could not connect to {where}: the connection was refused. Is the relay running there?"
-    if isinstance(exc, net_error.DNSLookupError):
-        return f"Could not connect to {where}: the host name was not found."
-    if isinstance(exc, (net_error.TimeoutError, defer.TimeoutError)):
-        return f"Could not connect to {where}: no answer in time."
-    if _TLS_FAILURES and isinstance(exc, _TLS_FAILURES):
-        return f"Could not connect securely to {where}: {render_inert(explain_tls_failure(exc).rstrip('.'))}."
-    if isinstance(exc, net_error.ConnectionDone):
-        return f"The relay at {where} closed the connection."
-    if isinstance(exc, net_error.ConnectError):
-        return f"Could not connect to {where}: {render_inert(str(exc))}"
-    return None
-
-
-#: Failures that happen in normal use and carry (or get) a sentence; anything
-#: else is a bug, named as one and logged with its traceback.
-EXPECTED_FAILURES: tuple[type[BaseException], ...] = (
-    RelayError,
-    ConversationFailed,
-    MessageTooLong,
-    MailError,
-    PinError,
-    IdentityError,
-    defer.CancelledError,
-    defer.TimeoutError,
-    net_error.ConnectError,
-    net_error.DNSLookupError,
-    net_error.TimeoutError,
-    net_error.ConnectionLost,
-    net_error.ConnectionDone,
-) + _TLS_FAILURES
-
-
-def is_expected(exc: BaseException) -> bool:
-    """True for failures people cause or meet (refused, offline, tampering), not bugs."""
-    return isinstance(exc, EXPECTED_FAILURES)
-
-
-def describe_failure(exc: BaseException, nick: str | None = None, server: str | None = None) -> str:
-    """One sentence for a failed request; network text in it is made inert.
-
-    The library's exceptions already carry sentences (``str(e)``); relay
-    error codes that people can do something about get a better one here.
-    Anything unexpected is named as a bug rather than shown as a traceback.
-    """
-    if not is_expected(exc):
-        return (
-            f"Something went wrong inside relaychat ({type(exc).__name__}: {_say(str(exc))}). "
-            "This is a bug; details are in the log."
-        )
-    n = _nick(nick) if nick else "they"
-    if isinstance(exc, Disconnected):
-        if exc.code not in ("lost", "timeout", "protocol", "tls"):  # the relay said why: kicked, banned, ...
-            return goodbye(exc)
-        return _disconnected(exc, server)
-    if isinstance(exc, RelayError):
-        if exc.code == "banned":
-            return ban_words(exc)
-        holder = exc.holder
-        if holder is not None and holder[1]:
-            return (f"{n} is too similar to {_nick(holder[0])}, which belongs to someone else; "
-                    "choose another with --nick.")
-        template = _RELAY_CODES.get(exc.code)
-        return template.format(n=n) if template else _say(str(exc))
-    if isinstance(exc, defer.CancelledError):
-        return f"Stopped calling {n}." if nick else "Cancelled."
-    network = _connect_failure(exc, server or "the relay")
-    return network if network is not None else _say(str(exc))
