@@ -177,6 +177,26 @@ class LinearWorkTests(unittest.TestCase):
         self.assertEqual(len(e.chars), 10)
 
 
+class WrapWorkTests(unittest.TestCase):
+    def test_wrapping_a_long_line_measures_each_character_about_once(self) -> None:
+        """Showing a 1 MiB message must not copy or re-measure the rest of it per row."""
+        from relaychat.chat import presenter
+
+        calls = [0]
+        original = presenter.cell_width
+
+        def counted(ch: str) -> int:
+            calls[0] += 1
+            return original(ch)
+
+        self.patch(presenter, "cell_width", counted)
+        for text in ("x" * 200_000, "word " * 40_000):
+            calls[0] = 0
+            rows = presenter.wrap(text, 80)
+            self.assertEqual("".join(r.strip() for r in rows).replace(" ", ""), text.replace(" ", ""))
+            self.assertLessEqual(calls[0], 2 * len(text))
+
+
 class LineBreakTests(unittest.TestCase):
     def test_alt_enter_inserts_a_line_break(self) -> None:
         s = Screen()

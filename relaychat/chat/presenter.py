@@ -93,6 +93,8 @@ def cell_width(ch: str) -> int:
     auto-wrap disabled by the terminal module) cuts the row short rather than
     wrapping it to the left margin.
     """
+    if " " <= ch <= "~":  # printable ASCII, by far the most common: skip the Unicode tables
+        return 1
     if ch in "\u200c\u200d" or unicodedata.category(ch) in ("Mn", "Me"):
         return 0
     if unicodedata.east_asian_width(ch) in ("W", "F"):
@@ -104,26 +106,28 @@ def text_width(text: str) -> int:
     return sum(cell_width(ch) for ch in text)
 
 
-def _split_row(text: str, width: int) -> tuple[str, str]:
-    """Cut ``text`` into a first row of at most ``width`` cells and the rest.
+def _split_row(text: str, start: int, width: int) -> tuple[int, int]:
+    """Where the row of ``text`` beginning at ``start`` ends (at most ``width``
+    cells), and where the next begins: (end, next start).
 
     Breaks after the last space in the row when there is one in its second
-    half, otherwise mid-word; combining marks stay with their base.
+    half, otherwise mid-word; combining marks stay with their base. Looks
+    only at the row itself, so wrapping costs time in proportion to the text.
     """
     used = 0
     cut = len(text)
-    for index, ch in enumerate(text):
-        w = cell_width(ch)
+    for index in range(start, len(text)):
+        w = cell_width(text[index])
         if w and used + w > width:
-            cut = index
+            cut = max(index, start + 1)  # always progress, even past a character wider than the row
             break
         used += w
     if cut == len(text):
-        return text, ""
-    space = text.rfind(" ", 0, cut + 1)
-    if space >= cut // 2 and space > 0:
-        return text[:space], text[space + 1 :]
-    return text[:cut], text[cut:]
+        return cut, cut
+    space = text.rfind(" ", start, cut + 1)
+    if space > start and space - start >= (cut - start) // 2:
+        return space, space + 1
+    return cut, cut
 
 
 def wrap(text: str, width: int, indent: str = CONTINUATION) -> list[str]:
@@ -136,11 +140,13 @@ def wrap(text: str, width: int, indent: str = CONTINUATION) -> list[str]:
     rows: list[str] = []
     for logical in text.split("\n"):
         first = True
-        rest = logical
-        while first or rest:
+        position = 0
+        while first or position < len(logical):
             room = width if first else width - text_width(indent)
-            row, rest = _split_row(rest, room)
+            end, following = _split_row(logical, position, room)
+            row = logical[position:end]
             rows.append(row if first else indent + row)
+            position = following
             first = False
     return rows
 
