@@ -25,6 +25,27 @@ from tests.daemon import Daemon
 from tests.test_manhole import _CONSOLE, SSHProcess, _ssh_available
 from tests.test_terminal_pty import WAIT, Tmux, _env, _poll
 
+# A peer whose client is broken: it sends a well-encrypted message that is
+# not UTF-8, which only the receiving client can find out (the relay cannot).
+BROKEN_PEER = r'''
+import sys
+from twisted.internet import defer, task
+import relaychat.client as api
+from relaychat.client.channel import MessageType
+
+@defer.inlineCallbacks
+def main(reactor, port, config):
+    identity, peers, seen = api.open_profile(config)
+    client = yield api.connect(reactor, "tcp:127.0.0.1:" + port, identity, "mallory", peers, seen_mail=seen)
+    conversation = yield client.call("alice")
+    conversation.send("hello from a broken client")
+    conversation._send(conversation._channel._encrypt(MessageType.TEXT, b"\xff\xfe"))  # white box
+    yield task.deferLater(reactor, 2.0, lambda: None)
+    yield client.quit()
+
+task.react(main, sys.argv[1:])
+'''
+
 CONNECTED = r"^\*\*\* Connected to 127\.0\.0\.1:\d+ as {nick}\.$"
 LOST = r"^\*\*\* Lost the connection to the relay \(it may be restarting\); reconnecting…$"
 
@@ -206,6 +227,26 @@ class TypingTests(ChatProgramCase):
         t.key("bob", "PageDown")
         t.wait_for("bob", r"^<alice> numbered 49$")
         self.assertNotIn("more rows below", t.run("capture-pane", "-p", "-t", "bob"))
+
+
+class BrokenPeerTests(ChatProgramCase):
+    def test_a_peers_unreadable_message_is_said_as_theirs(self) -> None:
+        t = self.tmux
+        self.start_user("alice")
+        t.wait_for("alice", CONNECTED.format(nick="alice"))
+        (self.dir / "mallory.py").write_text(BROKEN_PEER)
+        (self.dir / "mallory").mkdir()
+        with open(self.dir / "mallory.log", "wb") as log:
+            mallory = subprocess.Popen([sys.executable, str(self.dir / "mallory.py"), str(self.port),
+                                        str(self.dir / "mallory" / "config")],
+                                       env=_env(self.dir / "mallory"), stdout=log, stderr=subprocess.STDOUT)
+        self.addCleanup(lambda: mallory.poll() is None and mallory.kill())
+        t.wait_for("alice", r"^\*\*\* mallory wants to talk")
+        t.type("alice", "/accept mallory")
+        t.wait_for("alice", r"^<mallory> hello from a broken client$")
+        t.wait_for("alice", r"^\*\*\* mallory's client sent something unreadable \(a message that is not UTF-8")
+        self.assertNotIn("did not deliver", t.screen("alice"))
+        self.assertEqual(mallory.wait(WAIT), 0, (self.dir / "mallory.log").read_text())
 
 
 class WordsTests(ChatProgramCase):
