@@ -220,8 +220,10 @@ class ChatClient(RelayEvents):
         self._verified.add(observer)
 
     def conversation_verified(self, conversation: Conversation) -> None:
-        """Driven by a Conversation whose handshake was just verified."""
-        self._verified.emit(conversation)
+        """Driven by a Conversation whose handshake was just verified. Not kept
+        for later observers: nobody needs yesterday's conversations (and their keys) held."""
+        if self._verified.observed:
+            self._verified.emit(conversation)
 
     def observe_disconnect(self, observer: Callable[[str], None]) -> None:
         """Call ``observer(reason)`` once when the relay connection ends."""
