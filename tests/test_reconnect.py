@@ -319,4 +319,4 @@ class RelayRestartTests(TestCase):
         alice.resumption("bob").send("are you there?")
         failed = yield self.until("given up", lambda: [e for e in alice_events if isinstance(e, ResumeFailed)])
         self.assertEqual(failed[0].unsent, ("are you there?",))
-        self.assertIn("bob did not come back", str(failed[0].error))
+        self.assertEqual(str(failed[0].error), "bob could not be reached again within 3 seconds.")

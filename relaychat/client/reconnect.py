@@ -407,7 +407,9 @@ class Reconnector:
         self._timers.pop(resumption.nick.lower(), None)
         if self._resumptions.get(resumption.nick.lower()) is resumption:
             self._fail(resumption, ConversationClosed(
-                f"{resumption.nick} did not come back within {self.resume_window:g} seconds."))
+                f"{resumption.nick} could not be reached again within {self.resume_window:g} seconds."
+                if resumption.initiator else
+                f"{resumption.nick} did not call again within {self.resume_window:g} seconds."))
 
     def _schedule_call(self, resumption: Resumption) -> None:
         key = resumption.nick.lower()
