@@ -208,6 +208,49 @@ class ResumptionKeyTests(SynchronousTestCase):
             self.assertIn("did not show the key pinned before", str(failed.error))
 
 
+class FakeOffer:
+    def __init__(self, key: bytes, pin: Any) -> None:
+        self.nick = "bob"
+        self.identity_pub = key
+        self.pin = pin
+        self.accepted: Optional[Deferred] = None
+
+    def accept(self) -> Deferred:
+        self.accepted = Deferred()
+        return self.accepted
+
+
+class ResponderTests(SynchronousTestCase):
+    """The side that answered before accepts only an offer with the same pinned key."""
+
+    def setUp(self) -> None:
+        from relaychat.crypto.pins import PinStatus
+
+        self.PinStatus = PinStatus
+        self.link = Reconnector(Clock(), lambda: succeed(FakeClient()))
+        self.program: list[Any] = []
+        self.link.observe_offers(self.program.append)
+        self.events: list[Any] = []
+        self.link.observe(self.events.append)
+        self.waiting = Resumption("bob", False, b"k" * 32, 120.0, "gone")
+        self.link._resumptions["bob"] = self.waiting  # white box: as _resume does
+
+    def test_the_same_key_is_accepted_without_asking(self) -> None:
+        offer = FakeOffer(b"k" * 32, self.PinStatus.MATCH)
+        self.link._offered(offer)  # white box: the client's offer observer
+        self.assertEqual(self.program, [])
+        assert offer.accepted is not None
+        offer.accepted.callback(FakeConversation(b"k" * 32))
+        self.assertIsInstance(self.events[-1], Resumed)
+
+    def test_another_key_goes_to_the_person(self) -> None:
+        for offer in (FakeOffer(b"x" * 32, self.PinStatus.CHANGED), FakeOffer(b"k" * 32, self.PinStatus.NEW)):
+            self.link._offered(offer)
+            self.assertIsNone(offer.accepted)
+        self.assertEqual(len(self.program), 2)
+        self.assertIs(self.link.resumption("bob"), self.waiting)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
