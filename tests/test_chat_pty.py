@@ -231,6 +231,23 @@ class TypingTests(ChatProgramCase):
         self.assertNotIn("more rows below", t.run("capture-pane", "-p", "-t", "bob"))
 
 
+class FirstRunTests(ChatProgramCase):
+    def test_the_first_question_says_what_a_nickname_may_be(self) -> None:
+        t = self.tmux
+        home = self.dir / "carol"
+        home.mkdir()
+        argv = [sys.executable, "-m", "relaychat.chat.cli", "--server", f"127.0.0.1:{self.port}"]
+        t.start("carol", f"{shlex.join(argv)}; echo \"EXITED $?\"; sleep 600", _env(home))
+        t.wait_for("carol", r"^Choose a nickname: 2 to 24 letters \(a-z, A-Z\), digits, '_' or '-', starting with")
+        t.wait_for("carol", r"^Nickname:$")
+        t.type("carol", "9lives")
+        t.wait_for("carol", r"^'9lives' is not a nickname: nicknames are 2 to 24 letters")
+        t.type("carol", "carol")
+        t.wait_for("carol", CONNECTED.format(nick="carol"))
+        t.type("carol", "/quit")
+        t.wait_for("carol", r"^EXITED 0$")
+
+
 class BrokenPeerTests(ChatProgramCase):
     def test_a_peers_unreadable_message_is_said_as_theirs(self) -> None:
         t = self.tmux
