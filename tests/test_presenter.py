@@ -890,7 +890,7 @@ class ControllerTests(unittest.TestCase):
 
     def test_mail_problems(self) -> None:
         self.client.observers["mail"](MailProblem(1, "bob", 42, MailError("It did not open.")))
-        self.assertEqual(self.view.take(), ["*** Mail from bob (sent 42) cannot be shown: It did not open."])
+        self.assertEqual(self.view.take(), ["*** It did not open. (It reached the relay at 42.)"])
         self.client.observers["mail"](MailProblem(2, "bob", 42, KeyChanged("bob", key("old-bob"), key("new-bob"))))
         self.assertTrue(self.view.take()[0].startswith("!!! WARNING"))
 

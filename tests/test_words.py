@@ -15,7 +15,17 @@ from twisted.trial import unittest
 
 from relaychat.chat.controller import ChatController
 from relaychat.chat.presenter import Presenter, describe_failure, duration
-from relaychat.client import Connected, Disconnected, Ended, RelayError, ResumeFailed, Resumed, Resuming, Resumption
+from relaychat.client import (
+    Connected,
+    ConversationClosed,
+    Disconnected,
+    Ended,
+    RelayError,
+    ResumeFailed,
+    Resumed,
+    Resuming,
+    Resumption,
+)
 from relaychat.client.channel import closed_reason
 from relaychat.wire.refusals import ban_text, parse_ban, parse_holder, taken_text
 from tests.test_presenter import FakeClient, FakeConversation, FakeView
@@ -107,9 +117,9 @@ class SentenceTests(unittest.TestCase):
         self.assertEqual(texts(P.resumed("bob", 2))[:2], [
             "*** Re-established the conversation with bob: a new handshake, and bob's key is the one pinned before.",
             "*** Sent the 2 lines that waited for bob."])
-        shown = texts(P.resume_failed("bob", "bob did not come back within 120 seconds.", ["one", "two\nlines"]))
+        shown = texts(P.resume_failed("bob", "bob could not be reached again within 120 seconds.", ["one", "two\nlines"]))
         self.assertEqual(shown, [
-            "*** The conversation with bob could not be taken up again: bob did not come back within 120 seconds.",
+            "*** bob could not be reached again within 120 seconds. The conversation with bob was not taken up again.",
             "*** Not sent to bob: one",
             "*** Not sent to bob: two lines",
         ])
@@ -218,7 +228,8 @@ class ControllerLinkTests(unittest.TestCase):
         link = self.controller._link  # white box
         waiting = self.resumption()
         waiting.queued.append("hello?")
-        link._events.emit(ResumeFailed(waiting, Exception("bob did not come back within 120 seconds."), ("hello?",)))
+        link._events.emit(ResumeFailed(waiting, ConversationClosed("bob could not be reached again within 120 seconds."),
+                                       ("hello?",)))
         self.assertEqual(self.view.take()[1], "*** Not sent to bob: hello?")
 
     def test_reconnected_event_again_flag(self) -> None:

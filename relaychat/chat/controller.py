@@ -209,7 +209,11 @@ class ChatController:
         elif isinstance(event, Resumed):
             self._resumed(event)
         elif isinstance(event, ResumeFailed):
-            self._show(self._presenter.resume_failed(event.resumption.nick, str(event.error), event.unsent))
+            nick = event.resumption.nick
+            if isinstance(event.error, KeyChanged):  # loud, with the new safety number, as anywhere
+                self._key_changed(event.error)
+            reason = "" if isinstance(event.error, KeyChanged) else describe_failure(event.error, nick)
+            self._show(self._presenter.resume_failed(nick, reason, event.unsent))
         self._update_prompt()
 
     def attach(self, client: ChatClient, again: bool = False) -> None:
@@ -239,7 +243,7 @@ class ChatController:
             for resumption in link.resumptions():
                 if resumption.queued:
                     self._show(self._presenter.resume_failed(
-                        resumption.nick, "you left.", tuple(resumption.queued)))
+                        resumption.nick, "You are leaving.", tuple(resumption.queued)))
             stop = link.stop
         elif client is not None:
             stop = client.quit

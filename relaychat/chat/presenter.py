@@ -266,9 +266,10 @@ class Presenter:
         return lines
 
     def resume_failed(self, nick: str, reason: str, unsent: Sequence[str]) -> list[Line]:
+        """``reason``: a whole sentence (why); then each line that waited, by name."""
         n = _nick(nick)
-        lines = self._status(f"The conversation with {n} could not be taken up again: {_say(reason)}",
-                             kind=Kind.ERROR)
+        why = f"{_say(reason)} " if reason else ""
+        lines = self._status(f"{why}The conversation with {n} was not taken up again.", kind=Kind.ERROR)
         lines += self._status(*(f"Not sent to {n}: {_preview(text)}" for text in unsent), kind=Kind.ERROR)
         return lines
 
@@ -436,10 +437,8 @@ class Presenter:
         return self._status(f"Mail from {_nick(sender)}, sent {self._format_time(sent)}:") + self.message(sender, text)
 
     def mail_problem(self, sender: str, sent: int, reason: str) -> list[Line]:
-        return self._status(
-            f"Mail from {_nick(sender)} (sent {self._format_time(sent)}) cannot be shown: {_say(reason)}",
-            kind=Kind.ERROR,
-        )
+        """``reason`` is the library's whole sentence, naming the sender; ``sent`` the relay's time."""
+        return self._status(f"{_say(reason)} (It reached the relay at {self._format_time(sent)}.)", kind=Kind.ERROR)
 
     # -- failures
 
