@@ -97,6 +97,10 @@ class SentenceTests(unittest.TestCase):
         self.assertEqual(describe_failure(same, "alice"),
                          "The nickname alice belongs to someone else's key on this relay; choose another with --nick.")
 
+    def test_a_request_cut_off_by_the_connection(self) -> None:
+        self.assertEqual(describe_failure(Disconnected("lost", "connection closed"), "bob"),
+                         "What you asked about bob was cut off with the connection to the relay.")
+
     def test_peer_of_a_kicked_user(self) -> None:
         self.assertEqual(closed_reason("kicked", "bob"), "bob was disconnected by the relay")
         self.assertEqual(closed_reason("gone", "bob"), "bob lost the connection to the relay")

@@ -168,6 +168,8 @@ def describe_failure(exc: BaseException, nick: str | None = None, server: str | 
     if isinstance(exc, Disconnected):
         if exc.code not in ("lost", "timeout", "protocol", "tls"):  # the relay said why: kicked, banned, ...
             return goodbye(exc)
+        if server is None and nick and exc.code == "lost":  # a request under way, not the connecting itself
+            return f"What you asked about {n} was cut off with the connection to the relay."
         return _disconnected(exc, server)
     if isinstance(exc, RelayError):
         if exc.code == "banned":
