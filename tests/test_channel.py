@@ -416,7 +416,7 @@ class LongMessages(SynchronousTestCase):
             events = bob.receive_frame(alice._encrypt(MessageType.TEXT_PART, piece))  # white box: a hostile sender
         self.assertIsInstance(failure(events).error, MessageRejected)
         self.assertIn(f"longer than {MAX_MESSAGE_BYTES} bytes", failure(events).reason)
-        self.assertEqual(bob._parts, [])  # white box: the pieces were dropped
+        self.assertIsNone(bob._partial)  # white box: the pieces were dropped
 
     def test_other_messages_inside_a_long_one_fail(self) -> None:
         for kind, body in ((MessageType.CLOSE, b""), (MessageType.SMP, b"\x00")):
@@ -425,6 +425,12 @@ class LongMessages(SynchronousTestCase):
             result = failure(bob.receive_frame(alice._encrypt(kind, body)))
             self.assertEqual(result.reason, "alice's client sent something unreadable (a long message broken "
                                             "off in the middle); the conversation ended.")
+
+    def test_empty_pieces_cost_nothing_and_still_join(self) -> None:
+        alice, bob = opened()
+        for body in (b"", b"ab", b"", b"c"):
+            self.assertEqual(bob.receive_frame(alice._encrypt(MessageType.TEXT_PART, body)), [])  # white box
+        self.assertEqual(bob.receive_frame(alice._encrypt(MessageType.TEXT, b"")), [MessageReceived("abc")])
 
     def test_joined_text_must_be_utf8(self) -> None:
         alice, bob = opened()

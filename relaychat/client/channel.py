@@ -299,8 +299,9 @@ class Channel:
         self._started = False
         self._answered = False  # responder: message 2 sent
         self._smp = SocialistMillionaire()
-        self._parts: list[bytes] = []  # TEXT_PART bodies of the message being received
-        self._parts_size = 0
+        # The joined TEXT_PART bodies of a text being received (None: none is), kept as
+        # one buffer so what a peer makes us hold is its bytes, whatever the count of pieces.
+        self._partial: Optional[bytearray] = None
         self._handshake_hash: Optional[bytes] = None
         self.state = ChannelState.HANDSHAKE
         self.peer_identity: Optional[bytes] = None
@@ -418,20 +419,20 @@ class Channel:
         if not plaintext:
             raise self._unreadable("an empty message")
         kind, body = plaintext[0], plaintext[1:]
-        if self._parts and kind not in (MessageType.TEXT_PART, MessageType.TEXT):
-            raise self._unreadable("a long message broken off in the middle")
-        if kind == MessageType.TEXT_PART:
-            self._parts_size += len(body)
-            if self._parts_size > MAX_MESSAGE_BYTES:
+        if self._partial is not None:  # inside a long text: only its pieces and its end may come
+            if kind not in (MessageType.TEXT_PART, MessageType.TEXT):
+                raise self._unreadable("a long message broken off in the middle")
+            if len(self._partial) + len(body) > MAX_MESSAGE_BYTES:
                 raise self._unreadable(f"a message longer than {MAX_MESSAGE_BYTES} bytes")
-            self._parts.append(body)
+        if kind == MessageType.TEXT_PART:
+            if self._partial is None:
+                self._partial = bytearray()
+            self._partial += body
             return []
         if kind == MessageType.TEXT:
-            if self._parts:
-                if self._parts_size + len(body) > MAX_MESSAGE_BYTES:
-                    raise self._unreadable(f"a message longer than {MAX_MESSAGE_BYTES} bytes")
-                body = b"".join(self._parts) + body
-                self._parts, self._parts_size = [], 0
+            if self._partial is not None:
+                body = bytes(self._partial + body)
+                self._partial = None
             try:
                 return [MessageReceived(body.decode("utf-8"))]
             except UnicodeDecodeError:
@@ -532,7 +533,7 @@ class Channel:
     def _drop_secrets(self) -> None:
         self._handshake = None
         self._send = self._recv = None
-        self._parts, self._parts_size = [], 0
+        self._partial = None
         self._smp.abort()
 
     # -- Socialist Millionaire check (section 14) -----------------------------------------
