@@ -253,12 +253,12 @@ class Conversation:
         if error.code == "no-session":
             self._advance(_Step.SESSION_GONE)
             self._sessions.forget(self)
-        self._handle(self._channel.fail(MessageRejected(
-            f"The relay did not deliver a message to {self.nick} ({error.code}); the conversation was stopped."
-        )))
+        text = f"The relay did not deliver a message to {self.nick} ({error.code}); the conversation was stopped."
+        self._handle(self._channel.fail(MessageRejected(text)))
 
     def frame_unreadable(self) -> None:
-        """A FRAME from the peer whose payload is not even base64: their client's fault."""
+        """A FRAME for us whose payload is not what a client can send (not UTF-8, not
+        strict base64, too big): it is said as the peer's, and only this session fails."""
         self._handle(self._channel.fail(MessageRejected(
             f"{self.nick}'s client sent something unreadable; the conversation ended."
         )))

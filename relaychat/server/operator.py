@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Optional
 
 from relaychat.server.bans import key_id
+from relaychat.server.connection import Life
 from relaychat.server.hub import Hub
 from relaychat.wire.errors import Bye, Closed
 from relaychat.wire.messages import Notice
@@ -44,10 +45,11 @@ class Operator:
         key = self.bound_key(value) if kind == "nick" else None
         if key is not None:
             hub.bans.add("key", key_id(key), now + seconds)
+        serving = [c for c in hub.clients if c.life is Life.OPEN]  # a closing connection is still counted
         if kind == "address":
-            victims = [c for c in hub.clients if c.address == value]
+            victims = [c for c in serving if c.address == value]
         else:
-            victims = [c for c in hub.clients if c.nick == value or (key and c.identity_pub == key)]
+            victims = [c for c in serving if c.nick == value or (key and c.identity_pub == key)]
         for client in victims:  # each is told which ban hit it, and for how long (protocol section 2)
             which = "address" if kind == "address" else "nick" if client.nick == value else "key"
             hub.dismiss(client, Bye.BANNED, ban_text(which, seconds), session_reason=Closed.KICKED)
