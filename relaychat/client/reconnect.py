@@ -391,6 +391,7 @@ class Reconnector:
 
     def _resume(self, conversation: Conversation, ended: Ended) -> None:
         key = conversation.nick.lower()
+        assert conversation.peer_identity is not None  # _ended lets only verified conversations through
         previous = self._resumptions.get(key)
         if previous is not None:
             self._fail(previous, ConversationClosed(f"The conversation with {conversation.nick} broke again."),
