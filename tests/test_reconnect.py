@@ -18,6 +18,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 import relaychat.client as api
 from relaychat.client import (
     Backoff,
+    RelayChanged,
     Connected,
     Disconnected,
     GaveUp,
@@ -62,6 +63,8 @@ class BackoffTests(SynchronousTestCase):
         self.assertFalse(retry_after(RelayError("banned", "this nickname is banned", "REGISTER")))
         self.assertFalse(retry_after(RelayError("taken", "alice looks the same and is bound to another key", "REGISTER")))
         self.assertTrue(retry_after(RelayError("draining", "x", "REGISTER")))
+        # A relay back with another identity: the user decides (/trust-relay), never a retry loop.
+        self.assertFalse(retry_after(RelayChanged("relay:7733", bytes(32), b"\x01" * 32)))
 
 
 class FakeClient:

@@ -190,6 +190,27 @@ class ControllerLinkTests(unittest.TestCase):
     def resumption(self, nick: str = "bob") -> Resumption:
         return Resumption(nick, True, b"k" * 32, 120.0, "lost")
 
+    def test_unconfirmed_lines_of_a_broken_conversation_are_named_not_resent(self) -> None:
+        """Receipts meet reconnection: what the old session never saw confirmed is
+        reported when it breaks, and taking the conversation up again does not resend it."""
+        link = self.controller._link  # white box: the controller's Reconnector
+        conversation = FakeConversation("bob")
+        self.made[0].calls.clear()
+        self.controller.handle_line("/connect bob")
+        self.made[0].calls["bob"].callback(conversation)
+        self.view.take()
+        waiting = self.resumption()
+        link._resumptions["bob"] = waiting  # white box: as the Reconnector does on a broken conversation
+        link._events.emit(Resuming(waiting))
+        conversation.end(Ended(False, "cut off", by_peer=False, cause="lost",
+                               unconfirmed=("the plan",), unconfirmed_count=1))
+        self.assertEqual(self.view.take()[1:], [
+            "*** bob never confirmed 1 of your messages; they may not have arrived:",
+            "***     \u201cthe plan\u201d",
+            "*** Taking the conversation up again does not send them again; repeat what bob lacks.",
+        ])
+        self.assertEqual(list(waiting.queued), [], "nothing of the old session waits to be resent")
+
     def test_typed_while_away_waits_then_goes(self) -> None:
         link = self.controller._link  # white box: the controller's Reconnector
         conversation = FakeConversation("bob")

@@ -11,7 +11,13 @@ client, and the pseudo-terminal test only has to prove the wiring.
 Trust decisions stay with the user: a :class:`~relaychat.client.KeyChanged`
 from any path (calling, accepting, a conversation, mail) is recorded and
 shown as a loud warning with the safety number of the *new* key, and only
-``/trust <nick>`` replaces the pin.
+``/trust <nick>`` replaces the pin. A relay whose identity changed
+(:class:`~relaychat.client.RelayChanged`) is as loud, and only
+``/trust-relay`` connects to it. Verification is the library's record, kept
+with the pin: ``/verified`` and a successful ``/verify`` write it, every
+conversation start and ``/contacts`` read it. Those commands live in
+:mod:`relaychat.chat.trust_commands`; connection and conversation life,
+including the Reconnector's taking conversations up again, live here.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from relaychat.client import (
     ChatClient,
     Connected,
     Conversation,
+    Delivery,
     Ended,
     GaveUp,
     IncomingOffer,
@@ -38,20 +45,19 @@ from relaychat.client import (
     Lost,
     MailEvent,
     MailProblem,
+    MailRead,
     PeerInfo,
     Reconnector,
+    RelayChanged,
     ResumeFailed,
     Resumed,
     Resuming,
-    SMPAborted,
-    SMPEvent,
-    SMPRequested,
-    SMPResult,
+    relay_fingerprint,
 )
 from relaychat.chat.presenter import Line, Presenter, describe_failure, is_expected
-from relaychat.crypto.pins import PinError, PinStatus
-from relaychat.crypto.safety import identity_fingerprint, safety_number
-from relaychat.crypto.smp import SMPUsageError
+from relaychat.chat.trust_commands import TrustCommands
+from relaychat.crypto.pins import PinStatus
+from relaychat.crypto.safety import identity_fingerprint
 
 __all__ = ["ChatController", "View"]
 
@@ -73,7 +79,7 @@ class View(Protocol):
     def set_title(self, title: str) -> None: ...
 
 
-class ChatController:
+class ChatController(TrustCommands):
     """One user's chat session: commands, events and what to show for them.
 
     ``exit(status)`` is called once, when the program should end (after
@@ -94,7 +100,8 @@ class ChatController:
         self._offers: dict[str, IncomingOffer] = {}
         self._calls: dict[str, Deferred] = {}
         self._key_changes: dict[str, KeyChanged] = {}
-        self._verified: set[str] = set()
+        self._relay_change: RelayChanged | None = None
+        self._connect: Callable[..., Deferred] | None = None
         self._smp_asked: set[str] = set()
         self._alerted: set[str] = set()  # conversations with news not seen in front
         self._active: str | None = None
@@ -108,7 +115,10 @@ class ChatController:
             cmd.Whois: self._do_whois,
             cmd.Safety: self._do_safety,
             cmd.Verify: self._do_verify,
+            cmd.Verified: self._do_verified,
+            cmd.Contacts: self._do_contacts,
             cmd.Trust: self._do_trust,
+            cmd.TrustRelay: self._do_trust_relay,
             cmd.Msg: self._do_msg,
             cmd.Mail: self._do_mail,
             cmd.Switch: self._do_switch,
@@ -128,8 +138,9 @@ class ChatController:
         resumption = self._resumption(self._active)
         if nick is None and resumption is not None:
             nick = resumption.nick
+        verified = conversation is not None and conversation.verified is not None
         self._view.set_prompt(self._presenter.prompt(
-            nick, self._active in self._verified, waiting=resumption is not None or self._offline))
+            nick, verified, waiting=resumption is not None or self._offline))
 
     @property
     def _offline(self) -> bool:
@@ -176,20 +187,30 @@ class ChatController:
 
     # -- start and stop
 
-    def start(self, connect: Callable[[], Deferred], nick: str | None = None) -> Deferred:
-        """Connect (``connect()`` fires with a ChatClient registered as ``nick``),
+    def start(self, connect: Callable[..., Deferred], nick: str | None = None) -> Deferred:
+        """Connect (``connect()`` fires with a ChatClient registered as ``nick``;
+        ``connect(accept_relay_id=...)`` after the user accepted a changed relay),
         then stay connected: a lost connection is made again, with backoff.
-        If the first connection fails, say why and exit(1)."""
+        If the first connection fails, say why and exit(1), except for a
+        changed relay, which waits for /trust-relay or /quit."""
         self._show(self._presenter.welcome() + self._presenter.connecting(self._server))
         self._update_prompt()
-        self._link = Reconnector(self._clock, connect)
-        self._link.observe(self._link_event)
-        self._link.observe_offers(self._offered)
-        d = self._link.start()
+        self._connect = connect
+        d = self._start_link(connect)
         d.addErrback(self._connect_failed, nick)
         return d
 
+    def _start_link(self, connect: Callable[[], Deferred]) -> Deferred:
+        """A new Reconnector over ``connect``; fires with the first client."""
+        self._link = Reconnector(self._clock, connect)
+        self._link.observe(self._link_event)
+        self._link.observe_offers(self._offered)
+        return self._link.start()
+
     def _connect_failed(self, failure: Failure, nick: str | None) -> None:
+        if isinstance(failure.value, RelayChanged):
+            self._relay_changed(failure.value)
+            return
         if not is_expected(failure.value):
             _log.failure("Unexpected failure while connecting", failure)
         self._show(self._presenter.connect_failed(describe_failure(failure.value, nick, self._server)))
@@ -202,6 +223,8 @@ class ChatController:
             self.attach(event.client, again=event.again)
         elif isinstance(event, Lost):
             self._disconnected(event)
+        elif isinstance(event, GaveUp) and isinstance(event.error, RelayChanged):
+            self._relay_changed(event.error)  # it came back as someone else: only /trust-relay goes on
         elif isinstance(event, GaveUp):
             self._show(self._presenter.gave_up(describe_failure(event.error, self._presenter.me, self._server)))
         elif isinstance(event, Resuming):
@@ -225,6 +248,8 @@ class ChatController:
         else:
             self._show(self._presenter.connected(
                 client.nick, self._server, identity_fingerprint(client.identity.identity_public)))
+        if client.relay_first_contact:
+            self._show(self._presenter.relay_first_contact(client.relay_address, relay_fingerprint(client.server_id)))
         if self._link is None:  # used without start(): offers come from the client itself
             client.observe_offers(self._offered)
         client.observe_mail(self._mail_arrived)
@@ -270,7 +295,7 @@ class ChatController:
             self._show(self._presenter.disconnected(event.error))
 
     def _resumed(self, event: Resumed) -> None:
-        self._show(self._presenter.resumed(event.resumption.nick, event.sent))
+        self._show(self._presenter.resumed(event.resumption.nick, event.sent, event.conversation.verified))
         self._opened(event.conversation, resumed=True)
 
     # -- typed lines
@@ -284,7 +309,9 @@ class ChatController:
             return
         if command is None:
             return
-        if self._client is None and not isinstance(command, (cmd.Help, cmd.Quit, cmd.Say, cmd.Msg, cmd.Close)):
+        # Offline but reconnecting: lines still go to conversations being taken up again.
+        still = (cmd.Say, cmd.Msg, cmd.Close) if self._offline else ()
+        if self._client is None and not isinstance(command, (cmd.Help, cmd.Quit, cmd.TrustRelay) + still):
             self._show(self._presenter.error(
                 "Not connected to the relay right now; reconnecting…" if self._offline
                 else "Not connected to the relay. /quit leaves."))
@@ -315,7 +342,7 @@ class ChatController:
     def _send(self, conversation: Any, text: str) -> None:
         """Send to a Conversation, or keep for a Resumption (shown as waiting)."""
         sent = self._guard(lambda: conversation.send(text) or True, conversation.nick)
-        if sent:
+        if sent is not None:
             to = conversation.nick if len(self._conversations) > 1 else None
             self._show(self._presenter.own_message(text, to))
             if not isinstance(conversation, Conversation) and self._resumption(conversation.nick) is conversation:
@@ -361,11 +388,13 @@ class ChatController:
         key = conversation.nick.lower()
         self._conversations[key] = conversation
         self._key_changes.pop(key, None)
-        self._verified.discard(key)
         self._smp_asked.discard(key)
         if not resumed:
-            self._show(self._presenter.opened(conversation.nick, conversation.first_contact))
+            self._show(self._presenter.opened(conversation.nick, conversation.first_contact, conversation.verified))
+        if conversation.lookalike_of is not None:
+            self._show(self._presenter.lookalike(conversation.nick, conversation.lookalike_of))
         conversation.observe_messages(lambda text: self._message(conversation, text))
+        conversation.observe_delivered(lambda d: self._delivered(conversation, d))
         conversation.observe_smp(lambda event: self._smp_event(conversation, event))
         conversation.observe_warnings(lambda sentence: self._show(self._presenter.error(sentence)))
         conversation.observe_end(lambda ended: self._ended(conversation, ended))
@@ -389,7 +418,6 @@ class ChatController:
         key = conversation.nick.lower()
         if self._conversations.get(key) is conversation:
             del self._conversations[key]
-        self._verified.discard(key)
         self._smp_asked.discard(key)
         # Cut off by a connection: the Reconnector's lines say it (Lost, Resuming), and
         # the conversation stays in front while it is taken up again.
@@ -400,6 +428,10 @@ class ChatController:
             pass
         elif not self._leaving:
             self._show(self._presenter.ended(conversation.nick, ended.clean, ended.by_peer, ended.reason))
+        # Unconfirmed lines are named even when the conversation is taken up again:
+        # they are not sent again in the new session (they may well have arrived).
+        self._show(self._presenter.unconfirmed(conversation.nick, ended.unconfirmed, ended.unconfirmed_count,
+                                               resuming=broke))
         if self._active == key and not broke:
             self._active = None
             if len(self._conversations) == 1:
@@ -435,6 +467,8 @@ class ChatController:
         self._offers[key] = offer
         self._show(self._presenter.offer(offer.nick, offer.fingerprint, offer.pin is PinStatus.CHANGED))
         self._alert(offer.nick, "a call from")
+        if offer.lookalike_of is not None:
+            self._show(self._presenter.lookalike(offer.nick, offer.lookalike_of))
         offer.observe_withdrawn(lambda reason: self._withdrawn(offer, reason))
 
     def _withdrawn(self, offer: IncomingOffer, reason: str) -> None:
@@ -481,92 +515,30 @@ class ChatController:
             self._show(self._presenter.declined(offer.nick))
             d.addErrback(self._failed, offer.nick)
 
-    # -- trust
+    # -- the relay's identity (the rest of trust: trust_commands.py)
 
-    def _my_key(self) -> tuple[bytes, str]:
-        return self._client.identity.identity_public, self._client.canonical_nick
-
-    def _key_changed(self, exc: KeyChanged) -> None:
-        key = exc.nick.lower()
-        self._key_changes[key] = exc
-        number = None
-        if self._client is not None:
-            mine, me = self._my_key()
-            number = safety_number(mine, me, exc.new_key, key)
-        old = identity_fingerprint(exc.pinned_key) if exc.pinned_key is not None else None
-        self._show(self._presenter.key_changed(exc.nick, old, identity_fingerprint(exc.new_key), number))
-
-    def _do_trust(self, command: cmd.Trust) -> None:
-        change = self._key_changes.get(command.nick.lower())
-        if change is None:
-            self._show(self._presenter.error(f"There is no changed key for {command.nick} waiting for a decision."))
+    def _do_trust_relay(self, command: cmd.TrustRelay) -> None:
+        change, self._relay_change = self._relay_change, None
+        if change is None or self._connect is None:
+            self._show(self._presenter.error("No relay is waiting for a decision about its identity."))
             return
-        if self._guard(lambda: self._client.accept_new_key(change.nick, change.new_key) or True, change.nick):
-            del self._key_changes[command.nick.lower()]
-            self._show(self._presenter.trusted(change.nick, identity_fingerprint(change.new_key)))
+        self._show(self._presenter.relay_trusted(change.address, change.new_fingerprint))
+        connect, accepted = self._connect, [change.new_id]
 
-    def _do_safety(self, command: cmd.Safety) -> None:
-        nick = command.nick or (self._conversations[self._active].nick if self._active else None)
-        if nick is None:
-            self._show(self._presenter.error("You are not in a conversation; /safety <nick> names one."))
-            return
-        key = nick.lower()
-        mine, me = self._my_key()
-        conversation = self._conversations.get(key)
-        if conversation is not None:
-            peer_key, source = conversation.peer_identity, "this conversation"
-        elif key in self._key_changes:
-            peer_key, source = self._key_changes[key].new_key, "their NEW, not yet trusted key"
-        else:
-            try:
-                peer_key, source = self._client.pinned_key(nick), "the key you pinned"
-            except PinError as e:
-                self._show(self._presenter.error(str(e)))
-                return
-            if peer_key is None:
-                self._show(self._presenter.error(f"You have no key for {nick} yet; /connect {nick} first."))
-                return
-        self._show(self._presenter.safety(
-            nick, identity_fingerprint(mine), identity_fingerprint(peer_key), safety_number(mine, me, peer_key, key),
-            source, key in self._verified and conversation is not None))
+        def connect_once() -> Deferred:  # the accepted id counts for the next connection only
+            return connect(accept_relay_id=accepted.pop() if accepted else None)
 
-    def _do_verify(self, command: cmd.Verify) -> None:
-        conversation = self._conversation_for(None)
-        if conversation is None:
-            return
-        key = conversation.nick.lower()
-        if key in self._smp_asked:
-            self._smp_asked.discard(key)
-            if self._guard(lambda: conversation.smp_respond(command.secret) or True, conversation.nick):
-                self._show(self._presenter.smp_answered(conversation.nick))
-        elif self._guard(lambda: self._smp_restart(conversation, command.secret), conversation.nick):
-            self._show(self._presenter.smp_started(conversation.nick))
+        self._start_link(connect_once).addErrback(self._connect_failed, None)
 
-    @staticmethod
-    def _smp_restart(conversation: Conversation, secret: str) -> bool:
-        """Start a check; typing /verify again (a typo in the secret) starts over."""
-        try:
-            conversation.smp_start(secret)
-        except SMPUsageError:
-            conversation.smp_abort()
-            conversation.smp_start(secret)
-        return True
+    def _relay_changed(self, change: RelayChanged) -> None:
+        """Loud, and nothing registered: only /trust-relay connects to it (or /quit)."""
+        self._relay_change = change
+        old = relay_fingerprint(change.known_id) if change.known_id is not None else None
+        self._show(self._presenter.relay_changed(change.address, old, change.new_fingerprint))
 
-    def _smp_event(self, conversation: Conversation, event: SMPEvent) -> None:
-        key = conversation.nick.lower()
-        if isinstance(event, SMPRequested):
-            self._smp_asked.add(key)
-            self._show(self._presenter.smp_requested(conversation.nick))
-        elif isinstance(event, SMPResult):
-            if event.equal:
-                self._verified.add(key)
-            else:
-                self._verified.discard(key)
-            self._show(self._presenter.smp_result(conversation.nick, event.equal))
-            self._update_prompt()
-        elif isinstance(event, SMPAborted):
-            self._smp_asked.discard(key)
-            self._show(self._presenter.smp_aborted(conversation.nick, event.reason))
+    def _delivered(self, conversation: Conversation, delivery: Delivery) -> None:
+        if not self._leaving:
+            self._show(self._presenter.delivered(conversation.nick, delivery.first_words))
 
     # -- directory, mail, help
 
@@ -590,12 +562,17 @@ class ChatController:
                            self._failed, errbackArgs=(command.nick,))
 
     def _mail_arrived(self, event: MailEvent) -> None:
+        if isinstance(event, MailRead):
+            self._show(self._presenter.mail_read(event.reader, event.first_words, event.sent, event.read))
+            return
         if isinstance(event, MailProblem):
             if isinstance(event.error, KeyChanged):
                 self._key_changed(event.error)
             else:
                 self._show(self._presenter.mail_problem(event.sender, event.time, event.reason))
             return
+        if event.lookalike_of is not None:
+            self._show(self._presenter.lookalike(event.sender, event.lookalike_of))
         self._show(self._presenter.mail(event.sender, event.time, event.text))
 
     def _do_help(self, command: cmd.Help) -> None:

@@ -18,6 +18,8 @@ from relaychat.client import (
     Disconnected,
     MailError,
     MessageTooLong,
+    NotPinned,
+    RelayChanged,
     RelayError,
     explain_tls_failure,
 )
@@ -132,6 +134,8 @@ def _connect_failure(exc: BaseException, server: str) -> str | None:
 #: else is a bug, named as one and logged with its traceback.
 EXPECTED_FAILURES: tuple[type[BaseException], ...] = (
     RelayError,
+    RelayChanged,
+    NotPinned,
     ConversationFailed,
     MessageTooLong,
     MailError,

@@ -7,7 +7,7 @@ Two layers, as everywhere in the library:
   met by every client at the same instant), reset after a success. And
   :func:`retry_after` decides which endings are worth a retry at all: a
   lost connection, a draining relay, a busy one yes; a kick, a ban, a
-  nickname taken, our own QUIT no.
+  nickname taken, a relay whose identity changed, our own QUIT no.
 
 * :class:`Reconnector` is the thin Twisted part. It calls ``connect()``
   (which fires with a registered :class:`ChatClient`), watches the client,
@@ -24,7 +24,11 @@ pinned. Either way it is a *new* handshake, checked against the same pin; a
 changed key fails it like any other conversation. Text sent to a
 Resumption waits, and goes out in order once the conversation is back, or
 comes back in :attr:`ResumeFailed.unsent` so the program can say which
-lines were not sent.
+lines were not sent. What the old session sent but never saw confirmed
+(:attr:`Ended.unconfirmed`, section 11 receipts) is *not* sent again: it
+may well have arrived, and only the user can tell; the program names it.
+A relay that comes back with another identity (:class:`RelayChanged`) ends
+the reconnecting (:class:`GaveUp`): only the user may accept it.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from relaychat.client.errors import (
     Declined,
     Disconnected,
     MessageTooLong,
+    RelayChanged,
     RelayError,
 )
 from relaychat.client.feed import Feed, log
@@ -90,8 +95,8 @@ def retry_after(error: BaseException) -> bool:
         return error.code in _RETRY_BYE
     if isinstance(error, RelayError):
         return error.code not in _FINAL_CODES
-    if isinstance(error, (ConversationFailed, ValueError)):
-        return False
+    if isinstance(error, (ConversationFailed, RelayChanged, ValueError)):
+        return False  # RelayChanged: the user decides (section 13), a retry must not
     return True  # refused, DNS, TLS, timeouts: the relay may be back in a moment
 
 
