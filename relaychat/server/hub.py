@@ -38,6 +38,7 @@ from relaychat.wire.errors import Bye, Closed, Code, ProtocolError
 from relaychat.wire.lines import strip_cr
 from relaychat.wire.messages import FRAME_PREFIX, PROTOCOL_VERSION
 from relaychat.wire.nicknames import canonical
+from relaychat.wire.refusals import ban_text
 from relaychat.wire.tokens import SID_LENGTH, one_line, safe_sid
 
 DEFAULT_DRAIN_TEXT = "the relay is restarting"
@@ -153,7 +154,7 @@ class Hub:
         elif not self.ready:
             self._bye(client, Bye.BUSY, "the relay is starting; try again")
         elif self.bans.banned("address", address, now):
-            self._bye(client, Bye.BANNED, "this address is banned")
+            self._bye(client, Bye.BANNED, ban_text("address", self.bans.remaining("address", address, now)))
         elif len(self.clients) > limits.max_connections:
             self._bye(client, Bye.BUSY, "the relay is full")
         elif self._per_address[address] > limits.connections_per_address:
@@ -538,10 +539,9 @@ class Hub:
         self._send(client, m.RegisterOk(canon, challenge, pow_bits))
 
     def _refuse_banned(self, canon: str, identity_pub: bytes, now: float) -> None:
-        if self.bans.banned("nick", canon, now):
-            raise ProtocolError(Code.BANNED, "this nickname is banned")
-        if self.bans.banned("key", key_id(identity_pub), now):
-            raise ProtocolError(Code.BANNED, "this identity key is banned")
+        for kind, value in (("nick", canon), ("key", key_id(identity_pub))):
+            if self.bans.banned(kind, value, now):
+                raise ProtocolError(Code.BANNED, ban_text(kind, self.bans.remaining(kind, value, now)))
 
     def _prove(self, client: Connection, prove: m.Prove, now: float) -> None:
         claim = client.claim
