@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from relaychat.server.limits import Limits, MailPolicy
+from relaychat.server.limits import Limits, MailPolicy, NicknamePolicy
 
 DEFAULT_PORT = 7733
 DEFAULT_ENDPOINT = f"tcp:{DEFAULT_PORT}:interface=127.0.0.1"
@@ -51,6 +51,7 @@ class Config:
     listeners: tuple[ListenerConfig, ...]
     limits: Limits = Limits()
     mail: MailPolicy = MailPolicy()
+    nicknames: NicknamePolicy = NicknamePolicy()
     manhole: ManholeConfig = ManholeConfig()
     source: str = "embedded defaults"
 
@@ -80,7 +81,7 @@ def load(path: Optional[str] = None) -> Config:
 
 def parse(document: Mapping[str, Any], base: Path, source: str = "<config>") -> Config:
     """Build a :class:`Config` from a parsed TOML document; paths are relative to ``base``."""
-    _only(document, {"relay", "listener", "limits", "mailbox", "manhole"}, "")
+    _only(document, {"relay", "listener", "limits", "mailbox", "nicknames", "manhole"}, "")
     relay = _table(document, "relay")
     _only(relay, {"data_dir"}, "relay.")
     data_dir = _path(relay, "data_dir", "relay.", base) or default_data_dir()
@@ -92,6 +93,7 @@ def parse(document: Mapping[str, Any], base: Path, source: str = "<config>") -> 
         listeners=listeners,
         limits=_dataclass(Limits, _table(document, "limits"), "limits."),
         mail=_dataclass(MailPolicy, _table(document, "mailbox"), "mailbox."),
+        nicknames=_dataclass(NicknamePolicy, _table(document, "nicknames"), "nicknames."),
         manhole=_manhole(_table(document, "manhole"), base),
         source=source,
     )

@@ -8,7 +8,7 @@ from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
 from relaychat.config import DEFAULT_ENDPOINT, ConfigError, load
-from relaychat.server.limits import Limits, MailPolicy
+from relaychat.server.limits import Limits, MailPolicy, NicknamePolicy
 from relaychat.tap import Options
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "conf" / "relaychat.toml"
@@ -30,11 +30,12 @@ class Loading(SynchronousTestCase):
         config = load(str(EXAMPLE))
         self.assertEqual(config.limits, Limits())
         self.assertEqual(config.mail, MailPolicy())
+        self.assertEqual(config.nicknames, NicknamePolicy())
         self.assertEqual(config.listeners[0].endpoint, DEFAULT_ENDPOINT)
 
     def test_every_limit_is_in_the_example_file(self) -> None:
         text = EXAMPLE.read_text()
-        for name in list(vars(Limits())) + list(vars(MailPolicy())):
+        for name in list(vars(Limits())) + list(vars(MailPolicy())) + list(vars(NicknamePolicy())):
             self.assertIn(f"\n{name} = ", text, name)
 
     def test_unknown_keys_are_named(self) -> None:

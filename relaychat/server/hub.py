@@ -19,10 +19,11 @@ from typing import Callable, Iterable, Optional
 from relaychat.crypto.identity import KeyFormatError, pow_ok, verify_registration, verify_static_sig
 from relaychat.server.bans import Bans, key_id
 from relaychat.server.client import Claim, Client, Link, Session, State
-from relaychat.server.limits import Limits, MailPolicy
+from relaychat.server.limits import Limits, MailPolicy, NicknamePolicy
 from relaychat.server.nicknames import canonical
+from relaychat.server.quotas import Quotas
 from relaychat.server.registry import Registry
-from relaychat.server.store import Store
+from relaychat.server.store import StorageError, Store
 from relaychat.wire.codec import EncodingError, b64decode, b64encode, encoded_length
 from relaychat.wire.errors import Bye, Closed, Code, ProtocolError
 from relaychat.wire.lines import strip_cr
@@ -46,6 +47,7 @@ class Stats:
     errors: int = 0
     disconnects_for_violations: int = 0
     mail_stored: int = 0
+    storage_errors: int = 0
     extra: dict[str, int] = field(default_factory=dict)
 
 
@@ -59,11 +61,14 @@ class Hub:
         limits: Limits = Limits(),
         mail: MailPolicy = MailPolicy(),
         now: float = 0.0,
+        names: NicknamePolicy = NicknamePolicy(),
     ) -> None:
         self.store = store
         self.registry = Registry(store)
         self.limits = limits
         self.mail = mail
+        self.names = names
+        self.quotas = Quotas(store, mail, names)
         self.server_id = store.server_id
         self.stats = Stats(started=now)
         self.bans = Bans()
@@ -245,11 +250,22 @@ class Hub:
             if now - session.created > limits.offer_timeout:
                 self._end_session(session, Closed.TIMEOUT, notify=(session.initiator, session.responder))
         self.bans.expire(now)
+        self.quotas.sweep(now)
         self._flush()
 
     def purge_mail(self, now: float) -> int:
         """Delete mail older than the configured expiry; returns how many."""
         return self.store.purge_mail(now - self.mail.expiry_seconds)
+
+    def expire_nicknames(self, now: float) -> list[str]:
+        """Release nicknames unused for ``nickname_expiry_days`` (if set) and
+        not connected now, with their mail; returns them."""
+        if not self.names.expiry_seconds:
+            return []
+        expired: list[str] = []
+        while batch := self.store.expire_bindings(now - self.names.expiry_seconds, self.online):
+            expired.extend(batch)
+        return expired
 
     # == operator actions (the manhole's helpers wrap these) ================
 
@@ -348,6 +364,9 @@ class Hub:
             handler(client, parts[1:], now)
         except ProtocolError as e:
             self._error(client, name, e.code, e.text)
+        except StorageError as e:  # the store has logged it; the connection carries on
+            self.stats.storage_errors += 1
+            self._error(client, name, Code.UNAVAILABLE, str(e))
 
     # -- greeting and registration -------------------------------------------
 
@@ -373,6 +392,8 @@ class Hub:
         if not certified:
             raise ProtocolError(Code.BAD_SIGNATURE, "static_sig does not verify")
         existing = self.registry.check_claim(nick, identity_pub)
+        if existing is None:
+            self.quotas.check_new_name(client.address, now)  # before the client works for it
         pow_bits = 0 if existing is not None else self.limits.pow_bits
         challenge = os.urandom(32)
         client.claim = Claim(nick, canon, identity_pub, static_pub, static_sig, challenge, pow_bits)
@@ -403,7 +424,12 @@ class Hub:
                 raise ProtocolError(Code.POW, f"proof of work of {claim.pow_bits} bits needed")
         self._refuse_banned(claim.canonical, claim.identity_pub, now)  # a ban may have come since REGISTER
         existing = self.registry.find(claim.canonical)
+        if existing is None:
+            self.quotas.check_new_name(client.address, now)  # others from the address may have bound since
         binding = self.registry.bind(claim.display, claim.identity_pub, claim.static_pub, claim.static_sig, now)
+        if existing is None:
+            self.quotas.spent_new_name(client.address, now)
+        self.store.note_use(binding.canonical, now)
         previous = self.online.get(binding.canonical)
         if previous is not None:
             self._bye(previous, Bye.REPLACED, "you logged in elsewhere")
@@ -552,7 +578,9 @@ class Hub:
             raise ProtocolError(Code.QUOTA, f"{binding.display}'s mailbox is full")
         if self.store.mail_count_from(binding.canonical, client.nick) >= policy.mail_per_sender:  # type: ignore[arg-type]
             raise ProtocolError(Code.QUOTA, f"you have {policy.mail_per_sender} messages waiting there already")
+        self.quotas.check_mail(client.nick, len(body), now)  # type: ignore[arg-type]
         mail_id = self.store.add_mail(binding.canonical, client.nick, now, body)  # type: ignore[arg-type]
+        self.quotas.spent_mail(client.nick, now)  # type: ignore[arg-type]
         self.stats.mail_stored += 1
         self._send(client, f"OK MAIL {mail_id}")
         recipient = self.online.get(binding.canonical)
@@ -606,6 +634,7 @@ class Hub:
             self._per_address.pop(client.address, None)
         if client.nick is not None and self.online.get(client.nick) is client:
             del self.online[client.nick]
+            self.store.note_use(client.nick, self.now)  # saved with the next store check, no I/O here
         for session in list(client.sessions.values()):
             self._end_session(session, reason, notify=(session.other(client),))
         self._check_drained()

@@ -17,12 +17,13 @@ from relaychat.server.hub import Hub
 from relaychat.server.listeners import KINDS
 from relaychat.server.listeners import describe as describe_listener
 from relaychat.server.protocol import RelayFactory
-from relaychat.server.store import Store
+from relaychat.server.store import JOURNAL_RESERVE, StorageError, Store, open_store
 
 log = Logger(namespace="relaychat")
 
 DATABASE = "relaychat.sqlite3"
 MAIL_PURGE_INTERVAL = 3600.0
+STORE_CHECK_INTERVAL = 5.0  # how soon a deleted or replaced database is noticed
 
 
 class ListenerError(SystemExit, Exception):
@@ -158,14 +159,20 @@ def open_data_dir(config: Config) -> str:
 def make_service(config: Config, reactor: Any) -> MultiService:
     """Build the whole daemon as one MultiService (nothing listens until it starts)."""
     data_dir = open_data_dir(config)
-    store = Store(os.path.join(data_dir, DATABASE))
-    hub = Hub(store, config.limits, config.mail, now=reactor.seconds())
+    try:
+        # A delete must fit the journal kept ready: one mail of max_mail and its pages at least.
+        reserve = max(JOURNAL_RESERVE, 2 * config.mail.max_mail + (64 << 10))
+        store = open_store(os.path.join(data_dir, DATABASE), journal_reserve=reserve)
+    except StorageError as e:  # refused like a bad config: one line naming the file, exit status 1
+        raise ConfigError(str(e)) from None
+    hub = Hub(store, config.limits, config.mail, now=reactor.seconds(), names=config.nicknames)
     top = MultiService()
     core = RelayCore(hub, store)
     core.setServiceParent(top)
     for name, interval, action in (
         ("tick", 1.0, lambda: hub.tick(reactor.seconds())),
-        ("mail-purge", MAIL_PURGE_INTERVAL, lambda: hub.purge_mail(reactor.seconds())),
+        ("mail-purge", MAIL_PURGE_INTERVAL, lambda: housekeeping(hub, reactor.seconds())),
+        ("store-check", STORE_CHECK_INTERVAL, lambda: store.check(reactor.seconds())),
     ):
         timer = TimerService(interval, action)
         timer.clock = reactor
@@ -183,6 +190,19 @@ def make_service(config: Config, reactor: Any) -> MultiService:
     if console is not None:
         console.setServiceParent(top)
     return top
+
+
+def housekeeping(hub: Hub, now: float) -> None:
+    """Hourly: expired mail and nicknames go. A storage failure is logged by
+    the store and retried next hour; it must not stop the timer."""
+    try:
+        hub.purge_mail(now)
+        expired = hub.expire_nicknames(now)
+    except StorageError:
+        return
+    if expired:
+        log.info("relaychat: released {count} nicknames unused for {days} days",
+                 count=len(expired), days=hub.names.nickname_expiry_days)
 
 
 def relay_of(top: IService) -> Hub:
