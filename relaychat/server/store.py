@@ -119,6 +119,7 @@ class Store:
     def __init__(self, path: str, journal_reserve: int = JOURNAL_RESERVE) -> None:
         self.path = path
         self.health = Health.OK
+        self.quiet = False  # True while start-up checks run: their failure is reported in one line instead
         self._problem = ""
         self._journal_reserve = journal_reserve
         self._identity: Optional[tuple[int, int]] = None
@@ -228,23 +229,28 @@ class Store:
             return
         self.health = Health.LOST
         self._problem = why
-        log.error("relaychat: database {path}: {why}; refusing every write until the relay is restarted",
-                  path=self.path, why=why)
+        if not self.quiet:
+            log.error("relaychat: database {path}: {why}; refusing every write until the relay is restarted",
+                      path=self.path, why=why)
 
     def _failed(self, error: sqlite3.Error) -> StorageError:
+        if self.health is Health.LOST:  # what fails now is a consequence; say the cause
+            return StorageError(f"the relay cannot use its storage now: {self._problem}")
         why, lost = _explain(error)
         if lost:
             self._lose(why)
         elif self.health is Health.OK:
             self.health = Health.FAILING
-            log.error("relaychat: database {path}: {why} ({error}); refusing what needs it until it works again",
-                      path=self.path, why=why, error=str(error))
+            if not self.quiet:
+                log.error("relaychat: database {path}: {why} ({error}); writes fail until it works again",
+                          path=self.path, why=why, error=str(error))
         return StorageError(f"the relay cannot use its storage now: {why}")
 
     def _succeeded(self) -> None:
         if self.health is Health.FAILING:
             self.health = Health.OK
-            log.info("relaychat: database {path}: writing works again", path=self.path)
+            if not self.quiet:
+                log.info("relaychat: database {path}: writing works again", path=self.path)
 
     def _refuse_if_lost(self) -> None:
         self._check_identity()
@@ -432,6 +438,7 @@ def open_store(path: str, journal_reserve: int = JOURNAL_RESERVE) -> Store:
         raise StorageError(f"database {path!r}: cannot open it for writing: {e.strerror}") from None
     except sqlite3.Error as e:
         raise StorageError(f"database {path!r}: {_explain(e)[0]}") from None
+    store.quiet = True
     try:
         store.check_at_start()
     except StorageError as e:
@@ -441,6 +448,7 @@ def open_store(path: str, journal_reserve: int = JOURNAL_RESERVE) -> Store:
     except OSError as e:
         store.close()
         raise StorageError(f"database {path!r}: {e.strerror}") from None
+    store.quiet = False
     return store
 
 
