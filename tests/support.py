@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Optional
+import sqlite3
+from typing import Any, Callable, Optional
 
 from relaychat.crypto.identity import Identity, solve_pow
 from relaychat.server.client import Client
 from relaychat.server.hub import Hub
-from relaychat.server.limits import Limits, MailPolicy
-from relaychat.server.store import Store
+from relaychat.server.limits import Limits, MailPolicy, NicknamePolicy
+from relaychat.server.store import Store, T
 from relaychat.wire.codec import b64decode, b64encode
 
 # Identities are slowish to make and nothing depends on their freshness.
@@ -49,14 +50,51 @@ class FakeLink:
         return [line.decode("utf-8") for line in data.split(b"\n") if line]
 
 
+class FailingStore(Store):
+    """An in-memory store whose SQLite calls fail on demand, with the errors a
+    failing disk gives (``SQLITE_FULL``, ``SQLITE_IOERR_READ``...)."""
+
+    def __init__(self) -> None:
+        super().__init__(":memory:")
+        self.writes: Optional[tuple[str, str]] = None
+        self.reads: Optional[tuple[str, str]] = None
+
+    def fail(self, writes: str = "SQLITE_FULL", reads: Optional[str] = None) -> None:
+        self.writes = (writes, "database or disk is full" if writes == "SQLITE_FULL" else "disk I/O error")
+        self.reads = (reads, "disk I/O error") if reads else None
+
+    def heal(self) -> None:
+        self.writes = self.reads = None
+
+    def _error(self, failure: tuple[str, str]) -> sqlite3.Error:
+        error = sqlite3.OperationalError(failure[1])
+        error.sqlite_errorname = failure[0]  # type: ignore[attr-defined]
+        return error
+
+    def _write(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
+        if self.writes:
+            raise self._failed(self._error(self.writes))
+        return super()._write(sql, params)
+
+    def _transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        if self.writes:
+            raise self._failed(self._error(self.writes))
+        return super()._transaction(work)
+
+    def _read_all(self, sql: str, params: Any = ()) -> list[Any]:
+        if self.reads:
+            raise self._failed(self._error(self.reads))
+        return super()._read_all(sql, params)
+
+
 class Harness:
     """A hub on an in-memory store with a settable clock."""
 
     def __init__(self, limits: Limits = Limits(pow_bits=0), mail: MailPolicy = MailPolicy(),
-                 store: Optional[Store] = None) -> None:
+                 store: Optional[Store] = None, names: NicknamePolicy = NicknamePolicy()) -> None:
         self.now = 1000.0
         self.store = store or Store(":memory:")
-        self.hub = Hub(self.store, limits, mail, now=self.now)
+        self.hub = Hub(self.store, limits, mail, now=self.now, names=names)
 
     def connect(self, address: str = "127.0.0.1") -> tuple[Client, FakeLink]:
         link = FakeLink()
