@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 from relaychat.crypto.identity import Identity, solve_pow
 from relaychat.wire.codec import b64decode, b64encode
@@ -30,8 +30,10 @@ _LISTENING = re.compile(r"relaychat: (\w+) listener '([^']*)' listening on ([\d.
 class Daemon:
     """``twistd -n relaychat ARGS`` in a subprocess, stopped with SIGTERM."""
 
-    def __init__(self, *args: str, cwd: str, env: Optional[dict[str, str]] = None) -> None:
+    def __init__(self, *args: str, cwd: str, env: Optional[dict[str, str]] = None,
+                 prefix: Sequence[str] = ()) -> None:
         self.args = args
+        self.prefix = list(prefix)  # a command that runs the daemon (see private_mount)
         self.cwd = cwd
         self.env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
         self.output: list[str] = []
@@ -42,7 +44,7 @@ class Daemon:
         """Start and wait until ``listeners`` listeners log their port; return the ports."""
         self.output = []
         self.process = subprocess.Popen(
-            [sys.executable, "-c", TWISTD, "--nodaemon", "--pidfile=", "--logfile=-", "relaychat", *self.args],
+            [*self.prefix, sys.executable, "-c", TWISTD, "--nodaemon", "--pidfile=", "--logfile=-", "relaychat", *self.args],
             cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
@@ -138,3 +140,28 @@ def register(ask: Callable[[str], str], nick: str, identity: Identity) -> str:
     if bits:
         prove += " " + b64encode(solve_pow(challenge, bits))
     return ask(prove)
+
+
+def private_mount(directory: str, setup: str) -> list[str]:
+    """A command prefix running the daemon in its own user and mount namespaces
+    (``unshare -rm``), after the shell commands ``setup`` have run there with
+    ``$D`` set to ``directory``, e.g. ``mount -t tmpfs -o size=1m tmpfs "$D"``.
+
+    The mount is seen by the daemon alone and vanishes with it: a small, full
+    or read-only file system for a test, without root and without cleaning
+    up. The daemon keeps the process id (``unshare`` and ``sh`` exec), so
+    ``/proc/<pid>/root`` + ``directory`` reaches its view of the mount.
+    """
+    return ["unshare", "-rm", "sh", "-ec", f'D="$0"; {setup}; exec "$@"', directory]
+
+
+def private_mounts_work() -> Optional[str]:
+    """None if :func:`private_mount` works here, else why not (for skipTest)."""
+    try:
+        done = subprocess.run(["unshare", "-rm", "sh", "-ec", 'mount -t tmpfs -o size=64k tmpfs /mnt; touch /mnt/x'],
+                              capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"unshare is not usable: {e}"
+    if done.returncode != 0:
+        return f"no private tmpfs mounts here (unshare -rm): {done.stderr.strip()}"
+    return None
