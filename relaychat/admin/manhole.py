@@ -208,7 +208,8 @@ class AuditedUserAuth(SSHUserAuthServer):
         return (self.user or b"").decode("utf-8", "replace")[: self._NAME_SHOWN]
 
     def _peer(self) -> str:
-        peer = self.transport.transport.getPeer()
+        ssh: Any = self.transport
+        peer = ssh.transport.getPeer()
         host, port = getattr(peer, "host", None), getattr(peer, "port", None)
         if host is None:
             return "a local socket"

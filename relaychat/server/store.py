@@ -408,7 +408,8 @@ class Store:
             if not rows:
                 return deleted
             budget = self._journal_reserve // 4  # page overheads and index pages fit in the rest
-            ids, size = [], 0
+            ids: list[int] = []
+            size = 0
             for mail_id, length in rows:
                 if ids and size + length > budget:
                     break
