@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.trial.unittest import SynchronousTestCase
 
 from relaychat.server.limits import Limits, MailPolicy, NicknamePolicy
@@ -62,6 +64,19 @@ class StorageErrors(SynchronousTestCase):
                          ["ERR", "REGISTER", "unavailable"])
         self.store.heal()
         self.assertEqual(self.h.claim(client, link, "carol", identity("carol")), ["OK PROVE carol new 0"])
+
+    def test_prove_failing_on_its_last_read_leaves_nothing_half_done(self) -> None:
+        def pending_mail(nick: str) -> list[Any]:
+            raise self.store._failed(self.store._error(("SQLITE_IOERR_READ", "disk I/O error")))
+
+        self.store.pending_mail = pending_mail  # type: ignore[method-assign]
+        client, link = self.h.connect()
+        self.h.hello(client, link)
+        self.assertEqual(self.h.claim(client, link, "bob", identity("bob"))[0].split(" ")[:3],
+                         ["ERR", "PROVE", "unavailable"])
+        self.assertEqual(self.bob[1].lines(), [])  # not replaced by a login that failed
+        self.assertIs(self.h.hub.online["bob"], self.bob[0])
+        self.assertEqual(self.h.ask(client, link, "MAIL bob AAAA")[0].split(" ")[:3], ["ERR", "MAIL", "order"])
 
     def test_a_known_nickname_logs_in_on_a_full_disk(self) -> None:
         # Logging in again with the same keys writes nothing (the use is noted in memory).

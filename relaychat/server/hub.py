@@ -262,6 +262,8 @@ class Hub:
         not connected now, with their mail; returns them."""
         if not self.names.expiry_seconds:
             return []
+        for nick in self.online:  # in use now; saved by the store with the next batch
+            self.store.note_use(nick, now)
         expired: list[str] = []
         while batch := self.store.expire_bindings(now - self.names.expiry_seconds, self.online):
             expired.extend(batch)
@@ -430,6 +432,7 @@ class Hub:
         if existing is None:
             self.quotas.spent_new_name(client.address, now)
         self.store.note_use(binding.canonical, now)
+        pending = self.store.pending_mail(binding.canonical)  # the last storage call: nothing changed if it fails
         previous = self.online.get(binding.canonical)
         if previous is not None:
             self._bye(previous, Bye.REPLACED, "you logged in elsewhere")
@@ -439,7 +442,6 @@ class Hub:
         client.identity_pub = binding.identity_pub
         self.online[binding.canonical] = client
         self.stats.registrations += 1
-        pending = self.store.pending_mail(binding.canonical)
         self._send(client, f"OK PROVE {binding.display} {'known' if existing else 'new'} {len(pending)}")
         for mail in pending:
             self._send(client, _mail_event(mail.id, mail.sender, mail.created, mail.body))
