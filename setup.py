@@ -24,5 +24,5 @@ setup(
     extras_require={
         "test": ["noiseprotocol==0.3.1", "websockets>=12", "docutils"],
     },
-    entry_points={"console_scripts": ["relaychat = relaychat.client.cli:main"]},
+    entry_points={"console_scripts": ["relaychat = relaychat.chat.cli:main"]},
 )

@@ -180,7 +180,7 @@ def rc_open(a: Conn, b: Conn, b_nick: str) -> bytes:
 
 
 def identity() -> Any:
-    from relaychat.crypto.identity import Identity
+    from relaychat.crypto.keypair import Identity
 
     return Identity.generate()
 

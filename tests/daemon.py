@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from relaychat.crypto.identity import Identity, solve_pow
+from relaychat.crypto.identity import solve_pow
+from relaychat.crypto.keypair import Identity
 from relaychat.wire.codec import b64decode, b64encode
 
 ROOT = Path(__file__).resolve().parents[1]

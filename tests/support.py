@@ -5,7 +5,8 @@ from __future__ import annotations
 import sqlite3
 from typing import Any, Callable, Optional
 
-from relaychat.crypto.identity import Identity, solve_pow
+from relaychat.crypto.identity import solve_pow
+from relaychat.crypto.keypair import Identity
 from relaychat.server.client import Client
 from relaychat.server.hub import Hub
 from relaychat.server.limits import Limits, MailPolicy, NicknamePolicy

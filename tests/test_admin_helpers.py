@@ -18,7 +18,7 @@ from relaychat.admin.helpers import Console, Text
 from relaychat.admin.service import ConsoleListener
 from relaychat.config import Config, ListenerConfig
 from relaychat.server.service import ListenerService
-from relaychat.crypto.safety import fingerprint
+from relaychat.crypto.safety import identity_fingerprint
 from tests.support import Harness, identity
 
 ADMIN = "SHA256:operator-key-fingerprint"
@@ -79,7 +79,7 @@ class Kick(HelperCase):
 class Ban(HelperCase):
     def test_nick_ban_holds_until_it_ends(self) -> None:
         result, log = self.logged(lambda: self.console.ban("bob", 60))
-        bob_key = fingerprint(identity("bob").identity_public)
+        bob_key = identity_fingerprint(identity("bob").identity_public)
         self.assertTrue(result.startswith(f"banned nick bob with its identity key {bob_key} for 1m 0s (until "), result)
         self.assertTrue(result.endswith("; 1 connections closed"), result)
         self.assertIn(f"admin {ADMIN}: ban nick bob for 60s", log[0])
@@ -124,7 +124,7 @@ class Ban(HelperCase):
         self.console.ban("bob", 600)
         self.console.ban("127.0.0.9", 600)
         listing = self.console.bans()
-        bob_key = fingerprint(identity("bob").identity_public)
+        bob_key = identity_fingerprint(identity("bob").identity_public)
         self.assertIn("3 bans", listing)
         self.assertIn("nick     bob", listing)
         self.assertIn(f"key      {bob_key}  10m 0s", listing)

@@ -22,8 +22,8 @@ from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
-from relaychat.client import api
-from relaychat.client.api import (
+import relaychat.client as api
+from relaychat.client import (
     ChatClient,
     Conversation,
     Ended,
@@ -31,6 +31,8 @@ from relaychat.client.api import (
     MailProblem,
     ReceivedMail,
 )
+from relaychat.client.conversation import ConversationState
+from relaychat.client.offer import OfferState
 from relaychat.client.channel import PROTOCOL_NAME, SMPRequested, SMPResult, prologue
 from relaychat.client.errors import (
     ConversationClosed,
@@ -44,7 +46,7 @@ from relaychat.client.errors import (
 from relaychat.client.seen import SeenMail
 from relaychat.crypto.noise import HandshakeState
 from relaychat.crypto.pins import KnownPeers, PinStatus
-from relaychat.crypto.safety import fingerprint
+from relaychat.crypto.safety import identity_fingerprint
 from relaychat.server.hub import Hub
 from relaychat.server.limits import Limits
 from relaychat.server.protocol import RelayFactory, RelayProtocol
@@ -351,6 +353,40 @@ class Conversations(RelayTestCase):
         self.assertEqual(self.hub.stats.errors, 0, "closing must not cause relay errors")
 
     @inlineCallbacks
+    def test_states_through_a_conversations_life(self) -> Generator:
+        """Open once verified; ENDED while the relay session lasts (the peer's
+        goodbye arrived), CLOSED once it is gone; forgotten by the client then."""
+        alice, bob, a_conv, b_conv = yield self.pair()
+        self.assertEqual((a_conv.state, b_conv.state), (ConversationState.OPEN, ConversationState.OPEN))
+        self.assertEqual(alice.conversations, [a_conv])
+        _, b_end = self.watch(b_conv)
+        closing = a_conv.close()
+        self.assertIs(a_conv.state, ConversationState.CLOSED)  # we said CLOSE: the session is gone for us
+        self.assertEqual(alice.conversations, [])
+        yield closing
+        yield b_end.get()
+        self.assertIn(b_conv.state, (ConversationState.ENDED, ConversationState.CLOSED))
+        yield deferLater(reactor, 0.05, lambda: None)
+        self.assertIs(b_conv.state, ConversationState.CLOSED)  # the relay's CLOSED followed
+        self.assertEqual(bob.sessions.conversations(), [])
+
+    @inlineCallbacks
+    def test_states_of_a_declined_call(self) -> Generator:
+        alice = yield self.connect("alice")
+        yield self.connect("bob", auto_accept=False)
+        call = alice.call("bob")
+        offer = yield self.offers["bob"].get()
+        self.assertIs(offer.state, OfferState.OPEN)
+        [calling] = alice.sessions.conversations()
+        self.assertIs(calling.state, ConversationState.CALLING)
+        self.assertEqual(alice.conversations, [])  # not verified: not listed
+        yield offer.decline()
+        self.assertIs(offer.state, OfferState.ANSWERED)
+        yield self.assertFailure(call, Declined)
+        self.assertIs(calling.state, ConversationState.CLOSED)
+        self.assertEqual(alice.sessions.conversations(), [])
+
+    @inlineCallbacks
     def test_peer_disconnecting_is_truncation(self) -> Generator:
         alice, bob, a_conv, b_conv = yield self.pair()
         _, a_end = self.watch(a_conv)
@@ -454,7 +490,7 @@ class Mail(RelayTestCase):
         received = yield mail.get()
         self.assertIsInstance(received, ReceivedMail)
         self.assertEqual((received.sender, received.text), ("alice", "meet me at the old mill"))
-        self.assertEqual(received.sender_fingerprint, fingerprint(identity("alice").identity_public))
+        self.assertEqual(received.sender_fingerprint, identity_fingerprint(identity("alice").identity_public))
         yield bob.ping()  # the ACK went before the PING: the relay has handled it
         self.assertEqual(self.store.pending_mail("bob"), [])
 
@@ -696,12 +732,12 @@ class Profile(TestCase):
         self.assertEqual(seen.path.parent, peers.path.parent)
 
     def test_passphrase(self) -> None:
-        from relaychat.crypto import identity as identity_module
+        from relaychat.crypto import keyfiles
 
-        self.patch(identity_module, "SCRYPT_N", 2**10)
+        self.patch(keyfiles, "SCRYPT_N", 2**10)
         directory = self.mktemp()
         created, _, _ = api.open_profile(directory, b"correct horse")
-        self.assertRaises(identity_module.PassphraseRequired, api.open_profile, directory)
-        self.assertRaises(identity_module.WrongPassphrase, api.open_profile, directory, b"wrong")
+        self.assertRaises(keyfiles.PassphraseRequired, api.open_profile, directory)
+        self.assertRaises(keyfiles.WrongPassphrase, api.open_profile, directory, b"wrong")
         loaded, _, _ = api.open_profile(directory, b"correct horse")
         self.assertEqual(loaded.identity_public, created.identity_public)

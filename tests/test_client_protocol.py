@@ -391,7 +391,7 @@ class WhatARelayCanMakeUsHold(SynchronousTestCase):
     started observing) cannot make the client hold them without bound."""
 
     def setUp(self) -> None:
-        from relaychat.client.api import ChatClient
+        from relaychat.client import ChatClient
         from relaychat.crypto.pins import KnownPeers
 
         self.client = ChatClient(Clock(), identity("alice"), KnownPeers(self.mktemp()))
@@ -405,10 +405,10 @@ class WhatARelayCanMakeUsHold(SynchronousTestCase):
             self.client.relay_offered(f"{i:016x}", "bob", key)
 
     def test_unanswered_offers_past_the_cap_are_declined(self) -> None:
-        from relaychat.client.api import MAX_UNANSWERED_OFFERS
+        from relaychat.client import MAX_UNANSWERED_OFFERS
 
         self.offer(MAX_UNANSWERED_OFFERS + 3)
-        self.assertEqual(len(self.client._offers), MAX_UNANSWERED_OFFERS)
+        self.assertEqual(len(self.client.offers), MAX_UNANSWERED_OFFERS)
         declines = [line for line in self.transport.value().decode().splitlines() if line.startswith("DECLINE ")]
         self.assertEqual(declines, [f"DECLINE {i:016x}" for i in range(MAX_UNANSWERED_OFFERS, MAX_UNANSWERED_OFFERS + 3)])
 
@@ -425,10 +425,34 @@ class WhatARelayCanMakeUsHold(SynchronousTestCase):
         self.assertEqual(seen[0].sid, f"{200:016x}")
 
     def test_mail_before_anyone_observes_it_is_bounded_and_never_acked(self) -> None:
-        from relaychat.client.api import UNOBSERVED_KEPT
+        from relaychat.client import UNOBSERVED_KEPT
 
         for i in range(UNOBSERVED_KEPT + 5):
             self.client.relay_mail(i, "bob", 0, b"sealed")
         self.assertEqual(len(self.client._raw_mail), UNOBSERVED_KEPT)
         self.assertEqual(self.client._raw_mail[0][0], 5)
         self.assertNotIn("ACK", self.transport.value().decode())
+
+
+class ConversationStateTableTests(SynchronousTestCase):
+    """The one table of a conversation's moves (relaychat.client.conversation)."""
+
+    def test_every_state_can_end_and_close_and_nothing_leaves_closed(self) -> None:
+        from relaychat.client.conversation import _TRANSITIONS, ConversationState, _Step
+
+        for state in ConversationState:
+            self.assertIs(_TRANSITIONS[(state, _Step.SESSION_GONE)], ConversationState.CLOSED)
+            self.assertIn(_TRANSITIONS[(state, _Step.END)], (ConversationState.ENDED, ConversationState.CLOSED))
+        leaving_closed = {to for (origin, _), to in _TRANSITIONS.items() if origin is ConversationState.CLOSED}
+        self.assertEqual(leaving_closed, {ConversationState.CLOSED})
+
+    def test_only_a_waiting_conversation_opens_a_session_and_only_an_open_session_verifies(self) -> None:
+        from relaychat.client.conversation import _TRANSITIONS, ConversationState, _Step
+
+        opening = {origin for (origin, step) in _TRANSITIONS if step is _Step.SESSION_OPEN}
+        self.assertEqual(opening, {ConversationState.CALLING, ConversationState.ACCEPTING})
+        verifying = {origin for (origin, step) in _TRANSITIONS if step is _Step.VERIFIED}
+        self.assertEqual(verifying, {ConversationState.HANDSHAKE, ConversationState.ACCEPTING})
+        self.assertEqual({to for (_, step), to in _TRANSITIONS.items() if step is _Step.VERIFIED},
+                         {ConversationState.OPEN})
+

@@ -1,11 +1,11 @@
-"""Tests for relaychat.client.commands: the /command language and its help."""
+"""Tests for relaychat.chat.commands: the /command language and its help."""
 
 from __future__ import annotations
 
 from twisted.trial import unittest
 
-from relaychat.client import commands as c
-from relaychat.client.commands import (
+from relaychat.chat import commands as c
+from relaychat.chat.commands import (
     COMMANDS,
     CommandError,
     help_lines,

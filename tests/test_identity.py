@@ -1,4 +1,5 @@
-"""Tests for relaychat.crypto.identity (protocol sections 5 and 10)."""
+"""Tests for relaychat.crypto.identity (protocol sections 5 and 10), and the client's
+key pair and key files (relaychat.crypto.keypair, keyfiles, pkcs8)."""
 
 from __future__ import annotations
 
@@ -18,15 +19,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from twisted.trial.unittest import SynchronousTestCase
 
-from relaychat.crypto import identity
-from relaychat.crypto.identity import (
-    BindingError,
-    Identity,
-    KeyFormatError,
-    KeyStorageError,
-    PassphraseRequired,
-    WrongPassphrase,
-)
+from relaychat.crypto import identity, keyfiles, keypair, pkcs8
+from relaychat.crypto.identity import BindingError, KeyFormatError
+from relaychat.crypto.keyfiles import KeyStorageError, PassphraseRequired, WrongPassphrase
+from relaychat.crypto.keypair import Identity
 
 SERVER_ID = bytes(range(32))
 CHALLENGE = bytes(range(100, 132))
@@ -423,8 +419,8 @@ class VerifiedBindingMemoTests(SynchronousTestCase):
 class StorageTests(SynchronousTestCase):
     def setUp(self) -> None:
         # Full-cost scrypt is exercised once in test_default_kdf_cost.
-        self.patch(identity, "SCRYPT_N", 2**10)
-        self.patch(identity, "SCRYPT_P", 1)
+        self.patch(keyfiles, "SCRYPT_N", 2**10)
+        self.patch(keyfiles, "SCRYPT_P", 1)
 
     def test_round_trip_unencrypted(self) -> None:
         me = Identity.generate()
@@ -440,11 +436,11 @@ class StorageTests(SynchronousTestCase):
     def test_round_trip_passphrase(self) -> None:
         me = Identity.generate()
         directory = Path(self.mktemp())
-        identity.save(me, directory, b"correct horse")
+        keypair.save(me, directory, b"correct horse")
         for name in ("identity.pem", "static.pem"):
             data = (directory / name).read_bytes()
             self.assertTrue(data.startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----"))
-        loaded = identity.load(directory, b"correct horse")
+        loaded = keypair.load(directory, b"correct horse")
         self.assertEqual(loaded.identity_public, me.identity_public)
         self.assertEqual(loaded.static_public, me.static_public)
         # The same message signed by both gives the same (deterministic) signature.
@@ -517,8 +513,8 @@ class StorageTests(SynchronousTestCase):
 
     def test_write_private_file_atomic(self) -> None:
         path = Path(self.mktemp()) / "file"
-        identity.write_private_file(path, b"one")
-        identity.write_private_file(path, b"two")
+        keyfiles.write_private_file(path, b"one")
+        keyfiles.write_private_file(path, b"two")
         self.assertEqual(path.read_bytes(), b"two")
         self.assertEqual(_mode(path), 0o600)
         self.assertEqual(os.listdir(path.parent), ["file"])
@@ -550,13 +546,13 @@ class StorageTests(SynchronousTestCase):
 
     def test_load_or_create(self) -> None:
         directory = Path(self.mktemp())
-        self.assertFalse(identity.exists(directory))
-        first = identity.load_or_create(directory, b"pw")
-        self.assertTrue(identity.exists(directory))
-        second = identity.load_or_create(directory, b"pw")
+        self.assertFalse(keypair.exists(directory))
+        first = keypair.load_or_create(directory, b"pw")
+        self.assertTrue(keypair.exists(directory))
+        second = keypair.load_or_create(directory, b"pw")
         self.assertEqual(first.identity_public, second.identity_public)
         self.assertEqual(first.static_public, second.static_public)
-        self.assertRaises(WrongPassphrase, identity.load_or_create, directory, b"other")
+        self.assertRaises(WrongPassphrase, keypair.load_or_create, directory, b"other")
 
     def test_load_or_create_replaces_orphan_static(self) -> None:
         directory = Path(self.mktemp())
@@ -576,39 +572,39 @@ class DefaultKdfTests(SynchronousTestCase):
         me.save(directory, b"pw")
         pem = (directory / "identity.pem").read_bytes().decode("ascii").splitlines()
         der = base64.b64decode("".join(pem[1:-1]))
-        scrypt_oid = identity._der_oid("1.3.6.1.4.1.11591.4.11")
-        aes_oid = identity._der_oid("2.16.840.1.101.3.4.1.42")
+        scrypt_oid = pkcs8._der_oid("1.3.6.1.4.1.11591.4.11")
+        aes_oid = pkcs8._der_oid("2.16.840.1.101.3.4.1.42")
         self.assertIn(scrypt_oid, der)
         self.assertIn(aes_oid, der)
-        params = identity._der_int(2**14) + identity._der_int(8) + identity._der_int(5)
+        params = pkcs8._der_int(2**14) + pkcs8._der_int(8) + pkcs8._der_int(5)
         self.assertIn(params, der)
         self.assertEqual(Identity.load(directory, b"pw").identity_public, me.identity_public)
 
 
 class DerTests(SynchronousTestCase):
     def test_known_encodings(self) -> None:
-        self.assertEqual(identity._der_oid("1.2.840.113549.1.5.13").hex(), "06092a864886f70d01050d")
-        self.assertEqual(identity._der_int(0).hex(), "020100")
-        self.assertEqual(identity._der_int(128).hex(), "02020080")
-        self.assertEqual(identity._der_int(2**14).hex(), "02024000")
-        self.assertEqual(identity._der(0x04, bytes(200))[:3].hex(), "0481c8")
+        self.assertEqual(pkcs8._der_oid("1.2.840.113549.1.5.13").hex(), "06092a864886f70d01050d")
+        self.assertEqual(pkcs8._der_int(0).hex(), "020100")
+        self.assertEqual(pkcs8._der_int(128).hex(), "02020080")
+        self.assertEqual(pkcs8._der_int(2**14).hex(), "02024000")
+        self.assertEqual(pkcs8._der(0x04, bytes(200))[:3].hex(), "0481c8")
 
 
 class ConfigDirTests(SynchronousTestCase):
     def test_xdg(self) -> None:
         self.patch(os, "environ", {**os.environ, "XDG_CONFIG_HOME": "/tmp/xdg-test"})
-        self.assertEqual(identity.default_config_dir(), Path("/tmp/xdg-test/relaychat"))
+        self.assertEqual(keyfiles.default_config_dir(), Path("/tmp/xdg-test/relaychat"))
 
     def test_relative_xdg_ignored(self) -> None:
         env = {**os.environ, "XDG_CONFIG_HOME": "relative/dir", "HOME": "/home/someone"}
         self.patch(os, "environ", env)
-        self.assertEqual(identity.default_config_dir(), Path("/home/someone/.config/relaychat"))
+        self.assertEqual(keyfiles.default_config_dir(), Path("/home/someone/.config/relaychat"))
 
     def test_home(self) -> None:
         env = {k: v for k, v in os.environ.items() if k != "XDG_CONFIG_HOME"}
         env["HOME"] = "/home/someone"
         self.patch(os, "environ", env)
-        self.assertEqual(identity.default_config_dir(), Path("/home/someone/.config/relaychat"))
+        self.assertEqual(keyfiles.default_config_dir(), Path("/home/someone/.config/relaychat"))
 
 
 class SmallOrderPoints(SynchronousTestCase):

@@ -1,4 +1,4 @@
-"""Tests for relaychat.client.inert: received text cannot act on the terminal."""
+"""Tests for relaychat.chat.inert: received text cannot act on the terminal."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import unicodedata
 
 from twisted.trial import unittest
 
-from relaychat.client.inert import MAX_MARKS, render_inert
+from relaychat.chat.inert import MAX_MARKS, render_inert
 
 
 def _terminal_active(text: str) -> list[str]:

@@ -32,7 +32,7 @@ from relaychat.server.store import Store
 from relaychat.server.websocket import (
     CLOSE_HANDSHAKE_TIMEOUT, MAX_HANDSHAKE, OPEN_HANDSHAKE_TIMEOUT, RelayWebSocketFactory,
 )
-from relaychat.tls import fingerprint, format_fingerprint, write_self_signed
+from relaychat.certificates import certificate_sha256, format_fingerprint, write_self_signed
 from relaychat.wire.codec import b64encode
 from tests.daemon import Daemon, LineSocket, register
 from tests.listener_support import (
@@ -487,7 +487,7 @@ class RealDaemonListeners(SynchronousTestCase):
         pem = re.search(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", result.stdout, re.S)
         assert pem is not None, result.stdout
         seen = x509.load_pem_x509_certificate(pem.group(0).encode())
-        self.assertEqual(format_fingerprint(fingerprint(seen)), format_fingerprint(self.fingerprint))
+        self.assertEqual(format_fingerprint(certificate_sha256(seen)), format_fingerprint(self.fingerprint))
 
     def test_minimum_tls_versions_are_enforced(self) -> None:
         self.need_openssl()

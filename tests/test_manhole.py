@@ -27,7 +27,7 @@ from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from relaychat.admin.helpers import Console
-from relaychat.admin.keys import HOST_KEY_NAME, fingerprint, load_host_key, read_authorized_keys
+from relaychat.admin.keys import HOST_KEY_NAME, load_host_key, openssh_fingerprint, read_authorized_keys
 from relaychat.admin.manhole import Admin, AdminKeyChecker, AuditedManhole, ConsoleFactory, console_factory
 from relaychat.admin.service import ConsoleListener, is_local_endpoint, make_manhole_service
 from relaychat.config import Config, ConfigError, ListenerConfig, ManholeConfig, parse
@@ -192,7 +192,7 @@ class HostKey(SynchronousTestCase):
 
     def test_fingerprint_is_openssh_style(self) -> None:
         key = new_key()
-        printed = fingerprint(key.public().blob())
+        printed = openssh_fingerprint(key.public().blob())
         self.assertRegex(printed, r"\ASHA256:[A-Za-z0-9+/]{43}\Z")
         self.assertEqual(printed[7:] + "=", key.fingerprint(format=FingerprintFormats.SHA256_BASE64))
 
@@ -296,7 +296,7 @@ class Login(SynchronousTestCase):
             logout()
         self.assertIs(interface, IConchUser)
         self.assertIsNotNone(ISession(avatar.original))
-        printed = fingerprint(self.key.public().blob())
+        printed = openssh_fingerprint(self.key.public().blob())
         self.assertEqual([formatEvent(e) for e in events],
                          [f"admin {printed}: logged in as admin", f"admin {printed}: logged out"])
 
@@ -310,7 +310,7 @@ class Login(SynchronousTestCase):
     def test_checker_answers_with_the_admin(self) -> None:
         outcome: list[Any] = []
         AdminKeyChecker([self.key.public()]).requestAvatarId(credentials(self.key)).addBoth(outcome.append)
-        self.assertEqual(outcome, [Admin("admin", fingerprint(self.key.public().blob()))])
+        self.assertEqual(outcome, [Admin("admin", openssh_fingerprint(self.key.public().blob()))])
 
 
 class _UserAuthTransport:

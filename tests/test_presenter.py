@@ -5,7 +5,7 @@
 * :class:`ChatTerminal`: keystrokes in, screen out, through insults and a
   terminal emulator (``insults.helper.TerminalBuffer``), no pty.
 * :class:`ChatController`: commands and library events, against fakes of
-  the ``relaychat.client.api`` objects.
+  the ``relaychat.client`` objects.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from twisted.internet import error as net_error
 from twisted.internet.testing import Clock, StringTransport
 from twisted.trial import unittest
 
-from relaychat.client import tls
-from relaychat.client.api import (
+from relaychat.client import explain_tls_failure
+from relaychat.client import (
     Ended,
     MailProblem,
     ReceivedMail,
@@ -30,7 +30,7 @@ from relaychat.client.api import (
     SMPResult,
     User,
 )
-from relaychat.client.controller import QUIT_GRACE, ChatController
+from relaychat.chat.controller import QUIT_GRACE, ChatController
 from relaychat.client.errors import (
     Declined,
     Disconnected,
@@ -39,7 +39,7 @@ from relaychat.client.errors import (
     MessageTooLong,
     RelayError,
 )
-from relaychat.client.presenter import (
+from relaychat.chat.presenter import (
     CONTINUATION,
     STATUS_PREFIX,
     WARNING_PREFIX,
@@ -50,10 +50,10 @@ from relaychat.client.presenter import (
     text_width,
     wrap,
 )
-from relaychat.client.terminal import ChatTerminal, LineEditor
-from relaychat.crypto.identity import Identity
+from relaychat.chat.terminal import ChatTerminal, LineEditor
+from relaychat.crypto.keypair import Identity
 from relaychat.crypto.pins import PinStatus
-from relaychat.crypto.safety import fingerprint, safety_number
+from relaychat.crypto.safety import identity_fingerprint, safety_number
 
 _KEYS: dict[str, Identity] = {}
 
@@ -206,7 +206,7 @@ class FailureSentenceTests(unittest.TestCase):
         self.assertEqual(describe_failure(Disconnected("lost", "the relay said \x1b[2Jno."), None, "h:1"),
                          "Could not connect to h:1: the relay said \\x1b[2Jno.")
         untrusted = SSL.Error([("SSL routines", "", "certificate verify failed")])
-        sentence = describe_failure(Disconnected("lost", tls.explain(untrusted)), None, "tls:h:1")
+        sentence = describe_failure(Disconnected("lost", explain_tls_failure(untrusted)), None, "tls:h:1")
         self.assertTrue(sentence.startswith("Could not connect to tls:h:1: the relay's certificate is not signed"))
         self.assertIn("tls:HOST:PORT:fingerprint=sha256:", sentence)
 
@@ -452,7 +452,7 @@ class FakeConversation:
         self.nick = nick
         self.first_contact = first_contact
         self.peer_identity = key(nick)
-        self.peer_fingerprint = fingerprint(self.peer_identity)
+        self.peer_fingerprint = identity_fingerprint(self.peer_identity)
         self.safety_number = safety_number(key("alice"), "alice", self.peer_identity, nick)
         self.sent: list[str] = []
         self.smp: list[tuple[str, str]] = []
@@ -506,7 +506,7 @@ class FakeConversation:
 class FakeOffer:
     def __init__(self, nick: str, pin: PinStatus = PinStatus.NEW) -> None:
         self.nick = nick
-        self.fingerprint = fingerprint(key(nick))
+        self.fingerprint = identity_fingerprint(key(nick))
         self.pin = pin
         self.accepted: defer.Deferred | None = None
         self.declined = False
@@ -548,7 +548,7 @@ class FakeClient:
         return defer.succeed(self.who_result)
 
     def lookup(self, nick: str) -> defer.Deferred:
-        from relaychat.client.api import PeerInfo
+        from relaychat.client import PeerInfo
 
         return defer.succeed(PeerInfo(nick, key(nick), b"s" * 32, True, PinStatus.MATCH))
 
@@ -784,7 +784,7 @@ class ControllerTests(unittest.TestCase):
         self.assertIn("NEW, not yet trusted", safety[0])
         self.assertEqual(safety[1], f"***     {number}")
         self.assertEqual(self.type("/trust bob"),
-                         [f"*** Pinned bob's new key {fingerprint(change.new_key)}. Type /connect bob to talk."])
+                         [f"*** Pinned bob's new key {identity_fingerprint(change.new_key)}. Type /connect bob to talk."])
         self.assertEqual(self.client.new_keys, [("bob", change.new_key)])
         self.assertIn("no changed key for bob", self.type("/trust bob")[0])
 
@@ -805,7 +805,7 @@ class ControllerTests(unittest.TestCase):
         shown = self.type("/safety")
         self.assertEqual(shown[1], f"***     {conversation.safety_number}")
         self.assertIn(conversation.peer_fingerprint, shown[3])
-        self.assertIn(fingerprint(self.client.identity.identity_public), shown[2])
+        self.assertIn(identity_fingerprint(self.client.identity.identity_public), shown[2])
 
     def test_safety_from_pin(self) -> None:
         self.client.pins["bob"] = key("bob")
@@ -859,7 +859,7 @@ class ControllerTests(unittest.TestCase):
 
     def test_whois(self) -> None:
         shown = self.type("/whois bob")
-        self.assertEqual(shown, [f"*** bob is online; key {fingerprint(key('bob'))} (the key you pinned, as the relay claims)."])
+        self.assertEqual(shown, [f"*** bob is online; key {identity_fingerprint(key('bob'))} (the key you pinned, as the relay claims)."])
 
     def test_mail(self) -> None:
         self.assertEqual(self.type("/mail bob see you"),

@@ -8,7 +8,7 @@ import re
 from twisted.trial.unittest import SynchronousTestCase
 
 from relaychat.crypto import safety
-from relaychat.crypto.identity import Identity
+from relaychat.crypto.keypair import Identity
 
 # libsignal's published vector (rust/protocol/src/fingerprint.rs,
 # fingerprint_test_v1 / Java NumericFingerprintGeneratorTest.testVectorsVersion1):
@@ -186,18 +186,18 @@ class MatchesTests(SynchronousTestCase):
 
 class FingerprintTests(SynchronousTestCase):
     def test_format(self) -> None:
-        text = safety.fingerprint(_A)
+        text = safety.identity_fingerprint(_A)
         self.assertRegex(text, r"[0-9a-f]{4}( [0-9a-f]{4}){9}\Z")
         self.assertEqual(text.replace(" ", ""), hashlib.sha256(_A).hexdigest()[:40])
 
     def test_known_value(self) -> None:
         # SHA-256 of 32 zero bytes is 66687aadf862bd776c8fc18b8e9f8e20089714856e...
         self.assertEqual(
-            safety.fingerprint(bytes(32)), "6668 7aad f862 bd77 6c8f c18b 8e9f 8e20 0897 1485"
+            safety.identity_fingerprint(bytes(32)), "6668 7aad f862 bd77 6c8f c18b 8e9f 8e20 0897 1485"
         )
 
     def test_distinct(self) -> None:
-        self.assertNotEqual(safety.fingerprint(_A), safety.fingerprint(_B))
+        self.assertNotEqual(safety.identity_fingerprint(_A), safety.identity_fingerprint(_B))
 
     def test_bad_length(self) -> None:
-        self.assertRaises(ValueError, safety.fingerprint, _A[:31])
+        self.assertRaises(ValueError, safety.identity_fingerprint, _A[:31])

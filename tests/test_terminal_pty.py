@@ -6,7 +6,7 @@ own tmux session, a real pty: keys go in with ``send-keys``, the screen comes
 back with ``capture-pane``. Every wait polls with a deadline; tearDown kills
 the tmux server and the processes whatever happened.
 
-Also here: the few pure helpers of ``relaychat.client.cli``.
+Also here: the few pure helpers of ``relaychat.chat.cli``.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from pathlib import Path
 from twisted.python import usage
 from twisted.trial import unittest
 
-from relaychat.client import cli
-from relaychat.crypto.identity import Identity
+from relaychat.chat import cli
+from relaychat.crypto.keypair import Identity
 from tests.daemon import Daemon
 
 REPO = Path(__file__).resolve().parent.parent
@@ -39,7 +39,7 @@ WAIT = 30.0  # seconds any one thing may take before the test fails
 MALLORY = r'''
 import sys
 from twisted.internet import defer, task
-from relaychat.client import api
+import relaychat.client as api
 
 NASTY = [
     "\x1b[2J\x1b[Hscreen cleared?",
@@ -167,7 +167,7 @@ class TerminalProgramTests(unittest.TestCase):
         """Run ``relaychat`` for ``nick`` in its own tmux session; returns its home."""
         home = self.dir / nick
         home.mkdir()
-        argv = [sys.executable, "-m", "relaychat.client.cli",
+        argv = [sys.executable, "-m", "relaychat.chat.cli",
                 "--server", server or f"127.0.0.1:{self.relay.port}", "--nick", nick, *extra]
         # stty -g before and after: the program must give the terminal back as it found it.
         command = (
@@ -387,7 +387,7 @@ class QuestionTests(unittest.TestCase):
         self.assertEqual(cli.ask_nick(Path(self.mktemp()), ask=lambda prompt: next(answers)), "bob")
 
     def test_no_terminal_is_a_sentence(self) -> None:
-        result = subprocess.run([sys.executable, "-m", "relaychat.client.cli", "--nick", "bob"],
+        result = subprocess.run([sys.executable, "-m", "relaychat.chat.cli", "--nick", "bob"],
                                 stdin=subprocess.DEVNULL, capture_output=True, text=True,
                                 env=_env(Path(self.mktemp())), timeout=WAIT, check=False)
         self.assertEqual(result.returncode, 2)
@@ -396,7 +396,7 @@ class QuestionTests(unittest.TestCase):
 
     def test_passphrase_flow(self) -> None:
         """Created with --passphrase; later asked for it, wrong answers said in words."""
-        self.patch(cli.identity_module, "SCRYPT_N", 2**10)  # speed; the file records N
+        self.patch(cli.keyfiles, "SCRYPT_N", 2**10)  # speed; the file records N
         directory = Path(self.mktemp())
         told: list[str] = []
 

@@ -22,11 +22,11 @@ from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from relaychat.client.tls import (
+from relaychat.client.endpoints import (
     FingerprintMismatch, PinnedCertificateOptions, _parse_spec, client_endpoint, explain,
 )
-from relaychat.tls import (
-    CertificateError, fingerprint, format_fingerprint, main, make_self_signed, openssl_style, parse_fingerprint,
+from relaychat.certificates import (
+    CertificateError, certificate_sha256, format_fingerprint, main, make_self_signed, openssl_style, parse_fingerprint,
     write_self_signed,
 )
 from tests.daemon import Daemon
@@ -73,11 +73,11 @@ class MakeCert(SynchronousTestCase):
         self.assertEqual(san.get_values_for_type(x509.IPAddress),
                          [ipaddress.ip_address("192.0.2.7"), ipaddress.ip_address("2001:db8::1")])
         self.assertFalse(certificate.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
-        self.assertIn(format_fingerprint(fingerprint(certificate)), out)
-        self.assertIn(openssl_style(fingerprint(certificate)), out)
+        self.assertIn(format_fingerprint(certificate_sha256(certificate)), out)
+        self.assertIn(openssl_style(certificate_sha256(certificate)), out)
         status, shown, _ = self.run_main("fingerprint", str(directory / "cert.pem"))
         self.assertEqual(status, 0)
-        self.assertIn(format_fingerprint(fingerprint(certificate)), shown)
+        self.assertIn(format_fingerprint(certificate_sha256(certificate)), shown)
 
     def test_never_overwrites_without_force(self) -> None:
         directory = Path(self.mktemp())

@@ -26,7 +26,7 @@ log = Logger(namespace="relaychat.admin")
 HOST_KEY_NAME = "ssh_host_ed25519_key"
 
 
-def fingerprint(blob: bytes) -> str:
+def openssh_fingerprint(blob: bytes) -> str:
     """OpenSSH's ``SHA256:...`` form of a public key blob, as ``ssh-keygen -l`` prints it.
 
     Logs name an admin by this, so an operator can match a log line to a

@@ -45,7 +45,7 @@ from twisted.python.components import Componentized
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from relaychat.admin.keys import fingerprint
+from relaychat.admin.keys import openssh_fingerprint
 
 log = Logger(namespace="relaychat.admin")
 
@@ -89,7 +89,7 @@ class AdminKeyChecker:
         if not credentials.signature and (credentials.username != self._user or credentials.blob not in self._blobs):
             return fail(UnauthorizedLogin("Key not authorized"))
         checked = self._checker.requestAvatarId(credentials)
-        checked.addCallback(lambda user: Admin(user.decode("utf-8", "replace"), fingerprint(credentials.blob)))
+        checked.addCallback(lambda user: Admin(user.decode("utf-8", "replace"), openssh_fingerprint(credentials.blob)))
         return checked
 
 

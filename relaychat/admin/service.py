@@ -17,7 +17,7 @@ from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 
 from relaychat.admin.helpers import Console
-from relaychat.admin.keys import fingerprint, load_host_key, read_authorized_keys
+from relaychat.admin.keys import load_host_key, openssh_fingerprint, read_authorized_keys
 from relaychat.admin.manhole import USER, Admin, console_factory
 from relaychat.config import Config, ConfigError, ListenerConfig, ManholeConfig
 from relaychat.server.hub import Hub
@@ -69,7 +69,7 @@ def make_manhole_service(config: Config, hub: Hub, top_service: IServiceCollecti
     service.setName(SERVICE_NAME)
     log.info(
         "relaychat: admin console enabled for {count} keys, user {user!r}, host key {host}",
-        count=len(authorized), user=USER, host=fingerprint(host_key.public().blob()),
+        count=len(authorized), user=USER, host=openssh_fingerprint(host_key.public().blob()),
     )
     return service
 

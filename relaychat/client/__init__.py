@@ -1,0 +1,93 @@
+"""The friendly client library: connect, register, call, chat, mail.
+
+Built for programs (the terminal client, bots, tests) that want end-to-end
+encrypted conversations over a relaychat relay without knowing the wire
+protocol. Everything that waits returns a Twisted ``Deferred``; everything
+that arrives unasked (offers, messages, mail, the end of a conversation) is
+delivered to *observers*, plain callables registered with ``observe_*``.
+Events that arrive before the first observer of their kind is registered
+are kept and handed over on registration, so nothing is lost between
+``connect()`` firing and the program wiring itself up.
+
+Typical use::
+
+    identity, peers, seen = open_profile()           # ~/.config/relaychat
+    client = yield connect(reactor, "tcp:relay.example:7733", identity, "alice", peers,
+                           seen_mail=seen)
+    conversation = yield client.call("bob")         # handshake verified
+    print(conversation.safety_number)
+    conversation.observe_messages(print)
+    conversation.send("hello")
+
+Trust (protocol section 13) is enforced here, not left to the program: the
+peer's identity key is pinned on first contact, and a different key for a
+pinned nickname fails the conversation (or mail) with :class:`KeyChanged`
+without pinning anything; :meth:`ChatClient.accept_new_key` is the one
+explicit way to replace a pin.
+
+Received text is returned as it came; programs must show it inert
+(section 16, ``relaychat.chat.inert``). Nothing here logs keys or text.
+"""
+
+from relaychat.client.channel import SMPAborted, SMPRequested, SMPResult
+from relaychat.client.chat_client import MAX_UNANSWERED_OFFERS, ChatClient
+from relaychat.client.connecting import connect, endpoint_from_string
+from relaychat.client.conversation import Conversation
+from relaychat.client.errors import (
+    ConversationClosed,
+    ConversationFailed,
+    Declined,
+    Disconnected,
+    HandshakeFailed,
+    KeyChanged,
+    MailError,
+    MessageRejected,
+    MessageTooLong,
+    RelayError,
+    TooMuchWork,
+    UncertifiedKeys,
+)
+from relaychat.client.feed import UNOBSERVED_KEPT
+from relaychat.client.offer import IncomingOffer
+from relaychat.client.seen import SeenMail
+from relaychat.client.endpoints import explain as explain_tls_failure
+from relaychat.client.trust import open_profile
+from relaychat.client.values import Ended, MailEvent, MailProblem, PeerInfo, ReceivedMail, SMPEvent, User, canonical_nick
+from relaychat.crypto.smp import SMPUsageError
+
+__all__ = [
+    "ChatClient",
+    "Conversation",
+    "ConversationClosed",
+    "ConversationFailed",
+    "Declined",
+    "Disconnected",
+    "Ended",
+    "HandshakeFailed",
+    "IncomingOffer",
+    "KeyChanged",
+    "MailError",
+    "MailEvent",
+    "MailProblem",
+    "MessageRejected",
+    "MessageTooLong",
+    "PeerInfo",
+    "ReceivedMail",
+    "RelayError",
+    "SMPAborted",
+    "SMPEvent",
+    "SMPRequested",
+    "SMPResult",
+    "SMPUsageError",
+    "SeenMail",
+    "TooMuchWork",
+    "MAX_UNANSWERED_OFFERS",
+    "UNOBSERVED_KEPT",
+    "UncertifiedKeys",
+    "User",
+    "canonical_nick",
+    "connect",
+    "endpoint_from_string",
+    "explain_tls_failure",
+    "open_profile",
+]

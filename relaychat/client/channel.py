@@ -43,10 +43,11 @@ from relaychat.client.errors import (
     MessageRejected,
     MessageTooLong,
 )
-from relaychat.crypto.identity import BindingError, Identity, verify_binding
+from relaychat.crypto.identity import BindingError, verify_binding
+from relaychat.crypto.keypair import Identity
 from relaychat.crypto.noise import CipherState, DecryptError, HandshakeState, NoiseError
 from relaychat.crypto.pins import PinStatus
-from relaychat.crypto.safety import fingerprint, safety_number
+from relaychat.crypto.safety import identity_fingerprint, safety_number
 from relaychat.crypto.smp import SMPError, SMPState, SocialistMillionaire, smp_secret
 from relaychat.wire.codec import lp
 
@@ -355,7 +356,7 @@ class Channel:
         self.safety_number = safety_number(
             self._identity.identity_public, self.local_nick, identity_pub, self.peer_nick
         )
-        return HandshakeComplete(identity_pub, fingerprint(identity_pub), self.safety_number, status)
+        return HandshakeComplete(identity_pub, identity_fingerprint(identity_pub), self.safety_number, status)
 
     def _finish_handshake(self, hs: HandshakeState) -> None:
         send, recv = hs.cipher_states

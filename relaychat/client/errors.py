@@ -1,14 +1,14 @@
 """Every failure the client library reports, each carrying a sentence for people.
 
 They live in one small module so the sans-IO layers (channel, mail), the
-Twisted layers (protocol, api) and programs built on them all raise and
+Twisted layers (protocol, conversation, chat_client) and programs built on them all raise and
 catch the same classes. ``str(error)`` is always a complete sentence that a
 program can show as it is (after making it inert, protocol section 16).
 """
 
 from __future__ import annotations
 
-from relaychat.crypto.safety import fingerprint
+from relaychat.crypto.safety import identity_fingerprint
 
 
 class RelayError(Exception):
@@ -65,7 +65,7 @@ class KeyChanged(HandshakeFailed):
 
     Loud on purpose: either the person reinstalled, or someone (the relay)
     is impersonating them. Nothing was pinned; a program may call
-    :meth:`relaychat.client.api.ChatClient.accept_new_key` once the user has
+    :meth:`relaychat.client.ChatClient.accept_new_key` once the user has
     checked the new key with its owner.
     """
 
@@ -73,16 +73,16 @@ class KeyChanged(HandshakeFailed):
         self.nick = nick
         self.pinned_key = pinned_key
         self.new_key = new_key
-        old = fingerprint(pinned_key) if pinned_key is not None else "(unreadable pin)"
+        old = identity_fingerprint(pinned_key) if pinned_key is not None else "(unreadable pin)"
         super().__init__(
-            f"WARNING: {nick}'s identity key has CHANGED (pinned {old}, now {fingerprint(new_key)}). "
+            f"WARNING: {nick}'s identity key has CHANGED (pinned {old}, now {identity_fingerprint(new_key)}). "
             "Someone may be impersonating them; the conversation was stopped. "
             "Check the new key with them in person before accepting it."
         )
 
     @property
     def new_fingerprint(self) -> str:
-        return fingerprint(self.new_key)
+        return identity_fingerprint(self.new_key)
 
 
 class UncertifiedKeys(HandshakeFailed):

@@ -22,11 +22,11 @@ from relaychat.client.errors import MailError, MessageTooLong
 from relaychat.crypto.identity import (
     BINDING_SIZE,
     BindingError,
-    Identity,
     KeyFormatError,
     load_static_public,
     verify_binding,
 )
+from relaychat.crypto.keypair import Identity
 from relaychat.crypto.noise import HandshakeState, NoiseError
 from relaychat.wire.codec import lp
 

@@ -28,9 +28,10 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 
-from relaychat.client import tls
+from relaychat.client import endpoints
 from relaychat.client.errors import Disconnected, RelayError, TooMuchWork
-from relaychat.crypto.identity import MAX_POW_BITS, Identity, solve_pow
+from relaychat.crypto.identity import MAX_POW_BITS, solve_pow
+from relaychat.crypto.keypair import Identity
 from relaychat.wire.codec import EncodingError, b64decode, b64encode
 from relaychat.wire.lines import LineSplitter, strip_cr
 
@@ -155,7 +156,7 @@ class RelayClientProtocol(Protocol):
         elif self._bye is not None:
             error = Disconnected(self._bye[0], self._bye[1])
         else:
-            text = tls.explain(reason) if reason is not None else "connection closed"  # TLS failures in words
+            text = endpoints.explain(reason) if reason is not None else "connection closed"  # TLS failures in words
             error = Disconnected("lost", text.rstrip("."))
         self._lost_reason = error
         pending, self._pending = self._pending, deque()

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from relaychat.crypto.identity import StrPath, write_private_file
+from relaychat.crypto.keyfiles import StrPath, write_private_file
 
 __all__ = ["FILENAME", "MAX_AGE", "SeenMail"]
 

@@ -1,10 +1,13 @@
-"""A client's long-term keys, the signatures made with them, and their storage.
+"""What an identity is on the wire and how it proves itself: the half the relay needs.
 
-Everything here is pure (no reactor, no network) so that the relay can import
-the verification half (``verify_static_sig``, ``registration_message``,
-``verify_registration``, ``pow_ok``) and run exactly the same byte-level
-checks as the client; one implementation of docs/protocol.rst sections 5 and
-10 means the two sides cannot drift apart.
+Public-key decoding (with the small-order and canonical-encoding checks),
+the static-key certificate, the registration transcript and its signature,
+the identity binding of section 10, and the proof of work. Everything here
+is pure (no reactor, no network, no files) so that the relay imports it and
+runs exactly the same byte-level checks as the client; one implementation
+of docs/protocol.rst sections 5 and 10 means the two sides cannot drift
+apart. Private keys and their storage live in ``relaychat.crypto.keypair``
+and ``relaychat.crypto.keyfiles``, which the relay never imports.
 
 Error classes map onto the protocol's error codes: a malformed key or
 signature field raises ``KeyFormatError`` (the relay answers ``bad-key``),
@@ -14,58 +17,35 @@ functions return ``False`` (``bad-signature``).
 
 from __future__ import annotations
 
-import base64
 import functools
 import hashlib
-import os
-import secrets
-from pathlib import Path
-from typing import Union
 
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import padding, serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import (
-    Ed25519PrivateKey,
-    Ed25519PublicKey,
-)
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import (
     X25519PrivateKey,
     X25519PublicKey,
 )
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
-
-StrPath = Union[str, "os.PathLike[str]"]
 
 __all__ = [
     "BINDING_SIZE",
     "BINDING_VERSION",
     "BindingError",
-    "IDENTITY_FILE",
-    "Identity",
     "IdentityError",
     "KeyFormatError",
-    "KeyStorageError",
     "MAX_POW_NONCE",
-    "PassphraseRequired",
-    "STATIC_FILE",
-    "WrongPassphrase",
-    "default_config_dir",
-    "exists",
-    "load",
     "load_identity_public",
-    "load_or_create",
     "load_static_public",
-    "make_private_dir",
     "parse_binding",
     "pow_ok",
+    "raw_public",
     "registration_message",
-    "save",
     "solve_pow",
+    "static_signed_data",
     "verify_binding",
     "verify_registration",
     "verify_static_sig",
-    "write_private_file",
 ]
 
 # Context strings of docs/protocol.rst section 5. The trailing zero byte
@@ -84,23 +64,6 @@ MAX_POW_NONCE = 32
 BINDING_VERSION = 0x01
 BINDING_SIZE = 1 + KEY_SIZE + SIGNATURE_SIZE
 
-IDENTITY_FILE = "identity.pem"
-STATIC_FILE = "static.pem"
-
-# Passphrase protection of the PEM files: PBES2 with scrypt and AES-256-CBC.
-# N = 2**14, r = 8, p = 5 is one of the equivalent minimum settings the OWASP
-# Password Storage Cheat Sheet lists (with 2**17/8/1); it is chosen over
-# 2**17/8/1 because OpenSSL refuses to decrypt PKCS#8 files needing more
-# than 32 MiB of scrypt memory (2**17 * 8 * 128 = 128 MiB), so users could
-# not export their key with `openssl pkey`. About 0.4 s per file here.
-# Tests lower SCRYPT_N; the parameters are stored in each file, so loading
-# never depends on these constants.
-SCRYPT_N = 2**14
-SCRYPT_R = 8
-SCRYPT_P = 5
-SCRYPT_SALT_SIZE = 16
-MAX_KEY_FILE = 64 * 1024
-
 
 class IdentityError(Exception):
     """Base class; ``str(e)`` is a sentence that can be shown to the user."""
@@ -114,18 +77,6 @@ class KeyFormatError(IdentityError, ValueError):
 class BindingError(IdentityError):
     """A peer's identity binding (section 10) is malformed or does not
     certify the static key used in this handshake."""
-
-
-class KeyStorageError(IdentityError):
-    """The key files are missing, unreadable, damaged or inconsistent."""
-
-
-class WrongPassphrase(KeyStorageError):
-    """The passphrase does not decrypt the key files."""
-
-
-class PassphraseRequired(WrongPassphrase):
-    """The key files are encrypted and no passphrase was given."""
 
 
 # ---------------------------------------------------------------------------
@@ -258,7 +209,8 @@ def load_static_public(static_pub: bytes) -> X25519PublicKey:
     return key
 
 
-def _raw_public(key: Ed25519PublicKey | X25519PublicKey) -> bytes:
+def raw_public(key: Ed25519PublicKey | X25519PublicKey) -> bytes:
+    """The raw 32 bytes of a public key, as the wire carries it."""
     return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
@@ -267,7 +219,8 @@ def _raw_public(key: Ed25519PublicKey | X25519PublicKey) -> bytes:
 # ---------------------------------------------------------------------------
 
 
-def _static_signed_data(static_pub: bytes) -> bytes:
+def static_signed_data(static_pub: bytes) -> bytes:
+    """What the identity key signs to certify ``static_pub`` (section 5)."""
     return STATIC_CONTEXT + static_pub
 
 
@@ -279,10 +232,10 @@ def verify_static_sig(identity_pub: bytes, static_pub: bytes, sig: bytes) -> boo
     (``bad-signature``).
     """
     public = load_identity_public(identity_pub)
-    static_raw = _raw_public(load_static_public(static_pub))
+    static_raw = raw_public(load_static_public(static_pub))
     sig = _require_bytes(sig, SIGNATURE_SIZE, "static key signature")
     try:
-        public.verify(sig, _static_signed_data(static_raw))
+        public.verify(sig, static_signed_data(static_raw))
     except InvalidSignature:
         return False
     return True
@@ -463,361 +416,3 @@ def solve_pow(challenge: bytes, bits: int) -> bytes:
         if int.from_bytes(h.digest(), "big") >> shift == 0:
             return nonce
         counter += 1
-
-
-# ---------------------------------------------------------------------------
-# Files
-# ---------------------------------------------------------------------------
-
-
-def default_config_dir() -> Path:
-    """``$XDG_CONFIG_HOME/relaychat``, else ``~/.config/relaychat``.
-
-    A relative ``XDG_CONFIG_HOME`` is ignored, as the XDG Base Directory
-    specification requires, so keys never land relative to the working
-    directory.
-    """
-    xdg = os.environ.get("XDG_CONFIG_HOME", "")
-    if xdg and os.path.isabs(xdg):
-        return Path(xdg) / "relaychat"
-    return Path.home() / ".config" / "relaychat"
-
-
-def make_private_dir(directory: StrPath) -> None:
-    """Create ``directory`` with mode 0700 if absent; leave an existing one be.
-
-    An existing directory may be shared with other files and is not ours to
-    chmod; the key files themselves are always 0600.
-    """
-    directory = Path(directory)
-    if directory.is_dir():
-        return
-    parent = directory.parent
-    if not parent.is_dir():
-        parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.mkdir(directory, 0o700)
-    except FileExistsError:
-        return
-    os.chmod(directory, 0o700)  # mkdir's mode is filtered by the umask
-
-
-def write_private_file(path: StrPath, data: bytes) -> None:
-    """Atomically replace ``path`` with ``data``, readable by the owner only.
-
-    The data goes to a fresh temporary file in the same directory, created
-    with O_CREAT|O_EXCL (no symlink or existing file is followed) and mode
-    0600 from the start (never world-readable, not even briefly), is synced,
-    then renamed over ``path``: a reader sees the old or the new file, never
-    a half-written one. The parent directory is created 0700 if absent.
-    """
-    path = Path(path)
-    make_private_dir(path.parent)
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
-    fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_CLOEXEC", 0), 0o600)
-    try:
-        try:
-            os.fchmod(fd, 0o600)  # the umask could only remove bits, but be explicit
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    try:
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
-
-
-# Minimal DER writer for EncryptedPrivateKeyInfo (RFC 5958) with PBES2
-# (RFC 8018) and scrypt (RFC 7914). cryptography 50 cannot write this itself:
-# see Identity.save.
-
-_OID_PBES2 = "1.2.840.113549.1.5.13"
-_OID_SCRYPT = "1.3.6.1.4.1.11591.4.11"
-_OID_AES256_CBC = "2.16.840.1.101.3.4.1.42"
-
-
-def _der(tag: int, content: bytes) -> bytes:
-    n = len(content)
-    if n < 0x80:
-        length = bytes([n])
-    else:
-        raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
-        length = bytes([0x80 | len(raw)]) + raw
-    return bytes([tag]) + length + content
-
-
-def _der_seq(*items: bytes) -> bytes:
-    return _der(0x30, b"".join(items))
-
-
-def _der_int(value: int) -> bytes:
-    if value < 0:
-        raise ValueError("negative INTEGER")
-    return _der(0x02, value.to_bytes(value.bit_length() // 8 + 1, "big"))
-
-
-def _der_octets(value: bytes) -> bytes:
-    return _der(0x04, value)
-
-
-def _der_oid(dotted: str) -> bytes:
-    arcs = [int(a) for a in dotted.split(".")]
-    out = bytearray()
-    for arc in [40 * arcs[0] + arcs[1], *arcs[2:]]:
-        chunk = [arc & 0x7F]
-        arc >>= 7
-        while arc:
-            chunk.append(0x80 | (arc & 0x7F))
-            arc >>= 7
-        out.extend(reversed(chunk))
-    return _der(0x06, bytes(out))
-
-
-def _encrypt_pkcs8_pem(pkcs8_der: bytes, passphrase: bytes) -> bytes:
-    salt = os.urandom(SCRYPT_SALT_SIZE)
-    iv = os.urandom(16)
-    key = Scrypt(salt=salt, length=32, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P).derive(passphrase)
-    padder = padding.PKCS7(128).padder()
-    padded = padder.update(pkcs8_der) + padder.finalize()
-    encryptor = Cipher(algorithms.AES256(key), modes.CBC(iv)).encryptor()
-    ciphertext = encryptor.update(padded) + encryptor.finalize()
-    info = _der_seq(
-        _der_seq(
-            _der_oid(_OID_PBES2),
-            _der_seq(
-                _der_seq(
-                    _der_oid(_OID_SCRYPT),
-                    _der_seq(
-                        _der_octets(salt),
-                        _der_int(SCRYPT_N),
-                        _der_int(SCRYPT_R),
-                        _der_int(SCRYPT_P),
-                        _der_int(32),
-                    ),
-                ),
-                _der_seq(_der_oid(_OID_AES256_CBC), _der_octets(iv)),
-            ),
-        ),
-        _der_octets(ciphertext),
-    )
-    body = base64.b64encode(info)
-    lines = [body[i : i + 64] for i in range(0, len(body), 64)]
-    return (
-        b"-----BEGIN ENCRYPTED PRIVATE KEY-----\n"
-        + b"\n".join(lines)
-        + b"\n-----END ENCRYPTED PRIVATE KEY-----\n"
-    )
-
-
-def _private_pem(key: Ed25519PrivateKey | X25519PrivateKey, passphrase: bytes | None) -> bytes:
-    encoding = serialization.Encoding.PEM if passphrase is None else serialization.Encoding.DER
-    data = key.private_bytes(
-        encoding, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    if passphrase is None:
-        return data
-    return _encrypt_pkcs8_pem(data, passphrase)
-
-
-def _check_passphrase(passphrase: bytes | None) -> bytes | None:
-    if passphrase is None:
-        return None
-    if isinstance(passphrase, str):
-        raise TypeError("The passphrase must be bytes; encode the text (UTF-8) first.")
-    if not isinstance(passphrase, (bytes, bytearray, memoryview)):
-        raise TypeError("The passphrase must be bytes or None.")
-    passphrase = bytes(passphrase)
-    if not passphrase:
-        raise ValueError("The passphrase is empty; pass None to store the keys unencrypted.")
-    return passphrase
-
-
-def _load_private(path: Path, passphrase: bytes | None, kind: type) -> object:
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_KEY_FILE + 1)
-    except FileNotFoundError as e:
-        raise KeyStorageError(f"The key file {path} is missing.") from e
-    except OSError as e:
-        raise KeyStorageError(f"The key file {path} cannot be read: {e.strerror}.") from e
-    if len(data) > MAX_KEY_FILE:
-        raise KeyStorageError(f"The key file {path} is too large to be a key.")
-    encrypted = data.lstrip().startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
-    if encrypted and passphrase is None:
-        raise PassphraseRequired(f"The key file {path} is encrypted; a passphrase is needed.")
-    if not encrypted and passphrase is not None:
-        raise KeyStorageError(
-            f"The key file {path} is not encrypted, but a passphrase was given."
-        )
-    try:
-        key = serialization.load_pem_private_key(data, passphrase)
-    except (ValueError, TypeError, UnsupportedAlgorithm) as e:
-        if encrypted:
-            raise WrongPassphrase(
-                f"The passphrase does not unlock {path} (or the file is damaged)."
-            ) from e
-        raise KeyStorageError(f"The key file {path} is damaged or not a PKCS#8 key.") from e
-    if not isinstance(key, kind):
-        raise KeyStorageError(f"The key file {path} holds the wrong kind of key.")
-    return key
-
-
-class Identity:
-    """A client's Ed25519 identity key and its certified X25519 static key.
-
-    The identity key never leaves this object: it only signs the static key
-    certificate and registration messages. ``static_sig`` is computed once;
-    Ed25519 is deterministic, so it is the same after every load.
-    """
-
-    def __init__(self, identity_key: Ed25519PrivateKey, static_key: X25519PrivateKey) -> None:
-        if not isinstance(identity_key, Ed25519PrivateKey):
-            raise TypeError("identity_key must be an Ed25519PrivateKey")
-        if not isinstance(static_key, X25519PrivateKey):
-            raise TypeError("static_key must be an X25519PrivateKey")
-        self._identity_key = identity_key
-        self._static_key = static_key
-        self._identity_public = _raw_public(identity_key.public_key())
-        self._static_public = _raw_public(static_key.public_key())
-        self._static_sig = identity_key.sign(_static_signed_data(self._static_public))
-
-    @classmethod
-    def generate(cls) -> Identity:
-        return cls(Ed25519PrivateKey.generate(), X25519PrivateKey.generate())
-
-    @property
-    def identity_public(self) -> bytes:
-        """The raw 32-byte Ed25519 public key: who we are."""
-        return self._identity_public
-
-    @property
-    def static_public(self) -> bytes:
-        """The raw 32-byte X25519 public key used as Noise ``s``."""
-        return self._static_public
-
-    @property
-    def static_private(self) -> X25519PrivateKey:
-        """The X25519 private key, for the Noise layer only."""
-        return self._static_key
-
-    @property
-    def static_sig(self) -> bytes:
-        """Ed25519 signature of the identity key over the static key (section 5)."""
-        return self._static_sig
-
-    def binding(self) -> bytes:
-        """``0x01 || identity_pub || static_sig``: the Noise payload of section 10."""
-        return bytes([BINDING_VERSION]) + self._identity_public + self._static_sig
-
-    def sign_registration(self, server_id: bytes, challenge: bytes, canonical_nick: str) -> bytes:
-        """The ``PROVE`` signature over M (section 5)."""
-        message = registration_message(
-            server_id,
-            challenge,
-            self._identity_public,
-            self._static_public,
-            self._static_sig,
-            canonical_nick,
-        )
-        return self._identity_key.sign(message)
-
-    def __repr__(self) -> str:
-        return f"<Identity {self._identity_public.hex()[:16]}...>"
-
-    # -- storage ---------------------------------------------------------
-
-    def save(self, directory: StrPath, passphrase: bytes | None = None) -> None:
-        """Write ``identity.pem`` and ``static.pem`` (PKCS#8 PEM, mode 0600).
-
-        Without a passphrase the keys are stored in the clear, protected only
-        by the file mode. With one, each file is an ``ENCRYPTED PRIVATE KEY``
-        using PBES2 with scrypt (N=2**14, r=8, p=5, 16-byte salt; see
-        SCRYPT_N) and AES-256-CBC, which cryptography, ``openssl pkey`` and
-        other PKCS#8 readers can decrypt.
-
-        Why not ``BestAvailableEncryption``: in cryptography 50 it produces
-        PBES2 with PBKDF2-HMAC-SHA256 at only 2048 iterations (OpenSSL's
-        PKCS5_DEFAULT_ITER; checked by parsing its output), about 300 times
-        below current guidance for PBKDF2-SHA256 and cheap to brute-force,
-        and ``PrivateFormat.PKCS8.encryption_builder()`` is refused ("only
-        supported with PrivateFormat.OpenSSH and PrivateFormat.PKCS12"). So
-        the file is built here from cryptography's Scrypt and AES, and read
-        back by cryptography's own ``load_pem_private_key``.
-
-        ``static.pem`` is written before ``identity.pem``, so the presence of
-        ``identity.pem`` means a complete pair was written.
-        """
-        passphrase = _check_passphrase(passphrase)
-        directory = Path(directory)
-        make_private_dir(directory)
-        write_private_file(directory / STATIC_FILE, _private_pem(self._static_key, passphrase))
-        write_private_file(directory / IDENTITY_FILE, _private_pem(self._identity_key, passphrase))
-
-    @classmethod
-    def load(cls, directory: StrPath, passphrase: bytes | None = None) -> Identity:
-        """Read the key pair written by ``save``.
-
-        Raises ``PassphraseRequired`` / ``WrongPassphrase`` / ``KeyStorageError``,
-        each with a sentence for the user.
-        """
-        passphrase = _check_passphrase(passphrase)
-        directory = Path(directory)
-        identity_key = _load_private(directory / IDENTITY_FILE, passphrase, Ed25519PrivateKey)
-        static_key = _load_private(directory / STATIC_FILE, passphrase, X25519PrivateKey)
-        assert isinstance(identity_key, Ed25519PrivateKey)
-        assert isinstance(static_key, X25519PrivateKey)
-        return cls(identity_key, static_key)
-
-    @classmethod
-    def load_or_create(cls, directory: StrPath, passphrase: bytes | None = None) -> Identity:
-        """Load the identity, or on first run (no ``identity.pem``) create one.
-
-        Only a missing ``identity.pem`` means "first run": a ``static.pem``
-        alone is a leftover of an interrupted first save and is replaced. If
-        ``identity.pem`` exists but cannot be loaded the error is raised,
-        never papered over with a new identity, since losing the identity key
-        loses the nickname.
-        """
-        directory = Path(directory)
-        if not (directory / IDENTITY_FILE).exists():
-            identity = cls.generate()
-            identity.save(directory, passphrase)
-            return identity
-        return cls.load(directory, passphrase)
-
-
-def exists(directory: StrPath) -> bool:
-    """True if ``directory`` holds an identity (so ``load_or_create`` will load)."""
-    return (Path(directory) / IDENTITY_FILE).exists()
-
-
-def save(identity: Identity, directory: StrPath, passphrase: bytes | None = None) -> None:
-    """Same as ``identity.save(directory, passphrase)``."""
-    identity.save(directory, passphrase)
-
-
-def load(directory: StrPath, passphrase: bytes | None = None) -> Identity:
-    """Same as ``Identity.load(directory, passphrase)``."""
-    return Identity.load(directory, passphrase)
-
-
-def load_or_create(directory: StrPath, passphrase: bytes | None = None) -> Identity:
-    """Same as ``Identity.load_or_create(directory, passphrase)``."""
-    return Identity.load_or_create(directory, passphrase)

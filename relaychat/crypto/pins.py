@@ -28,13 +28,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from relaychat.crypto.identity import (
-    KEY_SIZE,
-    SERVER_ID_SIZE,
-    StrPath,
-    make_private_dir,
-    write_private_file,
-)
+from relaychat.crypto.identity import KEY_SIZE, SERVER_ID_SIZE
+from relaychat.crypto.keyfiles import StrPath, make_private_dir, write_private_file
 from relaychat.wire.codec import EncodingError, b64decode, b64encode
 
 try:

@@ -24,8 +24,8 @@ from relaychat.crypto.identity import KEY_SIZE
 __all__ = [
     "FINGERPRINT_VERSION",
     "ITERATIONS",
-    "fingerprint",
     "format_safety_number",
+    "identity_fingerprint",
     "iterated_hash",
     "matches",
     "numeric_fingerprint",
@@ -38,7 +38,7 @@ FINGERPRINT_VERSION = b"\x00\x00"
 SAFETY_DIGITS = 60
 
 
-def fingerprint(identity_pub: bytes) -> str:
+def identity_fingerprint(identity_pub: bytes) -> str:
     """First 20 bytes of SHA-256(identity_pub), lower-case hex in groups of 4.
 
     For showing one key (a pin, a warning about a changed key); 160 bits is

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from relaychat.crypto.safety import fingerprint
+from relaychat.crypto.safety import identity_fingerprint
 
 
 def key_id(identity_pub: bytes) -> str:
     """How a key ban names an identity key: its fingerprint, as clients show it."""
-    return fingerprint(identity_pub)
+    return identity_fingerprint(identity_pub)
 
 
 class Bans:

@@ -33,7 +33,7 @@ from twisted.internet.interfaces import IProtocolFactory, IStreamServerEndpoint
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from relaychat.config import ConfigError, ListenerConfig
-from relaychat.tls import CertificateError, server_options
+from relaychat.certificates import CertificateError, server_options
 
 Builder = Callable[[ListenerConfig, IProtocolFactory, Any], tuple[IStreamServerEndpoint, IProtocolFactory]]
 

@@ -1,14 +1,14 @@
 """The chat program's behaviour: typed commands in, library calls out, lines shown.
 
 :class:`ChatController` sits between the terminal (a :class:`View`: it shows
-lines and a prompt) and the client library (``relaychat.client.api``). It
+lines and a prompt) and the client library (``relaychat.client``). It
 keeps the little state a chat program needs -- open conversations, waiting
 offers, the conversation plain lines go to, keys that changed -- and asks
-the :class:`~relaychat.client.presenter.Presenter` for the words. It never
+the :class:`~relaychat.chat.presenter.Presenter` for the words. It never
 touches the terminal itself, so tests drive it with a fake view and a fake
 client, and the pseudo-terminal test only has to prove the wiring.
 
-Trust decisions stay with the user: a :class:`~relaychat.client.errors.KeyChanged`
+Trust decisions stay with the user: a :class:`~relaychat.client.KeyChanged`
 from any path (calling, accepting, a conversation, mail) is recorded and
 shown as a loud warning with the safety number of the *new* key, and only
 ``/trust <nick>`` replaces the pin.
@@ -24,12 +24,13 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from relaychat.client import commands as cmd
-from relaychat.client.api import (
+from relaychat.chat import commands as cmd
+from relaychat.client import (
     ChatClient,
     Conversation,
     Ended,
     IncomingOffer,
+    KeyChanged,
     MailEvent,
     MailProblem,
     PeerInfo,
@@ -38,10 +39,9 @@ from relaychat.client.api import (
     SMPRequested,
     SMPResult,
 )
-from relaychat.client.errors import KeyChanged
-from relaychat.client.presenter import Line, Presenter, describe_failure, is_expected
+from relaychat.chat.presenter import Line, Presenter, describe_failure, is_expected
 from relaychat.crypto.pins import PinError, PinStatus
-from relaychat.crypto.safety import fingerprint, safety_number
+from relaychat.crypto.safety import identity_fingerprint, safety_number
 from relaychat.crypto.smp import SMPUsageError
 
 __all__ = ["ChatController", "View"]
@@ -151,7 +151,7 @@ class ChatController:
         """Use a connected, registered ChatClient and subscribe to its events."""
         self._client = client
         self._presenter.me = client.nick
-        self._show(self._presenter.connected(client.nick, self._server, fingerprint(client.identity.identity_public)))
+        self._show(self._presenter.connected(client.nick, self._server, identity_fingerprint(client.identity.identity_public)))
         client.observe_offers(self._offered)
         client.observe_mail(self._mail_arrived)
         client.observe_notices(lambda text: self._show(self._presenter.notice(text)))
@@ -381,8 +381,8 @@ class ChatController:
         if self._client is not None:
             mine, me = self._my_key()
             number = safety_number(mine, me, exc.new_key, key)
-        old = fingerprint(exc.pinned_key) if exc.pinned_key is not None else None
-        self._show(self._presenter.key_changed(exc.nick, old, fingerprint(exc.new_key), number))
+        old = identity_fingerprint(exc.pinned_key) if exc.pinned_key is not None else None
+        self._show(self._presenter.key_changed(exc.nick, old, identity_fingerprint(exc.new_key), number))
 
     def _do_trust(self, command: cmd.Trust) -> None:
         change = self._key_changes.get(command.nick.lower())
@@ -391,7 +391,7 @@ class ChatController:
             return
         if self._guard(lambda: self._client.accept_new_key(change.nick, change.new_key) or True, change.nick):
             del self._key_changes[command.nick.lower()]
-            self._show(self._presenter.trusted(change.nick, fingerprint(change.new_key)))
+            self._show(self._presenter.trusted(change.nick, identity_fingerprint(change.new_key)))
 
     def _do_safety(self, command: cmd.Safety) -> None:
         nick = command.nick or (self._conversations[self._active].nick if self._active else None)
@@ -415,7 +415,7 @@ class ChatController:
                 self._show(self._presenter.error(f"You have no key for {nick} yet; /connect {nick} first."))
                 return
         self._show(self._presenter.safety(
-            nick, fingerprint(mine), fingerprint(peer_key), safety_number(mine, me, peer_key, key),
+            nick, identity_fingerprint(mine), identity_fingerprint(peer_key), safety_number(mine, me, peer_key, key),
             source, key in self._verified and conversation is not None))
 
     def _do_verify(self, command: cmd.Verify) -> None:
@@ -469,7 +469,7 @@ class ChatController:
             d.addCallbacks(self._show_whois, self._failed, errbackArgs=(command.nick,))
 
     def _show_whois(self, info: PeerInfo) -> None:
-        self._show(self._presenter.whois(info.nick, info.online, fingerprint(info.identity_pub), info.pin.value))
+        self._show(self._presenter.whois(info.nick, info.online, identity_fingerprint(info.identity_pub), info.pin.value))
 
     def _do_mail(self, command: cmd.Mail) -> None:
         d = self._guard(lambda: self._client.send_mail(command.nick, command.text), command.nick)

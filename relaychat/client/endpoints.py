@@ -6,7 +6,7 @@
   trust roots (the platform's, or the PEM file given) and the hostname
   with ``service_identity``.
 * **Pinned fingerprint** (a self-signed relay whose operator published the
-  SHA-256 fingerprint ``python -m relaychat.tls make-cert`` printed):
+  SHA-256 fingerprint ``python -m relaychat.certificates make-cert`` printed):
   :class:`PinnedCertificateOptions` accepts exactly the certificate with
   that fingerprint, compared in constant time, and nothing else; CA trust
   and names are not consulted.
@@ -46,7 +46,7 @@ from twisted.internet.ssl import Certificate, CertificateOptions, optionsForClie
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from relaychat.tls import CertificateError, certificates_from_pem, format_fingerprint, parse_fingerprint, read_file
+from relaychat.certificates import CertificateError, certificates_from_pem, format_fingerprint, parse_fingerprint, read_file
 
 TrustRoots = Union[None, str, Path, Any]  # or an IOpenSSLTrustRoot
 
@@ -103,7 +103,7 @@ def client_tls_options(hostname: str, trust_roots: TrustRoots = None) -> IOpenSS
 @implementer(IOpenSSLClientConnectionCreator)
 class PinnedCertificateOptions:
     """Accept only the server certificate whose SHA-256 fingerprint is
-    ``fingerprint`` (bytes, or text as :func:`relaychat.tls.parse_fingerprint`
+    ``fingerprint`` (bytes, or text as :func:`relaychat.certificates.parse_fingerprint`
     reads it). ``hostname`` is sent as SNI when it is a DNS name and is used
     in messages; it is not verified, the pin is."""
 

@@ -36,26 +36,22 @@ from twisted.logger import (
 )
 from twisted.python import usage
 
-from relaychat.client import api
-from relaychat.client.commands import NICK_RULE, is_nickname
-from relaychat.client.controller import ChatController
-from relaychat.client.presenter import Presenter
-from relaychat.client.seen import SeenMail
-from relaychat.client.terminal import ChatTerminal, raw_terminal, terminal_size
-from relaychat.crypto import identity as identity_module
-from relaychat.crypto.identity import (
-    Identity,
-    IdentityError,
-    PassphraseRequired,
-    WrongPassphrase,
-    write_private_file,
-)
+from relaychat import client as library
+from relaychat.client import SeenMail
+from relaychat.chat.commands import NICK_RULE, is_nickname
+from relaychat.chat.controller import ChatController
+from relaychat.chat.presenter import Presenter
+from relaychat.chat.terminal import ChatTerminal, raw_terminal, terminal_size
+from relaychat.crypto import keyfiles, keypair
+from relaychat.crypto.identity import IdentityError
+from relaychat.crypto.keyfiles import PassphraseRequired, WrongPassphrase, write_private_file
+from relaychat.crypto.keypair import Identity
 from relaychat.crypto.pins import KnownPeers
-from relaychat.crypto.safety import fingerprint
+from relaychat.crypto.safety import identity_fingerprint
 
 __all__ = ["Options", "Server", "main", "parse_server"]
 
-#: What :func:`relaychat.client.api.open_profile` returns.
+#: What :func:`relaychat.client.open_profile` returns.
 Profile = tuple[Identity, KnownPeers, SeenMail]
 
 DEFAULT_PORT = 7733
@@ -117,7 +113,7 @@ class Server:
 
     def endpoint(self, reactor: Any) -> IStreamClientEndpoint:
         if self.endpoint_string is not None:
-            return api.endpoint_from_string(reactor, self.endpoint_string)
+            return library.endpoint_from_string(reactor, self.endpoint_string)
         assert self.host is not None
         return HostnameEndpoint(reactor, self.host, self.port)
 
@@ -139,7 +135,7 @@ def parse_server(spec: str) -> Server:
     from twisted.internet import reactor
 
     try:
-        api.endpoint_from_string(reactor, spec)
+        library.endpoint_from_string(reactor, spec)
     except (ValueError, TypeError, KeyError):
         raise usage.UsageError(
             f"'{spec}' is not a server: use HOST, HOST:PORT, [IPv6]:PORT or an endpoint "
@@ -202,26 +198,26 @@ def open_profile(config_dir: Path, want_passphrase: bool, ask: Callable[[str], s
     Returns None after saying why (``tell``), when the key cannot be opened.
     """
     try:
-        if not identity_module.exists(config_dir):
+        if not keypair.exists(config_dir):
             passphrase = _new_passphrase(ask, tell) if want_passphrase else None
             if want_passphrase and passphrase is None:
                 tell("No identity was created.")
                 return None
-            profile = api.open_profile(config_dir, passphrase)
-            tell(f"Created your identity key in {config_dir} (fingerprint {fingerprint(profile[0].identity_public)}).")
+            profile = library.open_profile(config_dir, passphrase)
+            tell(f"Created your identity key in {config_dir} (fingerprint {identity_fingerprint(profile[0].identity_public)}).")
             return profile
         if want_passphrase:
             tell("Note: --passphrase only applies when a new identity is created; using the existing one.")
         try:
-            return api.open_profile(config_dir, None)
+            return library.open_profile(config_dir, None)
         except PassphraseRequired:
             pass
         for _ in range(PASSPHRASE_TRIES):
-            secret = ask(f"Passphrase for {config_dir / identity_module.IDENTITY_FILE}: ")
+            secret = ask(f"Passphrase for {config_dir / keyfiles.IDENTITY_FILE}: ")
             if not secret:
                 continue
             try:
-                return api.open_profile(config_dir, secret.encode("utf-8"))
+                return library.open_profile(config_dir, secret.encode("utf-8"))
             except WrongPassphrase:
                 tell("That passphrase does not unlock the key.")
         tell("Could not unlock your identity key.")
@@ -238,7 +234,7 @@ def start_logging(config_dir: Path) -> None:
     Standard output and error are redirected too, so nothing a library
     prints can land in the middle of the chat screen.
     """
-    identity_module.make_private_dir(config_dir)
+    keyfiles.make_private_dir(config_dir)
     fd = os.open(config_dir / LOG_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     log_file = os.fdopen(fd, "a", encoding="utf-8")
     observer = FilteringLogObserver(textFileLogObserver(log_file), [LogLevelFilterPredicate(LogLevel.warn)])
@@ -281,12 +277,12 @@ def run_screen(reactor: Any, options: Options, profile: Profile, nick: str, conf
         screen.on_interrupt = controller.quit
         screen.on_lost = lambda: stop() if outcome else controller.quit()
 
-        def registered(client: api.ChatClient) -> api.ChatClient:
+        def registered(client: library.ChatClient) -> library.ChatClient:
             remember_nick(config_dir, client.nick)  # asked once, then known
             return client
 
         def connect() -> Deferred:
-            d = api.connect(reactor, server.endpoint(reactor), identity, nick, known_peers, seen_mail=seen_mail)
+            d = library.connect(reactor, server.endpoint(reactor), identity, nick, known_peers, seen_mail=seen_mail)
             return d.addCallback(registered)
 
         def resized(signum: int, frame: object) -> None:
@@ -317,7 +313,7 @@ def run(argv: list[str]) -> int:
     if not (os.isatty(0) and os.isatty(1)):
         _say("the chat screen needs a terminal (standard input and output must be a TTY).")
         return 2
-    config_dir = Path(options["config-dir"] or identity_module.default_config_dir()).expanduser()
+    config_dir = Path(options["config-dir"] or keyfiles.default_config_dir()).expanduser()
     nick = options["nick"] or ask_nick(config_dir)
     if nick is None:
         return 1

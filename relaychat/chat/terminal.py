@@ -14,8 +14,8 @@ pure and unit-tested) and the program writes below whatever was on the
 screen, so the scrollback survives.
 
 Two layers keep received text from forging status lines: everything shown
-is inert (see ``relaychat.client.inert``), wrapped by
-``relaychat.client.presenter.wrap`` with indented continuation rows, and
+is inert (see ``relaychat.chat.inert``), wrapped by
+``relaychat.chat.presenter.wrap`` with indented continuation rows, and
 the terminal's auto-wrap mode (DECAWM) is switched off while the program
 runs, so a row the width estimate got wrong is cut at the right margin
 instead of spilling onto the left margin of the next row.
@@ -37,8 +37,8 @@ from collections.abc import Callable, Iterator, Sequence
 
 from twisted.conch.insults import insults
 
-from relaychat.client.inert import render_inert
-from relaychat.client.presenter import Kind, Line, cell_width, text_width, wrap
+from relaychat.chat.inert import render_inert
+from relaychat.chat.presenter import Kind, Line, cell_width, text_width, wrap
 
 __all__ = ["ChatTerminal", "LineEditor", "raw_terminal", "terminal_size"]
 

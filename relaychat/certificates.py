@@ -3,8 +3,8 @@ fingerprint its clients pin, and loading a certificate for a listener.
 
 Command line (see README.rst, "TLS and WebSocket")::
 
-    python -m relaychat.tls make-cert --host relay.example [--host ...] [--ip 192.0.2.7] --out DIR
-    python -m relaychat.tls fingerprint DIR/cert.pem
+    python -m relaychat.certificates make-cert --host relay.example [--host ...] [--ip 192.0.2.7] --out DIR
+    python -m relaychat.certificates fingerprint DIR/cert.pem
 
 ``make-cert`` writes ``cert.pem`` (mode 0644) and ``key.pem`` (mode 0600),
 an ECDSA P-256 key and a self-signed certificate naming every ``--host``
@@ -47,7 +47,7 @@ class CertificateError(ValueError):
 # -- fingerprints -------------------------------------------------------------
 
 
-def fingerprint(certificate: x509.Certificate) -> bytes:
+def certificate_sha256(certificate: x509.Certificate) -> bytes:
     """The SHA-256 digest of the certificate's DER encoding (what clients pin)."""
     return certificate.fingerprint(hashes.SHA256())
 
@@ -212,7 +212,7 @@ def write_self_signed(
         _write(cert_path, cert_pem, 0o644)
     except OSError as e:
         raise CertificateError(f"cannot write into {str(directory)!r}: {e.strerror}") from None
-    return cert_path, key_path, fingerprint(x509.load_pem_x509_certificate(cert_pem))
+    return cert_path, key_path, certificate_sha256(x509.load_pem_x509_certificate(cert_pem))
 
 
 def _write(path: Path, data: bytes, mode: int) -> None:
@@ -232,7 +232,7 @@ def _write(path: Path, data: bytes, mode: int) -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m relaychat.tls", description="TLS certificates for a relaychat relay."
+        prog="python -m relaychat.certificates", description="TLS certificates for a relaychat relay."
     )
     commands = parser.add_subparsers(dest="command", required=True)
     make = commands.add_parser("make-cert", help="create a self-signed certificate and key")
@@ -251,11 +251,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print("certificate SHA-256 fingerprint; publish it, clients pin it:")
         else:
             path = Path(args.certificate)
-            digest = fingerprint(certificates_from_pem(read_file(path, "certificate"), str(path))[0])
+            digest = certificate_sha256(certificates_from_pem(read_file(path, "certificate"), str(path))[0])
         print(f"  {format_fingerprint(digest)}")
         print(f"  (openssl x509 -noout -fingerprint -sha256 shows it as {openssl_style(digest)})")
     except CertificateError as e:
-        print(f"relaychat.tls: {e}", file=sys.stderr)
+        print(f"relaychat.certificates: {e}", file=sys.stderr)
         return 1
     return 0
 

@@ -2,7 +2,7 @@
 
 The :class:`Presenter` turns events (connected, offer received, message,
 key changed, ...) into :class:`Line` values: a kind, used only for colour,
-and the finished text. The terminal (``relaychat.client.terminal``) just
+and the finished text. The terminal (``relaychat.chat.terminal``) just
 wraps and writes them, and the controller decides *when*; keeping the words
 here makes them testable without a terminal and keeps the rule for untrusted
 text in one place:
@@ -12,7 +12,7 @@ text in one place:
 * every message starts with ``<nick> ``;
 * everything that came from the network -- nicknames, messages, relay
   texts, error sentences quoting them -- goes through
-  :func:`relaychat.client.inert.render_inert`, and continuation lines of a
+  :func:`relaychat.chat.inert.render_inert`, and continuation lines of a
   message are indented, so received text can never produce a line that
   starts with ``***`` or ``!!!`` at the left margin.
 
@@ -32,9 +32,16 @@ from dataclasses import dataclass
 from twisted.internet import defer
 from twisted.internet import error as net_error
 
-from relaychat.client import errors, tls
-from relaychat.client.commands import help_lines, help_topic
-from relaychat.client.inert import render_inert
+from relaychat.client import (
+    ConversationFailed,
+    Disconnected,
+    MailError,
+    MessageTooLong,
+    RelayError,
+    explain_tls_failure,
+)
+from relaychat.chat.commands import help_lines, help_topic
+from relaychat.chat.inert import render_inert
 from relaychat.crypto.identity import IdentityError
 from relaychat.crypto.pins import PinError
 
@@ -423,7 +430,7 @@ _RELAY_CODES = {
 }
 
 
-def _disconnected(exc: errors.Disconnected, server: str | None) -> str:
+def _disconnected(exc: Disconnected, server: str | None) -> str:
     """The connection ended; while connecting (``server`` given), say so in those words."""
     if server is None:
         return _say(str(exc))
@@ -441,7 +448,7 @@ def _connect_failure(exc: BaseException, server: str) -> str | None:
     if isinstance(exc, (net_error.TimeoutError, defer.TimeoutError)):
         return f"Could not connect to {where}: no answer in time."
     if _TLS_FAILURES and isinstance(exc, _TLS_FAILURES):
-        return f"Could not connect securely to {where}: {render_inert(tls.explain(exc).rstrip('.'))}."
+        return f"Could not connect securely to {where}: {render_inert(explain_tls_failure(exc).rstrip('.'))}."
     if isinstance(exc, net_error.ConnectionDone):
         return f"The relay at {where} closed the connection."
     if isinstance(exc, net_error.ConnectError):
@@ -452,10 +459,10 @@ def _connect_failure(exc: BaseException, server: str) -> str | None:
 #: Failures that happen in normal use and carry (or get) a sentence; anything
 #: else is a bug, named as one and logged with its traceback.
 EXPECTED_FAILURES: tuple[type[BaseException], ...] = (
-    errors.RelayError,
-    errors.ConversationFailed,
-    errors.MessageTooLong,
-    errors.MailError,
+    RelayError,
+    ConversationFailed,
+    MessageTooLong,
+    MailError,
     PinError,
     IdentityError,
     defer.CancelledError,
@@ -486,9 +493,9 @@ def describe_failure(exc: BaseException, nick: str | None = None, server: str | 
             "This is a bug; details are in the log."
         )
     n = _nick(nick) if nick else "they"
-    if isinstance(exc, errors.Disconnected):
+    if isinstance(exc, Disconnected):
         return _disconnected(exc, server)
-    if isinstance(exc, errors.RelayError):
+    if isinstance(exc, RelayError):
         template = _RELAY_CODES.get(exc.code)
         return template.format(n=n) if template else _say(str(exc))
     if isinstance(exc, defer.CancelledError):

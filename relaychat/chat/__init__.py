@@ -1,0 +1,1 @@
+"""The terminal chat program, built on the public face of relaychat.client."""

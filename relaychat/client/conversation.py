@@ -1,0 +1,356 @@
+"""One end-to-end conversation as programs see it: a Channel driven by a ChatClient's relay session.
+
+Its life is one enum, :class:`ConversationState`, and one table of the
+moves between its states (``_TRANSITIONS``, h11's ``_state.py`` is the
+model): every change of state goes through :meth:`Conversation._advance`,
+so what a conversation can do next is read in one place. The Channel
+keeps the cryptographic state (handshake, open, failed); this enum adds
+what only the relay session knows (offered, accepted, still open).
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import TYPE_CHECKING, Callable, Optional
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IDelayedCall
+from twisted.python.failure import Failure
+
+from relaychat.client.channel import (
+    Channel,
+    ChannelFailed,
+    Event,
+    HandshakeComplete,
+    MessageReceived,
+    PeerClosed,
+    SendFrame,
+    SMPAborted,
+    SMPRequested,
+    SMPResult,
+    UnknownMessage,
+    max_text_bytes,
+)
+from relaychat.client.errors import (
+    ConversationClosed,
+    ConversationFailed,
+    Declined,
+    Disconnected,
+    HandshakeFailed,
+    KeyChanged,
+    MessageRejected,
+    RelayError,
+)
+from relaychat.client.feed import Feed
+from relaychat.client.trust import PinnedPeer
+from relaychat.client.values import Ended, SMPEvent
+from relaychat.crypto.pins import PinConflict, PinError, PinStatus
+
+if TYPE_CHECKING:
+    from relaychat.client.chat_client import ChatClient
+    from relaychat.client.sessions import Sessions
+
+
+class ConversationState(enum.Enum):
+    """Where a conversation is in its life."""
+
+    CALLING = "calling"  # we offered; waiting for the relay's ACCEPTED
+    ACCEPTING = "accepting"  # we accepted an offer; waiting for the relay to confirm
+    HANDSHAKE = "handshake"  # the relay session is open; the Noise handshake is under way
+    OPEN = "open"  # the handshake is verified: messages flow
+    ENDED = "ended"  # over; the relay session is still open (its CLOSE or CLOSED is due)
+    CLOSED = "closed"  # the relay session is gone (over, or about to be reported so)
+
+
+class _Step(enum.Enum):
+    """What moves a conversation from one state to the next."""
+
+    SESSION_OPEN = "session-open"  # ACCEPTED arrived, or our ACCEPT was confirmed
+    VERIFIED = "verified"  # the handshake completed and the key is pinned
+    END = "end"  # it ended (cleanly or not); reported to the observers
+    SESSION_GONE = "session-gone"  # we sent CLOSE, or the relay closed it, or the connection died
+
+
+_S = ConversationState
+_LIVE = (_S.CALLING, _S.ACCEPTING, _S.HANDSHAKE, _S.OPEN)
+_TRANSITIONS: dict[tuple[ConversationState, _Step], ConversationState] = {
+    (_S.CALLING, _Step.SESSION_OPEN): _S.HANDSHAKE,
+    (_S.ACCEPTING, _Step.SESSION_OPEN): _S.HANDSHAKE,
+    (_S.HANDSHAKE, _Step.VERIFIED): _S.OPEN,
+    (_S.ACCEPTING, _Step.VERIFIED): _S.OPEN,  # a relay may confirm our ACCEPT after the peer's frames
+    **{(state, _Step.END): _S.ENDED for state in _LIVE},
+    (_S.ENDED, _Step.END): _S.ENDED,
+    (_S.CLOSED, _Step.END): _S.CLOSED,
+    **{(state, _Step.SESSION_GONE): _S.CLOSED for state in ConversationState},
+}
+
+
+class Conversation:
+    """An end-to-end encrypted conversation whose handshake has been verified.
+
+    Attributes: ``nick`` (peer, canonical), ``sid``, ``initiator`` (we called),
+    ``peer_identity`` (32 bytes), ``peer_fingerprint``, ``safety_number``
+    (both screens show the same 12 groups), ``first_contact`` (the key was
+    pinned just now), ``ended`` (an :class:`Ended` once over, else None),
+    ``state`` (a :class:`ConversationState`).
+
+    Programs use the methods above "driven by the ChatClient"; the
+    ChatClient uses the ones below it.
+    """
+
+    def __init__(self, client: ChatClient, sid: str, nick: str, initiator: bool) -> None:
+        self._client = client
+        self._sessions: Sessions = client.sessions
+        self.state = ConversationState.CALLING if initiator else ConversationState.ACCEPTING
+        self.sid = sid
+        self.nick = nick
+        self.initiator = initiator
+        self.peer_identity: Optional[bytes] = None
+        self.peer_fingerprint: Optional[str] = None
+        self.safety_number: Optional[str] = None
+        self.first_contact = False
+        self.ended: Optional[Ended] = None
+        self._channel = Channel(
+            initiator=initiator, sid=sid, local_nick=client.canonical_nick, peer_nick=nick,
+            identity=client.identity, pins=PinnedPeer(client, nick), max_frame=client.max_frame,
+        )
+        self._ready: Deferred = Deferred(self._cancel)
+        self._timer: Optional[IDelayedCall] = None
+        self._messages: Feed[str] = Feed()
+        self._ends: Feed[Ended] = Feed()
+        self._smp: Feed[SMPEvent] = Feed()
+        self._warnings: Feed[str] = Feed()
+
+    def __repr__(self) -> str:
+        return f"<Conversation {self.sid} with {self.nick}>"
+
+    # -- public -------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self.ended is not None
+
+    @property
+    def max_text_bytes(self) -> int:
+        """The longest message (UTF-8 bytes) :meth:`send` accepts."""
+        return max_text_bytes(self._client.max_frame)
+
+    def send(self, text: str) -> None:
+        """Encrypt and send one message. Raises ConversationClosed or MessageTooLong."""
+        self._send(self._channel.send_text(text))
+
+    def close(self) -> Deferred:
+        """End cleanly: our encrypted CLOSE tells the peer nothing was cut off.
+        Fires when the relay has closed the session."""
+        if self.ended is not None and self.ended.by_peer and self.ended.clean:
+            return succeed(None)  # the peer said goodbye and closes the session itself (section 11)
+        if self.ended is None:
+            frame = self._channel.close()
+            if frame is not None:
+                self._send(frame)
+            self._end(Ended(True, f"You ended the conversation with {self.nick}.", by_peer=False))
+            if not self._ready.called:
+                self._ready.errback(ConversationClosed(f"The conversation with {self.nick} was abandoned."))
+        return self._close_relay()
+
+    def observe_messages(self, observer: Callable[[str], None]) -> None:
+        """Call ``observer(text)`` for every message received, in order."""
+        self._messages.add(observer)
+
+    def observe_end(self, observer: Callable[[Ended], None]) -> None:
+        """Call ``observer(ended)`` once when the conversation is over (at once if it is)."""
+        if self.ended is not None and self._ends.observed:
+            observer(self.ended)
+            return
+        self._ends.add(observer)
+
+    observe_close = observe_end
+
+    def observe_warnings(self, observer: Callable[[str], None]) -> None:
+        """Call ``observer(sentence)`` for problems that do not end the
+        conversation (a message of an unknown type, which was ignored)."""
+        self._warnings.add(observer)
+
+    # -- Socialist Millionaire check (docs/protocol.rst section 14) --
+
+    def smp_start(self, secret: str) -> None:
+        """Ask the peer to check that we both know ``secret``, bound to this session.
+        Raises SMPUsageError if a check is already under way (``smp_abort`` first)."""
+        self._send(self._channel.smp_start(secret))
+
+    def smp_respond(self, secret: str) -> None:
+        """Answer the peer's check (after :class:`SMPRequested`) with our secret."""
+        self._send(self._channel.smp_respond(secret))
+
+    def smp_abort(self) -> None:
+        """Stop a check under way (or refuse a request)."""
+        self._send(self._channel.smp_abort())
+
+    def observe_smp(self, observer: Callable[[SMPEvent], None]) -> None:
+        """Call ``observer`` with SMPRequested / SMPResult / SMPAborted."""
+        self._smp.add(observer)
+
+    # -- driven by the ChatClient (and IncomingOffer) -----------------------------
+
+    @property
+    def relay_session_open(self) -> bool:
+        """The relay still knows this session (or our offer): a CLOSE may still be due."""
+        return self.state is not ConversationState.CLOSED
+
+    def when_verified(self) -> Deferred:
+        """The one Deferred that fires with this conversation once the handshake is
+        verified (or fails with why not); cancelling it abandons the conversation."""
+        return self._ready
+
+    def session_open(self) -> None:
+        """The relay session is open (ACCEPTED, or our ACCEPT confirmed): start the
+        handshake, and give it a deadline. Ignored unless we were waiting for that."""
+        if not self._advance(_Step.SESSION_OPEN):
+            return
+        timeout = self._client.handshake_timeout
+        if timeout:
+            self._timer = self._client.reactor.callLater(timeout, self._timed_out)
+        for frame in self._channel.start():
+            self._send(frame, quiet=True)
+
+    def _timed_out(self) -> None:
+        self._timer = None
+        self._handle(self._channel.fail(HandshakeFailed(
+            f"The handshake with {self.nick} did not complete within "
+            f"{self._client.handshake_timeout:g} seconds."
+        )))
+
+    def frame_received(self, payload: bytes) -> None:
+        """A FRAME for this session arrived."""
+        self._handle(self._channel.receive_frame(payload))
+
+    def relay_closed(self, reason: str) -> None:
+        """The relay said CLOSED: declined or timed out if we were calling, else over."""
+        calling = self.state is ConversationState.CALLING
+        self._advance(_Step.SESSION_GONE)
+        self._sessions.forget(self)  # before anyone hears of it: the relay knows it no more
+        if calling:
+            texts = {
+                "declined": f"{self.nick} declined the conversation.",
+                "timeout": f"{self.nick} did not answer in time.",
+            }
+            error = Declined(texts.get(reason, f"{self.nick} did not accept the conversation."))
+            self._handle(self._channel.fail(error))
+        else:
+            self._handle(self._channel.relay_closed(reason))
+
+    def frame_refused(self, error: RelayError) -> None:
+        """The relay refused one of our frames: the conversation cannot go on."""
+        if error.code == "no-session":
+            self._advance(_Step.SESSION_GONE)
+            self._sessions.forget(self)
+        self._handle(self._channel.fail(MessageRejected(
+            f"The relay did not deliver a message to {self.nick} ({error.code}); the conversation was stopped."
+        )))
+
+    def connection_lost(self, error: Disconnected) -> None:
+        """The relay connection ended, and this session with it."""
+        self._advance(_Step.SESSION_GONE)
+        if not self._ready.called:
+            self._ready.errback(error)
+        self._handle(self._channel.fail(ConversationClosed(
+            f"The conversation with {self.nick} ended: {error}"
+        )))
+
+    def accept_refused(self, failure: Failure) -> None:
+        """The relay refused our ACCEPT of the offer this conversation answers."""
+        self._advance(_Step.SESSION_GONE)
+        self._sessions.forget(self)
+        if not self._ready.called:
+            self._ready.errback(failure)
+        self._handle(self._channel.fail(ConversationClosed(f"The offer from {self.nick} could not be accepted.")))
+
+    # -- inside -----------------------------------------------------------------
+
+    def _advance(self, step: _Step) -> bool:
+        """Move to the state ``_TRANSITIONS`` gives for ``step``; False (and no
+        change) if the table has no such move from here."""
+        following = _TRANSITIONS.get((self.state, step))
+        if following is None:
+            return False
+        self.state = following
+        return True
+
+    def _cancel(self, ready: Deferred) -> None:
+        self._handle(self._channel.fail(ConversationClosed(
+            f"The conversation with {self.nick} was cancelled."
+        )))
+
+    def _handle(self, events: list[Event]) -> None:
+        for event in events:
+            if isinstance(event, SendFrame):
+                self._send(event.payload, quiet=True)
+            elif isinstance(event, HandshakeComplete):
+                self._verified(event)
+            elif isinstance(event, MessageReceived):
+                self._messages.emit(event.text)
+            elif isinstance(event, PeerClosed):
+                self._end(Ended(event.clean, event.reason, by_peer=True))
+            elif isinstance(event, ChannelFailed):
+                self._failed(event.error)
+            elif isinstance(event, UnknownMessage):
+                self._warnings.emit(event.reason)
+            elif isinstance(event, (SMPRequested, SMPResult, SMPAborted)):
+                self._smp.emit(event)
+
+    def _verified(self, event: HandshakeComplete) -> None:
+        if event.pin is PinStatus.NEW:
+            try:
+                self._client.known_peers.pin(self._client.server_id, self.nick, event.peer_identity)
+            except PinConflict:  # someone pinned a different key meanwhile
+                self._handle(self._channel.fail(
+                    KeyChanged(self.nick, self._client.pinned_key(self.nick), event.peer_identity)))
+                return
+            except (PinError, OSError) as e:
+                self._handle(self._channel.fail(HandshakeFailed(f"Cannot record {self.nick}'s key: {e}")))
+                return
+        self.peer_identity = event.peer_identity
+        self.peer_fingerprint = event.peer_fingerprint
+        self.safety_number = event.safety_number
+        self.first_contact = event.pin is PinStatus.NEW
+        self._advance(_Step.VERIFIED)
+        self._cancel_timer()
+        if not self._ready.called:
+            self._ready.callback(self)
+
+    def _failed(self, error: ConversationFailed) -> None:
+        self._cancel_timer()
+        if not self._ready.called:
+            self._ready.errback(error)
+        self._end(Ended(False, str(error), by_peer=False, error=error))
+        self._close_relay()  # section 11: stop, CLOSE the session, report
+
+    def _end(self, ended: Ended) -> None:
+        if self.ended is not None:
+            return
+        self._cancel_timer()
+        self._advance(_Step.END)
+        self.ended = ended
+        self._ends.emit(ended)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def _send(self, payload: bytes, quiet: bool = False) -> None:
+        try:
+            self._sessions.send_frame(self.sid, payload)
+        except Disconnected as e:
+            if not quiet:
+                raise ConversationClosed(f"The conversation with {self.nick} is over: {e}") from None
+
+    def _close_relay(self) -> Deferred:
+        """Say ``CLOSE`` once (only the side that ends sends it, so the relay never
+        sees two); fires when done, whatever the relay answers."""
+        if not self.relay_session_open:
+            return succeed(None)
+        self._advance(_Step.SESSION_GONE)
+        self._sessions.forget(self)
+        closing = self._sessions.close(self.sid)
+        return closing.addErrback(lambda _: None)
