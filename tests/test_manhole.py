@@ -357,11 +357,11 @@ class RefusedLogins(SynchronousTestCase):
 
     def test_unlisted_key_wrong_user_bad_signature_password_keyboard_interactive(self) -> None:
         stranger = new_key().public()
-        printed = fingerprint(stranger.blob())
+        printed = openssh_fingerprint(stranger.blob())
         self.assertEqual(self.request(b"publickey", b"\x00" + NS(b"ssh-ed25519") + NS(stranger.blob())), [
             f"admin console: refused publickey login from 192.0.2.9:50123 as 'admin' with key {printed}: "
             "Key not authorized"])
-        ours = fingerprint(self.key.public().blob())
+        ours = openssh_fingerprint(self.key.public().blob())
         self.assertEqual(self.request(b"publickey", b"\x00" + NS(b"ssh-ed25519") + NS(self.key.public().blob()),
                                       user=b"root"), [
             f"admin console: refused publickey login from 192.0.2.9:50123 as 'root' with key {ours}: "

@@ -193,7 +193,7 @@ class AuditedUserAuth(SSHUserAuthServer):
                 why = "only public keys are accepted"
             else:
                 why = reason.getErrorMessage()
-            key = f" with key {fingerprint(self._offered)}" if self._offered is not None else ""
+            key = f" with key {openssh_fingerprint(self._offered)}" if self._offered is not None else ""
             log.warn("admin console: refused {method} login from {peer} as {user!r}{key}: {why}",
                      method=method, peer=self._peer(), user=self._user(), key=key, why=why)
         super()._ebBadAuth(reason)
