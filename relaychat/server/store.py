@@ -191,6 +191,11 @@ class Store:
 
     # -- health ---------------------------------------------------------------
 
+    @property
+    def writable(self) -> bool:
+        """Whether writes are expected to work: False on a failing or lost file (health checks say 503)."""
+        return self.health is Health.OK
+
     def check(self, now: float) -> Health:
         """Call every few seconds: notice the file deleted or replaced, corruption
         (``quick_check`` every :data:`INTEGRITY_CHECK_INTERVAL`), and save uses."""
