@@ -128,6 +128,7 @@ class Store:
         if path != ":memory:":
             fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
             os.close(fd)
+            self._identity = _file_identity(path)
         self._db = sqlite3.connect(path, isolation_level=None)
         try:
             self._db.execute("PRAGMA secure_delete=ON")  # deleted mail does not linger in free pages
@@ -142,8 +143,6 @@ class Store:
         except BaseException:
             self._db.close()
             raise
-        if path != ":memory:":
-            self._identity = _file_identity(path)
 
     def _load_server_id(self) -> bytes:
         row = self._db.execute("SELECT value FROM meta WHERE key = 'server_id'").fetchone()
@@ -220,6 +219,14 @@ class Store:
         return self.health
 
     def _check_identity(self) -> None:
+        """Is the file SQLite has open still the one at :attr:`path`?
+
+        Deleted (or renamed away, or its last other link removed) the path
+        no longer resolves; replaced (``mv new.sqlite3 relaychat.sqlite3``)
+        it names another inode. SQLite keeps the original inode open, so its
+        number cannot be handed to a new file while we compare. One
+        ``stat`` per write and per timer tick.
+        """
         if self._identity is None:
             return
         try:
