@@ -343,16 +343,21 @@ class RefusedLogins(SynchronousTestCase):
     def setUp(self) -> None:
         self.key = new_key()
         self.factory = console_factory([self.key.public()], new_key(), lambda admin: {})
+        self.clock = Clock()
+        self.connect()
+
+    def connect(self) -> None:
+        """A new SSH connection to the same console."""
         self.transport = _UserAuthTransport(self.factory)
         self.auth = self.factory.services[b"ssh-userauth"]()
-        self.auth.clock = Clock()
+        self.auth.clock = self.clock
         self.auth.transport = self.transport
         self.auth.serviceStarted()
 
-    def request(self, method: bytes, data: bytes, user: bytes = b"admin") -> list[str]:
+    def request(self, method: bytes, data: bytes, user: bytes = b"admin", wait: float = 5) -> list[str]:
         with capturedLogs() as events:
             self.auth.ssh_USERAUTH_REQUEST(NS(user) + NS(b"ssh-connection") + NS(method) + data)
-            self.auth.clock.advance(5)  # the delay after a password
+            self.clock.advance(wait)  # the delay after a password
         return [formatEvent(e) for e in events if e.get("log_level") == LogLevel.warn]
 
     def test_unlisted_key_wrong_user_bad_signature_password_keyboard_interactive(self) -> None:
@@ -390,6 +395,19 @@ class RefusedLogins(SynchronousTestCase):
             self.auth.serviceStopped()
         self.assertEqual([formatEvent(e) for e in events], [
             "admin console: 192.0.2.9:50123 left without logging in (offered no public key for 'admin')"])
+
+    def test_warnings_are_bounded_per_minute(self) -> None:
+        stranger = b"\x00" + NS(b"ssh-ed25519") + NS(new_key().public().blob())
+        logged = []
+        for attempt in range(45):  # from many connections, as fast as they come
+            if attempt % 10 == 0:
+                self.connect()
+            logged.extend(self.request(b"publickey", stranger, wait=0))
+        self.assertEqual(len(logged), 30)  # 45 refusals within the same minute: 30 lines
+        self.clock.advance(60)
+        logged = self.request(b"publickey", stranger)
+        self.assertEqual(logged[0], "admin console: 15 more refused logins were not logged in 60 s")
+        self.assertIn("refused publickey login", logged[1])
 
     def test_leaving_after_a_logged_refusal_says_nothing_more(self) -> None:
         self.request(b"password", b"\x00" + NS(b"hunter2"))

@@ -194,15 +194,19 @@ class AuditedUserAuth(SSHUserAuthServer):
             else:
                 why = reason.getErrorMessage()
             key = f" with key {openssh_fingerprint(self._offered)}" if self._offered is not None else ""
-            log.warn("admin console: refused {method} login from {peer} as {user!r}{key}: {why}",
-                     method=method, peer=self._peer(), user=self._user(), key=key, why=why)
+            if self._budget().allow(self.clock.seconds()):
+                log.warn("admin console: refused {method} login from {peer} as {user!r}{key}: {why}",
+                         method=method, peer=self._peer(), user=self._user(), key=key, why=why)
         super()._ebBadAuth(reason)
 
     def serviceStopped(self) -> None:
-        if not self._logged_in and not self._refusals:
+        if not self._logged_in and not self._refusals and self._budget().allow(self.clock.seconds()):
             log.warn("admin console: {peer} left without logging in (offered no public key{user})",
                      peer=self._peer(), user=f" for {self._user()!r}" if self.user is not None else "")
         super().serviceStopped()
+
+    def _budget(self) -> WarningBudget:
+        return self.transport.factory.refusal_warnings  # type: ignore[union-attr, no-any-return]
 
     def _user(self) -> str:
         return (self.user or b"").decode("utf-8", "replace")[: self._NAME_SHOWN]
@@ -214,6 +218,35 @@ class AuditedUserAuth(SSHUserAuthServer):
         if host is None:
             return "a local socket"
         return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class WarningBudget:
+    """At most ``limit`` refusal warnings per ``period`` seconds; the rest are counted.
+
+    Whoever can reach the console's port can make it refuse logins as fast
+    as it can connect, and each refusal is a log line: without a bound
+    that fills the operator's disk. Past the budget, refusals are counted,
+    and the count is logged in one line when the next period begins.
+    """
+
+    def __init__(self, limit: int = 30, period: float = 60.0) -> None:
+        self.limit = limit
+        self.period = period
+        self._started = float("-inf")
+        self._used = 0
+        self._suppressed = 0
+
+    def allow(self, now: float) -> bool:
+        if now - self._started >= self.period:
+            if self._suppressed:
+                log.warn("admin console: {count} more refused logins were not logged in {period:.0f} s",
+                         count=self._suppressed, period=self.period)
+            self._started, self._used, self._suppressed = now, 0, 0
+        if self._used < self.limit:
+            self._used += 1
+            return True
+        self._suppressed += 1
+        return False
 
 
 class ConsoleSessionTransport(TerminalSessionTransport):
@@ -296,6 +329,7 @@ class ConsoleFactory(SSHFactory):
     def __init__(self, portal: Portal, host_key: Key) -> None:
         self.portal = portal
         self.services = {b"ssh-userauth": AuditedUserAuth, b"ssh-connection": SSHConnection}
+        self.refusal_warnings = WarningBudget()
         name = host_key.sshType()
         self.publicKeys = {name: host_key.public()}
         self.privateKeys = {name: host_key}
