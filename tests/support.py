@@ -7,7 +7,7 @@ from typing import Any, Callable, Optional
 
 from relaychat.crypto.identity import solve_pow
 from relaychat.crypto.keypair import Identity
-from relaychat.server.client import Client
+from relaychat.server.connection import Connection
 from relaychat.server.hub import Hub
 from relaychat.server.limits import Limits, MailPolicy, NicknamePolicy
 from relaychat.server.store import Store, T
@@ -97,19 +97,19 @@ class Harness:
         self.store = store or Store(":memory:")
         self.hub = Hub(self.store, limits, mail, now=self.now, names=names)
 
-    def connect(self, address: str = "127.0.0.1") -> tuple[Client, FakeLink]:
+    def connect(self, address: str = "127.0.0.1") -> tuple[Connection, FakeLink]:
         link = FakeLink()
         return self.hub.connect(link, address, self.now), link
 
-    def send(self, client: Client, *lines: str) -> None:
+    def send(self, client: Connection, *lines: str) -> None:
         self.hub.receive(client, "".join(line + "\n" for line in lines).encode("utf-8"), self.now)
 
-    def ask(self, client: Client, link: FakeLink, line: str) -> list[str]:
+    def ask(self, client: Connection, link: FakeLink, line: str) -> list[str]:
         link.lines()
         self.send(client, line)
         return link.lines()
 
-    def register(self, nick: str, who: Optional[str] = None, address: str = "127.0.0.1") -> tuple[Client, FakeLink]:
+    def register(self, nick: str, who: Optional[str] = None, address: str = "127.0.0.1") -> tuple[Connection, FakeLink]:
         """Connect and register ``nick`` with the identity called ``who`` (default: nick)."""
         client, link = self.connect(address)
         self.hello(client, link)
@@ -118,10 +118,10 @@ class Harness:
         link.lines()
         return client, link
 
-    def hello(self, client: Client, link: FakeLink) -> None:
+    def hello(self, client: Connection, link: FakeLink) -> None:
         assert self.ask(client, link, "HELLO 1")[0].startswith("OK HELLO 1 ")
 
-    def claim(self, client: Client, link: FakeLink, nick: str, ident: Identity) -> list[str]:
+    def claim(self, client: Connection, link: FakeLink, nick: str, ident: Identity) -> list[str]:
         reply = self.ask(client, link, register_line(nick, ident))
         if not reply[0].startswith("OK REGISTER"):
             return reply
@@ -133,7 +133,7 @@ class Harness:
             line += " " + b64encode(solve_pow(challenge, int(bits)))
         return self.ask(client, link, line)
 
-    def open_session(self, a: tuple[Client, FakeLink], b: tuple[Client, FakeLink], b_nick: str) -> str:
+    def open_session(self, a: tuple[Connection, FakeLink], b: tuple[Connection, FakeLink], b_nick: str) -> str:
         reply = self.ask(a[0], a[1], f"OFFER {b_nick}")
         sid = reply[0].split(" ")[2]
         b[1].lines()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from twisted.trial.unittest import SynchronousTestCase
 
 from relaychat.server.limits import Limits, MailPolicy
+from relaychat.server.operator import Operator as Verbs
 from relaychat.wire.codec import b64decode, b64encode
 from tests.support import FakeLink, Harness, identity, register_line
 
@@ -500,14 +501,14 @@ class Operator(SynchronousTestCase):
 
     def test_kick_tells_client_and_peer(self) -> None:
         sid = self.h.open_session(self.alice, self.bob, "bob")
-        self.assertTrue(self.h.hub.kick("Bob", "spamming"))
+        self.assertTrue(Verbs(self.h.hub).kick("Bob", "spamming"))
         self.assertEqual(self.bob[1].lines(), ["BYE kicked spamming"])
         self.assertTrue(self.bob[1].closed)
         self.assertEqual(self.alice[1].lines(), [f"CLOSED {sid} kicked"])
-        self.assertFalse(self.h.hub.kick("bob"))
+        self.assertFalse(Verbs(self.h.hub).kick("bob"))
 
     def test_nick_ban_lasts_until_it_ends(self) -> None:
-        self.assertEqual(self.h.hub.ban("nick", "Bob", 60, self.h.now), 1)
+        self.assertEqual(Verbs(self.h.hub).ban("nick", "Bob", 60, self.h.now), 1)
         self.assertEqual(self.bob[1].lines(), ["BYE banned banned by the operator"])
         client, link = self.h.connect()
         self.h.hello(client, link)
@@ -520,7 +521,7 @@ class Operator(SynchronousTestCase):
         client, link = self.h.connect()
         self.h.hello(client, link)
         reply = self.h.ask(client, link, register_line(nick, identity(who)))[0].split(" ")
-        self.h.hub.ban("nick", banned, 60, self.h.now)
+        Verbs(self.h.hub).ban("nick", banned, 60, self.h.now)
         signature = identity(who).sign_registration(self.h.hub.server_id, b64decode(reply[3]), nick)
         return self.h.ask(client, link, f"PROVE {b64encode(signature)}")
 
@@ -533,7 +534,7 @@ class Operator(SynchronousTestCase):
         self.assertNotIn("bobby", self.h.hub.online)
 
     def test_address_ban(self) -> None:
-        self.h.hub.ban("address", "127.0.0.1", 60, self.h.now)
+        Verbs(self.h.hub).ban("address", "127.0.0.1", 60, self.h.now)
         self.assertTrue(self.alice[1].closed and self.bob[1].closed)
         _, link = self.h.connect("127.0.0.1")
         self.assertEqual(link.lines(), ["BYE banned this address is banned"])
@@ -542,7 +543,7 @@ class Operator(SynchronousTestCase):
 
     def test_notice_goes_to_registered_clients(self) -> None:
         waiting, link = self.h.connect()
-        self.assertEqual(self.h.hub.notice("maintenance\nat noon"), 2)
+        self.assertEqual(Verbs(self.h.hub).notice("maintenance\nat noon"), 2)
         self.assertEqual(self.alice[1].lines(), ["NOTICE maintenance at noon"])
         self.assertEqual(link.lines(), [])
 

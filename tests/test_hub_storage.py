@@ -209,7 +209,7 @@ class NicknameExpiry(SynchronousTestCase):
         h.hub.disconnect(client, h.now)
         h.now += 2 * 86400
         self.assertEqual(h.hub.expire_nicknames(h.now), ["bob"])  # carol is online: never expired
-        self.assertIsNone(h.hub.bound_key("bob"))
+        self.assertIsNone(h.hub.registry.find("bob"))
         self.assertEqual(h.store.pending_mail("bob"), [])
         client, link = h.connect()  # the trade-off: another key may now take it
         h.hello(client, link)

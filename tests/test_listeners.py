@@ -236,11 +236,27 @@ class Starting(SynchronousTestCase):
         self.assertIsNone(service.port)
 
     def test_stopping_while_listening_is_pending_cancels_it(self) -> None:
+        statuses: list[int] = []
+        self.patch(service_module, "_exit_status_after_shutdown", statuses.append)
         later: defer.Deferred = defer.Deferred()
-        service = ListenerService(self.listener, FakeEndpoint(later), object(), reactor=FakeReactor())
+        reactor = FakeReactor()
+        service = ListenerService(self.listener, FakeEndpoint(later), object(), reactor=reactor)
         service.startService()
         service.stopService()
         self.assertTrue(later.called)  # cancelled; the service consumed the CancelledError
+        self.assertIsNone(service.port)
+        # our own cancel is no failure: no exit status 1 for the process, no reactor stop
+        self.assertEqual((statuses, reactor.stopped), ([], 0))
+
+    def test_a_port_that_comes_after_stopping_is_closed(self) -> None:
+        later: defer.Deferred = defer.Deferred()
+        later.cancel = lambda: None  # type: ignore[method-assign]  # an endpoint that cannot cancel
+        service = ListenerService(self.listener, FakeEndpoint(later), object(), reactor=FakeReactor())
+        service.startService()
+        service.stopService()
+        port = FakePort()
+        later.callback(port)
+        self.assertTrue(port.stopped)
         self.assertIsNone(service.port)
 
 

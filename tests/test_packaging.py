@@ -26,6 +26,10 @@ class Checkout(SynchronousTestCase):
         ci = (ROOT / ".ci" / "run").read_text()
         self.assertIn(readme_commands()[1], ci)
         self.assertRegex(ci, re.compile(r'echo "\$\{passed:-0\} passed, \$\{failed\} failed"'))
+        # the exit status of the test command counts, not only the counts it printed
+        self.assertRegex(ci, re.compile(r'status=\$\{PIPESTATUS\[0\]\}'))
+        self.assertRegex(ci, re.compile(r'if \[ "\$status" -ne 0 \]'))
+        self.assertTrue(ci.rstrip().endswith('[ "$failed" -eq 0 ] && [ "${passed:-0}" -gt 0 ]'))
 
     def test_no_init_in_twisted_plugins(self) -> None:
         # An __init__.py here would shadow Twisted's own plugin package.

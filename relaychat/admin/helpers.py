@@ -28,15 +28,15 @@ from twisted.logger import Logger
 
 from relaychat.config import Config
 from relaychat.server.bans import key_id
-from relaychat.server.client import Client, Session
+from relaychat.server.operator import DEFAULT_KICK_REASON, Operator
+from relaychat.server.connection import Connection, Session
 from relaychat.server.hub import Hub
-from relaychat.server.nicknames import canonical
+from relaychat.wire.nicknames import canonical
 from relaychat.server.service import ListenerService
 from relaychat.wire.errors import ProtocolError
 
 log = Logger(namespace="relaychat.admin")
 
-DEFAULT_KICK_REASON = "kicked by the operator"
 DEFAULT_DRAIN_TEXT = "the relay is restarting"
 
 
@@ -62,6 +62,7 @@ class Console:
                  daemon: Optional[IServiceCollection] = None, stop: Optional[Callable[[], None]] = None,
                  admin: str = "local") -> None:
         self.hub = hub
+        self.operator = Operator(hub)
         self.config = config
         self.now = now
         self.daemon = daemon
@@ -146,7 +147,7 @@ class Console:
     def kick(self, nick: str, reason: str = DEFAULT_KICK_REASON) -> Text:
         """Disconnect ``nick`` now, telling it ``reason``; its peers see their sessions end."""
         name = _nickname(nick)
-        done = self.hub.kick(name, reason)
+        done = self.operator.kick(name, reason)
         outcome = f"kicked {name}" if done else f"{name} is not online"
         self._record("kick {nick} ({reason!r}): {outcome}", nick=name, reason=reason, outcome=outcome)
         return Text(outcome)
@@ -164,8 +165,8 @@ class Console:
         if not 0 < seconds < float("inf"):
             raise ValueError("seconds must be positive and finite")
         now = self.now()
-        kicked = self.hub.ban(kind, value, float(seconds), now)
-        key = self.hub.bound_key(value) if kind == "nick" else None
+        kicked = self.operator.ban(kind, value, float(seconds), now)
+        key = self.operator.bound_key(value) if kind == "nick" else None
         also = f" with its identity key {key_id(key)}" if key is not None else ""
         outcome = (f"banned {kind} {value}{also} for {_duration(seconds)} (until {_clock(now + seconds, now)} UTC); "
                    f"{kicked} connections closed")
@@ -176,14 +177,14 @@ class Console:
     def unban(self, target: str) -> Text:
         """Lift the ban on a nickname (and on its identity key) or an IP address."""
         kind, value = _target(target)
-        lifted = self.hub.unban(kind, value)
+        lifted = self.operator.unban(kind, value)
         outcome = "unbanned " + " and ".join(f"{k} {v}" for k, v in lifted) if lifted else f"no ban on {kind} {value}"
         self._record("unban {kind} {value}: {outcome}", kind=kind, value=value, outcome=outcome)
         return Text(outcome)
 
     def notice(self, text: str) -> Text:
         """Send one line of ``text`` to every registered client."""
-        count = self.hub.notice(text)
+        count = self.operator.notice(text)
         outcome = f"notice sent to {count} clients"
         self._record("notice {text!r}: {outcome}", text=text, outcome=outcome)
         return Text(outcome)
@@ -259,7 +260,7 @@ def _relay_listeners(daemon: Optional[IServiceCollection]) -> Iterable[ListenerS
     return [s for s in daemon if isinstance(s, ListenerService) and not getattr(s, "is_console", False)]
 
 
-def _all_sessions(clients: Iterable[Client]) -> list[Session]:
+def _all_sessions(clients: Iterable[Connection]) -> list[Session]:
     """Every session once (each is held by both its clients), oldest first."""
     seen: dict[bytes, Session] = {}
     for client in clients:

@@ -20,6 +20,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from relaychat.wire.nicknames import NICK_RULE, is_nickname
+
 __all__ = [
     "COMMANDS",
     "Accept",
@@ -46,15 +48,9 @@ __all__ = [
     "parse",
 ]
 
-# Section 4 of docs/protocol.rst. Checked here so a typo is reported at
-# once, in words, instead of as a relay error code a round trip later.
-_NICK_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{1,23}\Z")
-NICK_RULE = "nicknames are 2 to 24 letters, digits, '_' or '-', starting with a letter"
-
-
-def is_nickname(text: str) -> bool:
-    """True if ``text`` follows the nickname rules of protocol section 4."""
-    return bool(_NICK_RE.match(text))
+# Section 4 of docs/protocol.rst (relaychat.wire.nicknames). Checked here so a
+# typo is reported at once, in words, instead of as a relay error code a
+# round trip later.
 
 
 class CommandError(ValueError):

@@ -6,7 +6,6 @@ without holding on to the connection they came from.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Optional, Union
 
@@ -14,8 +13,7 @@ from relaychat.client.channel import SMPAborted, SMPRequested, SMPResult
 from relaychat.client.errors import ConversationFailed
 from relaychat.crypto.pins import PinStatus
 from relaychat.crypto.safety import identity_fingerprint
-
-_NICK = re.compile(r"[A-Za-z][A-Za-z0-9_-]{1,23}\Z")
+from relaychat.wire.nicknames import canonical
 
 
 @dataclass(frozen=True)
@@ -104,7 +102,5 @@ MailEvent = Union[ReceivedMail, MailProblem]
 
 
 def canonical_nick(nick: str) -> str:
-    """Section 4's canonical form; ValueError for a nickname the relay would refuse."""
-    if not isinstance(nick, str) or not _NICK.match(nick):
-        raise ValueError(f"{nick!r} is not a nickname (2 to 24 letters, digits, '_' or '-', starting with a letter).")
-    return nick.lower()
+    """Section 4's canonical form; ValueError (a NicknameError) for a nickname the relay would refuse."""
+    return canonical(nick)

@@ -23,7 +23,6 @@ import contextlib
 import enum
 import hmac
 import os
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ from pathlib import Path
 from relaychat.crypto.identity import KEY_SIZE, SERVER_ID_SIZE
 from relaychat.crypto.keyfiles import StrPath, make_private_dir, write_private_file
 from relaychat.wire.codec import EncodingError, b64decode, b64encode
+from relaychat.wire.nicknames import is_nickname
 
 try:
     import fcntl
@@ -45,8 +45,6 @@ HEADER = (
     b"# A changed key for a pinned nickname stops the conversation until accepted.\n"
 )
 
-# Nickname rules of section 4, canonical (lower-case) form.
-_NICK_RE = re.compile(r"[a-z][a-z0-9_-]{1,23}\Z")
 
 
 class PinStatus(enum.Enum):
@@ -80,10 +78,9 @@ class _State:
 def _canonical(nick: str) -> str:
     if not isinstance(nick, str):
         raise TypeError("nick must be a string")
-    canonical = nick.lower()
-    if not _NICK_RE.match(canonical):
+    if not is_nickname(nick):
         raise ValueError(f"{nick!r} is not a valid nickname.")
-    return canonical
+    return nick.lower()
 
 
 def _check(value: bytes, size: int, what: str) -> bytes:
@@ -146,7 +143,7 @@ class KnownPeers:
                     server_id = b64decode(fields[0], size=SERVER_ID_SIZE)
                 except EncodingError:
                     server_id = None
-            if server_id is not None and len(fields) >= 2 and _NICK_RE.match(fields[1].lower()):
+            if server_id is not None and len(fields) >= 2 and is_nickname(fields[1]):
                 # A hand-edited "Alice" still guards "alice" rather than
                 # leaving it unpinned.
                 nick = fields[1].lower()

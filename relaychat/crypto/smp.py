@@ -53,11 +53,24 @@ from __future__ import annotations
 
 import enum
 import hashlib
-import hmac
-import secrets
 import unicodedata
 from collections.abc import Sequence
 from typing import Final
+
+from relaychat.crypto import smp_group as _g
+from relaychat.crypto.smp_group import (
+    GENERATOR,
+    HASH_BYTES,
+    MODULUS,
+    MODULUS_BYTES,
+    ORDER,
+    MessageKind,
+    SMPError,
+    SMPUnexpectedMessage,
+    SMPUsageError,
+    decode_message,
+    encode_message,
+)
 
 __all__ = [
     "GENERATOR",
@@ -74,158 +87,6 @@ __all__ = [
     "normalize_user_secret",
     "smp_secret",
 ]
-
-# ---------------------------------------------------------------------------
-# The group: RFC 3526 group 5 (1536-bit MODP), generator 2, as OTR v3 uses.
-# ---------------------------------------------------------------------------
-
-#: The 1536-bit safe prime p of RFC 3526 section 2 ("group 5").
-MODULUS: Final[int] = int(
-    "FFFFFFFFFFFFFFFFC90FDAA22168C234C4C6628B80DC1CD1"
-    "29024E088A67CC74020BBEA63B139B22514A08798E3404DD"
-    "EF9519B3CD3A431B302B0A6DF25F14374FE1356D6D51C245"
-    "E485B576625E7EC6F44C42E9A637ED6B0BFF5CB6F406B7ED"
-    "EE386BFB5A899FA5AE9F24117C4B1FE649286651ECE45B3D"
-    "C2007CB8A163BF0598DA48361C55D39A69163FA8FD24CF5F"
-    "83655D23DCA3AD961C62F356208552BB9ED529077096966D"
-    "670C354E4ABC9804F1746C08CA237327FFFFFFFFFFFFFFFF",
-    16,
-)
-#: g1 of the OTR specification.
-GENERATOR: Final[int] = 2
-#: q = (p - 1) / 2, a prime: the order of the subgroup g1 generates (p is
-#: 7 mod 8, so 2 is a quadratic residue and has order exactly q).
-ORDER: Final[int] = (MODULUS - 1) // 2
-#: Every group element and every value reduced modulo p or q fits here.
-MODULUS_BYTES: Final[int] = 192
-#: The proofs' challenges c are SHA-256 outputs read as integers.
-HASH_BYTES: Final[int] = 32
-
-# ---------------------------------------------------------------------------
-# Wire format
-# ---------------------------------------------------------------------------
-
-
-class MessageKind(enum.IntEnum):
-    """First byte of an SMP body; OTR TLV types 2..6 minus one."""
-
-    SMP1 = 1
-    SMP2 = 2
-    SMP3 = 3
-    SMP4 = 4
-    ABORT = 5
-
-
-# Field names in wire order, exactly as the OTR v3 specification lists them.
-# The first letter says how a received value is checked: "g"/"P"/"Q"/"R" are
-# group elements, "c" a hash (proof challenge), "D" an exponent modulo q.
-_FIELDS: Final[dict[MessageKind, tuple[str, ...]]] = {
-    MessageKind.SMP1: ("g2a", "c2", "D2", "g3a", "c3", "D3"),
-    MessageKind.SMP2: ("g2b", "c2", "D2", "g3b", "c3", "D3", "Pb", "Qb", "cP", "D5", "D6"),
-    MessageKind.SMP3: ("Pa", "Qa", "cP", "D5", "D6", "Ra", "cR", "D7"),
-    MessageKind.SMP4: ("Rb", "cR", "D7"),
-    MessageKind.ABORT: (),
-}
-
-#: Largest MPI magnitude accepted. No legal value needs more: group elements
-#: are below p < 2**1536, exponents below q, challenges below 2**256. A
-#: larger MPI is rejected before any arithmetic is done on it.
-MAX_MPI_BYTES: Final[int] = MODULUS_BYTES
-#: Largest SMP body: the kind byte and SMP2's eleven maximal MPIs (2157).
-MAX_MESSAGE_BYTES: Final[int] = 1 + max(len(f) for f in _FIELDS.values()) * (4 + MAX_MPI_BYTES)
-
-
-class SMPError(Exception):
-    """The peer sent an SMP message that is malformed, out of range, fails a
-    proof, or does not fit the current state.
-
-    When :meth:`SocialistMillionaire.receive` raises it, the machine has
-    already returned to its initial state (OTR's SMPSTATE_EXPECT1). The
-    caller should tell the user the check failed (the text is a complete
-    sentence meant for that) and send :meth:`SocialistMillionaire.abort`.
-    """
-
-
-class SMPUnexpectedMessage(SMPError):
-    """An SMP message that is well formed but not the one the state expects.
-
-    OTR's answer is "set smpstate to SMPSTATE_EXPECT1 and send an abort";
-    the machine has reset, the caller sends :meth:`~SocialistMillionaire.abort`.
-    It is usually harmless (both people started a check at the same moment,
-    or a message crossed an abort) and can be reported less loudly than
-    other :class:`SMPError` s.
-    """
-
-
-class SMPUsageError(RuntimeError):
-    """The local program called the machine at the wrong time (a bug or a
-    UI race, never the peer's doing). The machine's state is unchanged."""
-
-
-def _mpi(value: int) -> bytes:
-    """OTR MPI: 4-byte big-endian length, then the minimal big-endian
-    magnitude (zero is the empty string)."""
-    if value < 0:
-        raise ValueError("an MPI cannot be negative")
-    raw = value.to_bytes((value.bit_length() + 7) // 8, "big")
-    return len(raw).to_bytes(4, "big") + raw
-
-
-def encode_message(kind: MessageKind, values: Sequence[int]) -> bytes:
-    """Build an SMP body: ``kind (1 byte) || MPI * count(kind)``."""
-    kind = MessageKind(kind)
-    if len(values) != len(_FIELDS[kind]):
-        raise ValueError(f"{kind.name} carries {len(_FIELDS[kind])} values, got {len(values)}")
-    out = bytearray([kind])
-    for v in values:
-        m = _mpi(v)
-        if len(m) - 4 > MAX_MPI_BYTES:
-            raise ValueError("value too large for an SMP MPI")
-        out += m
-    return bytes(out)
-
-
-def decode_message(data: bytes) -> tuple[MessageKind, tuple[int, ...]]:
-    """Parse an SMP body strictly; raise :class:`SMPError` on any deviation.
-
-    Strict means: known kind, exactly the kind's number of MPIs, each at most
-    :data:`MAX_MPI_BYTES` long and minimally encoded (OTR requires no leading
-    zero byte, so each value has exactly one spelling), and no trailing
-    bytes. Several spellings of one message would let a relay-side bug or an
-    attacker alter bytes without changing meaning, and hide bugs in
-    independent clients. Range and proof checks come later, in the machine.
-    """
-    data = bytes(data)
-    if not data:
-        raise SMPError("The SMP message is empty.")
-    if len(data) > MAX_MESSAGE_BYTES:
-        raise SMPError(f"The SMP message is {len(data)} bytes long; no valid one exceeds {MAX_MESSAGE_BYTES}.")
-    try:
-        kind = MessageKind(data[0])
-    except ValueError:
-        raise SMPError(f"The SMP message has unknown kind {data[0]}.") from None
-    values: list[int] = []
-    pos = 1
-    for name in _FIELDS[kind]:
-        if len(data) - pos < 4:
-            raise SMPError(f"The {kind.name} message is truncated before {name}.")
-        length = int.from_bytes(data[pos : pos + 4], "big")
-        pos += 4
-        if length > MAX_MPI_BYTES:
-            raise SMPError(
-                f"The {kind.name} message declares {name} as {length} bytes; at most {MAX_MPI_BYTES} are allowed."
-            )
-        if len(data) - pos < length:
-            raise SMPError(f"The {kind.name} message is truncated inside {name}.")
-        raw = data[pos : pos + length]
-        pos += length
-        if raw[:1] == b"\x00":
-            raise SMPError(f"The {kind.name} message encodes {name} with a leading zero byte (not a minimal MPI).")
-        values.append(int.from_bytes(raw, "big"))
-    if pos != len(data):
-        raise SMPError(f"The {kind.name} message has {len(data) - pos} unexpected trailing bytes.")
-    return kind, tuple(values)
-
 
 # ---------------------------------------------------------------------------
 # The secret
@@ -308,126 +169,6 @@ def _coerce_secret(secret: int | bytes) -> int:
             raise ValueError("an SMP secret given as bytes must be the 32-byte digest from smp_secret()")
         return int.from_bytes(secret, "big")
     raise TypeError("the SMP secret must come from smp_secret()")
-
-
-# ---------------------------------------------------------------------------
-# Group arithmetic and the zero-knowledge proofs (OTR v3, "SMP Hash function")
-# ---------------------------------------------------------------------------
-
-
-def _hash(version: int, a: int, b: int | None = None) -> int:
-    """OTR's SMP hash: SHA-256(version byte || MPI(a) [|| MPI(b)]) as an
-    integer. The version byte (1..8) differs at each place a proof is made,
-    so one party's proof cannot be replayed as another's."""
-    data = bytes([version]) + _mpi(a) + (_mpi(b) if b is not None else b"")
-    return int.from_bytes(hashlib.sha256(data).digest(), "big")
-
-
-def _random_exponent() -> int:
-    """Uniform in 1..q-1. Zero is excluded because it would make g2 or g3 the
-    identity; the distribution modulo q is what the proofs need."""
-    return secrets.randbelow(ORDER - 1) + 1
-
-
-def _mul(a: int, b: int) -> int:
-    return a * b % MODULUS
-
-
-def _div(a: int, b: int) -> int:
-    return a * pow(b, -1, MODULUS) % MODULUS
-
-
-def _same(a: int, b: int, size: int) -> bool:
-    """Compare two non-negative values of at most ``size`` bytes via
-    fixed-length encodings, without a data-dependent early exit."""
-    return hmac.compare_digest(a.to_bytes(size, "big"), b.to_bytes(size, "big"))
-
-
-def _prove_log(x: int, version: int) -> tuple[int, int]:
-    """Proof of knowledge of x for g1^x: c = H(v, g1^r), D = r - x c mod q."""
-    r = _random_exponent()
-    c = _hash(version, pow(GENERATOR, r, MODULUS))
-    return c, (r - x * c) % ORDER
-
-
-def _check_log(c: int, d: int, gx: int, version: int) -> bool:
-    """c == H(v, g1^D gx^c)."""
-    return _same(c, _hash(version, _mul(pow(GENERATOR, d, MODULUS), pow(gx, c, MODULUS))), HASH_BYTES)
-
-
-def _prove_coords(g2: int, g3: int, r: int, secret: int, version: int) -> tuple[int, int, int]:
-    """Proof that P = g3^r and Q = g1^r g2^secret share r:
-    cP = H(v, g3^r5, g1^r5 g2^r6), D5 = r5 - r cP, D6 = r6 - secret cP."""
-    r5, r6 = _random_exponent(), _random_exponent()
-    c = _hash(version, pow(g3, r5, MODULUS), _mul(pow(GENERATOR, r5, MODULUS), pow(g2, r6, MODULUS)))
-    return c, (r5 - r * c) % ORDER, (r6 - secret * c) % ORDER
-
-
-def _check_coords(c: int, d5: int, d6: int, p_: int, q_: int, g2: int, g3: int, version: int) -> bool:
-    """cP == H(v, g3^D5 P^cP, g1^D5 g2^D6 Q^cP)."""
-    t1 = _mul(pow(g3, d5, MODULUS), pow(p_, c, MODULUS))
-    t2 = _mul(_mul(pow(GENERATOR, d5, MODULUS), pow(g2, d6, MODULUS)), pow(q_, c, MODULUS))
-    return _same(c, _hash(version, t1, t2), HASH_BYTES)
-
-
-def _prove_equal_logs(qab: int, x3: int, version: int) -> tuple[int, int]:
-    """Proof that R = Qab^x3 uses the x3 of g1^x3:
-    cR = H(v, g1^r7, Qab^r7), D7 = r7 - x3 cR."""
-    r7 = _random_exponent()
-    c = _hash(version, pow(GENERATOR, r7, MODULUS), pow(qab, r7, MODULUS))
-    return c, (r7 - x3 * c) % ORDER
-
-
-def _check_equal_logs(c: int, d7: int, r_: int, g3o: int, qab: int, version: int) -> bool:
-    """cR == H(v, g1^D7 g3o^cR, Qab^D7 R^cR), g3o the peer's g1^x3."""
-    t1 = _mul(pow(GENERATOR, d7, MODULUS), pow(g3o, c, MODULUS))
-    t2 = _mul(pow(qab, d7, MODULUS), pow(r_, c, MODULUS))
-    return _same(c, _hash(version, t1, t2), HASH_BYTES)
-
-
-def _check_ranges(kind: MessageKind, values: Sequence[int]) -> None:
-    """Every range check OTR (libotr ``check_group_elem``/``check_expon``)
-    makes, plus two stricter ones, all before any exponentiation with
-    peer-chosen values:
-
-    * group elements (g2a, g3a, g2b, g3b, Pa, Pb, Qa, Qb, Ra, Rb): 2..p-2;
-    * exponents (D2, D3, D5, D6, D7): 1..q-1;
-    * challenges (c2, c3, cP, cR): below 2**256 (stricter than OTR, which
-      only compares them with the recomputed hash; a larger one could never
-      match, rejecting it early gives a clearer error).
-
-    Subgroup membership (:func:`_check_subgroup`) costs a full
-    exponentiation per element, so the handlers make it after the proofs
-    and before computing anything they send: garbage is rejected cheaply,
-    and no value derived from an unchecked element ever leaves the machine.
-    """
-    for name, v in zip(_FIELDS[kind], values):
-        if name[0] == "c":
-            if v >= 1 << (8 * HASH_BYTES):
-                raise SMPError(f"{kind.name}: {name} is not a 256-bit hash value.")
-        elif name[0] == "D":
-            if not 1 <= v < ORDER:
-                raise SMPError(f"{kind.name}: exponent {name} is not in the range 1..q-1.")
-        elif not 2 <= v <= MODULUS - 2:
-            raise SMPError(f"{kind.name}: group element {name} is not in the range 2..p-2.")
-
-
-def _check_subgroup(kind: MessageKind, values: Sequence[int]) -> None:
-    """Require v^q == 1 (mod p), i.e. v is a quadratic residue, for every
-    group element of the message.
-
-    OTR does not make this check. Without it a cheating Alice may send
-    g2a = p - g1^a2, of order 2q, with a proof that verifies whenever the
-    challenge c2 is even (she retries until it is). Bob's g2 = g2a^b2 then
-    has Legendre symbol (-1)^b2, and his Qb = g1^r4 g2^y has symbol
-    (-1)^(b2*y): whenever Qb is a non-residue she knows y is odd. That is
-    information about the compared secret, usable to filter guesses of a
-    weak passphrase, from every run; a cheating Bob can do the same to
-    Alice through g2b. Honest values are powers of g1 and always pass.
-    """
-    for name, v in zip(_FIELDS[kind], values):
-        if name[0] not in "cD" and pow(v, ORDER, MODULUS) != 1:
-            raise SMPError(f"{kind.name}: group element {name} is not in the prime-order subgroup.")
 
 
 # ---------------------------------------------------------------------------
@@ -517,11 +258,11 @@ class SocialistMillionaire:
         if self._state is not SMPState.EXPECT1:
             raise SMPUsageError("a check is already under way: abort() it first")
         x = _coerce_secret(secret)
-        a2, a3 = _random_exponent(), _random_exponent()
+        a2, a3 = _g.random_exponent(), _g.random_exponent()
         g2a = pow(GENERATOR, a2, MODULUS)
-        c2, d2 = _prove_log(a2, 1)
+        c2, d2 = _g.prove_log(a2, 1)
         g3a = pow(GENERATOR, a3, MODULUS)
-        c3, d3 = _prove_log(a3, 2)
+        c3, d3 = _g.prove_log(a3, 2)
         self._begin_run()
         self._secret, self._x2, self._x3 = x, a2, a3
         self._state = SMPState.EXPECT2
@@ -539,13 +280,13 @@ class SocialistMillionaire:
         b2, b3, g2, g3 = self._x2, self._x3, self._g2, self._g3
         assert b2 is not None and b3 is not None and g2 is not None and g3 is not None
         g2b = pow(GENERATOR, b2, MODULUS)
-        c2, d2 = _prove_log(b2, 3)
+        c2, d2 = _g.prove_log(b2, 3)
         g3b = pow(GENERATOR, b3, MODULUS)
-        c3, d3 = _prove_log(b3, 4)
-        r4 = _random_exponent()
+        c3, d3 = _g.prove_log(b3, 4)
+        r4 = _g.random_exponent()
         pb = pow(g3, r4, MODULUS)
-        qb = _mul(pow(GENERATOR, r4, MODULUS), pow(g2, y, MODULUS))
-        cp, d5, d6 = _prove_coords(g2, g3, r4, y, 5)
+        qb = _g.mul(pow(GENERATOR, r4, MODULUS), pow(g2, y, MODULUS))
+        cp, d5, d6 = _g.prove_coords(g2, g3, r4, y, 5)
         # Bob needs neither y nor b2 again: only b3, g2, g3, g3a, Pb, Qb.
         self._x2 = None
         self._p, self._q = pb, qb
@@ -582,7 +323,7 @@ class SocialistMillionaire:
                 raise SMPUnexpectedMessage(
                     f"Received {kind.name} while in state {self._state.name}; the check was reset."
                 )
-            _check_ranges(kind, values)
+            _g.check_ranges(kind, values)
             handler = {
                 MessageKind.SMP1: self._on_smp1,
                 MessageKind.SMP2: self._on_smp2,
@@ -597,12 +338,12 @@ class SocialistMillionaire:
 
     def _on_smp1(self, v: Sequence[int]) -> None:
         g2a, c2, d2, g3a, c3, d3 = v
-        if not _check_log(c2, d2, g2a, 1):
+        if not _g.check_log(c2, d2, g2a, 1):
             raise SMPError("SMP1: the proof of knowledge of log g2a (c2, D2) does not verify.")
-        if not _check_log(c3, d3, g3a, 2):
+        if not _g.check_log(c3, d3, g3a, 2):
             raise SMPError("SMP1: the proof of knowledge of log g3a (c3, D3) does not verify.")
-        _check_subgroup(MessageKind.SMP1, v)
-        b2, b3 = _random_exponent(), _random_exponent()
+        _g.check_subgroup(MessageKind.SMP1, v)
+        b2, b3 = _g.random_exponent(), _g.random_exponent()
         g2, g3 = pow(g2a, b2, MODULUS), pow(g3a, b3, MODULUS)
         self._begin_run()
         self._x2, self._x3, self._g2, self._g3, self._g3o = b2, b3, g2, g3, g3a
@@ -612,22 +353,22 @@ class SocialistMillionaire:
         g2b, c2, d2, g3b, c3, d3, pb, qb, cp, d5, d6 = v
         a2, a3, x = self._x2, self._x3, self._secret
         assert a2 is not None and a3 is not None and x is not None
-        if not _check_log(c2, d2, g2b, 3):
+        if not _g.check_log(c2, d2, g2b, 3):
             raise SMPError("SMP2: the proof of knowledge of log g2b (c2, D2) does not verify.")
-        if not _check_log(c3, d3, g3b, 4):
+        if not _g.check_log(c3, d3, g3b, 4):
             raise SMPError("SMP2: the proof of knowledge of log g3b (c3, D3) does not verify.")
         g2, g3 = pow(g2b, a2, MODULUS), pow(g3b, a3, MODULUS)
-        if not _check_coords(cp, d5, d6, pb, qb, g2, g3, 5):
+        if not _g.check_coords(cp, d5, d6, pb, qb, g2, g3, 5):
             raise SMPError("SMP2: the proof that Pb and Qb were built correctly (cP, D5, D6) does not verify.")
-        _check_subgroup(MessageKind.SMP2, v)
-        r4 = _random_exponent()
+        _g.check_subgroup(MessageKind.SMP2, v)
+        r4 = _g.random_exponent()
         pa = pow(g3, r4, MODULUS)
-        qa = _mul(pow(GENERATOR, r4, MODULUS), pow(g2, x, MODULUS))
-        cp_a, d5_a, d6_a = _prove_coords(g2, g3, r4, x, 6)
-        qab = _div(qa, qb)
+        qa = _g.mul(pow(GENERATOR, r4, MODULUS), pow(g2, x, MODULUS))
+        cp_a, d5_a, d6_a = _g.prove_coords(g2, g3, r4, x, 6)
+        qab = _g.div(qa, qb)
         ra = pow(qab, a3, MODULUS)
-        cr, d7 = _prove_equal_logs(qab, a3, 7)
-        self._g3o, self._pab, self._qab = g3b, _div(pa, pb), qab
+        cr, d7 = _g.prove_equal_logs(qab, a3, 7)
+        self._g3o, self._pab, self._qab = g3b, _g.div(pa, pb), qab
         self._x2 = self._secret = self._g2 = self._g3 = None
         self._state = SMPState.EXPECT4
         return encode_message(MessageKind.SMP3, (pa, qa, cp_a, d5_a, d6_a, ra, cr, d7))
@@ -637,28 +378,28 @@ class SocialistMillionaire:
         b3, g2, g3, g3o, pb, qb = self._x3, self._g2, self._g3, self._g3o, self._p, self._q
         assert b3 is not None and g2 is not None and g3 is not None
         assert g3o is not None and pb is not None and qb is not None
-        if not _check_coords(cp, d5, d6, pa, qa, g2, g3, 6):
+        if not _g.check_coords(cp, d5, d6, pa, qa, g2, g3, 6):
             raise SMPError("SMP3: the proof that Pa and Qa were built correctly (cP, D5, D6) does not verify.")
-        pab, qab = _div(pa, pb), _div(qa, qb)
-        if not _check_equal_logs(cr, d7, ra, g3o, qab, 7):
+        pab, qab = _g.div(pa, pb), _g.div(qa, qb)
+        if not _g.check_equal_logs(cr, d7, ra, g3o, qab, 7):
             raise SMPError("SMP3: the proof that Ra was built correctly (cR, D7) does not verify.")
-        _check_subgroup(MessageKind.SMP3, v)
+        _g.check_subgroup(MessageKind.SMP3, v)
         rb = pow(qab, b3, MODULUS)
-        cr_b, d7_b = _prove_equal_logs(qab, b3, 8)
+        cr_b, d7_b = _g.prove_equal_logs(qab, b3, 8)
         rab = pow(ra, b3, MODULUS)
         # OTR: Bob sends SMP4 whatever the result, so Alice learns it too.
-        self._finish(_same(pab, rab, MODULUS_BYTES))
+        self._finish(_g.same(pab, rab, MODULUS_BYTES))
         return encode_message(MessageKind.SMP4, (rb, cr_b, d7_b))
 
     def _on_smp4(self, v: Sequence[int]) -> None:
         rb, cr, d7 = v
         a3, g3o, pab, qab = self._x3, self._g3o, self._pab, self._qab
         assert a3 is not None and g3o is not None and pab is not None and qab is not None
-        if not _check_equal_logs(cr, d7, rb, g3o, qab, 8):
+        if not _g.check_equal_logs(cr, d7, rb, g3o, qab, 8):
             raise SMPError("SMP4: the proof that Rb was built correctly (cR, D7) does not verify.")
-        _check_subgroup(MessageKind.SMP4, v)
+        _g.check_subgroup(MessageKind.SMP4, v)
         rab = pow(rb, a3, MODULUS)
-        self._finish(_same(pab, rab, MODULUS_BYTES))
+        self._finish(_g.same(pab, rab, MODULUS_BYTES))
 
     # -- bookkeeping -------------------------------------------------------
 

@@ -2,7 +2,7 @@
 
 Everything the relay decides happens in :class:`~relaychat.server.hub.Hub`;
 this adapter only carries bytes, time and back-pressure between a Twisted
-transport and the hub, and is the hub's :class:`~relaychat.server.client.Link`.
+transport and the hub, and is the hub's :class:`~relaychat.server.connection.Link`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from relaychat.server.client import Client
+from relaychat.server.connection import Connection
 from relaychat.server.hub import Hub
 
 
@@ -29,7 +29,7 @@ class RelayProtocol(Protocol):
     def __init__(self, hub: Hub, clock: IReactorTime) -> None:
         self.hub = hub
         self.clock = clock
-        self.client: Optional[Client] = None
+        self.client: Optional[Connection] = None
         self._wakeup: Optional[IDelayedCall] = None
         self._socket: Optional[socket.socket] = None  # set for plain TCP: see write()
 

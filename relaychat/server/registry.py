@@ -11,7 +11,7 @@ from __future__ import annotations
 import hmac
 from typing import Optional
 
-from relaychat.server.nicknames import canonical, skeleton
+from relaychat.wire.nicknames import canonical, skeleton
 from relaychat.server.store import Binding, Store
 from relaychat.wire.errors import Code, ProtocolError
 

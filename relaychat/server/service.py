@@ -99,6 +99,12 @@ class ListenerService(Service):
         return message
 
     def _listened(self, result: Any) -> None:
+        if self._listening is None:  # stopService came while the endpoint was still answering
+            # A failure now (our own cancel in stopService) is no reason to exit 1;
+            # a port that came anyway is closed.
+            if not isinstance(result, Failure):
+                result.stopListening()
+            return
         if isinstance(result, Failure):
             self._failed_late(result)
             return

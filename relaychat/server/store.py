@@ -45,29 +45,80 @@ JOURNAL_RESERVE = 4 << 20  # bytes of journal kept ready, so a delete needs no n
 MIN_FREE_AT_START = 1 << 20  # below this the disk counts as full at start-up
 INTEGRITY_CHECK_INTERVAL = 3600.0  # seconds between PRAGMA quick_check runs
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS bindings (
-    canonical TEXT PRIMARY KEY,
-    skeleton TEXT NOT NULL UNIQUE,
-    display TEXT NOT NULL,
-    identity_pub BLOB NOT NULL,
-    static_pub BLOB NOT NULL,
-    static_sig BLOB NOT NULL,
-    created REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS binding_use (canonical TEXT PRIMARY KEY, last_used REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS mail (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    recipient TEXT NOT NULL,
-    sender TEXT NOT NULL,
-    created REAL NOT NULL,
-    body BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS mail_recipient ON mail (recipient, id);
-CREATE INDEX IF NOT EXISTS mail_created ON mail (created);
-CREATE TABLE IF NOT EXISTS reserve (id INTEGER PRIMARY KEY, filler BLOB NOT NULL);
-"""
+SCHEMA_VERSION = 3
+"""The schema this code reads and writes; recorded in ``meta`` as ``schema_version``."""
+
+# Step N takes a database from version N-1 to N; a new database runs every
+# step, so a fresh file and an upgraded one are the same by construction.
+# Version 1 is the schema shipped before versions were recorded: a file with
+# tables and no ``schema_version`` is version 1. Steps are never edited once
+# released: a change is a new step.
+_STEPS: dict[int, tuple[str, ...]] = {
+    1: (
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL)",
+        """CREATE TABLE bindings (
+            canonical TEXT PRIMARY KEY,
+            skeleton TEXT NOT NULL UNIQUE,
+            display TEXT NOT NULL,
+            identity_pub BLOB NOT NULL,
+            static_pub BLOB NOT NULL,
+            static_sig BLOB NOT NULL,
+            created REAL NOT NULL
+        )""",
+        """CREATE TABLE mail (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            recipient TEXT NOT NULL,
+            sender TEXT NOT NULL,
+            created REAL NOT NULL,
+            body BLOB NOT NULL
+        )""",
+        "CREATE INDEX mail_recipient ON mail (recipient, id)",
+        "CREATE INDEX mail_created ON mail (created)",
+    ),
+    # The per-sender quota (mail_count_from) at every MAIL: an index, not a scan of the mailbox.
+    2: ("CREATE INDEX mail_sender ON mail (recipient, sender)",),
+    # When each nickname was last used (for nickname_expiry_days), apart from the
+    # bindings so that noting a use rewrites a small row; and the scratch table
+    # that sizes the journal (Store.check_at_start).
+    3: (
+        "CREATE TABLE binding_use (canonical TEXT PRIMARY KEY, last_used REAL NOT NULL)",
+        "CREATE TABLE reserve (id INTEGER PRIMARY KEY, filler BLOB NOT NULL)",
+    ),
+}
+assert sorted(_STEPS) == list(range(1, SCHEMA_VERSION + 1))
+
+
+class SchemaTooNew(sqlite3.DatabaseError):
+    """The database was written by a newer relaychat; this one must not touch it."""
+
+
+def schema_version(db: sqlite3.Connection) -> int:
+    """The version of the schema in ``db``: 0 for an empty database."""
+    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if "meta" not in tables:
+        return 0
+    row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    return int(row[0]) if row is not None else 1
+
+
+def upgrade(db: sqlite3.Connection, path: str = "the database") -> int:
+    """Bring ``db`` (in autocommit mode) to :data:`SCHEMA_VERSION`, one step per
+    transaction, so a failed step leaves the last good version behind. Returns
+    the version found."""
+    found = schema_version(db)
+    if found > SCHEMA_VERSION:
+        raise SchemaTooNew(f"{path} has schema version {found}; this relaychat knows up to {SCHEMA_VERSION}")
+    for version in range(found + 1, SCHEMA_VERSION + 1):
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _STEPS[version]:
+                db.execute(statement)
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (version,))
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+    return found
 
 
 class StorageError(Exception):
@@ -135,7 +186,7 @@ class Store:
             self._db.execute("PRAGMA temp_store=MEMORY")  # no temporary files, which would need space
             if path != ":memory:":
                 self._db.execute("PRAGMA journal_mode=PERSIST").fetchone()
-            self._db.executescript(_SCHEMA)
+            upgrade(self._db)
             self.server_id = self._load_server_id()
             self.binding_total: int = self._db.execute("SELECT count(*) FROM bindings").fetchone()[0]
             self.mail_bytes: int = self._db.execute(
@@ -468,6 +519,8 @@ def open_store(path: str, journal_reserve: int = JOURNAL_RESERVE) -> Store:
 def _explain(error: sqlite3.Error) -> tuple[str, bool]:
     """A sentence for an SQLite error, and whether the file is beyond use."""
     name = getattr(error, "sqlite_errorname", "") or ""
+    if isinstance(error, SchemaTooNew):
+        return str(error), True
     if name == "SQLITE_FULL":
         return "the disk is full", False
     if name == "SQLITE_READONLY_DBMOVED":

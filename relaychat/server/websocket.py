@@ -170,7 +170,7 @@ class RelayWebSocketProtocol(WebSocketServerProtocol):
     def _refuse(self, text: str) -> None:
         """An error only the adapter can see; the hub answers and counts it."""
         hub, client = self.relay.hub, self.relay.client
-        if client is None or client.closing:
+        if client is None:  # the hub ignores a connection it no longer serves
             return
         hub.refuse(client, Code.SYNTAX, text)
 

@@ -23,10 +23,25 @@ class Link(Protocol):
 
 
 class State(enum.Enum):
+    """Where a connection is in the protocol (docs/protocol.rst, section 3)."""
+
     CONNECTED = 0
     GREETED = 1
     CHALLENGED = 2
     REGISTERED = 3
+
+
+class Life(enum.Enum):
+    """Whether the hub still serves a connection; it only ever moves away from OPEN.
+
+    Both other states have left the hub's tables (and ended their sessions):
+    CLOSING has a ``BYE`` queued and the link closes once it is written;
+    GONE was closed by the other side or the network.
+    """
+
+    OPEN = 0
+    CLOSING = 1
+    GONE = 2
 
 
 @dataclass(frozen=True)
@@ -42,11 +57,11 @@ class Claim:
     pow_bits: int
 
 
-class Client:
+class Connection:
     __slots__ = (
         "link", "address", "splitter", "state", "nick", "display", "identity_pub", "claim",
         "sessions", "outbox", "violations", "tokens", "tokens_at", "last_seen", "connected_at",
-        "congested", "reading", "throttled", "closing", "dropped", "lines_in", "bytes_in",
+        "congested", "reading", "throttled", "life", "lines_in", "bytes_in",
     )
 
     def __init__(self, link: Link, address: str, max_line: int, burst: int, now: float) -> None:
@@ -68,19 +83,18 @@ class Client:
         self.congested = False  # our output is backed up: peers must wait
         self.reading = True
         self.throttled = False  # over the line rate: we must wait
-        self.closing = False
-        self.dropped = False
+        self.life = Life.OPEN
         self.lines_in = 0
         self.bytes_in = 0
 
     def __repr__(self) -> str:
-        return f"<Client {self.display or '?'} from {self.address}>"
+        return f"<Connection {self.display or '?'} from {self.address}>"
 
 
 class Session:
     __slots__ = ("sid", "initiator", "responder", "open", "created", "frames", "bytes")
 
-    def __init__(self, sid: bytes, initiator: Client, responder: Client, created: float) -> None:
+    def __init__(self, sid: bytes, initiator: Connection, responder: Connection, created: float) -> None:
         self.sid = sid
         self.initiator = initiator
         self.responder = responder
@@ -89,5 +103,5 @@ class Session:
         self.frames = 0
         self.bytes = 0
 
-    def other(self, client: Client) -> Client:
+    def other(self, client: Connection) -> Connection:
         return self.responder if client is self.initiator else self.initiator
