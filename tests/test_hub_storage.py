@@ -192,7 +192,7 @@ class NicknameExpiry(SynchronousTestCase):
     def test_off_by_default(self) -> None:
         h = Harness()
         h.register("alice")
-        self.assertEqual(h.hub.expire_nicknames(h.now + 10 ** 9), [])
+        self.assertEqual(h.hub.quotas.release_unused(h.hub.online, h.now + 10 ** 9), [])
 
     def test_unused_nicknames_are_released_with_their_mail(self) -> None:
         h = Harness(names=NicknamePolicy(nickname_expiry_days=10))
@@ -202,13 +202,13 @@ class NicknameExpiry(SynchronousTestCase):
         h.hub.disconnect(alice[0], h.now)
         h.hub.disconnect(bob[0], h.now)
         h.now += 9 * 86400
-        self.assertEqual(h.hub.expire_nicknames(h.now), [])
+        self.assertEqual(h.hub.quotas.release_unused(h.hub.online, h.now), [])
         client, link = h.connect()  # alice comes back: her ten days start again
         h.hello(client, link)
         h.claim(client, link, "alice", identity("alice"))
         h.hub.disconnect(client, h.now)
         h.now += 2 * 86400
-        self.assertEqual(h.hub.expire_nicknames(h.now), ["bob"])  # carol is online: never expired
+        self.assertEqual(h.hub.quotas.release_unused(h.hub.online, h.now), ["bob"])  # carol is online: never expired
         self.assertIsNone(h.hub.registry.find("bob"))
         self.assertEqual(h.store.pending_mail("bob"), [])
         client, link = h.connect()  # the trade-off: another key may now take it

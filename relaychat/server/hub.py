@@ -245,19 +245,8 @@ class Hub:
         """Delete mail older than the configured expiry; returns how many."""
         return self.store.purge_mail(now - self.mail.expiry_seconds)
 
-    def expire_nicknames(self, now: float) -> list[str]:
-        """Release nicknames unused for ``nickname_expiry_days`` (if set) and
-        not connected now, with their mail; returns them."""
-        if not self.names.expiry_seconds:
-            return []
-        for nick in self.online:  # in use now; saved by the store with the next batch
-            self.store.note_use(nick, now)
-        expired: list[str] = []
-        while batch := self.store.expire_bindings(now - self.names.expiry_seconds, self.online):
-            expired.extend(batch)
-        return expired
+    # == what the operator's verbs are built on (relaychat.server.operator) ====
 
-    # == operator actions (the manhole's helpers wrap these) =========
     def dismiss(self, client: Connection, bye: Bye, text: str, session_reason: Closed = Closed.GONE) -> None:
         """Say ``BYE`` to ``client``, end its sessions (peers see ``session_reason``) and close it."""
         self._bye(client, bye, text, session_reason=session_reason)

@@ -16,7 +16,7 @@ the database.
 from __future__ import annotations
 
 import ipaddress
-from typing import Hashable
+from typing import Collection, Hashable
 
 from relaychat.server.limits import MailPolicy, NicknamePolicy
 from relaychat.server.store import Store
@@ -68,6 +68,19 @@ class Quotas:
 
     def spent_mail(self, sender: str, now: float) -> None:
         self.mail_sent.take(sender, now)
+
+    def release_unused(self, online: Collection[str], now: float) -> list[str]:
+        """Release nicknames unused for ``nickname_expiry_days`` (if set) at wall
+        time ``now``, with the mail waiting for them; ``online`` (connected
+        now) count as used. Returns them."""
+        if not self.names.expiry_seconds:
+            return []
+        for nick in online:  # in use now: saved with the next batch
+            self.store.note_use(nick, now)
+        released: list[str] = []
+        while batch := self.store.expire_bindings(now - self.names.expiry_seconds, online):
+            released.extend(batch)
+        return released
 
     def sweep(self, now: float) -> None:
         """Forget allowances that are whole again (cheap to call every tick)."""

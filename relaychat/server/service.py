@@ -203,7 +203,7 @@ def housekeeping(hub: Hub, now: float) -> None:
     the store and retried next hour; it must not stop the timer."""
     try:
         hub.purge_mail(now)
-        expired = hub.expire_nicknames(now)
+        expired = hub.quotas.release_unused(hub.online, now)
     except StorageError:
         return
     if expired:
