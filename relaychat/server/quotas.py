@@ -1,4 +1,7 @@
-"""Hourly allowances: new nicknames per address, stored mail per sender.
+"""What protects the disk: caps on mail and nicknames, hourly allowances, expiry.
+
+:class:`Quotas` applies the configured caps (``[mailbox]``, ``[nicknames]``)
+for the hub and releases nicknames unused for ``nickname_expiry_days``.
 
 Each key (an address, a sender's nickname) has a token bucket holding at
 most ``per_hour`` tokens that refills at ``per_hour`` an hour: a newcomer
