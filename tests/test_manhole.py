@@ -602,6 +602,7 @@ class RealSSH(SynchronousTestCase):
         self.assertIn(f"admin {listed}: logged in as admin", log)
         self.assertIn(f"admin {listed}: kick alice ('maintenance'): kicked alice", log)
         self.assertIn(f"admin {listed}: logged out", log)
+        self.assertEqual(self.warnings(0), [])  # a login that worked is no refusal
 
     def test_drain_tells_clients_then_the_daemon_stops_cleanly(self) -> None:
         session, alice = self.console_with_alice()
