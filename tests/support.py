@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import sqlite3
+import tempfile
+from pathlib import Path
 from typing import Any, Callable, Optional
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from relaychat.admin.keys import unsafe_component
 
 from relaychat.crypto.identity import solve_pow
 from relaychat.crypto.keypair import Identity
@@ -147,3 +155,29 @@ def register_line(nick: str, ident: Identity) -> str:
         f"REGISTER {nick} {b64encode(ident.identity_public)} "
         f"{b64encode(ident.static_public)} {b64encode(ident.static_sig)}"
     )
+
+
+def strict_dir(case: SynchronousTestCase) -> Path:
+    """A new directory OpenSSH's StrictModes (and the console) would accept a key file in.
+
+    The test's own temporary directory, unless the checkout lies below a
+    directory others may write (a clone in ``/tmp``, a group-writable
+    umask): then a fresh one under ``~/.cache/relaychat-tests``, removed
+    after the test; the test is skipped if there is none either.
+    """
+    path = Path(case.mktemp()).resolve()
+    path.mkdir(parents=True, mode=0o755)
+    if unsafe_component(str(path), os.geteuid()) is None:
+        return path
+    try:
+        base = Path.home() / ".cache" / "relaychat-tests"
+        base.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = Path(tempfile.mkdtemp(dir=base)).resolve()
+    except (OSError, RuntimeError) as e:
+        case.skipTest(f"no directory safe for a key file (StrictModes): {e}")
+    case.addCleanup(shutil.rmtree, path, True)
+    path.chmod(0o755)
+    found = unsafe_component(str(path), os.geteuid())
+    if found is not None:
+        case.skipTest(f"no directory safe for a key file (StrictModes): {found[0]} is writable by others")
+    return path

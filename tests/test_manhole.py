@@ -34,7 +34,7 @@ from relaychat.config import Config, ConfigError, ListenerConfig, ManholeConfig,
 from relaychat.server.service import make_service
 from tests.daemon import Daemon, LineSocket
 from relaychat.wire.codec import b64encode
-from tests.support import Harness, identity
+from tests.support import Harness, identity, strict_dir
 
 _CONSOLE = re.compile(r"admin console \(ssh\) '[^']*' listening on [\d.]+:(\d+)")
 
@@ -54,8 +54,7 @@ def credentials(key: Key, user: bytes = b"admin", signed: bool = True) -> SSHPri
 
 class AuthorizedKeys(SynchronousTestCase):
     def setUp(self) -> None:
-        self.dir = Path(self.mktemp())
-        self.dir.mkdir()
+        self.dir = strict_dir(self)
         self.path = self.dir / "authorized_keys"
 
     def write(self, data: bytes, mode: int = 0o600) -> Path:
@@ -97,7 +96,7 @@ class StrictModes(SynchronousTestCase):
     """The file and every directory above it, as OpenSSH's StrictModes checks them."""
 
     def setUp(self) -> None:
-        self.top = Path(self.mktemp()).resolve()
+        self.top = strict_dir(self)
         self.dir = self.top / "etc" / "relaychat"
         self.dir.mkdir(parents=True)
         self.path = self.dir / "authorized_keys"
@@ -211,8 +210,7 @@ class Endpoints(SynchronousTestCase):
 
 class MakeService(SynchronousTestCase):
     def setUp(self) -> None:
-        self.dir = Path(self.mktemp()).resolve()
-        self.dir.mkdir()
+        self.dir = strict_dir(self)
         self.keys = self.dir / "authorized_keys"
         self.keys.write_bytes(public_line(new_key()) + b"\n")
         self.h = Harness()
@@ -531,8 +529,7 @@ class RealSSH(SynchronousTestCase):
         reason = _ssh_available()
         if reason:
             self.skipTest(reason)
-        self.home = Path(self.mktemp()).resolve()
-        self.home.mkdir(parents=True)
+        self.home = strict_dir(self)
         for name in ("admin", "stranger"):
             subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"{name}@test",
                             "-f", str(self.home / name)], check=True, timeout=30)

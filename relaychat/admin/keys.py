@@ -13,6 +13,7 @@ import os
 import stat
 import tempfile
 from pathlib import Path
+from typing import Optional
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -97,14 +98,25 @@ def check_strict_modes(path: Path, opened: os.stat_result, uid: int | None = Non
     here = os.stat(real)
     if (here.st_dev, here.st_ino) != (opened.st_dev, opened.st_ino):
         raise ConfigError(f"{where} {str(path)!r} changed while it was read; try again")
-    for name, st in [(real, here)] + [(d, os.stat(d)) for d in _parents(real)]:
+    found = unsafe_component(real, uid)
+    if found is not None:
+        name, st = found
         kind = "file" if name == real else "directory"
+        raise ConfigError(
+            f"{where} {str(path)!r}: bad ownership or modes for {kind} {name!r} "
+            f"(owner uid {st.st_uid}, mode {stat.S_IMODE(st.st_mode):04o}): it and every directory above it "
+            f"must be owned by root or uid {uid} and not writable by group or others (chmod go-w)"
+        )
+
+
+def unsafe_component(real: str, uid: int) -> Optional[tuple[str, os.stat_result]]:
+    """The first of ``real`` (a resolved path) and its parents up to ``/`` that
+    someone other than root or ``uid`` owns or could write, with its ``stat``."""
+    for name in [real, *_parents(real)]:
+        st = os.stat(name)
         if st.st_uid not in (0, uid) or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-            raise ConfigError(
-                f"{where} {str(path)!r}: bad ownership or modes for {kind} {name!r} "
-                f"(owner uid {st.st_uid}, mode {stat.S_IMODE(st.st_mode):04o}): it and every directory above it "
-                f"must be owned by root or uid {uid} and not writable by group or others (chmod go-w)"
-            )
+            return name, st
+    return None
 
 
 def _parents(path: str) -> list[str]:
