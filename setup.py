@@ -24,10 +24,12 @@ setup(
         "service-identity>=24.1",
         "cryptography>=42",
         "autobahn>=24.4",
+        "pybase64>=1.3",
     ],
     extras_require={
-        # selenium drives Debian's chromium-driver in the browser-client tests (it downloads nothing)
-        "test": ["noiseprotocol==0.3.1", "websockets>=12", "docutils", "selenium>=4.10"],
+        # selenium drives Debian's chromium-driver in the browser-client tests (it downloads nothing);
+        # hypothesis drives tests/test_hub_property.py
+        "test": ["noiseprotocol==0.3.1", "websockets>=12", "docutils", "selenium>=4.10", "hypothesis>=6"],
     },
     entry_points={"console_scripts": [
         "relaychat = relaychat.chat.cli:main",

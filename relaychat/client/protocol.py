@@ -32,7 +32,7 @@ from relaychat.client import endpoints
 from relaychat.client.errors import Disconnected, RelayError, TooMuchWork
 from relaychat.crypto.identity import MAX_POW_BITS, solve_pow
 from relaychat.crypto.keypair import Identity
-from relaychat.wire.codec import EncodingError, b64decode, b64encode
+from relaychat.wire.codec import EncodingError, b64decode, b64encode, decimal
 from relaychat.wire.lines import LineSplitter, strip_cr
 
 __all__ = [
@@ -197,6 +197,9 @@ class RelayClientProtocol(Protocol):
             try:
                 text = strip_cr(line).decode("utf-8")
             except UnicodeDecodeError:
+                if line.startswith(b"FRAME "):  # a peer's bytes: that session fails, not the connection
+                    self._bad_frame(line[6:22].decode("latin-1"))
+                    continue
                 self._abort("the relay sent a line that is not UTF-8")
                 return
             self._line(text)
@@ -273,16 +276,28 @@ class RelayClientProtocol(Protocol):
         self.events.relay_closed(_sid(sid), reason)
 
     def _frame(self, parts: list[str]) -> None:
-        _, sid, payload = parts
-        sid = _sid(sid)
+        sid = _sid(parts[1] if len(parts) > 1 else "")
         limit = self.hello_info.max_frame if self.hello_info else None
         try:
-            data = b64decode(payload, max_size=limit)
+            if len(parts) != 3:
+                raise EncodingError("not one payload")
+            data = b64decode(parts[2], max_size=limit)
         except EncodingError:
-            self.events.relay_frame_error(sid, RelayError(
-                "bad-encoding", "the relay forwarded a frame that is not valid base64", "FRAME"))
+            self._bad_frame(sid)
             return
         self.events.relay_frame(sid, data)
+
+    def _bad_frame(self, sid: str) -> None:
+        """A FRAME whose payload is not what a peer can send (not UTF-8, not
+        strict base64, too big): only that session can have been harmed, so
+        only that session fails. A line with no session id is counted."""
+        try:
+            sid = _sid(sid)
+        except ValueError:
+            self.malformed += 1
+            return
+        self.events.relay_frame_error(sid, RelayError(
+            "bad-encoding", "the relay forwarded a frame that is not valid base64", "FRAME"))
 
     def _mail(self, parts: list[str]) -> None:
         _, mail_id, sender, time, payload = parts
@@ -431,9 +446,7 @@ def _nothing(r: list[str]) -> None:
 
 
 def _number(text: str) -> int:
-    if not text.isdigit() or not text.isascii() or (len(text) > 1 and text[0] == "0") or len(text) > 20:
-        raise ValueError("not a decimal number")
-    return int(text)
+    return decimal(text)  # the one reader of wire integers (an EncodingError is a ValueError)
 
 
 def _sid(text: str) -> str:

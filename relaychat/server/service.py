@@ -177,7 +177,7 @@ def make_service(config: Config, reactor: Any) -> MultiService:
     core.setServiceParent(top)
     for name, interval, action in (
         ("tick", 1.0, lambda: hub.tick(reactor.seconds())),
-        ("mail-purge", MAIL_PURGE_INTERVAL, lambda: housekeeping(hub, reactor.seconds())),
+        ("mail-purge", MAIL_PURGE_INTERVAL, lambda: housekeeping(hub, hub.wall())),
         ("store-check", STORE_CHECK_INTERVAL, lambda: store.check(reactor.seconds())),
     ):
         timer = TimerService(interval, action)
