@@ -259,11 +259,11 @@ class RelayTestCase(TestCase):
 
     @inlineCallbacks
     def connect(self, nick: str, via_proxy: bool = False, who: Optional[str] = None,
-                auto_accept: bool = True) -> Generator[Deferred, Any, ChatClient]:
+                auto_accept: bool = True, **options: Any) -> Generator[Deferred, Any, ChatClient]:
         port = (self.proxy_port if via_proxy else self.port).getHost().port
         client = yield api.connect(
             reactor, f"tcp:127.0.0.1:{port}", identity(who or nick), nick, self.peers(nick),
-            seen_mail=SeenMail.in_directory(self.directory(nick)), handshake_timeout=WAIT,
+            seen_mail=SeenMail.in_directory(self.directory(nick)), handshake_timeout=WAIT, **options,
         )
         self.clients.append(client)
         self.offers[nick] = Inbox()
