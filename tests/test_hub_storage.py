@@ -8,7 +8,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from relaychat.server.limits import Limits, MailPolicy, NicknamePolicy
 from relaychat.server.quotas import Allowance, address_key
-from relaychat.server.service import housekeeping
+from relaychat.tap import housekeeping
 from relaychat.server.store import Health
 from relaychat.wire.codec import b64decode, b64encode
 from tests.support import FailingStore, Harness, identity, register_line

@@ -57,6 +57,22 @@ class Opening(Files):
         store = self.open()
         self.assertEqual((store.binding_total, store.mail_bytes), (2, 150))
 
+    def test_release_keeps_the_counts_the_caps_use(self) -> None:
+        store = self.open()
+        store.insert_binding(binding("alice"))
+        store.insert_binding(binding("bob"))
+        store.add_mail("bob", "alice", 1.0, b"x" * 100)
+        store.add_mail("alice", "bob", 1.0, b"y" * 50)
+        store.note_use("bob", 5.0)
+        self.assertEqual(store.release_binding("bob"), 1)
+        self.assertIsNone(store.release_binding("bob"))
+        self.assertEqual((store.binding_total, store.mail_bytes), (1, 50))
+        store.flush_use()  # the released name's use is not written back
+        self.assertIsNone(store._db.execute("SELECT 1 FROM binding_use WHERE canonical = 'bob'").fetchone())
+        store.close()
+        store = self.open()
+        self.assertEqual((store.binding_total, store.mail_bytes), (1, 50))
+
     def test_not_a_database(self) -> None:
         Path(self.path).write_bytes(b"this is a text file, not a database\n" * 100)
         error = self.assertRaises(StorageError, open_store, self.path)

@@ -186,7 +186,7 @@ class Store:
             self._db.execute("PRAGMA temp_store=MEMORY")  # no temporary files, which would need space
             if path != ":memory:":
                 self._db.execute("PRAGMA journal_mode=PERSIST").fetchone()
-            upgrade(self._db)
+            upgrade(self._db, path)
             self.server_id = self._load_server_id()
             self.binding_total: int = self._db.execute("SELECT count(*) FROM bindings").fetchone()[0]
             self.mail_bytes: int = self._db.execute(
@@ -425,6 +425,29 @@ class Store:
         self.mail_bytes -= mail
         return gone
 
+    def release_binding(self, canonical: str) -> Optional[int]:
+        """Free a nickname with the mail waiting for it (the operator's ``release``):
+        how many messages went, or None if it was not bound. Raises
+        :class:`StorageError` as every write does."""
+
+        def delete(db: sqlite3.Connection) -> tuple[bool, int, int]:
+            if db.execute("DELETE FROM bindings WHERE canonical = ?", (canonical,)).rowcount != 1:
+                return False, 0, 0
+            count, size = db.execute(
+                "SELECT count(*), coalesce(sum(length(body)), 0) FROM mail WHERE recipient = ?",
+                (canonical,)).fetchone()
+            db.execute("DELETE FROM mail WHERE recipient = ?", (canonical,))
+            db.execute("DELETE FROM binding_use WHERE canonical = ?", (canonical,))
+            return True, count, size
+
+        bound, count, size = self._transaction(delete)
+        if not bound:
+            return None
+        self._touched.pop(canonical, None)
+        self.binding_total -= 1
+        self.mail_bytes -= size
+        return count
+
     # -- mail -------------------------------------------------------------
 
     def add_mail(self, recipient: str, sender: str, created: float, body: bytes) -> int:
@@ -439,6 +462,11 @@ class Store:
         """(messages, bytes) waiting for ``recipient``."""
         count, size = self._read_one(
             "SELECT count(*), coalesce(sum(length(body)), 0) FROM mail WHERE recipient = ?", (recipient,))
+        return count, size
+
+    def mail_totals(self) -> tuple[int, int]:
+        """(messages, bytes) held for everyone: for the metrics."""
+        count, size = self._read_one("SELECT count(*), coalesce(sum(length(body)), 0) FROM mail")
         return count, size
 
     def mail_count_from(self, recipient: str, sender: str) -> int:
