@@ -206,6 +206,9 @@ class Looking(HelperCase):
         self.assertEqual(rows["sessions"], "1 open, 0 offered, 1 opened since start")
         self.assertEqual(rows["errors"], "0 (0 disconnects for violations)")
         self.assertEqual(rows["draining"], "no")
+        self.assertEqual(rows["storage"], "ok (0 requests refused as unavailable)")
+        self.assertEqual(rows["mail held"], "0 of 268,435,456 bytes")
+        self.assertEqual(rows["nicknames"], f"{self.h.store.binding_total} of 100,000")
         self.assertNotIn(PAYLOAD, text)
 
     def test_errors_are_counted(self) -> None:

@@ -57,6 +57,8 @@ class Registry:
         existing = self.check_claim(nick, identity_pub)
         canon = canonical(nick)
         if existing is not None:
+            if (existing.static_pub, existing.static_sig) == (static_pub, static_sig):
+                return existing  # the usual login: nothing to write
             self._store.update_static(canon, static_pub, static_sig)
             return self._store.binding(canon)  # type: ignore[return-value]
         binding = Binding(canon, skeleton(canon), nick, identity_pub, static_pub, static_sig, now)

@@ -34,6 +34,7 @@ class Code(enum.Enum):
     QUOTA = ("quota", False)
     BANNED = ("banned", False)
     DRAINING = ("draining", False)
+    UNAVAILABLE = ("unavailable", False)
     INTERNAL = ("internal", False)
     UNAVAILABLE = ("unavailable", False)  # shared state (a cluster's Redis) unreachable: try again
 
