@@ -936,6 +936,9 @@ class Hub:
             then(result)
         except ProtocolError as e:
             self._error(client, command, e.code, e.text)
+        except StorageError as e:  # the local store failed (it has logged it); the connection carries on
+            self.stats.storage_errors += 1
+            self._error(client, command, Code.UNAVAILABLE, str(e))
         except Exception:
             self._error(client, command, Code.UNAVAILABLE, "the relay cannot reach its shared state; try again")
 
