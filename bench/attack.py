@@ -44,7 +44,8 @@ from bench.load import Conn, identity, rc_register  # noqa: E402
 
 CONFIG = """\
 # The attack figure: production limits, except what lets one machine be
-# a few hundred clients (connections per address, no proof of work).
+# a few hundred clients (connections and new nicknames per address, no
+# proof of work).
 [[listener]]
 kind = "tcp"
 endpoint = "tcp:0:interface=127.0.0.1:backlog=1024"
@@ -53,6 +54,9 @@ endpoint = "tcp:0:interface=127.0.0.1:backlog=1024"
 pow_bits = 0
 connections_per_address = 2000
 registration_timeout = 300.0
+
+[nicknames]
+registrations_per_address_per_hour = 100000
 """
 
 

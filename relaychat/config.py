@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional
 
-from relaychat.server.limits import Limits, MailPolicy
+from relaychat.server.limits import Limits, MailPolicy, NicknamePolicy
 
 DEFAULT_PORT = 7733
 DEFAULT_ENDPOINT = f"tcp:{DEFAULT_PORT}:interface=127.0.0.1"
@@ -41,7 +41,7 @@ LISTENER_OPTIONS: Mapping[str, Mapping[str, type]] = {  # reuse_port: SO_REUSEPO
 :mod:`relaychat.server.listeners`; ``kind`` and ``endpoint`` are common)."""
 
 _PORTED_ENDPOINTS = ("tcp", "tcp6", "ssl")
-_SECTIONS = ("relay", "listener", "limits", "mailbox", "manhole", "metrics", "cluster")
+_SECTIONS = ("relay", "listener", "limits", "mailbox", "nicknames", "manhole", "metrics", "cluster")
 
 
 class ConfigError(Exception):
@@ -92,6 +92,7 @@ class Config:
     listeners: tuple[ListenerConfig, ...]
     limits: Limits = Limits()
     mail: MailPolicy = MailPolicy()
+    nicknames: NicknamePolicy = NicknamePolicy()
     manhole: ManholeConfig = ManholeConfig()
     metrics: MetricsConfig = MetricsConfig()
     backlog: int = DEFAULT_BACKLOG
@@ -151,6 +152,7 @@ def parse(document: Mapping[str, Any], base: Path, source: str = "<config>") -> 
         listeners=listeners,
         limits=limits,
         mail=mail,
+        nicknames=_dataclass(NicknamePolicy, _table(document, "nicknames"), "nicknames."),
         manhole=_manhole(_table(document, "manhole"), base),
         metrics=_metrics(_table(document, "metrics")),
         backlog=backlog,

@@ -4,7 +4,8 @@
 
     (top)                 MultiService
       relay               RelayCore: the hub and its store (closed last)
-      tick, mail-purge    TimerServices: time limits, old mail
+      tick, mail-purge,   TimerServices: time limits, old mail (and unused
+      store-check         nicknames), the database file deleted/replaced/corrupt
       listeners           MultiService: one ListenerService per [[listener]],
                           stopped as one when a drain ends
       drain               Drainer: SIGTERM and the console's drain()
@@ -14,7 +15,9 @@
 
 Nothing listens until the tree starts. Everything that can be checked
 while building (keys, certificates, endpoint strings, the data directory)
-is, so a daemon that cannot run refuses to start with one line
+is, and so is the database (it opens, it is writable, the disk has room:
+:func:`~relaychat.server.store.open_store`), so a daemon that cannot run
+refuses to start with one line
 (:class:`~relaychat.startup.StartupError`).
 """
 
@@ -27,6 +30,7 @@ from typing import Any
 
 from twisted.application.internet import TimerService
 from twisted.application.service import IService, MultiService
+from twisted.logger import Logger
 from twisted.python import usage
 
 from relaychat.admin.service import make_manhole_service
@@ -40,11 +44,14 @@ from relaychat.server.metrics import make_metrics_service
 from relaychat.server.process import raise_open_files
 from relaychat.server.protocol import RelayFactory
 from relaychat.server.service import DATABASE, ListenerService, RelayCore, open_data_dir
-from relaychat.server.store import Store
+from relaychat.server.store import JOURNAL_RESERVE, StorageError, open_store
 from relaychat.server.systemd import Readiness, notify
 from relaychat.startup import StartupError
 
+log = Logger(namespace="relaychat")
+
 MAIL_PURGE_INTERVAL = 3600.0
+STORE_CHECK_INTERVAL = 5.0  # how soon a deleted or replaced database is noticed
 
 
 class Options(usage.Options):
@@ -102,14 +109,16 @@ def compose(config: Config, reactor: Any, signals: bool = False) -> MultiService
     """
     try:
         return _compose(config, reactor, signals)
-    except ConfigError as e:
+    except (ConfigError, StorageError) as e:  # storage refusals name the file, like config errors
         raise StartupError(str(e)) from None
 
 
 def _compose(config: Config, reactor: Any, signals: bool) -> MultiService:
     data_dir = open_data_dir(config)
-    store = Store(os.path.join(data_dir, DATABASE))
-    hub = Hub(store, config.limits, config.mail, now=reactor.seconds())
+    # A delete must fit the journal kept ready: one mail of max_mail and its pages at least.
+    reserve = max(JOURNAL_RESERVE, 2 * config.mail.max_mail + (64 << 10))
+    store = open_store(os.path.join(data_dir, DATABASE), journal_reserve=reserve)
+    hub = Hub(store, config.limits, config.mail, now=reactor.seconds(), names=config.nicknames)
     top = MultiService()
     RelayCore(hub, store).setServiceParent(top)
     if config.cluster.redis is not None:  # before the listeners: a node takes no client until it has joined
@@ -118,7 +127,8 @@ def _compose(config: Config, reactor: Any, signals: bool) -> MultiService:
         ClusterNode(hub, config.cluster, reactor).setServiceParent(top)
     for name, interval, action in (
         ("tick", 1.0, lambda: hub.tick(reactor.seconds())),
-        ("mail-purge", MAIL_PURGE_INTERVAL, lambda: hub.purge_mail(hub.wall())),
+        ("mail-purge", MAIL_PURGE_INTERVAL, lambda: housekeeping(hub, hub.wall())),
+        ("store-check", STORE_CHECK_INTERVAL, lambda: store.check(reactor.seconds())),
     ):
         timer = TimerService(interval, action)
         timer.clock = reactor
@@ -152,6 +162,19 @@ def _compose(config: Config, reactor: Any, signals: bool) -> MultiService:
             bound.extend(s for s in _walk(extra) if isinstance(s, ListenerService))
     Readiness(bound).setServiceParent(top)
     return top
+
+
+def housekeeping(hub: Hub, now: float) -> None:
+    """Hourly: expired mail and nicknames go. A storage failure is logged by
+    the store and retried next hour; it must not stop the timer."""
+    try:
+        hub.purge_mail(now)
+        expired = hub.quotas.release_unused(hub.online, now)
+    except StorageError:
+        return
+    if expired:
+        log.info("relaychat: released {count} nicknames unused for {days} days",
+                 count=len(expired), days=hub.names.nickname_expiry_days)
 
 
 def _walk(service: IService) -> list[IService]:

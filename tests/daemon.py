@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 from twisted.logger import formatEvent
 
@@ -35,10 +35,12 @@ class Daemon:
     """``twistd -n relaychat ARGS`` in a subprocess, stopped with SIGTERM."""
 
     def __init__(self, *args: str, cwd: str, env: Optional[dict[str, str]] = None,
-                 twistd_options: tuple[str, ...] = (), preamble: str = "") -> None:
+                 twistd_options: tuple[str, ...] = (), preamble: str = "",
+                 prefix: Sequence[str] = ()) -> None:
         self.args = args
         self.preamble = preamble  # Python run before twistd, in the same process
         self.twistd_options = twistd_options
+        self.prefix = list(prefix)  # a command that runs the daemon (see private_mount)
         self.cwd = cwd
         self.env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
         self.output: list[str] = []
@@ -49,8 +51,8 @@ class Daemon:
         """Start and wait until ``listeners`` listeners log their port; return the ports."""
         self.output = []
         self.process = subprocess.Popen(
-            [sys.executable, "-c", self.preamble + TWISTD, "--nodaemon", "--pidfile=", "--logfile=-", *self.twistd_options,
-             "relaychat", *self.args],
+            [*self.prefix, sys.executable, "-c", self.preamble + TWISTD, "--nodaemon", "--pidfile=", "--logfile=-",
+             *self.twistd_options, "relaychat", *self.args],
             cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
@@ -164,6 +166,31 @@ def register(ask: Callable[[str], str], nick: str, identity: Identity) -> str:
     if bits:
         prove += " " + b64encode(solve_pow(challenge, bits))
     return ask(prove)
+
+
+def private_mount(directory: str, setup: str) -> list[str]:
+    """A command prefix running the daemon in its own user and mount namespaces
+    (``unshare -rm``), after the shell commands ``setup`` have run there with
+    ``$D`` set to ``directory``, e.g. ``mount -t tmpfs -o size=1m tmpfs "$D"``.
+
+    The mount is seen by the daemon alone and vanishes with it: a small, full
+    or read-only file system for a test, without root and without cleaning
+    up. The daemon keeps the process id (``unshare`` and ``sh`` exec), so
+    ``/proc/<pid>/root`` + ``directory`` reaches its view of the mount.
+    """
+    return ["unshare", "-rm", "sh", "-ec", f'D="$0"; {setup}; exec "$@"', directory]
+
+
+def private_mounts_work() -> Optional[str]:
+    """None if :func:`private_mount` works here, else why not (for skipTest)."""
+    try:
+        done = subprocess.run(["unshare", "-rm", "sh", "-ec", 'mount -t tmpfs -o size=64k tmpfs /mnt; touch /mnt/x'],
+                              capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"unshare is not usable: {e}"
+    if done.returncode != 0:
+        return f"no private tmpfs mounts here (unshare -rm): {done.stderr.strip()}"
+    return None
 
 
 def session_pair(port: int, cleanup: Callable[..., object]) -> tuple[LineSocket, LineSocket, str]:

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Optional
+import os
+import shutil
+import sqlite3
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from relaychat.admin.keys import unsafe_component
 
 from relaychat.crypto.identity import solve_pow
 from relaychat.crypto.keypair import Identity
 from relaychat.server.connection import Connection
 from relaychat.server.hub import Hub
-from relaychat.server.limits import Limits, MailPolicy
-from relaychat.server.store import Store
+from relaychat.server.limits import Limits, MailPolicy, NicknamePolicy
+from relaychat.server.store import Store, T
 from relaychat.wire.codec import b64decode, b64encode
 
 # Identities are slowish to make and nothing depends on their freshness.
@@ -50,15 +59,53 @@ class FakeLink:
         return [line.decode("utf-8") for line in data.split(b"\n") if line]
 
 
+class FailingStore(Store):
+    """An in-memory store whose SQLite calls fail on demand, with the errors a
+    failing disk gives (``SQLITE_FULL``, ``SQLITE_IOERR_READ``...)."""
+
+    def __init__(self) -> None:
+        super().__init__(":memory:")
+        self.writes: Optional[tuple[str, str]] = None
+        self.reads: Optional[tuple[str, str]] = None
+
+    def fail(self, writes: str = "SQLITE_FULL", reads: Optional[str] = None) -> None:
+        self.writes = (writes, "database or disk is full" if writes == "SQLITE_FULL" else "disk I/O error")
+        self.reads = (reads, "disk I/O error") if reads else None
+
+    def heal(self) -> None:
+        self.writes = self.reads = None
+
+    def _error(self, failure: tuple[str, str]) -> sqlite3.Error:
+        error = sqlite3.OperationalError(failure[1])
+        error.sqlite_errorname = failure[0]  # type: ignore[attr-defined]
+        return error
+
+    def _write(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
+        if self.writes:
+            raise self._failed(self._error(self.writes))
+        return super()._write(sql, params)
+
+    def _transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        if self.writes:
+            raise self._failed(self._error(self.writes))
+        return super()._transaction(work)
+
+    def _read_all(self, sql: str, params: Any = ()) -> list[Any]:
+        if self.reads:
+            raise self._failed(self._error(self.reads))
+        return super()._read_all(sql, params)
+
+
 class Harness:
     """A hub on an in-memory store with a settable clock."""
 
     def __init__(self, limits: Limits = Limits(pow_bits=0), mail: MailPolicy = MailPolicy(),
-                 store: Optional[Store] = None) -> None:
+                 store: Optional[Store] = None, names: NicknamePolicy = NicknamePolicy()) -> None:
         self.now = 1000.0  # the monotonic clock the hub is given
         self.wall_offset = 0.0  # the system clock is now + wall_offset; a test may make it jump
         self.store = store or Store(":memory:")
-        self.hub = Hub(self.store, limits, mail, now=self.now, wall=lambda: self.now + self.wall_offset)
+        self.hub = Hub(self.store, limits, mail, now=self.now, wall=lambda: self.now + self.wall_offset,
+                       names=names)
 
     def connect(self, address: str = "127.0.0.1") -> tuple[Connection, FakeLink]:
         link = FakeLink()
@@ -110,3 +157,29 @@ def register_line(nick: str, ident: Identity) -> str:
         f"REGISTER {nick} {b64encode(ident.identity_public)} "
         f"{b64encode(ident.static_public)} {b64encode(ident.static_sig)}"
     )
+
+
+def strict_dir(case: SynchronousTestCase) -> Path:
+    """A new directory OpenSSH's StrictModes (and the console) would accept a key file in.
+
+    The test's own temporary directory, unless the checkout lies below a
+    directory others may write (a clone in ``/tmp``, a group-writable
+    umask): then a fresh one under ``~/.cache/relaychat-tests``, removed
+    after the test; the test is skipped if there is none either.
+    """
+    path = Path(case.mktemp()).resolve()
+    path.mkdir(parents=True, mode=0o755)
+    if unsafe_component(str(path), os.geteuid()) is None:
+        return path
+    try:
+        base = Path.home() / ".cache" / "relaychat-tests"
+        base.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = Path(tempfile.mkdtemp(dir=base)).resolve()
+    except (OSError, RuntimeError) as e:
+        case.skipTest(f"no directory safe for a key file (StrictModes): {e}")
+    case.addCleanup(shutil.rmtree, path, True)
+    path.chmod(0o755)
+    found = unsafe_component(str(path), os.geteuid())
+    if found is not None:
+        case.skipTest(f"no directory safe for a key file (StrictModes): {found[0]} is writable by others")
+    return path

@@ -63,6 +63,7 @@ class OutputAttackOnEveryKind(SynchronousTestCase):
             '[relay]\ndata_dir = "data"\n' + toml_listener("tcp", loopback) + toml_listener("tls", loopback, **tls)
             + toml_listener("websocket", loopback) + toml_listener("websocket", loopback, **tls)
             + "[limits]\npow_bits = 0\nconnections_per_address = 200\n"
+            + "[nicknames]\nregistrations_per_address_per_hour = 1000\n"  # 100 users from one address
         )
         daemon = Daemon("--config", str(home / "relaychat.toml"), cwd=str(home))
         self.addCleanup(daemon.stop)

@@ -7,7 +7,7 @@ from pathlib import Path
 from twisted.trial.unittest import SynchronousTestCase
 
 from relaychat.config import DEFAULT_BACKLOG, DEFAULT_DRAIN_GRACE, DEFAULT_ENDPOINT, ConfigError, load
-from relaychat.server.limits import Limits, MailPolicy
+from relaychat.server.limits import Limits, MailPolicy, NicknamePolicy
 from relaychat.startup import StartupError
 from relaychat.tap import Options
 
@@ -30,13 +30,14 @@ class Loading(SynchronousTestCase):
         config = load(str(EXAMPLE))
         self.assertEqual(config.limits, Limits())
         self.assertEqual(config.mail, MailPolicy())
+        self.assertEqual(config.nicknames, NicknamePolicy())
         self.assertEqual(config.listeners[0].endpoint, DEFAULT_ENDPOINT)
         self.assertEqual((config.backlog, config.drain_grace, config.metrics.endpoint),
                          (DEFAULT_BACKLOG, DEFAULT_DRAIN_GRACE, None))
 
     def test_every_limit_is_in_the_example_file(self) -> None:
         text = EXAMPLE.read_text()
-        for name in list(vars(Limits())) + list(vars(MailPolicy())):
+        for name in list(vars(Limits())) + list(vars(MailPolicy())) + list(vars(NicknamePolicy())):
             self.assertIn(f"\n{name} = ", text, name)
 
     def test_unknown_keys_are_named(self) -> None:

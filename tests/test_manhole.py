@@ -19,8 +19,11 @@ from twisted.conch.interfaces import IConchUser, ISession
 from twisted.conch.ssh.keys import FingerprintFormats, Key
 from twisted.cred.credentials import ISSHPrivateKey, SSHPrivateKey, UsernamePassword
 from twisted.cred.error import UnauthorizedLogin, UnhandledCredentials
+from twisted.conch.ssh.common import NS
+from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock, StringTransport
-from twisted.logger import capturedLogs, formatEvent
+from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from relaychat.admin.helpers import Console
@@ -31,7 +34,8 @@ from relaychat.config import Config, ConfigError, ListenerConfig, ManholeConfig,
 from relaychat.server.drain import Drainer
 from relaychat.tap import compose
 from tests.daemon import Daemon, LineSocket
-from tests.support import Harness, identity
+from relaychat.wire.codec import b64encode
+from tests.support import Harness, identity, strict_dir
 
 _CONSOLE = re.compile(r"admin console \(ssh\) '[^']*' listening on [\d.]+:(\d+)")
 
@@ -51,8 +55,7 @@ def credentials(key: Key, user: bytes = b"admin", signed: bool = True) -> SSHPri
 
 class AuthorizedKeys(SynchronousTestCase):
     def setUp(self) -> None:
-        self.dir = Path(self.mktemp())
-        self.dir.mkdir()
+        self.dir = strict_dir(self)
         self.path = self.dir / "authorized_keys"
 
     def write(self, data: bytes, mode: int = 0o600) -> Path:
@@ -86,7 +89,66 @@ class AuthorizedKeys(SynchronousTestCase):
 
     def test_file_others_can_write_is_refused(self) -> None:
         error = self.assertRaises(ConfigError, read_authorized_keys, self.write(public_line(new_key()), 0o666))
-        self.assertIn("is writable by group or others", str(error))
+        self.assertIn(f"bad ownership or modes for file {os.path.realpath(self.path)!r}", str(error))
+        self.assertIn("mode 0666", str(error))
+
+
+class StrictModes(SynchronousTestCase):
+    """The file and every directory above it, as OpenSSH's StrictModes checks them."""
+
+    def setUp(self) -> None:
+        self.top = strict_dir(self)
+        self.dir = self.top / "etc" / "relaychat"
+        self.dir.mkdir(parents=True)
+        self.path = self.dir / "authorized_keys"
+        self.path.write_bytes(public_line(new_key()) + b"\n")
+        self.path.chmod(0o600)
+        for d in (self.top, self.top / "etc", self.dir):
+            d.chmod(0o755)
+
+    def refused(self, path: Path) -> str:
+        error = self.assertRaises(ConfigError, read_authorized_keys, path)
+        self.assertEqual(len(str(error).splitlines()), 1)
+        return str(error)
+
+    def test_a_safe_file_is_read(self) -> None:
+        self.assertEqual(len(read_authorized_keys(self.path)), 1)
+
+    def test_world_writable_parent(self) -> None:
+        self.dir.chmod(0o777)
+        error = self.refused(self.path)
+        self.assertIn(f"bad ownership or modes for directory {str(self.dir)!r}", error)
+        self.assertIn("mode 0777", error)
+
+    def test_group_writable_grandparent_and_sticky_dirs_too(self) -> None:
+        (self.top / "etc").chmod(0o1775)
+        self.assertIn(f"directory {str(self.top / 'etc')!r}", self.refused(self.path))
+
+    def test_owned_by_someone_else(self) -> None:
+        if os.geteuid() != 0:
+            self.skipTest("chown to another user needs root")
+        os.chown(self.dir, 4321, -1)
+        error = self.refused(self.path)
+        self.assertIn(f"directory {str(self.dir)!r} (owner uid 4321", error)
+        os.chown(self.dir, 0, -1)
+        os.chown(self.path, 4321, -1)
+        self.assertIn("for file", self.refused(self.path))
+
+    def test_symlink_is_followed_to_where_the_file_is(self) -> None:
+        unsafe = self.top / "unsafe"
+        unsafe.mkdir(mode=0o755)
+        real = unsafe / "keys"
+        real.write_bytes(self.path.read_bytes())
+        real.chmod(0o600)
+        unsafe.chmod(0o777)
+        link = self.dir / "linked_keys"
+        link.symlink_to(real)
+        self.assertIn(f"directory {str(unsafe)!r}", self.refused(link))
+
+    def test_not_a_regular_file(self) -> None:
+        fifo = self.dir / "fifo"
+        os.mkfifo(fifo)
+        self.assertIn("is not a regular file", self.refused(fifo))
 
 
 class HostKey(SynchronousTestCase):
@@ -149,8 +211,7 @@ class Endpoints(SynchronousTestCase):
 
 class MakeService(SynchronousTestCase):
     def setUp(self) -> None:
-        self.dir = Path(self.mktemp()).resolve()
-        self.dir.mkdir()
+        self.dir = strict_dir(self)
         self.keys = self.dir / "authorized_keys"
         self.keys.write_bytes(public_line(new_key()) + b"\n")
         self.h = Harness()
@@ -252,6 +313,109 @@ class Login(SynchronousTestCase):
         self.assertEqual(outcome, [Admin("admin", openssh_fingerprint(self.key.public().blob()))])
 
 
+class _UserAuthTransport:
+    """Just what ``ssh-userauth`` needs of the SSH transport under it."""
+
+    def __init__(self, factory: ConsoleFactory) -> None:
+        self.factory = factory
+        self.sessionID = b"session id"
+        self.packets: list[tuple[int, bytes]] = []
+        self.transport = self  # the TCP transport, for getPeer
+        self.service: Any = None
+
+    def getPeer(self) -> IPv4Address:
+        return IPv4Address("TCP", "192.0.2.9", 50123)
+
+    def isEncrypted(self, direction: str) -> bool:
+        return True
+
+    def sendPacket(self, kind: int, data: bytes) -> None:
+        self.packets.append((kind, data))
+
+    def setService(self, service: Any) -> None:
+        self.service = service
+        service.transport = self
+
+
+class RefusedLogins(SynchronousTestCase):
+    """Each refused login is one warning with the peer and the offered key's fingerprint."""
+
+    def setUp(self) -> None:
+        self.key = new_key()
+        self.factory = console_factory([self.key.public()], new_key(), lambda admin: {})
+        self.clock = Clock()
+        self.connect()
+
+    def connect(self) -> None:
+        """A new SSH connection to the same console."""
+        self.transport = _UserAuthTransport(self.factory)
+        self.auth = self.factory.services[b"ssh-userauth"]()
+        self.auth.clock = self.clock
+        self.auth.transport = self.transport
+        self.auth.serviceStarted()
+
+    def request(self, method: bytes, data: bytes, user: bytes = b"admin", wait: float = 5) -> list[str]:
+        with capturedLogs() as events:
+            self.auth.ssh_USERAUTH_REQUEST(NS(user) + NS(b"ssh-connection") + NS(method) + data)
+            self.clock.advance(wait)  # the delay after a password
+        return [formatEvent(e) for e in events if e.get("log_level") == LogLevel.warn]
+
+    def test_unlisted_key_wrong_user_bad_signature_password_keyboard_interactive(self) -> None:
+        stranger = new_key().public()
+        printed = openssh_fingerprint(stranger.blob())
+        self.assertEqual(self.request(b"publickey", b"\x00" + NS(b"ssh-ed25519") + NS(stranger.blob())), [
+            f"admin console: refused publickey login from 192.0.2.9:50123 as 'admin' with key {printed}: "
+            "Key not authorized"])
+        ours = openssh_fingerprint(self.key.public().blob())
+        self.assertEqual(self.request(b"publickey", b"\x00" + NS(b"ssh-ed25519") + NS(self.key.public().blob()),
+                                      user=b"root"), [
+            f"admin console: refused publickey login from 192.0.2.9:50123 as 'root' with key {ours}: "
+            "Key not authorized"])
+        forged = b"\x01" + NS(b"ssh-ed25519") + NS(self.key.public().blob()) + NS(NS(b"ssh-ed25519") + NS(b"x" * 64))
+        self.assertIn("Key signature invalid", self.request(b"publickey", forged)[0])
+        self.assertEqual(self.request(b"password", b"\x00" + NS(b"hunter2")), [
+            "admin console: refused password login from 192.0.2.9:50123 as 'admin': only public keys are accepted"])
+        self.assertEqual(self.request(b"keyboard-interactive", NS(b"") + NS(b""), user=b"\xff\xfeevil"), [
+            "admin console: refused keyboard-interactive login from 192.0.2.9:50123 as '\ufffd\ufffdevil': "
+            "only public keys are accepted"])
+
+    def test_the_key_itself_is_never_logged(self) -> None:
+        stranger = new_key().public()
+        logged = " ".join(self.request(b"publickey", b"\x00" + NS(b"ssh-ed25519") + NS(stranger.blob())))
+        for form in (stranger.toString("OPENSSH").decode(), b64encode(stranger.blob()), stranger.blob().hex()):
+            self.assertNotIn(form.split(" ")[-1], logged)
+
+    def test_a_listed_key_probe_is_not_a_refusal(self) -> None:
+        self.assertEqual(self.request(b"publickey", b"\x00" + NS(b"ssh-ed25519") + NS(self.key.public().blob())), [])
+        self.assertEqual(self.transport.packets[-1][0], 60)  # SSH_MSG_USERAUTH_PK_OK
+
+    def test_leaving_after_only_the_none_probe(self) -> None:
+        self.assertEqual(self.request(b"none", b""), [])
+        with capturedLogs() as events:
+            self.auth.serviceStopped()
+        self.assertEqual([formatEvent(e) for e in events], [
+            "admin console: 192.0.2.9:50123 left without logging in (offered no public key for 'admin')"])
+
+    def test_warnings_are_bounded_per_minute(self) -> None:
+        stranger = b"\x00" + NS(b"ssh-ed25519") + NS(new_key().public().blob())
+        logged = []
+        for attempt in range(45):  # from many connections, as fast as they come
+            if attempt % 10 == 0:
+                self.connect()
+            logged.extend(self.request(b"publickey", stranger, wait=0))
+        self.assertEqual(len(logged), 30)  # 45 refusals within the same minute: 30 lines
+        self.clock.advance(60)
+        logged = self.request(b"publickey", stranger)
+        self.assertEqual(logged[0], "admin console: 15 more refused logins were not logged in 60 s")
+        self.assertIn("refused publickey login", logged[1])
+
+    def test_leaving_after_a_logged_refusal_says_nothing_more(self) -> None:
+        self.request(b"password", b"\x00" + NS(b"hunter2"))
+        with capturedLogs() as events:
+            self.auth.serviceStopped()
+        self.assertEqual(events, [])
+
+
 class Shell(SynchronousTestCase):
     """The console's terminal protocol driven in memory, as the SSH session would."""
 
@@ -287,6 +451,20 @@ class Shell(SynchronousTestCase):
             "admin SHA256:shell-test: kick alice ('enough'): kicked alice",
             "admin SHA256:shell-test: typed 'relay.online'",
         ])
+
+    def test_non_ascii_reaches_notice_intact(self) -> None:
+        with capturedLogs() as events:
+            self.type("notice('back soon — promise ☺')\r".encode("utf-8"))
+        self.assertEqual(self.alice[1].lines(), ["NOTICE back soon — promise ☺"])
+        self.assertIn("admin SHA256:shell-test: typed \"notice('back soon — promise ☺')\"", formatEvent(events[0]))
+
+    def test_non_ascii_is_one_character_for_editing(self) -> None:
+        # Typed split across reads, then erased with one backspace each.
+        for byte in "x = 'é☺".encode("utf-8"):
+            self.type(bytes([byte]))
+        self.type(b"\x7f")  # backspace takes the whole smiley
+        self.type("ü'\r".encode("utf-8"))
+        self.assertIn("'éü'", self.type(b"x\r"))
 
     def test_namespace_holds_the_relay(self) -> None:
         self.assertIn("True", self.type(b"relay.registry is registry and config.manhole.enabled is False\r"))
@@ -380,8 +558,7 @@ class RealSSH(SynchronousTestCase):
         reason = _ssh_available()
         if reason:
             self.skipTest(reason)
-        self.home = Path(self.mktemp()).resolve()
-        self.home.mkdir(parents=True)
+        self.home = strict_dir(self)
         for name in ("admin", "stranger"):
             subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"{name}@test",
                             "-f", str(self.home / name)], check=True, timeout=30)
@@ -451,6 +628,7 @@ class RealSSH(SynchronousTestCase):
         self.assertIn(f"admin {listed}: logged in as admin", log)
         self.assertIn(f"admin {listed}: kick alice ('maintenance'): kicked alice", log)
         self.assertIn(f"admin {listed}: logged out", log)
+        self.assertEqual(self.warnings(0), [])  # a login that worked is no refusal
         # conch's own chatter (key exchange, auth attempts, channel requests) stays out of the log
         self.assertNotIn("twisted.conch", log)
         self.assertNotIn("starting on", log)
@@ -487,6 +665,20 @@ class RealSSH(SynchronousTestCase):
         self.assertIn("relaychat: drain over (every client has left)", self.daemon.log())
         self.assertIn("Server Shut Down.", self.daemon.log())
 
+    def fingerprint_of(self, key: str) -> str:
+        return subprocess.run(["ssh-keygen", "-l", "-f", str(self.home / f"{key}.pub")],
+                              capture_output=True, text=True, check=True, timeout=30).stdout.split()[1]
+
+    def warnings(self, count: int) -> list[str]:
+        """The daemon's warning lines about the console, once there are ``count`` of them."""
+        deadline = time.monotonic() + 20
+        while True:
+            found = [line.split("] ", 1)[1] for line in self.daemon.log().splitlines()
+                     if "[relaychat.admin#warn] admin console:" in line]
+            if len(found) >= count or time.monotonic() > deadline:
+                return found
+            time.sleep(0.05)
+
     def test_unknown_key_wrong_user_and_passwords_are_refused(self) -> None:
         _, console = self.start()
         self.assertIn("Permission denied (publickey)", self.refused(console, key="stranger"))
@@ -495,6 +687,34 @@ class RealSSH(SynchronousTestCase):
                             "-o", "PubkeyAuthentication=no")
         self.assertIn("Permission denied (publickey)", said)  # no password method is even offered
         self.assertNotIn("logged in", self.daemon.log())
+        peer = r"127\.0\.0\.1:\d+"
+        found = self.warnings(3)
+        self.assertEqual(len(found), 3, found)
+        self.assertRegex(found[0], f"^admin console: refused publickey login from {peer} as 'admin' with key "
+                         f"{re.escape(self.fingerprint_of('stranger'))}: Key not authorized$")
+        self.assertRegex(found[1], f"^admin console: refused publickey login from {peer} as 'root' with key "
+                         f"{re.escape(self.fingerprint_of('admin'))}: Key not authorized$")
+        self.assertRegex(found[2], f"^admin console: {peer} left without logging in "
+                         "\\(offered no public key for 'admin'\\)$")
+        for key in ("admin", "stranger"):  # fingerprints only, never a key
+            self.assertNotIn((self.home / f"{key}.pub").read_text().split()[1], self.daemon.log())
+
+    def test_non_ascii_typed_reaches_clients(self) -> None:
+        session, alice = self.console_with_alice()
+        session.type("notice('back at 10 — promise ☺')\r")
+        session.expect("notice sent to 1 clients")
+        self.assertEqual(alice.read_line(), "NOTICE back at 10 — promise ☺")
+        session.type("\x04")
+        self.assertEqual(session.wait(), 0)
+
+    def test_start_is_refused_when_others_can_change_the_key_file(self) -> None:
+        os.chmod(self.home, 0o777)
+        with self.assertRaises(AssertionError):
+            self.daemon.start()
+        self.assertEqual(self.daemon.wait(), 1)
+        lines = self.daemon.log().splitlines()
+        self.assertEqual(len(lines), 1, lines)
+        self.assertIn(f"bad ownership or modes for directory {str(self.home)!r} (owner uid", lines[0])
 
     def test_start_is_refused_without_an_authorized_key(self) -> None:
         (self.home / "authorized_keys").write_text("# nobody yet\n")

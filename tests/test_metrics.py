@@ -19,6 +19,7 @@ from twisted.web.test.requesthelper import DummyRequest
 from relaychat.server.drain import Drainer
 from relaychat.server.metrics import HealthPage, LagProbe, MetricsPage, RelayCollector, metrics_site
 from relaychat.server.operator import Operator
+from relaychat.server.store import Health
 from tests.daemon import Daemon, session_pair
 from tests.support import Harness
 
@@ -144,9 +145,9 @@ class Collector(SynchronousTestCase):
             return request.responseCode or 200, body
 
         self.assertEqual(ask(), (200, b"serving\n"))
-        self.h.hub.store.writable = False
+        self.h.hub.store.health = Health.FAILING  # as after a write failed (disk full)
         self.assertEqual(ask(), (503, b"storage refuses writes\n"))
-        self.h.hub.store.writable = True
+        self.h.hub.store.health = Health.OK
         self.drainer.drain(stop=False)
         self.assertEqual(ask(), (503, b"drained\n"))
         self.assertEqual(value(self.scrape(), "relaychat_draining"), 1)

@@ -125,6 +125,9 @@ class Console:
             ("errors", f"{_count(stats.errors)} ({_count(stats.disconnects_for_violations)} disconnects for violations)"),
             ("bans", str(len(hub.bans.active(self.now())))),
             ("draining", "yes" if hub.draining else "no"),
+            ("storage", f"{hub.store.health.value} ({_count(stats.storage_errors)} requests refused as unavailable)"),
+            ("mail held", f"{_count(hub.store.mail_bytes)} of {_count(hub.mail.mail_bytes_total)} bytes"),
+            ("nicknames", f"{_count(hub.store.binding_total)} of {_count(hub.names.max_nicknames)}"),
         ]
         rows.extend((name, _count(value)) for name, value in sorted(stats.extra.items()))
         width = max(len(name) for name, _ in rows)

@@ -13,6 +13,7 @@ import os
 import stat
 import tempfile
 from pathlib import Path
+from typing import Optional
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -48,13 +49,14 @@ def read_authorized_keys(path: Path | None) -> list[Key]:
     if path is None:
         raise ConfigError(f"{where} is required when manhole.enabled = true (an OpenSSH authorized_keys file)")
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # before opening: a FIFO would block start-up
+            raise ConfigError(f"{where} {str(path)!r} is not a regular file")
         with open(path, "rb") as f:
-            mode = os.fstat(f.fileno()).st_mode
+            opened = os.fstat(f.fileno())
             lines = f.read().splitlines()
+        check_strict_modes(path, opened)
     except OSError as e:
         raise ConfigError(f"{where} {str(path)!r}: cannot read: {e.strerror}") from None
-    if mode & (stat.S_IWGRP | stat.S_IWOTH):
-        raise ConfigError(f"{where} {str(path)!r} is writable by group or others; chmod go-w it")
     found: list[Key] = []
     for number, line in enumerate(lines, 1):
         line = line.strip()
@@ -74,6 +76,58 @@ def read_authorized_keys(path: Path | None) -> list[Key]:
             "(one OpenSSH public key per line, such as 'ssh-ed25519 AAAA... you@host')"
         )
     return found
+
+
+def check_strict_modes(path: Path, opened: os.stat_result, uid: int | None = None) -> None:
+    """Refuse ``path`` as OpenSSH's ``StrictModes`` refuses an authorized_keys file.
+
+    The file (as opened: ``opened`` is its ``fstat``) must be a regular
+    file, and it and every directory from it up to ``/`` (after resolving
+    symbolic links) owned by root or by the user we run as, and not
+    writable by group or others: anyone who can write any of them can
+    replace the list of who may log in. The sticky bit does not help (one
+    may not remove another's file in ``/tmp``, but may create the
+    directory the path names, first). Unlike sshd we do not stop at a home
+    directory: the console has none.
+    """
+    where = "manhole.authorized_keys"
+    uid = os.geteuid() if uid is None else uid
+    if not stat.S_ISREG(opened.st_mode):
+        raise ConfigError(f"{where} {str(path)!r} is not a regular file")
+    real = os.path.realpath(path)
+    here = os.stat(real)
+    if (here.st_dev, here.st_ino) != (opened.st_dev, opened.st_ino):
+        raise ConfigError(f"{where} {str(path)!r} changed while it was read; try again")
+    found = unsafe_component(real, uid)
+    if found is not None:
+        name, st = found
+        kind = "file" if name == real else "directory"
+        raise ConfigError(
+            f"{where} {str(path)!r}: bad ownership or modes for {kind} {name!r} "
+            f"(owner uid {st.st_uid}, mode {stat.S_IMODE(st.st_mode):04o}): it and every directory above it "
+            f"must be owned by root or uid {uid} and not writable by group or others (chmod go-w)"
+        )
+
+
+def unsafe_component(real: str, uid: int) -> Optional[tuple[str, os.stat_result]]:
+    """The first of ``real`` (a resolved path) and its parents up to ``/`` that
+    someone other than root or ``uid`` owns or could write, with its ``stat``."""
+    for name in [real, *_parents(real)]:
+        st = os.stat(name)
+        if st.st_uid not in (0, uid) or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            return name, st
+    return None
+
+
+def _parents(path: str) -> list[str]:
+    """Every directory above ``path``, nearest first, ending with ``/``."""
+    found = []
+    while True:
+        parent = os.path.dirname(path)
+        if parent == path:
+            return found
+        found.append(parent)
+        path = parent
 
 
 def load_host_key(data_dir: str) -> Key:

@@ -9,11 +9,17 @@ The shape is Twisted's manhole (a ``TerminalRealm`` whose terminal runs a
   every factory in the process would share;
 * an avatar that knows which key logged in, so the log names the admin by
   the key's fingerprint: at login, at logout, for each line typed and for
-  each helper action.
+  each helper action;
+* every refused login (a key not listed, another user name, a password or
+  keyboard-interactive attempt, a client that gives up) logged as a
+  warning with the peer's address and the offered key's fingerprint;
+* non-ASCII typed at the prompt (an em dash, a smiley) kept, where
+  Twisted's line editor drops every byte outside ``string.printable``.
 """
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import io
 import traceback
@@ -21,16 +27,21 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Optional
 
 from twisted.conch.checkers import InMemorySSHKeyDB, SSHPublicKeyChecker
+from twisted.conch.error import ConchError, IgnoreAuthentication
 from twisted.conch.insults.insults import ServerProtocol
 from twisted.conch.interfaces import IConchUser, ISession
 from twisted.conch.manhole import ColoredManhole
 from twisted.conch.manhole_ssh import TerminalRealm, TerminalSession, TerminalSessionTransport, TerminalUser
+from twisted.conch.ssh.common import getNS
+from twisted.conch.ssh.connection import SSHConnection
 from twisted.conch.ssh.factory import SSHFactory
 from twisted.conch.ssh.keys import Key
+from twisted.conch.ssh.userauth import SSHUserAuthServer
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.credentials import ISSHPrivateKey
+from twisted.cred.error import UnauthorizedLogin
 from twisted.cred.portal import Portal
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.logger import Logger
 from twisted.python.components import Componentized
@@ -62,14 +73,24 @@ class AdminKeyChecker:
 
     The fingerprint is taken from the very key the signature was verified
     against, so what the log says is what logged in.
+
+    Twisted's checker answers "this key would do" to an unsigned probe of
+    any key; like sshd, this one says so only for a listed key and the
+    right user, so a stranger's key is refused (and logged) at once,
+    before the client signs anything.
     """
 
     credentialInterfaces = (ISSHPrivateKey,)
 
     def __init__(self, authorized: Iterable[Key], user: str = USER) -> None:
-        self._checker = SSHPublicKeyChecker(InMemorySSHKeyDB({user.encode("utf-8"): list(authorized)}))
+        keys = list(authorized)
+        self._user = user.encode("utf-8")
+        self._blobs = frozenset(key.blob() for key in keys)
+        self._checker = SSHPublicKeyChecker(InMemorySSHKeyDB({self._user: keys}))
 
     def requestAvatarId(self, credentials: ISSHPrivateKey) -> Deferred[Admin]:
+        if not credentials.signature and (credentials.username != self._user or credentials.blob not in self._blobs):
+            return fail(UnauthorizedLogin("Key not authorized"))
         checked = self._checker.requestAvatarId(credentials)
         checked.addCallback(lambda user: Admin(user.decode("utf-8", "replace"), openssh_fingerprint(credentials.blob)))
         return checked
@@ -87,6 +108,7 @@ class AuditedManhole(ColoredManhole):
     def __init__(self, namespace: dict[str, Any], admin: Admin) -> None:
         super().__init__(namespace)
         self.admin = admin
+        self._utf8 = codecs.getincrementaldecoder("utf-8")("replace")
 
     def terminalSize(self, width: int, height: int) -> None:
         """Redraw on a new size as Twisted does (the screen is cleared), greeting first.
@@ -101,11 +123,131 @@ class AuditedManhole(ColoredManhole):
         self.terminal.nextLine()
         self.drawInputLine()
 
+    def keystrokeReceived(self, keyID: Any, modifier: Any) -> None:
+        """Put a UTF-8 character typed at the prompt into the line as one character.
+
+        The terminal parser hands us one byte at a time and Twisted's line
+        editor keeps only ``string.printable``, so every byte of ``—`` or
+        ``☺`` vanished. Bytes are decoded here; each whole printable
+        character becomes one element of the line buffer (so the cursor and
+        backspace count it once), and the line reaches the interpreter as
+        the UTF-8 it was typed in.
+        """
+        if isinstance(keyID, bytes) and len(keyID) == 1 and (keyID[0] >= 0x80 or self._utf8_pending()):
+            for char in self._utf8.decode(keyID):
+                if char.isprintable():
+                    self.characterReceived(char.encode("utf-8"), False)
+            return
+        super().keystrokeReceived(keyID, modifier)
+
+    def _utf8_pending(self) -> bool:
+        return bool(self._utf8.getstate()[0])
+
     def lineReceived(self, line: bytes) -> None:
         if line.strip():
             text = _shortened(line.decode("utf-8", "replace"))
             log.info("admin {admin}: typed {line!r}", admin=self.admin.fingerprint, line=text)
         super().lineReceived(line)
+
+
+class AuditedUserAuth(SSHUserAuthServer):
+    """Twisted's ``ssh-userauth`` server, warning of every login it refuses.
+
+    Twisted logs refusals at debug level only, with neither the address
+    nor the key. Here each refused request is a warning naming the peer,
+    the user name asked for, the method, and for a public key its
+    ``SHA256:`` fingerprint (never the key itself, so a log reader can
+    match it against ``ssh-keygen -l`` output without the log holding
+    keys). A client that leaves having offered nothing we accept (an
+    OpenSSH client told to use only passwords sends just the ``none``
+    probe, then gives up) gets one warning too.
+    """
+
+    _NAME_SHOWN = 64
+
+    def serviceStarted(self) -> None:
+        super().serviceStarted()
+        self._offered: Optional[bytes] = None
+        self._refusals = 0
+        self._logged_in = False
+
+    def ssh_USERAUTH_REQUEST(self, packet: bytes) -> Any:
+        self._offered = None
+        return super().ssh_USERAUTH_REQUEST(packet)
+
+    def auth_publickey(self, packet: bytes) -> Any:
+        try:
+            self._offered = getNS(packet[1:], 2)[1]
+        except Exception:  # a malformed request: Twisted's own parsing will refuse it
+            self._offered = None
+        return super().auth_publickey(packet)
+
+    def _cbFinishedAuth(self, result: Any) -> None:
+        self._logged_in = True
+        super()._cbFinishedAuth(result)
+
+    def _ebBadAuth(self, reason: Failure) -> None:
+        if not reason.check(IgnoreAuthentication) and self.method != b"none":
+            self._refusals += 1
+            method = self.method.decode("ascii", "replace")[: self._NAME_SHOWN]
+            if reason.check(ConchError) and method != "publickey":
+                why = "only public keys are accepted"
+            else:
+                why = reason.getErrorMessage()
+            key = f" with key {openssh_fingerprint(self._offered)}" if self._offered is not None else ""
+            if self._budget().allow(self.clock.seconds()):
+                log.warn("admin console: refused {method} login from {peer} as {user!r}{key}: {why}",
+                         method=method, peer=self._peer(), user=self._user(), key=key, why=why)
+        super()._ebBadAuth(reason)
+
+    def serviceStopped(self) -> None:
+        if not self._logged_in and not self._refusals and self._budget().allow(self.clock.seconds()):
+            log.warn("admin console: {peer} left without logging in (offered no public key{user})",
+                     peer=self._peer(), user=f" for {self._user()!r}" if self.user is not None else "")
+        super().serviceStopped()
+
+    def _budget(self) -> WarningBudget:
+        return self.transport.factory.refusal_warnings  # type: ignore[union-attr, no-any-return]
+
+    def _user(self) -> str:
+        return (self.user or b"").decode("utf-8", "replace")[: self._NAME_SHOWN]
+
+    def _peer(self) -> str:
+        ssh: Any = self.transport
+        peer = ssh.transport.getPeer()
+        host, port = getattr(peer, "host", None), getattr(peer, "port", None)
+        if host is None:
+            return "a local socket"
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class WarningBudget:
+    """At most ``limit`` refusal warnings per ``period`` seconds; the rest are counted.
+
+    Whoever can reach the console's port can make it refuse logins as fast
+    as it can connect, and each refusal is a log line: without a bound
+    that fills the operator's disk. Past the budget, refusals are counted,
+    and the count is logged in one line when the next period begins.
+    """
+
+    def __init__(self, limit: int = 30, period: float = 60.0) -> None:
+        self.limit = limit
+        self.period = period
+        self._started = float("-inf")
+        self._used = 0
+        self._suppressed = 0
+
+    def allow(self, now: float) -> bool:
+        if now - self._started >= self.period:
+            if self._suppressed:
+                log.warn("admin console: {count} more refused logins were not logged in {period:.0f} s",
+                         count=self._suppressed, period=self.period)
+            self._started, self._used, self._suppressed = now, 0, 0
+        if self._used < self.limit:
+            self._used += 1
+            return True
+        self._suppressed += 1
+        return False
 
 
 def _shortened(text: str) -> str:
@@ -231,6 +373,8 @@ class ConsoleFactory(SSHFactory):
 
     def __init__(self, portal: Portal, host_key: Key) -> None:
         self.portal = portal
+        self.services = {b"ssh-userauth": AuditedUserAuth, b"ssh-connection": SSHConnection}
+        self.refusal_warnings = WarningBudget()
         name = host_key.sshType()
         self.publicKeys = {name: host_key.public()}
         self.privateKeys = {name: host_key}

@@ -99,6 +99,7 @@ class RelayEvents:
     def relay_closed(self, sid: str, reason: str) -> None: ...
     def relay_frame(self, sid: str, payload: bytes) -> None: ...
     def relay_frame_error(self, sid: str, error: RelayError) -> None: ...
+    def relay_frame_unreadable(self, sid: str) -> None: ...
     def relay_mail(self, mail_id: int, sender: str, time: int, payload: bytes) -> None: ...
     def relay_notice(self, text: str) -> None: ...
     def relay_bye(self, code: str, text: str) -> None: ...
@@ -157,7 +158,8 @@ class RelayClientProtocol(Protocol):
             error = Disconnected(self._bye[0], self._bye[1])
         else:
             text = endpoints.explain(reason) if reason is not None else "connection closed"  # TLS failures in words
-            error = Disconnected("lost", text.rstrip("."))
+            code = "tls" if endpoints.is_verification_failure(reason) else "lost"  # "tls" is not retried
+            error = Disconnected(code, text.rstrip("."))
         self._lost_reason = error
         pending, self._pending = self._pending, deque()
         for item in pending:
@@ -296,8 +298,7 @@ class RelayClientProtocol(Protocol):
         except ValueError:
             self.malformed += 1
             return
-        self.events.relay_frame_error(sid, RelayError(
-            "bad-encoding", "the relay forwarded a frame that is not valid base64", "FRAME"))
+        self.events.relay_frame_unreadable(sid)  # the peer's doing (the relay passes payloads on unread)
 
     def _mail(self, parts: list[str]) -> None:
         _, mail_id, sender, time, payload = parts

@@ -29,15 +29,17 @@ from relaychat.crypto.identity import KeyFormatError, pow_ok, verify_registratio
 from relaychat.server.bans import Bans, key_id
 from relaychat.server.connection import Claim, Connection, Life, Link, Session, State
 from relaychat.server.directory import RECIPIENT_FULL, SENDER_FULL, Directory, Elsewhere, LocalDirectory, SharedMail
-from relaychat.server.limits import FRAME_LINE_OVERHEAD, Limits, MailPolicy
+from relaychat.server.limits import FRAME_LINE_OVERHEAD, Limits, MailPolicy, NicknamePolicy
+from relaychat.server.quotas import Quotas
 from relaychat.server.registry import Registry
-from relaychat.server.store import Binding, Mail, Store
+from relaychat.server.store import Binding, Mail, StorageError, Store
 from relaychat.wire import messages as m
 from relaychat.wire.codec import encoded_length
 from relaychat.wire.errors import Bye, Closed, Code, ProtocolError
 from relaychat.wire.lines import strip_cr
 from relaychat.wire.messages import FRAME_PREFIX, PROTOCOL_VERSION
 from relaychat.wire.nicknames import canonical
+from relaychat.wire.refusals import ban_text
 from relaychat.wire.tokens import SID_LENGTH, one_line, safe_sid
 
 DEFAULT_DRAIN_TEXT = "the relay is restarting"
@@ -64,6 +66,7 @@ class Stats:
     errors: int = 0
     disconnects_for_violations: int = 0
     mail_stored: int = 0
+    storage_errors: int = 0
     errors_by_code: dict[Code, int] = field(default_factory=dict)  # ERR replies by code
     byes: dict[Bye, int] = field(default_factory=dict)  # why the relay ended connections
     extra: dict[str, int] = field(default_factory=dict)
@@ -81,6 +84,7 @@ class Hub:
         now: float = 0.0,
         wall: Callable[[], float] = time.time,
         directory: Optional[Directory] = None,
+        names: NicknamePolicy = NicknamePolicy(),
     ) -> None:
         """``now`` and every time an adapter passes in are from a monotonic
         clock: they measure durations (time-outs, rates, bans), which a
@@ -96,6 +100,8 @@ class Hub:
         self.shared_mail: Optional[SharedMail] = None  # a cluster's mailboxes, instead of the store's
         self.limits = limits
         self.mail = mail
+        self.names = names
+        self.quotas = Quotas(store, mail, names)
         self.server_id = store.server_id
         self.stats = Stats(started=now)
         self.bans = Bans()
@@ -153,7 +159,7 @@ class Hub:
         elif not self.ready:
             self._bye(client, Bye.BUSY, "the relay is starting; try again")
         elif self.bans.banned("address", address, now):
-            self._bye(client, Bye.BANNED, "this address is banned")
+            self._bye(client, Bye.BANNED, ban_text("address", self.bans.remaining("address", address, now)))
         elif len(self.clients) > limits.max_connections:
             self._bye(client, Bye.BUSY, "the relay is full")
         elif self._per_address[address] > limits.connections_per_address:
@@ -374,6 +380,7 @@ class Hub:
             if now - session.created > limits.offer_timeout:
                 self._end_session(session, Closed.TIMEOUT, notify=(session.initiator, session.responder))
         self.bans.expire(now)
+        self.quotas.sweep(now)
         self._flush()
 
     def purge_mail(self, now: float) -> int:
@@ -489,6 +496,9 @@ class Hub:
             handler(client, message, now)
         except ProtocolError as e:
             self._error(client, name, e.code, e.text)
+        except StorageError as e:  # the store has logged it; the connection carries on
+            self.stats.storage_errors += 1
+            self._error(client, name, Code.UNAVAILABLE, str(e))
         except Exception as e:  # a bug: answer it, keep the connection, log it once
             self._internal(client, name, e)
 
@@ -530,6 +540,8 @@ class Hub:
                     lambda existing: self._challenge(client, register, canon, existing))
 
     def _challenge(self, client: Connection, register: m.Register, canon: str, existing: Any) -> None:
+        if existing is None:
+            self.quotas.check_new_name(client.address, self.now)  # before the client works for it
         pow_bits = 0 if existing is not None else self.limits.pow_bits
         challenge = os.urandom(32)
         client.claim = Claim(register.nick, canon, register.identity_pub, register.static_pub,
@@ -538,10 +550,9 @@ class Hub:
         self._send(client, m.RegisterOk(canon, challenge, pow_bits))
 
     def _refuse_banned(self, canon: str, identity_pub: bytes, now: float) -> None:
-        if self.bans.banned("nick", canon, now):
-            raise ProtocolError(Code.BANNED, "this nickname is banned")
-        if self.bans.banned("key", key_id(identity_pub), now):
-            raise ProtocolError(Code.BANNED, "this identity key is banned")
+        for kind, value in (("nick", canon), ("key", key_id(identity_pub))):
+            if self.bans.banned(kind, value, now):
+                raise ProtocolError(Code.BANNED, ban_text(kind, self.bans.remaining(kind, value, now)))
 
     def _prove(self, client: Connection, prove: m.Prove, now: float) -> None:
         claim = client.claim
@@ -558,6 +569,8 @@ class Hub:
             if not nonce or not pow_ok(claim.challenge, nonce, claim.pow_bits):
                 raise ProtocolError(Code.POW, f"proof of work of {claim.pow_bits} bits needed")
         self._refuse_banned(claim.canonical, claim.identity_pub, now)  # a ban may have come since REGISTER
+        if self.shared_mail is None and self.registry.find(claim.canonical) is None:
+            self.quotas.check_new_name(client.address, now)  # others from the address may have bound since
         # Stored: a calendar time, not the monotonic clock of this process.
         bound = self.directory.bind(claim.display, claim.identity_pub, claim.static_pub, claim.static_sig,
                                     self.wall())
@@ -568,6 +581,17 @@ class Hub:
         self._await(client, "PROVE", bound, lambda result: self._registered(client, *result))
 
     def _registered(self, client: Connection, binding: Binding, new: bool, pending: Optional[list[Mail]] = None) -> None:
+        if new:
+            self.quotas.spent_new_name(client.address, self.now)
+        self.store.note_use(binding.canonical, self.wall())
+        # The last storage calls: if they fail, nothing below has changed.
+        if pending is None:
+            pending = self.store.pending_mail(binding.canonical)
+        shown: dict[str, str] = {}  # every event names people in their display form
+        for mail in pending:
+            if mail.sender not in shown:
+                sender = self.registry.find(mail.sender)
+                shown[mail.sender] = sender.display if sender is not None else mail.sender
         previous = self.online.get(binding.canonical)
         if previous is not None:
             self._bye(previous, Bye.REPLACED, "you logged in elsewhere")
@@ -580,14 +604,8 @@ class Hub:
         self.stats.registrations += 1
         if self.elsewhere is not None:
             self.elsewhere.joined(client)
-        if pending is None:
-            pending = self.store.pending_mail(binding.canonical)
         self._send(client, m.ProveOk(binding.display, new, len(pending)))
-        shown: dict[str, str] = {}  # every event names people in their display form
         for mail in pending:
-            if mail.sender not in shown:
-                sender = self.registry.find(mail.sender)
-                shown[mail.sender] = sender.display if sender is not None else mail.sender
             self._send(client, m.StoredMail(mail.id, shown[mail.sender], int(mail.created), mail.body))
 
     # -- directory -------------------------------------------------------------
@@ -838,6 +856,7 @@ class Hub:
             raise ProtocolError(Code.TOO_BIG, f"a mail payload is at most {policy.max_mail} bytes once decoded")
         sender = client.nick
         assert sender is not None
+        self.quotas.check_mail(sender, len(body), now)
         created = self.wall()  # stored: a calendar time, not the monotonic clock of this process
         if self.shared_mail is not None:
             deposited = self.shared_mail.deposit(binding.canonical, sender, created, body, policy)
@@ -857,6 +876,8 @@ class Hub:
             raise ProtocolError(Code.QUOTA, f"{binding.display}'s mailbox is full")
         if mail_id == SENDER_FULL:
             raise ProtocolError(Code.QUOTA, f"you have {self.mail.mail_per_sender} messages waiting there already")
+        assert client.nick is not None
+        self.quotas.spent_mail(client.nick, self.now)
         self.stats.mail_stored += 1
         self._send(client, m.MailOk(mail_id))
         assert client.display is not None
@@ -915,6 +936,9 @@ class Hub:
             then(result)
         except ProtocolError as e:
             self._error(client, command, e.code, e.text)
+        except StorageError as e:  # the local store failed (it has logged it); the connection carries on
+            self.stats.storage_errors += 1
+            self._error(client, command, Code.UNAVAILABLE, str(e))
         except Exception:
             self._error(client, command, Code.UNAVAILABLE, "the relay cannot reach its shared state; try again")
 
@@ -962,6 +986,7 @@ class Hub:
         """``client`` takes part no more: offline, its sessions ended. Idempotent."""
         if client.nick is not None and self.online.get(client.nick) is client:
             del self.online[client.nick]
+            self.store.note_use(client.nick, self.wall())  # saved with the next store check, no I/O here
             if self.elsewhere is not None:
                 self.elsewhere.left(client)
         for session in list(client.sessions.values()):

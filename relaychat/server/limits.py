@@ -1,8 +1,9 @@
 """Every number a remote party could push on, in one place, with its default.
 
 The defaults are documented in docs/protocol.rst and conf/relaychat.toml;
-the config loader builds these objects from the ``[limits]`` and
-``[mailbox]`` tables, so a new limit is one field here and nothing else.
+the config loader builds these objects from the ``[limits]``,
+``[mailbox]`` and ``[nicknames]`` tables, so a new limit is one field here
+and nothing else.
 """
 
 from __future__ import annotations
@@ -69,6 +70,8 @@ class MailPolicy:
     mail_per_recipient: int = 100
     mail_bytes_per_recipient: int = 1 << 20
     mail_per_sender: int = 20
+    mail_per_sender_per_hour: int = 100  # across all recipients
+    mail_bytes_total: int = 256 << 20  # all mail the relay holds, for everyone
     mail_expiry_days: float = 30.0
 
     def __post_init__(self) -> None:
@@ -88,3 +91,31 @@ class MailPolicy:
     @property
     def expiry_seconds(self) -> float:
         return self.mail_expiry_days * 86400.0
+
+
+@dataclass(frozen=True)
+class NicknamePolicy:
+    """How many nicknames the relay binds, and for how long.
+
+    ``nickname_expiry_days`` 0 keeps a binding for good. Otherwise a
+    nickname nobody has logged in with for that many days is released,
+    with the mail waiting for it: the relay's table stops growing with
+    names abandoned long ago, but an expired nickname can then be claimed
+    by another key, and contacts who had pinned the old key see a key
+    change (which they must then check) rather than the old person.
+    """
+
+    max_nicknames: int = 100000
+    registrations_per_address_per_hour: int = 20
+    nickname_expiry_days: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.max_nicknames < 1 or self.registrations_per_address_per_hour < 1:
+            raise ValueError("max_nicknames and registrations_per_address_per_hour must be positive")
+        if self.nickname_expiry_days < 0:
+            raise ValueError("nickname_expiry_days must not be negative (0: never)")
+
+    @property
+    def expiry_seconds(self) -> float:
+        """0.0 when nicknames never expire."""
+        return self.nickname_expiry_days * 86400.0

@@ -14,6 +14,7 @@ from typing import Optional
 from relaychat.wire.nicknames import canonical, skeleton
 from relaychat.server.store import Binding, Store
 from relaychat.wire.errors import Code, ProtocolError
+from relaychat.wire.refusals import taken_text
 
 
 def judge_claim(existing: Optional[Binding], lookalike: Optional[Binding], identity_pub: bytes) -> Optional[Binding]:
@@ -29,11 +30,11 @@ def judge_claim(existing: Optional[Binding], lookalike: Optional[Binding], ident
 
 
 def taken(display: str) -> ProtocolError:
-    return ProtocolError(Code.TAKEN, f"{display} is bound to another key")
+    return ProtocolError(Code.TAKEN, taken_text(display, lookalike=False))
 
 
 def confused(display: str) -> ProtocolError:
-    return ProtocolError(Code.TAKEN, f"too easily confused with {display}")
+    return ProtocolError(Code.TAKEN, taken_text(display, lookalike=True))
 
 
 class Registry:
@@ -56,11 +57,13 @@ class Registry:
         existing = self.check_claim(nick, identity_pub)
         canon = canonical(nick)
         if existing is not None:
+            if (existing.static_pub, existing.static_sig) == (static_pub, static_sig):
+                return existing  # the usual login: nothing to write
             self._store.update_static(canon, static_pub, static_sig)
             return self._store.binding(canon)  # type: ignore[return-value]
         binding = Binding(canon, skeleton(canon), nick, identity_pub, static_pub, static_sig, now)
         if not self._store.insert_binding(binding):
-            raise ProtocolError(Code.TAKEN, f"{nick} was just taken")
+            raise ProtocolError(Code.TAKEN, taken_text(nick, lookalike=False))
         return binding
 
     def release(self, nick: str) -> Optional[tuple[Binding, int]]:

@@ -34,8 +34,8 @@ class Code(enum.Enum):
     QUOTA = ("quota", False)
     BANNED = ("banned", False)
     DRAINING = ("draining", False)
+    UNAVAILABLE = ("unavailable", False)  # storage failed, or a cluster's Redis is unreachable: try again
     INTERNAL = ("internal", False)
-    UNAVAILABLE = ("unavailable", False)  # shared state (a cluster's Redis) unreachable: try again
 
     @property
     def word(self) -> str:
