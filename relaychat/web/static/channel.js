@@ -19,7 +19,9 @@ export const PROLOGUE_CONTEXT = utf8('relaychat-e2e-v1');
 export const REKEY_INTERVAL = 1000;
 export const DEFAULT_MAX_FRAME = 32768;
 const TAG_SIZE = 16;
-export const MessageType = Object.freeze({ TEXT: 1, CLOSE: 2, SMP: 3, RECEIPT: 4 });
+export const MessageType = Object.freeze({ TEXT: 1, CLOSE: 2, SMP: 3, RECEIPT: 4, TEXT_PART: 5 });
+/** The longest text one message carries once joined from its TEXT_PARTs (section 11): what a peer can make us hold. */
+export const MAX_MESSAGE_BYTES = 1 << 20;
 // CLOSING: we sent CLOSE with TEXTs unconfirmed; only the peer's receipts are still read (section 11).
 export const ChannelState = Object.freeze({ HANDSHAKE: 'handshake', OPEN: 'open', CLOSING: 'closing', ENDED: 'ended', FAILED: 'failed' });
 export const PinStatus = Object.freeze({ NEW: 'new', MATCH: 'match', CHANGED: 'changed' });
@@ -81,6 +83,9 @@ export class Channel {
     this.error = null;
     this._unconfirmed = new Unconfirmed();
     this.lastTextNumber = 0;
+    /** The TEXT_PART bodies of a long text being received (null: none is), joined at its TEXT. */
+    this._partial = null;
+    this._partialSize = 0;
   }
 
   /** Our TEXTs the peer has not confirmed: [number, first words], oldest first (bounded). */
@@ -179,7 +184,24 @@ export class Channel {
     const plaintext = this._decrypt(ciphertext);
     if (!plaintext.length) throw new ConversationError('MessageRejected', `${this.peerNick} sent an empty message, which the protocol forbids.`);
     const kind = plaintext[0];
-    const body = plaintext.subarray(1);
+    let body = plaintext.subarray(1);
+    if (this._partial !== null) {
+      if (kind !== MessageType.TEXT_PART && kind !== MessageType.TEXT)
+        throw new ConversationError('MessageRejected', `${this.peerNick} sent another message inside a long one.`);
+      if (this._partialSize + body.length > MAX_MESSAGE_BYTES)
+        throw new ConversationError('MessageRejected', `${this.peerNick} sent a message longer than ${MAX_MESSAGE_BYTES} bytes.`);
+    }
+    if (kind === MessageType.TEXT_PART) {
+      if (this._partial === null) this._partial = [];
+      this._partial.push(body.slice());
+      this._partialSize += body.length;
+      return [];
+    }
+    if (kind === MessageType.TEXT && this._partial !== null) {
+      body = concat(...this._partial, body);
+      this._partial = null;
+      this._partialSize = 0;
+    }
     if (kind === MessageType.TEXT) {
       let text;
       try {
@@ -250,6 +272,26 @@ export class Channel {
     this.lastTextNumber = this.messagesSent;
     this._unconfirmed.sent(this.messagesSent, text);
     return frame;
+  }
+
+  /**
+   * The FRAME payloads carrying `text` (section 11): one TEXT when it fits, else
+   * TEXT_PART pieces of exactly maxTextBytes bytes and a final TEXT; the final
+   * TEXT's number (lastTextNumber) is the one its receipt confirms.
+   */
+  sendTextFrames(text) {
+    const data = utf8(text);
+    const size = maxTextBytes(this.maxFrame);
+    if (data.length <= size) return [this.sendText(text)];
+    if (data.length > MAX_MESSAGE_BYTES)
+      throw new ConversationError('MessageTooLong', `A message is at most ${MAX_MESSAGE_BYTES} bytes.`);
+    const frames = [];
+    let at = 0;
+    for (; data.length - at > size; at += size) frames.push(this._encrypt(MessageType.TEXT_PART, data.subarray(at, at + size)));
+    frames.push(this._encrypt(MessageType.TEXT, data.subarray(at)));
+    this.lastTextNumber = this.messagesSent;
+    this._unconfirmed.sent(this.messagesSent, text);
+    return frames;
   }
 
   /** An SMP body (from smprun.js) as a FRAME payload. */

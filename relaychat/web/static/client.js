@@ -149,7 +149,7 @@ export class ChatClient {
   send(sid, text) {
     const channel = this.sessions.get(sid);
     if (!channel) throw new ConversationError('ConversationClosed', 'That conversation is over.');
-    this.relay.frame(sid, channel.sendText(text));
+    for (const frame of channel.sendTextFrames(text)) this.relay.frame(sid, frame);
     return channel.lastTextNumber;
   }
 

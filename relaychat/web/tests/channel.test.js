@@ -1,7 +1,7 @@
 // Two JS channels against each other; sealed mail both ways; hostile input.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Channel, ChannelState, fixedPin, REKEY_INTERVAL } from '../static/channel.js';
+import { Channel, ChannelState, MessageType, fixedPin, maxTextBytes as maxChannelText, REKEY_INTERVAL } from '../static/channel.js';
 import { Identity } from '../static/identity.js';
 import { Unconfirmed, decodeReceipt, encodeReceipt, firstWords } from '../static/receipts.js';
 import { openMail, seal, sealReceipt, MailError, maxTextBytes } from '../static/mail.js';
@@ -187,4 +187,22 @@ test('SentMail accepts a receipt only for our mail to that recipient on that rel
   assert.equal(outbox.pending(other).length, 0);
   outbox.done(owed, 7);
   assert.deepEqual(outbox.pending(relay), []);
+});
+
+test('a long text goes as TEXT_PARTs and a final TEXT, joined whole, confirmed once; nothing else may come between', () => {
+  const { ca, cb } = pair();
+  handshake(ca, cb);
+  const text = '\u00e9'.repeat(maxChannelText() + 7) + ' end'; // a two-byte character cut across pieces
+  const frames = ca.sendTextFrames(text);
+  assert.equal(frames.length, 3);
+  assert.deepEqual(cb.receiveFrame(frames[0]), []);
+  assert.deepEqual(cb.receiveFrame(frames[1]), []);
+  const [shown, receipt] = cb.receiveFrame(frames[2]);
+  assert.deepEqual(shown, { type: 'message', text });
+  assert.equal(ca.receiveFrame(receipt.payload)[0].messages[0].number, 3);
+  assert.deepEqual(cb.receiveFrame(ca._encrypt(MessageType.TEXT_PART, new Uint8Array(10))), []);
+  const [failed] = cb.receiveFrame(ca.sendSmp(new Uint8Array([1])));
+  assert.equal(failed.type, 'failed');
+  assert.match(failed.reason, /inside a long one/);
+  assert.equal(MessageType.TEXT_PART, 5);
 });
