@@ -23,7 +23,7 @@ from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 
 from relaychat import client as api
-from relaychat.client import SMPRequested, SMPResult
+from relaychat.client import MailRead, SMPRequested, SMPResult
 from relaychat.crypto.keypair import Identity
 from relaychat.crypto.pins import KnownPeers
 from tests.browser import Browser, Relay, have_browser
@@ -148,6 +148,11 @@ class BrowserAndPython(_BrowserTest):
         yield self.b("press", "Send")
         yield until(lambda: received)
         self.assertEqual(received, [text])
+        # section 11: the terminal client's RECEIPT marks the line delivered
+        mark = yield self.b("text", "delivered to termchat")
+        self.assertEqual(mark, "\u2713 delivered")
+        mine = yield self.b("wait", lambda: [m for m in self.browser.messages() if m.startswith("webchat:")], "our line")
+        self.assertTrue(mine[0].endswith("\u2713 delivered"), mine)
 
         conversation.send("Antwort vom Terminal ✓\n  eingerückt")
         lines = yield self.b("wait", lambda: [m for m in self.browser.messages() if "Antwort" in m], "the reply")
@@ -218,6 +223,8 @@ class BrowserAndPython(_BrowserTest):
         yield self.b("sign_in", self.relay.url, "webmail")
         identity, pins = Identity.generate(), KnownPeers(self.mktemp())
         py = yield self.python_user("termmail", identity, pins)
+        first_mail: list[Any] = []
+        py.observe_mail(first_mail.append)
         # the browser leaves; mail waits on the relay; the next visit logs straight in
         yield deferToThread(self.browser.driver.get, "about:blank")
         yield task.deferLater(reactor, 0.3, lambda: None)
@@ -227,6 +234,10 @@ class BrowserAndPython(_BrowserTest):
         shown = yield self.b("wait_text", "Mail received", "Nachricht für später")
         self.assertIn("Mail from termmail", shown)
         self.assertIn("📬\nzweite Zeile", shown)
+        # section 12: the browser's sealed read receipt reaches the sender, naming that mail
+        yield until(lambda: first_mail)
+        self.assertIsInstance(first_mail[0], MailRead)
+        self.assertEqual((first_mail[0].reader, first_mail[0].first_words), ("webmail", "Nachricht für später 📬 zweite Zeile"))
 
         # now the Python user is offline and the browser writes
         yield py.quit()
@@ -240,6 +251,9 @@ class BrowserAndPython(_BrowserTest):
         again.observe_mail(mail.append)
         yield until(lambda: mail)
         self.assertEqual((mail[0].sender, mail[0].text), ("webmail", "Antwort per Post ✉"))
+        # and the Python client's receipt is shown in the page
+        read = yield self.b("wait_text", "Mail received", "termmail read your mail")
+        self.assertIn("\u201cAntwort per Post ✉\u201d", read)
 
     @inlineCallbacks
     def test_hostile_text_is_shown_inert(self) -> None:
@@ -386,7 +400,8 @@ class KeysInTheBrowser(_BrowserTest):
             const open = indexedDB.open('relaychat', 1);
             open.onsuccess = () => {
               const t = open.result.transaction('kv', 'readwrite');
-              t.objectStore('kv').put([{...record, key: new Uint8Array(record.key), verified: true}], 'pins');
+              t.objectStore('kv').put([{...record, key: new Uint8Array(record.key),
+                verified: {how: 'number', time: 1, key: new Uint8Array(record.key)}}], 'pins');
               t.oncomplete = () => { open.result.close(); done(); };
             };""", record)
         yield deferToThread(self.browser.driver.refresh)

@@ -22,7 +22,8 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from relaychat.client import mail
 from relaychat.client.channel import (
-    Channel, ChannelFailed, FixedPin, HandshakeComplete, MessageReceived, SendFrame, SMPRequested, SMPResult,
+    Channel, ChannelFailed, ChannelState, FixedPin, HandshakeComplete, MessageReceived, SendFrame, SMPAborted,
+    SMPRequested, SMPResult,
 )
 from relaychat.crypto import safety
 from relaychat.crypto.identity import pow_ok, verify_binding
@@ -168,13 +169,16 @@ class CrossLanguage(SynchronousTestCase):
         for event in events:
             if isinstance(event, SendFrame):
                 answer = self.js("frame", payload=event.payload.hex())["events"]
-                self.assertNotIn("failed", [e["type"] for e in answer])
+                self.assertEqual([e["type"] for e in answer], ["delivered"])
         return [e for e in events if not isinstance(e, SendFrame)]
 
     def _both_ways(self, channel: Channel) -> None:
         text = "h\u00e9llo \u05e9\u05dc\u05d5\u05dd\nline two \U0001f600"
         events = self.js("frame", payload=channel.send_text(text).hex())["events"]
-        self.assertEqual(events, [{"type": "message", "text": text}])
+        self.assertEqual(events[0], {"type": "message", "text": text})
+        [receipt] = events[1:]
+        [delivered] = channel.receive_frame(bytes.fromhex(receipt["payload"]))
+        self.assertEqual(delivered.numbers, (channel.last_text_number,))
         back = bytes.fromhex(self.js("send", text=text[::-1])["payload"])
         self.assertEqual(self._from_js(channel, back), [MessageReceived(text[::-1])])
 
@@ -250,6 +254,89 @@ class CrossLanguage(SynchronousTestCase):
     def test_smp_different_secret_fails_on_both_sides(self) -> None:
         self.assertEqual(self._smp("blue", "green", python_starts=True), (False, False))
 
+    def test_receipts_confirm_both_ways_and_name_the_unconfirmed(self) -> None:
+        """Section 11: Python's TEXTs confirmed by JS receipts and JS's by
+        Python's; on an unclean end each side names what was never confirmed."""
+        channel, _ = self._converse(python_initiates=True)
+        first = channel.send_text("one")
+        second = channel.send_text("two words")
+        receipts = [self.js("frame", payload=f.hex())["events"][1]["payload"] for f in (first, second)]
+        delivered = [channel.receive_frame(bytes.fromhex(r)) for r in receipts]
+        self.assertEqual([d[0].messages for d in delivered], [((1, "one"),), ((2, "two words"),)])
+        js_texts = [bytes.fromhex(self.js("send", text=t)["payload"]) for t in ("arrives", "is   lost in transit")]
+        [got, py_receipt] = channel.receive_frame(js_texts[0])
+        self.assertEqual(got, MessageReceived("arrives"))
+        answer = self.js("frame", payload=py_receipt.payload.hex())["events"]
+        # JS's messages 1 and 2 were its receipts: its TEXTs are numbers 3 and 4.
+        self.assertEqual(answer, [{"type": "delivered", "messages": [{"number": 3, "words": "arrives"}]}])
+        # The relay cuts the conversation off before the second TEXT reaches Python.
+        [ended] = self.js("relay_closed", reason="gone")["events"]
+        self.assertFalse(ended["clean"])
+        self.assertEqual(self.js("unconfirmed"), {"unconfirmed": [[4, "is lost in transit"]], "count": 1, "state": "ended"})
+        self.assertEqual(channel.unconfirmed, [])
+
+    def test_closing_js_waits_for_python_receipts(self) -> None:
+        """JS says goodbye with a TEXT unconfirmed: it stays CLOSING, reads Python's
+        receipt (sent before Python read the CLOSE), and then ends."""
+        channel, _ = self._converse(python_initiates=False)
+        text = bytes.fromhex(self.js("send", text="last words")["payload"])
+        bye = self.js("close")
+        self.assertEqual(bye["state"], "closing")
+        [got, receipt] = channel.receive_frame(text)
+        self.assertEqual(got, MessageReceived("last words"))
+        self.assertEqual(self.js("frame", payload=receipt.payload.hex())["events"],
+                         [{"type": "delivered", "messages": [{"number": 1, "words": "last words"}]}])
+        self.assertEqual(self.js("unconfirmed")["state"], "ended")
+        self.assertTrue(channel.receive_frame(bytes.fromhex(bye["payload"]))[0].clean)
+
+    def test_closing_python_waits_for_js_receipts(self) -> None:
+        channel, _ = self._converse(python_initiates=True)
+        text = channel.send_text("bye now")
+        bye = channel.close()
+        assert bye is not None
+        self.assertEqual(channel.state, ChannelState.CLOSING)
+        events = self.js("frame", payload=text.hex())["events"]
+        self.assertEqual(events[0]["type"], "message")
+        [delivered] = channel.receive_frame(bytes.fromhex(events[1]["payload"]))
+        self.assertEqual(delivered.numbers, (1,))
+        self.assertEqual(channel.state, ChannelState.ENDED)
+        self.assertEqual([e["clean"] for e in self.js("frame", payload=bye.hex())["events"]], [True])
+
+    def _collide(self, python_initiates: bool, python_secret: str, js_secret: str) -> tuple[bool, bool]:
+        """Both users start a check at once (section 14.7): each SMP1 crosses the other."""
+        channel, _ = self._converse(python_initiates=python_initiates)
+        py_smp1 = channel.smp_start(python_secret)
+        js_smp1 = self.js("smp", method="start", secret=js_secret)["frames"]
+        results: dict[str, bool] = {}
+        to_py, to_js = list(js_smp1), [py_smp1]
+        for _round in range(6):
+            for frame in to_js:
+                [ev] = self.js("frame", payload=frame.hex())["events"]
+                answer = self.js("smp", method="receive", body=ev["body"], peer="alice")
+                self.assertNotIn("smp-aborted", [e["type"] for e in answer["events"]])
+                to_py += answer["frames"]
+                results.update(("js", e["equal"]) for e in answer["events"] if e["type"] == "smp-result")
+            to_js = []
+            for frame in to_py:
+                for pev in channel.receive_frame(bytes.fromhex(frame)):
+                    self.assertNotIsInstance(pev, (SMPAborted, SMPRequested))
+                    if isinstance(pev, SendFrame):
+                        to_js.append(pev.payload)
+                    elif isinstance(pev, SMPResult):
+                        results["py"] = pev.equal
+            to_py = []
+            if len(results) == 2:
+                break
+        return results["py"], results["js"]
+
+    def test_smp_collision_completes_whoever_initiated_the_session(self) -> None:
+        self.assertEqual(self._collide(True, "same thing", "same thing"), (True, True))
+        self.js.close()
+        self.js = Peer()
+        _, secret, static = _identity(40)
+        self.js("identity", identity=secret.hex(), static=static.hex())
+        self.assertEqual(self._collide(False, "mine", "yours"), (False, False))
+
     def test_mail_both_ways(self) -> None:
         sealed = mail.seal(self.py, "alice", "bob", self.jsid.static_public, "mail \u263a\nline", 1700000000, 16384)
         opened = self.js("open", sender="alice", recipient="bob", payload=sealed.hex())
@@ -260,6 +347,23 @@ class CrossLanguage(SynchronousTestCase):
                                         text="reply \u2603", time=1700000001, maxMail=16384)["payload"])
         back = mail.open_mail(self.py, "bob", "alice", payload)
         self.assertEqual((back.text, back.time, back.identity_pub), ("reply \u2603", 1700000001, self.jsid.identity_public))
+
+    def test_mail_read_receipts_both_ways(self) -> None:
+        """Section 12: JS opens Python's mail and its read receipt opens in Python as
+        naming that mail; Python's receipt for JS's mail opens in JS the same way."""
+        sealed = mail.seal(self.py, "alice", "bob", self.jsid.static_public, "read me", 1700000000, 16384)
+        opened = self.js("open", sender="alice", recipient="bob", payload=sealed.hex())
+        self.assertIsNone(opened["receiptFor"])
+        receipt = bytes.fromhex(self.js("seal_receipt", sender="bob", recipient="alice", staticPub=self.py.static_public.hex(),
+                                        openedId=opened["messageId"], time=1700000005)["payload"])
+        back = mail.open_mail(self.py, "bob", "alice", receipt)
+        self.assertEqual((back.receipt_for, back.identity_pub), (bytes.fromhex(opened["messageId"]), self.jsid.identity_public))
+        ours = bytes.fromhex(self.js("seal", sender="bob", recipient="alice", staticPub=self.py.static_public.hex(),
+                                     text="and mine", time=1700000006, maxMail=16384)["payload"])
+        theirs = mail.open_mail(self.py, "bob", "alice", ours)
+        py_receipt = mail.seal_receipt(self.py, "alice", "bob", self.jsid.static_public, theirs.message_id, 1700000007)
+        got = self.js("open", sender="alice", recipient="bob", payload=py_receipt.hex())
+        self.assertEqual((got["receiptFor"], got["text"]), (theirs.message_id.hex(), ""))
 
     def test_binding_check_matches_python(self) -> None:
         self.assertEqual(verify_binding(bytes.fromhex(self.keys["binding"]), self.jsid.static_public),

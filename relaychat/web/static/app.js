@@ -2,6 +2,7 @@
 // came from the network reaches the document only as text nodes (after
 // renderInert), inside <bdi> elements; nothing is ever parsed as HTML.
 import { ChatClient, SeenMail } from './client.js';
+import { ReceiptOutbox, SentMail } from './mailreceipts.js';
 import { Identity, WebCryptoIdentity, makeIdentity } from './identity.js';
 import { renderInert } from './inert.js';
 import { KnownPeers } from './pins.js';
@@ -59,7 +60,7 @@ function setStatus(text, lost = false) {
 // -- state ------------------------------------------------------------------------------
 
 const state = {
-  nick: null, identity: null, client: null, ws: null, wsUrl: null, pins: null, seen: null,
+  nick: null, identity: null, client: null, ws: null, wsUrl: null, pins: null, seen: null, sentMail: null, receiptsOwed: null,
   conversations: new Map(), // sid -> {nick, items: [li], open, ended, safety, peerFp, peerIdentity, smpMode}
   current: null, retry: 0, timers: [], stopped: false,
 };
@@ -67,7 +68,8 @@ const state = {
 function conversation(sid, nick) {
   let c = state.conversations.get(sid);
   if (!c) {
-    c = { sid, nick, items: [], open: false, ended: false, safety: '', peerFp: '', peerIdentity: null, smpMode: 'start' };
+    c = { sid, nick, items: [], open: false, ended: false, safety: '', peerFp: '', peerIdentity: null, smpMode: 'start',
+      sent: new Map() }; // message number -> our line, until the peer's receipt marks it delivered
     state.conversations.set(sid, c);
     renderConversationList();
   }
@@ -147,10 +149,18 @@ function onEvent(e) {
     case 'message':
       if (c) line(c, el('li', {}, untrusted(e.nick, 'from'), ': ', untrusted(e.text, 'text', true)));
       break;
+    case 'delivered':
+      for (const { number } of c ? e.messages : []) {
+        const item = c.sent.get(number);
+        c.sent.delete(number);
+        item?.append(' ', el('span', { class: 'delivered', role: 'note', 'aria-label': `delivered to ${e.nick}` }, '\u2713 delivered'));
+      }
+      break;
     case 'ended':
       if (c) {
         c.ended = true;
         system(c, e.reason, e.clean ? 'system' : 'problem');
+        unconfirmed(c, e);
         renderConversationList();
         if (state.current === e.sid) select(e.sid);
       }
@@ -159,6 +169,7 @@ function onEvent(e) {
       const conv = conversation(e.sid, e.nick);
       conv.ended = true;
       system(conv, e.reason, 'problem');
+      unconfirmed(conv, e);
       renderConversationList();
       if (state.current === e.sid) select(e.sid);
       if (e.keyChanged) keyChanged(e.nick, e.newKey, e.reason);
@@ -199,6 +210,10 @@ function onEvent(e) {
       $('mail').append(el('li', {}, 'Mail from ', untrusted(e.nick, 'from'), ` (${new Date(e.time * 1000).toLocaleString()}): `,
         untrusted(e.text, 'text', true)));
       break;
+    case 'mail-read':
+      $('mail').append(el('li', { class: 'system' }, untrusted(e.nick, 'from'), ` read your mail (${new Date(e.readTime * 1000).toLocaleString()}): \u201c`,
+        untrusted(e.words, 'text'), '\u201d'));
+      break;
     case 'mail-problem':
       $('mail').append(el('li', { class: 'problem' }, untrusted(e.reason, '', true)));
       if (e.error?.kind === 'KeyChanged') keyChanged(e.nick, e.error.newKey, e.reason);
@@ -211,6 +226,16 @@ function onEvent(e) {
       $('mail').append(el('li', { class: 'system' }, 'Notice from the relay: ', untrusted(e.text)));
       break;
   }
+}
+
+/** Section 11: an ending names our messages the peer never confirmed, by their first words. */
+function unconfirmed(c, e) {
+  if (!e.unconfirmedCount) return;
+  system(c, `${e.nick} never confirmed ${e.unconfirmedCount} of your messages; they may not have arrived:`, 'problem');
+  for (const words of e.unconfirmed) system(c, `    \u201c${words}\u201d`, 'problem');
+  if (e.unconfirmedCount > e.unconfirmed.length) system(c, `    and ${e.unconfirmedCount - e.unconfirmed.length} earlier ones`, 'problem');
+  for (const item of c.sent.values()) item.append(' ', el('span', { class: 'unconfirmed' }, '(not confirmed)'));
+  c.sent.clear();
 }
 
 function addOffer(e) {
@@ -276,6 +301,7 @@ function connect() {
   state.ws = ws;
   const client = new ChatClient({
     identity: state.identity, knownPeers: state.pins, seenMail: state.seen, smp, onEvent,
+    sentMail: state.sentMail, receiptsOwed: state.receiptsOwed,
     send: (line) => ws.readyState === WebSocket.OPEN && ws.send(line),
   });
   let registered = false;
@@ -365,6 +391,8 @@ async function start(nick, identity) {
   state.stopped = false;
   state.pins = new KnownPeers((await store.get('pins')) ?? [], (records) => store.put('pins', records));
   state.seen = new SeenMail((await store.get('seen')) ?? [], (records) => store.put('seen', records));
+  state.sentMail = new SentMail((await store.get('sent-mail')) ?? [], (records) => store.put('sent-mail', records));
+  state.receiptsOwed = new ReceiptOutbox((await store.get('mail-receipts')) ?? [], (records) => store.put('mail-receipts', records));
   state.wsUrl ??= await relayUrl();
   connect();
 }
@@ -441,8 +469,10 @@ $('compose-form').addEventListener('submit', (event) => {
   const text = $('compose').value;
   if (!c || !text) return;
   try {
-    state.client.send(c.sid, text);
-    line(c, el('li', { class: 'mine' }, untrusted(state.nick, 'from'), ': ', untrusted(text, 'text', true)));
+    const number = state.client.send(c.sid, text);
+    const item = el('li', { class: 'mine' }, untrusted(state.nick, 'from'), ': ', untrusted(text, 'text', true));
+    c.sent.set(number, item);
+    line(c, item);
     $('compose').value = '';
   } catch (error) {
     system(c, error.message, 'problem');

@@ -11,6 +11,7 @@ import { concat, equal, fromUtf8, lp, utf8 } from './bytes.js';
 import { BindingError, verifyBinding } from './identity.js';
 import { DecryptError, HandshakeState, NoiseError } from './noise.js';
 import { fingerprint, safetyNumber } from './safety.js';
+import { Unconfirmed, decodeReceipt, encodeReceipt } from './receipts.js';
 import { smpSecret } from './smp.js';
 
 export const PROTOCOL_NAME = 'Noise_XX_25519_ChaChaPoly_SHA256';
@@ -18,8 +19,11 @@ export const PROLOGUE_CONTEXT = utf8('relaychat-e2e-v1');
 export const REKEY_INTERVAL = 1000;
 export const DEFAULT_MAX_FRAME = 32768;
 const TAG_SIZE = 16;
-export const MessageType = Object.freeze({ TEXT: 1, CLOSE: 2, SMP: 3 });
-export const ChannelState = Object.freeze({ HANDSHAKE: 'handshake', OPEN: 'open', ENDED: 'ended', FAILED: 'failed' });
+export const MessageType = Object.freeze({ TEXT: 1, CLOSE: 2, SMP: 3, RECEIPT: 4, TEXT_PART: 5 });
+/** The longest text one message carries once joined from its TEXT_PARTs (section 11): what a peer can make us hold. */
+export const MAX_MESSAGE_BYTES = 1 << 20;
+// CLOSING: we sent CLOSE with TEXTs unconfirmed; only the peer's receipts are still read (section 11).
+export const ChannelState = Object.freeze({ HANDSHAKE: 'handshake', OPEN: 'open', CLOSING: 'closing', ENDED: 'ended', FAILED: 'failed' });
 export const PinStatus = Object.freeze({ NEW: 'new', MATCH: 'match', CHANGED: 'changed' });
 
 /** Errors carry a sentence for people; `kind` names the Python class it mirrors. */
@@ -77,6 +81,21 @@ export class Channel {
     this.peerIdentity = null;
     this.safetyNumber = null;
     this.error = null;
+    this._unconfirmed = new Unconfirmed();
+    this.lastTextNumber = 0;
+    /** The TEXT_PART bodies of a long text being received (null: none is), joined at its TEXT. */
+    this._partial = null;
+    this._partialSize = 0;
+  }
+
+  /** Our TEXTs the peer has not confirmed: [number, first words], oldest first (bounded). */
+  get unconfirmed() {
+    return this._unconfirmed.items;
+  }
+
+  /** All unconfirmed TEXTs, including those too many to be named. */
+  get unconfirmedCount() {
+    return this._unconfirmed.size;
   }
 
   /** Frames to send once the session is open: message 1 for the initiator. */
@@ -90,6 +109,7 @@ export class Channel {
   receiveFrame(payload) {
     if (this.state === ChannelState.FAILED || this.state === ChannelState.ENDED) return [];
     try {
+      if (this.state === ChannelState.CLOSING) return this._closing(payload);
       return this.state === ChannelState.HANDSHAKE ? this._handshakeStep(payload) : this._transport(payload);
     } catch (error) {
       if (error instanceof ConversationError) return this.fail(error);
@@ -145,7 +165,8 @@ export class Channel {
     return { type: 'open', peerIdentity: identityPub, peerFingerprint: fingerprint(identityPub), safetyNumber: this.safetyNumber, pin: status };
   }
 
-  _transport(ciphertext) {
+  /** The next transport message in order; counts it, rekeys after every 1000th. */
+  _decrypt(ciphertext) {
     let plaintext;
     try {
       plaintext = this._recv.decryptWithAd(new Uint8Array(0), ciphertext);
@@ -156,16 +177,42 @@ export class Channel {
     }
     this.messagesReceived += 1;
     if (this.messagesReceived % REKEY_INTERVAL === 0) this._recv.rekey();
+    return plaintext;
+  }
+
+  _transport(ciphertext) {
+    const plaintext = this._decrypt(ciphertext);
     if (!plaintext.length) throw new ConversationError('MessageRejected', `${this.peerNick} sent an empty message, which the protocol forbids.`);
     const kind = plaintext[0];
-    const body = plaintext.subarray(1);
+    let body = plaintext.subarray(1);
+    if (this._partial !== null) {
+      if (kind !== MessageType.TEXT_PART && kind !== MessageType.TEXT)
+        throw new ConversationError('MessageRejected', `${this.peerNick} sent another message inside a long one.`);
+      if (this._partialSize + body.length > MAX_MESSAGE_BYTES)
+        throw new ConversationError('MessageRejected', `${this.peerNick} sent a message longer than ${MAX_MESSAGE_BYTES} bytes.`);
+    }
+    if (kind === MessageType.TEXT_PART) {
+      if (this._partial === null) this._partial = [];
+      this._partial.push(body.slice());
+      this._partialSize += body.length;
+      return [];
+    }
+    if (kind === MessageType.TEXT && this._partial !== null) {
+      body = concat(...this._partial, body);
+      this._partial = null;
+      this._partialSize = 0;
+    }
     if (kind === MessageType.TEXT) {
+      let text;
       try {
-        return [{ type: 'message', text: fromUtf8(body) }];
+        text = fromUtf8(body);
       } catch {
         throw new ConversationError('MessageRejected', `${this.peerNick} sent a message that is not UTF-8 text.`);
       }
+      const receipt = this._encrypt(MessageType.RECEIPT, encodeReceipt(this.messagesReceived));
+      return [{ type: 'message', text }, { type: 'send', payload: receipt }];
     }
+    if (kind === MessageType.RECEIPT) return this._receipt(body);
     if (kind === MessageType.CLOSE) {
       if (body.length) throw new ConversationError('MessageRejected', `${this.peerNick} sent a malformed goodbye.`);
       this._end();
@@ -173,6 +220,32 @@ export class Channel {
     }
     if (kind === MessageType.SMP) return [{ type: 'smp', body: body.slice() }];
     return [{ type: 'unknown', kind, reason: `${this.peerNick} sent a message of unknown type 0x${kind.toString(16).padStart(2, '0')}; it was ignored.` }];
+  }
+
+  /**
+   * After our CLOSE: read in order (the nonces demand it), keep only receipts; a
+   * crossing TEXT or SMP is not shown, since we said goodbye (its sender sees it
+   * unconfirmed), and we send nothing more.
+   */
+  _closing(ciphertext) {
+    let plaintext;
+    try {
+      plaintext = this._decrypt(ciphertext);
+    } catch (e) {
+      if (!(e instanceof ConversationError)) throw e;
+      this._end(); // we are leaving anyway; what is unconfirmed stays so
+      return [];
+    }
+    const events = plaintext[0] === MessageType.RECEIPT ? this._receipt(plaintext.subarray(1)) : [];
+    if (plaintext[0] === MessageType.CLOSE || !this._unconfirmed.size) this._end();
+    return events;
+  }
+
+  /** RECEIPT n: the peer has every message of ours up to number n. */
+  _receipt(body) {
+    const delivered = this._unconfirmed.confirm(decodeReceipt(body), this.messagesSent);
+    if (delivered === null) throw new ConversationError('MessageRejected', `${this.peerNick} sent a receipt for messages it cannot have received.`);
+    return delivered.length ? [{ type: 'delivered', messages: delivered.map(([number, words]) => ({ number, words })) }] : [];
   }
 
   _encrypt(kind, body) {
@@ -193,8 +266,32 @@ export class Channel {
     return new ConversationError('ConversationClosed', `The conversation with ${peer} is over.`);
   }
 
+  /** The FRAME payload for `text`; its number is lastTextNumber afterwards, unconfirmed until a 'delivered' event names it. */
   sendText(text) {
-    return this._encrypt(MessageType.TEXT, utf8(text));
+    const frame = this._encrypt(MessageType.TEXT, utf8(text));
+    this.lastTextNumber = this.messagesSent;
+    this._unconfirmed.sent(this.messagesSent, text);
+    return frame;
+  }
+
+  /**
+   * The FRAME payloads carrying `text` (section 11): one TEXT when it fits, else
+   * TEXT_PART pieces of exactly maxTextBytes bytes and a final TEXT; the final
+   * TEXT's number (lastTextNumber) is the one its receipt confirms.
+   */
+  sendTextFrames(text) {
+    const data = utf8(text);
+    const size = maxTextBytes(this.maxFrame);
+    if (data.length <= size) return [this.sendText(text)];
+    if (data.length > MAX_MESSAGE_BYTES)
+      throw new ConversationError('MessageTooLong', `A message is at most ${MAX_MESSAGE_BYTES} bytes.`);
+    const frames = [];
+    let at = 0;
+    for (; data.length - at > size; at += size) frames.push(this._encrypt(MessageType.TEXT_PART, data.subarray(at, at + size)));
+    frames.push(this._encrypt(MessageType.TEXT, data.subarray(at)));
+    this.lastTextNumber = this.messagesSent;
+    this._unconfirmed.sent(this.messagesSent, text);
+    return frames;
   }
 
   /** An SMP body (from smprun.js) as a FRAME payload. */
@@ -219,8 +316,18 @@ export class Channel {
       return null;
     }
     const frame = this._encrypt(MessageType.CLOSE, new Uint8Array(0));
-    this._end();
+    if (this._unconfirmed.size) {
+      this.state = ChannelState.CLOSING; // read on for the receipts, for a bounded time
+      this._send = null;
+    } else {
+      this._end();
+    }
     return frame;
+  }
+
+  /** Give up waiting for receipts after close(); what is unconfirmed stays so. */
+  stopWaiting() {
+    if (this.state === ChannelState.CLOSING) this._end();
   }
 
   /** The relay said CLOSED <sid> <reason>; without the peer's CLOSE first, messages may be lost. */
@@ -228,6 +335,10 @@ export class Channel {
     const shown = /^[A-Za-z0-9-]+$/.test(reason) ? reason : '?';
     if (this.state === ChannelState.HANDSHAKE)
       return this.fail(new ConversationError('HandshakeFailed', `The conversation with ${this.peerNick} ended before it was verified (the relay says: ${shown}).`));
+    if (this.state === ChannelState.CLOSING) {
+      this._end();
+      return [];
+    }
     if (this.state === ChannelState.OPEN) {
       this._end();
       return [{ type: 'closed', clean: false, reason: `The conversation with ${this.peerNick} ended without their goodbye ` +

@@ -2,14 +2,24 @@
 // sealed mail and pins, the JS counterpart of relaychat/client/chat_client.py's
 // ChatClient. Everything the UI must show comes out of `onEvent` as plain
 // objects whose texts are sentences (to be shown inert, never as HTML).
-import { b64encode } from './bytes.js';
+import { b64encode, fromHex } from './bytes.js';
 import { Channel, ChannelState, ConversationError, PinStatus, keyChanged, maxTextBytes } from './channel.js';
 import { verifyStaticSig } from './identity.js';
-import { MailError, maxTextBytes as maxMailText, openMail, seal } from './mail.js';
+import { MESSAGE_ID_SIZE, MailError, maxTextBytes as maxMailText, openMail, seal, sealReceipt } from './mail.js';
+import { ReceiptOutbox, SentMail } from './mailreceipts.js';
+import { firstWords } from './receipts.js';
 import { RelayConnection, isNickname } from './relay.js';
 import { fingerprint } from './safety.js';
+import { randomBytes } from './vendor/node_modules/@noble/hashes/utils.js';
 
 export const MAX_UNANSWERED_OFFERS = 100; // as relaychat/client/chat_client.py
+export const CLOSE_LINGER = 2000; // ms hangUp() waits for receipts of our TEXTs (the reference client: 2 s)
+
+/** What an ending tells about our TEXTs the peer never confirmed (named by first words). */
+function unconfirmedOf(channel) {
+  return { unconfirmed: channel.unconfirmed.map(([, words]) => words), unconfirmedCount: channel.unconfirmedCount };
+}
+
 export const MAIL_HORIZON = 90 * 24 * 3600; // seconds: older seals are refused (section 12)
 
 /** Message ids of shown mail, across restarts (the page persists `records()`). */
@@ -40,8 +50,12 @@ export class ChatClient {
    * possibly through a worker: each returns a Promise of {bodies, events});
    * `onEvent(e)` receives everything to show; `now()` gives Unix seconds.
    */
-  constructor({ identity, knownPeers, seenMail, send, smp, onEvent, now = () => Math.floor(Date.now() / 1000) }) {
-    Object.assign(this, { identity, knownPeers, seenMail, smp, onEvent, now });
+  constructor({ identity, knownPeers, seenMail, send, smp, onEvent, now = () => Math.floor(Date.now() / 1000),
+    setTimer = (f, ms) => setTimeout(f, ms), clearTimer = (t) => clearTimeout(t),
+    sentMail = new SentMail(), receiptsOwed = new ReceiptOutbox() }) {
+    Object.assign(this, { identity, knownPeers, seenMail, smp, onEvent, now, setTimer, clearTimer, sentMail, receiptsOwed });
+    this._flushing = false;
+    this._lingering = new Map(); // sid -> done(relayGone): our CLOSE is out, receipts awaited
     this.relay = new RelayConnection(send, (e) => this._relayEvent(e));
     this.sessions = new Map(); // sid -> Channel (ours, including pending calls)
     this.offers = new Map(); // sid -> {nick, identityPub}
@@ -58,6 +72,7 @@ export class ChatClient {
     const reg = await this.relay.register(this.identity, nick, solvePow);
     this.nick = reg.nick;
     this.canonical = reg.canonical;
+    this.sendReceipts(); // those a refused or lost MAIL left owed (section 12)
     return reg;
   }
 
@@ -130,35 +145,56 @@ export class ChatClient {
     await this.relay.decline(sid).catch(() => null);
   }
 
+  /** Sends `text`; returns its number, which a later 'delivered' event names once the peer confirms it. */
   send(sid, text) {
     const channel = this.sessions.get(sid);
     if (!channel) throw new ConversationError('ConversationClosed', 'That conversation is over.');
-    this.relay.frame(sid, channel.sendText(text));
+    for (const frame of channel.sendTextFrames(text)) this.relay.frame(sid, frame);
+    return channel.lastTextNumber;
   }
 
   maxText(sid) {
     return maxTextBytes(this.sessions.get(sid)?.maxFrame ?? this.maxFrame);
   }
 
-  /** Our goodbye: the encrypted CLOSE, then CLOSE to the relay. */
+  /**
+   * Our goodbye: the encrypted CLOSE; then, while TEXTs are unconfirmed, read on for
+   * their receipts for at most CLOSE_LINGER ms (section 11); then CLOSE to the relay,
+   * unless its CLOSED came first.
+   */
   async hangUp(sid) {
     const channel = this.sessions.get(sid);
-    if (!channel) return;
+    if (!channel || this._lingering.has(sid)) return;
     const frame = channel.close();
     if (frame) this.relay.frame(sid, frame);
     this.smp.drop?.(sid);
-    await this.relay.close(sid).catch(() => null);
+    let relayGone = false;
+    if (channel.state === ChannelState.CLOSING) {
+      relayGone = await new Promise((resolve) => {
+        const timer = this.setTimer(() => done(false), CLOSE_LINGER);
+        const done = (gone) => {
+          this.clearTimer(timer);
+          this._lingering.delete(sid);
+          resolve(gone);
+        };
+        this._lingering.set(sid, done);
+      });
+      channel.stopWaiting();
+    }
     this.sessions.delete(sid);
-    this._emit({ type: 'ended', sid, nick: channel.peerNick, clean: true, reason: `You ended the conversation with ${channel.peerNick}.` });
+    if (!relayGone) await this.relay.close(sid).catch(() => null);
+    this._emit({ type: 'ended', sid, nick: channel.peerNick, clean: true, reason: `You ended the conversation with ${channel.peerNick}.`,
+      ...unconfirmedOf(channel) });
   }
 
   acceptNewKey(nick, identityPub) {
     this.knownPeers.replace(this.serverId, nick, identityPub);
   }
 
-  markVerified(sid) {
+  /** The user verified this conversation's key: `how` is 'number' (safety number compared) or 'smp'. */
+  markVerified(sid, how = 'number') {
     const c = this.sessions.get(sid);
-    if (c?.peerIdentity) this.knownPeers.markVerified(this.serverId, c.peerNick, c.peerIdentity);
+    if (c?.peerIdentity) this.knownPeers.markVerified(this.serverId, c.peerNick, c.peerIdentity, how, this.now());
   }
 
   // -- SMP -----------------------------------------------------------------------
@@ -172,14 +208,14 @@ export class ChatClient {
       this.relay.frame(sid, channel.sendSmp(body));
     }
     for (const e of events) {
-      if (e.type === 'smp-result' && e.equal) this.markVerified(sid);
+      if (e.type === 'smp-result' && e.equal) this.markVerified(sid, 'smp');
       this._emit({ ...e, sid, nick: channel.peerNick });
     }
   }
 
   smpStart(sid, secret) {
     const channel = this.sessions.get(sid);
-    return this._smpDo(sid, 'start', channel.smpValue(secret));
+    return this._smpDo(sid, 'start', channel.smpValue(secret), channel.initiator);
   }
 
   smpRespond(sid, secret) {
@@ -199,8 +235,46 @@ export class ChatClient {
     const peer = await this.lookup(nick);
     if (peer.pin === PinStatus.CHANGED) throw keyChanged(peer.nick, this.knownPeers.get(this.serverId, peer.nick), peer.identityPub);
     if (peer.pin === PinStatus.NEW) this.knownPeers.pin(this.serverId, peer.nick, peer.identityPub);
-    const payload = seal(this.identity, this.canonical, peer.nick, peer.staticPub, text, this.now(), this.maxMail);
-    return this.relay.mail(peer.nick, payload);
+    const messageId = randomBytes(MESSAGE_ID_SIZE);
+    const payload = seal(this.identity, this.canonical, peer.nick, peer.staticPub, text, this.now(), this.maxMail, messageId);
+    const stored = await this.relay.mail(peer.nick, payload);
+    this.sentMail.add(messageId, this.serverId, peer.nick, firstWords(text), this.now()); // its read receipt is awaited
+    return stored;
+  }
+
+  /** Send every read receipt owed on this relay, one at a time; a failed one stays owed for the next login. */
+  async sendReceipts() {
+    if (this._flushing) return;
+    this._flushing = true;
+    const tried = new Set();
+    try {
+      for (;;) {
+        const one = this.receiptsOwed.pending(this.serverId).find((o) => !tried.has(`${o.nick} ${o.id}`));
+        if (!one) return;
+        tried.add(`${one.nick} ${one.id}`);
+        try {
+          const peer = await this.lookup(one.nick);
+          if (peer.pin !== PinStatus.MATCH) continue; // never to a changed key; we only owe pinned senders
+          const payload = sealReceipt(this.identity, this.canonical, peer.nick, peer.staticPub, fromHex(one.id), this.now());
+          await this.relay.mail(peer.nick, payload);
+          this.receiptsOwed.done(one, this.now());
+        } catch {
+          continue; // refused, disconnected, uncertified keys: still owed
+        }
+      }
+    } finally {
+      this._flushing = false;
+    }
+  }
+
+  /** A read receipt: shown only if it names our mail to exactly this sender, on this relay. */
+  _mailRead(mailId, nick, opened, status) {
+    this.relay.ack(mailId).catch(() => null);
+    const now = this.now();
+    if (status === PinStatus.NEW || this.seenMail.has(opened.messageId) || this.seenMail.tooOld(opened.time, now)) return;
+    this.seenMail.add(opened.messageId, opened.time, now);
+    const sent = this.sentMail.take(opened.receiptFor, this.serverId, nick, now);
+    if (sent) this._emit({ type: 'mail-read', nick, words: sent.words, sentTime: sent.time, readTime: opened.time });
   }
 
   _mail({ mailId, sender, time, payload }) {
@@ -217,6 +291,7 @@ export class ChatClient {
     }
     const status = this.knownPeers.check(this.serverId, nick, opened.identityPub);
     if (status === PinStatus.CHANGED) return problem(keyChanged(nick, this.knownPeers.get(this.serverId, nick), opened.identityPub), false);
+    if (opened.receiptFor) return this._mailRead(mailId, nick, opened, status);
     if (this.seenMail.has(opened.messageId)) return void this.relay.ack(mailId).catch(() => null);
     const now = this.now();
     if (this.seenMail.tooOld(opened.time, now))
@@ -228,6 +303,8 @@ export class ChatClient {
       verified: this.verified(nick, opened.identityPub),
     });
     this.relay.ack(mailId).catch(() => null);
+    this.receiptsOwed.add(this.serverId, nick, opened.messageId, now);
+    this.sendReceipts();
   }
 
   // -- relay events ------------------------------------------------------------------
@@ -252,6 +329,8 @@ export class ChatClient {
         if (this.offers.delete(e.sid)) return this._emit({ type: 'offer-withdrawn', sid: e.sid, reason: e.reason });
         const channel = this.sessions.get(e.sid);
         if (!channel) return;
+        const lingering = this._lingering.get(e.sid);
+        if (lingering) return void (channel.relayClosed(e.reason), lingering(true));
         this.sessions.delete(e.sid);
         this.smp.drop?.(e.sid);
         if (channel.state === ChannelState.HANDSHAKE && channel.initiator && !channel._started) {
@@ -262,7 +341,9 @@ export class ChatClient {
       }
       case 'frame': {
         const channel = this.sessions.get(e.sid);
-        if (channel) this._handle(channel, channel.receiveFrame(e.payload));
+        if (!channel) return;
+        this._handle(channel, channel.receiveFrame(e.payload));
+        if (channel.state !== ChannelState.CLOSING) this._lingering.get(e.sid)?.(false);
         return;
       }
       case 'frame-error': {
@@ -277,7 +358,10 @@ export class ChatClient {
       case 'disconnected':
         for (const [sid, channel] of this.sessions) {
           this.smp.drop?.(sid);
-          this._emit({ type: 'ended', sid, nick: channel.peerNick, clean: false, reason: `The connection to the relay was lost; the conversation with ${channel.peerNick} ended.` });
+          const lingering = this._lingering.get(sid);
+          if (lingering) { lingering(true); continue; } // hangUp() reports its own ending
+          this._emit({ type: 'ended', sid, nick: channel.peerNick, clean: false, reason: `The connection to the relay was lost; the conversation with ${channel.peerNick} ended.`,
+            ...unconfirmedOf(channel) });
         }
         this.sessions.clear();
         this.offers.clear();
@@ -300,8 +384,11 @@ export class ChatClient {
         case 'message':
           this._emit({ type: 'message', sid, nick: channel.peerNick, text: event.text });
           break;
+        case 'delivered':
+          this._emit({ type: 'delivered', sid, nick: channel.peerNick, messages: event.messages });
+          break;
         case 'smp':
-          this._smpDo(sid, 'receive', event.body, channel.peerNick).catch(() => null);
+          this._smpDo(sid, 'receive', event.body, channel.peerNick, channel.initiator).catch(() => null);
           break;
         case 'unknown':
           this._emit({ type: 'warning', sid, nick: channel.peerNick, reason: event.reason });
@@ -310,15 +397,17 @@ export class ChatClient {
           this.sessions.delete(sid);
           this.smp.drop?.(sid);
           // Section 11: the receiver of a goodbye sends no CLOSE; the relay's CLOSED follows.
-          this._emit({ type: 'ended', sid, nick: channel.peerNick, clean: event.clean, reason: event.reason });
+          this._emit({ type: 'ended', sid, nick: channel.peerNick, clean: event.clean, reason: event.reason, ...unconfirmedOf(channel) });
           break;
         case 'failed':
           this.sessions.delete(sid);
           this.smp.drop?.(sid);
           this.relay.close(sid).catch(() => null); // section 11: no encrypted CLOSE, but leave the session
+          this._lingering.get(sid)?.(true); // the session is left already
           this._emit({
             type: 'failed', sid, nick: channel.peerNick, reason: event.reason, keyChanged: event.error.kind === 'KeyChanged',
             newKey: event.error.newKey ?? null, newFingerprint: event.error.newKey ? fingerprint(event.error.newKey) : null,
+            ...unconfirmedOf(channel),
           });
           break;
       }

@@ -12,6 +12,11 @@ const TIME_SIZE = 8;
 const HEADER_SIZE = BINDING_SIZE + TIME_SIZE + MESSAGE_ID_SIZE; // 121
 const NOISE_OVERHEAD = 32 + 48 + 16;
 
+// A body starting with 0xFF (which UTF-8 text never does) is a control message;
+// 0xFF 0x01 || message_id is a read receipt, "I opened your mail with this id".
+export const CONTROL = 0xff;
+export const RECEIPT = 0x01;
+
 export class MailError extends Error {}
 
 export function prologue(senderNick, recipientNick) {
@@ -26,6 +31,16 @@ export function maxTextBytes(maxMail) {
 export function seal(identity, senderNick, recipientNick, recipientStatic, text, time, maxMail, messageId = null) {
   const body = utf8(text);
   if (body.length > maxTextBytes(maxMail)) throw new MailError(`A mail is at most ${maxTextBytes(maxMail)} bytes of text.`);
+  return sealBody(identity, senderNick, recipientNick, recipientStatic, body, time, messageId);
+}
+
+/** A sealed read receipt telling `recipientNick` we opened its mail `openedId`. */
+export function sealReceipt(identity, senderNick, recipientNick, recipientStatic, openedId, time, messageId = null) {
+  if (openedId.length !== MESSAGE_ID_SIZE) throw new RangeError('bad message id');
+  return sealBody(identity, senderNick, recipientNick, recipientStatic, concat(new Uint8Array([CONTROL, RECEIPT]), openedId), time, messageId);
+}
+
+function sealBody(identity, senderNick, recipientNick, recipientStatic, body, time, messageId) {
   try {
     checkStaticPublic(recipientStatic);
   } catch (e) {
@@ -40,7 +55,10 @@ export function seal(identity, senderNick, recipientNick, recipientStatic, text,
   return hs.writeMessage(concat(identity.binding(), t, messageId, body));
 }
 
-/** {identityPub, time, messageId, text}; MailError (a sentence) if anything is wrong. */
+/**
+ * {identityPub, time, messageId, text, receiptFor}; receiptFor is the message id a read
+ * receipt names (text then ''), else null. MailError (a sentence) if anything is wrong.
+ */
 export function openMail(identity, senderNick, recipientNick, sealed) {
   const hs = new HandshakeState(PROTOCOL_NAME, false, prologue(senderNick, recipientNick), { s: identity.staticPrivate });
   let payload;
@@ -62,11 +80,17 @@ export function openMail(identity, senderNick, recipientNick, sealed) {
   const rest = payload.subarray(BINDING_SIZE);
   const time = Number(new DataView(rest.buffer, rest.byteOffset).getBigUint64(0));
   const messageId = rest.slice(TIME_SIZE, TIME_SIZE + MESSAGE_ID_SIZE);
+  const body = rest.subarray(TIME_SIZE + MESSAGE_ID_SIZE);
+  if (body[0] === CONTROL) {
+    if (body.length !== 2 + MESSAGE_ID_SIZE || body[1] !== RECEIPT)
+      throw new MailError(`A mail from ${senderNick} is a control message this client does not know.`);
+    return { identityPub, time, messageId, text: '', receiptFor: body.slice(2) };
+  }
   let text;
   try {
-    text = fromUtf8(rest.subarray(TIME_SIZE + MESSAGE_ID_SIZE));
+    text = fromUtf8(body);
   } catch {
     throw new MailError(`A mail from ${senderNick} is not UTF-8 text.`);
   }
-  return { identityPub, time, messageId, text };
+  return { identityPub, time, messageId, text, receiptFor: null };
 }

@@ -1,7 +1,10 @@
 // Trust on first use (docs/protocol.rst section 13): pinned identity keys
 // per (relay server_id, canonical nickname), and whether the user verified
-// each (safety number compared or SMP passed). Plain data in a Map; the page
-// persists it (IndexedDB) through `save`, node tests keep it in memory.
+// each (safety number compared or SMP passed). As relaychat/client/contacts.py,
+// a verification belongs to the relay, the nickname AND the key it was made
+// for: it is kept with that key ({how, time, key}), read as verified only for
+// exactly that key, and accepting a changed key drops it. Plain data in a Map;
+// the page persists it (IndexedDB) through `save`, node tests keep it in memory.
 import { b64encode, equal } from './bytes.js';
 import { PinStatus } from './channel.js';
 
@@ -13,18 +16,33 @@ function keyOf(serverId, nick) {
   return `${b64encode(serverId)} ${canonical}`;
 }
 
+export const How = Object.freeze({ SMP: 'smp', SAFETY_NUMBER: 'number' });
+
+/** A saved verification, only if it names the key it was made for (older records: none). */
+function verificationOf(r) {
+  const v = r.verified;
+  return v && typeof v === 'object' && v.key instanceof Uint8Array && equal(v.key, r.key) && Object.values(How).includes(v.how)
+    ? { how: v.how, time: Number(v.time) || 0, key: v.key } : null;
+}
+
 export class KnownPeers {
-  /** `records`: [{relay, nick, key: Uint8Array, verified: bool}] as saved before. */
+  /** `records`: [{relay, nick, key: Uint8Array, verified: {how, time, key} | null}] as saved before. */
   constructor(records = [], save = () => {}) {
-    this._pins = new Map(records.map((r) => [`${r.relay} ${r.nick}`, { key: r.key, verified: Boolean(r.verified) }]));
+    this._pins = new Map(records.map((r) => [`${r.relay} ${r.nick}`, { key: r.key, verified: verificationOf(r) }]));
     this._save = save;
   }
 
   records() {
     return [...this._pins].map(([k, v]) => {
       const [relay, nick] = k.split(' ');
-      return { relay, nick, key: v.key, verified: v.verified };
+      return { relay, nick, key: v.key, verified: v.verified && { ...v.verified } };
     });
+  }
+
+  /** {how, time} if the user verified exactly this key for this nickname on this relay, else null. */
+  verification(serverId, nick, identityPub) {
+    const v = this._pins.get(keyOf(serverId, nick))?.verified;
+    return v && equal(v.key, identityPub) ? { how: v.how, time: v.time } : null;
   }
 
   get(serverId, nick) {
@@ -41,28 +59,28 @@ export class KnownPeers {
   pin(serverId, nick, identityPub) {
     const status = this.check(serverId, nick, identityPub);
     if (status === PinStatus.NEW) {
-      this._pins.set(keyOf(serverId, nick), { key: identityPub.slice(), verified: false });
+      this._pins.set(keyOf(serverId, nick), { key: identityPub.slice(), verified: null });
       this._save(this.records());
     }
     return status;
   }
 
-  /** The user accepted a new key after checking it: pinned, not yet verified. */
+  /** The user accepted a new key after checking it: pinned, not yet verified (the old key's verification is gone). */
   replace(serverId, nick, identityPub) {
-    this._pins.set(keyOf(serverId, nick), { key: identityPub.slice(), verified: false });
+    this._pins.set(keyOf(serverId, nick), { key: identityPub.slice(), verified: null });
     this._save(this.records());
   }
 
   verified(serverId, nick, identityPub) {
     const entry = this._pins.get(keyOf(serverId, nick));
-    return Boolean(entry && entry.verified && equal(entry.key, identityPub));
+    return Boolean(entry && equal(entry.key, identityPub) && this.verification(serverId, nick, identityPub));
   }
 
-  /** Mark the pinned key verified, only if it is still the key that was checked. */
-  markVerified(serverId, nick, identityPub) {
+  /** Mark the pinned key verified (`how`: How.SMP or How.SAFETY_NUMBER), only if it is still the key that was checked. */
+  markVerified(serverId, nick, identityPub, how = How.SAFETY_NUMBER, time = Math.floor(Date.now() / 1000)) {
     const entry = this._pins.get(keyOf(serverId, nick));
-    if (!entry || !equal(entry.key, identityPub)) return false;
-    entry.verified = true;
+    if (!entry || !equal(entry.key, identityPub) || !Object.values(How).includes(how)) return false;
+    entry.verified = { how, time, key: identityPub.slice() };
     this._save(this.records());
     return true;
   }

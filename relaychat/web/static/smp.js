@@ -181,7 +181,9 @@ function coerceSecret(secret) {
 
 /** One side of SMP with one peer in one session (the API of smp.SocialistMillionaire). */
 export class SocialistMillionaire {
-  constructor() {
+  /** `sessionInitiator` (true/false) turns on the collision rule of 14.7; null keeps OTR's reset. */
+  constructor(sessionInitiator = null) {
+    this._sessionInitiator = sessionInitiator;
     this.state = State.EXPECT1;
     this.outcome = null;
     this.peerAborted = false;
@@ -209,7 +211,10 @@ export class SocialistMillionaire {
 
   respond(secret) {
     if (this.state !== State.AWAITING_SECRET) throw new SMPUsageError('there is no check request from the peer to respond to');
-    const y = coerceSecret(secret);
+    return this._respond(coerceSecret(secret));
+  }
+
+  _respond(y) {
     const { _x2: b2, _x3: b3, _g2: g2, _g3: g3 } = this;
     const g2b = exp(GENERATOR, b2);
     const [c2, d2] = proveLog(b2, 3);
@@ -244,6 +249,7 @@ export class SocialistMillionaire {
       const expected = {
         1: [State.EXPECT1, State.AWAITING_SECRET], 2: [State.EXPECT2], 3: [State.EXPECT3], 4: [State.EXPECT4],
       }[kind];
+      if (kind === Kind.SMP1 && this.state === State.EXPECT2 && this._sessionInitiator !== null) return this._collision(values);
       if (!expected.includes(this.state))
         throw new SMPUnexpectedMessage(`Received ${KIND_NAME[kind]} while in state ${stateName(this.state)}; the check was reset.`);
       checkRanges(kind, values);
@@ -255,6 +261,20 @@ export class SocialistMillionaire {
       }
       throw error;
     }
+  }
+
+  /**
+   * Both sides started at once (SMP1 in EXPECT2; docs/protocol.rst 14.7). The session
+   * initiator's run goes on and it ignores the crossing SMP1; the session responder drops
+   * its own run (its SMP1 held nothing derived from the secret) and answers the
+   * initiator's with the secret its user just typed, so each secret is used in one run.
+   */
+  _collision(values) {
+    if (this._sessionInitiator) return null;
+    const secret = this._secret;
+    checkRanges(Kind.SMP1, values);
+    this._onSmp1(values);
+    return this._respond(secret);
   }
 
   _onSmp1(v) {

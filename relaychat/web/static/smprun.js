@@ -8,9 +8,10 @@ export class SmpRunner {
     this._machines = new Map();
   }
 
-  _machine(key) {
+  /** `sessionInitiator`: this side's Noise role, which settles simultaneous starts (14.7). */
+  _machine(key, sessionInitiator = null) {
     let m = this._machines.get(key);
-    if (!m) this._machines.set(key, (m = new SocialistMillionaire()));
+    if (!m) this._machines.set(key, (m = new SocialistMillionaire(sessionInitiator)));
     return m;
   }
 
@@ -25,8 +26,8 @@ export class SmpRunner {
   }
 
   /** {bodies: [...], events: [...]}; bodies go out via Channel.sendSmp in order. */
-  start(key, value) {
-    const m = this._machine(key);
+  start(key, value, sessionInitiator = null) {
+    const m = this._machine(key, sessionInitiator);
     const bodies = m.inProgress && m.state !== State.AWAITING_SECRET ? [m.abort()] : [];
     if (m.state === State.AWAITING_SECRET) return { bodies: [], events: [{ type: 'smp-pending' }] };
     bodies.push(m.start(value));
@@ -41,8 +42,8 @@ export class SmpRunner {
     return { bodies: [this._machine(key).abort()], events: [] };
   }
 
-  receive(key, body, peerNick) {
-    const m = this._machine(key);
+  receive(key, body, peerNick, sessionInitiator = null) {
+    const m = this._machine(key, sessionInitiator);
     let reply;
     try {
       reply = m.receive(body);

@@ -1,6 +1,7 @@
 // What the page keeps in IndexedDB: the profile (nickname and key
-// secrets, optionally sealed under a passphrase), the pins and the ids of
-// mail already shown. One object store of plain records.
+// secrets, optionally sealed under a passphrase), the pins with their
+// verifications, the ids of mail already shown, the mail we sealed whose read
+// receipt is awaited and the read receipts we owe. One object store of plain records.
 import { chacha20poly1305 } from './vendor/node_modules/@noble/ciphers/chacha.js';
 import { scryptAsync } from './vendor/node_modules/@noble/hashes/scrypt.js';
 import { randomBytes } from './vendor/node_modules/@noble/hashes/utils.js';

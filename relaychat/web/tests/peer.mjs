@@ -13,7 +13,7 @@ import { renderInert } from '../static/inert.js';
 import { nickProblem } from '../static/relay.js';
 import { Identity, WebCryptoIdentity, solvePow, verifyBinding } from '../static/identity.js';
 import { PATTERNS } from '../static/noise.js';
-import { openMail, seal } from '../static/mail.js';
+import { openMail, seal, sealReceipt } from '../static/mail.js';
 import { fingerprint, safetyNumber } from '../static/safety.js';
 import { SmpRunner } from '../static/smprun.js';
 import { normalizeUserSecret } from '../static/smp.js';
@@ -28,6 +28,7 @@ function event(e) {
   if (e.body) out.body = hex(e.body);
   for (const k of ['text', 'safetyNumber', 'peerFingerprint', 'reason', 'clean', 'pin', 'equal']) if (k in e) out[k] = e[k];
   if (e.peerIdentity) out.peerIdentity = hex(e.peerIdentity);
+  if (e.messages) out.messages = e.messages;
   if (e.error) out.kind = e.error.kind;
   return out;
 }
@@ -71,18 +72,24 @@ const ops = {
   },
   frame: ({ payload }) => ({ events: channel.receiveFrame(fromHex(payload)).map(event) }),
   send: ({ text }) => ({ payload: hex(channel.sendText(text)) }),
-  close: () => ({ payload: hex(channel.close() ?? new Uint8Array(0)) }),
+  close: () => ({ payload: hex(channel.close() ?? new Uint8Array(0)), state: channel.state }),
+  unconfirmed: () => ({ unconfirmed: channel.unconfirmed, count: channel.unconfirmedCount, state: channel.state }),
+  relay_closed: ({ reason }) => ({ events: channel.relayClosed(reason).map(event) }),
   smp({ method, secret, body, peer }) {
-    const args = method === 'receive' ? [fromHex(body), peer] : method === 'abort' ? [] : [channel.smpValue(secret)];
+    const args = method === 'receive' ? [fromHex(body), peer, channel.initiator]
+      : method === 'abort' ? [] : method === 'start' ? [channel.smpValue(secret), channel.initiator] : [channel.smpValue(secret)];
     const { bodies, events } = smp[method]('c', ...args);
     return { frames: bodies.map((b) => hex(channel.sendSmp(b))), events };
   },
   seal: ({ sender, recipient, staticPub, text, time, maxMail }) =>
     ({ payload: hex(seal(identity, sender, recipient, fromHex(staticPub), text, time, maxMail)) }),
+  seal_receipt: ({ sender, recipient, staticPub, openedId, time }) =>
+    ({ payload: hex(sealReceipt(identity, sender, recipient, fromHex(staticPub), fromHex(openedId), time)) }),
   open({ sender, recipient, payload }) {
     try {
       const m = openMail(identity, sender, recipient, fromHex(payload));
-      return { identityPub: hex(m.identityPub), time: m.time, messageId: hex(m.messageId), text: m.text };
+      return { identityPub: hex(m.identityPub), time: m.time, messageId: hex(m.messageId), text: m.text,
+        receiptFor: m.receiptFor ? hex(m.receiptFor) : null };
     } catch (e) {
       return { error: e.message };
     }

@@ -71,3 +71,35 @@ test('normalisation keeps what Python keeps: the BOM is not white space', () => 
   assert.equal(normalizeUserSecret('\ufeffa'), '\ufeffa'); // String.prototype.trim() would strip it
   assert.equal(normalizeUserSecret('\x1fa\x1c'), 'a'); // Python strips U+001C..U+001F, trim() does not
 });
+
+test('simultaneous starts: the session initiator goes on, the responder answers (14.7)', () => {
+  for (const [secretA, secretB, equal] of [['same', 'same', true], ['one', 'other', false]]) {
+    const alice = new SocialistMillionaire(true), bob = new SocialistMillionaire(false);
+    const a1 = alice.start(value(secretA)), b1 = bob.start(value(secretB));
+    assert.equal(alice.receive(b1), null); // the initiator ignores the crossing SMP1
+    assert.equal(alice.state, State.EXPECT2);
+    const smp2 = bob.receive(a1); // the responder answers with its typed secret
+    assert.equal(bob.state, State.EXPECT3);
+    const smp4 = bob.receive(alice.receive(smp2));
+    assert.equal(alice.receive(smp4), null);
+    assert.equal(alice.outcome, equal);
+    assert.equal(bob.outcome, equal);
+  }
+  // Without roles (null) a crossing SMP1 is OTR's unexpected message.
+  const a = new SocialistMillionaire(), b = new SocialistMillionaire();
+  const a1 = a.start(value('x'));
+  b.start(value('x'));
+  assert.throws(() => b.receive(a1), SMPError);
+});
+
+test('SmpRunner passes the session role on: a collision completes through the runner', () => {
+  const ra = new SmpRunner(), rb = new SmpRunner();
+  const [a1] = ra.start('s', value('k'), true).bodies;
+  const [b1] = rb.start('s', value('k'), false).bodies;
+  assert.deepEqual(ra.receive('s', b1, 'bob', true), { bodies: [], events: [] });
+  const [smp2] = rb.receive('s', a1, 'alice', false).bodies;
+  const [smp3] = ra.receive('s', smp2, 'bob', true).bodies;
+  const r4 = rb.receive('s', smp3, 'alice', false);
+  assert.equal(r4.events[0].equal, true);
+  assert.equal(ra.receive('s', r4.bodies[0], 'bob', true).events[0].equal, true);
+});
