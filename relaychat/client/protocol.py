@@ -44,14 +44,12 @@ __all__ = [
     "LookupResult",
     "MAX_LINE_CEILING",
     "MAX_WHO_LINES",
-    "PROTOCOL_VERSION",
     "Registered",
     "RelayClientProtocol",
     "RelayEvents",
     "WhoResult",
 ]
 
-PROTOCOL_VERSION = m.PROTOCOL_VERSION
 KEEPALIVE = 300.0  # half the relay's default idle_timeout (section 3)
 
 HelloInfo = m.HelloOk

@@ -12,7 +12,6 @@ entry point, so a read holding fifty frames for one peer costs one write.
 from __future__ import annotations
 
 import os
-import secrets
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Optional, cast
 
@@ -21,6 +20,7 @@ from relaychat.server.bans import Bans, key_id
 from relaychat.server.connection import Claim, Connection, Life, Link, Session, State
 from relaychat.server.limits import Limits, MailPolicy
 from relaychat.server.registry import Registry
+from relaychat.server.sessions import SessionCommands
 from relaychat.server.store import Store
 from relaychat.wire import messages as m
 from relaychat.wire.codec import encoded_length
@@ -55,7 +55,7 @@ class Stats:
 Handler = Callable[[Connection, Any, float], None]  # the message is of the command's class
 
 
-class Hub:
+class Hub(SessionCommands):
     def __init__(
         self,
         store: Store,
@@ -395,57 +395,6 @@ class Hub:
     def _quit(self, client: Connection, quit: m.Quit, now: float) -> None:
         self._bye(client, Bye.QUIT, "goodbye")
 
-    # -- sessions -------------------------------------------------------------
-
-    def _offer(self, client: Connection, offer: m.Offer, now: float) -> None:
-        if self.draining:
-            raise ProtocolError(Code.DRAINING, "the relay is shutting down")
-        canon = canonical(offer.nick)
-        target = self.online.get(canon)
-        if target is None:
-            if self.store.binding(canon) is None:
-                raise ProtocolError(Code.NO_SUCH_USER, "no such nickname")
-            raise ProtocolError(Code.OFFLINE, f"{offer.nick} is not connected")
-        if target is client:
-            raise ProtocolError(Code.INVALID, "you cannot talk to yourself")
-        limits = self.limits
-        if len(client.sessions) >= limits.max_sessions or len(target.sessions) >= limits.max_sessions:
-            raise ProtocolError(Code.LIMIT, f"at most {limits.max_sessions} sessions each")
-        if (
-            _pending(client.sessions.values(), initiator=client) >= limits.max_pending_offers
-            or _pending(target.sessions.values(), responder=target) >= limits.max_pending_offers
-        ):
-            raise ProtocolError(Code.LIMIT, f"at most {limits.max_pending_offers} unanswered offers")
-        sid = secrets.token_hex(SID_LENGTH // 2).encode("ascii")
-        session = Session(sid, client, target, now)
-        client.sessions[sid] = target.sessions[sid] = session
-        self.offers[sid] = session
-        text_sid = sid.decode("ascii")
-        assert client.display is not None and client.identity_pub is not None and target.display is not None
-        self._send(client, m.OfferOk(text_sid, target.display))
-        self._send(target, m.Offered(text_sid, client.display, client.identity_pub))
-
-    def _accept(self, client: Connection, accept: m.Accept, now: float) -> None:
-        session = self._offered_to(client, accept.sid)
-        session.open = True
-        del self.offers[session.sid]
-        self.stats.sessions_opened += 1
-        sid = session.sid.decode("ascii")
-        self._send(client, m.AcceptOk(sid))
-        self._send(session.initiator, m.Accepted(sid))
-        self._update_reading(session.initiator)
-        self._update_reading(session.responder)
-
-    def _decline(self, client: Connection, decline: m.Decline, now: float) -> None:
-        session = self._offered_to(client, decline.sid)
-        self._send(client, m.DeclineOk(decline.sid))
-        self._end_session(session, Closed.DECLINED, notify=(session.initiator,))
-
-    def _close(self, client: Connection, close: m.Close, now: float) -> None:
-        session = self._own_session(client, close.sid)
-        self._send(client, m.CloseOk(close.sid))
-        self._end_session(session, Closed.CLOSED, notify=(session.other(client),))
-
     def _frame_error(self, client: Connection, line: bytes) -> None:
         """Explain why the hot path refused a FRAME line."""
         parts = strip_cr(line).split(b" ")
@@ -458,18 +407,6 @@ class Hub:
             self._error(client, "FRAME", Code.NO_SESSION, f"{safe_sid(sid)} no open session with that id")
         else:
             self._error(client, "FRAME", Code.TOO_BIG, f"{safe_sid(sid)} a frame is at most {self.limits.max_frame} bytes")
-
-    def _offered_to(self, client: Connection, sid: str) -> Session:
-        session = self._own_session(client, sid)
-        if session.open or session.responder is not client:
-            raise ProtocolError(Code.NO_SESSION, f"{session.sid.decode('ascii')} is not an offer to you")
-        return session
-
-    def _own_session(self, client: Connection, sid: str) -> Session:
-        session = client.sessions.get(sid.encode("utf-8"))
-        if session is None:
-            raise ProtocolError(Code.NO_SESSION, f"{safe_sid(sid)} no such session")
-        return session
 
     # -- mail -------------------------------------------------------------------
 
@@ -619,10 +556,3 @@ _ORDER_HINTS = {
     State.CHALLENGED: "PROVE, or REGISTER again",
     State.REGISTERED: "already registered; reconnect to change nickname",
 }
-
-
-def _pending(sessions: Iterable[Session], initiator: Optional[Connection] = None, responder: Optional[Connection] = None) -> int:
-    return sum(
-        1 for s in sessions
-        if not s.open and (s.initiator is initiator if initiator is not None else s.responder is responder)
-    )
