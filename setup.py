@@ -22,7 +22,7 @@ setup(
         "autobahn>=24.4",
     ],
     extras_require={
-        "test": ["noiseprotocol==0.3.1", "websockets>=12", "docutils"],
+        "test": ["noiseprotocol==0.3.1", "websockets>=12", "docutils", "mypy>=1.10", "mypy-zope>=1.0"],
     },
     entry_points={"console_scripts": ["relaychat = relaychat.chat.cli:main"]},
 )

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, TypeVar, cast
 
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -51,6 +51,8 @@ __all__ = [
 ]
 
 KEEPALIVE = 300.0  # half the relay's default idle_timeout (section 3)
+R = TypeVar("R", bound=m.Reply)
+T = TypeVar("T")
 
 HelloInfo = m.HelloOk
 """What the relay said in ``OK HELLO``: version, server id, limits, and options of a newer relay."""
@@ -101,9 +103,11 @@ class RelayClientProtocol(Protocol):
     def __init__(self, events: Optional[RelayEvents] = None, clock: Optional[IReactorTime] = None,
                  keepalive: float = KEEPALIVE) -> None:
         if clock is None:
-            from twisted.internet import reactor as clock  # type: ignore[no-redef]
+            from twisted.internet import reactor
+
+            clock = cast(IReactorTime, reactor)
         self.events = events if events is not None else RelayEvents()
-        self.clock = clock
+        self.clock: IReactorTime = clock
         self.keepalive = keepalive
         self.relay = RelayConnection()
         self.connected = False
@@ -134,7 +138,7 @@ class RelayClientProtocol(Protocol):
         if self.keepalive:
             self._keepalive_call = self.clock.callLater(self.keepalive, self._keepalive_check)
 
-    def connectionLost(self, reason: Optional[Failure] = None) -> None:  # type: ignore[override]
+    def connectionLost(self, reason: Optional[Failure] = None) -> None:
         self.connected = False
         if self._keepalive_call is not None and self._keepalive_call.active():
             self._keepalive_call.cancel()
@@ -223,24 +227,30 @@ class RelayClientProtocol(Protocol):
     # -- outgoing --------------------------------------------------------------------
 
     def _write(self, data: bytes) -> None:
+        assert self.transport is not None
         self._last_write = self.clock.seconds()
         self.transport.write(data)
 
-    def _command(self, command: m.Command, result: Callable[[Answered], Any] = lambda a: None) -> Deferred[Any]:
+    def _command(self, command: m.Command, reply: type[R], result: Callable[[R, Answered], T]) -> Deferred[T]:
         if not self.connected or self._lost_reason is not None:
             return fail(self._lost_reason or Disconnected("lost", "not connected"))
         try:
             data = self.relay.send(command)
         except ValueError as e:
             return fail(e)
-        pending = _Pending(command.NAME, Deferred(), result)
+        def read(answered: Answered) -> T:
+            if not isinstance(answered.reply, reply):
+                raise ValueError(f"not an OK {command.NAME}")
+            return result(answered.reply, answered)
+
+        pending = _Pending(command.NAME, Deferred(), read)
         self._pending.append(pending)
         self._write(data)
         return pending.deferred
 
     def hello(self) -> Deferred[HelloInfo]:
         """``HELLO 1``; fires with :class:`HelloInfo` (the relay connection adopts its ``max_line``)."""
-        return self._command(m.Hello(), lambda a: a.reply)
+        return self._command(m.Hello(), m.HelloOk, lambda r, a: r)
 
     def register(self, nick: str, identity: Identity) -> Deferred[Registered]:
         """``REGISTER`` then ``PROVE`` (with proof of work when asked); fires with :class:`Registered`."""
@@ -250,36 +260,36 @@ class RelayClientProtocol(Protocol):
         server_id = hello.server_id
         started = self._command(
             m.Register(nick, identity.identity_public, identity.static_public, identity.static_sig),
-            lambda a: a.reply)
+            m.RegisterOk, lambda r, a: r)
 
         def prove(claim: m.RegisterOk) -> Deferred[Registered]:
             signature = identity.sign_registration(server_id, claim.challenge, claim.canonical)
             if claim.pow_bits > MAX_POW_BITS:
                 raise TooMuchWork(claim.pow_bits, MAX_POW_BITS)
             nonce = solve_pow(claim.challenge, claim.pow_bits) if claim.pow_bits else None
-            return self._command(m.Prove(signature, nonce), lambda a: Registered(
-                a.reply.nick, claim.canonical, a.reply.new, a.reply.pending_mail))
+            return self._command(m.Prove(signature, nonce), m.ProveOk, lambda r, a: Registered(
+                r.nick, claim.canonical, r.new, r.pending_mail))
         return started.addCallback(prove)
 
     def lookup(self, nick: str) -> Deferred[LookupResult]:
-        return self._command(m.Lookup(nick), lambda a: a.reply)
+        return self._command(m.Lookup(nick), m.LookupOk, lambda r, a: r)
 
     def who(self) -> Deferred[WhoResult]:
-        return self._command(m.Who(), lambda a: WhoResult(
-            [(user.nick, user.identity_pub) for user in a.users], a.reply.shown, a.reply.online))
+        return self._command(m.Who(), m.WhoOk, lambda r, a: WhoResult(
+            [(user.nick, user.identity_pub) for user in a.users], r.shown, r.online))
 
     def offer(self, nick: str) -> Deferred[tuple[str, str]]:
         """Fires with ``(sid, nick)``."""
-        return self._command(m.Offer(nick), lambda a: (a.reply.sid, a.reply.nick))
+        return self._command(m.Offer(nick), m.OfferOk, lambda r, a: (r.sid, r.nick))
 
     def accept(self, sid: str) -> Deferred[None]:
-        return self._command(m.Accept(sid))
+        return self._command(m.Accept(sid), m.AcceptOk, _nothing)
 
     def decline(self, sid: str) -> Deferred[None]:
-        return self._command(m.Decline(sid))
+        return self._command(m.Decline(sid), m.DeclineOk, _nothing)
 
     def close(self, sid: str) -> Deferred[None]:
-        return self._command(m.Close(sid))
+        return self._command(m.Close(sid), m.CloseOk, _nothing)
 
     def send_frame(self, sid: str, payload: bytes) -> None:
         """``FRAME``: no reply on success; a failure arrives as ``relay_frame_error``."""
@@ -289,13 +299,13 @@ class RelayClientProtocol(Protocol):
 
     def mail(self, nick: str, payload: bytes) -> Deferred[int]:
         """Fires with the relay's mail id."""
-        return self._command(m.Mail(nick, payload), lambda a: a.reply.mail_id)
+        return self._command(m.Mail(nick, payload), m.MailOk, lambda r, a: r.mail_id)
 
     def ack(self, mail_id: int) -> Deferred[None]:
-        return self._command(m.Ack(mail_id))
+        return self._command(m.Ack(mail_id), m.AckOk, _nothing)
 
     def ping(self, token: Optional[str] = None) -> Deferred[Optional[str]]:
-        return self._command(m.Ping(token or None), lambda a: a.reply.token)
+        return self._command(m.Ping(token or None), m.PingOk, lambda r, a: r.token)
 
     def quit(self) -> Deferred[None]:
         """``QUIT``: the relay answers ``BYE quit`` (not OK) and closes; fires when the connection is gone."""
@@ -312,3 +322,7 @@ class RelayClientProtocol(Protocol):
         else:
             done.callback(None)
         return done
+
+
+def _nothing(reply: m.Reply, answered: Answered) -> None:
+    return None

@@ -53,7 +53,7 @@ class Message:
 
     def tokens(self) -> list[str]:
         """The tokens after ``PREFIX``."""
-        names: tuple[str, ...] = type(self).__slots__  # type: ignore[assignment]  # a slotted dataclass: its fields, in order
+        names: tuple[str, ...] = type(self).__slots__  # a slotted dataclass: its fields, in order
         out: list[str] = []
         for name, spec in zip(names, self.FIELDS):
             value = getattr(self, name)
@@ -75,7 +75,7 @@ class Message:
         arity(args, fixed - cls.OPTIONAL, fixed)
         values: list[Any] = [spec.decode(arg) for spec, arg in zip(fields, args)]
         values.extend([None] * (fixed - len(values)))
-        return cls(*values)  # type: ignore[call-arg]
+        return cls(*values)
 
     def to_line(self) -> str:
         """The line, without LF."""
