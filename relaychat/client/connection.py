@@ -88,8 +88,10 @@ class Broken:
     text: str
 
 
-Event = Union[Answered, Refused, Unreadable, FrameRefused, Broken, m.Frame, m.Offered, m.Accepted,
-              m.SessionClosed, m.StoredMail, m.Notice, m.Goodbye]
+Event = Union[Answered, Refused, Unreadable, FrameRefused, Broken, m.Frame, m.Event]
+"""What :meth:`RelayConnection.receive_data` returns: answers to commands, the
+relay's events (Offered, Accepted, SessionClosed, StoredMail, Notice, Goodbye)
+and forwarded frames, each as its wire class."""
 
 
 class RelayConnection:
@@ -180,7 +182,7 @@ class RelayConnection:
                 return
             if isinstance(message, m.Goodbye):
                 self.goodbye = message
-            events.append(message)  # type: ignore[arg-type]
+            events.append(message)
 
     def _reply(self, kind: str, parts: list[str], events: list[Event]) -> None:
         if len(parts) < 2 or (kind == "ERR" and len(parts) < 3):
