@@ -38,7 +38,6 @@ from twisted.python import usage
 
 from relaychat import client as library
 from relaychat.client import SeenMail
-from relaychat.chat.commands import NICK_RULE, is_nickname
 from relaychat.chat.controller import ChatController
 from relaychat.chat.presenter import Presenter
 from relaychat.chat.terminal import ChatTerminal, raw_terminal, terminal_size
@@ -48,6 +47,7 @@ from relaychat.crypto.keyfiles import PassphraseRequired, WrongPassphrase, write
 from relaychat.crypto.keypair import Identity
 from relaychat.crypto.pins import KnownPeers
 from relaychat.crypto.safety import identity_fingerprint
+from relaychat.wire.nicknames import NICK_RULE, is_nickname
 
 __all__ = ["Options", "Server", "main", "parse_server"]
 
