@@ -75,11 +75,14 @@ class SansIO(SynchronousTestCase):
         self.greet()
         self.assertEqual(self.c.receive_data(lines(
             f"ERR FRAME no-session {SID} no open session", f"FRAME {SID} !!", f"FRAME {SID} {b64encode(b'y' * 101)}",
-            "FRAME nothex x")), [
+            "FRAME nothex x", f"FRAME {SID} two tokens")) + self.c.receive_data(f"FRAME {SID} \xff\n".encode("latin-1")), [
             FrameRefused(SID, "no-session", "no open session"),
             FrameRefused(SID, "bad-encoding", "the relay forwarded a frame that is not valid base64"),
             FrameRefused(SID, "too-big", "the relay forwarded a frame larger than it allows"),
+            FrameRefused(SID, "bad-encoding", "the relay forwarded a frame that is not valid base64"),
+            FrameRefused(SID, "bad-encoding", "the relay forwarded a frame that is not valid base64"),  # not UTF-8
         ])
+        self.assertIs(self.c.state, ConnectionState.OPEN)  # a peer's bytes never end the connection
         self.assertEqual(self.c.malformed, 1)
 
     def test_an_unreadable_reply_fails_only_its_command(self) -> None:

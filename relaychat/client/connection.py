@@ -29,8 +29,9 @@ from dataclasses import dataclass
 from typing import Optional, Union
 
 from relaychat.wire import messages as m
-from relaychat.wire.errors import Code, ProtocolError
+from relaychat.wire.errors import ProtocolError
 from relaychat.wire.lines import LineSplitter, strip_cr
+from relaychat.wire.tokens import is_sid
 
 DEFAULT_MAX_LINE = 65536
 # Our own ceilings on what a relay may announce or send: it must not make us buffer without bound.
@@ -153,6 +154,9 @@ class RelayConnection:
             try:
                 text = strip_cr(line).decode("utf-8")
             except UnicodeDecodeError:
+                if line.startswith(m.FRAME_PREFIX):  # a peer's bytes: that session fails, not the connection
+                    self._bad_frame(line[6:22].decode("latin-1"), events)
+                    continue
                 self._broken(events, "the relay sent a line that is not UTF-8")
                 break
             self._receive_line(text, events)
@@ -231,13 +235,19 @@ class RelayConnection:
     def _frame(self, parts: list[str], events: list[Event]) -> None:
         try:
             frame = m.Frame.from_tokens(parts[1:])
-        except ProtocolError as e:
-            if e.code is Code.BAD_ENCODING:
-                events.append(FrameRefused(parts[1], "bad-encoding", "the relay forwarded a frame that is not valid base64"))
-            else:
-                self.malformed += 1
+        except ProtocolError:
+            self._bad_frame(parts[1] if len(parts) > 1 else "", events)
             return
         if self.hello is not None and len(frame.payload) > self.hello.max_frame:
             events.append(FrameRefused(frame.sid, "too-big", "the relay forwarded a frame larger than it allows"))
             return
         events.append(frame)
+
+    def _bad_frame(self, sid: str, events: list[Event]) -> None:
+        """A FRAME that is not what a peer can send (not UTF-8, not one strict
+        base64 payload): only that session can have been harmed, so only that
+        session fails. A line without a session id is counted, and ignored."""
+        if not is_sid(sid):
+            self.malformed += 1
+            return
+        events.append(FrameRefused(sid, "bad-encoding", "the relay forwarded a frame that is not valid base64"))
