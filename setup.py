@@ -13,7 +13,11 @@ setup(
     license="MIT",
     python_requires=">=3.11",
     packages=find_packages(exclude=["tests", "tests.*", "bench", "bench.*"]) + ["twisted.plugins"],
-    package_data={"twisted.plugins": ["relaychat_plugin.py"]},
+    package_data={
+        "twisted.plugins": ["relaychat_plugin.py"],
+        # the browser client, served byte for byte (relaychat/web)
+        "relaychat.web": ["package.json", "vendor.mjs", "static/**/*"],
+    },
     install_requires=[
         "Twisted[tls,conch]>=24.7",
         "pyOpenSSL>=24.0",
@@ -22,7 +26,12 @@ setup(
         "autobahn>=24.4",
     ],
     extras_require={
-        "test": ["noiseprotocol==0.3.1", "websockets>=12", "docutils", "mypy>=1.10", "mypy-zope>=1.0"],
+        # selenium drives Debian's chromium-driver in the browser-client tests (it downloads nothing);
+        # mypy and mypy-zope (the plugin Twisted is checked with) type-check relaychat/ in .ci/run
+        "test": ["noiseprotocol==0.3.1", "websockets>=12", "docutils", "selenium>=4.10", "mypy>=1.10", "mypy-zope>=1.0"],
     },
-    entry_points={"console_scripts": ["relaychat = relaychat.chat.cli:main"]},
+    entry_points={"console_scripts": [
+        "relaychat = relaychat.chat.cli:main",
+        "relaychat-web = relaychat.web.serve:main",
+    ]},
 )

@@ -16,6 +16,8 @@ a kind only says which options it takes and how to wrap the transport:
     ``allowed_origins`` (browser ``Origin`` patterns such as
     ``"https://*.example.org"``; default any), and, for ``wss://``, the
     same ``certificate``, ``private_key`` and ``minimum_tls`` as ``tls``.
+    ``web_client = true`` also serves the browser client's page there
+    (:mod:`relaychat.server.webclient`); ``path`` then defaults to ``/relay``.
 
 Certificates and keys are read when the service is built, before twistd
 drops privileges, so a missing, unreadable or mismatched file stops
@@ -96,9 +98,16 @@ def _build_websocket(listener: ListenerConfig, factory: IProtocolFactory, reacto
     path = options.get("path")
     if path is not None and not path.startswith("/"):
         raise ConfigError(f"{describe(listener)}: path must start with /")
+    web_client = options.get("web_client", False)
+    if web_client and path is None:
+        path = "/relay"
     websocket = RelayWebSocketFactory(factory, reactor, path=path, allowed_origins=origins)  # type: ignore[arg-type]
     secure = "certificate" in options or "private_key" in options
-    wrapped = _tls(listener, websocket) if secure else websocket
+    if web_client:
+        from relaychat.server.webclient import with_page
+        wrapped = with_page(websocket, path, lambda site: _tls(listener, site) if secure else site)
+    else:
+        wrapped = _tls(listener, websocket) if secure else websocket
     if not secure and "minimum_tls" in options:
         raise ConfigError(f"{describe(listener)}: minimum_tls needs certificate and private_key")
     return _endpoint(listener, reactor, tls=secure), wrapped
@@ -109,5 +118,5 @@ _TLS_OPTIONS: dict[str, type] = {"certificate": Path, "private_key": Path, "mini
 KINDS: dict[str, ListenerKind] = {
     "tcp": ListenerKind(_build_tcp),
     "tls": ListenerKind(_build_tls, _TLS_OPTIONS),
-    "websocket": ListenerKind(_build_websocket, {"path": str, "allowed_origins": list, **_TLS_OPTIONS}),
+    "websocket": ListenerKind(_build_websocket, {"path": str, "allowed_origins": list, "web_client": bool, **_TLS_OPTIONS}),
 }
