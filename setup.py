@@ -24,11 +24,14 @@ setup(
         "service-identity>=24.1",
         "cryptography>=42",
         "autobahn>=24.4",
+        "pybase64>=1.3",
     ],
     extras_require={
         # selenium drives Debian's chromium-driver in the browser-client tests (it downloads nothing);
-        # mypy and mypy-zope (the plugin Twisted is checked with) type-check relaychat/ in .ci/run
-        "test": ["noiseprotocol==0.3.1", "websockets>=12", "docutils", "selenium>=4.10", "mypy>=1.10", "mypy-zope>=1.0"],
+        # hypothesis drives tests/test_hub_property.py; mypy and mypy-zope (the plugin
+        # Twisted is checked with) type-check relaychat/ in .ci/run
+        "test": ["noiseprotocol==0.3.1", "websockets>=12", "docutils", "selenium>=4.10", "hypothesis>=6",
+                 "mypy>=1.10", "mypy-zope>=1.0"],
     },
     entry_points={"console_scripts": [
         "relaychat = relaychat.chat.cli:main",

@@ -43,11 +43,13 @@ WINDOW_BULK = 32  # 16-KiB frames in flight per sender (~700 KB)
 # figures are medians over rounds (ratios: the median of the per-round ratios).
 FULL = {"rounds": 7, "duration": 1.0, "warmup": 0.25, "small_pairs": [1, 10, 100], "bulk_pairs": [1, 10],
             "ping_rounds": 5000, "ping_duration": 1.0, "setup_pairs": 16, "setup_duration": 5.0,
-            "flood_duration": 10.0, "flood_bytes": 1 << 30, "idle_counts": [1000, 10000], "tls_rounds": 5}
+            "flood_duration": 10.0, "flood_bytes": 1 << 30, "idle_counts": [1000, 10000], "tls_rounds": 5,
+            "attack_duration": 20.0, "attack_users": 300}
 QUICK = {"rounds": 3, "duration": 0.7, "warmup": 0.2, "small_pairs": [1, 10, 100], "bulk_pairs": [1],
              "ping_rounds": 3000, "ping_duration": 0.7, "setup_pairs": 16, "setup_duration": 3.0,
-             "flood_duration": 4.0, "flood_bytes": 1 << 29, "idle_counts": [1000], "tls_rounds": 3}
-SECTIONS = ["small", "bulk", "pingpong", "setup", "flood", "memory", "tls"]
+             "flood_duration": 4.0, "flood_bytes": 1 << 29, "idle_counts": [1000], "tls_rounds": 3,
+             "attack_duration": 5.0, "attack_users": 300}
+SECTIONS = ["small", "bulk", "pingpong", "setup", "flood", "attack", "memory", "tls"]
 
 # == workers ====================================================================
 
@@ -614,6 +616,36 @@ class Bench:
         else:
             self.add(Row("flood: another session's ping-pong p50, flooded vs quiet", None, "us",
                          target="ratio <= 1.5", status="MISS", note="no measurement"))
+
+    def attack(self) -> None:
+        """bench/attack.py: connections that ask for replies and never read them."""
+        from bench.attack import AttackRelay, attack
+
+        p = self.p
+        workdir = self.workdir / f"attack-{self.tag()}"
+        workdir.mkdir()
+        relay = AttackRelay(workdir)
+        relay.cpus = self.server_cpus
+        if self.args.relaychat_from:
+            relay.root = Path(self.args.relaychat_from).resolve()
+        relay.start()
+        try:
+            result = attack(relay.port, relay.pid, duration=p["attack_duration"], users=p["attack_users"])
+        finally:
+            relay.stop()
+        self.raw["attack"] = result
+        growth, quiet, loaded = result["growth"], result["quiet"], result["attacked"]
+        sent = sum(a["bytes_sent"] for a in result["attackers"].values()) / (1 << 20)
+        self.say(f"  attack: RSS +{growth / (1 << 20):.1f} MiB; ping p99 {quiet.get('p99_us', 0):.0f} -> "
+                 f"{loaded.get('p99_us', 0):.0f} us; attackers pushed {sent:.0f} MiB")
+        self.add(Row("attack: relay RSS growth (replies never read)", growth, "MiB", target="< 16 MiB",
+                     status="PASS" if growth < 16 << 20 else "MISS",
+                     note=f"{result['users']} users online, {result['duration']:.0f} s, attackers pushed {sent:.0f} MiB"))
+        p99 = loaded.get("p99_us")
+        self.add(Row("attack: a registered pair's ping-pong p99 during it", p99, "us", "same relay, quiet",
+                     quiet.get("p99_us"), p99 / quiet["p99_us"] if p99 and quiet.get("p99_us") else None,
+                     "< 50000 us", "PASS" if p99 is not None and p99 < 50_000 else "MISS",
+                     f"p50 {quiet.get('p50_us', 0):.0f} us quiet, {loaded.get('p50_us', 0):.0f} us attacked"))
 
     def memory(self) -> None:
         results: dict[str, Any] = {}

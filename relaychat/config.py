@@ -87,11 +87,17 @@ def parse(document: Mapping[str, Any], base: Path, source: str = "<config>") -> 
     listeners = tuple(_listener(item, i, base) for i, item in enumerate(_array(document, "listener")))
     if not listeners:
         listeners = (ListenerConfig("tcp", DEFAULT_ENDPOINT),)
+    limits = _dataclass(Limits, _table(document, "limits"), "limits.")
+    mail = _dataclass(MailPolicy, _table(document, "mailbox"), "mailbox.")
+    try:
+        mail.check_fits(limits)
+    except ValueError as e:
+        raise ConfigError(f"mailbox.{e}") from None
     return Config(
         data_dir=data_dir,
         listeners=listeners,
-        limits=_dataclass(Limits, _table(document, "limits"), "limits."),
-        mail=_dataclass(MailPolicy, _table(document, "mailbox"), "mailbox."),
+        limits=limits,
+        mail=mail,
         manhole=_manhole(_table(document, "manhole"), base),
         source=source,
     )

@@ -46,8 +46,10 @@ class Options(usage.Options):
 def makeService(options: Options) -> IService:
     from twisted.internet import reactor
 
+    from relaychat.server.clock import make_monotonic
     from relaychat.server.service import make_service
 
+    make_monotonic(reactor)  # every time-out measures a duration: docs/protocol.rst, section 8
     try:
         return make_service(options.config, reactor)
     except ConfigError as e:

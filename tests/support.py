@@ -55,9 +55,10 @@ class Harness:
 
     def __init__(self, limits: Limits = Limits(pow_bits=0), mail: MailPolicy = MailPolicy(),
                  store: Optional[Store] = None) -> None:
-        self.now = 1000.0
+        self.now = 1000.0  # the monotonic clock the hub is given
+        self.wall_offset = 0.0  # the system clock is now + wall_offset; a test may make it jump
         self.store = store or Store(":memory:")
-        self.hub = Hub(self.store, limits, mail, now=self.now)
+        self.hub = Hub(self.store, limits, mail, now=self.now, wall=lambda: self.now + self.wall_offset)
 
     def connect(self, address: str = "127.0.0.1") -> tuple[Connection, FakeLink]:
         link = FakeLink()

@@ -60,8 +60,8 @@ class Greeting(SynchronousTestCase):
         self.assertEqual(self.link.lines(), ["OK PING x"])
 
     def test_too_long_line_is_refused_and_stream_recovers(self) -> None:
-        self.h.hub.receive(self.client, b"PING " + b"a" * 70000, self.h.now)
-        self.assertEqual(self.link.lines(), ["ERR - too-long a line is at most 65536 bytes"])
+        self.h.hub.receive(self.client, b"PING " + b"a" * 600, self.h.now)
+        self.assertEqual(self.link.lines(), ["ERR - too-long a line is at most 512 bytes"])
         self.h.hub.receive(self.client, b"aaaa\nPING ok\n", self.h.now)
         self.assertEqual(self.link.lines(), ["OK PING ok"])
 
@@ -236,15 +236,18 @@ class Sessions(SynchronousTestCase):
 
     def test_frames_are_forwarded_byte_identical_and_batched(self) -> None:
         sid = self.h.open_session(self.alice, self.bob, "bob")
-        data = b"".join(b"FRAME %s QUJD\r\n" % sid.encode() for _ in range(50))
+        data = b"".join(b"FRAME %s QUJD\n" % sid.encode() for _ in range(50))
         self.h.hub.receive(self.alice[0], data, self.h.now)
-        self.assertEqual(self.bob[1].written, [data.replace(b"\r\n", b"\r\n")])
+        self.assertEqual(self.bob[1].written, [data])
+        self.bob[1].written.clear()
+        self.h.hub.receive(self.alice[0], data.replace(b"\n", b"\r\n"), self.h.now)  # the CR is removed
+        self.assertEqual(b"".join(self.bob[1].written), data)
 
     def test_frame_errors(self) -> None:
         sid = self.h.open_session(self.alice, self.bob, "bob")
         big = "A" * (4 * (32768 // 3 + 1) + 4)
         cases = {
-            f"FRAME {sid} {big}": f"ERR FRAME too-big {sid} a frame is at most 32768 bytes",
+            f"FRAME {sid} {big}": f"ERR FRAME too-big {sid} a frame payload is at most 32768 bytes once decoded",
             "FRAME 0123456789abcdef AAAA": "ERR FRAME no-session 0123456789abcdef no open session with that id",
             f"FRAME {sid} AA AA": f"ERR FRAME syntax {sid} FRAME takes a session id and one payload",
             "FRAME nonsense": "ERR FRAME syntax - FRAME takes a session id and one payload",
@@ -342,23 +345,24 @@ class FlowControl(SynchronousTestCase):
         self.h.open_session(self.carol, self.bob, "bob")
         dave = self.h.register("dave")
         self.h.open_session(dave, self.carol, "carol")
-        self.h.hub.set_congested(self.bob[0], True)
+        self.h.hub.set_congested(self.bob[0], True, self.h.now)
         self.assertFalse(self.alice[1].reading)
         self.assertFalse(self.carol[1].reading)
         self.assertTrue(dave[1].reading)
-        self.h.hub.set_congested(self.bob[0], False)
+        self.h.hub.set_congested(self.bob[0], False, self.h.now)
         self.assertTrue(self.alice[1].reading)
         self.assertTrue(self.carol[1].reading)
 
     def test_closing_the_session_releases_the_sender(self) -> None:
-        self.h.hub.set_congested(self.bob[0], True)
+        self.h.hub.set_congested(self.bob[0], True, self.h.now)
         self.assertFalse(self.alice[1].reading)
-        self.h.send(self.bob[0], f"CLOSE {self.sid}")
+        self.h.send(self.alice[0], f"CLOSE {self.sid}")  # already on its way when alice was paused
         self.assertTrue(self.alice[1].reading)
 
     def test_session_opening_towards_a_congested_peer_pauses(self) -> None:
-        self.h.hub.set_congested(self.carol[0], True)
-        self.h.open_session(self.alice, self.carol, "carol")
+        sid = self.h.ask(*self.carol, "OFFER alice")[0].split(" ")[2]
+        self.h.hub.set_congested(self.carol[0], True, self.h.now)
+        self.assertEqual(self.h.ask(*self.alice, f"ACCEPT {sid}"), [f"OK ACCEPT {sid}"])
         self.assertFalse(self.alice[1].reading)
 
     def test_rate_limit_pauses_reading_without_dropping(self) -> None:
@@ -367,13 +371,16 @@ class FlowControl(SynchronousTestCase):
         bob = h.register("bob")
         sid = h.open_session(alice, bob, "bob")
         alice[1].wakeups.clear()
-        h.send(alice[0], *[f"FRAME {sid} AAAA"] * 30)
-        self.assertEqual(len(bob[1].lines()), 30)  # nothing dropped
+        h.now += 10  # a full budget of 20
+        h.send(alice[0], *[f"FRAME {sid} AAAA"] * 30, "PING last")
+        self.assertEqual(len(bob[1].lines()), 20)  # the burst, within one read
         self.assertFalse(alice[1].reading)
         self.assertEqual(len(alice[1].wakeups), 1)
-        self.assertGreater(alice[1].wakeups[0], 0.5)
+        self.assertGreater(alice[1].wakeups[0], 1.0)  # until the 11 waiting lines can go
         h.now += alice[1].wakeups[0]
         h.hub.wake(alice[0], h.now)
+        self.assertEqual(len(bob[1].lines()), 10)  # nothing dropped, in order
+        self.assertEqual(alice[1].lines()[-1], "OK PING last")
         self.assertTrue(alice[1].reading)
 
 
@@ -438,7 +445,7 @@ class Abuse(SynchronousTestCase):
         alice = h.register("alice")
         bob = h.register("bob")
         h.open_session(alice, bob, "bob")
-        h.hub.set_congested(bob[0], True)  # alice is paused on bob's account
+        h.hub.set_congested(bob[0], True, h.now)  # alice is paused on bob's account
         h.now += 601
         h.hub.tick(h.now)
         self.assertEqual(bob[1].lines()[0], "BYE idle no activity")
@@ -477,7 +484,7 @@ class Mail(SynchronousTestCase):
         self.assertEqual(len(self.h.store.pending_mail("bob")), 1)
 
     def test_quotas_and_sizes(self) -> None:
-        self.assertEqual(self.h.ask(*self.alice, "MAIL bob " + "A" * 140)[0], "ERR MAIL too-big mail is at most 100 bytes")
+        self.assertEqual(self.h.ask(*self.alice, "MAIL bob " + "A" * 140)[0], "ERR MAIL too-big a mail payload is at most 100 bytes once decoded")
         self.assertEqual(self.h.ask(*self.alice, "MAIL bob !!!!")[0], "ERR MAIL syntax the payload is not base64")
         self.assertEqual(self.h.ask(*self.alice, "MAIL nobody AAAA")[0], "ERR MAIL no-such-user no such nickname")
         self.h.send(self.alice[0], "MAIL bob AAAA", "MAIL bob AAAA")
@@ -556,13 +563,15 @@ class Operator(SynchronousTestCase):
         self.assertEqual(carol[1].lines(), ["NOTICE restarting soon", "BYE draining restarting soon"])
         self.assertFalse(self.alice[1].closed)
         self.assertEqual(self.h.ask(*self.alice, "OFFER bob")[0], "ERR OFFER draining the relay is shutting down")
-        _, newcomer = self.h.connect()
+        late, newcomer = self.h.connect()
         self.assertEqual(newcomer.lines(), ["BYE draining the relay is shutting down"])
         self.assertEqual(done, [])
         self.h.send(self.alice[0], f"CLOSE {sid}")
         self.assertTrue(self.alice[1].closed and self.bob[1].closed)
         for client in (carol[0], self.alice[0], self.bob[0]):
             self.h.hub.disconnect(client, self.h.now)
+        self.assertEqual(done, [])  # a connection told BYE is there until its socket closes
+        self.h.hub.disconnect(late, self.h.now)
         self.assertEqual(done, [True])
 
 

@@ -22,8 +22,11 @@ class ConnectionLife(SynchronousTestCase):
         self.assertIs(client.life, Life.CLOSING)
         self.assertTrue(link.closed)
         self.assertEqual(self.h.ask(client, link, "PING"), [])  # nothing after BYE
+        self.assertIn(client, self.h.hub.clients)  # told BYE, it still holds a socket: still counted
         self.h.hub.disconnect(client, self.h.now)
-        self.assertIs(client.life, Life.CLOSING)  # it only ever moves away from OPEN
+        self.assertIs(client.life, Life.GONE)  # OPEN -> CLOSING -> GONE, never back
+        self.assertNotIn(client, self.h.hub.clients)
+        self.assertEqual(self.h.ask(client, link, "PING"), [])
 
     def test_a_gone_connection_is_not_served(self) -> None:
         client, link = self.h.register("alice")

@@ -453,10 +453,11 @@ class WebSocketInMemory(SynchronousTestCase):
         self.assertEqual(len(line), 2026)
         self.assertEqual(ws.maxMessagePayloadSize, 1024)  # and incoming messages are still bounded
 
-    def test_bytes_that_are_not_utf8_reach_a_websocket_as_valid_text(self) -> None:
+    def test_a_frame_that_is_not_base64_never_reaches_a_websocket(self) -> None:
         ws, ws_t, tcp, tcp_t, sid = self.session()
         tcp.dataReceived(f"FRAME {sid} ".encode() + b"\xff\xfe==\n")
-        self.assertEqual(self.ws_read(ws_t), [f"FRAME {sid} \ufffd\ufffd=="])
+        self.assertEqual(self.ws_read(ws_t), [])
+        self.assertEqual(tcp_t.value().split(b" ")[:3], [b"ERR", b"FRAME", b"syntax"])
 
 
 # == a real daemon ===================================================================

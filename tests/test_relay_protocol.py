@@ -57,6 +57,36 @@ class Adapter(SynchronousTestCase):
         self.assertEqual(lines(transport), ["BYE quit goodbye"])
         self.assertTrue(transport.disconnecting)
 
+    def test_closing_stops_being_the_producer_and_reads_again(self) -> None:
+        # A transport whose producer is still registered may wait for it
+        # before closing (TLS does not even start): see RelayProtocol.close.
+        factory, _ = make_factory()
+        protocol, transport = connect(factory)
+        transport.pauseProducing()
+        protocol.dataReceived(b"QUIT\n")
+        self.assertIsNone(transport.producer)
+        self.assertEqual(transport.producerState, "producing")
+        self.assertTrue(transport.disconnecting)
+
+    def test_a_peer_that_never_lets_the_close_finish_is_cut_off(self) -> None:
+        factory, clock = make_factory(Limits(pow_bits=0, close_timeout=7.0))
+        protocol, transport = connect(factory)
+        protocol.dataReceived(b"QUIT\n")
+        self.assertEqual(len(factory.hub.clients), 1)  # its socket still counts
+        clock.advance(6.9)
+        self.assertFalse(transport.disconnected)
+        clock.advance(0.2)
+        self.assertTrue(transport.disconnected)  # StringTransport.abortConnection
+        protocol.connectionLost(None)
+        self.assertEqual((len(factory.hub.clients), clock.getDelayedCalls()), (0, []))
+
+    def test_a_close_that_finishes_cancels_the_cut_off(self) -> None:
+        factory, clock = make_factory()
+        protocol, transport = connect(factory)
+        protocol.dataReceived(b"QUIT\n")
+        protocol.connectionLost(None)
+        self.assertEqual(clock.getDelayedCalls(), [])
+
     def test_connection_lost_leaves_the_hub(self) -> None:
         factory, _ = make_factory()
         protocol, transport = connect(factory)
@@ -80,11 +110,12 @@ class Adapter(SynchronousTestCase):
         factory, clock = make_factory(Limits(pow_bits=0, lines_per_second=100, line_burst=10))
         protocol, transport = connect(factory)
         protocol.dataReceived(b"PING\n" * 30)
-        self.assertEqual(len(lines(transport)), 30)
+        self.assertEqual(len(lines(transport)), 10)  # the burst; the other 20 wait
         self.assertEqual(transport.producerState, "paused")
         clock.advance(0.1)
         self.assertEqual(transport.producerState, "paused")
         clock.advance(0.15)
+        self.assertEqual(len(lines(transport)), 20)
         self.assertEqual(transport.producerState, "producing")
 
     def test_pending_wakeup_is_cancelled_on_disconnect(self) -> None:
@@ -136,3 +167,28 @@ class InMemoryPair(SynchronousTestCase):
         pump.flush()
         self.assertEqual(client.received[1], "OK PING x")
         self.assertTrue(client.received[0].startswith("OK HELLO 1 "))
+
+
+class OutputBound(SynchronousTestCase):
+    """max_output is the socket transport's pause threshold, under TLS and WebSocket too."""
+
+    def test_the_socket_transport_pauses_at_max_output(self) -> None:
+        from twisted.internet import abstract
+
+        from relaychat.server.protocol import _bound_output
+
+        class Socket(abstract.FileDescriptor):
+            pass
+
+        class Layer:
+            def __init__(self, below: object) -> None:
+                self.transport = below
+
+        for depth in range(3):
+            bottom = Socket()
+            top: object = bottom
+            for _ in range(depth):
+                top = Layer(top)
+            _bound_output(top, 4096)
+            self.assertEqual(bottom.bufferSize, 4096, depth)
+        self.assertEqual(abstract.FileDescriptor.bufferSize, 65536)  # the class default is left alone

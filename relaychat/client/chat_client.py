@@ -186,8 +186,9 @@ class ChatClient(RelayEvents):
     def _open(self, mail_id: int, sender: str, time: int, payload: bytes) -> tuple[Optional[MailEvent], bool]:
         """(what to show, whether to ACK) for one MAIL event."""
         try:
-            opened = open_mail(self.identity, sender, self.canonical_nick, payload)
-            status = self.pin_status(sender, opened.identity_pub)
+            # The relay names the sender as shown; the seal binds the canonical form.
+            opened = open_mail(self.identity, canonical_nick(sender), self.canonical_nick, payload)
+            status = self.pin_status(canonical_nick(sender), opened.identity_pub)
         except (MailError, HandshakeFailed, ValueError) as e:
             error = e if isinstance(e, MailError) else MailError(str(e))
             return MailProblem(mail_id, sender, time, error), True

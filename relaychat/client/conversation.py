@@ -244,9 +244,11 @@ class Conversation:
         if error.code == "no-session":
             self._advance(_Step.SESSION_GONE)
             self._sessions.forget(self)
-        self._handle(self._channel.fail(MessageRejected(
-            f"The relay did not deliver a message to {self.nick} ({error.code}); the conversation was stopped."
-        )))
+        if error.code == "bad-encoding":  # a frame that came to us damaged
+            text = f"A damaged message came from {self.nick}; the conversation was stopped."
+        else:
+            text = f"The relay did not deliver a message to {self.nick} ({error.code}); the conversation was stopped."
+        self._handle(self._channel.fail(MessageRejected(text)))
 
     def connection_lost(self, error: Disconnected) -> None:
         """The relay connection ended, and this session with it."""

@@ -47,6 +47,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from relaychat.certificates import CertificateError, certificates_from_pem, format_fingerprint, parse_fingerprint, read_file
+from relaychat.wire.codec import EncodingError, decimal
 
 TrustRoots = Union[None, str, Path, Any]  # or an IOpenSSLTrustRoot
 
@@ -211,7 +212,11 @@ def _parse_spec(spec: str) -> Optional[tuple[str, str, int, dict[str, str]]]:
         if not colon:
             return None
     port_text, _, rest = rest.partition(":")
-    if not host or "=" in host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    try:
+        port = decimal(port_text, maximum=65535)  # "²".isdigit() is true, and int() then raises
+    except EncodingError:
+        return None
+    if not host or "=" in host or not port:
         return None
     options: dict[str, str] = {}
     last: Optional[str] = None
@@ -227,7 +232,7 @@ def _parse_spec(spec: str) -> Optional[tuple[str, str, int, dict[str, str]]]:
             options[last] += ":" + segment  # a value with colons: AB:CD:..., sha256:..., C:\path
     if scheme == "tcp" and options:
         return None
-    return scheme, host, int(port_text), options
+    return scheme, host, port, options
 
 
 # -- words for people -------------------------------------------------------------------

@@ -34,9 +34,10 @@ class State(enum.Enum):
 class Life(enum.Enum):
     """Whether the hub still serves a connection; it only ever moves away from OPEN.
 
-    Both other states have left the hub's tables (and ended their sessions):
-    CLOSING has a ``BYE`` queued and the link closes once it is written;
-    GONE was closed by the other side or the network.
+    Both other states are offline and have ended their sessions: CLOSING
+    has a ``BYE`` queued and the link closes once it is written (it still
+    counts towards the connection limits: it still holds a socket); GONE
+    was closed, by us, the other side or the network, and has left the hub.
     """
 
     OPEN = 0
@@ -60,8 +61,8 @@ class Claim:
 class Connection:
     __slots__ = (
         "link", "address", "splitter", "state", "nick", "display", "identity_pub", "claim",
-        "sessions", "outbox", "violations", "tokens", "tokens_at", "last_seen", "connected_at",
-        "congested", "reading", "throttled", "life", "lines_in", "bytes_in",
+        "sessions", "outbox", "outbox_size", "backlog", "congested_at", "violations", "tokens", "tokens_at",
+        "last_seen", "connected_at", "congested", "reading", "throttled", "life", "lines_in", "bytes_in",
     )
 
     def __init__(self, link: Link, address: str, max_line: int, burst: int, now: float) -> None:
@@ -74,7 +75,10 @@ class Connection:
         self.identity_pub: Optional[bytes] = None
         self.claim: Optional[Claim] = None
         self.sessions: dict[bytes, Session] = {}
-        self.outbox: list[bytes] = []
+        self.outbox: list[bytes] = []  # written at the end of the hub's entry point
+        self.outbox_size = 0
+        self.backlog: list[Optional[bytes]] = []  # lines read but not yet handled, in order
+        self.congested_at = now
         self.violations = 0
         self.tokens = float(burst)
         self.tokens_at = now

@@ -10,11 +10,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from relaychat.crypto.identity import MAX_POW_BITS
+from relaychat.wire.codec import encoded_length
+
+FRAME_LINE_OVERHEAD = len("FRAME ") + 16 + 1
+"""A FRAME line without its payload: the command, a session id, two spaces."""
+MAIL_LINE_OVERHEAD = len("MAIL ") + 24 + 1
+"""A MAIL command without its payload, for the longest nickname."""
 
 
 @dataclass(frozen=True)
 class Limits:
     max_line: int = 65536
+    max_line_unregistered: int = 512
+    max_output: int = 65536
+    output_timeout: float = 60.0
     max_frame: int = 32768
     max_sessions: int = 16
     max_pending_offers: int = 4
@@ -25,6 +34,7 @@ class Limits:
     max_connections: int = 20000
     registration_timeout: float = 30.0
     idle_timeout: float = 600.0
+    close_timeout: float = 10.0
     max_violations: int = 10
     max_who: int = 1000
     pow_bits: int = 16
@@ -35,8 +45,18 @@ class Limits:
                 raise ValueError(f"{name} must not be negative")
         if self.max_line < 1024:
             raise ValueError("max_line must be at least 1024")
+        if not 256 <= self.max_line_unregistered <= self.max_line:
+            raise ValueError("max_line_unregistered must be at least 256 (REGISTER needs about 220) and at most max_line")
+        if self.max_output < 4096:
+            raise ValueError("max_output must be at least 4096")
         if self.max_frame < 64:
             raise ValueError("max_frame must be at least 64")
+        frame_line = FRAME_LINE_OVERHEAD + encoded_length(self.max_frame)
+        if self.max_line < frame_line:
+            raise ValueError(
+                f"max_line ({self.max_line}) cannot carry a FRAME of max_frame ({self.max_frame}) bytes: "
+                f"such a line is {frame_line} bytes; raise max_line to at least {frame_line} or lower max_frame"
+            )
         if self.pow_bits > MAX_POW_BITS:
             raise ValueError(f"pow_bits must be at most {MAX_POW_BITS}")
         if self.lines_per_second <= 0 or self.line_burst < 1:
@@ -55,6 +75,15 @@ class MailPolicy:
         for name, value in vars(self).items():
             if value <= 0:
                 raise ValueError(f"{name} must be positive")
+
+    def check_fits(self, limits: Limits) -> None:
+        """A MAIL of ``max_mail`` bytes must fit in a line of ``limits.max_line``."""
+        mail_line = MAIL_LINE_OVERHEAD + encoded_length(self.max_mail)
+        if limits.max_line < mail_line:
+            raise ValueError(
+                f"max_mail ({self.max_mail}) does not fit in max_line ({limits.max_line}): such a MAIL line is "
+                f"{mail_line} bytes; raise limits.max_line to at least {mail_line} or lower max_mail"
+            )
 
     @property
     def expiry_seconds(self) -> float:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Optional
 
 from relaychat.server.bans import key_id
+from relaychat.server.connection import Life
 from relaychat.server.hub import Hub
 from relaychat.wire.errors import Bye, Closed
 from relaychat.wire.messages import Notice
@@ -43,10 +44,11 @@ class Operator:
         key = self.bound_key(value) if kind == "nick" else None
         if key is not None:
             hub.bans.add("key", key_id(key), now + seconds)
+        serving = [c for c in hub.clients if c.life is Life.OPEN]  # a closing connection is still counted
         if kind == "address":
-            victims = [c for c in hub.clients if c.address == value]
+            victims = [c for c in serving if c.address == value]
         else:
-            victims = [c for c in hub.clients if c.nick == value or (key and c.identity_pub == key)]
+            victims = [c for c in serving if c.nick == value or (key and c.identity_pub == key)]
         for client in victims:
             hub.dismiss(client, Bye.BANNED, "banned by the operator", session_reason=Closed.KICKED)
         return len(victims)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import socket
 from typing import Optional
 
-from twisted.internet import tcp
+from twisted.internet import abstract, tcp
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
@@ -31,6 +31,7 @@ class RelayProtocol(Protocol):
         self.clock = clock
         self.client: Optional[Connection] = None
         self._wakeup: Optional[IDelayedCall] = None
+        self._abort: Optional[IDelayedCall] = None
         self._socket: Optional[socket.socket] = None  # set for plain TCP: see write()
 
     def connectionMade(self) -> None:
@@ -46,6 +47,7 @@ class RelayProtocol(Protocol):
                 pass
         if type(transport) is tcp.Server and not transport.TLS:
             self._socket = transport.getHandle()
+        _bound_output(transport, self.hub.limits.max_output)
         peer = self.transport.getPeer()
         address = getattr(peer, "host", None) or str(peer)
         self.client = self.hub.connect(self, address, self.clock.seconds())
@@ -54,18 +56,19 @@ class RelayProtocol(Protocol):
         self.hub.receive(self.client, data, self.clock.seconds())  # type: ignore[arg-type]
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
-        if self._wakeup is not None and self._wakeup.active():
-            self._wakeup.cancel()
+        for call in (self._wakeup, self._abort):
+            if call is not None and call.active():
+                call.cancel()
         if self.client is not None:
             self.hub.disconnect(self.client, self.clock.seconds())
 
     # -- IPushProducer: our own transport's output is full / drained --------
 
     def pauseProducing(self) -> None:
-        self.hub.set_congested(self.client, True)  # type: ignore[arg-type]
+        self.hub.set_congested(self.client, True, self.clock.seconds())  # type: ignore[arg-type]
 
     def resumeProducing(self) -> None:
-        self.hub.set_congested(self.client, False)  # type: ignore[arg-type]
+        self.hub.set_congested(self.client, False, self.clock.seconds())  # type: ignore[arg-type]
 
     def stopProducing(self) -> None:
         pass  # connectionLost follows and does the cleaning up
@@ -114,7 +117,24 @@ class RelayProtocol(Protocol):
             self.transport.pauseProducing()
 
     def close(self) -> None:
-        self.transport.loseConnection()
+        """Close once the queued output (the ``BYE``) is written, and for sure
+        within ``close_timeout``.
+
+        A transport must not wait for its producer's output while closing,
+        so we stop being its producer first: TLS (``TLSMemoryBIOProtocol``)
+        does not even start its close while a producer is registered, and
+        TCP's close would wait for a paused producer to resume. Reading is
+        resumed so that TLS can receive the peer's ``close_notify`` and a
+        WebSocket its closing handshake (the hub ignores anything else a
+        closing connection sends). A peer that never reads, or never answers
+        the close, is cut off after ``close_timeout`` seconds.
+        """
+        transport = self.transport
+        transport.unregisterProducer()
+        transport.resumeProducing()
+        transport.loseConnection()
+        if self._abort is None:
+            self._abort = self.clock.callLater(self.hub.limits.close_timeout, transport.abortConnection)
 
     def wake_after(self, seconds: float) -> None:
         self._wakeup = self.clock.callLater(seconds, self._woken)
@@ -122,6 +142,23 @@ class RelayProtocol(Protocol):
     def _woken(self) -> None:
         self._wakeup = None
         self.hub.wake(self.client, self.clock.seconds())  # type: ignore[arg-type]
+
+
+def _bound_output(transport: object, size: int) -> None:
+    """Make the socket's transport, under any TLS or WebSocket layer, call
+    pauseProducing once more than ``size`` bytes wait in it: that is
+    ``max_output``, the unsent output past which a connection is not read.
+
+    ``bufferSize`` is FileDescriptor's public threshold for exactly that
+    (Twisted's default is 64 KiB); each layer above it exposes the one
+    below as ``transport``.
+    """
+    for _ in range(4):
+        if isinstance(transport, abstract.FileDescriptor):
+            if transport.bufferSize != size:
+                transport.bufferSize = size
+            return
+        transport = getattr(transport, "transport", None)
 
 
 class RelayFactory(Factory):

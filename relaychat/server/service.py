@@ -171,7 +171,7 @@ def make_service(config: Config, reactor: Any) -> MultiService:
     core.setServiceParent(top)
     for name, interval, action in (
         ("tick", 1.0, lambda: hub.tick(reactor.seconds())),
-        ("mail-purge", MAIL_PURGE_INTERVAL, lambda: hub.purge_mail(reactor.seconds())),
+        ("mail-purge", MAIL_PURGE_INTERVAL, lambda: hub.purge_mail(hub.wall())),
     ):
         timer = TimerService(interval, action)
         timer.clock = reactor

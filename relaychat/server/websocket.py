@@ -74,6 +74,11 @@ class LineMessageTransport:
     def abortConnection(self) -> None:
         self._websocket.dropConnection(abort=True)
 
+    @property
+    def transport(self) -> Any:
+        """The TCP (or TLS) transport the WebSocket runs on."""
+        return self._websocket.transport
+
     def getPeer(self) -> Any:
         return self._websocket.transport.getPeer()
 
@@ -109,11 +114,23 @@ class RelayWebSocketProtocol(WebSocketServerProtocol):
         self.lines: Optional[LineMessageTransport] = None
 
     def dataReceived(self, data: bytes) -> None:
+        client = self.relay.client
+        if client is not None:
+            # A message is a line: before registration, only as long as an
+            # unregistered line may be (autobahn buffers up to this bound).
+            self.maxMessagePayloadSize = self.maxFramePayloadSize = client.splitter.max_line
         super().dataReceived(data)
         # autobahn buffers the opening handshake without limit until its
         # time-out; a peer must not make us hold more than MAX_HANDSHAKE.
         if self.state == self.STATE_CONNECTING and len(self.data) > MAX_HANDSHAKE:
             self.dropConnection(abort=True)
+
+    def dropConnection(self, abort: bool = False) -> None:
+        """After a clean closing handshake close the TCP (or TLS) connection
+        in order, not with the reset autobahn uses: both sides are done, and
+        RFC 6455 (7.1.1) wants the server to close first. Unclean endings
+        (a protocol failure, a handshake time-out) still abort."""
+        super().dropConnection(abort=abort and not self.wasClean)
 
     def onConnect(self, request: Any) -> Optional[str]:
         if self.factory.path is not None and request.path != self.factory.path:

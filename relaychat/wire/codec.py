@@ -42,6 +42,27 @@ def b64decode(text: str | bytes, *, size: int | None = None, max_size: int | Non
     return data
 
 
+INT64_MAX = (1 << 63) - 1
+
+
+def decimal(text: str | bytes, maximum: int = INT64_MAX) -> int:
+    """Read a wire integer: ASCII digits, no sign, no leading zero (``0`` is
+    ``0``), at most ``maximum`` (by default what SQLite and every language's
+    64-bit integer hold).
+
+    ``str.isdigit`` and ``int`` accept far more (``²``, ``١``, ``+1``,
+    ``1_000``, `` 1``), so every integer on the wire is read here, never
+    with ``int`` directly.
+    """
+    raw = text.encode("ascii", "replace") if isinstance(text, str) else bytes(text)
+    if not 0 < len(raw) <= len(str(maximum)) or raw.strip(b"0123456789") or (raw[0] == 0x30 and len(raw) > 1):
+        raise EncodingError("not a decimal number")
+    value = int(raw)
+    if value > maximum:
+        raise EncodingError(f"a number is at most {maximum}")
+    return value
+
+
 def encoded_length(size: int) -> int:
     """Length of the base64 text for ``size`` bytes."""
     return 4 * ((size + 2) // 3)

@@ -57,6 +57,7 @@ class Bye(enum.Enum):
     KICKED = "kicked"
     REPLACED = "replaced"
     DRAINING = "draining"
+    SLOW = "slow"
 
 
 class Closed(enum.Enum):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Callable, Generic, Sequence, TypeVar
 
-from relaychat.wire.codec import EncodingError, b64decode, b64encode
+from relaychat.wire.codec import EncodingError, b64decode, b64encode, decimal
 from relaychat.wire.errors import Code, ProtocolError
 from relaychat.wire.nicknames import canonical
 
@@ -24,6 +24,7 @@ T = TypeVar("T")
 
 def one_line(text: str) -> str:
     """Keep operator or error text on one line so it cannot forge protocol lines."""
+    text = text.encode("utf-8", "replace").decode("utf-8")  # a lone surrogate cannot be sent
     return " ".join(text.split()) or "-"
 
 
@@ -34,11 +35,12 @@ def arity(args: Sequence[str], low: int, high: int) -> None:
 
 
 def number(text: str) -> int:
-    """An unsigned decimal integer without leading zeros (section 1); ASCII
-    digits only (``"²".isdigit()`` is true, and ``int`` refuses it)."""
-    if not (text.isascii() and text.isdigit()) or (len(text) > 1 and text[0] == "0") or len(text) > 19:
-        raise ProtocolError(Code.SYNTAX, "expected a decimal number")
-    return int(text)
+    """An unsigned decimal integer without leading zeros (section 1): read by
+    :func:`relaychat.wire.codec.decimal`, the one reader of wire integers."""
+    try:
+        return decimal(text)
+    except EncodingError:
+        raise ProtocolError(Code.SYNTAX, "expected a decimal number") from None
 
 
 def is_sid(text: str) -> bool:
@@ -105,8 +107,9 @@ def _nonce(text: str) -> bytes:
 
 
 def _ping_token(text: str) -> str:
-    if not 0 < len(text) <= MAX_PING_TOKEN:
-        raise ProtocolError(Code.SYNTAX, f"a PING token is at most {MAX_PING_TOKEN} characters")
+    # Echoed back: only what cannot disturb a terminal or a line parser.
+    if not (0 < len(text) <= MAX_PING_TOKEN and text.isascii() and text.isprintable() and " " not in text):
+        raise ProtocolError(Code.SYNTAX, f"a PING token is 1 to {MAX_PING_TOKEN} visible ASCII characters")
     return text
 
 
