@@ -12,6 +12,7 @@ waits for something that never comes fails at its time-out, in no real time.
 from __future__ import annotations
 
 import functools
+import inspect
 from typing import Any, Callable, Generator
 
 from twisted.internet.address import IPv4Address
@@ -112,4 +113,14 @@ def driven(method: Callable[..., Generator[Any, Any, Any]]) -> Callable[[Any], A
         d = body(self)
         self.network.run_until(d)
         return self.successResultOf(d)
+    run.driven = True  # type: ignore[attr-defined]
     return run
+
+
+def require_driven(cls: type) -> None:
+    """Refuse a test method written with ``yield`` but not :func:`driven`: a
+    synchronous test case would never wait for it, and it would pass unrun."""
+    for name, value in vars(cls).items():
+        wrapped = getattr(value, "__wrapped__", None)
+        if name.startswith("test_") and inspect.isgeneratorfunction(wrapped) and not getattr(value, "driven", False):
+            raise TypeError(f"{cls.__name__}.{name} yields: decorate it with @driven, not @inlineCallbacks")

@@ -53,7 +53,7 @@ from relaychat.server.protocol import RelayFactory, RelayProtocol
 from relaychat.server.store import Store
 from relaychat.wire.codec import b64decode, b64encode
 from relaychat.wire.lines import LineSplitter
-from tests.memory_network import MemoryNetwork, driven
+from tests.memory_network import MemoryNetwork, driven, require_driven
 from tests.support import identity
 
 WAIT = 10.0  # virtual seconds (the Clock of a MemoryNetwork): a hang fails at this time-out, at once
@@ -220,6 +220,10 @@ def frame_line(sid: str, payload: bytes) -> bytes:
 class RelayTestCase(SynchronousTestCase):
     """The real relay and clients, connected in memory (tests/memory_network.py):
     what these tests check is the protocol and the crypto, not the sockets."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        require_driven(cls)
 
     def setUp(self) -> None:
         self.clock = Clock()
@@ -755,3 +759,14 @@ class Profile(TestCase):
         self.assertRaises(keyfiles.WrongPassphrase, api.open_profile, directory, b"wrong")
         loaded, _, _ = api.open_profile(directory, b"correct horse")
         self.assertEqual(loaded.identity_public, created.identity_public)
+
+
+class Fixture(SynchronousTestCase):
+    def test_a_yielding_test_must_be_driven(self) -> None:
+        """A synchronous test case would not wait for an inlineCallbacks test: it
+        would pass without having run, so such a class is refused outright."""
+        with self.assertRaises(TypeError):
+            class Forgotten(RelayTestCase):
+                @inlineCallbacks
+                def test_never_run(self) -> Generator:
+                    yield None

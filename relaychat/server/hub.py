@@ -11,20 +11,19 @@ entry point, so a read holding fifty frames for one peer costs one write.
 
 from __future__ import annotations
 
-import binascii
-import os
 import time
 import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Optional
 
-import pybase64
 from twisted.logger import Logger
 
-from relaychat.crypto.identity import KeyFormatError, pow_ok, verify_registration, verify_static_sig
-from relaychat.server.bans import Bans, key_id
-from relaychat.server.connection import Claim, Connection, Life, Link, Session, State
+from relaychat.server.bans import Bans
+from relaychat.server.connection import Connection, Life, Link, Session, State
 from relaychat.server.limits import FRAME_LINE_OVERHEAD, Limits, MailPolicy
+from relaychat.server.frames import B64_VALUE, FrameForwarding, tail_padding
+from relaychat.server.mailbox import MailCommands
+from relaychat.server.registration import RegistrationCommands
 from relaychat.server.registry import Registry
 from relaychat.server.sessions import SessionCommands
 from relaychat.server.store import Store
@@ -34,7 +33,7 @@ from relaychat.wire.errors import Bye, Closed, Code, ProtocolError
 from relaychat.wire.lines import strip_cr
 from relaychat.wire.messages import FRAME_PREFIX, PROTOCOL_VERSION
 from relaychat.wire.nicknames import canonical
-from relaychat.wire.tokens import SID_LENGTH, safe_sid
+from relaychat.wire.tokens import SID_LENGTH
 
 log = Logger(namespace="relaychat")
 
@@ -64,7 +63,7 @@ class Stats:
 Handler = Callable[[Connection, Any, float], None]  # the message is of the command's class
 
 
-class Hub(SessionCommands):
+class Hub(RegistrationCommands, SessionCommands, MailCommands, FrameForwarding):
     def __init__(
         self,
         store: Store,
@@ -200,7 +199,7 @@ class Hub(SessionCommands):
         max_output = self.limits.max_output
         registered = client.state is _REGISTERED
         sessions = client.sessions
-        value = _B64_VALUE
+        value = B64_VALUE
         # A run: consecutive frames for one session. Its first frame takes the
         # full path below; the rest need only match "FRAME <sid> ". Per line
         # only the length and the padding at its end are looked at; the
@@ -246,7 +245,7 @@ class Hub(SessionCommands):
                     and line[22] == 32
                     and not (size - _PAYLOAD_AT) & 3
                 ):
-                    pads = _tail_padding(line)
+                    pads = tail_padding(line)
                     if pads >= 0:
                         run_start, run_pads, run_session = index, pads, session
                         run_prefix = line[:_PAYLOAD_AT]
@@ -258,41 +257,6 @@ class Hub(SessionCommands):
         if run_prefix is not None:
             self._end_run(client, run_session, lines[run_start:index + 1], run_pads)  # type: ignore[arg-type]
         return handled
-
-    def _end_run(self, client: Connection, session: Session, run: list[bytes], pads: int) -> None:
-        """Forward a run of frames for one session in one piece, once every
-        payload in it is strict base64.
-
-        Deleting the alphabet from the run must leave each line's two
-        prefix spaces and LF, and the ``pads`` padding characters the loop
-        found at line ends: one C pass (``bytes.translate``) over the run,
-        with no copy of a payload. Anything else in it (a NUL, ESC, CR, a
-        byte that is not ASCII, a space, padding inside a payload) and the
-        run is handled frame by frame by :meth:`_frame_error`, which
-        forwards the good ones and refuses the others.
-        """
-        block = b"\n".join([*run, b""])
-        if len(block) > _BULK_LINE * len(run):
-            # Big frames: pybase64's SIMD decoder checks a payload about ten
-            # times faster than translate can (0.06 against 0.8 ns a byte),
-            # though a call costs more than translate does on a small frame.
-            good = all(_strict_base64(line) for line in run)
-        else:
-            rest = block.translate(None, _B64_ALPHABET)
-            good = len(rest) == 3 * len(run) + pads and rest.count(b"=") == pads
-        if not good:
-            for line in run:
-                self._frame_error(client, line)
-            return
-        peer = session.other(client)
-        if not peer.outbox:
-            self._dirty.append(peer)
-        peer.outbox.append(block)
-        stats = self.stats
-        session.frames += len(run)
-        session.bytes += len(block)
-        stats.frames += len(run)
-        stats.bytes += len(block)
 
     def wake(self, client: Connection, now: float) -> None:
         """The pause asked for by ``wake_after`` is over."""
@@ -451,75 +415,6 @@ class Hub(SessionCommands):
         self.stats.extra["internal_errors"] = self.stats.extra.get("internal_errors", 0) + 1
         self._error(client, name, Code.INTERNAL, "the relay failed to handle this; it had no effect")
 
-    # -- greeting and registration -------------------------------------------
-
-    def _hello_cmd(self, client: Connection, hello: m.Hello, now: float) -> None:
-        if PROTOCOL_VERSION not in hello.versions:
-            raise ProtocolError(Code.VERSION, f"supported={PROTOCOL_VERSION}")
-        client.state = State.GREETED
-        self._send(client, self._hello)
-
-    def _register(self, client: Connection, register: m.Register, now: float) -> None:
-        canon = canonical(register.nick)
-        self._refuse_banned(canon, register.identity_pub, now)
-        try:
-            certified = verify_static_sig(register.identity_pub, register.static_pub, register.static_sig)
-        except KeyFormatError as e:  # not a usable point: small order, off the curve
-            raise ProtocolError(Code.BAD_KEY, str(e)) from None
-        if not certified:
-            raise ProtocolError(Code.BAD_SIGNATURE, "static_sig does not verify")
-        existing = self.registry.check_claim(register.nick, register.identity_pub)
-        pow_bits = 0 if existing is not None else self.limits.pow_bits
-        challenge = os.urandom(32)
-        client.claim = Claim(register.nick, canon, register.identity_pub, register.static_pub,
-                             register.static_sig, challenge, pow_bits)
-        client.state = State.CHALLENGED
-        self._send(client, m.RegisterOk(canon, challenge, pow_bits))
-
-    def _refuse_banned(self, canon: str, identity_pub: bytes, now: float) -> None:
-        if self.bans.banned("nick", canon, now):
-            raise ProtocolError(Code.BANNED, "this nickname is banned")
-        if self.bans.banned("key", key_id(identity_pub), now):
-            raise ProtocolError(Code.BANNED, "this identity key is banned")
-
-    def _prove(self, client: Connection, prove: m.Prove, now: float) -> None:
-        claim = client.claim
-        assert claim is not None
-        client.claim = None  # the challenge is spent, whatever happens next
-        client.state = State.GREETED
-        if not verify_registration(
-            self.server_id, claim.challenge, claim.identity_pub, claim.static_pub,
-            claim.static_sig, claim.canonical, prove.signature,
-        ):
-            raise ProtocolError(Code.BAD_SIGNATURE, "the signature does not verify")
-        if claim.pow_bits:
-            nonce = prove.pow_nonce
-            if not nonce or not pow_ok(claim.challenge, nonce, claim.pow_bits):
-                raise ProtocolError(Code.POW, f"proof of work of {claim.pow_bits} bits needed")
-        self._refuse_banned(claim.canonical, claim.identity_pub, now)  # a ban may have come since REGISTER
-        existing = self.registry.find(claim.canonical)
-        # Stored: a calendar time, not the monotonic clock of this process.
-        binding = self.registry.bind(claim.display, claim.identity_pub, claim.static_pub, claim.static_sig,
-                                     self.wall())
-        previous = self.online.get(binding.canonical)
-        if previous is not None:
-            self._bye(previous, Bye.REPLACED, "you logged in elsewhere")
-        client.state = State.REGISTERED
-        client.splitter.max_line = self.limits.max_line
-        client.nick = binding.canonical
-        client.display = binding.display
-        client.identity_pub = binding.identity_pub
-        self.online[binding.canonical] = client
-        self.stats.registrations += 1
-        pending = self.store.pending_mail(binding.canonical)
-        self._send(client, m.ProveOk(binding.display, not existing, len(pending)))
-        shown: dict[str, str] = {}  # every event names people in their display form
-        for mail in pending:
-            if mail.sender not in shown:
-                sender = self.registry.find(mail.sender)
-                shown[mail.sender] = sender.display if sender is not None else mail.sender
-            self._send(client, m.StoredMail(mail.id, shown[mail.sender], int(mail.created), mail.body))
-
     # -- directory -------------------------------------------------------------
 
     def _lookup(self, client: Connection, lookup: m.Lookup, now: float) -> None:
@@ -545,67 +440,6 @@ class Hub(SessionCommands):
 
     def _quit(self, client: Connection, quit: m.Quit, now: float) -> None:
         self._bye(client, Bye.QUIT, "goodbye")
-
-    def _frame_error(self, client: Connection, line: bytes) -> None:
-        """The hot path did not take this FRAME line: forward it if it is good
-        once a CR before the LF is removed, else say why not."""
-        parts = strip_cr(line).split(b" ")
-        sid = parts[1].decode("ascii", "replace") if len(parts) > 1 else "-"
-        if len(parts) != 3 or len(parts[1]) != SID_LENGTH or not parts[2]:
-            self._error(client, "FRAME", Code.SYNTAX, f"{safe_sid(sid)} FRAME takes a session id and one payload")
-            return
-        session = client.sessions.get(parts[1])
-        if session is None or not session.open:
-            self._error(client, "FRAME", Code.NO_SESSION, f"{safe_sid(sid)} no open session with that id")
-            return
-        clean = b" ".join(parts)
-        size = _payload_size(clean) if len(clean) <= self._frame_line_max else -2
-        if size == -1:
-            self._error(client, "FRAME", Code.SYNTAX, f"{sid} the payload is not base64 (RFC 4648, with padding)")
-        elif not 0 < size <= self.limits.max_frame:
-            self._error(client, "FRAME", Code.TOO_BIG,
-                        f"{sid} a frame payload is at most {self.limits.max_frame} bytes once decoded")
-        else:
-            peer = session.other(client)
-            if not peer.outbox:
-                self._dirty.append(peer)
-            peer.outbox.append(clean + b"\n")
-            session.frames += 1
-            session.bytes += len(clean) + 1
-            self.stats.frames += 1
-            self.stats.bytes += len(clean) + 1
-
-    # -- mail -------------------------------------------------------------------
-
-    def _mail(self, client: Connection, mail: m.Mail, now: float) -> None:
-        binding = self.registry.find(mail.nick)
-        if binding is None:
-            raise ProtocolError(Code.NO_SUCH_USER, "no such nickname")
-        policy = self.mail
-        body = mail.payload
-        if len(body) > policy.max_mail:  # the limit counts decoded bytes (max_line bounds the decoding)
-            raise ProtocolError(Code.TOO_BIG, f"a mail payload is at most {policy.max_mail} bytes once decoded")
-        sender = client.nick
-        assert sender is not None
-        count, size = self.store.mail_usage(binding.canonical)
-        if count >= policy.mail_per_recipient or size + len(body) > policy.mail_bytes_per_recipient:
-            raise ProtocolError(Code.QUOTA, f"{binding.display}'s mailbox is full")
-        if self.store.mail_count_from(binding.canonical, sender) >= policy.mail_per_sender:
-            raise ProtocolError(Code.QUOTA, f"you have {policy.mail_per_sender} messages waiting there already")
-        created = self.wall()
-        mail_id = self.store.add_mail(binding.canonical, sender, created, body)
-        self.stats.mail_stored += 1
-        self._send(client, m.MailOk(mail_id))
-        recipient = self.online.get(binding.canonical)
-        if recipient is not None:
-            assert client.display is not None
-            self._send(recipient, m.StoredMail(mail_id, client.display, int(created), body))
-
-    def _ack(self, client: Connection, ack: m.Ack, now: float) -> None:
-        assert client.nick is not None
-        if not self.store.delete_mail(ack.mail_id, client.nick):
-            raise ProtocolError(Code.NO_SUCH_MAIL, f"{ack.mail_id} no such mail for you")
-        self._send(client, m.AckOk(ack.mail_id))
 
     # == plumbing =============================================================
 
@@ -722,55 +556,3 @@ _ORDER_HINTS = {
     State.CHALLENGED: "PROVE, or REGISTER again",
     State.REGISTERED: "already registered; reconnect to change nickname",
 }
-
-
-_B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-_B64_VALUE = bytes(_B64_ALPHABET.find(bytes([i])) & 0xFF for i in range(256))
-
-
-def _payload_size(line: bytes) -> int:
-    """Decoded size of the payload of ``FRAME <sid> <payload>``, or -1 if the
-    payload is not strict base64 (RFC 4648 alphabet, padding only at the end,
-    length a multiple of 4, unused bits zero: one spelling per byte string).
-
-    The caller has checked the prefix, so deleting the alphabet from the
-    whole line must leave exactly its two spaces and the padding: one C
-    pass over the bytes, with no copy of the payload.
-    """
-    chars = len(line) - _PAYLOAD_AT
-    if chars & 3:
-        return -1
-    rest = line.translate(None, _B64_ALPHABET)
-    if rest == b"  ":
-        return chars // 4 * 3
-    if rest == b"  =" and line[-1] == 61 and not _B64_VALUE[line[-2]] & 3:
-        return chars // 4 * 3 - 1
-    if rest == b"  ==" and line.endswith(b"==") and not _B64_VALUE[line[-3]] & 15:
-        return chars // 4 * 3 - 2
-    return -1
-
-
-_BULK_LINE = 2048  # bytes per frame line from which _strict_base64 is the faster check
-
-
-def _strict_base64(line: bytes) -> bool:
-    """The payload of a FRAME line is RFC 4648 base64, padding at the end
-    only (pybase64 in validate mode; the unused bits are checked apart, by
-    the run loop or _tail_padding)."""
-    try:
-        pybase64.b64decode(memoryview(line)[_PAYLOAD_AT:], validate=True)
-    except binascii.Error:
-        return False
-    return True
-
-
-_PAD_MASK = (0, 3, 15)  # the bits a last data character may not carry before one or two "="
-
-
-def _tail_padding(line: bytes) -> int:
-    """How many ``=`` end ``line`` (0 to 2), or -1 if the character before
-    them carries bits the padding says are unused (a second spelling)."""
-    if line[-1] != 61:
-        return 0
-    pads = 2 if line[-2] == 61 else 1
-    return -1 if _B64_VALUE[line[-1 - pads]] & _PAD_MASK[pads] else pads
