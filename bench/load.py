@@ -91,7 +91,7 @@ class SetupError(Exception):
 class Conn:
     """A blocking line-oriented connection, used until the measurement starts."""
 
-    def __init__(self, address: tuple[str, int], tls: ssl.SSLContext | None = None) -> None:
+    def __init__(self, address: tuple[str, int], tls: ssl.SSLContext | None = None, ws: bool = False) -> None:
         sock = socket.create_connection(address, timeout=IO_TIMEOUT)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if tls is not None:
@@ -100,11 +100,35 @@ class Conn:
         self.buf = b""
         self.out = bytearray()  # owed to the socket (set-up load)
         self.watching = select.EPOLLIN  # what the set-up load's poller waits for
+        self.ws = ws
+        self.lines: list[bytes] = []  # WebSocket: text messages received, not yet read
+        if ws:
+            self._upgrade(address)
+
+    def _upgrade(self, address: tuple[str, int]) -> None:
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall((f"GET / HTTP/1.1\r\nHost: {address[0]}:{address[1]}\r\nUpgrade: websocket\r\n"
+                           f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+                           "Sec-WebSocket-Protocol: relaychat\r\n\r\n").encode())
+        while b"\r\n\r\n" not in self.buf:
+            data = self.sock.recv(65536)
+            if not data:
+                raise SetupError(f"connection closed during the WebSocket handshake: {self.buf[:200]!r}")
+            self.buf += data
+        head, _, self.buf = self.buf.partition(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.1 101 "):
+            raise SetupError(f"WebSocket handshake refused: {head[:200]!r}")
 
     def send(self, data: bytes) -> None:
+        if self.ws:
+            data = b"".join(ws_frame(line) for line in data.split(b"\n")[:-1])
         self.sock.sendall(data)
 
     def readline(self) -> bytes:
+        if self.ws:
+            while not self.lines:
+                self.lines.extend(ws_messages(self))
+            return self.lines.pop(0)
         while b"\n" not in self.buf:
             data = self.sock.recv(65536)
             if not data:
@@ -128,6 +152,50 @@ class Conn:
             pass
 
 
+WS_MASK = b"\x5a\xa5\x3c\xc3"  # one mask for every frame: the server cannot tell, and frames can be pre-built
+
+
+def ws_frame(line: bytes) -> bytes:
+    """One masked client text frame carrying ``line`` (without its LF)."""
+    n = len(line)
+    head = bytes((0x81, 0x80 | n)) if n < 126 else bytes((0x81, 0x80 | 126)) + n.to_bytes(2, "big")
+    masked = (int.from_bytes(line, "little") ^ int.from_bytes((WS_MASK * (n // 4 + 1))[:n], "little")).to_bytes(n, "little")
+    return head + WS_MASK + masked
+
+
+def ws_server_size(line: bytes) -> int:
+    """Bytes of the server's frame for ``line`` (without its LF): what a receiver counts."""
+    n = len(line)
+    return n + (2 if n < 126 else 4)
+
+
+def ws_messages(conn: "Conn") -> list[bytes]:
+    """Read at least one whole server frame; return the text messages in what was read."""
+    out: list[bytes] = []
+    while True:
+        buf = conn.buf
+        while len(buf) >= 2:
+            n, at = buf[1] & 0x7F, 2
+            if n == 126:
+                n, at = int.from_bytes(buf[2:4], "big"), 4
+            elif n == 127:
+                n, at = int.from_bytes(buf[2:10], "big"), 10
+            if len(buf) < at + n:
+                break
+            if buf[0] & 0x0F == 1:
+                out.append(buf[at:at + n])
+            elif buf[0] & 0x0F == 8:
+                raise SetupError(f"the relay closed the WebSocket: {buf[at:at + n]!r}")
+            buf = buf[at + n:]
+        conn.buf = buf
+        if out:
+            return out
+        data = conn.sock.recv(65536)
+        if not data:
+            raise SetupError("connection closed")
+        conn.buf += data
+
+
 def client_tls() -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
@@ -135,8 +203,8 @@ def client_tls() -> ssl.SSLContext:
     return context
 
 
-def connect_many(address: tuple[str, int], count: int, tls: ssl.SSLContext | None) -> list[Conn]:
-    return [Conn(address, tls) for _ in range(count)]
+def connect_many(address: tuple[str, int], count: int, tls: ssl.SSLContext | None, ws: bool = False) -> list[Conn]:
+    return [Conn(address, tls, ws) for _ in range(count)]
 
 
 # -- relaychat ------------------------------------------------------------------
@@ -212,18 +280,23 @@ def make_pairs(task: dict[str, Any], count: int, size: int) -> list[Pair]:
     kind = task["kind"]
     address = (task["host"], task["port"])
     tls = client_tls() if task.get("tls") else None
+    ws = bool(task.get("websocket"))
     body = payload(size)
     tag = task.get("tag", "w")
     pairs = []
     if kind == "relaychat":
-        conns = connect_many(address, 2 * count, tls)
+        conns = connect_many(address, 2 * count, tls, ws)
         nicks = [f"{tag}x{i}" for i in range(2 * count)]
         rc_register(conns, nicks, identity())
         for i in range(count):
             a, b = conns[2 * i], conns[2 * i + 1]
             sid = rc_open(a, b, nicks[2 * i + 1])
             line = b"FRAME " + sid + b" " + body + b"\n"
-            pairs.append(Pair(a, b, line, line))
+            if ws:  # pre-built frames out; frames of a known size in, counted by length
+                frame = ws_frame(line[:-1])
+                pairs.append(Pair(a, b, frame, frame, rx_line=ws_server_size(line[:-1])))
+            else:
+                pairs.append(Pair(a, b, line, line))
     elif kind == "bare":
         for i in range(count):
             a, b = Conn(address, tls), Conn(address, tls)
@@ -282,8 +355,8 @@ def _irc_welcome(conn: Conn) -> None:
 def _nonblocking(pairs: list[Pair]) -> None:
     for p in pairs:
         for c in (p.a, p.b):
-            if c.buf:
-                raise SetupError(f"unexpected data before measuring: {c.buf[:200]!r}")
+            if c.buf or c.lines:
+                raise SetupError(f"unexpected data before measuring: {(c.buf or c.lines[0])[:200]!r}")
             c.sock.setblocking(False)
 
 
@@ -436,7 +509,7 @@ def stream(task: dict[str, Any], pairs: list[Pair]) -> dict[str, Any]:
     messages = sum(p.received for p in pairs) - (base_msgs or 0)
     rx_bytes = sum(p.rx_bytes for p in pairs) - (base_bytes or 0)
     poller.close()
-    heads = [bytes(p.head[:p.rx_line]) for p in pairs if p.rx_line]
+    heads = [bytes(p.head[:p.rx_line]) for p in pairs if p.rx_line and p.head]  # none for WebSocket (sizes known)
     return {
         "load_cpu_s": time.process_time() - cpu0 if base_msgs is not None else None,
         "messages": messages,
@@ -460,9 +533,11 @@ def pingpong(task: dict[str, Any], pairs: list[Pair]) -> dict[str, Any]:
     end = clock() + duration
     warm = task.get("warm_rounds", 50)
 
+    size = p.rx_line  # WebSocket: the size of the frame that answers; else one line, ending in LF
+
     def wait_line(sock: socket.socket) -> None:
         got = b""
-        while not got.endswith(b"\n"):
+        while (len(got) < size) if size else not got.endswith(b"\n"):
             data = sock.recv(RECV_SIZE)
             if not data:
                 raise SetupError("connection closed during ping-pong")
@@ -779,6 +854,71 @@ def crypto_only(task: dict[str, Any]) -> dict[str, Any]:
     return {"setups": done, "seconds": elapsed, "per_s": done / elapsed}
 
 
+# -- TLS handshakes ---------------------------------------------------------------
+
+
+def handshakes(task: dict[str, Any]) -> dict[str, Any]:
+    """TLS 1.3 handshakes back to back, ``concurrency`` at a time: connect,
+    handshake, close (no data), connect again. Any TLS server measures the same."""
+    address = (task["host"], task["port"])
+    context = client_tls()
+    context.minimum_version = ssl.TLSVersion.TLSv1_3
+    poller = select.epoll()
+    live: dict[int, ssl.SSLSocket] = {}
+    IN, OUT = select.EPOLLIN, select.EPOLLOUT
+
+    def start() -> None:
+        raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        raw.setblocking(False)
+        raw.connect_ex(address)
+        sock = context.wrap_socket(raw, server_hostname="localhost", do_handshake_on_connect=False)
+        live[sock.fileno()] = sock
+        poller.register(sock.fileno(), OUT)
+
+    def finish(fd: int) -> None:
+        poller.unregister(fd)
+        live.pop(fd).close()
+
+    for _ in range(task.get("concurrency", 8)):
+        start()
+    begin = time.perf_counter()
+    measure_from = begin + task["warmup"]
+    end = measure_from + task["duration"]
+    done = failed = 0
+    measuring = False
+    cpu0 = time.process_time()
+    now = begin
+    while now < end:
+        for fd, mask in poller.poll(0.05):
+            sock = live[fd]
+            try:
+                sock.do_handshake()
+            except ssl.SSLWantReadError:
+                poller.modify(fd, IN)
+                continue
+            except ssl.SSLWantWriteError:
+                poller.modify(fd, OUT)
+                continue
+            except (ssl.SSLError, OSError):
+                failed += measuring
+                finish(fd)
+                start()
+                continue
+            done += measuring
+            finish(fd)
+            start()
+        now = time.perf_counter()
+        if not measuring and now >= measure_from:
+            measuring, measure_from, cpu0 = True, now, time.process_time()
+    elapsed = now - measure_from
+    for fd in list(live):
+        finish(fd)
+    poller.close()
+    return {"handshakes": done, "failed": failed, "seconds": elapsed, "per_s": done / elapsed if elapsed > 0 else 0.0,
+            "load_cpu_s": time.process_time() - cpu0}
+
+
 # -- idle clients -----------------------------------------------------------------
 
 
@@ -792,8 +932,9 @@ def idle(task: dict[str, Any]) -> dict[str, Any]:
     if task["kind"] == "relaychat":
         ident = identity()
         batch = 250
+        tls = client_tls() if task.get("tls") else None
         for start in range(0, count, batch):
-            group = connect_many(address, min(batch, count - start), None)
+            group = connect_many(address, min(batch, count - start), tls, bool(task.get("websocket")))
             rc_register(group, [f"{tag}x{start + i}" for i in range(len(group))], ident, batch=batch)
             conns.extend(group)
     elif task["kind"] == "bare":
@@ -844,6 +985,11 @@ def run_task(task: dict[str, Any]) -> None:
     single = {"setups": setups, "crypto": crypto_only, "idle": idle}
     if name in single:
         emit(single[name](task))
+        return
+    if name == "handshakes":  # nothing to set up; measured once per "go"
+        ready()
+        while wait_command() == "go":
+            emit(handshakes(task))
         return
     measure = {"stream": stream, "pingpong": pingpong, "flood": flood}.get(name)
     if measure is None:

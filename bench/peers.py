@@ -161,18 +161,26 @@ class Relaychat(Server):
 
     name = "relaychat"
 
-    def __init__(self, workdir: Path, tls: dict[str, str] | None = None) -> None:
+    def __init__(self, workdir: Path, tls: dict[str, str] | None = None, websocket: bool = False) -> None:
         super().__init__(workdir)
         self.tls = tls
+        self.websocket = websocket  # a ws:// listener, and with tls a wss:// one too
         self.tls_port = 0
+        self.ws_port = 0
+        self.wss_port = 0
         self.profile: str | None = None  # a cProfile stats file, written when the daemon stops
         self.root: Path | None = None  # run relaychat from this tree instead (before/after comparisons)
 
     def config_text(self) -> str:
         text = (BENCH / "relaychat-bench.toml").read_text()
+        endpoint = 'endpoint = "tcp:0:interface=127.0.0.1:backlog=1024"\n'
+        options = "".join(f'{key} = "{value}"\n' for key, value in (self.tls or {}).items())
         if self.tls:
-            options = "".join(f'{key} = "{value}"\n' for key, value in self.tls.items())
-            text += f'\n[[listener]]\nkind = "tls"\nendpoint = "tcp:0:interface=127.0.0.1:backlog=1024"\n{options}'
+            text += f'\n[[listener]]\nkind = "tls"\n{endpoint}{options}'
+        if self.websocket:
+            text += f'\n[[listener]]\nkind = "websocket"\n{endpoint}'
+            if self.tls:
+                text += f'\n[[listener]]\nkind = "websocket"\n{endpoint}{options}'
         return text
 
     def start(self) -> Relaychat:
@@ -186,12 +194,15 @@ class Relaychat(Server):
         self._spawn([sys.executable, "-c", twistd, "--nodaemon", "--pidfile=", "--logfile=-", *profile,
                      "relaychat", "--config", str(config), "--data-dir", str(data)], env=checkout_env(self.root))
         deadline = time.monotonic() + 30
-        want = 2 if self.tls else 1
+        want = 1 + bool(self.tls) + (1 + bool(self.tls)) * self.websocket
         while time.monotonic() < deadline:
-            found = {m.group(1): int(m.group(4)) for m in _LISTENING.finditer(self.log.read_text(errors="replace"))}
+            found = [(m.group(1), int(m.group(4))) for m in _LISTENING.finditer(self.log.read_text(errors="replace"))]
             if len(found) >= want:
-                self.port = found.get("tcp", 0)
-                self.tls_port = found.get("tls", 0)
+                ports = dict(found)
+                self.port = ports.get("tcp", 0)
+                self.tls_port = ports.get("tls", 0)
+                websockets = [port for kind, port in found if kind == "websocket"]  # in the configured order
+                self.ws_port, self.wss_port = (websockets + [0, 0])[:2]
                 return self
             if self.process is not None and self.process.poll() is not None:
                 break
@@ -239,6 +250,23 @@ class Ngircd(Server):
         config = self.workdir / "ngircd.conf"
         config.write_text(text)
         self._spawn([ngircd_binary() or "ngircd", "--nodaemon", "--config", str(config)])
+        self._wait_port()
+        return self
+
+
+class OpensslServer(Server):
+    """``openssl s_server -www`` on the same certificate: the TLS handshake baseline."""
+
+    name = "openssl"
+
+    def __init__(self, workdir: Path, cert: str, key: str) -> None:
+        super().__init__(workdir)
+        self.cert, self.key = cert, key
+
+    def start(self) -> OpensslServer:
+        self.port = free_port()
+        self._spawn(["openssl", "s_server", "-quiet", "-www", "-tls1_3", "-accept", f"127.0.0.1:{self.port}",
+                     "-cert", self.cert, "-key", self.key])
         self._wait_port()
         return self
 

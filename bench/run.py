@@ -49,7 +49,7 @@ QUICK = {"rounds": 3, "duration": 0.7, "warmup": 0.2, "small_pairs": [1, 10, 100
              "ping_rounds": 3000, "ping_duration": 0.7, "setup_pairs": 16, "setup_duration": 3.0,
              "flood_duration": 4.0, "flood_bytes": 1 << 29, "idle_counts": [1000], "tls_rounds": 3,
              "attack_duration": 5.0, "attack_users": 300}
-SECTIONS = ["small", "bulk", "pingpong", "setup", "flood", "attack", "memory", "tls"]
+SECTIONS = ["small", "bulk", "pingpong", "setup", "flood", "attack", "memory", "tls", "websocket", "handshake"]
 
 # == workers ====================================================================
 
@@ -298,6 +298,7 @@ class Bench:
         server = cls(workdir, **kwargs)
         server.cpus = self.server_cpus
         if name == "relaychat" and self.args.profile:
+            Path(self.args.profile).mkdir(parents=True, exist_ok=True)  # twistd would silently write nothing
             server.profile = str(Path(self.args.profile).resolve() / f"relaychat-{self.tag()}.pstats")  # type: ignore[attr-defined]
         if name == "relaychat" and self.args.relaychat_from:
             server.root = Path(self.args.relaychat_from).resolve()  # type: ignore[attr-defined]
@@ -393,7 +394,13 @@ class Bench:
                         groups.pop(name).close()
                         values[name].append(None)
                         continue
-                    values[name].append(value(run))
+                    try:
+                        figure = value(run)
+                    except (KeyError, ZeroDivisionError) as e:  # e.g. a ping-pong with no round inside its time
+                        self.say(f"{label}: {peer_name(name)} round {round_ + 1} gave no figure ({e!r})")
+                        values[name].append(None)
+                        continue
+                    values[name].append(figure)
                     raw[name].append({"round": round_ + 1, "value": values[name][-1], "relay_cpu_s": run.relay_cpu,
                                       "window_s": run.window, "workers": run.results})
                     self.say(f"  {label} round {round_ + 1} {peer_name(name):13s} {values[name][-1]:12,.1f}"
@@ -424,16 +431,7 @@ class Bench:
             self.add(Row(figure, self.median(ours), unit, baseline, None, None,
                          _target(at_least, at_most), "n/a", f"{peer_name(baseline)} unavailable: {why}"))
             return
-        if ratio is None:
-            status = "MISS" if (at_least or at_most) else "info"
-        elif at_least is not None:
-            status = "PASS" if ratio >= at_least else "MISS"
-        elif at_most is not None:
-            status = "PASS" if ratio <= at_most else "MISS"
-        else:
-            status = "info"
-        self.add(Row(figure, self.median(ours), unit, baseline, self.median(theirs), ratio,
-                     _target(at_least, at_most), status, note))
+        self.row_between(figure, values, "relaychat", baseline, unit, at_least, at_most, note, untargeted="")
 
     def cpu_note(self, label: str, systems: list[str], per: str) -> str:
         """Relay CPU per message (or MB), median over rounds, from the raw runs."""
@@ -495,14 +493,6 @@ class Bench:
         return self.task(kind, server, task="pingpong", size=SMALL, rounds=self.p["ping_rounds"],
                          duration=duration, tls=tls)
 
-    def ping(self, kind: str, server: peers.Server, duration: float) -> dict[str, Any] | None:
-        """One ping-pong run on its own (used around the flood)."""
-        try:
-            return run_workers([self.ping_task(kind, server, duration)]).results[0]
-        except WorkerError as e:
-            self.say(f"{kind} ping-pong failed: {e}")
-            return None
-
     def pingpong(self) -> None:
         systems = ["relaychat", "bare", "irc"]
         self.try_start(systems)
@@ -563,59 +553,84 @@ class Bench:
                          self.median([x["p50_us"] for x in latency]), "us",
                          note=f"p99 {self.median([x['p99_us'] for x in latency]):.0f} us, {pairs} concurrent pairs per load process"))
 
+    # systems measured for flood and memory: (server, transport); relaychat over every listener kind
+    OVER = [("relaychat", "tcp"), ("bare", "tcp"), ("relaychat", "tls"), ("relaychat", "ws")]
+
+    def fresh(self, system: str, transport: str) -> peers.Server | None:
+        """A fresh server for one measurement (nothing before it is counted, and the
+        bare relay's unbounded buffers are freed afterwards)."""
+        self.stop_server(system)
+        try:
+            if transport == "tcp":
+                self.start_servers([system])
+                return self.servers[system]
+            return self.secure_server()
+        except Exception as e:  # noqa: BLE001
+            self.unavailable[system] = str(e)
+            return None
+
+    def load_task(self, system: str, transport: str, server: peers.Server, **task: Any) -> dict[str, Any]:
+        return self.over(transport, server, **task) if system == "relaychat" else self.task(system, server, **task)
+
+    @staticmethod
+    def label(system: str, transport: str) -> str:
+        return system if transport == "tcp" else f"{system}-{transport}"
+
     def flood(self) -> None:
-        systems = ["relaychat", "bare"]
         p = self.p
         results: dict[str, Any] = {}
-        for system in systems:
-            # A fresh server for each, so nothing before the flood is counted, and the
-            # bare relay's unbounded buffers are freed afterwards.
-            self.stop_server(system)
-            try:
-                self.start_servers([system])
-            except Exception as e:  # noqa: BLE001
-                self.unavailable[system] = str(e)
+        for system, transport in self.OVER:
+            server = self.fresh(system, transport)
+            if server is None:
                 continue
-            server = self.servers[system]
-            quiet = self.ping(system, server, min(3.0, p["flood_duration"] / 2))
-            flood = self.task(system, server, task="flood", size=BULK, duration=p["flood_duration"],
-                              max_bytes=p["flood_bytes"])
-            ping = self.task(system, server, task="pingpong", size=SMALL, rounds=10 ** 6,
-                             duration=p["flood_duration"] - 0.5)
+            name = self.label(system, transport)
+            try:
+                quiet = run_workers([self.load_task(system, transport, server, task="pingpong", size=SMALL,
+                                                    rounds=self.p["ping_rounds"],
+                                                    duration=min(3.0, p["flood_duration"] / 2))]).results[0]
+            except WorkerError as e:
+                self.say(f"{name} quiet ping-pong failed: {e}")
+                quiet = None
+            flood = self.load_task(system, transport, server, task="flood", size=BULK, duration=p["flood_duration"],
+                                   max_bytes=p["flood_bytes"])
+            ping = self.load_task(system, transport, server, task="pingpong", size=SMALL, rounds=10 ** 6,
+                                  duration=p["flood_duration"] - 0.5)
             rss0 = server.rss()
             try:
                 run = run_workers([flood, ping], watch=server, warmup=0.0, duration=p["flood_duration"], sample_rss=True)
             except WorkerError as e:
-                self.say(f"{system} flood failed: {e}")
+                self.say(f"{name} flood failed: {e}")
+                self.stop_server(system)
                 continue
             time.sleep(0.5)
             peak = max([rss for _, rss in run.rss] + [server.rss()])
-            results[system] = {"quiet": quiet, "loaded": run.results[1], "flood": run.results[0],
-                               "rss_before": rss0, "rss_peak": peak, "growth": peak - rss0,
-                               "rss_samples": run.rss[:: max(1, len(run.rss) // 50)]}
-            self.say(f"  flood {system:9s} RSS +{(peak - rss0) / (1 << 20):.1f} MiB, sender pushed "
+            results[name] = {"quiet": quiet, "loaded": run.results[1], "flood": run.results[0],
+                             "rss_before": rss0, "rss_peak": peak, "growth": peak - rss0,
+                             "rss_samples": run.rss[:: max(1, len(run.rss) // 50)]}
+            self.say(f"  flood {name:13s} RSS +{(peak - rss0) / (1 << 20):.1f} MiB, sender pushed "
                      f"{run.results[0]['bytes_sent'] / (1 << 20):.0f} MiB; ping p50 "
                      f"{quiet['p50_us'] if quiet else 0:.0f} -> {run.results[1].get('p50_us', 0):.0f} us")
             self.stop_server(system)
         self.raw["flood"] = results
-        ours = results.get("relaychat")
         bare = results.get("bare")
-        growth = ours["growth"] if ours else None
-        self.add(Row("flood: relay RSS growth (reader never reads)", growth, "MiB", "bare relay",
-                     bare["growth"] if bare else None, None, "< 64 MiB",
-                     "PASS" if growth is not None and growth < 64 << 20 else "MISS",
-                     f"sender pushed {ours['flood']['bytes_sent'] / (1 << 20):.0f} MiB into relaychat in "
-                     f"{ours['flood']['seconds']:.1f} s" if ours else ""))
-        if ours and ours["quiet"] and ours["loaded"].get("count"):
-            quiet, loaded = ours["quiet"], ours["loaded"]
-            ratio = loaded["p50_us"] / quiet["p50_us"]
-            self.add(Row("flood: another session's ping-pong p50, flooded vs quiet", loaded["p50_us"], "us",
-                         "same relay, quiet", quiet["p50_us"], ratio, "ratio <= 1.5",
-                         "PASS" if ratio <= 1.5 else "MISS",
-                         f"p99 {quiet['p99_us']:.0f} us quiet, {loaded['p99_us']:.0f} us flooded"))
-        else:
-            self.add(Row("flood: another session's ping-pong p50, flooded vs quiet", None, "us",
-                         target="ratio <= 1.5", status="MISS", note="no measurement"))
+        for transport in ("tcp", "tls", "ws"):
+            ours = results.get(self.label("relaychat", transport))
+            over = "" if transport == "tcp" else f" over {self.TRANSPORTS[transport]}"
+            growth = ours["growth"] if ours else None
+            self.add(Row(f"flood{over}: relay RSS growth (reader never reads)", growth, "MiB", "bare relay",
+                         bare["growth"] if bare else None, None, "< 64 MiB",
+                         "PASS" if growth is not None and growth < 64 << 20 else "MISS",
+                         f"sender pushed {ours['flood']['bytes_sent'] / (1 << 20):.0f} MiB into relaychat in "
+                         f"{ours['flood']['seconds']:.1f} s" if ours else "no measurement"))
+            figure = f"flood{over}: another session's ping-pong p50, flooded vs quiet"
+            if ours and ours["quiet"] and ours["loaded"].get("count"):
+                quiet, loaded = ours["quiet"], ours["loaded"]
+                ratio = loaded["p50_us"] / quiet["p50_us"]
+                self.add(Row(figure, loaded["p50_us"], "us", "same relay, quiet", quiet["p50_us"], ratio, "ratio <= 1.5",
+                             "PASS" if ratio <= 1.5 else "MISS",
+                             f"p99 {quiet['p99_us']:.0f} us quiet, {loaded['p99_us']:.0f} us flooded"))
+            else:
+                self.add(Row(figure, None, "us", target="ratio <= 1.5", status="MISS", note="no measurement"))
 
     def attack(self) -> None:
         """bench/attack.py: connections that ask for replies and never read them."""
@@ -650,19 +665,20 @@ class Bench:
     def memory(self) -> None:
         results: dict[str, Any] = {}
         for count in self.p["idle_counts"]:
-            for system in ("relaychat", "bare"):
-                self.stop_server(system)
-                self.start_servers([system])
-                server = self.servers[system]
+            for system, transport in self.OVER:
+                server = self.fresh(system, transport)
+                if server is None:
+                    continue
+                name = self.label(system, transport)
                 try:
                     # warm up: one small wave that connects, registers and leaves, so that
                     # lazily imported code and first-use caches are not counted per client
-                    run_workers([self.task(system, server, task="idle", count=10)])
+                    run_workers([self.load_task(system, transport, server, task="idle", count=10)])
                     time.sleep(0.5)
                     rss0 = server.rss()
                     per = 2500
                     shares = [min(per, count - i) for i in range(0, count, per)]
-                    workers = [Worker(self.task(system, server, task="idle", count=n)) for n in shares]
+                    workers = [Worker(self.load_task(system, transport, server, task="idle", count=n)) for n in shares]
                     try:
                         for w in workers:
                             w.wait_ready(600)
@@ -677,57 +693,153 @@ class Bench:
                         for w in workers:
                             w.kill()
                 except WorkerError as e:
-                    self.say(f"{system} idle clients ({count}) failed: {e}")
+                    self.say(f"{name} idle clients ({count}) failed: {e}")
                     continue
                 finally:
                     self.stop_server(system)
                 per_client = (rss1 - rss0) / connected
-                results.setdefault(str(count), {})[system] = {"rss_before": rss0, "rss_after": rss1,
-                                                              "connections": connected, "per_client": per_client}
-                self.say(f"  idle {count:6d} {system:9s} RSS {rss0 / 1e6:.1f} -> {rss1 / 1e6:.1f} MB: "
+                results.setdefault(str(count), {})[name] = {"rss_before": rss0, "rss_after": rss1,
+                                                            "connections": connected, "per_client": per_client}
+                self.say(f"  idle {count:6d} {name:13s} RSS {rss0 / 1e6:.1f} -> {rss1 / 1e6:.1f} MB: "
                          f"{per_client / 1000:.2f} KB per client")
         self.raw["memory"] = results
         for count in self.p["idle_counts"]:
             got = results.get(str(count), {})
-            ours = got.get("relaychat", {}).get("per_client")
+            plain = got.get("relaychat", {}).get("per_client")
             theirs = got.get("bare", {}).get("per_client")
-            self.add(Row(f"RSS per idle registered client, {count:,} clients", ours, "KB", "bare relay", theirs,
-                         ours / theirs if ours and theirs else None, "<= 5 KB",
-                         "PASS" if ours is not None and ours <= 5000 else "MISS"))
+            self.add(Row(f"RSS per idle registered client, {count:,} clients", plain, "KB", "bare relay", theirs,
+                         plain / theirs if plain and theirs else None, "<= 5 KB",
+                         "PASS" if plain is not None and plain <= 5000 else "MISS"))
+            for transport in ("tls", "ws"):
+                ours = got.get(self.label("relaychat", transport), {}).get("per_client")
+                self.add(Row(f"RSS per idle registered client over {self.TRANSPORTS[transport]}, {count:,} clients",
+                             ours, "KB", "tcp", plain, ours / plain if ours and plain else None, "reported",
+                             "info" if ours is not None else "n/a"))
 
-    def tls(self) -> None:
+    # -- TLS and WebSocket: the same daemon, one listener of each kind -----------------
+
+    TRANSPORTS = {"tcp": "plain TCP", "tls": "TLS", "ws": "WebSocket (ws://)", "wss": "WebSocket (wss://)"}
+
+    def secure_server(self) -> peers.Relaychat | None:
+        """A relaychat daemon with tcp, tls, websocket and wss listeners (started once, reused)."""
+        server = self.servers.get("relaychat")
+        if isinstance(server, peers.Relaychat) and server.tls and server.websocket:
+            return server
         options = tls_options(self.workdir)
         if isinstance(options, str):
-            self.say(f"TLS runs pending: {options}")
-            for figure in ("TLS small frames, 10 pairs: msg/s vs plain TCP", "TLS 16-KiB frames, 1 pair: MB/s vs plain TCP"):
-                self.add(Row(figure, None, "", status="n/a", note=f"pending: {options}"))
-            return
+            self.failures["tls"] = options
+            return None
         self.stop_server("relaychat")
         try:
-            server = self.make_server("relaychat", tls=options)
+            server = self.make_server("relaychat", tls=options, websocket=True)  # type: ignore[assignment]
         except Exception as e:  # noqa: BLE001 - a listener that does not start is reported
-            self.say(f"relaychat with a TLS listener did not start: {e}")
-            for figure in ("TLS small frames, 10 pairs: msg/s vs plain TCP", "TLS 16-KiB frames, 1 pair: MB/s vs plain TCP"):
-                self.add(Row(figure, None, "", status="MISS", note=f"the TLS listener did not start: {str(e)[:200]}"))
-            return
+            self.failures["tls"] = f"relaychat with tls and websocket listeners did not start: {str(e)[:200]}"
+            return None
         self.servers["relaychat"] = server
+        return server  # type: ignore[return-value]
+
+    def over(self, transport: str, server: peers.Server, **task: Any) -> dict[str, Any]:
+        """A relaychat load task over one transport of ``server``: tcp, tls, ws, wss."""
+        port = {"tcp": server.port, "tls": getattr(server, "tls_port", 0), "ws": getattr(server, "ws_port", 0),
+                "wss": getattr(server, "wss_port", 0)}[transport]
+        return dict(kind="relaychat", host="127.0.0.1", port=port, tag=self.tag(), tls=transport in ("tls", "wss"),
+                    websocket=transport in ("ws", "wss"), **task)
+
+    def transports_versus(self, transports: list[str], server: peers.Server, make: Callable[[str], list[dict[str, Any]]],
+                          value: Callable[[Run], float], label: str, rounds: int, warmup: float, duration: float
+                          ) -> dict[str, list[float | None]]:
+        return self.versus(transports, lambda name, _srv: make(name), value, rounds, warmup, duration, label,
+                           servers={name: server for name in transports})
+
+    def row_between(self, figure: str, values: dict[str, list[float | None]], ours: str, theirs: str, unit: str,
+                    at_least: float | None = None, at_most: float | None = None, note: str = "",
+                    untargeted: str = "reported") -> None:
+        """A row for ``ours`` against ``theirs``: the median of the per-round ratios, against its target."""
+        mine, base = values.get(ours, []), values.get(theirs, [])
+        ratio = self.ratio(mine, base)
+        if ratio is None:
+            status = "MISS" if (at_least or at_most) else "info"
+        elif at_least is not None:
+            status = "PASS" if ratio >= at_least else "MISS"
+        elif at_most is not None:
+            status = "PASS" if ratio <= at_most else "MISS"
+        else:
+            status = "info"
+        self.add(Row(figure, self.median(mine), unit, theirs, self.median(base), ratio,
+                     _target(at_least, at_most) or untargeted, status, note))
+
+    def transport_figures(self, transports: list[str], against: dict[str, str], targets: dict[tuple[str, str], float]) -> None:
+        """Small frames (10 pairs), 16-KiB frames (1 pair) and ping-pong over ``transports``, each
+        compared with ``against[transport]`` in the same rounds; ``targets[(figure, transport)]`` is a bound."""
+        server = self.secure_server()
+        if server is None:
+            for t in transports:
+                if t in against:
+                    self.add(Row(f"{self.TRANSPORTS[t]}: figures", None, "", status="MISS", note=self.failures["tls"]))
+            return
         p = self.p
-        both = {"relaychat": server, "tls": server}  # the same daemon: plain TCP and TLS listeners
+        systems = transports
+        label = "_".join(systems)
 
-        def tasks(pairs: int, size: int, window: int) -> Callable[[str, peers.Server], list[dict[str, Any]]]:
-            plain = self.stream_tasks(pairs, size, window)
-            secure = self.stream_tasks(pairs, size, window, tls=True)
-            return lambda name, srv: (secure if name == "tls" else plain)("relaychat", srv)
+        def stream(pairs: int, size: int, window: int) -> Callable[[str], list[dict[str, Any]]]:
+            return lambda t: [self.over(t, server, task="stream", pairs=n, size=size, window=window,
+                                        duration=p["duration"], warmup=p["warmup"]) for n in self.workers_for(pairs)]
 
-        small = self.versus(["relaychat", "tls"], tasks(10, SMALL, WINDOW_SMALL), _msgs_per_s, p["tls_rounds"],
-                            p["warmup"], p["duration"], "tls_small_frames_10_pairs", servers=both)
-        bulk = self.versus(["relaychat", "tls"], tasks(1, BULK, WINDOW_BULK), _mb_per_s, p["tls_rounds"],
-                           p["warmup"], p["duration"], "tls_bulk_frames_1_pair", servers=both)
-        for figure, values, unit in (("TLS small frames, 10 pairs: msg/s vs plain TCP", small, "/s"),
-                                     ("TLS 16-KiB frames, 1 pair: MB/s vs plain TCP", bulk, "MB/s")):
-            ours, theirs = values.get("tls", []), values.get("relaychat", [])
-            self.add(Row(figure, self.median(ours), unit, "plain TCP", self.median(theirs), self.ratio(ours, theirs),
-                         "reported", "info"))
+        small = self.transports_versus(systems, server, stream(10, SMALL, WINDOW_SMALL), _msgs_per_s,
+                                       f"{label}_small_frames_10_pairs", p["tls_rounds"], p["warmup"], p["duration"])
+        bulk = self.transports_versus(systems, server, stream(1, BULK, WINDOW_BULK), _mb_per_s,
+                                      f"{label}_bulk_frames_1_pair", p["tls_rounds"], p["warmup"], p["duration"])
+        ping = self.transports_versus(
+            systems, server, lambda t: [self.over(t, server, task="pingpong", size=SMALL, rounds=p["ping_rounds"],
+                                                  duration=p["ping_duration"])],
+            lambda run: run.results[0]["p50_us"], f"{label}_pingpong", p["rounds"], 0.0, p["ping_duration"])
+        for t, base in against.items():
+            name, base_name = self.TRANSPORTS[t], self.TRANSPORTS[base]
+            small_note = self.cpu_note(f"{label}_small_frames_10_pairs", [t, base], "msg")
+            bulk_note = self.cpu_note(f"{label}_bulk_frames_1_pair", [t, base], "MB")
+            self.row_between(f"{name} small frames, 10 pairs: msg/s vs {base_name}", small, t, base, "/s",
+                             at_least=targets.get(("small", t)), note=small_note)
+            self.row_between(f"{name} 16-KiB frames, 1 pair: MB/s vs {base_name}", bulk, t, base, "MB/s",
+                             at_least=targets.get(("bulk", t)), note=bulk_note)
+            self.row_between(f"{name} ping-pong round trip p50 vs {base_name}", ping, t, base, "us",
+                             at_most=targets.get(("ping", t)))
+
+    def tls(self) -> None:
+        self.transport_figures(["tcp", "tls"], {"tls": "tcp"},
+                               {("small", "tls"): 0.75, ("bulk", "tls"): 0.5, ("ping", "tls"): 1.3})
+
+    def websocket(self) -> None:
+        self.transport_figures(["tcp", "ws", "tls", "wss"], {"ws": "tcp", "wss": "tls"},
+                               {("small", "ws"): 0.6, ("bulk", "ws"): 0.5})
+
+    def handshake(self) -> None:
+        """TLS 1.3 handshakes per second (ECDSA P-256), relaychat's tls listener vs openssl s_server."""
+        server = self.secure_server()
+        figure = "TLS 1.3 handshakes/s (ECDSA P-256), 2 x 8 concurrent: vs openssl s_server"
+        if server is None:
+            self.add(Row(figure, None, "/s", status="n/a", note=self.failures.get("tls", "")))
+            return
+        cert, key = server.tls["certificate"], server.tls["private_key"]  # type: ignore[index]
+        try:
+            openssl = peers.OpensslServer(self.workdir, cert, key)
+            openssl.cpus = self.server_cpus
+            openssl.start()
+        except Exception as e:  # noqa: BLE001
+            self.add(Row(figure, None, "/s", status="n/a", note=f"openssl s_server did not start: {e}"))
+            return
+        self.servers["openssl"] = openssl
+        p = self.p
+        try:
+            values = self.versus(
+                ["tls", "openssl"],
+                lambda name, srv: [dict(task="handshakes", host="127.0.0.1", port=srv.tls_port if name == "tls" else srv.port,
+                                        concurrency=8, duration=p["duration"] * 2, warmup=p["warmup"]) for _ in range(2)],
+                lambda run: sum(r["per_s"] for r in run.results), p["tls_rounds"], p["warmup"], p["duration"] * 2,
+                "tls_handshakes", servers={"tls": server, "openssl": openssl})
+        finally:
+            self.stop_server("openssl")
+        note = self.cpu_note("tls_handshakes", ["tls", "openssl"], "msg").replace("per msg", "per handshake")
+        self.row_between(figure, values, "tls", "openssl", "/s", note=note)
 
     # -- the whole run -------------------------------------------------------------
 
@@ -829,7 +941,8 @@ def render(rows: list[Row]) -> str:
 
 
 def peer_name(name: str) -> str:
-    return {"irc": "ngircd", "transit": "transit relay", "bare": "bare relay", "tls": "relaychat TLS"}.get(name, name)
+    return {"irc": "ngircd", "transit": "transit relay", "bare": "bare relay", "tls": "TLS", "ws": "ws://",
+            "wss": "wss://", "tcp": "plain TCP", "openssl": "openssl s_server"}.get(name, name)
 
 
 def tls_options(workdir: Path) -> dict[str, str] | str:

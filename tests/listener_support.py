@@ -55,11 +55,11 @@ def run_twistd(config: Path, cwd: Path, timeout: float = 30.0) -> subprocess.Com
 # -- WebSocket frames, client side (RFC 6455), enough to drive the server in memory --
 
 
-def client_frame(payload: bytes, opcode: int = 1, fin: bool = True) -> bytes:
-    """One masked frame from a client: opcode 1 text, 2 binary, 8 close."""
+def client_frame(payload: bytes, opcode: int = 1, fin: bool = True, rsv: int = 0) -> bytes:
+    """One masked frame from a client: opcode 1 text, 2 binary, 8 close (``rsv``: reserved bits, 0x70)."""
     mask = os.urandom(4)
     n = len(payload)
-    head = bytes([(0x80 if fin else 0) | opcode])
+    head = bytes([(0x80 if fin else 0) | rsv | opcode])
     if n < 126:
         head += bytes([0x80 | n])
     elif n < 65536:

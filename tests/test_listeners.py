@@ -17,7 +17,6 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.error import CannotListenError
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactor, StringTransport
-from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -30,7 +29,7 @@ from relaychat.server.protocol import RelayFactory
 from relaychat.server.service import ListenerError, ListenerService
 from relaychat.server.store import Store
 from relaychat.server.websocket import (
-    CLOSE_HANDSHAKE_TIMEOUT, MAX_HANDSHAKE, OPEN_HANDSHAKE_TIMEOUT, RelayWebSocketFactory,
+    CLOSE_HANDSHAKE_TIMEOUT, MAX_HANDSHAKE, OPEN_HANDSHAKE_TIMEOUT, WebSocketFactory, WebSocketProtocol,
 )
 from relaychat.certificates import certificate_sha256, format_fingerprint, write_self_signed
 from relaychat.wire.codec import b64encode
@@ -102,21 +101,24 @@ class Building(SynchronousTestCase):
             self.build(kind, endpoint, **options)
         return str(caught.exception)
 
-    def test_tls_wraps_the_relay_factory(self) -> None:
+    def test_tls_serves_the_same_hub_with_tls_in_the_adapter(self) -> None:
         endpoint, factory = self.build("tls", certificate=self.cert, private_key=self.key)
-        self.assertIsInstance(factory, TLSMemoryBIOFactory)
-        self.assertIs(factory.wrappedFactory, self.factory)
+        self.assertIsInstance(factory, RelayFactory)
+        self.assertIs(factory.hub, self.factory.hub)
+        self.assertIsInstance(factory.tls, ssl.SSLContext)
+        self.assertIsNone(self.factory.tls)
 
     def test_websocket_serves_the_same_relay_and_bounds_messages_by_max_line(self) -> None:
         _, factory = self.build("websocket")
-        self.assertIsInstance(factory, RelayWebSocketFactory)
-        self.assertIs(factory.relay_factory, self.factory)
-        self.assertEqual(factory.maxMessagePayloadSize, 65536)
-        self.assertEqual(factory.maxFramePayloadSize, 65536)
-        self.assertFalse(factory.webStatus)
+        self.assertIsInstance(factory, WebSocketFactory)
+        self.assertIs(factory.hub, self.factory.hub)
+        self.assertIsNone(factory.tls)
+        protocol = factory.buildProtocol(None)
+        self.assertIsInstance(protocol, WebSocketProtocol)
+        self.assertEqual(protocol.ws.max_message, 65536)
         _, secure = self.build("websocket", certificate=self.cert, private_key=self.key)
-        self.assertIsInstance(secure, TLSMemoryBIOFactory)
-        self.assertIsInstance(secure.wrappedFactory, RelayWebSocketFactory)
+        self.assertIsInstance(secure, WebSocketFactory)
+        self.assertIsInstance(secure.tls, ssl.SSLContext)
 
     def test_certificate_problems_name_the_listener_and_the_file(self) -> None:
         garbage = Path(self.mktemp())
@@ -158,8 +160,16 @@ class Building(SynchronousTestCase):
         self.assertIn("allowed_origins must be a list", self.refused("websocket", allowed_origins=[3]))
         self.assertIn("allowed_origins must be a list", self.refused("websocket", allowed_origins=["chat.example"]))
         _, factory = self.build("websocket", allowed_origins=["https://*.example.org", "http://localhost:8080"])
-        self.assertFalse(factory.allowNullOrigin)
-        self.assertEqual(factory.allowedOrigins, ["https://*.example.org:443", "http://localhost:8080"])
+        self.assertFalse(factory.policy.origin_allowed("null"))
+        self.assertEqual(factory.policy.allowed_origins, ("https://*.example.org:443", "http://localhost:8080"))
+        self.assertTrue(factory.policy.origin_allowed("https://chat.example.org"))
+        self.assertTrue(factory.policy.origin_allowed("https://chat.example.org:443"))
+        self.assertFalse(factory.policy.origin_allowed("https://chat.example.org:8443"))
+        self.assertFalse(factory.policy.origin_allowed("http://chat.example.org"))
+        self.assertTrue(factory.policy.origin_allowed("http://localhost:8080"))
+        self.assertFalse(factory.policy.origin_allowed("http://localhost"))
+        _, anyone = self.build("websocket")
+        self.assertTrue(anyone.policy.origin_allowed("null"))
         self.assertIn("minimum_tls needs certificate", self.refused("websocket", minimum_tls="1.3"))
 
 
@@ -264,16 +274,13 @@ class Starting(SynchronousTestCase):
 
 
 class WebSocketInMemory(SynchronousTestCase):
-    """Real hub, real RelayProtocols, autobahn's real parser; transports in memory."""
+    """Real hub, real adapters, the real framing; transports in memory."""
 
     def setUp(self) -> None:
         self.clock = Clock()
         self.hub = Hub(Store(":memory:"), Limits(pow_bits=0, max_line=1024, max_frame=512), now=0.0)
         self.relay = RelayFactory(self.hub, self.clock)
-        self.factory = RelayWebSocketFactory(self.relay, self.clock, path="/relay",
-                                             allowed_origins=["https://chat.example"])
-        self.factory.doStart()
-        self.addCleanup(self.factory.doStop)
+        self.factory = WebSocketFactory(self.relay, self.clock, path="/relay", allowed_origins=["https://chat.example"])
         self.port = 40000
 
     def connect_ws(self, path: str = "/relay", origin: Any = None, extra: str = "") -> tuple[Any, StringTransport]:
@@ -400,7 +407,8 @@ class WebSocketInMemory(SynchronousTestCase):
         _, transport = self.connect_ws(path="/elsewhere")
         self.assertTrue(transport.value().startswith(b"HTTP/1.1 404 "), transport.value()[:40])
         _, transport = self.connect_ws(origin="https://evil.example")
-        self.assertTrue(transport.value().startswith(b"HTTP/1.1 400 "), transport.value()[:40])
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 403 "), transport.value()[:40])
+        self.assertTrue(transport.disconnecting)
         self.assertIn(b"origin 'https://evil.example' not allowed", transport.value())
         _, transport = self.connect_ws(origin="null")
         self.assertIn(b"origin 'null' not allowed", transport.value())
@@ -412,8 +420,8 @@ class WebSocketInMemory(SynchronousTestCase):
 
     def test_a_slow_websocket_reader_pauses_its_tcp_sender_and_back(self) -> None:
         ws, ws_t, tcp, tcp_t, sid = self.session()
-        # the RelayProtocol is the producer of the socket under the WebSocket
-        self.assertIs(ws_t.producer, ws.relay)
+        # the WebSocket adapter is the producer of its own socket
+        self.assertIs(ws_t.producer, ws)
         ws_t.producer.pauseProducing()  # the WebSocket client's socket buffer is full
         self.assertEqual(tcp_t.producerState, "paused")  # so the relay stops reading its sender
         ws_t.producer.resumeProducing()
@@ -425,6 +433,15 @@ class WebSocketInMemory(SynchronousTestCase):
         self.assertEqual(ws_t.producerState, "paused")  # reading the WebSocket's socket stops
         tcp_t.producer.resumeProducing()
         self.assertEqual(ws_t.producerState, "producing")
+
+    def test_pings_from_a_peer_that_does_not_read_make_the_relay_hold_one_pong(self) -> None:
+        ws, ws_t = self.open_ws()
+        ws.pauseProducing()  # the client's socket buffer is full
+        for i in range(100):
+            ws.dataReceived(client_frame(b"ping %d" % i, opcode=9))
+        self.assertEqual(ws_t.value(), b"")
+        ws.resumeProducing()
+        self.assertEqual(server_frames(ws_t.value()), [(10, b"ping 99")])
 
     def test_quit_says_bye_then_closes_the_websocket(self) -> None:
         ws, ws_t = self.open_ws()
@@ -448,10 +465,12 @@ class WebSocketInMemory(SynchronousTestCase):
 
     def test_the_relays_own_lines_are_sent_even_when_longer_than_max_line(self) -> None:
         ws, ws_t = self.open_ws()
-        ws.relay.write(b"MAIL 1 someone 1700000000 " + b"A" * 2000 + b"\n")  # e.g. a mail event
+        ws.write(b"MAIL 1 someone 1700000000 " + b"A" * 2000 + b"\n")  # e.g. a mail event
         (line,) = self.ws_read(ws_t)
         self.assertEqual(len(line), 2026)
-        self.assertEqual(ws.maxMessagePayloadSize, 1024)  # and incoming messages are still bounded
+        self.assertEqual(ws.ws.max_message, 1024)  # and incoming messages are still bounded
+        ws.dataReceived(client_frame(b"PING " + b"a" * 1020))
+        self.assertEqual(server_frames(ws_t.value())[-1][1][:2], b"\x03\xf1")
 
     def test_a_frame_that_is_not_base64_never_reaches_a_websocket(self) -> None:
         ws, ws_t, tcp, tcp_t, sid = self.session()

@@ -1,7 +1,9 @@
 """Listener kinds: how one ``[[listener]]`` entry becomes an endpoint and a factory.
 
-Every kind serves the same :class:`~relaychat.server.protocol.RelayFactory`;
-a kind only says which options it takes and how to wrap the transport:
+Every kind serves the same hub through one of its two adapters
+(:mod:`relaychat.server.protocol`, :mod:`relaychat.server.websocket`);
+a kind only says which options it takes and which adapter, with or
+without TLS, a connection gets:
 
 ``tcp``
     plain TCP (loopback, or behind a TLS terminator). No options.
@@ -11,7 +13,7 @@ a kind only says which options it takes and how to wrap the transport:
     first, then any intermediates), ``private_key`` (unencrypted PEM),
     ``minimum_tls`` (``"1.2"``, the default, or ``"1.3"``).
 ``websocket``
-    one protocol line per WebSocket text message (autobahn). Options
+    one protocol line per WebSocket text message. Options
     ``path`` (only this request path is served; default any),
     ``allowed_origins`` (browser ``Origin`` patterns such as
     ``"https://*.example.org"``; default any), and, for ``wss://``, the
@@ -26,6 +28,7 @@ start-up with a :class:`~relaychat.config.ConfigError` naming the listener.
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -36,6 +39,8 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from relaychat.config import ConfigError, ListenerConfig
 from relaychat.certificates import CertificateError, server_options
+from relaychat.server.protocol import RelayFactory
+from relaychat.server.tlslayer import server_context
 
 Builder = Callable[[ListenerConfig, IProtocolFactory, Any], tuple[IStreamServerEndpoint, IProtocolFactory]]
 
@@ -61,17 +66,32 @@ def _endpoint(listener: ListenerConfig, reactor: Any, tls: bool = False) -> IStr
         raise ConfigError(f"{describe(listener)}: bad endpoint string: {e}") from None
 
 
-def _tls(listener: ListenerConfig, factory: IProtocolFactory) -> IProtocolFactory:
-    """Wrap ``factory`` in TLS with the listener's certificate and key."""
+def _tls_files(listener: ListenerConfig) -> tuple[Path, Path, str]:
     options = listener.options
     certificate, private_key = options.get("certificate"), options.get("private_key")
     if certificate is None or private_key is None:
         raise ConfigError(f"{describe(listener)}: certificate and private_key are both required for TLS")
+    return Path(certificate), Path(private_key), options.get("minimum_tls", "1.2")
+
+
+def _tls(listener: ListenerConfig) -> ssl.SSLContext:
+    """The TLS context for the listener's certificate and key; the relay's
+    adapters run TLS themselves on the TCP transport (relaychat.server.tlslayer)."""
     try:
-        context = server_options(Path(certificate), Path(private_key), options.get("minimum_tls", "1.2"))
+        return server_context(*_tls_files(listener))
     except CertificateError as e:
         raise ConfigError(f"{describe(listener)}: {e}") from None
-    wrapped = TLSMemoryBIOFactory(context, False, factory)
+    except (OSError, ssl.SSLError) as e:  # the files changed between the check and the load
+        raise ConfigError(f"{describe(listener)}: cannot load the certificate and key: {e}") from None
+
+
+def _twisted_tls(listener: ListenerConfig, factory: IProtocolFactory) -> IProtocolFactory:
+    """``factory`` behind Twisted's TLS (for a Site, which cannot run our TLS layer)."""
+    try:
+        options = server_options(*_tls_files(listener))
+    except CertificateError as e:
+        raise ConfigError(f"{describe(listener)}: {e}") from None
+    wrapped = TLSMemoryBIOFactory(options, False, factory)
     wrapped.noisy = False
     return wrapped
 
@@ -81,12 +101,13 @@ def _build_tcp(listener: ListenerConfig, factory: IProtocolFactory, reactor: Any
 
 
 def _build_tls(listener: ListenerConfig, factory: IProtocolFactory, reactor: Any) -> tuple[IStreamServerEndpoint, IProtocolFactory]:
-    wrapped = _tls(listener, factory)
-    return _endpoint(listener, reactor, tls=True), wrapped
+    if not isinstance(factory, RelayFactory):
+        raise TypeError(f"a tls listener serves a RelayFactory, not {factory!r}")
+    return _endpoint(listener, reactor, tls=True), factory.with_tls(_tls(listener))
 
 
 def _build_websocket(listener: ListenerConfig, factory: IProtocolFactory, reactor: Any) -> tuple[IStreamServerEndpoint, IProtocolFactory]:
-    from relaychat.server.websocket import RelayWebSocketFactory
+    from relaychat.server.websocket import WebSocketFactory
 
     options = listener.options
     origins = options.get("allowed_origins", ["*"])
@@ -101,16 +122,23 @@ def _build_websocket(listener: ListenerConfig, factory: IProtocolFactory, reacto
     web_client = options.get("web_client", False)
     if web_client and path is None:
         path = "/relay"
-    websocket = RelayWebSocketFactory(factory, reactor, path=path, allowed_origins=origins)  # type: ignore[arg-type]
     secure = "certificate" in options or "private_key" in options
-    if web_client:
-        from relaychat.server.webclient import with_page
-        wrapped = with_page(websocket, path, lambda site: _tls(listener, site) if secure else site)
-    else:
-        wrapped = _tls(listener, websocket) if secure else websocket
     if not secure and "minimum_tls" in options:
         raise ConfigError(f"{describe(listener)}: minimum_tls needs certificate and private_key")
-    return _endpoint(listener, reactor, tls=secure), wrapped
+    if web_client:
+        # twisted.web serves the page on the same connections, so TLS is
+        # Twisted's here and the WebSocket adapter takes the connection over
+        # from the Site (relaychat.server.webclient).
+        from relaychat.server.webclient import with_page
+
+        websocket = WebSocketFactory(factory, reactor, path=path, allowed_origins=origins)  # type: ignore[arg-type]
+        wrapped = with_page(websocket, path, lambda site: _twisted_tls(listener, site) if secure else site)
+        return _endpoint(listener, reactor, tls=secure), wrapped
+    websocket = WebSocketFactory(
+        factory, reactor, path=path, allowed_origins=origins,  # type: ignore[arg-type]
+        tls=_tls(listener) if secure else None,
+    )
+    return _endpoint(listener, reactor, tls=secure), websocket
 
 
 _TLS_OPTIONS: dict[str, type] = {"certificate": Path, "private_key": Path, "minimum_tls": str}

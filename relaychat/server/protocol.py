@@ -1,16 +1,23 @@
 """The thin Twisted side of a relay connection: bytes in, bytes out.
 
 Everything the relay decides happens in :class:`~relaychat.server.hub.Hub`;
-this adapter only carries bytes, time and back-pressure between a Twisted
+an adapter only carries bytes, time and back-pressure between a Twisted TCP
 transport and the hub, and is the hub's :class:`~relaychat.server.connection.Link`.
+There are two adapters over the one hub, as in the transit relay: this
+module's :class:`RelayProtocol` (protocol lines straight on the stream) and
+:class:`~relaychat.server.websocket.WebSocketProtocol` (one line per
+WebSocket message). What they share is :class:`HubConnection`: TLS, when
+the listener has it, runs inside the adapter on the TCP transport itself
+(:mod:`relaychat.server.tlslayer`), so both kinds sit directly on the
+socket, reads reach the hub whole and writes leave at once.
 """
 
 from __future__ import annotations
 
-import socket
-from typing import Optional
+import ssl
+from typing import Any, Optional
 
-from twisted.internet import abstract, tcp
+from twisted.internet import abstract
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
@@ -18,25 +25,38 @@ from zope.interface import implementer
 
 from relaychat.server.connection import Connection
 from relaychat.server.hub import Hub
+from relaychat.server.prompt import PromptWriter
+from relaychat.server.tlslayer import ServerTLS, TLSFailed, TLSState
 
 
 @implementer(IPushProducer)
-class RelayProtocol(Protocol):
-    """One connection. It is also registered as the producer of its own
-    transport, so the transport tells it (pauseProducing) when output backs
-    up: that is how a slow reader stops its senders."""
+class HubConnection(Protocol):
+    """One connection to the hub over a TCP transport, with TLS if the listener has it.
 
-    def __init__(self, hub: Hub, clock: IReactorTime) -> None:
+    It is registered as the producer of its own transport, so the transport
+    tells it (pauseProducing) when output backs up: that is how a slow
+    reader stops its senders. Subclasses say what the cleartext means
+    (:meth:`received`) and when the hub meets the connection (:meth:`join`).
+    """
+
+    transport: Any  # a Twisted TCP transport: ITCPTransport, IPushProducer and IConsumer
+
+    def __init__(self, hub: Hub, clock: IReactorTime, tls: Optional[ssl.SSLContext] = None) -> None:
         self.hub = hub
         self.clock = clock
         self.client: Optional[Connection] = None
+        self._context = tls
+        self._tls: Optional[ServerTLS] = None
+        self._out: Optional[PromptWriter] = None
         self._wakeup: Optional[IDelayedCall] = None
         self._abort: Optional[IDelayedCall] = None
-        self._socket: Optional[socket.socket] = None  # set for plain TCP: see write()
+        self._registered = False  # we are our transport's producer
+        self._close_after_handshake = False  # closed while TLS was still handshaking
 
     def connectionMade(self) -> None:
         transport = self.transport
         transport.registerProducer(self, True)
+        self._registered = True
         # The hub already writes once per read, so Nagle's algorithm can only
         # hold a reply back (until the peer's delayed ACK, tens of ms).
         set_no_delay = getattr(transport, "setTcpNoDelay", None)
@@ -45,15 +65,98 @@ class RelayProtocol(Protocol):
                 set_no_delay(True)
             except (OSError, AttributeError, NotImplementedError):
                 pass
-        if type(transport) is tcp.Server and not transport.TLS:
-            self._socket = transport.getHandle()
         _bound_output(transport, self.hub.limits.max_output)
+        self._out = PromptWriter(transport)
+        if self._context is not None:
+            self._tls = ServerTLS(self._context)
+
+    def join(self) -> None:
+        """Meet the hub: from now on this connection is the hub's Link."""
         peer = self.transport.getPeer()
         address = getattr(peer, "host", None) or str(peer)
         self.client = self.hub.connect(self, address, self.clock.seconds())
 
     def dataReceived(self, data: bytes) -> None:
-        self.hub.receive(self.client, data, self.clock.seconds())  # type: ignore[arg-type]
+        tls = self._tls
+        if tls is not None:
+            try:
+                data = tls.receive(data)
+            except TLSFailed:
+                self._send_ciphertext(tls.data_to_send())  # the alert saying why
+                self.transport.loseConnection()
+                return
+            self._send_ciphertext(tls.data_to_send())
+            if self._close_after_handshake:
+                if tls.state is not TLSState.HANDSHAKING:
+                    self._close_after_handshake = False
+                    self.close_stream()  # what the hub said was sent with the handshake's end
+                return
+            if tls.peer_closed:
+                if data:
+                    self.received(data)
+                self.transport.loseConnection()
+                return
+            if not data:
+                return
+        self.received(data)
+
+    def received(self, data: bytes) -> None:
+        """Cleartext from the peer."""
+        raise NotImplementedError
+
+    def write(self, data: bytes) -> None:
+        """Link: lines from the hub."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Link: the hub is done with this connection."""
+        raise NotImplementedError
+
+    def send(self, data: bytes) -> None:
+        """Cleartext to the peer, through TLS if there is TLS."""
+        tls = self._tls
+        if tls is not None:
+            tls.send(data)
+            data = tls.data_to_send()
+            if not data:
+                return
+        self._out.write(data)  # type: ignore[union-attr]
+
+    def _send_ciphertext(self, data: bytes) -> None:
+        if data:
+            self._out.write(data)  # type: ignore[union-attr]
+
+    def close_stream(self) -> None:
+        """End TLS (our close_notify) and the TCP connection once the queued
+        output (the ``BYE``) is written, and for sure within ``close_timeout``.
+
+        A transport must not wait for its producer's output while closing,
+        so we stop being its producer first: a TCP transport whose streaming
+        producer is paused resumes the producer when its buffer drains,
+        instead of closing (and Twisted's TLS does not even start its close
+        while a producer is registered, on a ``web_client`` listener).
+        Reading is resumed so that a WebSocket's closing handshake can
+        arrive (the hub ignores anything else a closing connection sends).
+        A peer that never reads is cut off after ``close_timeout`` seconds;
+        our own ``close_notify`` never waits for the peer's.
+        """
+        transport = self.transport
+        if self._registered:
+            self._registered = False
+            transport.unregisterProducer()
+        transport.resumeProducing()
+        if self._abort is None:
+            self._abort = self.clock.callLater(self.hub.limits.close_timeout, transport.abortConnection)
+        tls = self._tls
+        if tls is not None:
+            if tls.state is TLSState.HANDSHAKING:
+                # The hub closed at once (BYE busy): its words can only be
+                # sent once the handshake is done, so finish it first.
+                self._close_after_handshake = True
+                return
+            tls.close()
+            self._send_ciphertext(tls.data_to_send())
+        transport.loseConnection()
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         for call in (self._wakeup, self._abort):
@@ -65,50 +168,17 @@ class RelayProtocol(Protocol):
     # -- IPushProducer: our own transport's output is full / drained --------
 
     def pauseProducing(self) -> None:
-        self.hub.set_congested(self.client, True, self.clock.seconds())  # type: ignore[arg-type]
+        if self.client is not None:
+            self.hub.set_congested(self.client, True, self.clock.seconds())
 
     def resumeProducing(self) -> None:
-        self.hub.set_congested(self.client, False, self.clock.seconds())  # type: ignore[arg-type]
+        if self.client is not None:
+            self.hub.set_congested(self.client, False, self.clock.seconds())
 
     def stopProducing(self) -> None:
         pass  # connectionLost follows and does the cleaning up
 
-    # -- Link --------------------------------------------------------------
-
-    def write(self, data: bytes) -> None:
-        """Send now if nothing is queued before us (plain TCP only), else queue.
-
-        ``transport.write`` only queues: the bytes leave one reactor
-        iteration later, after another epoll wait and two epoll updates.
-        The hub writes once per read, so sending at once when the
-        transport's queue is empty saves that round for almost every
-        read, and a big write no longer fills the queue (and pauses the
-        peers) just because it has not been tried yet. Whatever the kernel
-        does not take, and every error, goes to ``transport.write``, so
-        ordering, back-pressure and error handling stay Twisted's.
-        """
-        transport = self.transport
-        sock = self._socket
-        if sock is not None:
-            try:  # FileDescriptor's queue: the list not yet joined, and the buffer being sent
-                idle = (
-                    not transport._tempDataLen
-                    and transport.offset == len(transport.dataBuffer)
-                    and transport.connected
-                    and not transport.disconnecting
-                )
-            except AttributeError:  # a Twisted without these internals: always queue
-                self._socket = None
-                idle = False
-            if idle:
-                try:
-                    sent = sock.send(data)
-                except OSError:  # would block, or the connection broke: Twisted's write path sees it
-                    sent = 0
-                if sent == len(data):
-                    return
-                data = data[sent:]
-        transport.write(data)
+    # -- Link (write and close are the subclass's) ----------------------------
 
     def set_reading(self, reading: bool) -> None:
         if reading:
@@ -116,38 +186,20 @@ class RelayProtocol(Protocol):
         else:
             self.transport.pauseProducing()
 
-    def close(self) -> None:
-        """Close once the queued output (the ``BYE``) is written, and for sure
-        within ``close_timeout``.
-
-        A transport must not wait for its producer's output while closing,
-        so we stop being its producer first: TLS (``TLSMemoryBIOProtocol``)
-        does not even start its close while a producer is registered, and
-        TCP's close would wait for a paused producer to resume. Reading is
-        resumed so that TLS can receive the peer's ``close_notify`` and a
-        WebSocket its closing handshake (the hub ignores anything else a
-        closing connection sends). A peer that never reads, or never answers
-        the close, is cut off after ``close_timeout`` seconds.
-        """
-        transport = self.transport
-        transport.unregisterProducer()
-        transport.resumeProducing()
-        transport.loseConnection()
-        if self._abort is None:
-            self._abort = self.clock.callLater(self.hub.limits.close_timeout, transport.abortConnection)
-
     def wake_after(self, seconds: float) -> None:
         self._wakeup = self.clock.callLater(seconds, self._woken)
 
     def _woken(self) -> None:
         self._wakeup = None
-        self.hub.wake(self.client, self.clock.seconds())  # type: ignore[arg-type]
+        if self.client is not None:
+            self.hub.wake(self.client, self.clock.seconds())
 
 
 def _bound_output(transport: object, size: int) -> None:
-    """Make the socket's transport, under any TLS or WebSocket layer, call
-    pauseProducing once more than ``size`` bytes wait in it: that is
-    ``max_output``, the unsent output past which a connection is not read.
+    """Make the socket's transport, under any layer (Twisted's TLS and the
+    connection bound of a ``web_client`` listener), call pauseProducing
+    once more than ``size`` bytes wait in it: that is ``max_output``, the
+    unsent output past which a connection is not read.
 
     ``bufferSize`` is FileDescriptor's public threshold for exactly that
     (Twisted's default is 64 KiB); each layer above it exposes the one
@@ -161,16 +213,40 @@ def _bound_output(transport: object, size: int) -> None:
         transport = getattr(transport, "transport", None)
 
 
+class RelayProtocol(HubConnection):
+    """Protocol lines straight on the stream (a ``tcp`` or ``tls`` listener)."""
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self.join()
+
+    def received(self, data: bytes) -> None:
+        self.hub.receive(self.client, data, self.clock.seconds())  # type: ignore[arg-type]  # set in connectionMade
+
+    def write(self, data: bytes) -> None:
+        self.send(data)
+
+    def close(self) -> None:
+        self.close_stream()
+
+
 class RelayFactory(Factory):
-    """Builds :class:`RelayProtocol` for any listener: TCP, TLS or WebSocket."""
+    """Builds :class:`RelayProtocol` for a ``tcp`` listener, or with ``tls`` a ``tls`` one."""
 
     noisy = False
 
-    def __init__(self, hub: Hub, clock: IReactorTime) -> None:
+    transport: Any  # a Twisted TCP transport: ITCPTransport, IPushProducer and IConsumer
+
+    def __init__(self, hub: Hub, clock: IReactorTime, tls: Optional[ssl.SSLContext] = None) -> None:
         self.hub = hub
         self.clock = clock
+        self.tls = tls
+
+    def with_tls(self, context: ssl.SSLContext) -> "RelayFactory":
+        """The same relay behind TLS with ``context`` (a ``tls`` listener)."""
+        return RelayFactory(self.hub, self.clock, context)
 
     def buildProtocol(self, addr: object) -> RelayProtocol:
-        protocol = RelayProtocol(self.hub, self.clock)
+        protocol = RelayProtocol(self.hub, self.clock, self.tls)
         protocol.factory = self
         return protocol

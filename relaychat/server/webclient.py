@@ -1,8 +1,8 @@
 """Serving the browser client beside a WebSocket listener (``web_client = true``).
 
-One twisted.web ``Site`` holds both: the listener's WebSocket ``path`` goes
-to autobahn's ``WebSocketResource`` around the same relay WebSocket factory
-a plain ``websocket`` listener uses, and every other GET is answered from
+One twisted.web ``Site`` holds both: the listener's WebSocket ``path`` hands
+the connection to the same relay WebSocket adapter a plain ``websocket``
+listener uses (:class:`TakeOver`), and every other GET is answered from
 :func:`relaychat.web.files`, held in memory and served byte for byte, with
 a strict Content-Security-Policy and no directory listing, no file system
 access at request time, and nothing but the listed files.
@@ -22,7 +22,7 @@ from typing import Any, Callable, Mapping, Optional
 from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.web.resource import Resource
-from twisted.web.server import Request, Site
+from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from relaychat import web
 
@@ -150,25 +150,46 @@ class BoundedConnections(WrappingFactory):
                 del self._counts[host]
 
 
-def _websocket_resource(factory: Any) -> Any:
-    from autobahn.twisted.resource import WebSocketResource
+class TakeOver(Resource):
+    """The WebSocket path: the connection leaves twisted.web for the relay's
+    WebSocket adapter (:class:`relaychat.server.websocket.WebSocketProtocol`).
 
-    class TakeOver(WebSocketResource):  # type: ignore[misc]
-        """autobahn's resource, after releasing the connection from twisted.web.
+    HTTPChannel registered itself as the transport's producer and runs an
+    idle timer; the relay's adapter registers its own producer (flow
+    control, protocol.rst section 8) and has its own timeouts, so both are
+    released first, through public API. The adapter is then connected to
+    the transport (which is always a ``ProtocolWrapper`` here: the
+    connection bound, or Twisted's TLS) and given the request as it came,
+    so its own handshake checks (path, ``Origin``, version) apply exactly
+    as on a plain ``websocket`` listener.
+    """
 
-        HTTPChannel registered itself as the TCP transport's producer and
-        runs an idle timer; the relay protocol registers its own producer
-        (flow control, protocol.rst section 8) and has its own timeouts, so
-        both are released first, through public API, before the takeover.
-        """
+    isLeaf = True
 
-        def render(self, request: Request) -> bytes:
-            channel = request.channel
-            if channel.transport is not None:
-                channel.setTimeout(None)
-                channel.transport.unregisterProducer()
-            return super().render(request)  # type: ignore[no-any-return]
+    def __init__(self, factory: Any) -> None:
+        super().__init__()
+        self._factory = factory
 
+    def render(self, request: Request) -> Any:
+        channel = request.channel
+        transport: Any = channel.transport
+        if not isinstance(transport, ProtocolWrapper):  # pragma: no cover - with_page always wraps
+            request.setResponseCode(500)
+            return b""
+        channel.setTimeout(None)
+        transport.unregisterProducer()
+        protocol = self._factory.buildProtocol(transport.getPeer())
+        channel.transport = None
+        transport.wrappedProtocol = protocol
+        protocol.makeConnection(transport)
+        head = [request.method + b" " + request.uri + b" HTTP/1.1"]
+        for name, values in request.requestHeaders.getAllRawHeaders():
+            head.extend(name + b": " + value for value in values)
+        protocol.dataReceived(b"\r\n".join(head) + b"\r\n\r\n")
+        return NOT_DONE_YET
+
+
+def _websocket_resource(factory: Any) -> Resource:
     return TakeOver(factory)
 
 
@@ -188,7 +209,7 @@ def site(websocket_factory: Any, websocket_path: str) -> Site:
 def with_page(websocket_factory: Any, websocket_path: str, secure: Callable[[Any], Any]) -> BoundedConnections:
     """What a ``websocket`` listener with ``web_client = true`` listens with:
     the :func:`site`, wrapped by ``secure`` (TLS or nothing), inside the
-    relay's connection limits (outside TLS, so that twisted.web and autobahn
+    relay's connection limits (outside TLS, so that twisted.web and the WebSocket adapter
     see the TLS transport itself)."""
     limits = websocket_factory.relay_factory.hub.limits
     result = BoundedConnections(secure(site(websocket_factory, websocket_path)),

@@ -1,0 +1,224 @@
+"""The sans-IO WebSocket server (RFC 6455) the relay's WebSocket adapter drives."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from twisted.trial.unittest import SynchronousTestCase
+
+from relaychat.server.wsframes import (
+    MAX_HANDSHAKE, Lines, Opened, Policy, Refused, WebSocketServer, WSState,
+)
+from tests.listener_support import client_frame, server_frames, upgrade_request
+
+
+def opened(limit: int = 1024, policy: Policy = Policy()) -> WebSocketServer:
+    ws = WebSocketServer(policy, limit)
+    assert ws.receive(upgrade_request()) == [Opened()]
+    ws.data_to_send()
+    return ws
+
+
+def lines(events: list) -> bytes:
+    return b"".join(e.data for e in events if isinstance(e, Lines))
+
+
+def close_code(ws: WebSocketServer) -> int:
+    (opcode, payload), = server_frames(ws.data_to_send())
+    assert opcode == 8
+    return int.from_bytes(payload[:2], "big")
+
+
+class OpeningHandshake(SynchronousTestCase):
+    def answer(self, request: bytes, policy: Policy = Policy(path="/relay", allowed_origins=("https://chat.example:443",))
+               ) -> tuple[list, bytes, WebSocketServer]:
+        ws = WebSocketServer(policy, 1024)
+        events = ws.receive(request)
+        return events, ws.data_to_send(), ws
+
+    def test_accepts_with_the_rfc_accept_key_and_the_subprotocol_when_offered(self) -> None:
+        events, out, ws = self.answer(upgrade_request("/relay", extra="Sec-WebSocket-Protocol: chat, relaychat\r\n"))
+        self.assertEqual(events, [Opened()])
+        self.assertTrue(out.startswith(b"HTTP/1.1 101 Switching Protocols\r\n"))
+        self.assertIn(b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n", out)  # RFC 6455 section 1.3
+        self.assertIn(b"Sec-WebSocket-Protocol: relaychat\r\n", out)
+        self.assertIs(ws.state, WSState.OPEN)
+        _, out, _ = self.answer(upgrade_request("/relay"))
+        self.assertNotIn(b"Sec-WebSocket-Protocol", out)
+
+    def test_refusals(self) -> None:
+        for request, status in [
+            (upgrade_request("/elsewhere"), b"404"),
+            (upgrade_request("/relay?x=1", origin="https://evil.example"), b"403"),
+            (upgrade_request("/relay", origin="null"), b"403"),
+            (b"GET /relay HTTP/1.1\r\nHost: x\r\n\r\n", b"426"),
+            (upgrade_request("/relay").replace(b"Version: 13", b"Version: 8"), b"426"),
+            (upgrade_request("/relay").replace(b"dGhlIHNhbXBsZSBub25jZQ==", b"short"), b"400"),
+            (b"POST /relay HTTP/1.1\r\n\r\n", b"400"),
+        ]:
+            events, out, ws = self.answer(request)
+            self.assertEqual(events, [])
+            self.assertTrue(out.startswith(b"HTTP/1.1 " + status + b" "), (request, out))
+            self.assertIs(ws.state, WSState.CLOSED)
+
+    def test_origins(self) -> None:
+        policy = Policy(allowed_origins=("https://*.example.org:443",))
+        self.assertTrue(policy.origin_allowed(None))  # not a browser
+        self.assertTrue(policy.origin_allowed("https://a.example.org"))
+        self.assertTrue(policy.origin_allowed("HTTPS://A.EXAMPLE.ORG:443"))
+        self.assertFalse(policy.origin_allowed("https://a.example.org.evil"))
+        self.assertFalse(policy.origin_allowed("http://a.example.org"))
+        self.assertFalse(policy.origin_allowed("null"))
+        self.assertTrue(Policy().origin_allowed("null"))
+
+    def test_a_head_in_pieces_and_frames_in_the_same_read(self) -> None:
+        ws = WebSocketServer(Policy(), 1024)
+        request = upgrade_request()
+        self.assertEqual(ws.receive(request[:10]), [])
+        events = ws.receive(request[10:] + client_frame(b"HELLO 1"))
+        self.assertEqual(events, [Opened(), Lines(b"HELLO 1\n")])
+
+    def test_an_endless_head_is_dropped_unanswered(self) -> None:
+        ws = WebSocketServer(Policy(), 1024)
+        ws.receive(b"GET / HTTP/1.1\r\nX: " + b"j" * (MAX_HANDSHAKE - 100))
+        self.assertIs(ws.state, WSState.HANDSHAKE)
+        ws.receive(b"j" * 200)
+        self.assertIs(ws.state, WSState.CLOSED)
+        self.assertEqual(ws.data_to_send(), b"")
+
+
+class Messages(SynchronousTestCase):
+    def test_a_read_of_many_messages_is_one_buffer_of_lines(self) -> None:
+        ws = opened()
+        data = b"".join(client_frame(b"FRAME s%d QUJD" % i) for i in range(200)) + client_frame(b"P" * 300)
+        self.assertEqual(ws.receive(data), [Lines(b"".join(b"FRAME s%d QUJD\n" % i for i in range(200)) + b"P" * 300 + b"\n")])
+
+    @settings(max_examples=60, deadline=None)
+    @given(st.lists(st.binary(max_size=400).map(lambda b: b.replace(b"\n", b"")), max_size=20), st.data())
+    def test_any_messages_split_anywhere(self, messages: list[bytes], data: st.DataObject) -> None:
+        messages = [m.decode("latin-1").encode("utf-8") for m in messages]  # valid UTF-8
+        ws = opened(limit=4096)
+        wire = b"".join(client_frame(m) for m in messages)
+        cuts = sorted(data.draw(st.lists(st.integers(0, len(wire)), max_size=8)))
+        got = b""
+        for start, end in zip([0] + cuts, cuts + [len(wire)]):
+            got += lines(ws.receive(wire[start:end]))
+        self.assertEqual(got, b"".join(m + b"\n" for m in messages))
+        self.assertIs(ws.state, WSState.OPEN)
+
+    def test_binary_and_lf_messages_are_refused_in_order(self) -> None:
+        ws = opened()
+        events = ws.receive(client_frame(b"PING a") + client_frame(b"PING b\nPING c") + client_frame(b"PING d") + client_frame(b"\x00", opcode=2)
+                            + client_frame(b"PING e"))
+        self.assertEqual(events, [Lines(b"PING a\n"), Refused("one line per WebSocket message, without LF"),
+                                  Lines(b"PING d\n"), Refused("a WebSocket message must be text"), Lines(b"PING e\n")])
+
+    def test_fragmented_messages_with_a_ping_in_between(self) -> None:
+        ws = opened()
+        events = ws.receive(client_frame(b"PING ", fin=False) + client_frame(b"ping", opcode=9) + client_frame(b"frag", opcode=0, fin=False)
+                            + client_frame(b"ments", opcode=0))
+        self.assertEqual(lines(events), b"PING fragments\n")
+        self.assertEqual(server_frames(ws.data_to_send()), [(10, b"ping")])  # the pong
+
+    def test_invalid_utf8_fails_with_1007(self) -> None:
+        ws = opened()
+        events = ws.receive(client_frame(b"PING a") + client_frame(b"\xff\xfe"))
+        self.assertEqual(lines(events), b"")  # the run with the bad message is not handed on
+        self.assertEqual(close_code(ws), 1007)
+        ws = opened()
+        ws.receive(client_frame(b"\xc3", fin=False) + client_frame(b"(", opcode=0))
+        self.assertEqual(close_code(ws), 1007)
+
+    def test_protocol_errors_fail_with_1002(self) -> None:
+        for frame in [
+            b"\x81\x05hello",  # unmasked
+            client_frame(b"x", rsv=0x40),  # reserved bit
+            client_frame(b"x", opcode=0),  # continuation of nothing
+            client_frame(b"x", opcode=3),  # unknown opcode
+            client_frame(b"x" * 126, opcode=9),  # control frame too long
+            client_frame(b"x", opcode=9, fin=False),  # fragmented control frame
+            client_frame(b"a", fin=False) + client_frame(b"b"),  # a new message inside a fragmented one
+        ]:
+            ws = opened()
+            ws.receive(frame + b"\x00" * 6)
+            self.assertEqual(close_code(ws), 1002, frame)
+            self.assertIs(ws.state, WSState.CLOSING)
+
+    def test_too_big_fails_with_1009_from_the_header_alone(self) -> None:
+        ws = opened(limit=1024)
+        ws.receive(client_frame(b"a" * 1025)[:8])  # the header and mask only
+        self.assertEqual(close_code(ws), 1009)
+        ws = opened(limit=1024)
+        ws.receive(client_frame(b"a" * 600, fin=False) + client_frame(b"a" * 600, opcode=0)[:8])
+        self.assertEqual(close_code(ws), 1009)
+        ws = opened(limit=100)  # the short path honours small limits too
+        ws.receive(client_frame(b"a" * 101))
+        self.assertEqual(close_code(ws), 1009)
+
+
+class Pings(SynchronousTestCase):
+    def test_a_ping_is_answered_with_its_payload(self) -> None:
+        ws = opened()
+        ws.receive(client_frame(b"are you there", opcode=9))
+        self.assertEqual(server_frames(ws.data_to_send()), [(10, b"are you there")])
+
+    def test_while_the_peer_does_not_read_only_the_latest_ping_is_answered_later(self) -> None:
+        ws = opened()
+        for i in range(1000):
+            ws.receive(client_frame(b"ping %d" % i, opcode=9))
+            self.assertEqual(ws.data_to_send(pong=False), b"")
+        self.assertEqual(server_frames(ws.data_to_send()), [(10, b"ping 999")])
+        self.assertEqual(ws.data_to_send(), b"")
+
+
+class Closing(SynchronousTestCase):
+    def test_the_peer_closes_and_we_answer(self) -> None:
+        ws = opened()
+        events = ws.receive(client_frame(b"PING a") + client_frame(b"\x03\xe9bye", opcode=8) + client_frame(b"PING late"))
+        self.assertEqual(events, [Lines(b"PING a\n")])
+        self.assertEqual(close_code(ws), 1001)
+        self.assertEqual(ws.close_code, 1001)
+        self.assertIs(ws.state, WSState.CLOSED)
+        ws.send_lines(b"OK late\n")
+        self.assertEqual(ws.data_to_send(), b"")
+
+    def test_we_close_then_ignore_all_but_the_peers_close(self) -> None:
+        ws = opened()
+        ws.send_lines(b"BYE quit goodbye\n")
+        ws.close()
+        frames = server_frames(ws.data_to_send())
+        self.assertEqual(frames[0], (1, b"BYE quit goodbye"))
+        self.assertEqual(frames[1], (8, b"\x03\xe8"))
+        self.assertIs(ws.state, WSState.CLOSING)
+        self.assertEqual(ws.receive(client_frame(b"PING ignored") + client_frame(b"ping", opcode=9)), [])
+        self.assertEqual(ws.data_to_send(), b"")  # no pong once closing
+        ws.receive(client_frame(b"\x03\xe8", opcode=8))
+        self.assertIs(ws.state, WSState.CLOSED)
+        self.assertEqual(ws.data_to_send(), b"")  # the handshake is complete: nothing more to say
+
+    def test_while_closing_a_frame_too_big_ends_it_rather_than_being_buffered(self) -> None:
+        ws = opened(limit=1024)
+        ws.close()
+        ws.data_to_send()
+        ws.receive(client_frame(b"a" * 70000)[:14])  # a header announcing more than max_line
+        self.assertIs(ws.state, WSState.CLOSED)
+
+
+class Output(SynchronousTestCase):
+    def test_each_line_is_one_text_frame_of_any_length(self) -> None:
+        ws = opened()
+        sent = [b"a" * 125, b"b" * 126, b"c" * 65535, b"d" * 65536, b""]
+        ws.send_lines(b"".join(line + b"\n" for line in sent))
+        self.assertEqual(server_frames(ws.data_to_send()), [(1, line) for line in sent])
+
+    def test_a_line_written_in_pieces_is_one_message(self) -> None:
+        ws = opened()
+        ws.send_lines(b"OK PI")
+        ws.send_lines(b"NG x\nOK")
+        ws.send_lines(b" PING y\n")
+        self.assertEqual(server_frames(ws.data_to_send()), [(1, b"OK PING x"), (1, b"OK PING y")])
+
+    def test_bytes_that_are_not_utf8_become_valid_text(self) -> None:
+        ws = opened()
+        ws.send_lines(b"FRAME s \xff==\n")
+        self.assertEqual(server_frames(ws.data_to_send()), [(1, "FRAME s \ufffd==".encode())])
