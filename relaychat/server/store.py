@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 SCHEMA_VERSION = 2
 """The schema this code reads and writes; recorded in ``meta`` as ``schema_version``."""
@@ -155,7 +155,7 @@ class Store:
         )
 
     def binding_count(self) -> int:
-        return self._db.execute("SELECT count(*) FROM bindings").fetchone()[0]
+        return int(self._db.execute("SELECT count(*) FROM bindings").fetchone()[0])
 
     # -- mail -------------------------------------------------------------
 
@@ -174,9 +174,9 @@ class Store:
         return count, size
 
     def mail_count_from(self, recipient: str, sender: str) -> int:
-        return self._db.execute(
+        return int(self._db.execute(
             "SELECT count(*) FROM mail WHERE recipient = ? AND sender = ?", (recipient, sender)
-        ).fetchone()[0]
+        ).fetchone()[0])
 
     def pending_mail(self, recipient: str) -> list[Mail]:
         rows = self._db.execute(
@@ -193,7 +193,7 @@ class Store:
         return self._db.execute("DELETE FROM mail WHERE created < ?", (older_than,)).rowcount
 
 
-def _binding(row: Optional[tuple]) -> Optional[Binding]:
+def _binding(row: Optional[tuple[Any, ...]]) -> Optional[Binding]:
     if row is None:
         return None
     canonical, skel, display, identity_pub, static_pub, static_sig, created = row
