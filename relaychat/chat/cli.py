@@ -281,7 +281,7 @@ def run_screen(reactor: Any, options: Options, profile: Profile, nick: str, conf
             remember_nick(config_dir, client.nick)  # asked once, then known
             return client
 
-        def connect() -> Deferred:
+        def connect() -> Deferred[Any]:
             d = library.connect(reactor, server.endpoint(reactor), identity, nick, known_peers, seen_mail=seen_mail)
             return d.addCallback(registered)
 

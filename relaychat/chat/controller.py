@@ -78,7 +78,7 @@ class ChatController:
         self._client: ChatClient | None = None
         self._conversations: dict[str, Conversation] = {}
         self._offers: dict[str, IncomingOffer] = {}
-        self._calls: dict[str, Deferred] = {}
+        self._calls: dict[str, Deferred[Any]] = {}
         self._key_changes: dict[str, KeyChanged] = {}
         self._verified: set[str] = set()
         self._smp_asked: set[str] = set()
@@ -132,7 +132,7 @@ class ChatController:
 
     # -- start and stop
 
-    def start(self, connect: Callable[[], Deferred], nick: str | None = None) -> Deferred:
+    def start(self, connect: Callable[[], Deferred[Any]], nick: str | None = None) -> Deferred[Any]:
         """Connect (``connect()`` fires with a ChatClient registered as ``nick``)
         and wire the session up; on failure say why and exit(1)."""
         self._show(self._presenter.welcome() + self._presenter.connecting(self._server))

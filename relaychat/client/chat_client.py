@@ -87,12 +87,12 @@ class ChatClient(RelayEvents):
 
     # -- directory ------------------------------------------------------------
 
-    def who(self) -> Deferred:
+    def who(self) -> Deferred[Any]:
         """Fires with ``list[User]`` of nicknames online (at most the relay's ``max_who``)."""
         return self._protocol.who().addCallback(
             lambda result: [User(nick, key) for nick, key in result.users])
 
-    def lookup(self, nick: str) -> Deferred:
+    def lookup(self, nick: str) -> Deferred[Any]:
         """Fires with a :class:`PeerInfo` whose static key is certified; fails with
         RelayError ``no-such-user`` or UncertifiedKeys."""
         return self._protocol.lookup(nick).addCallback(self._verified_lookup)
@@ -113,7 +113,7 @@ class ChatClient(RelayEvents):
 
     # -- conversations ----------------------------------------------------------
 
-    def call(self, nick: str) -> Deferred:
+    def call(self, nick: str) -> Deferred[Any]:
         """Offer a conversation; fires with a verified :class:`Conversation`.
 
         Fails with RelayError (offline, no-such-user, ...), Declined,
@@ -153,7 +153,7 @@ class ChatClient(RelayEvents):
 
     # -- mail ---------------------------------------------------------------------
 
-    def send_mail(self, nick: str, text: str) -> Deferred:
+    def send_mail(self, nick: str, text: str) -> Deferred[Any]:
         """Seal ``text`` to ``nick``'s certified static key; fires with the relay's mail id.
 
         The recipient's keys come from LOOKUP, are verified (static_sig) and
@@ -164,7 +164,7 @@ class ChatClient(RelayEvents):
         if len(text.encode("utf-8")) > limit:
             return fail(MessageTooLong(f"A mail is at most {limit} bytes of text."))
 
-        def sealed(peer: PeerInfo) -> Deferred:
+        def sealed(peer: PeerInfo) -> Deferred[Any]:
             if peer.pin is PinStatus.CHANGED:
                 raise KeyChanged(peer.nick, self.pinned_key(peer.nick), peer.identity_pub)
             if peer.pin is PinStatus.NEW:
@@ -219,10 +219,10 @@ class ChatClient(RelayEvents):
             return
         self._disconnects.add(observer)
 
-    def ping(self) -> Deferred:
+    def ping(self) -> Deferred[Any]:
         return self._protocol.ping()
 
-    def quit(self) -> Deferred:
+    def quit(self) -> Deferred[Any]:
         """Close every conversation cleanly, say QUIT, fire when disconnected."""
         for conversation in self.sessions.conversations():
             conversation.close()
@@ -299,9 +299,9 @@ class _OutgoingCall:
         self._client = client
         self._cancelled = False
         self._conversation: Optional[Conversation] = None
-        self.result: Deferred = Deferred(self._cancel)
+        self.result: Deferred[Any] = Deferred(self._cancel)
 
-    def _cancel(self, _: Deferred) -> None:
+    def _cancel(self, _: Deferred[Any]) -> None:
         self._cancelled = True
         if self._conversation is not None:
             self._conversation.when_verified().cancel()

@@ -39,7 +39,7 @@ def connect(
     seen_mail: Optional[SeenMail] = None,
     timeout: float = 30.0,
     handshake_timeout: float = 30.0,
-) -> Deferred:
+) -> Deferred[Any]:
     """Connect to a relay, say HELLO, register ``nick``; fires with a :class:`ChatClient`.
 
     ``endpoint`` is a Twisted client endpoint string (``tcp:host=relay:port=7733``)
@@ -54,7 +54,7 @@ def connect(
     client = ChatClient(reactor, identity, known_peers, seen_mail, handshake_timeout)
     protocol = client.protocol
 
-    def greeted(info: HelloInfo) -> Deferred:
+    def greeted(info: HelloInfo) -> Deferred[Any]:
         client.hello = info
         client.server_id = info.server_id
         client.max_frame = info.max_frame
@@ -74,7 +74,7 @@ def connect(
             return Failure(Disconnected("timeout", f"the relay did not answer within {timeout:g} seconds"))
         return failure
 
-    connecting = connectProtocol(resolved, protocol)
+    connecting: Deferred[Any] = connectProtocol(resolved, protocol)
     connecting.addCallback(lambda _: protocol.hello())
     connecting.addCallback(greeted)
     connecting.addCallback(registered)

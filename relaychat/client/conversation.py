@@ -11,7 +11,7 @@ what only the relay session knows (offered, accepted, still open).
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import Any, Callable, Optional, TYPE_CHECKING
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall
@@ -114,7 +114,7 @@ class Conversation:
             initiator=initiator, sid=sid, local_nick=client.canonical_nick, peer_nick=nick,
             identity=client.identity, pins=PinnedPeer(client, nick), max_frame=client.max_frame,
         )
-        self._ready: Deferred = Deferred(self._cancel)
+        self._ready: Deferred[Any] = Deferred(self._cancel)
         self._timer: Optional[IDelayedCall] = None
         self._messages: Feed[str] = Feed()
         self._ends: Feed[Ended] = Feed()
@@ -139,7 +139,7 @@ class Conversation:
         """Encrypt and send one message. Raises ConversationClosed or MessageTooLong."""
         self._send(self._channel.send_text(text))
 
-    def close(self) -> Deferred:
+    def close(self) -> Deferred[Any]:
         """End cleanly: our encrypted CLOSE tells the peer nothing was cut off.
         Fires when the relay has closed the session."""
         if self.ended is not None and self.ended.by_peer and self.ended.clean:
@@ -197,7 +197,7 @@ class Conversation:
         """The relay still knows this session (or our offer): a CLOSE may still be due."""
         return self.state is not ConversationState.CLOSED
 
-    def when_verified(self) -> Deferred:
+    def when_verified(self) -> Deferred[Any]:
         """The one Deferred that fires with this conversation once the handshake is
         verified (or fails with why not); cancelling it abandons the conversation."""
         return self._ready
@@ -278,7 +278,7 @@ class Conversation:
         self.state = following
         return True
 
-    def _cancel(self, ready: Deferred) -> None:
+    def _cancel(self, ready: Deferred[Any]) -> None:
         self._handle(self._channel.fail(ConversationClosed(
             f"The conversation with {self.nick} was cancelled."
         )))
@@ -347,7 +347,7 @@ class Conversation:
             if not quiet:
                 raise ConversationClosed(f"The conversation with {self.nick} is over: {e}") from None
 
-    def _close_relay(self) -> Deferred:
+    def _close_relay(self) -> Deferred[Any]:
         """Say ``CLOSE`` once (only the side that ends sends it, so the relay never
         sees two); fires when done, whatever the relay answers."""
         if not self.relay_session_open:
