@@ -115,12 +115,20 @@ class ChatController:
     def _failed(self, failure: Failure, nick: str | None = None) -> None:
         """Errback for every request: a KeyChanged warning, or a sentence."""
         exc = failure.value
+        assert exc is not None  # a Failure always holds its exception
         if isinstance(exc, KeyChanged):
             self._key_changed(exc)
             return
         if not is_expected(exc):
             _log.failure("Unexpected failure", failure)
         self._show(self._presenter.failure(exc, nick))
+
+    @property
+    def _library(self) -> ChatClient:
+        """The connected client; commands that need one run only once attached."""
+        if self._client is None:
+            raise RuntimeError("not connected to a relay yet")
+        return self._client
 
     def _guard(self, action: Callable[[], Any], nick: str | None = None) -> Any:
         """Run a synchronous library call, turning its exceptions into sentences."""
@@ -142,9 +150,11 @@ class ChatController:
         return d
 
     def _connect_failed(self, failure: Failure, nick: str | None) -> None:
-        if not is_expected(failure.value):
+        exc = failure.value
+        assert exc is not None  # a Failure always holds its exception
+        if not is_expected(exc):
             _log.failure("Unexpected failure while connecting", failure)
-        self._show(self._presenter.connect_failed(describe_failure(failure.value, nick, self._server)))
+        self._show(self._presenter.connect_failed(describe_failure(exc, nick, self._server)))
         self._exit(1)
 
     def attach(self, client: ChatClient) -> None:
@@ -221,7 +231,10 @@ class ChatController:
         return conversation
 
     def _send(self, conversation: Conversation, text: str) -> None:
-        sent = self._guard(lambda: conversation.send(text) or True, conversation.nick)
+        def send() -> bool:
+            conversation.send(text)
+            return True
+        sent = self._guard(send, conversation.nick)
         if sent:
             to = conversation.nick if len(self._conversations) > 1 else None
             self._show(self._presenter.own_message(text, to))
@@ -238,7 +251,7 @@ class ChatController:
 
     def _do_connect(self, command: cmd.Connect) -> None:
         nick, key = command.nick, command.nick.lower()
-        if key == self._client.canonical_nick:
+        if key == self._library.canonical_nick:
             self._show(self._presenter.error("That is your own nickname."))
         elif key in self._conversations:
             self._activate(key)
@@ -247,7 +260,7 @@ class ChatController:
         elif key in self._calls:
             self._show(self._presenter.error(f"Already calling {nick}; /close {nick} stops calling."))
         else:
-            d = self._guard(lambda: self._client.call(nick), nick)
+            d = self._guard(lambda: self._library.call(nick), nick)
             if d is None:
                 return
             self._calls[key] = d
@@ -294,8 +307,9 @@ class ChatController:
         if self._active == key:
             self._active = None
             if len(self._conversations) == 1:
-                self._activate(next(iter(self._conversations)))
-                self._show(self._presenter.switched(self._conversations[self._active].nick))
+                only = next(iter(self._conversations))
+                self._activate(only)
+                self._show(self._presenter.switched(self._conversations[only].nick))
         self._update_prompt()
 
     def _do_switch(self, command: cmd.Switch) -> None:
@@ -311,7 +325,7 @@ class ChatController:
             self._calls[key].cancel()
         elif key in self._offers:
             self._decline(self._offers.pop(key))
-        elif self._conversation_for(command.nick) is not None:
+        elif key is not None and self._conversation_for(command.nick) is not None:
             conversation = self._conversations[key]
             d = self._guard(conversation.close, conversation.nick)
             if d is not None:
@@ -372,7 +386,7 @@ class ChatController:
     # -- trust
 
     def _my_key(self) -> tuple[bytes, str]:
-        return self._client.identity.identity_public, self._client.canonical_nick
+        return self._library.identity.identity_public, self._library.canonical_nick
 
     def _key_changed(self, exc: KeyChanged) -> None:
         key = exc.nick.lower()
@@ -389,7 +403,10 @@ class ChatController:
         if change is None:
             self._show(self._presenter.error(f"There is no changed key for {command.nick} waiting for a decision."))
             return
-        if self._guard(lambda: self._client.accept_new_key(change.nick, change.new_key) or True, change.nick):
+        def accept() -> bool:
+            self._library.accept_new_key(change.nick, change.new_key)
+            return True
+        if self._guard(accept, change.nick):
             del self._key_changes[command.nick.lower()]
             self._show(self._presenter.trusted(change.nick, identity_fingerprint(change.new_key)))
 
@@ -407,13 +424,13 @@ class ChatController:
             peer_key, source = self._key_changes[key].new_key, "their NEW, not yet trusted key"
         else:
             try:
-                peer_key, source = self._client.pinned_key(nick), "the key you pinned"
+                peer_key, source = self._library.pinned_key(nick), "the key you pinned"
             except PinError as e:
                 self._show(self._presenter.error(str(e)))
                 return
-            if peer_key is None:
-                self._show(self._presenter.error(f"You have no key for {nick} yet; /connect {nick} first."))
-                return
+        if peer_key is None:  # nothing pinned, or a conversation still in its handshake
+            self._show(self._presenter.error(f"You have no key for {nick} yet; /connect {nick} first."))
+            return
         self._show(self._presenter.safety(
             nick, identity_fingerprint(mine), identity_fingerprint(peer_key), safety_number(mine, me, peer_key, key),
             source, key in self._verified and conversation is not None))
@@ -459,12 +476,12 @@ class ChatController:
     # -- directory, mail, help
 
     def _do_who(self, command: cmd.Who) -> None:
-        d = self._guard(self._client.who)
+        d = self._guard(self._library.who)
         if d is not None:
             d.addCallbacks(lambda users: self._show(self._presenter.who([u.nick for u in users])), self._failed)
 
     def _do_whois(self, command: cmd.Whois) -> None:
-        d = self._guard(lambda: self._client.lookup(command.nick), command.nick)
+        d = self._guard(lambda: self._library.lookup(command.nick), command.nick)
         if d is not None:
             d.addCallbacks(self._show_whois, self._failed, errbackArgs=(command.nick,))
 
@@ -472,7 +489,7 @@ class ChatController:
         self._show(self._presenter.whois(info.nick, info.online, identity_fingerprint(info.identity_pub), info.pin.value))
 
     def _do_mail(self, command: cmd.Mail) -> None:
-        d = self._guard(lambda: self._client.send_mail(command.nick, command.text), command.nick)
+        d = self._guard(lambda: self._library.send_mail(command.nick, command.text), command.nick)
         if d is not None:
             d.addCallbacks(lambda _: self._show(self._presenter.mail_sent(command.nick)),
                            self._failed, errbackArgs=(command.nick,))
