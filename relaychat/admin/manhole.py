@@ -26,7 +26,7 @@ from twisted.conch.ssh.factory import SSHFactory
 from twisted.conch.ssh.keys import Key
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.credentials import ISSHPrivateKey
-from twisted.cred.portal import Portal
+from twisted.cred.portal import IRealm, Portal
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.logger import Logger
@@ -66,9 +66,12 @@ class AdminKeyChecker:
     def __init__(self, authorized: Iterable[Key], user: str = USER) -> None:
         self._checker = SSHPublicKeyChecker(InMemorySSHKeyDB({user.encode("utf-8"): list(authorized)}))
 
-    def requestAvatarId(self, credentials: ISSHPrivateKey) -> Deferred[Admin]:
-        checked = self._checker.requestAvatarId(credentials)
-        checked.addCallback(lambda user: Admin(user.decode("utf-8", "replace"), openssh_fingerprint(credentials.blob)))
+    def requestAvatarId(self, credentials: ISSHPrivateKey) -> Deferred[Any]:
+        """Fires with an :class:`Admin` (ICredentialsChecker's annotation says
+        bytes, but a portal passes any avatar id on to the realm)."""
+        blob: bytes = credentials.blob  # type: ignore[attr-defined]  # an @ivar of ISSHPrivateKey, not an Attribute
+        checked: Deferred[Any] = self._checker.requestAvatarId(credentials)
+        checked.addCallback(lambda user: Admin(user.decode("utf-8", "replace"), openssh_fingerprint(blob)))
         return checked
 
 
@@ -154,6 +157,7 @@ class ConsoleSession(TerminalSession):
             terminal.loseConnection()
 
 
+@implementer(IRealm)  # TerminalRealm is one without saying so
 class ConsoleRealm(TerminalRealm):
     """Gives each login its own shell, whose helpers log under that login's key.
 
@@ -164,7 +168,10 @@ class ConsoleRealm(TerminalRealm):
         super().__init__()
         self.namespace_for = namespace_for
 
-    def requestAvatar(self, avatarId: Admin, mind: object, *interfaces: Any) -> tuple[Any, Any, Callable[[], None]]:
+    # The avatar id is the Admin our checker made (IRealm's annotation says bytes).
+    def requestAvatar(  # type: ignore[override]
+        self, avatarId: Admin, mind: object, *interfaces: Any,
+    ) -> tuple[Any, Any, Callable[[], None]]:
         if IConchUser not in interfaces:
             raise NotImplementedError("the admin console only serves SSH users")
         namespace = self.namespace_for(avatarId)
@@ -172,7 +179,10 @@ class ConsoleRealm(TerminalRealm):
         user = TerminalUser(holder, avatarId)
         session = ConsoleSession(holder)
         session.transportFactory = ConsoleSessionTransport
-        session.chainedProtocolFactory = lambda: ServerProtocol(AuditedManhole, namespace, avatarId)
+        def terminal() -> ServerProtocol:
+            return ServerProtocol(AuditedManhole, namespace, avatarId)
+        # a factory, as Twisted means it (its default is the ServerProtocol class itself)
+        session.chainedProtocolFactory = terminal  # type: ignore[assignment]
         holder.setComponent(IConchUser, user)
         holder.setComponent(ISession, session)
         log.info("admin {admin}: logged in as {user}", admin=avatarId.fingerprint, user=avatarId.user)
