@@ -113,6 +113,7 @@ def _listener(item: Any, index: int, base: Path) -> ListenerConfig:
     if kind not in KINDS:
         raise ConfigError(f"{where}kind: must be one of {', '.join(sorted(KINDS))}, not {kind!r}")
     endpoint = _string(item, "endpoint", where, required=True)
+    assert endpoint is not None  # required
     options = {k: v for k, v in item.items() if k not in ("kind", "endpoint")}
     allowed = KINDS[kind].options
     for key, value in options.items():
@@ -145,7 +146,7 @@ def _dataclass(cls: type, table: Mapping[str, Any], where: str) -> Any:
     _only(table, set(fields), where)
     values = {}
     for key, value in table.items():
-        wanted = type(fields[key].default)
+        wanted: Any = type(fields[key].default)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or (wanted is int and isinstance(value, float)):
             raise ConfigError(f"{where}{key}: expected {'an integer' if wanted is int else 'a number'}")
         values[key] = wanted(value)

@@ -61,7 +61,8 @@ def _endpoint(listener: ListenerConfig, reactor: Any, tls: bool = False) -> IStr
     if tls and scheme in ("ssl", "tls"):
         raise ConfigError(f"{describe(listener)}: use a tcp: endpoint string; the listener adds TLS itself")
     try:
-        return serverFromString(reactor, listener.endpoint)
+        endpoint: IStreamServerEndpoint = serverFromString(reactor, listener.endpoint)
+        return endpoint
     except Exception as e:  # serverFromString raises whatever its parser does
         raise ConfigError(f"{describe(listener)}: bad endpoint string: {e}") from None
 
@@ -131,6 +132,7 @@ def _build_websocket(listener: ListenerConfig, factory: IProtocolFactory, reacto
         # from the Site (relaychat.server.webclient).
         from relaychat.server.webclient import with_page
 
+        assert path is not None  # "/relay" by default with the page
         websocket = WebSocketFactory(factory, reactor, path=path, allowed_origins=origins)  # type: ignore[arg-type]
         wrapped = with_page(websocket, path, lambda site: _twisted_tls(listener, site) if secure else site)
         return _endpoint(listener, reactor, tls=secure), wrapped

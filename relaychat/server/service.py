@@ -6,7 +6,7 @@ import os
 from typing import Any, Optional
 
 from twisted.application.internet import TimerService
-from twisted.application.service import IService, MultiService, Service
+from twisted.application.service import IService, IServiceCollection, MultiService, Service
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
 from twisted.logger import Logger
@@ -64,7 +64,7 @@ class ListenerService(Service):
         self.factory = factory
         self.reactor = reactor  # for stopping on a late failure; default: the global reactor
         self.port: Optional[IListeningPort] = None
-        self._listening: Optional[Deferred] = None
+        self._listening: Optional[Deferred[Any]] = None
 
     def describe(self) -> str:
         return describe_listener(self.listener)
@@ -124,7 +124,7 @@ class ListenerService(Service):
         if reactor.running:
             reactor.stop()
 
-    def stopService(self) -> Optional[Deferred]:
+    def stopService(self) -> Optional[Deferred[Any]]:
         super().stopService()
         listening, self._listening = self._listening, None
         if self.port is not None:
@@ -191,6 +191,8 @@ def make_service(config: Config, reactor: Any) -> MultiService:
     return top
 
 
-def relay_of(top: IService) -> Hub:
+def relay_of(top: IServiceCollection) -> Hub:
     """The hub inside a service built by :func:`make_service`."""
-    return top.getServiceNamed("relay").hub  # type: ignore[attr-defined]
+    core = top.getServiceNamed(RelayCore.name)
+    assert isinstance(core, RelayCore)
+    return core.hub
