@@ -241,10 +241,10 @@ class Console:
         """The last client is gone: tell whoever else waited, then stop if asked."""
         if previous is not None:
             previous()
-        stopping = stop and self.stop is not None
-        log.info("relaychat: drained{then}", then="; stopping the daemon" if stopping else "")
-        if stopping:
-            self.stop()  # type: ignore[misc]
+        stop_daemon = self.stop if stop else None
+        log.info("relaychat: drained{then}", then="; stopping the daemon" if stop_daemon is not None else "")
+        if stop_daemon is not None:
+            stop_daemon()
 
     def _record(self, format: str, **fields: Any) -> None:
         log.info("admin {admin}: " + format, admin=self.admin, **fields)

@@ -12,7 +12,7 @@ decoding it.
 from __future__ import annotations
 
 import binascii
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional, cast
 
 import pybase64
 
@@ -37,7 +37,7 @@ class FrameForwarding:
 
         def _error(self, client: Connection, command: str, code: Code, text: str) -> None: ...
 
-    def _end_run(self, client: Connection, session: Session, run: list[bytes], pads: int) -> None:
+    def _end_run(self, client: Connection, session: Optional[Session], lines: list[Optional[bytes]], pads: int) -> None:
         """Forward a run of frames for one session in one piece, once every
         payload in it is strict base64.
 
@@ -49,6 +49,8 @@ class FrameForwarding:
         run is handled frame by frame by :meth:`_frame_error`, which
         forwards the good ones and refuses the others.
         """
+        assert session is not None  # a run has its session
+        run = cast("list[bytes]", lines)  # the hot loop put only whole frame lines in a run
         block = b"\n".join([*run, b""])
         if len(block) > BULK_LINE * len(run):
             # Big frames: pybase64's SIMD decoder checks a payload about ten

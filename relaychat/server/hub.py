@@ -226,7 +226,7 @@ class Hub(RegistrationCommands, SessionCommands, MailCommands, FrameForwarding):
                         elif not value[line[-3]] & 15:
                             run_pads += 2
                             continue
-                self._end_run(client, run_session, lines[run_start:index], run_pads)  # type: ignore[arg-type]
+                self._end_run(client, run_session, lines[run_start:index], run_pads)
                 run_prefix = None
             if client.life is not _OPEN or client.outbox_size > max_output:
                 handled = index
@@ -255,7 +255,7 @@ class Hub(RegistrationCommands, SessionCommands, MailCommands, FrameForwarding):
             self._command(client, line, now)
             registered = client.state is _REGISTERED
         if run_prefix is not None:
-            self._end_run(client, run_session, lines[run_start:index + 1], run_pads)  # type: ignore[arg-type]
+            self._end_run(client, run_session, lines[run_start:index + 1], run_pads)
         return handled
 
     def wake(self, client: Connection, now: float) -> None:

@@ -43,7 +43,9 @@ class Registry:
         canon = canonical(nick)
         if existing is not None:
             self._store.update_static(canon, static_pub, static_sig)
-            return self._store.binding(canon)  # type: ignore[return-value]
+            updated = self._store.binding(canon)
+            assert updated is not None  # check_claim found it
+            return updated
         binding = Binding(canon, skeleton(canon), nick, identity_pub, static_pub, static_sig, now)
         if not self._store.insert_binding(binding):
             raise ProtocolError(Code.TAKEN, f"{nick} was just taken")

@@ -164,7 +164,9 @@ class Store:
             "INSERT INTO mail (recipient, sender, created, body) VALUES (?, ?, ?, ?)",
             (recipient, sender, created, body),
         )
-        return int(cursor.lastrowid)  # type: ignore[arg-type]
+        mail_id = cursor.lastrowid
+        assert mail_id is not None  # an INSERT into a rowid table sets it
+        return mail_id
 
     def mail_usage(self, recipient: str) -> tuple[int, int]:
         """(messages, bytes) waiting for ``recipient``."""
