@@ -669,7 +669,7 @@ class SetupPair:
                        identity=self.ident, pins=self.pin)
 
     def a_events(self, events: list[Any]) -> None:
-        from relaychat.client.channel import HandshakeComplete, SendFrame
+        from relaychat.client.channel import ChannelState, Delivered, HandshakeComplete, SendFrame
 
         for event in events:
             if isinstance(event, SendFrame):
@@ -678,6 +678,9 @@ class SetupPair:
                 self.check_pin(event)
                 self.frame(self.a, self.sid_a, self.chan_a.send_text(FIRST_MESSAGE))
                 self.frame(self.a, self.sid_a, self.chan_a.close())
+            elif isinstance(event, Delivered) and self.chan_a.state is ChannelState.ENDED:
+                # As the client library does: CLOSE the session once B's
+                # receipt for the message is in (protocol section 11).
                 self.a.out += b"CLOSE " + self.sid_a + b"\n"
                 self.chan_a, self.sid_a = None, b""
                 self.begin()
@@ -845,7 +848,7 @@ def crypto_only(task: dict[str, Any]) -> dict[str, Any]:
         pair.on_line(pair.b, b"OFFERED " + sid + b" ax", True)
         pair.b.out.clear()
         pair.on_line(pair.a, b"ACCEPTED " + sid, True)
-        pair.deliver()  # A's message 1 ... B's first message and A's goodbye
+        pair.deliver()  # A's message 1 ... the first message, A's goodbye, B's receipt
         pair.on_line(pair.b, b"CLOSED " + sid, True)
         done += 1
     elapsed = time.perf_counter() - start

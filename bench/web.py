@@ -27,6 +27,7 @@ import argparse
 import json
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,7 @@ from relaychat.crypto.pins import KnownPeers  # noqa: E402
 from tests.browser import Browser, Relay  # noqa: E402
 
 TEXT = "x" * 100
+_PROFILES = tempfile.TemporaryDirectory(prefix="relaychat-bench-web-")  # removed at exit
 
 # Runs in the page: a second client of the page's own modules, its own WebSocket.
 HARNESS = r"""
@@ -135,7 +137,11 @@ def pct(samples: list[float], q: float) -> float:
 
 @defer.inlineCallbacks
 def python_user(reactor: Any, port: int, nick: str) -> Any:
-    client = yield api.connect(reactor, f"tcp:host=127.0.0.1:port={port}", Identity.generate(), nick, KnownPeers(Path("/nonexistent/none")))
+    # A fresh profile per user: the library keeps its files (pins, the relay's
+    # id, seen mail) beside the pins file, and runs must not share them.
+    profile = Path(_PROFILES.name) / nick
+    client = yield api.connect(reactor, f"tcp:host=127.0.0.1:port={port}", Identity.generate(), nick,
+                               KnownPeers.in_directory(profile))
     return client
 
 

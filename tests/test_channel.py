@@ -13,7 +13,7 @@ from typing import Optional
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from relaychat.client import channel as channel_module
-from relaychat.client import mail
+from relaychat.client import mail, receipts
 from relaychat.client.channel import (
     PROTOCOL_NAME,
     REKEY_INTERVAL,
@@ -87,6 +87,17 @@ def handshake(alice: Channel, bob: Channel) -> tuple[list[Event], list[Event]]:
     (msg3,) = frames(alice_events)
     bob_events += bob.receive_frame(msg3)
     return alice_events, bob_events
+
+
+def say(src: Channel, dst: Channel, text: str) -> list[Event]:
+    """``src`` sends ``text``; ``dst``'s receipt goes straight back. Returns
+    ``dst``'s events other than frames, and checks the receipt named the message."""
+    events = dst.receive_frame(src.send_text(text))
+    number = src.last_text_number
+    for frame in frames(events):
+        (delivered,) = src.receive_frame(frame)
+        assert delivered.numbers == (number,), delivered
+    return others(events)
 
 
 def opened() -> tuple[Channel, Channel]:
@@ -306,8 +317,9 @@ class Transport(SynchronousTestCase):
     def test_messages_both_ways(self) -> None:
         alice, bob = opened()
         for i in range(5):
-            self.assertEqual(bob.receive_frame(alice.send_text(f"hello {i}")), [MessageReceived(f"hello {i}")])
-            self.assertEqual(alice.receive_frame(bob.send_text(f"hi {i} ✓")), [MessageReceived(f"hi {i} ✓")])
+            self.assertEqual(say(alice, bob, f"hello {i}"), [MessageReceived(f"hello {i}")])
+            self.assertEqual(say(bob, alice, f"hi {i} ✓"), [MessageReceived(f"hi {i} ✓")])
+        self.assertEqual((alice.unconfirmed, bob.unconfirmed), ([], []))
 
     def test_plaintext_is_not_in_the_frame(self) -> None:
         alice, _ = opened()
@@ -317,14 +329,18 @@ class Transport(SynchronousTestCase):
 
     def test_rekey_boundary_both_directions(self) -> None:
         alice, bob = opened()
-        total = 2 * REKEY_INTERVAL + 5
+        rounds = REKEY_INTERVAL + 3  # each round: a TEXT and a RECEIPT each way
+        total = 2 * rounds
         keys = []
-        for i in range(1, total + 1):
-            before = alice._send._k  # white box: white box: the key must change exactly here
-            self.assertEqual(bob.receive_frame(alice.send_text(str(i))), [MessageReceived(str(i))])
-            self.assertEqual(alice.receive_frame(bob.send_text(str(-i))), [MessageReceived(str(-i))])
-            if alice._send._k != before:
-                keys.append(i)
+        for i in range(1, rounds + 1):
+            before = alice._send._k  # white box: the key must change exactly here
+            self.assertEqual(say(alice, bob, str(i)), [MessageReceived(str(i))])
+            after_text = alice._send._k
+            self.assertEqual(say(bob, alice, str(-i)), [MessageReceived(str(-i))])
+            if after_text != before:
+                keys.append(2 * i - 1)
+            if alice._send._k != after_text:
+                keys.append(2 * i)
         self.assertEqual(keys, [REKEY_INTERVAL, 2 * REKEY_INTERVAL])
         self.assertEqual(alice.messages_sent, total)
         self.assertEqual(bob.messages_received, total)
@@ -344,7 +360,7 @@ class Transport(SynchronousTestCase):
         limit = max_text_bytes()
         self.assertEqual(limit, 32768 - 17)
         self.assertRaises(MessageTooLong, alice.send_text, "x" * (limit + 1))
-        self.assertEqual(bob.receive_frame(alice.send_text("x" * limit)), [MessageReceived("x" * limit)])
+        self.assertEqual(say(alice, bob, "x" * limit), [MessageReceived("x" * limit)])
 
     def test_reprs_do_not_show_text_or_keys(self) -> None:
         alice, _ = opened()
@@ -381,7 +397,7 @@ class Attacks(SynchronousTestCase):
     def test_replay(self) -> None:
         alice, bob = opened()
         frame = alice.send_text("transfer done")
-        self.assertEqual(bob.receive_frame(frame), [MessageReceived("transfer done")])
+        self.assertEqual(others(bob.receive_frame(frame)), [MessageReceived("transfer done")])
         self.assertRejected(bob.receive_frame(frame), bob)
 
     def test_reorder(self) -> None:
@@ -429,7 +445,7 @@ class Attacks(SynchronousTestCase):
 class Closing(SynchronousTestCase):
     def test_clean_close(self) -> None:
         alice, bob = opened()
-        bob.receive_frame(alice.send_text("bye now"))
+        say(alice, bob, "bye now")
         frame = alice.close()
         self.assertEqual(alice.state, ChannelState.ENDED)
         self.assertRaises(ConversationClosed, alice.send_text, "more")
@@ -471,7 +487,7 @@ class Closing(SynchronousTestCase):
         self.assertIsInstance(event, UnknownMessage)
         self.assertEqual(event.type, 0x7F)
         self.assertIn("0x7f", event.reason)
-        self.assertEqual(bob.receive_frame(alice.send_text("still here")), [MessageReceived("still here")])
+        self.assertEqual(say(alice, bob, "still here"), [MessageReceived("still here")])
 
 
 class SharedSecretCheck(SynchronousTestCase):
@@ -494,6 +510,20 @@ class SharedSecretCheck(SynchronousTestCase):
     def test_either_side_may_start(self) -> None:
         alice, bob = opened()
         self.assertEqual(self._check(bob, alice, "x y", " x y "), ([SMPResult(True)], [SMPResult(True)]))
+
+    def test_both_start_at_the_same_moment(self) -> None:
+        """Issue 11: "Received SMP1 while in state EXPECT2" every time. Now the
+        session initiator's check goes on and the other becomes its answer."""
+        for secret_b, equal in (("blue whale", True), ("red whale", False)):
+            alice, bob = opened()
+            to_bob, to_alice = alice.smp_start("blue whale"), bob.smp_start(secret_b)
+            self.assertEqual(alice.receive_frame(to_alice), [], "the initiator ignores the crossing request")
+            smp2 = bob.receive_frame(to_bob)
+            self.assertEqual(others(smp2), [], "the responder answers with the secret it typed")
+            (smp3,) = frames(alice.receive_frame(frames(smp2)[0]))
+            events_b = bob.receive_frame(smp3)
+            events_a = alice.receive_frame(frames(events_b)[0])
+            self.assertEqual((others(events_a), others(events_b)), ([SMPResult(equal)], [SMPResult(equal)]))
 
     def test_man_in_the_middle_fails_with_the_same_secret(self) -> None:
         """Two legs (alice-mallory, mallory-bob): SMP relayed between them compares
@@ -552,13 +582,22 @@ class IndependentNoise(SynchronousTestCase):
 
     def _transport(self, ours: Channel, theirs: object) -> None:
         """Past two rekeys both ways; ``theirs`` rekeys by hand, as section 11 says."""
-        for i in range(1, 2 * REKEY_INTERVAL + 3):
-            plain = bytes(theirs.decrypt(ours.send_text(f"o{i}")))
-            self.assertEqual(plain, b"\x01" + f"o{i}".encode())
-            if i % REKEY_INTERVAL == 0:
+        inbound = 0
+
+        def read(frame: bytes) -> bytes:
+            nonlocal inbound
+            plain = bytes(theirs.decrypt(frame))
+            inbound += 1
+            if inbound % REKEY_INTERVAL == 0:
                 theirs.rekey_inbound_cipher()
-            self.assertEqual(ours.receive_frame(theirs.encrypt(b"\x01" + f"t{i}".encode())),
-                             [MessageReceived(f"t{i}")])
+            return plain
+
+        for i in range(1, REKEY_INTERVAL + 3):  # two messages in (TEXT and RECEIPT) per round
+            self.assertEqual(read(ours.send_text(f"o{i}")), b"\x01" + f"o{i}".encode())
+            events = ours.receive_frame(theirs.encrypt(b"\x01" + f"t{i}".encode()))
+            self.assertEqual(others(events), [MessageReceived(f"t{i}")])
+            (receipt,) = frames(events)
+            self.assertEqual(read(receipt), b"\x04" + i.to_bytes(8, "big"))
             if i % REKEY_INTERVAL == 0:
                 theirs.rekey_outbound_cipher()
         self.assertEqual(ours.receive_frame(theirs.encrypt(b"\x02")), [PeerClosed(True, f"{ours.peer_nick} ended the conversation.")])
@@ -618,6 +657,35 @@ class SealedMail(SynchronousTestCase):
             self.assertRaises(MailError, mail.open_mail, identity("bob"), "alice", "bob", bytes(changed))
         self.assertRaises(MailError, mail.open_mail, identity("bob"), "alice", "bob", sealed[:50])
 
+    def test_read_receipt(self) -> None:
+        """0xFF never starts UTF-8 text, so a receipt cannot be mistaken for one."""
+        original = mail.open_mail(identity("bob"), "alice", "bob", self._seal())
+        receipt = mail.seal_receipt(identity("bob"), "bob", "alice", identity("alice").static_public,
+                                    original.message_id, 1_700_000_100)
+        opened_receipt = mail.open_mail(identity("alice"), "bob", "alice", receipt)
+        self.assertEqual(opened_receipt.receipt_for, original.message_id)
+        self.assertEqual(opened_receipt.text, "")
+        self.assertIsNone(original.receipt_for)
+        self.assertNotEqual(opened_receipt.message_id, original.message_id)
+
+    def test_mail_sealed_to_the_previous_static_key_still_opens(self) -> None:
+        """Sealed before the sender learned bob's rotated key: opens with the old one."""
+        sealed_before = self._seal()
+        rotated = identity("bob").rotate_static(self.mktemp())
+        self.assertEqual(mail.open_mail(rotated, "alice", "bob", sealed_before).text, "see you at noon")
+        sealed_after = mail.seal(identity("alice"), "alice", "bob", rotated.static_public, "new key", 1, 16384)
+        self.assertEqual(mail.open_mail(rotated, "alice", "bob", sealed_after).text, "new key")
+        self.assertRaises(MailError, mail.open_mail, identity("bob"), "alice", "bob", sealed_after)
+
+    def test_unknown_control_message(self) -> None:
+        for body in (b"\xff\x02" + bytes(16), b"\xff\x01" + bytes(15), b"\xff"):
+            hs = HandshakeState(mail.PROTOCOL_NAME, True, mail.prologue("alice", "bob"),
+                                s=identity("alice").static_private, rs=identity("bob").static_public)
+            sealed = hs.write_message(identity("alice").binding() + bytes(8) + bytes(16) + body)
+            with self.assertRaises(MailError) as caught:
+                mail.open_mail(identity("bob"), "alice", "bob", sealed)
+            self.assertIn("control message", str(caught.exception))
+
     def test_binding_must_certify_the_sealing_key(self) -> None:
         """Mallory seals with her static key but Alice's (public) binding."""
         hs = HandshakeState(mail.PROTOCOL_NAME, True, mail.prologue("alice", "bob"),
@@ -646,3 +714,99 @@ class SealedMail(SynchronousTestCase):
         payload = bytes(theirs.read_message(self._seal("interop")))
         self.assertEqual(payload[:97], identity("alice").binding())
         self.assertTrue(payload.endswith(b"interop"))
+
+
+class Receipts(SynchronousTestCase):
+    """Section 11's RECEIPT: the sender learns which messages arrived."""
+
+    def test_each_message_is_confirmed(self) -> None:
+        alice, bob = opened()
+        payloads = [alice.send_text(t) for t in ("one", "two words here", "three")]
+        self.assertEqual(alice.last_text_number, 3)
+        self.assertEqual(alice.unconfirmed, [(1, "one"), (2, "two words here"), (3, "three")])
+        receipts = [frames(bob.receive_frame(p))[0] for p in payloads]
+        for number, text, receipt in zip((1, 2, 3), ("one", "two words here", "three"), receipts):
+            self.assertEqual(alice.receive_frame(receipt), [channel_module.Delivered(((number, text),))])
+        self.assertEqual(alice.unconfirmed, [])
+
+    def test_a_receipt_confirms_everything_before_it(self) -> None:
+        """A receiver may confirm several at once (cumulative, like TCP)."""
+        alice, bob = opened()
+        for text in ("a", "b", "c"):
+            alice.send_text(text)
+        batched = bob._encrypt(MessageType.RECEIPT, (3).to_bytes(8, "big"))
+        (delivered,) = alice.receive_frame(batched)
+        self.assertEqual(delivered.messages, ((1, "a"), (2, "b"), (3, "c")))
+
+    def test_a_dropped_tail_is_named_by_its_first_words(self) -> None:
+        """The relay forwards the first message and drops the rest, then closes."""
+        alice, bob = opened()
+        first = alice.send_text("hello bob")
+        for text in ("the meeting moved to 5 pm in the small room upstairs", "bring the keys"):
+            alice.send_text(text)
+        alice.receive_frame(frames(bob.receive_frame(first))[0])
+        (ended,) = alice.relay_closed("gone")
+        self.assertFalse(ended.clean)
+        self.assertEqual(alice.unconfirmed, [(2, "the meeting moved to 5 pm in the small\u2026"),
+                                             (3, "bring the keys")])
+        self.assertEqual(alice.unconfirmed_count, 2)
+
+    def test_receipts_are_strict(self) -> None:
+        for body in (b"", bytes(8), (5).to_bytes(8, "big"), b"\x00" * 7 + b"\x01\x00"):
+            alice, bob = opened()
+            alice.send_text("x")
+            result = failure(alice.receive_frame(bob._encrypt(MessageType.RECEIPT, body)))
+            self.assertIsInstance(result.error, MessageRejected)
+            self.assertIn("receipt", result.reason)
+
+    def test_a_repeated_receipt_is_refused(self) -> None:
+        alice, bob = opened()
+        (receipt,) = frames(bob.receive_frame(alice.send_text("x")))
+        alice.receive_frame(receipt)
+        again = bob._encrypt(MessageType.RECEIPT, (1).to_bytes(8, "big"))
+        self.assertIsInstance(failure(alice.receive_frame(again)).error, MessageRejected)
+
+    def test_a_peer_that_never_confirms_costs_bounded_memory(self) -> None:
+        self.patch(receipts, "MAX_UNCONFIRMED", 3)
+        alice, bob = opened()
+        for i in range(10):
+            alice.send_text(f"m{i}")
+        self.assertEqual([w for _, w in alice.unconfirmed], ["m7", "m8", "m9"])
+        self.assertEqual(alice.unconfirmed_count, 10)
+
+    def test_first_words(self) -> None:
+        self.assertEqual(receipts.first_words("  short   text\n"), "short text")
+        self.assertEqual(receipts.first_words("x" * 100, 10), "x" * 10 + "\u2026")
+        self.assertEqual(receipts.first_words("one two three", 8), "one two\u2026")
+        self.assertEqual(receipts.first_words(""), "")
+
+    def test_closing_waits_for_the_last_receipts(self) -> None:
+        """Our CLOSE goes out at once; the peer's receipts for what came before
+        it still count, so even our own goodbye says what arrived."""
+        alice, bob = opened()
+        last = alice.send_text("last words")
+        goodbye = alice.close()
+        self.assertIs(alice.state, ChannelState.CLOSING)
+        self.assertRaises(ConversationClosed, alice.send_text, "more")
+        crossing = bob.send_text("a crossing message")
+        (receipt,) = frames(bob.receive_frame(last))
+        self.assertEqual(others(bob.receive_frame(goodbye)), [PeerClosed(True, "alice ended the conversation.")])
+        self.assertEqual(alice.receive_frame(crossing), [], "not shown after our goodbye")
+        self.assertEqual(alice.receive_frame(receipt), [channel_module.Delivered(((1, "last words"),))])
+        self.assertIs(alice.state, ChannelState.ENDED)
+        self.assertEqual(alice.unconfirmed, [])
+
+    def test_closing_with_everything_confirmed_ends_at_once(self) -> None:
+        alice, bob = opened()
+        say(alice, bob, "confirmed")
+        alice.close()
+        self.assertIs(alice.state, ChannelState.ENDED)
+
+    def test_giving_up_on_receipts(self) -> None:
+        alice, bob = opened()
+        alice.send_text("into the void")
+        alice.close()
+        alice.stop_waiting()
+        self.assertIs(alice.state, ChannelState.ENDED)
+        self.assertEqual(alice.unconfirmed, [(1, "into the void")])
+        self.assertEqual(alice.relay_closed("closed"), [])

@@ -275,11 +275,11 @@ class RelayTestCase(SynchronousTestCase):
 
     @inlineCallbacks
     def connect(self, nick: str, via_proxy: bool = False, who: Optional[str] = None,
-                auto_accept: bool = True) -> Generator[Deferred, Any, ChatClient]:
+                auto_accept: bool = True, **options: Any) -> Generator[Deferred, Any, ChatClient]:
         endpoint = self.network.endpoint(self.proxy if via_proxy else self.relay)
         client = yield api.connect(
             self.clock, endpoint, identity(who or nick), nick, self.peers(nick),
-            seen_mail=SeenMail.in_directory(self.directory(nick)), handshake_timeout=WAIT,
+            seen_mail=SeenMail.in_directory(self.directory(nick)), handshake_timeout=WAIT, **options,
         )
         self.clients.append(client)
         self.offers[nick] = Inbox(self.clock)

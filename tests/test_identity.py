@@ -641,3 +641,32 @@ class SmallOrderPoints(SynchronousTestCase):
                    "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a"}
         mine = {y.to_bytes(32, "little").hex() for y in identity._SMALL_ORDER_YS}
         self.assertTrue(order_8 <= mine, mine)
+
+
+class StaticKeyRotationTests(SynchronousTestCase):
+    """Protocol section 12: the static key can be replaced; the identity stays."""
+
+    def setUp(self) -> None:
+        self.patch(keyfiles, "SCRYPT_N", 2**10)
+
+    def test_rotation_keeps_the_identity_and_the_previous_static_key(self) -> None:
+        directory = Path(self.mktemp())
+        first = Identity.load_or_create(directory, b"pass")
+        rotated = first.rotate_static(directory, b"pass")
+        self.assertEqual(rotated.identity_public, first.identity_public)
+        self.assertNotEqual(rotated.static_public, first.static_public)
+        self.assertTrue(identity.verify_static_sig(rotated.identity_public, rotated.static_public, rotated.static_sig))
+        loaded = Identity.load(directory, b"pass")
+        self.assertEqual(loaded.static_public, rotated.static_public)
+        self.assertEqual(identity.raw_public(loaded.previous_static_private.public_key()), first.static_public)
+        for name in (keyfiles.STATIC_FILE, keyfiles.PREVIOUS_STATIC_FILE):
+            self.assertEqual(stat.S_IMODE((directory / name).stat().st_mode), 0o600)
+        self.assertRaises(PassphraseRequired, Identity.load, directory)
+        again = loaded.rotate_static(directory, b"pass")
+        self.assertEqual(identity.raw_public(again.previous_static_private.public_key()), rotated.static_public,
+                         "only the last previous key is kept")
+
+    def test_no_previous_key_before_a_rotation(self) -> None:
+        directory = Path(self.mktemp())
+        self.assertIsNone(Identity.load_or_create(directory).previous_static_private)
+        self.assertIsNone(Identity.load(directory).previous_static_private)

@@ -229,3 +229,10 @@ class CorruptFileTests(SynchronousTestCase):
         self.write(f"{b64encode(RELAY)} alice {b64encode(KEY_A).rstrip('=')}")
         self.assertEqual(self.peers.check(RELAY, "alice", KEY_A), PinStatus.CHANGED)
         self.assertEqual(len(self.peers.problems), 1)
+
+    def test_pins_on_a_relay(self) -> None:
+        self.peers.pin(RELAY, "alice", KEY_A)
+        self.peers.pin(RELAY, "bob", KEY_B)
+        self.peers.pin(OTHER_RELAY, "carol", KEY_C)
+        self.path.write_text(self.path.read_text() + f"{b64encode(RELAY)} dave !!damaged\n")
+        self.assertEqual(self.peers.pins_on(RELAY), {"alice": KEY_A, "bob": KEY_B, "dave": None})

@@ -22,8 +22,15 @@ from twisted.trial import unittest
 
 from relaychat.client import explain_tls_failure
 from relaychat.client import (
+    ContactInfo,
+    Delivery,
     Ended,
+    How,
     MailProblem,
+    MailRead,
+    NotPinned,
+    RelayChanged,
+    Verification,
     ReceivedMail,
     SMPAborted,
     SMPRequested,
@@ -125,11 +132,14 @@ class PresenterTests(unittest.TestCase):
 
     def test_opened_says_unverified(self) -> None:
         first = " ".join(texts(self.p.opened("bob", True)))
-        self.assertIn("UNVERIFIED", first)
+        self.assertIn("NOT VERIFIED", first)
         self.assertIn("first contact", first)
         again = " ".join(texts(self.p.opened("bob", False)))
-        self.assertIn("UNVERIFIED", again)
+        self.assertIn("NOT VERIFIED", again)
         self.assertIn("pinned earlier", again)
+        lines = self.p.opened("bob", False, Verification(How.SAFETY_NUMBER, 0))
+        self.assertEqual(lines[1].kind, Kind.GOOD)
+        self.assertTrue(lines[1].text.startswith("*** VERIFIED: bob's key is the one you verified by comparing"))
 
     def test_ended(self) -> None:
         self.assertEqual(texts(self.p.ended("bob", True, True, "x")), ["*** bob left the conversation."])
@@ -146,18 +156,19 @@ class PresenterTests(unittest.TestCase):
             self.assertIn(needle, joined)
 
     def test_safety(self) -> None:
-        lines = texts(self.p.safety("bob", "aaaa", "bbbb", "11111 22222", "this conversation", False))
+        lines = texts(self.p.safety("bob", "aaaa", "bbbb", "11111 22222", "this conversation", None))
         self.assertEqual(lines[1], "***     11111 22222")
         self.assertEqual(lines[2], "*** Your fingerprint:  aaaa")
         self.assertEqual(lines[3], "*** bob's fingerprint: bbbb")
         self.assertIn("not verified", lines[0])
-        verified = texts(self.p.safety("bob", "a", "b", "1", "this conversation", True))
+        verified = texts(self.p.safety("bob", "a", "b", "1", "this conversation", Verification(How.SMP, 0)))
         self.assertIn("VERIFIED", verified[0])
 
     def test_smp_results(self) -> None:
-        [good] = self.p.smp_result("bob", True)
-        self.assertEqual(good.kind, Kind.GOOD)
+        good, remembered = self.p.smp_result("bob", True)
+        self.assertEqual((good.kind, remembered.kind), (Kind.GOOD, Kind.GOOD))
         self.assertIn("VERIFIED", good.text)
+        self.assertIn("Remembered with bob's key", remembered.text)
         bad = self.p.smp_result("bob", False)
         self.assertTrue(all(line.kind is Kind.WARNING for line in bad))
         self.assertIn("FAILED", bad[0].text)
@@ -458,14 +469,24 @@ class FakeConversation:
         self.smp: list[tuple[str, str]] = []
         self.closed_calls = 0
         self.ended: Ended | None = None
-        self.observers: dict[str, list[Callable[[Any], None]]] = {"messages": [], "end": [], "smp": [], "warnings": []}
+        self.verified: Verification | None = None
+        self.lookalike_of: str | None = None
+        self.observers: dict[str, list[Callable[[Any], None]]] = {
+            "messages": [], "end": [], "smp": [], "warnings": [], "delivered": []}
 
-    def send(self, text: str) -> None:
+    def send(self, text: str) -> int:
         if self.ended is not None:
             from relaychat.client.errors import ConversationClosed
 
             raise ConversationClosed(f"The conversation with {self.nick} is over.")
         self.sent.append(text)
+        return len(self.sent)
+
+    def observe_delivered(self, observer: Callable[[Any], None]) -> None:
+        self.observers["delivered"].append(observer)
+
+    def mark_verified(self) -> None:
+        self.verified = Verification(How.SAFETY_NUMBER, 100)
 
     def close(self) -> defer.Deferred:
         self.closed_calls += 1
@@ -508,6 +529,7 @@ class FakeOffer:
         self.nick = nick
         self.fingerprint = identity_fingerprint(key(nick))
         self.pin = pin
+        self.lookalike_of: str | None = None
         self.accepted: defer.Deferred | None = None
         self.declined = False
         self.withdrawn_observers: list[Callable[[str], None]] = []
@@ -538,6 +560,21 @@ class FakeClient:
         self.quit_result: defer.Deferred = defer.succeed(None)
         self.quits = 0
         self.observers: dict[str, Callable[[Any], None]] = {}
+        self.relay_first_contact = False
+        self.relay_address = "relay:7733"
+        self.server_id = bytes(32)
+        self.verified: dict[str, Verification] = {}
+
+    def verification(self, nick: str, identity_pub: bytes) -> Verification | None:
+        return self.verified.get(nick.lower()) if identity_pub == self.pins.get(nick.lower()) else None
+
+    def mark_verified(self, nick: str) -> Any:
+        if nick.lower() not in self.pins:
+            raise NotPinned(f"You have no key for {nick} yet (or its pin is damaged); talk to them first.")
+        self.verified[nick.lower()] = Verification(How.SAFETY_NUMBER, 100)
+
+    def contacts(self) -> list[ContactInfo]:
+        return [ContactInfo(n, k, 10, 20, self.verified.get(n)) for n, k in sorted(self.pins.items())]
 
     def call(self, nick: str) -> defer.Deferred:
         d: defer.Deferred = defer.Deferred()
@@ -653,7 +690,7 @@ class ControllerTests(unittest.TestCase):
         self.client.calls["bob"].callback(conversation)
         shown = self.view.take()
         self.assertIn("*** Handshake done: end-to-end encrypted conversation with bob.", shown)
-        self.assertIn("UNVERIFIED", shown[1])
+        self.assertIn("NOT VERIFIED", shown[1])
         self.assertEqual(self.view.prompt, "[bob] > ")
         self.assertEqual(self.type("hello"), ["<Alice> hello"])
         self.assertEqual(conversation.sent, ["hello"])
@@ -816,6 +853,7 @@ class ControllerTests(unittest.TestCase):
         conversation = self.open_with()
         self.assertIn("Asked bob to check the secret", self.type("/verify our cat")[0])
         self.assertEqual(conversation.smp, [("start", "our cat")])
+        conversation.verified = Verification(How.SMP, 100)  # as the library records it, before telling
         conversation.emit("smp", SMPResult(True))
         self.assertIn("VERIFIED", self.view.take()[0])
         self.assertEqual(self.view.prompt, "[bob, verified] > ")
@@ -926,3 +964,114 @@ class ControllerTests(unittest.TestCase):
         self.type("/quit")
         conversation.end(Ended(True, "closed", by_peer=False))
         self.assertEqual(self.view.take(), [])
+
+
+class TrustControllerTests(unittest.TestCase):
+    """Issue 11 in the program: relay identity, lasting verification, receipts."""
+
+    setUp = ControllerTests.setUp
+    type = ControllerTests.type
+    open_with = ControllerTests.open_with
+
+    def test_a_changed_relay_is_a_loud_stop_until_trust_relay(self) -> None:
+        view, exits = FakeView(), []
+        controller = ChatController(view, Presenter(format_time=str), self.clock, "relay:7733", exits.append)
+        change = RelayChanged("relay:7733", bytes(32), bytes([1]) * 32)
+        attempts: list[bytes | None] = []
+
+        def connect(accept_relay_id: bytes | None = None) -> defer.Deferred:
+            attempts.append(accept_relay_id)
+            return defer.fail(change) if accept_relay_id is None else defer.succeed(FakeClient())
+        controller.start(connect, "alice")
+        shown = view.take()
+        self.assertIn("!!! WARNING: the relay at relay:7733 has CHANGED its identity. Not registering.", shown)
+        self.assertIn(f"!!!   now:        {change.new_fingerprint}", shown)
+        self.assertEqual(exits, [], "waits for a decision")
+        controller.handle_line("hello")
+        self.assertIn("Not connected", view.take()[0])
+        controller.handle_line("/trust-relay")
+        shown = view.take()
+        self.assertTrue(shown[0].startswith("*** Accepting the new identity"))
+        self.assertIn("*** Connected to relay:7733 as Alice.", shown)
+        self.assertEqual(attempts, [None, change.new_id], "only that very id is accepted")
+        controller.handle_line("/trust-relay")
+        self.assertIn("No relay is waiting", view.take()[0])
+
+    def test_first_connection_to_a_relay_is_said(self) -> None:
+        view = FakeView()
+        client = FakeClient()
+        client.relay_first_contact = True
+        ChatController(view, Presenter(), self.clock, "relay:7733", self.exits.append).start(
+            lambda: defer.succeed(client))
+        self.assertTrue(any(line.startswith("*** First connection to relay:7733: its identity") for line in view.take()))
+
+    def test_a_conversation_with_a_verified_key_starts_verified(self) -> None:
+        self.type("/connect bob")
+        conversation = FakeConversation("bob", first_contact=False)
+        conversation.verified = Verification(How.SMP, 5)
+        self.client.calls["bob"].callback(conversation)
+        shown = self.view.take()
+        self.assertEqual(shown[1], "*** VERIFIED: bob's key is the one you verified by a shared secret on 5.")
+        self.assertEqual(self.view.prompt, "[bob, verified] > ")
+
+    def test_verified_after_comparing_the_number(self) -> None:
+        conversation = self.open_with()
+        shown = self.type("/verified")
+        self.assertTrue(shown[0].startswith("*** Recorded: you compared the safety number with bob"))
+        self.assertIs(conversation.verified.how, How.SAFETY_NUMBER)
+        self.assertEqual(self.view.prompt, "[bob, verified] > ")
+        self.assertIn("VERIFIED by comparing the safety number", self.type("/safety")[0])
+
+    def test_verified_without_a_conversation_uses_the_pin(self) -> None:
+        self.assertIn("no key for carol", self.type("/verified carol")[0])
+        self.client.pins["carol"] = key("carol")
+        self.assertTrue(self.type("/verified carol")[0].startswith("*** Recorded"))
+        self.assertIn("VERIFIED", self.type("/safety carol")[0])
+
+    def test_contacts(self) -> None:
+        self.assertEqual(self.type("/contacts"), ["*** You have no contacts on this relay yet."])
+        self.client.pins["bob"] = key("bob")
+        self.client.pins["carol"] = key("carol")
+        self.client.verified["carol"] = Verification(How.SMP, 7)
+        shown = self.type("/contacts")
+        self.assertEqual(shown[0], "*** Contacts on this relay (2):")
+        self.assertEqual(shown[1], "***   bob: not verified")
+        self.assertEqual(shown[2], f"***     key {identity_fingerprint(key('bob'))}; first seen 10, last seen 20")
+        self.assertEqual(shown[3], "***   carol: VERIFIED by a shared secret (7)")
+
+    def test_contacts_with_a_damaged_pin(self) -> None:
+        lines = Presenter().contacts([ContactInfo("bob", None, None, None, None)])
+        self.assertEqual(lines[1].kind, Kind.WARNING)
+        self.assertIn("the pin is damaged", lines[1].text)
+
+    def test_each_message_is_marked_delivered(self) -> None:
+        conversation = self.open_with()
+        self.type("hello bob")
+        conversation.emit("delivered", Delivery(1, "hello bob"))
+        self.assertEqual(self.view.take(), ["*** delivered to bob: \u201chello bob\u201d"])
+
+    def test_an_unclean_end_names_the_unconfirmed_messages(self) -> None:
+        conversation = self.open_with()
+        conversation.end(Ended(False, "The conversation with bob ended without their goodbye.", by_peer=True,
+                               unconfirmed=("the meeting moved\u2026", "bring the keys"), unconfirmed_count=3))
+        shown = self.view.take()
+        self.assertEqual(shown[1:], [
+            "*** bob never confirmed 3 of your messages; they may not have arrived:",
+            "***     \u201cthe meeting moved\u2026\u201d",
+            "***     \u201cbring the keys\u201d",
+            "***     and 1 earlier ones",
+        ])
+
+    def test_mail_read(self) -> None:
+        self.client.observers["mail"](MailRead("bob", "see you at 5", 40, 42))
+        self.assertEqual(self.view.take(), ["*** bob read your mail \u201csee you at 5\u201d (sent 40) at 42."])
+
+    def test_a_name_imitating_a_contact_is_a_warning(self) -> None:
+        offer = FakeOffer("a1ice")
+        offer.lookalike_of = "alice"
+        self.client.observers["offers"](offer)
+        shown = self.view.take()
+        self.assertIn("!!! a1ice is NOT your contact alice: a new name that looks like theirs, "
+                      "and no pinned key guards it.", shown)
+        self.client.observers["mail"](ReceivedMail(1, "b0b", 42, "hi", b"m" * 16, "ffff", lookalike_of="bob"))
+        self.assertTrue(self.view.take()[0].startswith("!!! b0b is NOT your contact bob"))

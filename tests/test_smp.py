@@ -419,6 +419,35 @@ class StateTests(SynchronousTestCase):
             self.assertIs(m.state, SMPState.EXPECT1)
             self.assertFalse(m.peer_aborted)  # arrived when idle: nothing to report
 
+    def test_simultaneous_start_with_session_roles_succeeds(self) -> None:
+        """With the session roles known, the collision resolves itself: the
+        session initiator's run goes on, the responder answers it with the
+        secret its user typed, and both learn the result (issue 11)."""
+        for secret_b, equal in ((SECRET, True), (SECRET + 1, False)):
+            a, b = SocialistMillionaire(session_initiator=True), SocialistMillionaire(session_initiator=False)
+            m_a, m_b = a.start(SECRET), b.start(secret_b)
+            self.assertIsNone(a.receive(m_b), "the initiator ignores the crossing SMP1")
+            self.assertIs(a.state, SMPState.EXPECT2)
+            smp2 = b.receive(m_a)
+            self.assertIs(b.state, SMPState.EXPECT3, "the responder answers at once")
+            self.assertEqual(decode_message(smp2)[0], MessageKind.SMP2)
+            smp4 = b.receive(a.receive(smp2))
+            a.receive(smp4)
+            self.assertEqual((a.outcome, b.outcome), (equal, equal))
+            self.assertIs(a.state, SMPState.EXPECT1)
+            self.assertIs(b.state, SMPState.EXPECT1)
+
+    def test_collision_checks_the_crossing_smp1(self) -> None:
+        """The responder still checks the initiator's SMP1 before answering."""
+        t = transcript()
+        b = SocialistMillionaire(session_initiator=False)
+        b.start(SECRET)
+        g2a, c2, d2, g3a, c3, d3 = decode_message(t.messages[MessageKind.SMP1])[1]
+        forged = encode_message(MessageKind.SMP1, (g2a, c2 ^ 1, d2, g3a, c3, d3))
+        self.assertRaises(SMPError, b.receive, forged)
+        self.assertIs(b.state, SMPState.EXPECT1)
+        self.assertIsNone(b._secret, "the typed secret is dropped with the run")
+
     def test_usage_errors_leave_state_alone(self) -> None:
         t = transcript()
         idle = SocialistMillionaire()

@@ -16,6 +16,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -219,7 +220,7 @@ class TerminalProgramTests(unittest.TestCase):
         t.type("bob", "/accept")
         for nick, peer in (("alice", "bob"), ("bob", "alice")):
             t.wait_for(nick, rf"^\*\*\* Handshake done: end-to-end encrypted conversation with {peer}\.$")
-            t.wait_for(nick, r"^\*\*\* UNVERIFIED: first contact")
+            t.wait_for(nick, r"^\*\*\* NOT VERIFIED: first contact")
         t.wait_for("alice", r"^\[bob\] >$")
 
         # Messages both ways; a half-typed line survives an incoming message.
@@ -272,7 +273,8 @@ class TerminalProgramTests(unittest.TestCase):
         t.type("alice", "/quit")
         self.assert_exited_cleanly("alice", alice_home)
 
-    def test_key_change_stops_until_trusted(self) -> None:
+    def first_conversation(self) -> tuple[Path, Path]:
+        """alice and bob start, alice calls, bob accepts: their first contact. Their homes."""
         t = self.tmux
         alice_home = self.start_user("alice")
         bob_home = self.start_user("bob")
@@ -281,7 +283,19 @@ class TerminalProgramTests(unittest.TestCase):
         t.type("alice", "/connect bob")
         t.wait_for("bob", r"^\*\*\* alice wants to talk")
         t.type("bob", "/accept")
-        t.wait_for("alice", r"^\*\*\* UNVERIFIED: first contact, bob's key is pinned now\.")
+        t.wait_for("alice", r"^\*\*\* NOT VERIFIED: first contact, bob's key is pinned now\.")
+        return alice_home, bob_home
+
+    def restart_user(self, nick: str) -> Path:
+        """End ``nick``'s pane and start the program again on the same profile."""
+        self.tmux.run("kill-session", "-t", nick)
+        earlier = self.dir / f"{nick}-first"
+        shutil.move(str(self.dir / nick), str(earlier))
+        return self.start_user(nick, "--config-dir", str(earlier / "config" / "relaychat"))
+
+    def test_key_change_stops_until_trusted(self) -> None:
+        t = self.tmux
+        alice_home, bob_home = self.first_conversation()
         t.type("alice", "/close")
         t.wait_for("bob", r"^\*\*\* alice left the conversation\.$")
 
@@ -306,7 +320,7 @@ class TerminalProgramTests(unittest.TestCase):
         t.type("alice", "/connect bob")
         t.wait_for("bob", r"^\*\*\* alice wants to talk")
         t.type("bob", "/accept alice")
-        t.wait_for("alice", r"^\*\*\* UNVERIFIED in this session: bob's key matches the one pinned earlier\.")
+        t.wait_for("alice", r"^\*\*\* NOT VERIFIED: bob's key matches the one pinned earlier, but you never")
         for nick, home in (("alice", alice_home), ("bob", bob_home)):
             t.type(nick, "/quit")
             self.assert_exited_cleanly(nick, home)
@@ -327,14 +341,105 @@ class TerminalProgramTests(unittest.TestCase):
         t.key("alice", "C-d")
         self.assert_exited_cleanly("alice", alice_home)
 
-        t.run("kill-session", "-t", "bob")
-        home = self.dir / "bob"
-        shutil.move(str(home), str(self.dir / "bob-first"))
-        bob_home = self.start_user("bob", "--config-dir", str(self.dir / "bob-first" / "config" / "relaychat"))
+        bob_home = self.restart_user("bob")
         t.wait_for("bob", r"^\*\*\* Mail from alice, sent .*:$")
         t.wait_for("bob", r"^<alice> see you at 5$")
         t.type("bob", "/quit")
         self.assert_exited_cleanly("bob", bob_home)
+
+        # bob's client sealed a read receipt; alice sees it at her next login.
+        alice_home = self.restart_user("alice")
+        t.wait_for("alice", r"^\*\*\* bob read your mail \u201csee you at 5\u201d \(sent .*\) at .*\.$")
+        t.type("alice", "/quit")
+        self.assert_exited_cleanly("alice", alice_home)
+
+    def pid_of(self, nick: str) -> int:
+        """The relaychat process in ``nick``'s pane (a child of the pane's shell)."""
+        shell = self.tmux.run("display-message", "-p", "-t", nick, "#{pane_pid}").strip()
+        out = subprocess.run(["ps", "--ppid", shell, "-o", "pid=,args="], capture_output=True, text=True).stdout
+        (pid,) = [int(line.split()[0]) for line in out.splitlines() if "relaychat.chat.cli" in line]
+        return pid
+
+    def test_verified_contacts_and_receipts(self) -> None:
+        t = self.tmux
+        alice_home, bob_home = self.first_conversation()
+        for nick in ("alice", "bob"):
+            t.wait_for(nick, r"^\*\*\* First connection to 127\.0\.0\.1:\d+: its identity ")
+
+        # Every message is marked delivered once bob's client confirms it.
+        t.type("alice", "hello bob, this is the first message")
+        t.wait_for("bob", r"^<alice> hello bob, this is the first message$")
+        t.wait_for("alice", r"^\*\*\* delivered to bob: \u201chello bob, this is the first message\u201d$")
+
+        # alice compares the safety number with bob, then says so.
+        t.type("alice", "/safety")
+        t.wait_for("alice", r"^\*\*\* If it is, type /verified bob")
+        t.type("alice", "/verified")
+        t.wait_for("alice", r"^\*\*\* Recorded: you compared the safety number with bob")
+        t.wait_for("alice", r"^\[bob, verified\] >")
+        t.type("alice", "/contacts")
+        t.wait_for("alice", r"^\*\*\*   bob: VERIFIED by comparing the safety number \(.+\)$")
+        t.wait_for("alice", r"^\*\*\*     key ([0-9a-f]{4} ){9}[0-9a-f]{4}; first seen .+, last seen .+$")
+        t.type("bob", "/contacts")
+        t.wait_for("bob", r"^\*\*\*   alice: not verified$")
+
+        # It lasts: the next conversation with that key starts verified.
+        t.type("alice", "/close")
+        t.wait_for("bob", r"^\*\*\* alice left the conversation\.$")
+        t.type("alice", "/connect bob")
+        t.wait_for("bob", r"^\*\*\* alice wants to talk")
+        t.type("bob", "/accept alice")
+        t.wait_for("alice", r"^\*\*\* VERIFIED: bob's key is the one you verified by comparing the safety number")
+        t.wait_for("bob", r"^\*\*\* NOT VERIFIED: alice's key matches the one pinned earlier")
+
+        # Both type /verify at once; the check still succeeds on both sides.
+        t.run("send-keys", "-t", "alice", "-l", "/verify the blue door")
+        t.run("send-keys", "-t", "bob", "-l", "/verify the blue door")
+        t.key("alice", "Enter")
+        t.key("bob", "Enter")
+        for nick, peer in (("alice", "bob"), ("bob", "alice")):
+            t.wait_for(nick, rf"^\*\*\* VERIFIED: {peer} knows the same secret")
+        t.wait_for("bob", r"^\[alice, verified\] >")
+
+        # bob's program freezes: alice's last message is never confirmed, and she is told so.
+        pid = self.pid_of("bob")
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            t.type("alice", "are you still there? the train leaves at nine")
+            t.type("alice", "/close")
+            t.wait_for("alice", r"^\*\*\* bob never confirmed 1 of your messages; they may not have arrived:$")
+            t.wait_for("alice", r"^\*\*\*     \u201care you still there\? the train leaves at\u2026\u201d$")
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        for nick, home in (("alice", alice_home), ("bob", bob_home)):
+            t.type(nick, "/quit")
+            self.assert_exited_cleanly(nick, home)
+
+    def test_a_relay_with_a_new_identity_is_refused_until_trusted(self) -> None:
+        """The relay's data directory is replaced: same address, new server_id."""
+        t = self.tmux
+        port = self.relay.port
+        home = self.start_user("alice")
+        t.wait_for("alice", r"^\*\*\* First connection to 127\.0\.0\.1:\d+: its identity ")
+        t.type("alice", "/quit")
+        self.assert_exited_cleanly("alice", home)
+        self.relay.stop()
+        config = self.dir / "relay.toml"
+        rebuilt = Daemon("--config", str(config), "--data-dir", str(self.dir / "relay-data-new"),
+                         "--listen", f"tcp:{port}:interface=127.0.0.1", cwd=str(self.dir), env=_env(self.dir))
+        self.addCleanup(rebuilt.stop)
+        rebuilt.start()
+        home = self.restart_user("alice")
+        t.wait_for("alice", rf"^!!! WARNING: the relay at 127\.0\.0\.1:{port} has CHANGED its identity\. Not registering\.$")
+        t.wait_for("alice", r"^!!!   now:        ([0-9a-f]{4} ){9}[0-9a-f]{4}$")
+        self.assertNotIn("Connected to", t.screen("alice"))
+        t.type("alice", "/who")
+        t.wait_for("alice", r"^\*\*\* Not connected to the relay\.")
+        t.type("alice", "/trust-relay")
+        t.wait_for("alice", r"^\*\*\* Accepting the new identity ")
+        t.wait_for("alice", r"^\*\*\* Connected to .* as alice\.$")
+        t.type("alice", "/quit")
+        self.assert_exited_cleanly("alice", home)
 
     def test_errors_are_sentences(self) -> None:
         t = self.tmux
@@ -422,3 +527,17 @@ class QuestionTests(unittest.TestCase):
         assert first is not None and again is not None
         self.assertEqual(first[0].identity_public, again[0].identity_public)
         self.assertEqual(os.stat(directory / "identity.pem").st_mode & 0o777, 0o600)
+
+    def test_rotate_static_key(self) -> None:
+        directory = Path(self.mktemp())
+        told: list[str] = []
+        first = cli.open_profile(directory, False, ask=lambda prompt: self.fail("asked"), tell=told.append)
+        rotated = cli.open_profile(directory, False, ask=lambda prompt: self.fail("asked"), tell=told.append,
+                                   rotate=True)
+        again = cli.open_profile(directory, False, ask=lambda prompt: self.fail("asked"), tell=told.append)
+        assert first is not None and rotated is not None and again is not None
+        self.assertEqual(rotated[0].identity_public, first[0].identity_public)
+        self.assertNotEqual(rotated[0].static_public, first[0].static_public)
+        self.assertEqual(again[0].static_public, rotated[0].static_public)
+        self.assertIsNotNone(again[0].previous_static_private)
+        self.assertTrue(any(text.startswith("Your static key was replaced") for text in told), told)

@@ -76,6 +76,9 @@ class Options(usage.Options):
     ]
     optFlags = [
         ["passphrase", "p", "Protect a NEW identity key with a passphrase (asked twice)."],
+        ["rotate-static-key", None, "Replace your static (mail) key with a new one, certified by your "
+         "identity key; contacts see it at your next login (the previous one is kept to open mail "
+         "already sealed to it)."],
         ["no-color", None, "Do not colour status lines (also: the NO_COLOR variable)."],
     ]
 
@@ -192,8 +195,9 @@ def _new_passphrase(ask: Callable[[str], str], tell: Callable[[str], None]) -> b
 
 
 def open_profile(config_dir: Path, want_passphrase: bool, ask: Callable[[str], str] = getpass.getpass,
-                 tell: Callable[[str], None] = print) -> Profile | None:
-    """(identity, known peers, seen mail), creating the identity on the first run.
+                 tell: Callable[[str], None] = print, rotate: bool = False) -> Profile | None:
+    """(identity, known peers, seen mail), creating the identity on the first run;
+    with ``rotate``, an existing identity gets a new static key first.
 
     Returns None after saying why (``tell``), when the key cannot be opened.
     """
@@ -209,7 +213,7 @@ def open_profile(config_dir: Path, want_passphrase: bool, ask: Callable[[str], s
         if want_passphrase:
             tell("Note: --passphrase only applies when a new identity is created; using the existing one.")
         try:
-            return library.open_profile(config_dir, None)
+            return _rotated(library.open_profile(config_dir, None), config_dir, None, rotate, tell)
         except PassphraseRequired:
             pass
         for _ in range(PASSPHRASE_TRIES):
@@ -217,7 +221,8 @@ def open_profile(config_dir: Path, want_passphrase: bool, ask: Callable[[str], s
             if not secret:
                 continue
             try:
-                return library.open_profile(config_dir, secret.encode("utf-8"))
+                return _rotated(library.open_profile(config_dir, secret.encode("utf-8")), config_dir,
+                                secret.encode("utf-8"), rotate, tell)
             except WrongPassphrase:
                 tell("That passphrase does not unlock the key.")
         tell("Could not unlock your identity key.")
@@ -226,6 +231,17 @@ def open_profile(config_dir: Path, want_passphrase: bool, ask: Callable[[str], s
     except (IdentityError, OSError) as e:
         tell(str(e))
     return None
+
+
+def _rotated(profile: Profile, config_dir: Path, passphrase: bytes | None, rotate: bool,
+             tell: Callable[[str], None]) -> Profile:
+    """``--rotate-static-key``: protocol section 12 (sealed mail has no forward secrecy)."""
+    if not rotate:
+        return profile
+    identity, known_peers, seen_mail = profile
+    rotated = identity.rotate_static(config_dir, passphrase)
+    tell("Your static key was replaced; the relay publishes the new one when you register now.")
+    return rotated, known_peers, seen_mail
 
 
 def start_logging(config_dir: Path) -> None:
@@ -281,8 +297,9 @@ def run_screen(reactor: Any, options: Options, profile: Profile, nick: str, conf
             remember_nick(config_dir, client.nick)  # asked once, then known
             return client
 
-        def connect() -> Deferred[Any]:
-            d = library.connect(reactor, server.endpoint(reactor), identity, nick, known_peers, seen_mail=seen_mail)
+        def connect(accept_relay_id: bytes | None = None) -> Deferred[Any]:
+            d = library.connect(reactor, server.endpoint(reactor), identity, nick, known_peers, seen_mail=seen_mail,
+                                address=library.relay_address(server.label), accept_relay_id=accept_relay_id)
             return d.addCallback(registered)
 
         def resized(signum: int, frame: object) -> None:
@@ -317,7 +334,7 @@ def run(argv: list[str]) -> int:
     nick = options["nick"] or ask_nick(config_dir)
     if nick is None:
         return 1
-    profile = open_profile(config_dir, options["passphrase"])
+    profile = open_profile(config_dir, options["passphrase"], rotate=options["rotate-static-key"])
     if profile is None:
         return 1
     try:

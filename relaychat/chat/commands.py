@@ -30,6 +30,7 @@ __all__ = [
     "CommandError",
     "CommandSpec",
     "Connect",
+    "Contacts",
     "Decline",
     "Help",
     "Mail",
@@ -39,6 +40,8 @@ __all__ = [
     "Say",
     "Switch",
     "Trust",
+    "TrustRelay",
+    "Verified",
     "Verify",
     "Who",
     "Whois",
@@ -108,6 +111,21 @@ class Trust:
 
 
 @dataclass(frozen=True)
+class Verified:
+    nick: str | None = None
+
+
+@dataclass(frozen=True)
+class Contacts:
+    pass
+
+
+@dataclass(frozen=True)
+class TrustRelay:
+    pass
+
+
+@dataclass(frozen=True)
 class Msg:
     nick: str
     text: str
@@ -140,7 +158,8 @@ class Help:
 
 
 Command = (
-    Say | Connect | Accept | Decline | Who | Whois | Safety | Verify | Trust | Msg | Mail | Switch | Close | Quit | Help
+    Say | Connect | Accept | Decline | Who | Whois | Safety | Verify | Verified | Trust | TrustRelay | Contacts
+    | Msg | Mail | Switch | Close | Quit | Help
 )
 
 
@@ -221,10 +240,20 @@ COMMANDS: tuple[CommandSpec, ...] = (
                 "Agree on a secret beforehand (not in this chat). Each of you types /verify with it; "
                 "the check reveals nothing about the secret, only whether both typed the same, "
                 "and it fails if someone is in the middle."),
+    CommandSpec(Verified, ("verified",), "[nick]",
+                "Say you compared the safety number with nick.",
+                "Only after both of you read the same 60 digits (/safety) over another channel. It is "
+                "remembered with nick's key: later conversations start verified, until the key changes."),
+    CommandSpec(Contacts, ("contacts", "peers"), "",
+                "Your contacts, verified or not, and when seen."),
     CommandSpec(Trust, ("trust",), "<nick>",
                 "Accept nick's new key after a key warning.",
                 "Only after comparing the safety number shown in the warning with nick over another "
                 "channel: it replaces the key you pinned for nick."),
+    CommandSpec(TrustRelay, ("trust-relay",), "",
+                "Accept the relay's new identity after a warning.",
+                "Only after its operator confirmed that the relay was rebuilt: your pinned contacts "
+                "carry over, so their keys are still checked."),
     CommandSpec(Mail, ("mail",), "<nick> <text...>",
                 "Leave sealed mail for nick to read later.",
                 "The relay keeps it (encrypted to nick's key) until nick connects."),

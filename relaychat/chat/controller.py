@@ -11,7 +11,11 @@ client, and the pseudo-terminal test only has to prove the wiring.
 Trust decisions stay with the user: a :class:`~relaychat.client.KeyChanged`
 from any path (calling, accepting, a conversation, mail) is recorded and
 shown as a loud warning with the safety number of the *new* key, and only
-``/trust <nick>`` replaces the pin.
+``/trust <nick>`` replaces the pin. A relay whose identity changed
+(:class:`~relaychat.client.RelayChanged`) is as loud, and only
+``/trust-relay`` connects to it. Verification is the library's record, kept
+with the pin: ``/verified`` and a successful ``/verify`` write it, every
+conversation start and ``/contacts`` read it.
 """
 
 from __future__ import annotations
@@ -28,12 +32,16 @@ from relaychat.chat import commands as cmd
 from relaychat.client import (
     ChatClient,
     Conversation,
+    Delivery,
     Ended,
     IncomingOffer,
     KeyChanged,
     MailEvent,
     MailProblem,
+    MailRead,
     PeerInfo,
+    RelayChanged,
+    relay_fingerprint,
     SMPAborted,
     SMPEvent,
     SMPRequested,
@@ -80,7 +88,8 @@ class ChatController:
         self._offers: dict[str, IncomingOffer] = {}
         self._calls: dict[str, Deferred[Any]] = {}
         self._key_changes: dict[str, KeyChanged] = {}
-        self._verified: set[str] = set()
+        self._relay_change: RelayChanged | None = None
+        self._connect: Callable[..., Deferred[Any]] | None = None
         self._smp_asked: set[str] = set()
         self._active: str | None = None
         self._leaving = False
@@ -93,7 +102,10 @@ class ChatController:
             cmd.Whois: self._do_whois,
             cmd.Safety: self._do_safety,
             cmd.Verify: self._do_verify,
+            cmd.Verified: self._do_verified,
+            cmd.Contacts: self._do_contacts,
             cmd.Trust: self._do_trust,
+            cmd.TrustRelay: self._do_trust_relay,
             cmd.Msg: self._do_msg,
             cmd.Mail: self._do_mail,
             cmd.Switch: self._do_switch,
@@ -110,7 +122,8 @@ class ChatController:
     def _update_prompt(self) -> None:
         conversation = self._conversations.get(self._active) if self._active else None
         nick = conversation.nick if conversation is not None else None
-        self._view.set_prompt(self._presenter.prompt(nick, self._active in self._verified))
+        verified = conversation is not None and conversation.verified is not None
+        self._view.set_prompt(self._presenter.prompt(nick, verified))
 
     def _failed(self, failure: Failure, nick: str | None = None) -> None:
         """Errback for every request: a KeyChanged warning, or a sentence."""
@@ -140,11 +153,14 @@ class ChatController:
 
     # -- start and stop
 
-    def start(self, connect: Callable[[], Deferred[Any]], nick: str | None = None) -> Deferred[Any]:
-        """Connect (``connect()`` fires with a ChatClient registered as ``nick``)
-        and wire the session up; on failure say why and exit(1)."""
+    def start(self, connect: Callable[..., Deferred[Any]], nick: str | None = None) -> Deferred[Any]:
+        """Connect (``connect()`` fires with a ChatClient registered as ``nick``;
+        ``connect(accept_relay_id=...)`` after the user accepted a changed relay)
+        and wire the session up; on failure say why and exit(1), except for a
+        changed relay, which waits for /trust-relay or /quit."""
         self._show(self._presenter.welcome() + self._presenter.connecting(self._server))
         self._update_prompt()
+        self._connect = connect
         d = connect()
         d.addCallbacks(self.attach, self._connect_failed, errbackArgs=(nick,))
         return d
@@ -152,6 +168,11 @@ class ChatController:
     def _connect_failed(self, failure: Failure, nick: str | None) -> None:
         exc = failure.value
         assert exc is not None  # a Failure always holds its exception
+        if isinstance(exc, RelayChanged):
+            change = self._relay_change = exc
+            old = relay_fingerprint(change.known_id) if change.known_id is not None else None
+            self._show(self._presenter.relay_changed(change.address, old, change.new_fingerprint))
+            return
         if not is_expected(exc):
             _log.failure("Unexpected failure while connecting", failure)
         self._show(self._presenter.connect_failed(describe_failure(exc, nick, self._server)))
@@ -162,6 +183,8 @@ class ChatController:
         self._client = client
         self._presenter.me = client.nick
         self._show(self._presenter.connected(client.nick, self._server, identity_fingerprint(client.identity.identity_public)))
+        if client.relay_first_contact:
+            self._show(self._presenter.relay_first_contact(client.relay_address, relay_fingerprint(client.server_id)))
         client.observe_offers(self._offered)
         client.observe_mail(self._mail_arrived)
         client.observe_notices(lambda text: self._show(self._presenter.notice(text)))
@@ -207,7 +230,7 @@ class ChatController:
             return
         if command is None:
             return
-        if self._client is None and not isinstance(command, (cmd.Help, cmd.Quit)):
+        if self._client is None and not isinstance(command, (cmd.Help, cmd.Quit, cmd.TrustRelay)):
             self._show(self._presenter.error("Not connected to the relay. /quit leaves."))
             return
         try:
@@ -231,11 +254,8 @@ class ChatController:
         return conversation
 
     def _send(self, conversation: Conversation, text: str) -> None:
-        def send() -> bool:
-            conversation.send(text)
-            return True
-        sent = self._guard(send, conversation.nick)
-        if sent:
+        sent = self._guard(lambda: conversation.send(text) or True, conversation.nick)
+        if sent is not None:
             to = conversation.nick if len(self._conversations) > 1 else None
             self._show(self._presenter.own_message(text, to))
 
@@ -276,10 +296,12 @@ class ChatController:
         key = conversation.nick.lower()
         self._conversations[key] = conversation
         self._key_changes.pop(key, None)
-        self._verified.discard(key)
         self._smp_asked.discard(key)
-        self._show(self._presenter.opened(conversation.nick, conversation.first_contact))
+        self._show(self._presenter.opened(conversation.nick, conversation.first_contact, conversation.verified))
+        if conversation.lookalike_of is not None:
+            self._show(self._presenter.lookalike(conversation.nick, conversation.lookalike_of))
         conversation.observe_messages(lambda text: self._show(self._presenter.message(conversation.nick, text)))
+        conversation.observe_delivered(lambda d: self._delivered(conversation, d))
         conversation.observe_smp(lambda event: self._smp_event(conversation, event))
         conversation.observe_warnings(lambda sentence: self._show(self._presenter.error(sentence)))
         conversation.observe_end(lambda ended: self._ended(conversation, ended))
@@ -298,12 +320,12 @@ class ChatController:
         key = conversation.nick.lower()
         if self._conversations.get(key) is conversation:
             del self._conversations[key]
-        self._verified.discard(key)
         self._smp_asked.discard(key)
         if isinstance(ended.error, KeyChanged):
             self._key_changed(ended.error)
         elif not self._leaving:
             self._show(self._presenter.ended(conversation.nick, ended.clean, ended.by_peer, ended.reason))
+        self._show(self._presenter.unconfirmed(conversation.nick, ended.unconfirmed, ended.unconfirmed_count))
         if self._active == key:
             self._active = None
             if len(self._conversations) == 1:
@@ -337,6 +359,8 @@ class ChatController:
         key = offer.nick.lower()
         self._offers[key] = offer
         self._show(self._presenter.offer(offer.nick, offer.fingerprint, offer.pin is PinStatus.CHANGED))
+        if offer.lookalike_of is not None:
+            self._show(self._presenter.lookalike(offer.nick, offer.lookalike_of))
         offer.observe_withdrawn(lambda reason: self._withdrawn(offer, reason))
 
     def _withdrawn(self, offer: IncomingOffer, reason: str) -> None:
@@ -433,7 +457,7 @@ class ChatController:
             return
         self._show(self._presenter.safety(
             nick, identity_fingerprint(mine), identity_fingerprint(peer_key), safety_number(mine, me, peer_key, key),
-            source, key in self._verified and conversation is not None))
+            source, self._verification(key, peer_key, conversation)))
 
     def _do_verify(self, command: cmd.Verify) -> None:
         conversation = self._conversation_for(None)
@@ -463,15 +487,56 @@ class ChatController:
             self._smp_asked.add(key)
             self._show(self._presenter.smp_requested(conversation.nick))
         elif isinstance(event, SMPResult):
-            if event.equal:
-                self._verified.add(key)
-            else:
-                self._verified.discard(key)
             self._show(self._presenter.smp_result(conversation.nick, event.equal))
             self._update_prompt()
         elif isinstance(event, SMPAborted):
             self._smp_asked.discard(key)
             self._show(self._presenter.smp_aborted(conversation.nick, event.reason))
+
+    def _verification(self, key: str, peer_key: bytes, conversation: Conversation | None) -> Any:
+        if conversation is not None:
+            return conversation.verified
+        return self._guard(lambda: self._library.verification(key, peer_key))
+
+    def _do_verified(self, command: cmd.Verified) -> None:
+        """The user says they compared the safety number: record it with the key."""
+        nick = command.nick or (self._conversations[self._active].nick if self._active else None)
+        if nick is None:
+            self._show(self._presenter.error("You are not in a conversation; /verified <nick> names one."))
+            return
+        conversation = self._conversations.get(nick.lower())
+        if conversation is not None:
+            def mark() -> bool:
+                conversation.mark_verified()
+                return True
+            key = conversation.peer_identity
+        else:
+            def mark() -> bool:
+                self._library.mark_verified(nick)
+                return True
+            key = self._library.pinned_key(nick)
+        done = self._guard(mark, nick)
+        if done is not None and key is not None:
+            self._show(self._presenter.marked_verified(nick, identity_fingerprint(key)))
+            self._update_prompt()
+
+    def _do_contacts(self, command: cmd.Contacts) -> None:
+        contacts = self._guard(lambda: self._library.contacts())
+        if contacts is not None:
+            self._show(self._presenter.contacts(contacts))
+
+    def _do_trust_relay(self, command: cmd.TrustRelay) -> None:
+        change, self._relay_change = self._relay_change, None
+        if change is None or self._connect is None:
+            self._show(self._presenter.error("No relay is waiting for a decision about its identity."))
+            return
+        self._show(self._presenter.relay_trusted(change.address, change.new_fingerprint))
+        d = self._connect(accept_relay_id=change.new_id)
+        d.addCallbacks(self.attach, self._connect_failed, errbackArgs=(None,))
+
+    def _delivered(self, conversation: Conversation, delivery: Delivery) -> None:
+        if not self._leaving:
+            self._show(self._presenter.delivered(conversation.nick, delivery.first_words))
 
     # -- directory, mail, help
 
@@ -495,12 +560,17 @@ class ChatController:
                            self._failed, errbackArgs=(command.nick,))
 
     def _mail_arrived(self, event: MailEvent) -> None:
+        if isinstance(event, MailRead):
+            self._show(self._presenter.mail_read(event.reader, event.first_words, event.sent, event.read))
+            return
         if isinstance(event, MailProblem):
             if isinstance(event.error, KeyChanged):
                 self._key_changed(event.error)
             else:
                 self._show(self._presenter.mail_problem(event.sender, event.time, event.reason))
             return
+        if event.lookalike_of is not None:
+            self._show(self._presenter.lookalike(event.sender, event.lookalike_of))
         self._show(self._presenter.mail(event.sender, event.time, event.text))
 
     def _do_help(self, command: cmd.Help) -> None:

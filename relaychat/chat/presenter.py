@@ -33,11 +33,16 @@ from twisted.internet import defer
 from twisted.internet import error as net_error
 
 from relaychat.client import (
+    ContactInfo,
     ConversationFailed,
     Disconnected,
+    How,
     MailError,
     MessageTooLong,
+    NotPinned,
+    RelayChanged,
     RelayError,
+    Verification,
     explain_tls_failure,
 )
 from relaychat.chat.commands import help_lines, help_topic
@@ -238,6 +243,14 @@ class Presenter:
             )
         return lines
 
+    def lookalike(self, nick: str, pinned: str) -> list[Line]:
+        """A first contact whose name imitates a pinned contact's (section 13)."""
+        n, p = _nick(nick), _nick(pinned)
+        return self._warning(
+            f"{n} is NOT your contact {p}: a new name that looks like theirs, and no pinned key guards it.",
+            "An honest relay refuses such names. Do not trust it as them.",
+        )
+
     def offer_withdrawn(self, nick: str, reason: str) -> list[Line]:
         return self._status(f"{_nick(nick)}'s offer is gone: {_say(reason)}")
 
@@ -247,22 +260,30 @@ class Presenter:
     def declined(self, nick: str) -> list[Line]:
         return self._status(f"Declined {_nick(nick)}'s offer.")
 
-    def opened(self, nick: str, first_contact: bool) -> list[Line]:
+    def opened(self, nick: str, first_contact: bool, verified: Verification | None = None) -> list[Line]:
+        """The handshake is done; say, from the record kept with the pin, whether
+        the user ever verified this very key (protocol section 13)."""
         n = _nick(nick)
+        done = self.status(f"Handshake done: end-to-end encrypted conversation with {n}.", Kind.GOOD)
         if first_contact:
-            trust = (
-                f"UNVERIFIED: first contact, {n}'s key is pinned now. "
-                "Compare the safety number (/safety) or check a shared secret (/verify <secret>)."
+            trust = self.status(
+                f"NOT VERIFIED: first contact, {n}'s key is pinned now. "
+                f"Compare the safety number (/safety, then /verified {n}) or check a shared secret (/verify <secret>)."
             )
+        elif verified is not None:
+            trust = self.status(
+                f"VERIFIED: {n}'s key is the one you verified {self._how(verified)} on "
+                f"{self._format_time(verified.time)}.", Kind.GOOD)
         else:
-            trust = (
-                f"UNVERIFIED in this session: {n}'s key matches the one pinned earlier. "
-                "/verify <secret> checks it."
+            trust = self.status(
+                f"NOT VERIFIED: {n}'s key matches the one pinned earlier, but you never verified it. "
+                f"/safety then /verified {n}, or /verify <secret>."
             )
-        return [
-            self.status(f"Handshake done: end-to-end encrypted conversation with {n}.", Kind.GOOD),
-            self.status(trust),
-        ]
+        return [done, trust]
+
+    @staticmethod
+    def _how(verified: Verification) -> str:
+        return "by a shared secret" if verified.how is How.SMP else "by comparing the safety number"
 
     def switched(self, nick: str) -> list[Line]:
         return self._status(f"Plain lines now go to {_nick(nick)}.")
@@ -271,6 +292,22 @@ class Presenter:
 
     def message(self, nick: str, text: str) -> list[Line]:
         return [Line(Kind.MESSAGE, f"<{_nick(nick)}> {render_inert(text, multiline=True, indent=CONTINUATION)}")]
+
+    def delivered(self, nick: str, first_words: str) -> list[Line]:
+        """The peer's client confirmed one of our messages (section 11 receipt)."""
+        return self._status(f"delivered to {_nick(nick)}: \u201c{_say(first_words)}\u201d")
+
+    def unconfirmed(self, nick: str, first_words: Sequence[str], count: int) -> list[Line]:
+        """The conversation ended with messages the peer never confirmed: name them."""
+        if not count:
+            return []
+        n = _nick(nick)
+        lines = self._status(
+            f"{n} never confirmed {count} of your messages; they may not have arrived:", kind=Kind.ERROR)
+        lines += [self.status(f"    \u201c{_say(words)}\u201d", Kind.ERROR) for words in first_words]
+        if count > len(first_words):
+            lines += self._status(f"    and {count - len(first_words)} earlier ones", kind=Kind.ERROR)
+        return lines
 
     def own_message(self, text: str, to: str | None = None) -> list[Line]:
         """Our line; ``to`` names the peer when several conversations are open."""
@@ -311,23 +348,45 @@ class Presenter:
         )
         return lines
 
+    def relay_changed(self, address: str, old_fingerprint: str | None, new_fingerprint: str) -> list[Line]:
+        a = _say(address)
+        return self._warning(
+            f"WARNING: the relay at {a} has CHANGED its identity. Not registering.",
+            f"  remembered: {old_fingerprint or '(the record is damaged)'}",
+            f"  now:        {new_fingerprint}",
+            "Either its operator rebuilt it, or something else answers there that could make",
+            "every contact look like a first contact, so impersonating them would go unnoticed.",
+            "Ask the operator over another channel. Only if they confirm, type /trust-relay; /quit leaves.",
+        )
+
+    def relay_trusted(self, address: str, fingerprint: str) -> list[Line]:
+        return self._status(f"Accepting the new identity {fingerprint} of {_say(address)}; your pinned "
+                            "contacts carry over. Connecting again ...")
+
+    def relay_first_contact(self, address: str, fingerprint: str) -> list[Line]:
+        return self._status(f"First connection to {_say(address)}: its identity {fingerprint} is "
+                            "remembered, and a change will be refused.")
+
     def trusted(self, nick: str, fingerprint: str) -> list[Line]:
         n = _nick(nick)
         return self._status(f"Pinned {n}'s new key {fingerprint}. Type /connect {n} to talk.")
 
     def safety(self, nick: str, my_fingerprint: str, peer_fingerprint: str, number: str,
-               source: str, verified: bool) -> list[Line]:
+               source: str, verified: Verification | None) -> list[Line]:
         n = _nick(nick)
-        state = "VERIFIED by a shared secret" if verified else "not verified yet"
+        state = f"VERIFIED {self._how(verified)}" if verified is not None else "not verified yet"
         mine, theirs = "Your fingerprint:", f"{n}'s fingerprint:"
         width = max(len(mine), len(theirs))
-        return self._status(
+        lines = self._status(
             f"Safety number with {n} ({source}; {state}):",
             f"    {number}",
             f"{mine:<{width}} {my_fingerprint}",
             f"{theirs:<{width}} {peer_fingerprint}",
             f"Compare it with {n} over another channel; it must be the same on both screens.",
         )
+        if verified is None:
+            lines += self._status(f"If it is, type /verified {n}: it is remembered with this key.")
+        return lines
 
     def smp_started(self, nick: str) -> list[Line]:
         return self._status(f"Asked {_nick(nick)} to check the secret; they must type /verify with the same secret.")
@@ -344,6 +403,7 @@ class Presenter:
         if equal:
             return self._status(
                 f"VERIFIED: {n} knows the same secret; nobody is in the middle of this conversation.",
+                f"Remembered with {n}'s key: later conversations start verified, until the key changes.",
                 kind=Kind.GOOD,
             )
         return self._warning(
@@ -355,6 +415,30 @@ class Presenter:
         return self._status(f"The secret check with {_nick(nick)} stopped: {_say(reason)}", kind=Kind.ERROR)
 
     # -- directory and mail
+
+    def marked_verified(self, nick: str, fingerprint: str) -> list[Line]:
+        n = _nick(nick)
+        return self._status(
+            f"Recorded: you compared the safety number with {n} (key {fingerprint}).",
+            f"Conversations with this key now start verified; a key change clears it.",
+            kind=Kind.GOOD,
+        )
+
+    def contacts(self, contacts: Sequence[ContactInfo]) -> list[Line]:
+        if not contacts:
+            return self._status("You have no contacts on this relay yet.")
+        lines = self._status(f"Contacts on this relay ({len(contacts)}):")
+        for c in contacts:
+            n = _nick(c.nick)
+            if c.identity_pub is None:
+                lines += self._warning(f"  {n}: the pin is damaged; check the key with them, then /trust {n}")
+                continue
+            state = (f"VERIFIED {self._how(c.verified)} ({self._format_time(c.verified.time)})"
+                     if c.verified is not None else "not verified")
+            seen = (f"first seen {self._format_time(c.first_seen)}, last seen {self._format_time(c.last_seen)}"
+                    if c.first_seen is not None and c.last_seen is not None else "first and last seen not recorded")
+            lines += self._status(f"  {n}: {state}", f"    key {c.identity_fingerprint}; {seen}")
+        return lines
 
     def who(self, nicks: Sequence[str]) -> list[Line]:
         shown = sorted((_nick(n) for n in nicks), key=str.lower)
@@ -378,6 +462,10 @@ class Presenter:
 
     def mail(self, sender: str, sent: int, text: str) -> list[Line]:
         return self._status(f"Mail from {_nick(sender)}, sent {self._format_time(sent)}:") + self.message(sender, text)
+
+    def mail_read(self, reader: str, first_words: str, sent: int, read: int) -> list[Line]:
+        return self._status(f"{_nick(reader)} read your mail \u201c{_say(first_words)}\u201d "
+                            f"(sent {self._format_time(sent)}) at {self._format_time(read)}.")
 
     def mail_problem(self, sender: str, sent: int, reason: str) -> list[Line]:
         return self._status(
@@ -460,6 +548,8 @@ def _connect_failure(exc: BaseException, server: str) -> str | None:
 #: else is a bug, named as one and logged with its traceback.
 EXPECTED_FAILURES: tuple[type[BaseException], ...] = (
     RelayError,
+    RelayChanged,
+    NotPinned,
     ConversationFailed,
     MessageTooLong,
     MailError,

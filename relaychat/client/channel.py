@@ -10,7 +10,8 @@ relay, directly.
 
 Life of a channel::
 
-    HANDSHAKE --(binding + pin verified)--> OPEN --close()/peer CLOSE--> ENDED
+    HANDSHAKE --(binding + pin verified)--> OPEN --peer CLOSE------------------> ENDED
+                                              \--close()--> CLOSING --receipts--/
         \\______________ any failure ______________/--> FAILED
 
 * Nothing but handshake messages is sent or accepted before both checks
@@ -22,6 +23,13 @@ Life of a channel::
   Decrypted data is only ever reported after it authenticated.
 * Each direction counts its transport messages and applies Noise
   ``Rekey()`` after message 1000, 2000, ... (section 11).
+* Every TEXT received is answered with a RECEIPT; our own TEXTs stay in
+  :attr:`Channel.unconfirmed` (by their first words) until the peer's
+  RECEIPT names them, so an ending that cut messages off can say which.
+  After :meth:`Channel.close` the channel is CLOSING until the receipts for
+  everything sent have come back (the peer sends them before it reads our
+  CLOSE); the adapter bounds that wait with a timer and then calls
+  :meth:`Channel.stop_waiting`.
 
 Keys, plaintexts and handshake secrets never appear in an event's repr or
 in an error message.
@@ -32,9 +40,23 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
-from dataclasses import dataclass, field
-from typing import Optional, Protocol, Union
+from dataclasses import dataclass
+from typing import Optional, Protocol
 
+from relaychat.client import receipts
+from relaychat.client.channel_events import (
+    ChannelFailed,
+    Delivered,
+    Event,
+    HandshakeComplete,
+    MessageReceived,
+    PeerClosed,
+    SMPAborted,
+    SMPRequested,
+    SMPResult,
+    SendFrame,
+    UnknownMessage,
+)
 from relaychat.client.errors import (
     ConversationClosed,
     ConversationFailed,
@@ -56,6 +78,7 @@ __all__ = [
     "ChannelFailed",
     "ChannelState",
     "DEFAULT_MAX_FRAME",
+    "Delivered",
     "Event",
     "FixedPin",
     "HandshakeComplete",
@@ -88,11 +111,13 @@ class MessageType(enum.IntEnum):
     TEXT = 0x01
     CLOSE = 0x02
     SMP = 0x03
+    RECEIPT = 0x04
 
 
 class ChannelState(enum.Enum):
     HANDSHAKE = "handshake"
     OPEN = "open"
+    CLOSING = "closing"  # we sent CLOSE; only the peer's receipts are still read
     ENDED = "ended"  # a CLOSE was sent or received: nothing more either way
     FAILED = "failed"
 
@@ -141,88 +166,6 @@ class FixedPin:
         return self.key
 
 
-# -- events ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SendFrame:
-    """Put ``payload`` in a ``FRAME`` for this session now, before anything later."""
-
-    payload: bytes = field(repr=False)
-
-
-@dataclass(frozen=True)
-class HandshakeComplete:
-    """Both checks of section 10 passed; chat may start.
-
-    ``pin`` is NEW on first contact: the caller pins ``peer_identity`` now.
-    """
-
-    peer_identity: bytes = field(repr=False)
-    peer_fingerprint: str
-    safety_number: str
-    pin: PinStatus
-
-
-@dataclass(frozen=True)
-class MessageReceived:
-    text: str = field(repr=False)
-
-
-@dataclass(frozen=True)
-class PeerClosed:
-    """The conversation is over from the peer's side. ``clean``: their
-    encrypted CLOSE arrived, so nothing was cut off."""
-
-    clean: bool
-    reason: str
-
-
-@dataclass(frozen=True)
-class UnknownMessage:
-    """An authenticated message of a type we do not know: reported, ignored (section 11)."""
-
-    type: int
-    reason: str
-
-
-@dataclass(frozen=True)
-class ChannelFailed:
-    """The channel is dead; ``error`` says why (KeyChanged, HandshakeFailed, MessageRejected)."""
-
-    error: ConversationFailed
-
-    @property
-    def reason(self) -> str:
-        return str(self.error)
-
-
-@dataclass(frozen=True)
-class SMPRequested:
-    """The peer started a shared-secret check: answer with ``smp_respond(secret)``."""
-
-
-@dataclass(frozen=True)
-class SMPResult:
-    """A shared-secret check finished: ``equal`` is True iff both typed the same
-    secret in this very session (so nobody is in the middle)."""
-
-    equal: bool
-
-
-@dataclass(frozen=True)
-class SMPAborted:
-    """A shared-secret check stopped without a result; ``reason`` is a sentence."""
-
-    reason: str
-
-
-Event = Union[
-    SendFrame, HandshakeComplete, MessageReceived, PeerClosed, UnknownMessage, ChannelFailed,
-    SMPRequested, SMPResult, SMPAborted,
-]
-
-
 # -- the machine ------------------------------------------------------------------------
 
 
@@ -266,7 +209,9 @@ class Channel:
         self._received = 0
         self._started = False
         self._answered = False  # responder: message 2 sent
-        self._smp = SocialistMillionaire()
+        self._smp = SocialistMillionaire(session_initiator=initiator)
+        self._unconfirmed = receipts.Unconfirmed()
+        self.last_text_number = 0
         self._handshake_hash: Optional[bytes] = None
         self.state = ChannelState.HANDSHAKE
         self.peer_identity: Optional[bytes] = None
@@ -283,6 +228,16 @@ class Channel:
     @property
     def messages_received(self) -> int:
         return self._received
+
+    @property
+    def unconfirmed(self) -> list[tuple[int, str]]:
+        """Our TEXT messages the peer has not confirmed: (number, first words), oldest first."""
+        return self._unconfirmed.items
+
+    @property
+    def unconfirmed_count(self) -> int:
+        """All unconfirmed TEXT messages, including those too many to be named."""
+        return self._unconfirmed.count
 
     # -- handshake --------------------------------------------------------------------
 
@@ -304,6 +259,8 @@ class Channel:
         try:
             if self.state is ChannelState.HANDSHAKE:
                 return self._handshake_step(bytes(payload))
+            if self.state is ChannelState.CLOSING:
+                return self._closing(bytes(payload))
             return self._transport(bytes(payload))
         except ConversationFailed as error:
             return self.fail(error)
@@ -368,7 +325,8 @@ class Channel:
 
     # -- transport ----------------------------------------------------------------------
 
-    def _transport(self, ciphertext: bytes) -> list[Event]:
+    def _decrypt(self, ciphertext: bytes) -> bytes:
+        """The next transport message in order; counts it, rekeys after every 1000th."""
         recv = self._recv
         assert recv is not None
         try:
@@ -381,14 +339,22 @@ class Channel:
         self._received += 1
         if self._received % REKEY_INTERVAL == 0:
             recv.rekey()
+        return plaintext
+
+    def _transport(self, ciphertext: bytes) -> list[Event]:
+        plaintext = self._decrypt(ciphertext)
         if not plaintext:
             raise MessageRejected(f"{self.peer_nick} sent an empty message, which the protocol forbids.")
         kind, body = plaintext[0], plaintext[1:]
         if kind == MessageType.TEXT:
             try:
-                return [MessageReceived(body.decode("utf-8"))]
+                text = body.decode("utf-8")
             except UnicodeDecodeError:
                 raise MessageRejected(f"{self.peer_nick} sent a message that is not UTF-8 text.") from None
+            receipt = self._encrypt(MessageType.RECEIPT, receipts.encode(self._received))
+            return [MessageReceived(text), SendFrame(receipt)]
+        if kind == MessageType.RECEIPT:
+            return self._receipt(body)
         if kind == MessageType.CLOSE:
             if body:
                 raise MessageRejected(f"{self.peer_nick} sent a malformed goodbye.")
@@ -397,6 +363,29 @@ class Channel:
         if kind == MessageType.SMP:
             return self._smp_received(body)
         return [UnknownMessage(kind, f"{self.peer_nick} sent a message of unknown type 0x{kind:02x}; it was ignored.")]
+
+    def _closing(self, ciphertext: bytes) -> list[Event]:
+        """After our CLOSE: read in order (the nonces demand it), keep only
+        receipts; a crossing TEXT or SMP is not shown, since we said goodbye
+        (its sender sees it unconfirmed), and we send nothing more."""
+        try:
+            plaintext = self._decrypt(ciphertext)
+        except MessageRejected:
+            self._end()  # we are leaving anyway; what is unconfirmed stays so
+            return []
+        events: list[Event] = []
+        if plaintext[:1] == bytes([MessageType.RECEIPT]):
+            events = self._receipt(plaintext[1:])
+        if plaintext[:1] == bytes([MessageType.CLOSE]) or not self._unconfirmed:
+            self._end()
+        return events
+
+    def _receipt(self, body: bytes) -> list[Event]:
+        """RECEIPT n: the peer has every message of ours up to number n."""
+        delivered = self._unconfirmed.confirm(receipts.decode(body), self._sent)
+        if delivered is None:
+            raise MessageRejected(f"{self.peer_nick} sent a receipt for messages it cannot have received.")
+        return [Delivered(delivered)] if delivered else []
 
     def _encrypt(self, kind: MessageType, body: bytes) -> bytes:
         if self.state is not ChannelState.OPEN:
@@ -420,8 +409,15 @@ class Channel:
         return ConversationClosed(f"The conversation with {self.peer_nick} is over.")
 
     def send_text(self, text: str) -> bytes:
-        """The FRAME payload carrying ``text``. Raises ConversationClosed or MessageTooLong."""
-        return self._encrypt(MessageType.TEXT, text.encode("utf-8"))
+        """The FRAME payload carrying ``text``. Raises ConversationClosed or MessageTooLong.
+
+        Its number is ``last_text_number`` afterwards; a :class:`Delivered`
+        event names it once the peer confirms it, and until then it is in
+        :attr:`unconfirmed`."""
+        frame = self._encrypt(MessageType.TEXT, text.encode("utf-8"))
+        self.last_text_number = self._sent
+        self._unconfirmed.sent(self._sent, text)
+        return frame
 
     def close(self) -> Optional[bytes]:
         """Our encrypted goodbye, after which we send nothing; None if there is
@@ -431,8 +427,18 @@ class Channel:
                 self.fail(ConversationClosed(f"The conversation with {self.peer_nick} was abandoned."))
             return None
         frame = self._encrypt(MessageType.CLOSE, b"")
-        self._end()
+        if self._unconfirmed:
+            self.state = ChannelState.CLOSING
+            self._send = None
+            self._smp.abort()
+        else:
+            self._end()
         return frame
+
+    def stop_waiting(self) -> None:
+        """Give up waiting for receipts after close(); what is unconfirmed stays so."""
+        if self.state is ChannelState.CLOSING:
+            self._end()
 
     def relay_closed(self, reason: str) -> list[Event]:
         """The relay said ``CLOSED <sid> <reason>``. Without the peer's CLOSE
@@ -443,6 +449,9 @@ class Channel:
                 f"The conversation with {self.peer_nick} ended before it was verified "
                 f"(the relay says: {shown})."
             ))
+        if self.state is ChannelState.CLOSING:
+            self._end()
+            return []
         if self.state is ChannelState.OPEN:
             self._end()
             return [PeerClosed(False, (

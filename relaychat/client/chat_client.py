@@ -5,31 +5,31 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Callable, Optional
 
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import Deferred, DeferredList, fail
 from twisted.python.failure import Failure
 
+from relaychat.client.contacts import How, Verification
 from relaychat.client.conversation import Conversation, ConversationState
 from relaychat.client.errors import (
     Disconnected,
     HandshakeFailed,
-    KeyChanged,
-    MailError,
-    MessageTooLong,
+    NotPinned,
     RelayError,
     UncertifiedKeys,
 )
 from relaychat.client.feed import UNOBSERVED_KEPT, Feed
-from relaychat.client.mail import max_text_bytes as max_mail_text_bytes
-from relaychat.client.mail import open_mail, seal
+from relaychat.client.mailbox import Mailbox
 from relaychat.client.offer import IncomingOffer
 from relaychat.client.protocol import HelloInfo, LookupResult, Registered, RelayClientProtocol, RelayEvents
 from relaychat.client.seen import SeenMail
 from relaychat.client.sessions import Sessions
-from relaychat.client.values import MailEvent, MailProblem, PeerInfo, ReceivedMail, User, canonical_nick
+from relaychat.client.trust import ProfileFiles
+from relaychat.client.values import ContactInfo, MailEvent, PeerInfo, User, canonical_nick
 from relaychat.crypto.identity import KeyFormatError, verify_static_sig
 from relaychat.crypto.keypair import Identity
 from relaychat.crypto.pins import KnownPeers, PinError, PinStatus
 from relaychat.crypto.safety import identity_fingerprint
+from relaychat.wire.nicknames import skeleton  # section 4: the one definition of look-alikes
 
 
 MAX_UNANSWERED_OFFERS = 100
@@ -40,16 +40,23 @@ class ChatClient(RelayEvents):
 
     Attributes: ``nick`` (as shown by the relay), ``canonical_nick``,
     ``server_id``, ``identity``, ``known_peers``, ``max_frame``, ``max_mail``,
-    ``fingerprint`` (ours), ``hello`` (the relay's HELLO reply).
+    ``fingerprint`` (ours), ``hello`` (the relay's HELLO reply),
+    ``relay_address`` (how the relay is remembered in ``known_relays``) and
+    ``relay_first_contact`` (its id was remembered just now), ``files``
+    (the profile's :class:`~relaychat.client.trust.ProfileFiles`).
     """
 
     def __init__(self, reactor: Any, identity: Identity, known_peers: KnownPeers,
-                 seen_mail: Optional[SeenMail] = None, handshake_timeout: float = 30.0) -> None:
+                 seen_mail: Optional[SeenMail] = None, handshake_timeout: float = 30.0,
+                 files: Optional[ProfileFiles] = None) -> None:
         self.reactor = reactor
         self.identity = identity
-        self.known_peers = known_peers
-        self.seen_mail = seen_mail if seen_mail is not None else SeenMail(None)
+        self.files = files if files is not None else ProfileFiles.beside(known_peers, seen_mail)
+        self.known_peers = self.files.known_peers
+        self.seen_mail = self.files.seen_mail
         self.handshake_timeout = handshake_timeout
+        self.relay_address = ""
+        self.relay_first_contact = False
         self.fingerprint = identity_fingerprint(identity.identity_public)
         self.nick = ""
         self.canonical_nick = ""
@@ -61,6 +68,7 @@ class ChatClient(RelayEvents):
         self.disconnected: Optional[Disconnected] = None
         self._protocol: RelayClientProtocol = RelayClientProtocol(self, reactor)
         self.sessions = Sessions(self._protocol)
+        self.mailbox = Mailbox(self, self.files)
         self._offer_feed: Feed[IncomingOffer] = Feed()
         self._mail_feed: Feed[MailEvent] = Feed()
         self._raw_mail: deque[tuple[int, str, int, bytes]] = deque(maxlen=UNOBSERVED_KEPT)  # not ACKed: the relay keeps what ages out
@@ -95,10 +103,17 @@ class ChatClient(RelayEvents):
     def lookup(self, nick: str) -> Deferred[Any]:
         """Fires with a :class:`PeerInfo` whose static key is certified; fails with
         RelayError ``no-such-user`` or UncertifiedKeys."""
-        return self._protocol.lookup(nick).addCallback(self._verified_lookup)
+        try:
+            asked = canonical_nick(nick)
+        except ValueError as e:
+            return fail(e)
+        return self._protocol.lookup(nick).addCallback(self._verified_lookup, asked)
 
-    def _verified_lookup(self, result: LookupResult) -> PeerInfo:
+    def _verified_lookup(self, result: LookupResult, asked: str) -> PeerInfo:
         nick = canonical_nick(result.nick)
+        if nick != asked:  # section 13: a relay must not answer for someone else
+            raise UncertifiedKeys(f"Asked for {asked}'s keys, the relay answered with {nick}'s; "
+                                  "someone may be tampering.")
         try:
             certified = verify_static_sig(result.identity_pub, result.static_pub, result.static_sig)
         except KeyFormatError:
@@ -124,7 +139,7 @@ class ChatClient(RelayEvents):
             canonical_nick(nick)
         except ValueError as e:
             return fail(e)
-        call = _OutgoingCall(self)
+        call = _OutgoingCall(self, canonical_nick(nick))
         self._protocol.offer(nick).addCallback(call.offered).addErrback(call.refused)
         return call.result
 
@@ -140,8 +155,73 @@ class ChatClient(RelayEvents):
 
     def accept_new_key(self, nick: str, identity_pub: bytes) -> None:
         """Replace the pin for ``nick`` after the user checked the new key
-        (for example ``KeyChanged.new_key``, compared via the safety number)."""
-        self.known_peers.replace(self.server_id, canonical_nick(nick), identity_pub)
+        (for example ``KeyChanged.new_key``, compared via the safety number).
+        What was recorded about the old key, verification included, goes."""
+        nick = canonical_nick(nick)
+        self.known_peers.replace(self.server_id, nick, identity_pub)
+        self.files.contacts.forget_other_keys(self.server_id, nick, identity_pub)
+
+    # -- contacts: verification that lasts ---------------------------------------
+
+    def contacts(self) -> list[ContactInfo]:
+        """Every nickname pinned on this relay, by nickname, with what we know of its key."""
+        records = {(c.nick, c.identity_pub): c for c in self.files.contacts.on_relay(self.server_id)}
+        shown = []
+        for nick, key in sorted(self.known_peers.pins_on(self.server_id).items()):
+            record = records.get((nick, key)) if key is not None else None
+            shown.append(ContactInfo(nick, key, record.first_seen if record else None,
+                                     record.last_seen if record else None, record.verified if record else None))
+        return shown
+
+    def verification(self, nick: str, identity_pub: bytes) -> Optional[Verification]:
+        """How the user verified exactly this key for ``nick``, or None."""
+        record = self.files.contacts.get(self.server_id, canonical_nick(nick), identity_pub)
+        return record.verified if record is not None else None
+
+    def mark_verified(self, nick: str, how: How = How.SAFETY_NUMBER, key: Optional[bytes] = None) -> ContactInfo:
+        """Record that the user verified ``nick``'s pinned key (by default: compared
+        the safety number). ``key``, if given, must be that pinned key. Raises
+        NotPinned if there is no such key to verify."""
+        pinned = self._pinned_or_raise(nick)
+        if key is not None and self.pin_status(nick, key) is not PinStatus.MATCH:
+            raise NotPinned(f"That key is not the one pinned for {nick}; nothing was recorded.")
+        record = self.files.contacts.verify(self.server_id, canonical_nick(nick), pinned, how, self.reactor.seconds())
+        return ContactInfo(record.nick, pinned, record.first_seen, record.last_seen, record.verified)
+
+    def unmark_verified(self, nick: str) -> None:
+        key = self._pinned_or_raise(nick)
+        self.files.contacts.unverify(self.server_id, canonical_nick(nick), key)
+
+    def _pinned_or_raise(self, nick: str) -> bytes:
+        key = self.pinned_key(nick)
+        if key is None:
+            raise NotPinned(f"You have no key for {nick} yet (or its pin is damaged); talk to them first.")
+        return key
+
+
+    def saw(self, nick: str, key: bytes) -> Optional[Verification]:
+        """A verified conversation or mail with ``key`` now; returns its verification record."""
+        try:
+            record = self.files.contacts.seen(self.server_id, canonical_nick(nick), key, self.reactor.seconds())
+        except (OSError, PinError):
+            return None
+        return record.verified
+
+    def lookalike_of(self, nick: str) -> Optional[str]:
+        """A pinned contact whose nickname ``nick`` imitates (same section 4
+        skeleton, another name), or None. An honest relay refuses such
+        names; a hostile one could use one for a "first contact" that no pin
+        guards, so programs must warn when this is not None."""
+        try:
+            canonical = canonical_nick(nick)
+            pinned = self.known_peers.pins_on(self.server_id)
+        except (ValueError, PinError):
+            return None
+        folded = skeleton(canonical)
+        for other in sorted(pinned):
+            if other != canonical and skeleton(other) == folded:
+                return other
+        return None
 
     def pin_status(self, nick: str, identity_pub: bytes) -> PinStatus:
         """How ``identity_pub`` compares with our pin for ``nick`` (NEW, MATCH, CHANGED);
@@ -158,22 +238,10 @@ class ChatClient(RelayEvents):
 
         The recipient's keys come from LOOKUP, are verified (static_sig) and
         checked against the pin (first contact pins them); KeyChanged or
-        UncertifiedKeys stop the mail before anything is sent.
+        UncertifiedKeys stop the mail before anything is sent. Its read
+        receipt, when it comes, is a :class:`~relaychat.client.values.MailRead`.
         """
-        limit = max_mail_text_bytes(self.max_mail)
-        if len(text.encode("utf-8")) > limit:
-            return fail(MessageTooLong(f"A mail is at most {limit} bytes of text."))
-
-        def sealed(peer: PeerInfo) -> Deferred[Any]:
-            if peer.pin is PinStatus.CHANGED:
-                raise KeyChanged(peer.nick, self.pinned_key(peer.nick), peer.identity_pub)
-            if peer.pin is PinStatus.NEW:
-                self.known_peers.pin(self.server_id, peer.nick, peer.identity_pub)
-            payload = seal(self.identity, self.canonical_nick, peer.nick, peer.static_pub, text,
-                           int(self.reactor.seconds()), self.max_mail)
-            return self._protocol.mail(peer.nick, payload)
-
-        return self.lookup(nick).addCallback(sealed)
+        return self.mailbox.send(nick, text)
 
     def observe_mail(self, observer: Callable[[MailEvent], None]) -> None:
         """Deliver sealed mail: opened, verified, deduplicated by message id, and
@@ -182,30 +250,6 @@ class ChatClient(RelayEvents):
         raw, self._raw_mail = self._raw_mail, deque(maxlen=UNOBSERVED_KEPT)
         for mail in raw:
             self.relay_mail(*mail)
-
-    def _open(self, mail_id: int, sender: str, time: int, payload: bytes) -> tuple[Optional[MailEvent], bool]:
-        """(what to show, whether to ACK) for one MAIL event."""
-        try:
-            # The relay names the sender as shown; the seal binds the canonical form.
-            opened = open_mail(self.identity, canonical_nick(sender), self.canonical_nick, payload)
-            status = self.pin_status(canonical_nick(sender), opened.identity_pub)
-        except (MailError, HandshakeFailed, ValueError) as e:
-            error = e if isinstance(e, MailError) else MailError(str(e))
-            return MailProblem(mail_id, sender, time, error), True
-        if status is PinStatus.CHANGED:  # keep it on the relay until the user decides
-            return MailProblem(mail_id, sender, time,
-                               KeyChanged(sender, self.pinned_key(sender), opened.identity_pub)), False
-        if opened.message_id in self.seen_mail:
-            return None, True
-        now = self.reactor.seconds()
-        if self.seen_mail.too_old(opened.time, now):
-            return MailProblem(mail_id, sender, time, MailError(
-                f"A mail from {sender} was sealed too long ago to rule out a replay; it was dropped.")), True
-        if status is PinStatus.NEW:
-            self.known_peers.pin(self.server_id, sender, opened.identity_pub)
-        self.seen_mail.add(opened.message_id, opened.time, now)
-        return ReceivedMail(mail_id, sender, opened.time, opened.text, opened.message_id,
-                            identity_fingerprint(opened.identity_pub)), True
 
     # -- other ----------------------------------------------------------------------
 
@@ -223,10 +267,10 @@ class ChatClient(RelayEvents):
         return self._protocol.ping()
 
     def quit(self) -> Deferred[Any]:
-        """Close every conversation cleanly, say QUIT, fire when disconnected."""
-        for conversation in self.sessions.conversations():
-            conversation.close()
-        return self._protocol.quit()
+        """Close every conversation cleanly (each waits, briefly, for the peer's
+        last receipts), say QUIT, fire when disconnected."""
+        closing = [conversation.close() for conversation in self.sessions.conversations()]
+        return DeferredList(closing, consumeErrors=True).addCallback(lambda _: self._protocol.quit())
 
     # -- RelayEvents ----------------------------------------------------------------
 
@@ -272,7 +316,7 @@ class ChatClient(RelayEvents):
         if not self._mail_feed.observed:
             self._raw_mail.append((mail_id, sender, time, payload))
             return
-        shown, ack = self._open(mail_id, sender, time, payload)
+        shown, ack = self.mailbox.open(mail_id, sender, time, payload)
         if shown is not None:
             self._mail_feed.emit(shown)
         if ack:
@@ -295,8 +339,9 @@ class _OutgoingCall:
     """One :meth:`ChatClient.call` until the relay answers the OFFER: its result,
     and whether the caller cancelled before the session existed."""
 
-    def __init__(self, client: ChatClient) -> None:
+    def __init__(self, client: ChatClient, asked: str) -> None:
         self._client = client
+        self._asked = asked
         self._cancelled = False
         self._conversation: Optional[Conversation] = None
         self.result: Deferred[Any] = Deferred(self._cancel)
@@ -309,7 +354,13 @@ class _OutgoingCall:
     def offered(self, reply: tuple[str, str]) -> None:
         """The relay took the OFFER: the session exists; follow its handshake."""
         sid, shown = reply
-        conversation = Conversation(self._client, sid, canonical_nick(shown), initiator=True)
+        if canonical_nick(shown) != self._asked:  # section 13: not the one we called
+            self._client.sessions.close(sid).addErrback(lambda _: None)
+            self.refused(Failure(HandshakeFailed(
+                f"Calling {self._asked}, the relay opened a session with {canonical_nick(shown)}; "
+                "someone may be tampering. The session was closed.")))
+            return
+        conversation = Conversation(self._client, sid, self._asked, initiator=True)
         self._client.sessions.add(conversation)
         self._conversation = conversation
         if self._cancelled:

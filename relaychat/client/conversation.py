@@ -20,6 +20,8 @@ from twisted.python.failure import Failure
 from relaychat.client.channel import (
     Channel,
     ChannelFailed,
+    ChannelState,
+    Delivered,
     Event,
     HandshakeComplete,
     MessageReceived,
@@ -39,16 +41,22 @@ from relaychat.client.errors import (
     HandshakeFailed,
     KeyChanged,
     MessageRejected,
+    NotPinned,
     RelayError,
 )
 from relaychat.client.feed import Feed
 from relaychat.client.trust import PinnedPeer
-from relaychat.client.values import Ended, SMPEvent
+from relaychat.client.contacts import How, Verification
+from relaychat.client.values import Delivery, Ended, SMPEvent
 from relaychat.crypto.pins import PinConflict, PinError, PinStatus
 
 if TYPE_CHECKING:
     from relaychat.client.chat_client import ChatClient
     from relaychat.client.sessions import Sessions
+
+#: Seconds :meth:`Conversation.close` waits for the peer's receipts of our
+#: last messages before closing the relay session (protocol section 11).
+CLOSE_LINGER = 2.0
 
 
 class ConversationState(enum.Enum):
@@ -58,6 +66,7 @@ class ConversationState(enum.Enum):
     ACCEPTING = "accepting"  # we accepted an offer; waiting for the relay to confirm
     HANDSHAKE = "handshake"  # the relay session is open; the Noise handshake is under way
     OPEN = "open"  # the handshake is verified: messages flow
+    CLOSING = "closing"  # we said goodbye; the peer's last receipts may still come (CLOSE_LINGER)
     ENDED = "ended"  # over; the relay session is still open (its CLOSE or CLOSED is due)
     CLOSED = "closed"  # the relay session is gone (over, or about to be reported so)
 
@@ -67,17 +76,19 @@ class _Step(enum.Enum):
 
     SESSION_OPEN = "session-open"  # ACCEPTED arrived, or our ACCEPT was confirmed
     VERIFIED = "verified"  # the handshake completed and the key is pinned
+    GOODBYE = "goodbye"  # we sent our CLOSE with messages still unconfirmed
     END = "end"  # it ended (cleanly or not); reported to the observers
     SESSION_GONE = "session-gone"  # we sent CLOSE, or the relay closed it, or the connection died
 
 
 _S = ConversationState
-_LIVE = (_S.CALLING, _S.ACCEPTING, _S.HANDSHAKE, _S.OPEN)
+_LIVE = (_S.CALLING, _S.ACCEPTING, _S.HANDSHAKE, _S.OPEN, _S.CLOSING)
 _TRANSITIONS: dict[tuple[ConversationState, _Step], ConversationState] = {
     (_S.CALLING, _Step.SESSION_OPEN): _S.HANDSHAKE,
     (_S.ACCEPTING, _Step.SESSION_OPEN): _S.HANDSHAKE,
     (_S.HANDSHAKE, _Step.VERIFIED): _S.OPEN,
     (_S.ACCEPTING, _Step.VERIFIED): _S.OPEN,  # a relay may confirm our ACCEPT after the peer's frames
+    (_S.OPEN, _Step.GOODBYE): _S.CLOSING,
     **{(state, _Step.END): _S.ENDED for state in _LIVE},
     (_S.ENDED, _Step.END): _S.ENDED,
     (_S.CLOSED, _Step.END): _S.CLOSED,
@@ -92,7 +103,8 @@ class Conversation:
     ``peer_identity`` (32 bytes), ``peer_fingerprint``, ``safety_number``
     (both screens show the same 12 groups), ``first_contact`` (the key was
     pinned just now), ``ended`` (an :class:`Ended` once over, else None),
-    ``state`` (a :class:`ConversationState`).
+    ``state`` (a :class:`ConversationState`), ``verified`` (how and when the
+    user verified this very key, from the contacts record, or None).
 
     Programs use the methods above "driven by the ChatClient"; the
     ChatClient uses the ones below it.
@@ -109,6 +121,8 @@ class Conversation:
         self.peer_fingerprint: Optional[str] = None
         self.safety_number: Optional[str] = None
         self.first_contact = False
+        self.lookalike_of: Optional[str] = None  # first contact with a name imitating a pinned one
+        self.verified: Optional[Verification] = None
         self.ended: Optional[Ended] = None
         self._channel = Channel(
             initiator=initiator, sid=sid, local_nick=client.canonical_nick, peer_nick=nick,
@@ -120,6 +134,8 @@ class Conversation:
         self._ends: Feed[Ended] = Feed()
         self._smp: Feed[SMPEvent] = Feed()
         self._warnings: Feed[str] = Feed()
+        self._deliveries: Feed[Delivery] = Feed()
+        self._closed: Deferred[Any] = Deferred()  # fires once the relay session is closed after our goodbye
 
     def __repr__(self) -> str:
         return f"<Conversation {self.sid} with {self.nick}>"
@@ -135,23 +151,64 @@ class Conversation:
         """The longest message (UTF-8 bytes) :meth:`send` accepts."""
         return max_text_bytes(self._client.max_frame)
 
-    def send(self, text: str) -> None:
-        """Encrypt and send one message. Raises ConversationClosed or MessageTooLong."""
+    def send(self, text: str) -> int:
+        """Encrypt and send one message; returns its number, which a
+        :class:`Delivery` names once the peer confirms it. Raises
+        ConversationClosed or MessageTooLong."""
         self._send(self._channel.send_text(text))
+        return self._channel.last_text_number
+
+    @property
+    def unconfirmed(self) -> list[tuple[int, str]]:
+        """Our messages the peer has not confirmed yet: (number, first words)."""
+        return self._channel.unconfirmed
+
+    def observe_delivered(self, observer: Callable[[Delivery], None]) -> None:
+        """Call ``observer(delivery)`` as the peer confirms each of our messages."""
+        self._deliveries.add(observer)
 
     def close(self) -> Deferred[Any]:
         """End cleanly: our encrypted CLOSE tells the peer nothing was cut off.
-        Fires when the relay has closed the session."""
+
+        The relay session stays open until the peer's receipts for our last
+        messages are in (at most ``CLOSE_LINGER`` seconds), so the ending
+        can say whether everything arrived. Fires when the relay has closed
+        the session."""
+        if self.state is ConversationState.CLOSING:
+            return self._closed
         if self.ended is not None and self.ended.by_peer and self.ended.clean:
             return succeed(None)  # the peer said goodbye and closes the session itself (section 11)
         if self.ended is None:
             frame = self._channel.close()
             if frame is not None:
-                self._send(frame)
-            self._end(Ended(True, f"You ended the conversation with {self.nick}.", by_peer=False))
+                self._send(frame, quiet=True)
             if not self._ready.called:
                 self._ready.errback(ConversationClosed(f"The conversation with {self.nick} was abandoned."))
+            if self._channel.state is ChannelState.CLOSING and self._advance(_Step.GOODBYE):
+                self._cancel_timer()
+                self._timer = self._client.reactor.callLater(CLOSE_LINGER, self._linger_over)
+                return self._closed
+            self._closed_by_us()
         return self._close_relay()
+
+    def _linger_over(self) -> None:
+        self._timer = None
+        self._channel.stop_waiting()
+        self._closed_by_us()
+
+    def _closed_by_us(self) -> None:
+        """Our goodbye is complete (receipts in, or no longer awaited): report, CLOSE."""
+        self._cancel_timer()
+        self._end(self._ending(True, f"You ended the conversation with {self.nick}.", by_peer=False))
+        done = self._close_relay()
+        if not self._closed.called:
+            done.chainDeferred(self._closed)
+
+    def _ending(self, clean: bool, reason: str, by_peer: bool,
+                error: Optional[ConversationFailed] = None) -> Ended:
+        unconfirmed = self._channel.unconfirmed
+        return Ended(clean, reason, by_peer, error, tuple(words for _, words in unconfirmed),
+                     self._channel.unconfirmed_count)
 
     def observe_messages(self, observer: Callable[[str], None]) -> None:
         """Call ``observer(text)`` for every message received, in order."""
@@ -222,11 +279,15 @@ class Conversation:
 
     def frame_received(self, payload: bytes) -> None:
         """A FRAME for this session arrived."""
+        lingering = self.state is ConversationState.CLOSING
         self._handle(self._channel.receive_frame(payload))
+        if lingering and self._channel.state is not ChannelState.CLOSING:
+            self._closed_by_us()  # the last receipt (or the peer's own goodbye) is in
 
     def relay_closed(self, reason: str) -> None:
         """The relay said CLOSED: declined or timed out if we were calling, else over."""
         calling = self.state is ConversationState.CALLING
+        lingering = self.state is ConversationState.CLOSING
         self._advance(_Step.SESSION_GONE)
         self._sessions.forget(self)  # before anyone hears of it: the relay knows it no more
         if calling:
@@ -238,6 +299,8 @@ class Conversation:
             self._handle(self._channel.fail(error))
         else:
             self._handle(self._channel.relay_closed(reason))
+        if lingering:
+            self._closed_by_us()
 
     def frame_refused(self, error: RelayError) -> None:
         """The relay refused one of our frames: the conversation cannot go on."""
@@ -252,12 +315,15 @@ class Conversation:
 
     def connection_lost(self, error: Disconnected) -> None:
         """The relay connection ended, and this session with it."""
+        lingering = self.state is ConversationState.CLOSING
         self._advance(_Step.SESSION_GONE)
         if not self._ready.called:
             self._ready.errback(error)
         self._handle(self._channel.fail(ConversationClosed(
             f"The conversation with {self.nick} ended: {error}"
         )))
+        if lingering:
+            self._closed_by_us()
 
     def accept_refused(self, failure: Failure) -> None:
         """The relay refused our ACCEPT of the offer this conversation answers."""
@@ -278,26 +344,54 @@ class Conversation:
         self.state = following
         return True
 
+    def mark_verified(self) -> None:
+        """The user compared the safety number with the peer: record it for this key."""
+        if self.peer_identity is None:
+            raise ConversationClosed(f"The conversation with {self.nick} is not verified yet.")
+        self.verified = self._client.mark_verified(self.nick, How.SAFETY_NUMBER, self.peer_identity).verified
+
+    def _record_verification(self, how: How) -> None:
+        """A check succeeded (section 14): it lasts, for this very key (section 13)."""
+        if self.peer_identity is None:
+            return
+        try:
+            self.verified = self._client.mark_verified(self.nick, how, self.peer_identity).verified
+        except (NotPinned, PinError, OSError):
+            pass  # the pin changed meanwhile: the result holds for this session only
+
     def _cancel(self, ready: Deferred[Any]) -> None:
         self._handle(self._channel.fail(ConversationClosed(
             f"The conversation with {self.nick} was cancelled."
         )))
 
     def _handle(self, events: list[Event]) -> None:
+        # Every frame the channel encrypted goes out before any observer runs:
+        # an observer that sends (a reply to a message) would otherwise put its
+        # frame, with a later nonce, ahead of ours (the receipt for that message).
         for event in events:
             if isinstance(event, SendFrame):
                 self._send(event.payload, quiet=True)
+        for event in events:
+            if isinstance(event, SendFrame):
+                continue
             elif isinstance(event, HandshakeComplete):
                 self._verified(event)
             elif isinstance(event, MessageReceived):
                 self._messages.emit(event.text)
             elif isinstance(event, PeerClosed):
-                self._end(Ended(event.clean, event.reason, by_peer=True))
+                self._end(self._ending(event.clean, event.reason, by_peer=True))
+            elif isinstance(event, Delivered):
+                for number, words in event.messages:
+                    self._deliveries.emit(Delivery(number, words))
             elif isinstance(event, ChannelFailed):
                 self._failed(event.error)
             elif isinstance(event, UnknownMessage):
                 self._warnings.emit(event.reason)
-            elif isinstance(event, (SMPRequested, SMPResult, SMPAborted)):
+            elif isinstance(event, SMPResult):
+                if event.equal:
+                    self._record_verification(How.SMP)
+                self._smp.emit(event)
+            elif isinstance(event, (SMPRequested, SMPAborted)):
                 self._smp.emit(event)
 
     def _verified(self, event: HandshakeComplete) -> None:
@@ -315,6 +409,8 @@ class Conversation:
         self.peer_fingerprint = event.peer_fingerprint
         self.safety_number = event.safety_number
         self.first_contact = event.pin is PinStatus.NEW
+        self.lookalike_of = self._client.lookalike_of(self.nick) if self.first_contact else None
+        self.verified = self._client.saw(self.nick, event.peer_identity)
         self._advance(_Step.VERIFIED)
         self._cancel_timer()
         if not self._ready.called:
@@ -324,7 +420,7 @@ class Conversation:
         self._cancel_timer()
         if not self._ready.called:
             self._ready.errback(error)
-        self._end(Ended(False, str(error), by_peer=False, error=error))
+        self._end(self._ending(False, str(error), by_peer=False, error=error))
         self._close_relay()  # section 11: stop, CLOSE the session, report
 
     def _end(self, ended: Ended) -> None:

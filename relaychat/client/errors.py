@@ -8,6 +8,7 @@ program can show as it is (after making it inert, protocol section 16).
 
 from __future__ import annotations
 
+from relaychat.client.known_relays import relay_fingerprint
 from relaychat.crypto.safety import identity_fingerprint
 
 
@@ -85,6 +86,32 @@ class KeyChanged(HandshakeFailed):
         return identity_fingerprint(self.new_key)
 
 
+class RelayChanged(Exception):
+    """The relay at a known address announced another ``server_id`` (protocol section 13).
+
+    As loud as a key change: either the operator rebuilt the relay (a new
+    data directory), or something else now answers at that address and
+    would make every pinned contact a first contact. Nothing was
+    registered; :meth:`relaychat.client.known_relays.KnownRelays.replace`
+    (the program's ``/trust-relay``) is the one way on.
+    """
+
+    def __init__(self, address: str, known_id: bytes | None, new_id: bytes) -> None:
+        self.address = address
+        self.known_id = known_id
+        self.new_id = new_id
+        old = relay_fingerprint(known_id) if known_id is not None else "(unreadable record)"
+        super().__init__(
+            f"WARNING: the relay at {address} has CHANGED its identity (remembered {old}, "
+            f"now {relay_fingerprint(new_id)}). Someone may be intercepting; not registering. "
+            "Ask the relay's operator before accepting the new identity."
+        )
+
+    @property
+    def new_fingerprint(self) -> str:
+        return relay_fingerprint(self.new_id)
+
+
 class UncertifiedKeys(HandshakeFailed):
     """The relay gave keys for a nickname that its identity key did not certify."""
 
@@ -103,6 +130,10 @@ class ConversationClosed(ConversationFailed):
 
 class MessageTooLong(ValueError):
     """The text does not fit in one frame or one mail (a local usage error)."""
+
+
+class NotPinned(LookupError):
+    """There is no (readable) pinned key for the nickname a request names."""
 
 
 class MailError(Exception):

@@ -30,7 +30,10 @@ from relaychat.crypto.keypair import Identity
 from relaychat.crypto.noise import HandshakeState, NoiseError
 from relaychat.wire.codec import lp
 
-__all__ = ["MESSAGE_ID_SIZE", "OpenedMail", "PROLOGUE_CONTEXT", "PROTOCOL_NAME", "max_text_bytes", "open_mail", "seal"]
+__all__ = [
+    "MESSAGE_ID_SIZE", "OpenedMail", "PROLOGUE_CONTEXT", "PROTOCOL_NAME", "max_text_bytes", "open_mail", "seal",
+    "seal_receipt",
+]
 
 PROTOCOL_NAME = "Noise_X_25519_ChaChaPoly_SHA256"
 PROLOGUE_CONTEXT = b"relaychat-mail-v1"
@@ -39,6 +42,10 @@ TIME_SIZE = 8
 HEADER_SIZE = BINDING_SIZE + TIME_SIZE + MESSAGE_ID_SIZE  # 121
 # e (32) + encrypted s (32 + 16) + payload tag (16)
 NOISE_OVERHEAD = 32 + 48 + 16
+# A body starting with 0xFF (which UTF-8 text never does) is a control
+# message, not text; 0xFF 0x01 || message_id is a read receipt (section 12).
+CONTROL = 0xFF
+RECEIPT = 0x01
 
 
 def prologue(sender_nick: str, recipient_nick: str) -> bytes:
@@ -59,6 +66,7 @@ class OpenedMail:
     time: int
     message_id: bytes
     text: str = field(repr=False)
+    receipt_for: bytes | None = None  # a read receipt: the message_id of our mail they opened
 
 
 def seal(
@@ -76,6 +84,26 @@ def seal(
     body = text.encode("utf-8")
     if len(body) > max_text_bytes(max_mail):
         raise MessageTooLong(f"A mail is at most {max_text_bytes(max_mail)} bytes of text.")
+    return _seal(identity, sender_nick, recipient_nick, recipient_static, body, time, message_id)
+
+
+def seal_receipt(
+    identity: Identity,
+    sender_nick: str,
+    recipient_nick: str,
+    recipient_static: bytes,
+    opened_id: bytes,
+    time: int,
+) -> bytes:
+    """A sealed read receipt telling ``recipient_nick`` we opened its mail ``opened_id``."""
+    if len(opened_id) != MESSAGE_ID_SIZE:
+        raise ValueError("bad message id")
+    body = bytes([CONTROL, RECEIPT]) + bytes(opened_id)
+    return _seal(identity, sender_nick, recipient_nick, recipient_static, body, time, None)
+
+
+def _seal(identity: Identity, sender_nick: str, recipient_nick: str, recipient_static: bytes,
+          body: bytes, time: int, message_id: bytes | None) -> bytes:
     try:
         load_static_public(recipient_static)
     except KeyFormatError as e:
@@ -91,11 +119,21 @@ def seal(
 
 
 def open_mail(identity: Identity, sender_nick: str, recipient_nick: str, sealed: bytes) -> OpenedMail:
-    """Open a mail addressed to us; raise MailError (a sentence) if anything is wrong."""
-    hs = HandshakeState(PROTOCOL_NAME, False, prologue(sender_nick, recipient_nick), s=identity.static_private)
-    try:
-        payload = hs.read_message(bytes(sealed))
-    except NoiseError:
+    """Open a mail addressed to us; raise MailError (a sentence) if anything is wrong.
+
+    After a static-key rotation, mail sealed to the previous key (sent before
+    the sender looked up the new one) opens with that key."""
+    keys = [identity.static_private]
+    if identity.previous_static_private is not None:
+        keys.append(identity.previous_static_private)
+    for key in keys:
+        hs = HandshakeState(PROTOCOL_NAME, False, prologue(sender_nick, recipient_nick), s=key)
+        try:
+            payload = hs.read_message(bytes(sealed))
+            break
+        except NoiseError:
+            continue
+    else:
         raise MailError(
             f"A mail said to be from {sender_nick} could not be opened: it was altered, is not "
             "sealed to you, or the relay named the wrong sender."
@@ -111,8 +149,13 @@ def open_mail(identity: Identity, sender_nick: str, recipient_nick: str, sealed:
     rest = payload[BINDING_SIZE:]
     time = int.from_bytes(rest[:TIME_SIZE], "big")
     message_id = rest[TIME_SIZE:TIME_SIZE + MESSAGE_ID_SIZE]
+    body = rest[TIME_SIZE + MESSAGE_ID_SIZE:]
+    if body[:1] == bytes([CONTROL]):
+        if len(body) != 2 + MESSAGE_ID_SIZE or body[1] != RECEIPT:
+            raise MailError(f"A mail from {sender_nick} is a control message this client does not know.")
+        return OpenedMail(identity_pub, time, message_id, "", receipt_for=body[2:])
     try:
-        text = rest[TIME_SIZE + MESSAGE_ID_SIZE:].decode("utf-8")
+        text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise MailError(f"A mail from {sender_nick} is not UTF-8 text.") from None
     return OpenedMail(identity_pub, time, message_id, text)

@@ -10,6 +10,7 @@ from twisted.internet.defer import Deferred, fail, succeed
 from relaychat.client.conversation import Conversation
 from relaychat.client.errors import ConversationClosed
 from relaychat.client.feed import Feed, log
+from relaychat.crypto.pins import PinStatus
 from relaychat.crypto.safety import identity_fingerprint
 
 if TYPE_CHECKING:
@@ -37,6 +38,8 @@ class IncomingOffer:
         self.identity_pub = identity_pub
         self.fingerprint = identity_fingerprint(identity_pub)
         self.pin = client.pin_status(nick, identity_pub)
+        # A new name that imitates a pinned contact's: warn (section 13).
+        self.lookalike_of = client.lookalike_of(nick) if self.pin is PinStatus.NEW else None
         self._withdrawn: Feed[str] = Feed()
 
     def __repr__(self) -> str:

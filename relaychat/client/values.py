@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Optional, Union
 
 from relaychat.client.channel import SMPAborted, SMPRequested, SMPResult
+from relaychat.client.contacts import Verification
 from relaychat.client.errors import ConversationFailed
 from relaychat.crypto.pins import PinStatus
 from relaychat.crypto.safety import identity_fingerprint
@@ -61,6 +62,7 @@ class ReceivedMail:
     text: str
     message_id: bytes
     sender_fingerprint: str
+    lookalike_of: Optional[str] = None  # a first contact whose name imitates this pinned contact's
 
 
 @dataclass(frozen=True)
@@ -83,22 +85,71 @@ class MailProblem:
 
 
 @dataclass(frozen=True)
+class MailRead:
+    """``reader`` opened a mail we sealed to them (their sealed read receipt, section 12).
+
+    ``first_words`` names our mail; ``sent`` is when we sealed it and
+    ``read`` the time in their receipt (their clock)."""
+
+    reader: str
+    first_words: str
+    sent: int
+    read: int
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """The peer confirmed one of our messages (section 11 RECEIPT).
+
+    ``number`` is what :meth:`Conversation.send` returned for it."""
+
+    number: int
+    first_words: str
+
+
+@dataclass(frozen=True)
 class Ended:
     """How a conversation ended.
 
     ``clean`` is True only when the peer's encrypted CLOSE arrived (or we
     closed it ourselves): nothing was cut off. ``error`` is set when it
     ended because something was wrong (tampering, a changed key, ...).
+    ``unconfirmed`` names, by their first words, our messages the peer never
+    confirmed (section 11 receipts), oldest first; ``unconfirmed_count``
+    also counts those too many to name. Both are empty when everything
+    arrived.
     """
 
     clean: bool
     reason: str
     by_peer: bool
     error: Optional[ConversationFailed] = None
+    unconfirmed: tuple[str, ...] = ()
+    unconfirmed_count: int = 0
+
+
+@dataclass(frozen=True)
+class ContactInfo:
+    """One pinned contact on this relay, as ``/contacts`` shows it.
+
+    ``identity_pub`` is None when the pin is disputed (a damaged file);
+    ``first_seen``/``last_seen`` are None for a pin made before this
+    client kept them; ``verified`` is how and when the user verified
+    exactly this key, or None."""
+
+    nick: str
+    identity_pub: Optional[bytes]
+    first_seen: Optional[int]
+    last_seen: Optional[int]
+    verified: Optional[Verification]
+
+    @property
+    def identity_fingerprint(self) -> Optional[str]:
+        return identity_fingerprint(self.identity_pub) if self.identity_pub is not None else None
 
 
 SMPEvent = Union[SMPRequested, SMPResult, SMPAborted]
-MailEvent = Union[ReceivedMail, MailProblem]
+MailEvent = Union[ReceivedMail, MailProblem, MailRead]
 
 
 def canonical_nick(nick: str) -> str:

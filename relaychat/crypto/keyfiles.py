@@ -40,6 +40,7 @@ __all__ = [
 
 IDENTITY_FILE = "identity.pem"
 STATIC_FILE = "static.pem"
+PREVIOUS_STATIC_FILE = "static.previous.pem"  # kept after a rotation, to open mail sealed to it
 
 # Passphrase protection of the PEM files: PBES2 with scrypt and AES-256-CBC.
 # N = 2**14, r = 8, p = 5 is one of the equivalent minimum settings the OWASP

@@ -8,6 +8,7 @@ relay checks what it signs with ``relaychat.crypto.identity``.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -15,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from relaychat.crypto.identity import BINDING_VERSION, raw_public, registration_message, static_signed_data
 from relaychat.crypto.keyfiles import (
     IDENTITY_FILE,
+    PREVIOUS_STATIC_FILE,
     STATIC_FILE,
     StrPath,
     check_passphrase,
@@ -35,13 +37,17 @@ class Identity:
     Ed25519 is deterministic, so it is the same after every load.
     """
 
-    def __init__(self, identity_key: Ed25519PrivateKey, static_key: X25519PrivateKey) -> None:
+    def __init__(self, identity_key: Ed25519PrivateKey, static_key: X25519PrivateKey,
+                 previous_static: Optional[X25519PrivateKey] = None) -> None:
         if not isinstance(identity_key, Ed25519PrivateKey):
             raise TypeError("identity_key must be an Ed25519PrivateKey")
         if not isinstance(static_key, X25519PrivateKey):
             raise TypeError("static_key must be an X25519PrivateKey")
+        if previous_static is not None and not isinstance(previous_static, X25519PrivateKey):
+            raise TypeError("previous_static must be an X25519PrivateKey")
         self._identity_key = identity_key
         self._static_key = static_key
+        self._previous_static = previous_static
         self._identity_public = raw_public(identity_key.public_key())
         self._static_public = raw_public(static_key.public_key())
         self._static_sig = identity_key.sign(static_signed_data(self._static_public))
@@ -64,6 +70,12 @@ class Identity:
     def static_private(self) -> X25519PrivateKey:
         """The X25519 private key, for the Noise layer only."""
         return self._static_key
+
+    @property
+    def previous_static_private(self) -> Optional[X25519PrivateKey]:
+        """The static key before the last rotation, kept only to open mail sealed
+        to it before contacts learned the new one (protocol section 12)."""
+        return self._previous_static
 
     @property
     def static_sig(self) -> bytes:
@@ -118,6 +130,24 @@ class Identity:
         write_private_file(directory / STATIC_FILE, private_key_pem(self._static_key, passphrase))
         write_private_file(directory / IDENTITY_FILE, private_key_pem(self._identity_key, passphrase))
 
+    def rotate_static(self, directory: StrPath, passphrase: bytes | None = None) -> Identity:
+        """A new static key, certified by the same identity key, saved in ``directory``.
+
+        Why: sealed mail has no forward secrecy, and whoever holds the static
+        private key can read mail sealed to it and forge mail to us (protocol
+        section 12). The next REGISTER publishes the new key (the relay
+        replaces the binding, so every LOOKUP shows it); pins, being on the
+        identity key, stay. The current key is kept as the previous one for
+        mail already on its way; the one before it is dropped. Written
+        previous first, so a crash leaves the old pair usable.
+        """
+        passphrase = check_passphrase(passphrase)
+        directory = Path(directory)
+        rotated = Identity(self._identity_key, X25519PrivateKey.generate(), self._static_key)
+        write_private_file(directory / PREVIOUS_STATIC_FILE, private_key_pem(self._static_key, passphrase))
+        write_private_file(directory / STATIC_FILE, private_key_pem(rotated._static_key, passphrase))
+        return rotated
+
     @classmethod
     def load(cls, directory: StrPath, passphrase: bytes | None = None) -> Identity:
         """Read the key pair written by ``save``.
@@ -131,7 +161,12 @@ class Identity:
         static_key = load_private_key(directory / STATIC_FILE, passphrase, X25519PrivateKey)
         assert isinstance(identity_key, Ed25519PrivateKey)
         assert isinstance(static_key, X25519PrivateKey)
-        return cls(identity_key, static_key)
+        previous: Optional[X25519PrivateKey] = None
+        if (directory / PREVIOUS_STATIC_FILE).exists():
+            loaded = load_private_key(directory / PREVIOUS_STATIC_FILE, passphrase, X25519PrivateKey)
+            assert isinstance(loaded, X25519PrivateKey)
+            previous = loaded
+        return cls(identity_key, static_key, previous)
 
     @classmethod
     def load_or_create(cls, directory: StrPath, passphrase: bytes | None = None) -> Identity:

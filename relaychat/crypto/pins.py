@@ -26,6 +26,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional, TypeVar
 
 from relaychat.crypto.identity import KEY_SIZE, SERVER_ID_SIZE
 from relaychat.crypto.keyfiles import StrPath, make_private_dir, write_private_file
@@ -37,7 +38,9 @@ try:
 except ImportError:  # pragma: no cover - not POSIX
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["FILENAME", "KnownPeers", "PinConflict", "PinError", "PinStatus"]
+__all__ = [
+    "FILENAME", "KnownPeers", "PinConflict", "PinError", "PinFile", "PinStatus", "data_lines", "locked", "read_lines",
+]
 
 FILENAME = "known_peers"
 HEADER = (
@@ -45,6 +48,30 @@ HEADER = (
     b"# A changed key for a pinned nickname stops the conversation until accepted.\n"
 )
 
+
+
+@contextlib.contextmanager
+def locked(path: StrPath) -> Iterator[None]:
+    """Serialise read-modify-write of ``path`` between processes sharing it.
+
+    The lock is on a side file (``<name>.lock``) because the file itself is
+    replaced by rename on every write. Every profile file that two clients
+    may share (pins, known relays, seen mail, contacts) is changed only
+    under this lock, after re-reading it, so neither erases the other's
+    additions.
+    """
+    path = Path(path)
+    if fcntl is None:  # pragma: no cover
+        yield
+        return
+    lock_path = path.with_name(path.name + ".lock")
+    make_private_dir(path.parent)
+    fd = os.open(lock_path, os.O_CREAT | os.O_RDWR | getattr(os, "O_CLOEXEC", 0), 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 class PinStatus(enum.Enum):
@@ -93,47 +120,74 @@ def _same_key(a: bytes, b: bytes) -> bool:
     return hmac.compare_digest(a, b)
 
 
-class KnownPeers:
-    """Pinned identity keys per (relay ``server_id``, canonical nickname)."""
+def read_lines(path: Path, what: str) -> list[bytes]:
+    """The lines of a profile file without their LF (``[]`` if it does not exist);
+    PinError with a sentence if it cannot be read."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    except OSError as e:
+        raise PinError(f"The {what} file {path} cannot be read: {e.strerror}.") from e
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    return lines
+
+
+def data_lines(lines: list[bytes]) -> Iterator[tuple[int, Optional[str]]]:
+    """(index, text) of each line that is neither blank nor a ``#`` comment; text
+    is None for a line that is not UTF-8 (the caller keeps it verbatim)."""
+    for index, raw in enumerate(lines):
+        line = raw[:-1] if raw.endswith(b"\r") else raw
+        stripped = line.strip()
+        if not stripped or stripped.startswith(b"#"):
+            continue
+        try:
+            yield index, line.decode("utf-8")
+        except UnicodeDecodeError:
+            yield index, None
+
+
+class PinFile:
+    """What every trust-on-first-use file has: a path in the profile
+    directory, and the sentences about its damaged lines."""
+
+    FILENAME = ""
 
     def __init__(self, path: StrPath) -> None:
         self.path = Path(path)
         self._problems: list[str] = []
 
     @classmethod
-    def in_directory(cls, directory: StrPath) -> KnownPeers:
-        """The ``known_peers`` file in a config directory."""
-        return cls(Path(directory) / FILENAME)
+    def in_directory(cls: type[_P], directory: StrPath) -> _P:
+        """The file in a profile (config) directory."""
+        return cls(Path(directory) / cls.FILENAME)
 
     @property
     def problems(self) -> list[str]:
         """Sentences describing damaged lines, as of the last read."""
         return list(self._problems)
 
+
+_P = TypeVar("_P", bound=PinFile)
+
+
+class KnownPeers(PinFile):
+    """Pinned identity keys per (relay ``server_id``, canonical nickname)."""
+
+    FILENAME = FILENAME
+
     # -- reading ---------------------------------------------------------
 
     def _read(self) -> _State:
-        try:
-            data = self.path.read_bytes()
-        except FileNotFoundError:
-            data = b""
-        except OSError as e:
-            raise PinError(f"The known-peers file {self.path} cannot be read: {e.strerror}.") from e
-        lines = data.split(b"\n")
-        if lines and lines[-1] == b"":
-            lines.pop()
+        lines = read_lines(self.path, "known-peers")
         entries: dict[tuple[bytes, str], _Entry] = {}
         attributed: dict[int, tuple[bytes, str]] = {}
         problems: list[str] = []
-        for index, raw in enumerate(lines):
-            line = raw[:-1] if raw.endswith(b"\r") else raw
-            stripped = line.strip()
-            if not stripped or stripped.startswith(b"#"):
-                continue
+        for index, text in data_lines(lines):
             where = f"{self.path}, line {index + 1}"
-            try:
-                text = line.decode("utf-8")
-            except UnicodeDecodeError:
+            if text is None:
                 problems.append(f"{where}: not UTF-8 text; the line is kept but ignored.")
                 continue
             fields = text.split()
@@ -209,26 +263,22 @@ class KnownPeers:
             )
         return first
 
+    def pins_on(self, server_id: bytes) -> dict[str, bytes | None]:
+        """Every nickname pinned on this relay, with its key; None for a
+        disputed pin (damaged or contradictory lines)."""
+        server_id = _check(server_id, SERVER_ID_SIZE, "server id")
+        found: dict[str, bytes | None] = {}
+        for (relay, nick), entry in self._read().entries.items():
+            if relay == server_id:
+                first = entry.keys[0] if entry.keys else None
+                clean = first is not None and not entry.damaged and all(_same_key(k, first) for k in entry.keys)
+                found[nick] = first if clean else None
+        return found
+
     # -- writing ---------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        """Serialise read-modify-write between processes sharing the file.
-
-        The lock is on a side file because the pins file itself is replaced
-        by rename on every write.
-        """
-        if fcntl is None:  # pragma: no cover
-            yield
-            return
-        lock_path = self.path.with_name(self.path.name + ".lock")
-        make_private_dir(self.path.parent)
-        fd = os.open(lock_path, os.O_CREAT | os.O_RDWR | getattr(os, "O_CLOEXEC", 0), 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
+    def _locked(self) -> contextlib.AbstractContextManager[None]:
+        return locked(self.path)
 
     @staticmethod
     def _line(server_id: bytes, nick: str, identity_pub: bytes) -> bytes:

@@ -227,7 +227,8 @@ class SocialistMillionaire:
     _pab: int | None
     _qab: int | None
 
-    def __init__(self) -> None:
+    def __init__(self, session_initiator: bool | None = None) -> None:
+        self._session_initiator = session_initiator
         self._state = SMPState.EXPECT1
         self._outcome: bool | None = None
         self._peer_aborted = False
@@ -331,6 +332,8 @@ class SocialistMillionaire:
                 MessageKind.SMP3: (SMPState.EXPECT3,),
                 MessageKind.SMP4: (SMPState.EXPECT4,),
             }[kind]
+            if kind is MessageKind.SMP1 and self._state is SMPState.EXPECT2 and self._session_initiator is not None:
+                return self._collision(values)
             if self._state not in expected:
                 raise SMPUnexpectedMessage(
                     f"Received {kind.name} while in state {self._state.name}; the check was reset."
@@ -347,6 +350,25 @@ class SocialistMillionaire:
             self._reset()
             self._peer_aborted = False
             raise
+
+    def _collision(self, values: Sequence[int]) -> bytes | None:
+        """Both sides started at once (each got SMP1 in EXPECT2; docs/protocol.rst 14.7).
+
+        OTR aborts both runs and the users try again, which fails the same
+        way whenever they type at the same moment. Instead the roles of the
+        *session* decide, which both ends know without a message: the
+        session initiator's run goes on and it ignores the crossing SMP1; the
+        session responder drops its own run (its SMP1 held no secret-derived
+        value) and answers the initiator's with the secret its user typed
+        for this check, so that secret is still used in exactly one run.
+        """
+        if self._session_initiator:
+            return None
+        secret = self._secret
+        assert secret is not None
+        _g.check_ranges(MessageKind.SMP1, values)
+        self._on_smp1(values)
+        return self.respond(secret)
 
     def _on_smp1(self, v: Sequence[int]) -> None:
         g2a, c2, d2, g3a, c3, d3 = v
