@@ -24,6 +24,7 @@ setup(
         "service-identity>=24.1",
         "cryptography>=42",
         "autobahn>=24.4",
+        "prometheus_client>=0.20",  # /metrics: the ecosystem's own exposition, not a hand-written one
         "websockets>=12",  # its C apply_mask unmasks WebSocket frames (relaychat/server/wsframes.py)
         "pybase64>=1.3",
     ],

@@ -8,16 +8,40 @@ a default (a limit, a listener) is worse than not starting.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Iterable, Mapping, Optional
 
 from relaychat.server.limits import Limits, MailPolicy
 
 DEFAULT_PORT = 7733
 DEFAULT_ENDPOINT = f"tcp:{DEFAULT_PORT}:interface=127.0.0.1"
+DEFAULT_BACKLOG = 4096
+"""Listen queue length for every listener whose endpoint string does not
+say ``backlog=``: Twisted's default of 50 overflows in a reconnect burst.
+The kernel caps it at ``net.core.somaxconn`` (4096 on current Linux)."""
+DEFAULT_DRAIN_GRACE = 30.0
+"""Seconds a SIGTERM drain lets sessions finish before closing stragglers."""
+
+
+class Strings:
+    """The type of an option that is a list of strings (``allowed_origins``)."""
+
+
+TLS_OPTIONS: Mapping[str, type] = {"certificate": Path, "private_key": Path, "minimum_tls": str}
+LISTENER_OPTIONS: Mapping[str, Mapping[str, type]] = {
+    "tcp": {},
+    "tls": TLS_OPTIONS,
+    "websocket": {"path": str, "allowed_origins": Strings, "web_client": bool, **TLS_OPTIONS},
+}
+"""Each listener kind and the options it takes (the builders are in
+:mod:`relaychat.server.listeners`; ``kind`` and ``endpoint`` are common)."""
+
+_PORTED_ENDPOINTS = ("tcp", "tcp6", "ssl")
+_SECTIONS = ("relay", "listener", "limits", "mailbox", "manhole", "metrics")
 
 
 class ConfigError(Exception):
@@ -46,12 +70,22 @@ class ManholeConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    """Prometheus metrics and ``/healthz`` on their own endpoint: off unless set."""
+
+    endpoint: Optional[str] = None
+
+
+@dataclass(frozen=True)
 class Config:
     data_dir: Path
     listeners: tuple[ListenerConfig, ...]
     limits: Limits = Limits()
     mail: MailPolicy = MailPolicy()
     manhole: ManholeConfig = ManholeConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    backlog: int = DEFAULT_BACKLOG
+    drain_grace: float = DEFAULT_DRAIN_GRACE
     source: str = "embedded defaults"
 
 
@@ -80,10 +114,18 @@ def load(path: Optional[str] = None) -> Config:
 
 def parse(document: Mapping[str, Any], base: Path, source: str = "<config>") -> Config:
     """Build a :class:`Config` from a parsed TOML document; paths are relative to ``base``."""
-    _only(document, {"relay", "listener", "limits", "mailbox", "manhole"}, "")
+    for key in document:
+        if key not in _SECTIONS:
+            raise ConfigError(f"unknown section [{key}]{_suggest(key, _SECTIONS, '[{}]')}")
     relay = _table(document, "relay")
-    _only(relay, {"data_dir"}, "relay.")
+    _only(relay, {"data_dir", "backlog", "drain_grace"}, "relay.")
     data_dir = _path(relay, "data_dir", "relay.", base) or default_data_dir()
+    backlog = _number(relay, "backlog", "relay.", DEFAULT_BACKLOG, int)
+    drain_grace = _number(relay, "drain_grace", "relay.", DEFAULT_DRAIN_GRACE, float)
+    if backlog < 1:
+        raise ConfigError("relay.backlog must be at least 1")
+    if drain_grace < 0:
+        raise ConfigError("relay.drain_grace must not be negative")
     listeners = tuple(_listener(item, i, base) for i, item in enumerate(_array(document, "listener")))
     if not listeners:
         listeners = (ListenerConfig("tcp", DEFAULT_ENDPOINT),)
@@ -99,6 +141,9 @@ def parse(document: Mapping[str, Any], base: Path, source: str = "<config>") -> 
         limits=limits,
         mail=mail,
         manhole=_manhole(_table(document, "manhole"), base),
+        metrics=_metrics(_table(document, "metrics")),
+        backlog=backlog,
+        drain_grace=drain_grace,
         source=source,
     )
 
@@ -107,23 +152,24 @@ def _listener(item: Any, index: int, base: Path) -> ListenerConfig:
     where = f"listener[{index}]."
     if not isinstance(item, dict):
         raise ConfigError(f"listener[{index}] must be a table")
-    from relaychat.server.listeners import KINDS  # the kinds know their options
-
     kind = _string(item, "kind", where, required=True)
-    if kind not in KINDS:
-        raise ConfigError(f"{where}kind: must be one of {', '.join(sorted(KINDS))}, not {kind!r}")
-    endpoint = _string(item, "endpoint", where, required=True)
-    assert endpoint is not None  # required
+    if kind not in LISTENER_OPTIONS:
+        raise ConfigError(f"{where}kind: must be one of {', '.join(sorted(LISTENER_OPTIONS))}, not {kind!r}"
+                          f"{_suggest(kind, LISTENER_OPTIONS)}")
+    endpoint = _endpoint(item, "endpoint", where, required=True)
     options = {k: v for k, v in item.items() if k not in ("kind", "endpoint")}
-    allowed = KINDS[kind].options
+    allowed = LISTENER_OPTIONS[kind]
     for key, value in options.items():
         if key not in allowed:
-            raise ConfigError(f"unknown key {where}{key} for a {kind} listener")
+            raise ConfigError(f"unknown key {where}{key} for a {kind} listener{_suggest(key, allowed)}")
         if allowed[key] is Path:
             options[key] = _path(item, key, where, base)
+        elif allowed[key] is Strings:
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{where}{key}: expected a list of strings, such as [\"a\", \"b\"]")
         elif not isinstance(value, allowed[key]):
-            raise ConfigError(f"{where}{key}: expected {allowed[key].__name__}")
-    return ListenerConfig(kind, endpoint, options)
+            raise ConfigError(f"{where}{key}: expected {_a(allowed[key])}")
+    return ListenerConfig(kind, endpoint, options)  # type: ignore[arg-type]
 
 
 def _manhole(table: Mapping[str, Any], base: Path) -> ManholeConfig:
@@ -135,10 +181,15 @@ def _manhole(table: Mapping[str, Any], base: Path) -> ManholeConfig:
             raise ConfigError(f"manhole.{key}: expected true or false")
     return ManholeConfig(
         enabled=flags["enabled"],
-        endpoint=_string(table, "endpoint", "manhole.") or ManholeConfig.endpoint,
+        endpoint=_endpoint(table, "endpoint", "manhole.") or ManholeConfig.endpoint,
         authorized_keys=_path(table, "authorized_keys", "manhole.", base),
         allow_remote=flags["allow_remote"],
     )
+
+
+def _metrics(table: Mapping[str, Any]) -> MetricsConfig:
+    _only(table, {"endpoint"}, "metrics.")
+    return MetricsConfig(endpoint=_endpoint(table, "endpoint", "metrics."))
 
 
 def _dataclass(cls: type, table: Mapping[str, Any], where: str) -> Any:
@@ -156,10 +207,65 @@ def _dataclass(cls: type, table: Mapping[str, Any], where: str) -> Any:
         raise ConfigError(f"{where}{e}") from None
 
 
-def _only(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
+def _only(table: Mapping[str, Any], allowed: Iterable[str], where: str) -> None:
+    allowed = set(allowed)
     for key in table:
         if key not in allowed:
-            raise ConfigError(f"unknown key {where}{key}")
+            raise ConfigError(f"unknown key {where}{key}{_suggest(key, allowed)}")
+
+
+def _suggest(word: str, choices: Iterable[str], form: str = "{}") -> str:
+    """`` (did you mean max_line?)`` for a near miss, else nothing."""
+    close = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)
+    return f" (did you mean {form.format(close[0])}?)" if close else ""
+
+
+def _a(kind: type) -> str:
+    return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(kind, kind.__name__)
+
+
+def _number(table: Mapping[str, Any], key: str, where: str, default: Any, kind: type) -> Any:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and isinstance(value, float)):
+        raise ConfigError(f"{where}{key}: expected {_a(kind)}")
+    return kind(value)
+
+
+def _endpoint(table: Mapping[str, Any], key: str, where: str, required: bool = False) -> Optional[str]:
+    """An endpoint string, its port checked here so the message is ours, not the parser's."""
+    value = _string(table, key, where, required)
+    if value is not None:
+        check_endpoint(value, f"{where}{key}")
+    return value
+
+
+def check_endpoint(description: str, where: str) -> None:
+    """Refuse a TCP endpoint string whose port is not a number, naming ``where``."""
+    parts = split_endpoint(description)
+    if parts[0].lower() in _PORTED_ENDPOINTS:
+        positional = [p for p in parts[1:] if "=" not in p]
+        named = dict(p.split("=", 1) for p in parts[1:] if "=" in p)
+        port = named.get("port", positional[0] if positional else "")
+        if not port.isascii() or not port.isdigit() or int(port) > 65535:
+            raise ConfigError(f"{where} {description!r}: the port must be a number from 0 to 65535, not {port!r}")
+
+
+def split_endpoint(description: str) -> list[str]:
+    """Split on the colons of an endpoint string, honouring ``\\:`` escapes (``interface=\\:\\:1``)."""
+    parts, current, escaped = [], [], False
+    for char in description:
+        if escaped:
+            current.append(char)
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == ":":
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    parts.append("".join(current))
+    return parts
 
 
 def _table(document: Mapping[str, Any], key: str) -> Mapping[str, Any]:

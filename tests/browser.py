@@ -193,6 +193,12 @@ class Relay:
         if self.daemon is not None:
             self.daemon.stop()
 
+    def crash(self) -> None:
+        """Stop without a word (SIGKILL), as a crash or a lost machine does; SIGTERM would drain."""
+        if self.daemon is not None and self.daemon.process is not None:
+            self.daemon.process.kill()
+            self.daemon.wait()
+
     def remove(self) -> None:
         self.stop()
         shutil.rmtree(self.home, ignore_errors=True)

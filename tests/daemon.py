@@ -8,6 +8,7 @@ listen on port 0 and never race for a free port.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -18,6 +19,8 @@ import threading
 import time
 from pathlib import Path
 from typing import Callable, Optional
+
+from twisted.logger import formatEvent
 
 from relaychat.crypto.identity import solve_pow
 from relaychat.crypto.keypair import Identity
@@ -31,8 +34,11 @@ _LISTENING = re.compile(r"relaychat: (\w+) listener '([^']*)' listening on ([\d.
 class Daemon:
     """``twistd -n relaychat ARGS`` in a subprocess, stopped with SIGTERM."""
 
-    def __init__(self, *args: str, cwd: str, env: Optional[dict[str, str]] = None) -> None:
+    def __init__(self, *args: str, cwd: str, env: Optional[dict[str, str]] = None,
+                 twistd_options: tuple[str, ...] = (), preamble: str = "") -> None:
         self.args = args
+        self.preamble = preamble  # Python run before twistd, in the same process
+        self.twistd_options = twistd_options
         self.cwd = cwd
         self.env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
         self.output: list[str] = []
@@ -43,7 +49,8 @@ class Daemon:
         """Start and wait until ``listeners`` listeners log their port; return the ports."""
         self.output = []
         self.process = subprocess.Popen(
-            [sys.executable, "-c", TWISTD, "--nodaemon", "--pidfile=", "--logfile=-", "relaychat", *self.args],
+            [sys.executable, "-c", self.preamble + TWISTD, "--nodaemon", "--pidfile=", "--logfile=-", *self.twistd_options,
+             "relaychat", *self.args],
             cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
@@ -61,7 +68,7 @@ class Daemon:
         raise AssertionError("daemon did not start:\n" + self.log())
 
     def ports(self) -> list[int]:
-        return [int(m.group(4)) for line in list(self.output) for m in [_LISTENING.search(line)] if m]
+        return [int(m.group(4)) for line in list(self.output) for m in [_LISTENING.search(_text(line))] if m]
 
     def log(self) -> str:
         return "".join(self.output)
@@ -78,15 +85,33 @@ class Daemon:
             self._reader.join(5)
         return code
 
-    def stop(self) -> Optional[int]:
+    def terminate(self) -> None:
+        """Send SIGTERM: the daemon drains (a second one stops it at once)."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+
+    def stop(self, grace: float = 10.0) -> Optional[int]:
+        """SIGTERM; if the drain takes longer than ``grace``, SIGTERM again; kill as a last resort."""
         if self.process is None or self.process.poll() is not None:
             return None if self.process is None else self.process.returncode
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.wait(15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            return self.wait(5)
+        for _ in range(2):
+            self.terminate()
+            try:
+                return self.wait(grace)
+            except subprocess.TimeoutExpired:
+                pass
+        self.process.kill()
+        return self.wait(5)
+
+
+def _text(line: str) -> str:
+    """A log line as text, also when it is a JSON record (``--logger relaychat.logs.json_stdout``)."""
+    if not line.startswith("\x1e"):
+        return line
+    try:
+        return formatEvent(json.loads(line[1:]))
+    except ValueError:
+        return line
 
 
 class LineSocket:
@@ -139,3 +164,22 @@ def register(ask: Callable[[str], str], nick: str, identity: Identity) -> str:
     if bits:
         prove += " " + b64encode(solve_pow(challenge, bits))
     return ask(prove)
+
+
+def session_pair(port: int, cleanup: Callable[..., object]) -> tuple[LineSocket, LineSocket, str]:
+    """alice and bob registered on a relay at ``port``, with an open session; returns its sid.
+
+    ``cleanup`` is the test's ``addCleanup``, which closes both sockets.
+    """
+    from tests.support import identity
+
+    alice, bob = LineSocket(port), LineSocket(port)
+    cleanup(alice.close)
+    cleanup(bob.close)
+    alice.register("alice", identity("alice"))
+    bob.register("bob", identity("bob"))
+    sid = alice.ask("OFFER bob").split(" ")[2]
+    bob.read_line()
+    bob.ask(f"ACCEPT {sid}")
+    alice.read_line()
+    return alice, bob, sid

@@ -7,18 +7,15 @@ from pathlib import Path
 from typing import Any
 
 from twisted.application.service import MultiService
-from twisted.internet import reactor
-from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
-from twisted.internet.error import ConnectionRefusedError
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import Clock
 from twisted.logger import capturedLogs, formatEvent
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.trial.unittest import SynchronousTestCase
 
 from relaychat.admin.helpers import Console, Text
-from relaychat.admin.service import ConsoleListener
 from relaychat.config import Config, ListenerConfig
-from relaychat.server.service import ListenerService
 from relaychat.crypto.safety import identity_fingerprint
+from relaychat.server.bans import key_id
+from relaychat.server.drain import LINGER, Drainer, DrainState
 from tests.support import Harness, identity
 
 ADMIN = "SHA256:operator-key-fingerprint"
@@ -36,9 +33,7 @@ class HelperCase(SynchronousTestCase):
         self.h = Harness()
         self.alice = self.h.register("alice")
         self.bob = self.h.register("bob", address="127.0.0.2")
-        self.stops: list[bool] = []
-        self.console = Console(self.h.hub, _config(), lambda: self.h.now, stop=lambda: self.stops.append(True),
-                               admin=ADMIN)
+        self.console = Console(self.h.hub, _config(), lambda: self.h.now, admin=ADMIN)
 
     def logged(self, action: Any) -> tuple[Any, list[str]]:
         """Run ``action()``; return its result and the log lines it wrote."""
@@ -245,70 +240,153 @@ class Namespace(HelperCase):
         self.assertIn("Ban a nickname or an IP address", self.console.help(self.console.ban))
 
 
-class Drain(TestCase):
-    """drain() against real listeners: they stop, clients are told, the daemon stops when all are gone."""
+class Release(HelperCase):
+    def test_release_frees_the_nickname_for_a_new_key_and_says_who_did_it(self) -> None:
+        old_key = identity("alice").identity_public
+        self.h.hub.store.add_mail("alice", "bob", self.h.now, b"sealed to the lost key")
+        result, lines = self.logged(lambda: self.console.release("Alice"))
+        self.assertEqual(result, f"released alice (was identity key {key_id(old_key)}); 1 waiting mail deleted")
+        self.assertIn(f"admin {ADMIN}: release alice: {result}", lines)
+        self.assertEqual(self.alice[1].lines(), ["BYE kicked your nickname was released by the operator"])
+        self.assertTrue(self.alice[1].closed)
+        self.assertEqual(self.relogin("alice", "127.0.0.3")[0], "OK PROVE alice new 0")
+        self.assertEqual(self.console.operator.bound_key("alice"), identity("alice").identity_public)
+        # a new key, under the released name
+        self.assertEqual(self.console.release("alice").split(" ")[0], "released")
+        client, link = self.h.connect("127.0.0.4")
+        self.h.hello(client, link)
+        self.assertEqual(self.h.claim(client, link, "alice", identity("new-alice"))[0], "OK PROVE alice new 0")
+        self.assertEqual(self.h.store.pending_mail("alice"), [])
 
-    def setUp(self) -> Any:
+    def test_release_of_a_free_nickname_changes_nothing(self) -> None:
+        result, lines = self.logged(lambda: self.console.release("nobody"))
+        self.assertEqual(result, "nobody is not bound to any key")
+        self.assertIn(f"admin {ADMIN}: release nobody: nobody is not bound to any key", lines)
+        self.assertRaises(ValueError, self.console.release, "not a nick!")
+
+
+class Drain(SynchronousTestCase):
+    """drain() and undrain() through the daemon's Drainer on a clock: the relay's
+    listeners stay open while clients are told; stragglers go at the deadline."""
+
+    def setUp(self) -> None:
         self.h = Harness()
-        self.daemon = MultiService()
-        self.relay = ListenerService(ListenerConfig("tcp", "tcp:0:interface=127.0.0.1"),
-                                     TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1"),
-                                     Factory.forProtocol(Protocol), reactor)
-        self.relay.setName("listener-0")
-        self.relay.setServiceParent(self.daemon)
-        self.console_listener = ConsoleListener(ListenerConfig("ssh", "tcp:0:interface=127.0.0.1"),
-                                                TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1"),
-                                                Factory.forProtocol(Protocol), reactor)
-        self.console_listener.setName("manhole")
-        self.console_listener.setServiceParent(self.daemon)
-        self.daemon.startService()
-        self.addCleanup(self.daemon.stopService)
-        self.relay_port = self.relay.port.getHost().port  # type: ignore[union-attr]
+        self.clock = Clock()
+        self.listeners = MultiService()
+        self.listeners.startService()
         self.stops: list[bool] = []
-        self.console = Console(self.h.hub, _config(), lambda: self.h.now, daemon=self.daemon,
-                               stop=lambda: self.stops.append(True), admin=ADMIN)
+        self.drainer = Drainer(self.h.hub, self.listeners, self.clock, 30.0, lambda: self.stops.append(True))
+        self.console = Console(self.h.hub, _config(), lambda: self.h.now, daemon=MultiService(),
+                               drainer=self.drainer, admin=ADMIN)
 
-    async def test_drain_stops_listening_tells_clients_and_stops_when_sessions_end(self) -> None:
+    def test_drain_tells_clients_keeps_listening_and_stops_when_sessions_end(self) -> None:
         alice, bob, carol = self.h.register("alice"), self.h.register("bob"), self.h.register("carol")
         sid = self.h.open_session(alice, bob, "bob")
         with capturedLogs() as events:
             result = self.console.drain("back in five minutes")
-        self.assertEqual(result, "draining: 1 listeners stopped; 3 connections left; "
-                                 "the daemon stops when the last one closes")
-        self.assertIn(f"admin {ADMIN}: drain ('back in five minutes', stop=True)",
+        self.assertEqual(result, "draining: 3 connections left; the daemon stops when the last one closes, "
+                                 "or in 30s")  # carol's socket too, until it closes
+        self.assertIn(f"admin {ADMIN}: drain ('back in five minutes', stop=True, grace=30.0s)",
                       " ".join(formatEvent(e) for e in events))
-        await self.console.listeners_stopped
-        with self.assertRaises(ConnectionRefusedError):
-            await TCP4ClientEndpoint(reactor, "127.0.0.1", self.relay_port).connect(Factory.forProtocol(Protocol))
-        self.assertTrue(self.console_listener.running)
+        self.assertTrue(self.listeners.running)
+        late, newcomer = self.h.connect("127.0.0.9")
+        self.assertEqual(newcomer.lines(), ["BYE draining back in five minutes"])
         self.assertEqual(carol[1].lines(), ["NOTICE back in five minutes", "BYE draining back in five minutes"])
         self.assertTrue(carol[1].closed)
         self.assertEqual(alice[1].lines(), ["NOTICE back in five minutes"])
         self.assertFalse(alice[1].closed)
-        self.assertEqual(self.console.drain(), "already draining; 3 connections left")  # carol's socket too
-        self.assertEqual(self.stops, [])
+        self.assertEqual(self.console.drain(), "already draining; 4 connections left")
         self.h.send(alice[0], f"CLOSE {sid}")
         self.assertTrue(alice[1].closed and bob[1].closed)
-        for client in (alice[0], bob[0], carol[0]):
-            self.h.hub.disconnect(client, self.h.now)
+        self.gone(alice, bob, carol)
+        self.assertEqual(self.drainer.state, DrainState.DRAINING)  # the newcomer's socket is still open
+        self.gone((late, newcomer))
+        self.assertEqual(self.drainer.state, DrainState.STOPPING)
+        self.assertFalse(self.listeners.running)
+        self.assertEqual(self.stops, [True])  # every socket is closed: nothing to wait for
+
+    def test_stragglers_are_closed_at_the_deadline(self) -> None:
+        alice, bob = self.h.register("alice"), self.h.register("bob")
+        self.h.open_session(alice, bob, "bob")
+        self.console.drain("restarting", grace=10)
+        self.clock.advance(9.9)
+        self.assertFalse(alice[1].closed)
+        self.clock.advance(0.1)
+        for link in (alice[1], bob[1]):
+            self.assertEqual(link.lines()[-1], "BYE draining restarting")
+            self.assertTrue(link.closed)
+        self.assertEqual(self.drainer.state, DrainState.STOPPING)
+        self.gone(alice)
+        self.assertEqual(self.stops, [])  # bob's socket has not closed: wait, at most LINGER
+        self.clock.advance(LINGER)
         self.assertEqual(self.stops, [True])
 
     def test_drain_with_nobody_connected_stops_at_once(self) -> None:
-        self.assertEqual(self.console.drain(), "draining: 1 listeners stopped; no connections left, "
-                                               "the daemon stops now")
+        self.assertEqual(self.console.drain(), "drained: no connections left; the daemon stops now")
+        self.clock.advance(0)
         self.assertEqual(self.stops, [True])
-        return self.console.listeners_stopped
 
-    def test_drain_without_stop_leaves_the_daemon_running(self) -> None:
-        self.assertEqual(self.console.drain(stop=False), "draining: 1 listeners stopped; no connections left, "
-                                                         "the relay idles now")
+    def test_drain_without_stop_keeps_refusing_until_undrain(self) -> None:
+        alice = self.h.register("alice")
+        self.assertEqual(self.console.drain(stop=False), "draining: 1 connections left; the relay refuses "
+                                                         "everyone until undrain() when the last one closes, "
+                                                         "or in 30s")
+        self.assertEqual(alice[1].lines()[-1], "BYE draining the relay is restarting")
+        self.gone(alice)
+        self.assertEqual(self.drainer.state, DrainState.DRAINED)
+        self.clock.advance(3600)
         self.assertEqual(self.stops, [])
-        self.assertTrue(self.h.hub.draining)
-        return self.console.listeners_stopped
+        _, refused = self.h.connect()
+        self.assertEqual(refused.lines(), ["BYE draining the relay is restarting"])
+        result, lines = self.logged(self.console.undrain)
+        self.assertEqual(result, "serving again")
+        self.assertIn(f"admin {ADMIN}: undrain: serving again", lines)
+        self.assertFalse(self.h.hub.draining)
+        self.h.register("alice")  # asserts OK PROVE
+        self.assertEqual(self.console.undrain(), "not draining")
 
-    def test_whoever_waited_for_the_drain_is_still_told(self) -> None:
-        told: list[bool] = []
-        self.h.hub.on_drained = lambda: told.append(True)
-        self.console.drain()
-        self.assertEqual((told, self.stops), ([True], [True]))
-        return self.console.listeners_stopped
+    def test_sigterm_stops_a_drain_at_once_or_after_one_without_stop(self) -> None:
+        alice, bob = self.h.register("alice"), self.h.register("bob")
+        self.h.open_session(alice, bob, "bob")
+        self.drainer.terminate()
+        self.assertEqual(self.drainer.state, DrainState.DRAINING)
+        self.assertFalse(alice[1].closed)
+        self.drainer.terminate()
+        self.assertEqual(self.drainer.state, DrainState.STOPPING)
+        self.assertTrue(alice[1].closed and bob[1].closed)
+        self.assertEqual(self.stops, [])
+        self.clock.advance(LINGER)  # their sockets never closed
+        self.assertEqual(self.stops, [True])
+        self.drainer.terminate()  # a third changes nothing
+        self.clock.advance(LINGER)
+        self.assertEqual(self.stops, [True])
+
+    def test_sigterm_after_a_drain_without_stop(self) -> None:
+        self.console.drain(stop=False)
+        self.assertEqual(self.drainer.state, DrainState.DRAINED)
+        self.drainer.terminate()
+        self.assertEqual(self.drainer.state, DrainState.STOPPING)
+        self.clock.advance(0)
+        self.assertEqual(self.stops, [True])
+
+    def test_undrain_during_the_grace_cancels_the_deadline(self) -> None:
+        alice, bob = self.h.register("alice"), self.h.register("bob")
+        sid = self.h.open_session(alice, bob, "bob")
+        self.console.drain(grace=10)
+        self.assertEqual(self.console.undrain(), "serving again")
+        self.clock.advance(60)
+        self.assertFalse(alice[1].closed)
+        self.assertEqual(self.stops, [])
+        self.assertEqual(self.h.ask(*alice, f"CLOSE {sid}"), [f"OK CLOSE {sid}"])
+        self.assertEqual(self.h.ask(*alice, "OFFER bob")[0].split(" ")[:2], ["OK", "OFFER"])
+
+    def gone(self, *clients: Any) -> None:
+        """Their sockets close, as a transport's do once a BYE is written."""
+        for client, link in clients:
+            self.assertTrue(link.closed)
+            self.h.hub.disconnect(client, self.h.now)
+
+    def logged(self, action: Any) -> tuple[Any, list[str]]:
+        with capturedLogs() as events:
+            result = action()
+        return result, [formatEvent(e) for e in events]

@@ -62,17 +62,16 @@ class ReactorClock(SynchronousTestCase):
             self.assertEqual(fired, ["after", "before"], jump)
 
     def test_twistd_makes_its_reactor_monotonic_before_building_the_service(self) -> None:
-        import relaychat.server.clock as clock
-        import relaychat.server.service as service
         from relaychat import tap
 
         order: list[str] = []
-        self.patch(clock, "make_monotonic", lambda reactor: order.append("monotonic"))
-        self.patch(service, "make_service", lambda config, reactor: order.append("service") or "built")
+        self.patch(tap, "make_monotonic", lambda reactor: order.append("monotonic"))
+        self.patch(tap, "raise_open_files", lambda wanted: order.append("open files"))
+        self.patch(tap, "compose", lambda config, reactor, signals: order.append("service") or "built")
         options = tap.Options()
         options.parseOptions([])
         self.assertEqual(tap.makeService(options), "built")
-        self.assertEqual(order, ["monotonic", "service"])
+        self.assertEqual(order, ["monotonic", "open files", "service"])
 
 
 class Stored(SynchronousTestCase):

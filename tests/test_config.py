@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
-from relaychat.config import DEFAULT_ENDPOINT, ConfigError, load
+from relaychat.config import DEFAULT_BACKLOG, DEFAULT_DRAIN_GRACE, DEFAULT_ENDPOINT, ConfigError, load
 from relaychat.server.limits import Limits, MailPolicy
+from relaychat.startup import StartupError
 from relaychat.tap import Options
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "conf" / "relaychat.toml"
@@ -31,6 +31,8 @@ class Loading(SynchronousTestCase):
         self.assertEqual(config.limits, Limits())
         self.assertEqual(config.mail, MailPolicy())
         self.assertEqual(config.listeners[0].endpoint, DEFAULT_ENDPOINT)
+        self.assertEqual((config.backlog, config.drain_grace, config.metrics.endpoint),
+                         (DEFAULT_BACKLOG, DEFAULT_DRAIN_GRACE, None))
 
     def test_every_limit_is_in_the_example_file(self) -> None:
         text = EXAMPLE.read_text()
@@ -47,6 +49,41 @@ class Loading(SynchronousTestCase):
             with self.assertRaises(ConfigError) as caught:
                 load(self.write(text))
             self.assertIn(key, str(caught.exception))
+
+    def test_near_misses_are_suggested(self) -> None:
+        for text, message in (
+            ("[limits]\nmax_lines = 3\n", "unknown key limits.max_lines (did you mean max_line?)"),
+            ("[limit]\nmax_line = 3\n", "unknown section [limit] (did you mean [limits]?)"),
+            ("[mailbox]\nmax_mails = 3\n", "unknown key mailbox.max_mails (did you mean max_mail?)"),
+            ("[relay]\ndrain_grase = 3\n", "unknown key relay.drain_grace".replace("grace", "grase")
+             + " (did you mean drain_grace?)"),
+            ("[metric]\n", "unknown section [metric] (did you mean [metrics]?)"),
+            ("[wat]\n", "unknown section [wat]"),
+            ("[[listener]]\nkind = 'websockets'\nendpoint = 'tcp:1'\n", "(did you mean websocket?)"),
+        ):
+            with self.assertRaises(ConfigError) as caught:
+                load(self.write(text))
+            self.assertTrue(str(caught.exception).endswith(message), str(caught.exception))
+        with self.assertRaises(ConfigError) as caught:
+            load(self.write("[wat]\n"))
+        self.assertNotIn("did you mean", str(caught.exception))
+
+    def test_relay_section(self) -> None:
+        config = load(self.write("[relay]\nbacklog = 128\ndrain_grace = 5\n[metrics]\n"
+                                 "endpoint = 'tcp:9733:interface=127.0.0.1'\n"))
+        self.assertEqual((config.backlog, config.drain_grace, config.metrics.endpoint),
+                         (128, 5.0, "tcp:9733:interface=127.0.0.1"))
+        self.assertIsNone(load(None).metrics.endpoint)
+        for text, message in (
+            ("[relay]\nbacklog = 0\n", "relay.backlog must be at least 1"),
+            ("[relay]\nbacklog = 'big'\n", "relay.backlog: expected an integer"),
+            ("[relay]\ndrain_grace = -1\n", "relay.drain_grace must not be negative"),
+            ("[metrics]\nendpoint = 'tcp:metrics'\n", "metrics.endpoint 'tcp:metrics': the port must be a number"),
+            ("[manhole]\nendpoint = 'tcp:ssh'\n", "manhole.endpoint 'tcp:ssh': the port must be a number"),
+        ):
+            with self.assertRaises(ConfigError) as caught:
+                load(self.write(text))
+            self.assertIn(message, str(caught.exception))
 
     def test_bad_values_are_named(self) -> None:
         for text, words in (
@@ -86,9 +123,17 @@ class CommandLine(SynchronousTestCase):
         self.assertEqual(str(options.config.data_dir), "/tmp/x")
         self.assertEqual([l.endpoint for l in options.config.listeners], ["tcp:1234", "tcp:1235"])
 
-    def test_config_errors_become_usage_errors(self) -> None:
+    def test_config_errors_are_one_line_start_up_errors(self) -> None:
         path = self.mktemp()
-        Path(path).write_text("[limits]\nnope = 1\n")
-        with self.assertRaises(usage.UsageError) as caught:
+        Path(path).write_text("[limits]\nmax_lines = 1\n")
+        with self.assertRaises(StartupError) as caught:
             Options().parseOptions(["--config", path])
-        self.assertIn("unknown key limits.nope", str(caught.exception))
+        self.assertEqual(str(caught.exception),
+                         f"relaychat: {path}: unknown key limits.max_lines (did you mean max_line?)")
+        self.assertEqual(caught.exception.code, str(caught.exception))  # SystemExit prints it, exit status 1
+
+    def test_listen_endpoints_are_checked(self) -> None:
+        with self.assertRaises(StartupError) as caught:
+            Options().parseOptions(["--listen", "tcp:notaport"])
+        self.assertEqual(str(caught.exception), "relaychat: --listen 'tcp:notaport': the port must be a number "
+                                                "from 0 to 65535, not 'notaport'")

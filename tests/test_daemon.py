@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+import socket
 import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.daemon import Daemon, LineSocket
+from tests.daemon import ROOT, TWISTD, Daemon, LineSocket, session_pair
 from tests.support import identity
 
 
@@ -42,7 +46,20 @@ class RealDaemon(SynchronousTestCase):
         bob.send(f"FRAME {sid} aGVsbG8gYWxpY2U=")
         self.assertEqual(alice.read_line(), f"FRAME {sid} aGVsbG8gYWxpY2U=")
 
-        self.assertEqual(self.daemon.stop(), -15)  # twistd exits by re-raising SIGTERM
+        # SIGTERM drains: both are told, the session may finish, then the daemon exits 0.
+        self.daemon.terminate()
+        self.assertEqual(alice.read_line(), "NOTICE the relay is restarting")
+        self.assertEqual(bob.read_line(), "NOTICE the relay is restarting")
+        newcomer = self.client(port)  # the listener stays open during the drain, and says why
+        self.assertEqual(newcomer.read_line(), "BYE draining the relay is restarting")
+        bob.send(f"FRAME {sid} c3RpbGwgaGVyZQ==")
+        self.assertEqual(alice.read_line(), f"FRAME {sid} c3RpbGwgaGVyZQ==")
+        self.assertEqual(alice.ask(f"CLOSE {sid}"), f"OK CLOSE {sid}")
+        self.assertEqual(alice.read_line(), "BYE draining the relay is restarting")
+        self.assertEqual(bob.read_line(), f"CLOSED {sid} closed")
+        self.assertEqual(bob.read_line(), "BYE draining the relay is restarting")
+        self.assertEqual(self.daemon.wait(), 0)
+        self.assertIn("relaychat: drain over (every client has left)", self.daemon.log())
         self.assertIn("Server Shut Down.", self.daemon.log())
         self.assertEqual(stat.S_IMODE(os.stat(self.data).st_mode), 0o700)
         self.assertEqual(stat.S_IMODE(os.stat(self.data / "relaychat.sqlite3").st_mode), 0o600)
@@ -94,6 +111,110 @@ class RealDaemon(SynchronousTestCase):
         self.assertTrue(lines[0].startswith("ERR - bad-encoding"), lines[:3])
         self.assertEqual(lines[-1], "BYE violations too many protocol errors")
         self.assertEqual(alice.ask("PING still-here"), "OK PING still-here")
+
+
+class OneLineRefusals(SynchronousTestCase):
+    """What an operator sees when the daemon cannot start: one line of ours, exit status 1."""
+
+    def run_twistd(self, *args: str, config: str = "") -> tuple[int, list[str]]:
+        home = Path(self.mktemp()).resolve()
+        home.mkdir(parents=True)
+        if config:
+            (home / "bad.toml").write_text(config)
+            args = ("--config", "bad.toml", *args)
+        result = subprocess.run(
+            [sys.executable, "-c", TWISTD, "--nodaemon", "--pidfile=", "relaychat", "--data-dir", str(home / "d"),
+             *args], cwd=home, env=dict(os.environ, PYTHONPATH=str(ROOT)), stdin=subprocess.DEVNULL,
+            capture_output=True, text=True, timeout=60)
+        return result.returncode, (result.stdout + result.stderr).splitlines()
+
+    def test_config_errors(self) -> None:
+        for config, line in (
+            ("[limits]\nmax_lines = 5\n", "relaychat: bad.toml: unknown key limits.max_lines (did you mean max_line?)"),
+            ("[limit]\nmax_line = 5\n", "relaychat: bad.toml: unknown section [limit] (did you mean [limits]?)"),
+            ('[[listener]]\nkind = "websocket"\nendpoint = "tcp:1"\nallowed_origins = "https://a.example"\n',
+             'relaychat: bad.toml: listener[0].allowed_origins: expected a list of strings, such as ["a", "b"]'),
+            ('[[listener]]\nkind = "tcp"\nendpoint = "tcp:notaport"\n',
+             "relaychat: bad.toml: listener[0].endpoint 'tcp:notaport': the port must be a number from 0 to 65535, "
+             "not 'notaport'"),
+        ):
+            self.assertEqual(self.run_twistd(config=config), (1, [line]))
+
+    def test_a_port_in_use_is_reported_once(self) -> None:
+        taken = socket.socket()
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        self.addCleanup(taken.close)
+        port = taken.getsockname()[1]
+        status, lines = self.run_twistd("--listen", f"tcp:{port}:interface=127.0.0.1")
+        self.assertEqual(status, 1)
+        mentions = [line for line in lines if "Address already in use" in line]
+        self.assertEqual(len(mentions), 1, lines)
+        self.assertTrue(mentions[0].endswith(f"relaychat: tcp listener 'tcp:{port}:interface=127.0.0.1' could not "
+                                             f"start: Couldn't listen on 127.0.0.1:{port}: [Errno 98] Address "
+                                             "already in use."), mentions)
+        self.assertFalse([line for line in lines if "Traceback" in line or "Usage" in line], lines)
+
+
+class Stopping(SynchronousTestCase):
+    """SIGTERM as systemd sends it: a drain with a bounded grace, then exit status 0."""
+
+    def daemon(self, grace: float) -> tuple[Daemon, int]:
+        home = Path(self.mktemp()).resolve()
+        home.mkdir(parents=True)
+        config = home / "relaychat.toml"
+        config.write_text(f'[relay]\ndata_dir = "data"\ndrain_grace = {grace}\n'
+                          '[[listener]]\nkind = "tcp"\nendpoint = "tcp:0:interface=127.0.0.1"\n'
+                          '[limits]\npow_bits = 0\n')
+        daemon = Daemon("--config", str(config), cwd=str(home))
+        self.addCleanup(daemon.stop)
+        (port,) = daemon.start()
+        return daemon, port
+
+    def pair(self, port: int) -> tuple[LineSocket, LineSocket, str]:
+        return session_pair(port, self.addCleanup)
+
+    def test_the_end_of_the_grace_closes_stragglers_and_exits_0(self) -> None:
+        daemon, port = self.daemon(grace=1.5)
+        alice, bob, sid = self.pair(port)
+        daemon.terminate()
+        for client in (alice, bob):
+            self.assertEqual(client.read_line(), "NOTICE the relay is restarting")
+        for client in (alice, bob):  # the first closed sees no CLOSED for its own session
+            self.assertIn(_until_bye(client), ([f"CLOSED {sid} draining"], []))
+        self.assertEqual(daemon.wait(), 0)
+        self.assertIn("relaychat: drain over (the grace period is over); 2 connections closed", daemon.log())
+
+    def test_a_second_sigterm_stops_at_once(self) -> None:
+        daemon, port = self.daemon(grace=600)
+        alice, bob, sid = self.pair(port)
+        daemon.terminate()
+        self.assertEqual(alice.read_line(), "NOTICE the relay is restarting")
+        self.assertTrue(_logged(daemon, "relaychat: draining for at most 600.0s"))
+        daemon.terminate()
+        self.assertEqual(bob.read_line(), "NOTICE the relay is restarting")
+        for client in (alice, bob):
+            self.assertIn(_until_bye(client), ([f"CLOSED {sid} draining"], []))
+        self.assertEqual(daemon.wait(5), 0)
+        self.assertIn("relaychat: SIGTERM again: stopping now", daemon.log())
+        self.assertIn("relaychat: drain over (SIGTERM); 2 connections closed", daemon.log())
+
+
+def _until_bye(client: LineSocket) -> list[str]:
+    """The lines before ``BYE draining the relay is restarting`` (which must come)."""
+    lines = []
+    while (line := client.read_line()) != "BYE draining the relay is restarting":
+        lines.append(line)
+    return lines
+
+
+def _logged(daemon: Daemon, text: str, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in daemon.log():
+            return True
+        time.sleep(0.02)
+    return False
 
 
 class InstalledPlugin(SynchronousTestCase):

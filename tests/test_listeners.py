@@ -24,7 +24,7 @@ from relaychat.config import ConfigError, ListenerConfig, parse
 from relaychat.server import service as service_module
 from relaychat.server.hub import Hub
 from relaychat.server.limits import Limits
-from relaychat.server.listeners import KINDS
+from relaychat.server.listeners import build
 from relaychat.server.protocol import RelayFactory
 from relaychat.server.service import ListenerError, ListenerService
 from relaychat.server.store import Store
@@ -79,9 +79,18 @@ class Configuration(SynchronousTestCase):
     def test_unknown_and_mistyped_options_name_the_key(self) -> None:
         for text, message in [
             (toml_listener("tls", "tcp:1", certfile="x"), "unknown key listener[0].certfile for a tls listener"),
-            (toml_listener("tls", "tcp:1", minimum_tls=1.2), "listener[0].minimum_tls: expected str"),
+            (toml_listener("tls", "tcp:1", minimum_tls=1.2), "listener[0].minimum_tls: expected a string"),
             (toml_listener("tcp", "tcp:1", certificate="x"), "unknown key listener[0].certificate for a tcp listener"),
-            (toml_listener("websocket", "tcp:1", allowed_origins="*"), "listener[0].allowed_origins: expected list"),
+            (toml_listener("websocket", "tcp:1", allowed_origins="*"),
+             "listener[0].allowed_origins: expected a list of strings"),
+            (toml_listener("websocket", "tcp:1", allowed_origins=["a", 3]),
+             "listener[0].allowed_origins: expected a list of strings"),
+            (toml_listener("tls", "tcp:1", certficate="x"),
+             "unknown key listener[0].certficate for a tls listener (did you mean certificate?)"),
+            (toml_listener("tcp", "tcp:notaport"),
+             "listener[0].endpoint 'tcp:notaport': the port must be a number from 0 to 65535, not 'notaport'"),
+            (toml_listener("tcp", "tcp:port=99999"),
+             "listener[0].endpoint 'tcp:port=99999': the port must be a number"),
         ]:
             with self.assertRaises(ConfigError) as caught:
                 self.parse(text)
@@ -94,7 +103,7 @@ class Building(SynchronousTestCase):
         self.cert, self.key = make_cert(self)
 
     def build(self, kind: str, endpoint: str = "tcp:0", **options: Any) -> tuple[Any, Any]:
-        return KINDS[kind].build(ListenerConfig(kind, endpoint, options), self.factory, MemoryReactor())
+        return build(ListenerConfig(kind, endpoint, options), self.factory, MemoryReactor())
 
     def refused(self, kind: str, endpoint: str = "tcp:0", **options: Any) -> str:
         with self.assertRaises(ConfigError) as caught:
@@ -406,12 +415,13 @@ class WebSocketInMemory(SynchronousTestCase):
     def test_unknown_path_and_disallowed_origin_are_refused(self) -> None:
         _, transport = self.connect_ws(path="/elsewhere")
         self.assertTrue(transport.value().startswith(b"HTTP/1.1 404 "), transport.value()[:40])
-        _, transport = self.connect_ws(origin="https://evil.example")
-        self.assertTrue(transport.value().startswith(b"HTTP/1.1 403 "), transport.value()[:40])
-        self.assertTrue(transport.disconnecting)
-        self.assertIn(b"origin 'https://evil.example' not allowed", transport.value())
-        _, transport = self.connect_ws(origin="null")
-        self.assertIn(b"origin 'null' not allowed", transport.value())
+        for origin in ("https://evil.example", "null", "http://chat.example", "https://chat.example:8443",
+                       "https://chat.example.evil.example", "https://evil.example/https://chat.example"):
+            _, transport = self.connect_ws(origin=origin)
+            self.assertTrue(transport.value().startswith(b"HTTP/1.1 403 "), (origin, transport.value()[:60]))
+            self.assertTrue(transport.disconnecting)
+            self.assertIn(f"origin '{origin}' not allowed".encode(), transport.value())
+            self.assertEqual(self.hub.clients, set())
         _, transport = self.connect_ws(origin="https://chat.example")
         self.assertTrue(transport.value().startswith(b"HTTP/1.1 101 "), transport.value()[:40])
         _, transport = self.connect_ws()  # not a browser: no Origin header
@@ -499,7 +509,7 @@ class RealDaemonListeners(SynchronousTestCase):
             toml_listener("tcp", LOOPBACK),
             toml_listener("tls", LOOPBACK, certificate="tls/cert.pem", private_key="tls/key.pem"),
             toml_listener("tls", LOOPBACK, certificate="tls/cert.pem", private_key="tls/key.pem", minimum_tls="1.3"),
-            toml_listener("websocket", LOOPBACK, path="/relay"),
+            toml_listener("websocket", LOOPBACK, path="/relay", allowed_origins=["https://chat.example"]),
             toml_listener("websocket", LOOPBACK, certificate="tls/cert.pem", private_key="tls/key.pem"),
         )
         self.daemon = Daemon("--config", str(config), cwd=str(self.home))
@@ -538,6 +548,19 @@ class RealDaemonListeners(SynchronousTestCase):
             return  # the relay refused it
         self.assertNotRegex(old.stdout, r"New, TLSv1(\.1)?, Cipher is [A-Z]")
         raise self.skipTest("this openssl cannot offer TLS 1.1:\n" + old.stdout[-500:])
+
+    def test_a_page_from_an_origin_not_allowed_gets_403(self) -> None:
+        for origin, status in (("https://evil.example", b"HTTP/1.1 403 "), ("https://chat.example", b"HTTP/1.1 101 ")):
+            with socket.create_connection(("127.0.0.1", self.ws), timeout=10) as sock:
+                sock.sendall(upgrade_request("/relay", origin))
+                answer = b""
+                while b"\r\n\r\n" not in answer:
+                    chunk = sock.recv(4096)
+                    if not chunk:
+                        break
+                    answer += chunk
+            self.assertTrue(answer.startswith(status), (origin, answer[:80]))
+        self.assertNotIn("autobahn", self.daemon.log())  # a refusal a peer can repeat is not news
 
     def test_websocket_client_from_another_library_and_tcp_client_relay_a_session(self) -> None:
         from websockets.sync.client import connect

@@ -25,10 +25,11 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from relaychat.admin.helpers import Console
 from relaychat.admin.keys import HOST_KEY_NAME, load_host_key, openssh_fingerprint, read_authorized_keys
-from relaychat.admin.manhole import Admin, AdminKeyChecker, AuditedManhole, ConsoleFactory, console_factory
+from relaychat.admin.manhole import Admin, AdminKeyChecker, AuditedManhole, ConsoleFactory, console_factory, run_once
 from relaychat.admin.service import ConsoleListener, is_local_endpoint, make_manhole_service
 from relaychat.config import Config, ConfigError, ListenerConfig, ManholeConfig, parse
-from relaychat.server.service import make_service
+from relaychat.server.drain import Drainer
+from relaychat.tap import compose
 from tests.daemon import Daemon, LineSocket
 from tests.support import Harness, identity
 
@@ -161,7 +162,8 @@ class MakeService(SynchronousTestCase):
         return Config(data_dir=self.dir / "data", listeners=(), manhole=ManholeConfig(**settings))
 
     def make(self, config: Config) -> Any:
-        return make_manhole_service(config, self.h.hub, MultiService(), str(self.dir), self.reactor)
+        drainer = Drainer(self.h.hub, MultiService(), self.reactor, 30.0, lambda: None)
+        return make_manhole_service(config, self.h.hub, MultiService(), drainer, str(self.dir), self.reactor)
 
     def test_off_unless_enabled(self) -> None:
         self.assertIsNone(self.make(self.config(enabled=False, authorized_keys=None)))
@@ -197,7 +199,7 @@ class MakeService(SynchronousTestCase):
     def test_the_daemon_includes_it(self) -> None:
         config = Config(data_dir=self.dir / "data", listeners=(ListenerConfig("tcp", "tcp:0:interface=127.0.0.1"),),
                         manhole=ManholeConfig(enabled=True, authorized_keys=self.keys))
-        top = make_service(config, self.reactor)
+        top = compose(config, self.reactor)
         self.addCleanup(top.getServiceNamed("relay").store.close)
         self.assertIsInstance(top.getServiceNamed("manhole"), ConsoleListener)
         self.assertTrue((self.dir / "data" / HOST_KEY_NAME).exists())
@@ -294,6 +296,33 @@ class Shell(SynchronousTestCase):
         self.assertTrue(self.transport.disconnecting)
 
 
+class OneShot(SynchronousTestCase):
+    """``ssh admin@host 'stats()'``: one line run as at the prompt, its output, an exit status."""
+
+    def setUp(self) -> None:
+        self.h = Harness()
+        self.alice = self.h.register("alice")
+        self.namespace = Console(self.h.hub, Config(Path("x"), ()), lambda: self.h.now, admin="A").namespace()
+
+    def test_expressions_print_their_value_as_the_shell_would(self) -> None:
+        output, ok = run_once(self.namespace, "who()")
+        self.assertTrue(ok)
+        self.assertTrue(output.startswith("1 online, 1 connections\n"), output)
+        self.assertEqual(run_once(self.namespace, "len(relay.online) + 1"), ("2\n", True))
+        self.assertEqual(run_once(self.namespace, "x = 5"), ("", True))
+        self.assertEqual(run_once(self.namespace, "print(x * 2)"), ("10\n", True))
+        self.assertEqual(run_once(self.namespace, "None"), ("", True))
+
+    def test_an_error_prints_its_traceback_and_fails(self) -> None:
+        output, ok = run_once(self.namespace, "kick(3)")
+        self.assertFalse(ok)
+        self.assertIn("TypeError: give a nickname as a string", output)
+        output, ok = run_once(self.namespace, "def (")
+        self.assertFalse(ok)
+        self.assertIn("SyntaxError", output)
+        self.assertEqual(self.alice[1].lines(), [])
+
+
 def _ssh_available() -> Optional[str]:
     missing = [tool for tool in ("ssh", "ssh-keygen") if shutil.which(tool) is None]
     return f"OpenSSH client not installed ({', '.join(missing)} missing); .ci/run installs openssh-client" if missing else None
@@ -378,12 +407,12 @@ class RealSSH(SynchronousTestCase):
             time.sleep(0.05)
         raise AssertionError("the admin console did not start:\n" + self.daemon.log())
 
-    def ssh(self, port: int, *options: str, key: str = "admin", user: str = "admin") -> SSHProcess:
+    def ssh(self, port: int, *options: str, key: str = "admin", user: str = "admin", command: str = "") -> SSHProcess:
         process = SSHProcess([
             "ssh", "-F", "/dev/null", "-p", str(port), "-i", str(self.home / key),
             "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
             "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none", "-o", "ConnectTimeout=10",
-            "-o", "LogLevel=ERROR", *options, f"{user}@127.0.0.1",
+            "-o", "LogLevel=ERROR", *options, f"{user}@127.0.0.1", *([command] if command else []),
         ])
         self.processes.append(process)
         return process
@@ -395,7 +424,7 @@ class RealSSH(SynchronousTestCase):
 
     def console_with_alice(self) -> tuple[SSHProcess, LineSocket]:
         """A daemon with alice registered, and an admin at its console prompt."""
-        relay, console = self.start()
+        relay, console = self.relay_and_console = self.start()
         alice = LineSocket(relay)
         self.addCleanup(alice.close)
         self.assertEqual(alice.register("alice", identity("alice")), "OK PROVE alice new 0")
@@ -422,6 +451,31 @@ class RealSSH(SynchronousTestCase):
         self.assertIn(f"admin {listed}: logged in as admin", log)
         self.assertIn(f"admin {listed}: kick alice ('maintenance'): kicked alice", log)
         self.assertIn(f"admin {listed}: logged out", log)
+        # conch's own chatter (key exchange, auth attempts, channel requests) stays out of the log
+        self.assertNotIn("twisted.conch", log)
+        self.assertNotIn("starting on", log)
+        self.assertNotIn("moduli", log)
+
+    def test_one_shot_commands_print_and_exit(self) -> None:
+        session, alice = self.console_with_alice()
+        session.kill()
+        _, console = self.relay_and_console
+        stats = self.ssh(console, command="stats()")
+        self.assertEqual(stats.wait(), 0)
+        output = stats.output.decode("utf-8")
+        self.assertRegex(output, r"^uptime +\d")
+        self.assertIn("\nonline          1\n", output)
+        failing = self.ssh(console, command="kick('alice', 3, 4)")
+        self.assertEqual(failing.wait(), 1)
+        self.assertIn("TypeError", failing.output.decode("utf-8"))
+        kicked = self.ssh(console, command="kick('alice', 'scripted')")
+        self.assertEqual(kicked.wait(), 0)
+        self.assertEqual(kicked.output, b"kicked alice\n")
+        self.assertEqual(alice.read_line(), "BYE kicked scripted")
+        listed = subprocess.run(["ssh-keygen", "-l", "-f", str(self.home / "admin.pub")],
+                                capture_output=True, text=True, check=True, timeout=30).stdout.split()[1]
+        self.assertIn(f"admin {listed}: ran 'stats()'", self.daemon.log())
+        self.assertIn(f"admin {listed}: kick alice ('scripted'): kicked alice", self.daemon.log())
 
     def test_drain_tells_clients_then_the_daemon_stops_cleanly(self) -> None:
         session, alice = self.console_with_alice()
@@ -430,7 +484,7 @@ class RealSSH(SynchronousTestCase):
         self.assertEqual(alice.read_line(), "BYE draining back soon")
         session.wait()
         self.assertEqual(self.daemon.wait(), 0)
-        self.assertIn("relaychat: drained; stopping the daemon", self.daemon.log())
+        self.assertIn("relaychat: drain over (every client has left)", self.daemon.log())
         self.assertIn("Server Shut Down.", self.daemon.log())
 
     def test_unknown_key_wrong_user_and_passwords_are_refused(self) -> None:

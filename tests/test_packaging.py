@@ -33,21 +33,6 @@ class Checkout(SynchronousTestCase):
         # and the type check, whose failure is a failure too
         self.assertRegex(ci, re.compile(r'if ! python -m mypy; then\n.*\n  failed=\$\(\(failed \+ 1\)\)'))
 
-    def test_the_code_type_checks(self) -> None:
-        """What .ci/run checks, checked here as well, so a type error shows in the suite."""
-        import shutil
-        import subprocess
-        import sys
-
-        try:
-            import mypy  # noqa: F401
-        except ImportError:
-            raise self.skipTest("mypy is not installed") from None
-        if shutil.which(sys.executable) is None:
-            raise self.skipTest("no interpreter path")
-        run = subprocess.run([sys.executable, "-m", "mypy"], cwd=ROOT, capture_output=True, text=True)
-        self.assertEqual(run.returncode, 0, run.stdout[-3000:] + run.stderr[-1000:])
-
     def test_no_init_in_twisted_plugins(self) -> None:
         # An __init__.py here would shadow Twisted's own plugin package.
         self.assertFalse((ROOT / "twisted" / "__init__.py").exists())

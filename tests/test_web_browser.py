@@ -340,7 +340,7 @@ class RelayRestart(_BrowserTest):
         identity, pins = Identity.generate(), KnownPeers(self.mktemp())
         py = yield self.python_user("termrestart", identity, pins)
         yield self.python_calls(py, "webrestart")
-        yield deferToThread(self.relay.stop)
+        yield deferToThread(self.relay.crash)  # abruptly: the connection is lost, not drained
         status = yield self.b("wait_text", "Connection", "The connection to the relay was lost")
         self.assertIn("Reconnecting in", status)
         lines = yield self.b("wait", lambda: [m for m in self.browser.messages() if "lost" in m], "the ended line")

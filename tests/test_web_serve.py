@@ -208,7 +208,7 @@ class Configuration(SynchronousTestCase):
         self.assertEqual(parse(listener(web_client=True), base=ROOT).listeners[0].options["web_client"], True)
         with self.assertRaises(ConfigError) as raised:
             parse(listener(web_client="yes"), base=ROOT)
-        self.assertIn("web_client: expected bool", str(raised.exception))
+        self.assertIn("web_client: expected true or false", str(raised.exception))
         with self.assertRaises(ConfigError):
             parse({"listener": [{"kind": "tcp", "endpoint": "tcp:0", "web_client": True}]}, base=ROOT)
 

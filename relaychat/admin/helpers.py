@@ -23,21 +23,19 @@ import time
 from typing import Any, Callable, Iterable, Optional, Sequence
 
 from twisted.application.service import IServiceCollection
-from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 from twisted.logger import Logger
 
 from relaychat.config import Config
 from relaychat.server.bans import key_id
-from relaychat.server.operator import DEFAULT_KICK_REASON, Operator
 from relaychat.server.connection import Connection, Session
-from relaychat.server.hub import Hub
+from relaychat.server.drain import Drainer, DrainState
+from relaychat.server.hub import DEFAULT_DRAIN_TEXT, Hub
+from relaychat.server.operator import DEFAULT_KICK_REASON, Operator
 from relaychat.wire.nicknames import canonical
-from relaychat.server.service import ListenerService
 from relaychat.wire.errors import ProtocolError
 
 log = Logger(namespace="relaychat.admin")
 
-DEFAULT_DRAIN_TEXT = "the relay is restarting"
 
 
 class Text(str):
@@ -51,24 +49,24 @@ class Console:
     """The helpers, bound to one relay and to the admin using them (for the log).
 
     :param now: the time, in the clock the hub is given (``reactor.seconds``).
-    :param daemon: the daemon's service tree; ``drain`` stops its listeners.
-    :param stop: stops the daemon once a drain is over (``reactor.stop``).
+    :param daemon: the daemon's service tree (``daemon`` in the shell).
+    :param drainer: the daemon's drain, for ``drain`` and ``undrain``.
     :param admin: who is acting, as written in the log.
     """
 
-    HELPERS = ("who", "sessions", "stats", "bans", "kick", "ban", "unban", "notice", "drain", "help")
+    HELPERS = ("who", "sessions", "stats", "bans", "kick", "ban", "unban", "release", "notice", "drain",
+               "undrain", "help")
 
     def __init__(self, hub: Hub, config: Config, now: Callable[[], float],
-                 daemon: Optional[IServiceCollection] = None, stop: Optional[Callable[[], None]] = None,
+                 daemon: Optional[IServiceCollection] = None, drainer: Optional[Drainer] = None,
                  admin: str = "local") -> None:
         self.hub = hub
         self.operator = Operator(hub)
         self.config = config
         self.now = now
         self.daemon = daemon
-        self.stop = stop
+        self.drainer = drainer
         self.admin = admin
-        self.listeners_stopped: Optional[Deferred[Any]] = None  # fires once drain's listeners have closed
 
     def namespace(self) -> dict[str, Any]:
         """The shell's globals: the live objects, and each helper by name."""
@@ -179,6 +177,23 @@ class Console:
         self._record("unban {kind} {value}: {outcome}", kind=kind, value=value, outcome=outcome)
         return Text(outcome)
 
+    def release(self, nick: str) -> Text:
+        """Free ``nick`` for a new key, when its owner has lost theirs.
+
+        Whoever holds the nickname now is disconnected, mail waiting for it
+        (sealed to the lost key, unreadable by the new one) is deleted, and
+        the next REGISTER with any key claims it as new. The owner's
+        contacts will see a key change for that name: tell them why.
+        """
+        name = _nickname(nick)
+        key, deleted = self.operator.release(name)
+        if key is None:
+            outcome = f"{name} is not bound to any key"
+        else:
+            outcome = f"released {name} (was identity key {key_id(key)}); {deleted} waiting mail deleted"
+        self._record("release {nick}: {outcome}", nick=name, outcome=outcome)
+        return Text(outcome)
+
     def notice(self, text: str) -> Text:
         """Send one line of ``text`` to every registered client."""
         count = self.operator.notice(text)
@@ -186,31 +201,37 @@ class Console:
         self._record("notice {text!r}: {outcome}", text=text, outcome=outcome)
         return Text(outcome)
 
-    def drain(self, text: str = DEFAULT_DRAIN_TEXT, stop: bool = True) -> Text:
-        """Prepare a graceful restart: stop accepting, tell clients, let sessions end.
+    def drain(self, text: str = DEFAULT_DRAIN_TEXT, stop: bool = True, grace: Optional[float] = None) -> Text:
+        """Graceful restart: tell clients ``text``, let sessions end, then stop.
 
-        The listeners stop, so nothing new connects; every client gets
-        ``text`` as a NOTICE; clients without a session are let go now, the
-        others when their last session ends (``kick`` a straggler to hurry
-        it). With ``stop`` (the default) the daemon then stops by itself,
-        for its supervisor to start the new version; without it the daemon
-        idles, refusing everyone, until it is stopped.
+        Every client gets ``text`` as a NOTICE; clients without a session
+        are let go now (``BYE draining <text>``), the others when their
+        last session ends, and whoever is left when ``grace`` seconds are
+        over (default ``relay.drain_grace``) is closed. Meanwhile the
+        listeners stay open and answer newcomers ``BYE draining <text>``.
+        With ``stop`` (the default) the daemon then stops, exit status 0,
+        for its supervisor to start the new version; without it, it stays
+        up refusing everyone until ``undrain()``.
         """
-        hub = self.hub
-        if hub.draining:
-            return Text(f"already draining; {len(hub.clients)} connections left")
-        listeners = self._stop_listeners()
-        previous = hub.on_drained
-        hub.on_drained = lambda: self._drained(previous, stop)
-        self._record("drain ({text!r}, stop={stop}): {listeners} listeners stopped, {clients} connections open",
-                     text=text, stop=stop, listeners=listeners, clients=len(hub.clients))
-        hub.drain(text)
-        left = len(hub.clients)
-        then = "the daemon stops" if stop and self.stop is not None else "the relay idles"
-        if not left:
-            return Text(f"draining: {listeners} listeners stopped; no connections left, {then} now")
-        return Text(f"draining: {listeners} listeners stopped; {left} connections left; "
-                    f"{then} when the last one closes")
+        drainer = self._drainer()
+        if drainer.state is not DrainState.SERVING:
+            return Text(f"already {drainer.state.value}; {len(self.hub.clients)} connections left")
+        grace = drainer.grace if grace is None else float(grace)
+        self._record("drain ({text!r}, stop={stop}, grace={grace}s): {clients} connections open",
+                     text=text, stop=stop, grace=grace, clients=len(self.hub.clients))
+        drainer.drain(text, grace=grace, stop=stop)
+        then = "the daemon stops" if stop else "the relay refuses everyone until undrain()"
+        if drainer.state is not DrainState.DRAINING:
+            return Text(f"drained: no connections left; {then} now")
+        return Text(f"draining: {len(self.hub.clients)} connections left; {then} when the last one "
+                    f"closes, or in {_duration(grace)}")
+
+    def undrain(self) -> Text:
+        """Take a drain back (one not yet stopping the daemon): serve everyone again."""
+        done = self._drainer().undrain()
+        outcome = "serving again" if done else "not draining"
+        self._record("undrain: {outcome}", outcome=outcome)
+        return Text(outcome)
 
     def help(self, topic: Any = None) -> Text:
         """This list; or ``help(x)``, the documentation of ``x``.
@@ -231,30 +252,13 @@ class Console:
 
     # -- plumbing -----------------------------------------------------------------
 
-    def _stop_listeners(self) -> int:
-        """Stop every relay listener (not the console's own); return how many were running."""
-        stopping = [maybeDeferred(s.stopService) for s in _relay_listeners(self.daemon) if s.running]
-        self.listeners_stopped = DeferredList(stopping, consumeErrors=True)
-        return len(stopping)
-
-    def _drained(self, previous: Optional[Callable[[], None]], stop: bool) -> None:
-        """The last client is gone: tell whoever else waited, then stop if asked."""
-        if previous is not None:
-            previous()
-        stop_daemon = self.stop if stop else None
-        log.info("relaychat: drained{then}", then="; stopping the daemon" if stop_daemon is not None else "")
-        if stop_daemon is not None:
-            stop_daemon()
+    def _drainer(self) -> Drainer:
+        if self.drainer is None:
+            raise RuntimeError("this console has no daemon to drain")
+        return self.drainer
 
     def _record(self, format: str, **fields: Any) -> None:
         log.info("admin {admin}: " + format, admin=self.admin, **fields)
-
-
-def _relay_listeners(daemon: Optional[IServiceCollection]) -> Iterable[ListenerService]:
-    """The relay's listeners in the daemon: the console listener is one too, but is kept."""
-    if daemon is None:
-        return []
-    return [s for s in daemon if isinstance(s, ListenerService) and not getattr(s, "is_console", False)]
 
 
 def _all_sessions(clients: Iterable[Connection]) -> list[Session]:

@@ -14,8 +14,11 @@ The shape is Twisted's manhole (a ``TerminalRealm`` whose terminal runs a
 
 from __future__ import annotations
 
+import contextlib
+import io
+import traceback
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Optional
 
 from twisted.conch.checkers import InMemorySSHKeyDB, SSHPublicKeyChecker
 from twisted.conch.insults.insults import ServerProtocol
@@ -103,11 +106,40 @@ class AuditedManhole(ColoredManhole):
 
     def lineReceived(self, line: bytes) -> None:
         if line.strip():
-            text = line.decode("utf-8", "replace")
-            if len(text) > _LOGGED_LINE_MAX:
-                text = text[:_LOGGED_LINE_MAX] + f"... ({len(text) - _LOGGED_LINE_MAX} more characters)"
+            text = _shortened(line.decode("utf-8", "replace"))
             log.info("admin {admin}: typed {line!r}", admin=self.admin.fingerprint, line=text)
         super().lineReceived(line)
+
+
+def _shortened(text: str) -> str:
+    if len(text) > _LOGGED_LINE_MAX:
+        return text[:_LOGGED_LINE_MAX] + f"... ({len(text) - _LOGGED_LINE_MAX} more characters)"
+    return text
+
+
+def run_once(namespace: dict[str, Any], source: str) -> tuple[str, bool]:
+    """Run ``source`` in ``namespace`` as the shell would; return what it printed and whether it succeeded.
+
+    An expression's value is printed with ``repr`` (a helper's answer is
+    its text); statements run as they are. It runs on the reactor thread
+    like the shell, so what it prints is captured by swapping ``sys.stdout``
+    for the duration.
+    """
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out):
+            try:
+                code = compile(source, "<ssh>", "eval")
+            except SyntaxError:
+                exec(compile(source, "<ssh>", "exec"), namespace)
+            else:
+                result = eval(code, namespace)
+                if result is not None:
+                    print(repr(result))
+    except Exception:
+        out.write(traceback.format_exc(limit=-8))
+        return out.getvalue(), False
+    return out.getvalue(), True
 
 
 class ConsoleSessionTransport(TerminalSessionTransport):
@@ -140,10 +172,21 @@ class ConsoleSession(TerminalSession):
             proto, self.chainedProtocolFactory(), IConchUser(self.original), self.width, self.height
         )
 
+    namespace: dict[str, Any] = {}
+    admin: Optional[Admin] = None
+
     def execCommand(self, proto: Any, command: bytes) -> None:
-        """Refuse ``ssh host COMMAND`` with a hint and exit status 1, not a server traceback."""
-        proto.write(b"relaychat: the admin console is an interactive shell; log in without a command (ssh -t)\r\n")
-        proto.processEnded(Failure(ProcessTerminated(exitCode=1)))
+        """``ssh -p 7736 admin@host 'stats()'``: run one line, print, exit.
+
+        For scripts and monitoring: the line runs as if typed at the
+        prompt (an expression's value is printed), is logged as typed, and
+        the exit status is 0, or 1 if it raised (the traceback is printed).
+        """
+        line = command.decode("utf-8", "replace")
+        log.info("admin {admin}: ran {line!r}", admin=str(self.admin), line=_shortened(line))
+        output, ok = run_once(self.namespace, line)
+        proto.write(output.encode("utf-8"))
+        proto.processEnded(Failure(ProcessDone(0) if ok else ProcessTerminated(exitCode=1)))
 
     def windowChanged(self, size: tuple[int, int, int, int]) -> None:
         self.height, self.width = size[:2]
@@ -178,6 +221,8 @@ class ConsoleRealm(TerminalRealm):
         holder = Componentized()
         user = TerminalUser(holder, avatarId)
         session = ConsoleSession(holder)
+        session.namespace = namespace
+        session.admin = avatarId
         session.transportFactory = ConsoleSessionTransport
         def terminal() -> ServerProtocol:
             return ServerProtocol(AuditedManhole, namespace, avatarId)

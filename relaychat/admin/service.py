@@ -19,7 +19,8 @@ from twisted.logger import Logger
 from relaychat.admin.helpers import Console
 from relaychat.admin.keys import load_host_key, openssh_fingerprint, read_authorized_keys
 from relaychat.admin.manhole import USER, Admin, console_factory
-from relaychat.config import Config, ConfigError, ListenerConfig, ManholeConfig
+from relaychat.config import Config, ConfigError, ListenerConfig, ManholeConfig, split_endpoint
+from relaychat.server.drain import Drainer
 from relaychat.server.hub import Hub
 from relaychat.server.service import ListenerService
 
@@ -30,20 +31,19 @@ SERVICE_NAME = "manhole"
 
 class ConsoleListener(ListenerService):
     """The console's SSH listener: a listener like the relay's (same start-up
-    failures), but named as the console and left running by ``drain()``."""
-
-    is_console = True
+    failures), but named as the console, and outside the relay's listeners,
+    so a drain leaves it running."""
 
     def describe(self) -> str:
         return f"admin console (ssh) {self.listener.endpoint!r}"
 
 
-def make_manhole_service(config: Config, hub: Hub, top_service: IServiceCollection, data_dir: str,
-                         reactor: Any) -> Optional[IService]:
+def make_manhole_service(config: Config, hub: Hub, top_service: IServiceCollection, drainer: Drainer,
+                         data_dir: str, reactor: Any) -> Optional[IService]:
     """The admin console's listener, or ``None`` when ``[manhole]`` is not enabled.
 
     The caller adds it to the daemon's ``MultiService``; ``top_service`` is
-    that same tree, which ``drain()`` uses to find the relay's listeners.
+    that same tree (``daemon`` in the shell), ``drainer`` the daemon's drain.
     """
     manhole = config.manhole
     if not manhole.enabled:
@@ -56,12 +56,8 @@ def make_manhole_service(config: Config, hub: Hub, top_service: IServiceCollecti
     except Exception as e:  # serverFromString raises whatever its parser does
         raise ConfigError(f"manhole.endpoint {manhole.endpoint!r}: bad endpoint string: {e}") from None
 
-    def stop() -> None:
-        if reactor.running:
-            reactor.stop()
-
     def namespace_for(admin: Admin) -> dict[str, Any]:
-        console = Console(hub, config, reactor.seconds, daemon=top_service, stop=stop, admin=admin.fingerprint)
+        console = Console(hub, config, reactor.seconds, daemon=top_service, drainer=drainer, admin=admin.fingerprint)
         return console.namespace()
 
     factory = console_factory(authorized, host_key, namespace_for)
@@ -91,7 +87,7 @@ def check_endpoint(manhole: ManholeConfig) -> None:
 
 def is_local_endpoint(description: str) -> bool:
     """Whether a server endpoint string can only be reached from this machine."""
-    parts = _split_endpoint(description)
+    parts = split_endpoint(description)
     kind = parts[0].lower() if parts else ""
     if kind == "unix":
         return True
@@ -102,21 +98,3 @@ def is_local_endpoint(description: str) -> bool:
         return ipaddress.ip_address(options.get("interface", "")).is_loopback
     except ValueError:
         return False
-
-
-def _split_endpoint(description: str) -> list[str]:
-    """Split on the colons of an endpoint string, honouring ``\\:`` escapes (``interface=\\:\\:1``)."""
-    parts, current, escaped = [], [], False
-    for char in description:
-        if escaped:
-            current.append(char)
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        elif char == ":":
-            parts.append("".join(current))
-            current = []
-        else:
-            current.append(char)
-    parts.append("".join(current))
-    return parts

@@ -18,6 +18,8 @@ from typing import Any, Callable, Iterable, Optional
 
 from twisted.logger import Logger
 
+from twisted.internet.defer import Deferred
+
 from relaychat.server.bans import Bans
 from relaychat.server.connection import Connection, Life, Link, Session, State
 from relaychat.server.limits import FRAME_LINE_OVERHEAD, Limits, MailPolicy
@@ -33,7 +35,9 @@ from relaychat.wire.errors import Bye, Closed, Code, ProtocolError
 from relaychat.wire.lines import strip_cr
 from relaychat.wire.messages import FRAME_PREFIX, PROTOCOL_VERSION
 from relaychat.wire.nicknames import canonical
-from relaychat.wire.tokens import SID_LENGTH
+from relaychat.wire.tokens import SID_LENGTH, one_line
+
+DEFAULT_DRAIN_TEXT = "the relay is restarting"
 
 log = Logger(namespace="relaychat")
 
@@ -57,6 +61,8 @@ class Stats:
     errors: int = 0
     disconnects_for_violations: int = 0
     mail_stored: int = 0
+    errors_by_code: dict[Code, int] = field(default_factory=dict)  # ERR replies by code
+    byes: dict[Bye, int] = field(default_factory=dict)  # why the relay ended connections
     extra: dict[str, int] = field(default_factory=dict)
 
 
@@ -91,7 +97,8 @@ class Hub(RegistrationCommands, SessionCommands, MailCommands, FrameForwarding):
         self.offers: dict[bytes, Session] = {}
         self.draining = False
         self.now = now  # the latest time an adapter told us
-        self.on_drained: Optional[Callable[[], None]] = None
+        self.drain_text = DEFAULT_DRAIN_TEXT  # what newcomers and leavers are told while draining
+        self._drained_waiters: list[Deferred[None]] = []
         self._per_address: dict[str, int] = {}
         self._dirty: list[Connection] = []
         self._closing: list[Connection] = []
@@ -134,7 +141,7 @@ class Hub(RegistrationCommands, SessionCommands, MailCommands, FrameForwarding):
         self._per_address[address] = self._per_address.get(address, 0) + 1
         self.stats.connections_total += 1
         if self.draining:
-            self._bye(client, Bye.DRAINING, "the relay is shutting down")
+            self._bye(client, Bye.DRAINING, self.drain_text)
         elif self.bans.banned("address", address, now):
             self._bye(client, Bye.BANNED, "this address is banned")
         elif len(self.clients) > limits.max_connections:
@@ -339,18 +346,46 @@ class Hub(RegistrationCommands, SessionCommands, MailCommands, FrameForwarding):
         self._flush()
         return len(self.online)
 
-    def drain(self, text: str = "the relay is restarting") -> None:
-        """Refuse new sessions and connections, and let each client go once its sessions end."""
+    def drain(self, text: str = DEFAULT_DRAIN_TEXT) -> None:
+        """Refuse new sessions and connections, and let each client go once its sessions end.
+
+        New connections are still accepted, and answered ``BYE draining
+        <text>``: a user sees the operator's words, not "connection refused".
+        """
         self.draining = True
+        self.drain_text = one_line(text)
         for client in list(self.online.values()):
-            self._send(client, m.Notice(text))
+            self._send(client, m.Notice(self.drain_text))
         for session in list(self.offers.values()):
             self._end_session(session, Closed.DRAINING, notify=(session.initiator, session.responder))
         for client in list(self.clients):
             if not client.sessions:
-                self._bye(client, Bye.DRAINING, text)
+                self._bye(client, Bye.DRAINING, self.drain_text)
         self._flush()
         self._check_drained()
+
+    def close_all(self) -> int:
+        """The drain's grace is over: ``BYE draining`` to everyone still here. Returns how many."""
+        stragglers = [c for c in self.clients if c.life is _OPEN]  # not those closing already
+        for client in stragglers:
+            self._bye(client, Bye.DRAINING, self.drain_text, session_reason=Closed.DRAINING)
+        self._flush()
+        self._check_drained()
+        return len(stragglers)
+
+    def undrain(self) -> None:
+        """Serve again after :meth:`drain`: new connections and sessions are accepted."""
+        self.draining = False
+        self.drain_text = DEFAULT_DRAIN_TEXT
+
+    def when_drained(self) -> Deferred[None]:
+        """Fires (with None) once a drain has let every client go; at once if it has."""
+        done: Deferred[None] = Deferred()
+        if self.draining and not self.clients:
+            done.callback(None)
+        else:
+            self._drained_waiters.append(done)
+        return done
 
     # == command dispatch ====================================================
 
@@ -453,7 +488,9 @@ class Hub(RegistrationCommands, SessionCommands, MailCommands, FrameForwarding):
         client.outbox_size += len(data)
 
     def _error(self, client: Connection, command: str, code: Code, text: str) -> None:
-        self.stats.errors += 1
+        stats = self.stats
+        stats.errors += 1
+        stats.errors_by_code[code] = stats.errors_by_code.get(code, 0) + 1
         self._send(client, m.Err.of(command, code, text))
         if code.is_violation:
             client.violations += 1
@@ -466,6 +503,7 @@ class Hub(RegistrationCommands, SessionCommands, MailCommands, FrameForwarding):
         if client.life is not _OPEN:
             return
         self._send(client, m.Goodbye(bye.value, text))
+        self.stats.byes[bye] = self.stats.byes.get(bye, 0) + 1
         self._closing.append(client)
         client.life = Life.CLOSING
         client.backlog = []
@@ -505,7 +543,7 @@ class Hub(RegistrationCommands, SessionCommands, MailCommands, FrameForwarding):
             if client.life is _OPEN:
                 self._update_reading(client)
                 if self.draining and not client.sessions:
-                    self._bye(client, Bye.DRAINING, "the relay is restarting")
+                    self._bye(client, Bye.DRAINING, self.drain_text)
 
     def _flush(self) -> None:
         """Write each connection's collected output in one call, then close who must go."""
@@ -545,9 +583,10 @@ class Hub(RegistrationCommands, SessionCommands, MailCommands, FrameForwarding):
         client.tokens_at = now
 
     def _check_drained(self) -> None:
-        if self.draining and not self.clients and self.on_drained is not None:
-            callback, self.on_drained = self.on_drained, None
-            callback()
+        if self.draining and not self.clients and self._drained_waiters:
+            waiters, self._drained_waiters = self._drained_waiters, []
+            for done in waiters:
+                done.callback(None)
 
 
 _ORDER_HINTS = {

@@ -29,26 +29,25 @@ start-up with a :class:`~relaychat.config.ConfigError` naming the listener.
 from __future__ import annotations
 
 import ssl
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IProtocolFactory, IStreamServerEndpoint
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
-from relaychat.config import ConfigError, ListenerConfig
 from relaychat.certificates import CertificateError, server_options
+from relaychat.config import DEFAULT_BACKLOG, ConfigError, ListenerConfig, split_endpoint
 from relaychat.server.protocol import RelayFactory
 from relaychat.server.tlslayer import server_context
+from relaychat.server.webclient import with_page
+from relaychat.server.websocket import WebSocketFactory
 
-Builder = Callable[[ListenerConfig, IProtocolFactory, Any], tuple[IStreamServerEndpoint, IProtocolFactory]]
+Builder = Callable[[ListenerConfig, IProtocolFactory, Any, int], tuple[IStreamServerEndpoint, IProtocolFactory]]
 
-
-@dataclass(frozen=True)
-class ListenerKind:
-    build: Builder
-    options: Mapping[str, type] = field(default_factory=dict)
+_QUEUED_ENDPOINTS = ("tcp", "tcp6", "ssl", "unix")
+"""Endpoint types whose parser takes ``backlog=`` (``systemd:`` sockets are
+already listening: their queue is the socket unit's ``Backlog=``)."""
 
 
 def describe(listener: ListenerConfig) -> str:
@@ -56,15 +55,27 @@ def describe(listener: ListenerConfig) -> str:
     return f"{listener.kind} listener {listener.endpoint!r}"
 
 
-def _endpoint(listener: ListenerConfig, reactor: Any, tls: bool = False) -> IStreamServerEndpoint:
+def with_backlog(description: str, backlog: int) -> str:
+    """``description`` with ``backlog=`` added, unless it has one or its type takes none."""
+    parts = split_endpoint(description)
+    if parts[0].lower() not in _QUEUED_ENDPOINTS or any(p.startswith("backlog=") for p in parts[1:]):
+        return description
+    return f"{description}:backlog={backlog}"
+
+
+def server_endpoint(reactor: Any, description: str, backlog: int, where: str) -> IStreamServerEndpoint:
+    """Parse a server endpoint string with our listen queue; a bad one is a ConfigError naming ``where``."""
+    try:
+        return serverFromString(reactor, with_backlog(description, backlog))
+    except Exception as e:  # serverFromString raises whatever its parser does
+        raise ConfigError(f"{where}: bad endpoint string: {e}") from None
+
+
+def _endpoint(listener: ListenerConfig, reactor: Any, backlog: int, tls: bool = False) -> IStreamServerEndpoint:
     scheme = listener.endpoint.split(":", 1)[0].lower()
     if tls and scheme in ("ssl", "tls"):
         raise ConfigError(f"{describe(listener)}: use a tcp: endpoint string; the listener adds TLS itself")
-    try:
-        endpoint: IStreamServerEndpoint = serverFromString(reactor, listener.endpoint)
-        return endpoint
-    except Exception as e:  # serverFromString raises whatever its parser does
-        raise ConfigError(f"{describe(listener)}: bad endpoint string: {e}") from None
+    return server_endpoint(reactor, listener.endpoint, backlog, describe(listener))
 
 
 def _tls_files(listener: ListenerConfig) -> tuple[Path, Path, str]:
@@ -97,19 +108,20 @@ def _twisted_tls(listener: ListenerConfig, factory: IProtocolFactory) -> IProtoc
     return wrapped
 
 
-def _build_tcp(listener: ListenerConfig, factory: IProtocolFactory, reactor: Any) -> tuple[IStreamServerEndpoint, IProtocolFactory]:
-    return _endpoint(listener, reactor), factory
+def _build_tcp(listener: ListenerConfig, factory: IProtocolFactory, reactor: Any,
+               backlog: int = DEFAULT_BACKLOG) -> tuple[IStreamServerEndpoint, IProtocolFactory]:
+    return _endpoint(listener, reactor, backlog), factory
 
 
-def _build_tls(listener: ListenerConfig, factory: IProtocolFactory, reactor: Any) -> tuple[IStreamServerEndpoint, IProtocolFactory]:
+def _build_tls(listener: ListenerConfig, factory: IProtocolFactory, reactor: Any,
+               backlog: int = DEFAULT_BACKLOG) -> tuple[IStreamServerEndpoint, IProtocolFactory]:
     if not isinstance(factory, RelayFactory):
         raise TypeError(f"a tls listener serves a RelayFactory, not {factory!r}")
-    return _endpoint(listener, reactor, tls=True), factory.with_tls(_tls(listener))
+    return _endpoint(listener, reactor, backlog, tls=True), factory.with_tls(_tls(listener))
 
 
-def _build_websocket(listener: ListenerConfig, factory: IProtocolFactory, reactor: Any) -> tuple[IStreamServerEndpoint, IProtocolFactory]:
-    from relaychat.server.websocket import WebSocketFactory
-
+def _build_websocket(listener: ListenerConfig, factory: IProtocolFactory, reactor: Any,
+                     backlog: int = DEFAULT_BACKLOG) -> tuple[IStreamServerEndpoint, IProtocolFactory]:
     options = listener.options
     origins = options.get("allowed_origins", ["*"])
     if not origins or not all(isinstance(o, str) and (o == "*" or "://" in o) for o in origins):
@@ -130,23 +142,35 @@ def _build_websocket(listener: ListenerConfig, factory: IProtocolFactory, reacto
         # twisted.web serves the page on the same connections, so TLS is
         # Twisted's here and the WebSocket adapter takes the connection over
         # from the Site (relaychat.server.webclient).
-        from relaychat.server.webclient import with_page
-
-        assert path is not None  # "/relay" by default with the page
         websocket = WebSocketFactory(factory, reactor, path=path, allowed_origins=origins)  # type: ignore[arg-type]
+        _label(listener.kind, websocket)  # its connections, taken over from the Site, are its own
         wrapped = with_page(websocket, path, lambda site: _twisted_tls(listener, site) if secure else site)
-        return _endpoint(listener, reactor, tls=secure), wrapped
+        return _endpoint(listener, reactor, backlog, tls=secure), wrapped
     websocket = WebSocketFactory(
         factory, reactor, path=path, allowed_origins=origins,  # type: ignore[arg-type]
         tls=_tls(listener) if secure else None,
     )
-    return _endpoint(listener, reactor, tls=secure), websocket
+    return _endpoint(listener, reactor, backlog, tls=secure), websocket
 
 
-_TLS_OPTIONS: dict[str, type] = {"certificate": Path, "private_key": Path, "minimum_tls": str}
+BUILDERS: dict[str, Builder] = {"tcp": _build_tcp, "tls": _build_tls, "websocket": _build_websocket}
+"""How each kind of :data:`relaychat.config.LISTENER_OPTIONS` becomes an endpoint and a factory."""
 
-KINDS: dict[str, ListenerKind] = {
-    "tcp": ListenerKind(_build_tcp),
-    "tls": ListenerKind(_build_tls, _TLS_OPTIONS),
-    "websocket": ListenerKind(_build_websocket, {"path": str, "allowed_origins": list, "web_client": bool, **_TLS_OPTIONS}),
-}
+
+def build(listener: ListenerConfig, factory: IProtocolFactory, reactor: Any,
+          backlog: int = DEFAULT_BACKLOG) -> tuple[IStreamServerEndpoint, IProtocolFactory]:
+    """The endpoint and the factory serving ``factory``'s hub on ``listener``.
+
+    ``factory`` should serve this listener alone: the factories that make
+    its connections are labelled with the listener's kind (``.kind``), which
+    is how the metrics count a connection by the listener it came in on
+    (:func:`relaychat.server.metrics.listener_kind`).
+    """
+    endpoint, served = BUILDERS[listener.kind](listener, factory, reactor, backlog)
+    _label(listener.kind, factory, served)
+    return endpoint, served
+
+
+def _label(kind: str, *factories: Any) -> None:
+    for factory in factories:
+        factory.kind = kind

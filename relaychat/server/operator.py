@@ -1,4 +1,4 @@
-"""The operator's verbs: kick, ban, unban, notice.
+"""The operator's verbs: kick, ban, unban, release, notice.
 
 A narrow object in front of the hub, so the console's helpers (and anything
 else an operator drives) reach these and nothing of the hub's internals:
@@ -62,6 +62,17 @@ class Operator:
         if key is not None and bans.remove("key", key_id(key)):
             lifted.append(("key", key_id(key)))
         return lifted
+
+    def release(self, nick: str) -> tuple[Optional[bytes], int]:
+        """Free ``nick`` for any key (its owner lost theirs): whoever holds it now
+        is disconnected, and mail sealed to the old key is deleted. Returns the
+        released identity key (None if it was not bound) and the mail deleted."""
+        self.kick(nick, "your nickname was released by the operator")
+        released = self._hub.registry.release(nick)
+        if released is None:
+            return None, 0
+        binding, mail = released
+        return binding.identity_pub, mail
 
     def bound_key(self, nick: str) -> Optional[bytes]:
         """The identity key ``nick`` is registered with, if it is."""

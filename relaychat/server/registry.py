@@ -50,3 +50,10 @@ class Registry:
         if not self._store.insert_binding(binding):
             raise ProtocolError(Code.TAKEN, f"{nick} was just taken")
         return binding
+
+    def release(self, nick: str) -> Optional[tuple[Binding, int]]:
+        """Unbind ``nick`` so any key may claim it again, deleting the mail
+        sealed to the old key: the binding released and how much mail went."""
+        binding = self.find(nick)
+        deleted = None if binding is None else self._store.release_binding(binding.canonical)
+        return None if binding is None or deleted is None else (binding, deleted)

@@ -1,38 +1,32 @@
-"""Composing the daemon: one MultiService holding the relay, its timers and listeners."""
+"""The daemon's own services: the relay core and a listener.
+
+They are put together in one place, :func:`relaychat.tap.makeService`.
+"""
 
 from __future__ import annotations
 
 import os
 from typing import Any, Optional
 
-from twisted.application.internet import TimerService
-from twisted.application.service import IService, IServiceCollection, MultiService, Service
-from twisted.internet.defer import Deferred
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from relaychat.config import Config, ConfigError, ListenerConfig
 from relaychat.server.hub import Hub
-from relaychat.server.listeners import KINDS
 from relaychat.server.listeners import describe as describe_listener
-from relaychat.server.protocol import RelayFactory
 from relaychat.server.store import Store
+from relaychat.startup import StartupError
 
 log = Logger(namespace="relaychat")
 
 DATABASE = "relaychat.sqlite3"
-MAIL_PURGE_INTERVAL = 3600.0
 
 
-class ListenerError(SystemExit, Exception):
-    """A listener could not start; the message names it.
-
-    It is an :class:`Exception`, so twistd's start-up code sees it (a
-    daemonizing twistd reports it to the waiting parent and removes its
-    pid file), and a :class:`SystemExit`, so when it leaves twistd the
-    process exits with status 1 printing only the message: no traceback.
-    """
+class ListenerError(StartupError):
+    """A listener could not start; the message names it."""
 
 
 class RelayCore(Service):
@@ -64,7 +58,9 @@ class ListenerService(Service):
         self.factory = factory
         self.reactor = reactor  # for stopping on a late failure; default: the global reactor
         self.port: Optional[IListeningPort] = None
-        self._listening: Optional[Deferred[Any]] = None
+        self._listening: Optional[Deferred] = None
+        self._failure: Optional[Failure] = None
+        self._waiting: list[Deferred[IListeningPort]] = []
 
     def describe(self) -> str:
         return describe_listener(self.listener)
@@ -87,15 +83,32 @@ class ListenerService(Service):
             self._listening.addCallback(lambda _: self._listened(outcome[0]))
             return
         if isinstance(outcome[0], Failure):
-            # TCP, TLS and WebSocket listeners fail here, synchronously: stop start-up.
-            message = self._could_not_start(outcome[0])
-            raise ListenerError(message)
+            # TCP, TLS and WebSocket listeners fail here, synchronously: stop
+            # start-up. Not logged: the one line twistd prints is the report.
+            self._failure = outcome[0]
+            raise ListenerError(self._could_not_start(outcome[0]))
         self._listened(outcome[0])
 
+    def when_listening(self) -> Deferred[IListeningPort]:
+        """Fires with the port once it listens, or fails as the listener did."""
+        if self.port is not None:
+            return succeed(self.port)
+        if self._failure is not None:
+            return fail(self._failure)
+        waiting: Deferred[IListeningPort] = Deferred()
+        self._waiting.append(waiting)
+        return waiting
+
+    def _tell(self, outcome: Any) -> None:
+        waiting, self._waiting = self._waiting, []
+        for done in waiting:
+            if isinstance(outcome, Failure):
+                done.errback(outcome)
+            else:
+                done.callback(outcome)
+
     def _could_not_start(self, failure: Failure) -> str:
-        message = f"relaychat: {self.describe()} could not start: {failure.getErrorMessage()}"
-        log.critical("{message}", message=message)
-        return message
+        return f"relaychat: {self.describe()} could not start: {failure.getErrorMessage()}"
 
     def _listened(self, result: Any) -> None:
         if self._listening is None:  # stopService came while the endpoint was still answering
@@ -105,7 +118,8 @@ class ListenerService(Service):
                 result.stopListening()
             return
         if isinstance(result, Failure):
-            self._failed_late(result)
+            if self.running:  # else: stopService cancelled the attempt
+                self._failed_late(result)
             return
         self.port = result
         address = result.getHost()
@@ -113,10 +127,13 @@ class ListenerService(Service):
             "relaychat: {listener} listening on {host}:{port}",
             listener=self.describe(), host=getattr(address, "host", "?"), port=getattr(address, "port", "?"),
         )
+        self._tell(result)
 
     def _failed_late(self, failure: Failure) -> None:
         """An endpoint that failed after start-up: log, stop the reactor, exit 1."""
-        self._could_not_start(failure)
+        self._failure = failure
+        self._tell(failure)
+        log.critical("{message}", message=self._could_not_start(failure))
         reactor = self.reactor
         if reactor is None:
             from twisted.internet import reactor
@@ -159,40 +176,3 @@ def open_data_dir(config: Config) -> str:
     except OSError as e:
         raise ConfigError(f"data directory {str(path)!r}: {e.strerror}") from None
     return str(path)
-
-
-def make_service(config: Config, reactor: Any) -> MultiService:
-    """Build the whole daemon as one MultiService (nothing listens until it starts)."""
-    data_dir = open_data_dir(config)
-    store = Store(os.path.join(data_dir, DATABASE))
-    hub = Hub(store, config.limits, config.mail, now=reactor.seconds())
-    top = MultiService()
-    core = RelayCore(hub, store)
-    core.setServiceParent(top)
-    for name, interval, action in (
-        ("tick", 1.0, lambda: hub.tick(reactor.seconds())),
-        ("mail-purge", MAIL_PURGE_INTERVAL, lambda: hub.purge_mail(hub.wall())),
-    ):
-        timer = TimerService(interval, action)
-        timer.clock = reactor
-        timer.setName(name)
-        timer.setServiceParent(top)
-    factory = RelayFactory(hub, reactor)
-    for index, listener in enumerate(config.listeners):
-        endpoint, wrapped = KINDS[listener.kind].build(listener, factory, reactor)
-        service = ListenerService(listener, endpoint, wrapped)
-        service.setName(f"listener-{index}")
-        service.setServiceParent(top)
-    from relaychat.admin.service import make_manhole_service  # here: the admin package imports this module
-
-    console = make_manhole_service(config, hub, top, data_dir, reactor)
-    if console is not None:
-        console.setServiceParent(top)
-    return top
-
-
-def relay_of(top: IServiceCollection) -> Hub:
-    """The hub inside a service built by :func:`make_service`."""
-    core = top.getServiceNamed(RelayCore.name)
-    assert isinstance(core, RelayCore)
-    return core.hub

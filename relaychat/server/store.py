@@ -115,6 +115,7 @@ class Store:
             self._db.execute("PRAGMA journal_mode=WAL")
         upgrade(self._db, path)
         self.server_id = self._load_server_id()
+        self.writable = True  # False while the store refuses writes: /healthz answers 503
 
     def _load_server_id(self) -> bytes:
         row = self._db.execute("SELECT value FROM meta WHERE key = 'server_id'").fetchone()
@@ -157,6 +158,20 @@ class Store:
     def binding_count(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM bindings").fetchone()[0])
 
+    def release_binding(self, canonical: str) -> Optional[int]:
+        """Free a nickname with the mail waiting for it (the operator's ``release``):
+        how many messages went, or None if it was not bound."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")  # both or neither: the connection is in autocommit mode
+        try:
+            bound = db.execute("DELETE FROM bindings WHERE canonical = ?", (canonical,)).rowcount == 1
+            deleted = db.execute("DELETE FROM mail WHERE recipient = ?", (canonical,)).rowcount if bound else 0
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        return deleted if bound else None
+
     # -- mail -------------------------------------------------------------
 
     def add_mail(self, recipient: str, sender: str, created: float, body: bytes) -> int:
@@ -173,6 +188,11 @@ class Store:
         count, size = self._db.execute(
             "SELECT count(*), coalesce(sum(length(body)), 0) FROM mail WHERE recipient = ?", (recipient,)
         ).fetchone()
+        return count, size
+
+    def mail_totals(self) -> tuple[int, int]:
+        """(messages, bytes) held for everyone: for the metrics."""
+        count, size = self._db.execute("SELECT count(*), coalesce(sum(length(body)), 0) FROM mail").fetchone()
         return count, size
 
     def mail_count_from(self, recipient: str, sender: str) -> int:
