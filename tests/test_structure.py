@@ -98,6 +98,11 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str]:
 
 
 class Layout(SynchronousTestCase):
+    def test_no_import_cycle(self) -> None:
+        modules = _modules()
+        graph = {name: imports_of(name, path, modules) for name, path in modules.items()}
+        self.assertEqual(find_cycle(graph), [], "import cycle")
+
     def test_the_cycle_finder_finds_hidden_cycles(self) -> None:
         self.assertEqual(find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}), ["a", "b", "c", "a"])
         self.assertEqual(find_cycle({"a": {"b"}, "b": set()}), [])
