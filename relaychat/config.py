@@ -32,16 +32,16 @@ class Strings:
 
 
 TLS_OPTIONS: Mapping[str, type] = {"certificate": Path, "private_key": Path, "minimum_tls": str}
-LISTENER_OPTIONS: Mapping[str, Mapping[str, type]] = {
-    "tcp": {},
-    "tls": TLS_OPTIONS,
-    "websocket": {"path": str, "allowed_origins": Strings, "web_client": bool, **TLS_OPTIONS},
+LISTENER_OPTIONS: Mapping[str, Mapping[str, type]] = {  # reuse_port: SO_REUSEPORT, for cluster nodes sharing a port
+    "tcp": {"reuse_port": bool},
+    "tls": {**TLS_OPTIONS, "reuse_port": bool},
+    "websocket": {"path": str, "allowed_origins": Strings, "web_client": bool, **TLS_OPTIONS, "reuse_port": bool},
 }
 """Each listener kind and the options it takes (the builders are in
 :mod:`relaychat.server.listeners`; ``kind`` and ``endpoint`` are common)."""
 
 _PORTED_ENDPOINTS = ("tcp", "tcp6", "ssl")
-_SECTIONS = ("relay", "listener", "limits", "mailbox", "manhole", "metrics")
+_SECTIONS = ("relay", "listener", "limits", "mailbox", "manhole", "metrics", "cluster")
 
 
 class ConfigError(Exception):
@@ -70,6 +70,16 @@ class ManholeConfig:
 
 
 @dataclass(frozen=True)
+class ClusterConfig:
+    """``[cluster]``: several relays as one over Redis (:mod:`relaychat.cluster`);
+    off unless ``redis`` is set, and then ``node`` is required."""
+
+    redis: Optional[str] = None  # a Twisted client endpoint string: tcp:HOST:PORT, tls:HOST:PORT
+    node: Optional[str] = None  # this node's name, unique in the cluster
+    password_file: Optional[Path] = None  # a file holding Redis's password (AUTH)
+
+
+@dataclass(frozen=True)
 class MetricsConfig:
     """Prometheus metrics and ``/healthz`` on their own endpoint: off unless set."""
 
@@ -86,6 +96,7 @@ class Config:
     metrics: MetricsConfig = MetricsConfig()
     backlog: int = DEFAULT_BACKLOG
     drain_grace: float = DEFAULT_DRAIN_GRACE
+    cluster: ClusterConfig = ClusterConfig()
     source: str = "embedded defaults"
 
 
@@ -144,6 +155,7 @@ def parse(document: Mapping[str, Any], base: Path, source: str = "<config>") -> 
         metrics=_metrics(_table(document, "metrics")),
         backlog=backlog,
         drain_grace=drain_grace,
+        cluster=_cluster(_table(document, "cluster"), base),
         source=source,
     )
 
@@ -185,6 +197,23 @@ def _manhole(table: Mapping[str, Any], base: Path) -> ManholeConfig:
         authorized_keys=_path(table, "authorized_keys", "manhole.", base),
         allow_remote=flags["allow_remote"],
     )
+
+
+def _cluster(table: Mapping[str, Any], base: Path) -> ClusterConfig:
+    _only(table, {"redis", "node", "password_file"}, "cluster.")
+    redis = _string(table, "redis", "cluster.")
+    node = _string(table, "node", "cluster.")
+    if redis is None:
+        if table:
+            raise ConfigError("cluster.redis is required to run as a node of a cluster")
+        return ClusterConfig()
+    from relaychat.cluster.routing import NODE_NAME
+
+    if node is None or not NODE_NAME.match(node):
+        raise ConfigError("cluster.node: a name of 1 to 32 lower-case letters, digits or '-' is required")
+    if redis.split(":", 1)[0].lower() not in ("tcp", "tls", "unix"):
+        raise ConfigError("cluster.redis: expected an endpoint string such as \"tcp:127.0.0.1:6379\"")
+    return ClusterConfig(redis, node, _path(table, "password_file", "cluster.", base))
 
 
 def _metrics(table: Mapping[str, Any]) -> MetricsConfig:

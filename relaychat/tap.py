@@ -112,6 +112,10 @@ def _compose(config: Config, reactor: Any, signals: bool) -> MultiService:
     hub = Hub(store, config.limits, config.mail, now=reactor.seconds())
     top = MultiService()
     RelayCore(hub, store).setServiceParent(top)
+    if config.cluster.redis is not None:  # before the listeners: a node takes no client until it has joined
+        from relaychat.cluster.node import ClusterNode
+
+        ClusterNode(hub, config.cluster, reactor).setServiceParent(top)
     for name, interval, action in (
         ("tick", 1.0, lambda: hub.tick(reactor.seconds())),
         ("mail-purge", MAIL_PURGE_INTERVAL, lambda: hub.purge_mail(hub.wall())),

@@ -86,7 +86,7 @@ class Harness:
 
     def claim(self, client: Connection, link: FakeLink, nick: str, ident: Identity) -> list[str]:
         reply = self.ask(client, link, register_line(nick, ident))
-        if not reply[0].startswith("OK REGISTER"):
+        if not reply or not reply[0].startswith("OK REGISTER"):  # no reply: over its line rate, it waits
             return reply
         _, _, canonical, challenge_b64, bits = reply[0].split(" ")
         challenge = b64decode(challenge_b64)

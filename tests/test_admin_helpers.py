@@ -78,11 +78,11 @@ class Ban(HelperCase):
         self.assertTrue(result.startswith(f"banned nick bob with its identity key {bob_key} for 1m 0s (until "), result)
         self.assertTrue(result.endswith("; 1 connections closed"), result)
         self.assertIn(f"admin {ADMIN}: ban nick bob for 60s", log[0])
-        self.assertEqual(self.bob[1].lines(), ["BYE banned banned by the operator"])
+        self.assertEqual(self.bob[1].lines(), ["BYE banned nick 60 this nickname is banned for 60 more seconds"])
         self.assertTrue(self.bob[1].closed)
-        self.assertEqual(self.relogin("bob"), ["ERR REGISTER banned this nickname is banned"])
+        self.assertEqual(self.relogin("bob"), ["ERR REGISTER banned nick 60 this nickname is banned for 60 more seconds"])
         self.h.now += 59
-        self.assertEqual(self.relogin("bob"), ["ERR REGISTER banned this nickname is banned"])
+        self.assertEqual(self.relogin("bob"), ["ERR REGISTER banned nick 1 this nickname is banned for 1 more second"])
         self.h.now += 2
         self.h.hub.tick(self.h.now)
         self.assertEqual(self.relogin("bob"), ["OK PROVE bob known 0"])
@@ -98,7 +98,7 @@ class Ban(HelperCase):
         client, link = self.h.connect()
         self.h.hello(client, link)
         self.assertEqual(self.h.claim(client, link, "robert", identity("bob")),
-                         ["ERR REGISTER banned this identity key is banned"])
+                         ["ERR REGISTER banned key 60 this identity key is banned for 60 more seconds"])
         self.assertEqual(self.relogin("carol"), ["OK PROVE carol new 0"])
         self.console.unban("bob")
         self.assertEqual(self.h.claim(client, link, "robert", identity("bob")), ["OK PROVE robert new 0"])
@@ -112,7 +112,7 @@ class Ban(HelperCase):
         self.assertTrue(result.startswith("banned address 127.0.0.2 for 1h 0m 0s"), result)
         self.assertTrue(self.bob[1].closed)
         self.assertFalse(self.alice[1].closed)
-        self.assertEqual(self.relogin("carol", "127.0.0.2"), ["BYE banned this address is banned"])
+        self.assertEqual(self.relogin("carol", "127.0.0.2"), ["BYE banned address 3600 this address is banned for 3600 more seconds"])
         self.assertEqual(self.relogin("carol", "127.0.0.1"), ["OK PROVE carol new 0"])
 
     def test_unban_lets_them_back_at_once(self) -> None:

@@ -24,7 +24,7 @@ class Protocol(Base):
             self.protocol.dataReceived(b"FRAME " + SID.encode() + b" " + payload + b"\n"
                                        + f"FRAME {OTHER} QUJD\n".encode())
             self.assertEqual([e[:3] for e in self.events.seen],
-                             [("frame-error", SID, "bad-encoding"), ("frame", OTHER, b"ABC")], payload)
+                             [("frame-unreadable", SID), ("frame", OTHER, b"ABC")], payload)
             self.assertFalse(self.transport.disconnecting, payload)
 
     def test_a_bad_frame_without_a_session_id_is_only_counted(self) -> None:
@@ -58,7 +58,7 @@ class Conversations(RelayTestCase):
             self.proxy.attack = damage
             a_conv.send("this one is damaged")
             ended = yield b_end.get()
-            self.assertIn("damaged message", ended.reason)
+            self.assertEqual(ended.reason, "alice's client sent something unreadable; the conversation ended.")
             self.proxy.attack = None
             c_conv.send(f"still here after {payload!r}")
             self.assertEqual((yield carol_msgs.get()), f"still here after {payload!r}")

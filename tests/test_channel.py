@@ -30,9 +30,11 @@ from relaychat.client.channel import (
     SMPAborted,
     SMPRequested,
     SMPResult,
+    MAX_MESSAGE_BYTES,
     UnknownMessage,
     max_text_bytes,
     prologue,
+    split_text,
 )
 from relaychat.client.errors import (
     ConversationClosed,
@@ -368,6 +370,146 @@ class Transport(SynchronousTestCase):
         self.assertNotIn("k=", repr(alice))
 
 
+class LongMessages(SynchronousTestCase):
+    """Section 11's TEXT_PART: a text longer than one frame is split and joined."""
+
+    def deliver(self, sender: Channel, receiver: Channel, text: str) -> list[Event]:
+        """The receiver's events other than frames (its receipt is checked to
+        confirm the whole text, and handed back)."""
+        events: list[Event] = []
+        for frame in sender.send_message(text):
+            events += receiver.receive_frame(frame)
+        number = sender.last_text_number
+        for frame in frames(events):
+            (delivered,) = sender.receive_frame(frame)
+            assert delivered.numbers == (number,), delivered
+        return others(events)
+
+    def test_the_types_on_the_wire(self) -> None:
+        """0x04 is RECEIPT (it came first); TEXT_PART is the next free type."""
+        self.assertEqual((MessageType.RECEIPT, MessageType.TEXT_PART), (0x04, 0x05))
+
+    def test_one_frame_is_one_text(self) -> None:
+        alice, bob = opened()
+        limit = max_text_bytes()
+        (frame,) = alice.send_message("x" * limit)
+        events = bob.receive_frame(frame)
+        self.assertEqual(others(events), [MessageReceived("x" * limit)])
+        alice.receive_frame(frames(events)[0])  # its receipt, so the next one is in order
+        self.assertEqual(self.deliver(alice, bob, "short"), [MessageReceived("short")])
+
+    def test_split_at_every_size_around_the_boundary(self) -> None:
+        """Cut inside multi-byte characters too: only the joined whole is decoded."""
+        for max_frame in (40, 41, 64):
+            alice = Channel(initiator=True, sid=SID, local_nick="alice", peer_nick="bob",
+                            identity=identity("alice"), pins=FixedPin(None), max_frame=max_frame)
+            bob = Channel(initiator=False, sid=SID, local_nick="bob", peer_nick="alice",
+                          identity=identity("bob"), pins=FixedPin(None), max_frame=max_frame)
+            handshake(alice, bob)
+            room = max_text_bytes(max_frame)
+            for n in (room - 1, room, room + 1, 3 * room, 3 * room + 2):
+                text = ("grüße ✓ " * n)[:n]
+                frames_ = alice.send_message(text)
+                self.assertEqual(len(frames_), max(1, -(-len(text.encode()) // room)))
+                events: list[Event] = []
+                for frame in frames_:
+                    self.assertLessEqual(len(frame), max_frame)
+                    events += bob.receive_frame(frame)
+                self.assertEqual(others(events), [MessageReceived(text)])
+
+    def test_64_kib_paste_with_newlines(self) -> None:
+        alice, bob = opened()
+        text = "\n".join(f"line {i}: " + "é" * 60 for i in range(1000))
+        self.assertGreater(len(text.encode()), 65536)
+        self.assertEqual(self.deliver(alice, bob, text), [MessageReceived(text)])
+        self.assertEqual(self.deliver(bob, alice, "ok"), [MessageReceived("ok")])  # both ways still fine
+
+    def test_pieces_are_the_documented_layout(self) -> None:
+        pieces = split_text(b"abcdefghij", max_frame=17 + 4)
+        self.assertEqual(pieces, [(MessageType.TEXT_PART, b"abcd"), (MessageType.TEXT_PART, b"efgh"),
+                                  (MessageType.TEXT, b"ij")])
+        self.assertEqual(split_text(b"", 100), [(MessageType.TEXT, b"")])
+
+    def test_longer_than_the_message_limit_is_refused_when_sending(self) -> None:
+        alice, bob = opened()
+        self.assertRaises(MessageTooLong, alice.send_message, "x" * (MAX_MESSAGE_BYTES + 1))
+        self.assertEqual(self.deliver(alice, bob, "still open"), [MessageReceived("still open")])
+
+    def test_a_peer_that_never_ends_its_message_is_stopped(self) -> None:
+        """What a peer makes us hold for one message is bounded."""
+        alice, bob = opened()
+        piece = b"x" * max_text_bytes()
+        events: list[Event] = []
+        while not events:
+            events = bob.receive_frame(alice._encrypt(MessageType.TEXT_PART, piece))  # white box: a hostile sender
+        self.assertIsInstance(failure(events).error, MessageRejected)
+        self.assertIn(f"longer than {MAX_MESSAGE_BYTES} bytes", failure(events).reason)
+        self.assertIsNone(bob._partial)  # white box: the pieces were dropped
+
+    def test_other_messages_inside_a_long_one_fail(self) -> None:
+        for kind, body in ((MessageType.CLOSE, b""), (MessageType.SMP, b"\x00"),
+                           (MessageType.RECEIPT, (1).to_bytes(8, "big"))):
+            alice, bob = opened()
+            bob.receive_frame(alice._encrypt(MessageType.TEXT_PART, b"half a mess"))  # white box
+            result = failure(bob.receive_frame(alice._encrypt(kind, body)))
+            self.assertEqual(result.reason, "alice's client sent something unreadable (a long message broken "
+                                            "off in the middle); the conversation ended.")
+
+    def test_empty_pieces_cost_nothing_and_still_join(self) -> None:
+        alice, bob = opened()
+        for body in (b"", b"ab", b"", b"c"):
+            self.assertEqual(bob.receive_frame(alice._encrypt(MessageType.TEXT_PART, body)), [])  # white box
+        self.assertEqual(others(bob.receive_frame(alice._encrypt(MessageType.TEXT, b""))), [MessageReceived("abc")])
+
+    def test_joined_text_must_be_utf8(self) -> None:
+        alice, bob = opened()
+        bob.receive_frame(alice._encrypt(MessageType.TEXT_PART, b"\xc3"))  # white box
+        result = failure(bob.receive_frame(alice._encrypt(MessageType.TEXT, b"(")))
+        self.assertIsInstance(result.error, MessageRejected)
+        self.assertEqual(result.reason, "alice's client sent something unreadable (a message that is not UTF-8 "
+                                        "text); the conversation ended.")
+
+    def test_a_long_text_is_confirmed_once_and_whole(self) -> None:
+        """Its pieces get no receipt; the one for its final TEXT covers them all."""
+        alice, bob = opened()
+        alice.max_frame = bob.max_frame = 17 + 10
+        text = "a long text that needs several frames"
+        pieces = alice.send_message(text)
+        self.assertGreater(len(pieces), 2)
+        self.assertEqual(alice.last_text_number, len(pieces))
+        self.assertEqual(alice.unconfirmed, [(len(pieces), "a long text that needs several frames")])
+        for piece in pieces[:-1]:
+            self.assertEqual(bob.receive_frame(piece), [], "a piece alone is neither shown nor confirmed")
+        events = bob.receive_frame(pieces[-1])
+        self.assertEqual(others(events), [MessageReceived(text)])
+        (receipt,) = frames(events)
+        self.assertEqual(alice.receive_frame(receipt), [channel_module.Delivered(((len(pieces), text),))])
+        self.assertEqual(alice.unconfirmed, [])
+
+    def test_a_long_text_cut_off_is_unconfirmed(self) -> None:
+        """The relay forwards the pieces but not the end: nothing is delivered."""
+        alice, bob = opened()
+        alice.max_frame = bob.max_frame = 17 + 10
+        pieces = alice.send_message("the whole plan, in more words than fit")
+        for piece in pieces[:-1]:
+            self.assertEqual(bob.receive_frame(piece), [])
+        (ended,) = alice.relay_closed("gone")
+        self.assertFalse(ended.clean)
+        self.assertEqual(alice.unconfirmed, [(len(pieces), "the whole plan, in more words than fit")])
+
+    def test_a_crossing_long_text_is_not_shown_while_closing(self) -> None:
+        alice, bob = opened()
+        alice.max_frame = bob.max_frame = 17 + 10
+        last = alice.send_text("bye")
+        alice.close()
+        crossing = bob.send_message("a crossing long message")
+        (receipt,) = frames(bob.receive_frame(last))
+        for frame in crossing:
+            self.assertEqual(alice.receive_frame(frame), [])
+        self.assertEqual(alice.receive_frame(receipt), [channel_module.Delivered(((1, "bye"),))])
+        self.assertIs(alice.state, ChannelState.ENDED)
+
+
 class Attacks(SynchronousTestCase):
     """Section 11: every changed, replayed, reordered or missing frame."""
 
@@ -468,7 +610,14 @@ class Closing(SynchronousTestCase):
         alice.close()  # never delivered
         (event,) = bob.relay_closed("gone")
         self.assertFalse(event.clean)
-        self.assertIn("gone", event.reason)
+        self.assertEqual(event.reason, "The conversation with alice ended without their goodbye: alice lost the "
+                                       "connection to the relay; the last messages may have been lost.")
+
+    def test_peer_of_a_kicked_user_is_told_so(self) -> None:
+        alice, bob = opened()
+        (event,) = bob.relay_closed("kicked")
+        self.assertIn("alice was disconnected by the relay", event.reason)
+        self.assertNotIn("withdrew", event.reason)
 
     def test_closed_during_handshake(self) -> None:
         alice = make(True, "alice", "bob")
@@ -556,9 +705,19 @@ class SharedSecretCheck(SynchronousTestCase):
         bob.receive_frame(alice.smp_start("s"))
         self.assertEqual(alice.receive_frame(bob.smp_abort()), [SMPAborted("bob stopped the secret check.")])
         events = bob.receive_frame(alice._encrypt(MessageType.SMP, b"\x02junk"))
-        self.assertIsInstance(others(events)[0], SMPAborted)
+        self.assertEqual(others(events), [SMPAborted(
+            "The secret check with alice was stopped: alice's client sent a check message that does not verify.")])
         self.assertEqual(len(frames(events)), 1, "an SMP error is answered with an abort")
         self.assertEqual(bob.state, ChannelState.OPEN, "a failed check does not end the conversation")
+
+    def test_crossed_checks_say_so_without_state_names(self) -> None:
+        alice, bob = opened()
+        bob.receive_frame(alice.smp_start("s"))
+        alice.smp_abort()  # alice gives up and starts again; her SMP2 expectation is gone
+        smp2 = bob.smp_respond("s")
+        (event,) = others(alice.receive_frame(smp2))
+        self.assertEqual(event, SMPAborted("The secret check with bob was reset because two checks crossed; start it again."))
+        self.assertNotRegex(event.reason, r"EXPECT|SMP\d|state")
 
     def test_not_before_verification(self) -> None:
         alice = make(True, "alice", "bob")

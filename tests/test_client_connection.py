@@ -77,10 +77,10 @@ class SansIO(SynchronousTestCase):
             f"ERR FRAME no-session {SID} no open session", f"FRAME {SID} !!", f"FRAME {SID} {b64encode(b'y' * 101)}",
             "FRAME nothex x", f"FRAME {SID} two tokens")) + self.c.receive_data(f"FRAME {SID} \xff\n".encode("latin-1")), [
             FrameRefused(SID, "no-session", "no open session"),
-            FrameRefused(SID, "bad-encoding", "the relay forwarded a frame that is not valid base64"),
-            FrameRefused(SID, "too-big", "the relay forwarded a frame larger than it allows"),
-            FrameRefused(SID, "bad-encoding", "the relay forwarded a frame that is not valid base64"),
-            FrameRefused(SID, "bad-encoding", "the relay forwarded a frame that is not valid base64"),  # not UTF-8
+            FrameRefused(SID, "bad-encoding", "the relay forwarded a frame that is not valid base64", True),
+            FrameRefused(SID, "too-big", "the relay forwarded a frame larger than it allows", True),
+            FrameRefused(SID, "bad-encoding", "the relay forwarded a frame that is not valid base64", True),
+            FrameRefused(SID, "bad-encoding", "the relay forwarded a frame that is not valid base64", True),  # not UTF-8
         ])
         self.assertIs(self.c.state, ConnectionState.OPEN)  # a peer's bytes never end the connection
         self.assertEqual(self.c.malformed, 1)

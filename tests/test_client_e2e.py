@@ -410,7 +410,9 @@ class Conversations(RelayTestCase):
         bob._protocol.transport.loseConnection()
         ended = yield a_end.get()
         self.assertFalse(ended.clean)
-        self.assertIn("gone", ended.reason)
+        self.assertIn("bob lost the connection to the relay", ended.reason)
+        self.assertEqual(ended.cause, "gone")
+        self.assertTrue(ended.connection_broke)
 
     @driven
     def test_decline_and_offline(self) -> Generator:
@@ -731,6 +733,9 @@ class MaliciousRelay(RelayTestCase):
         a_conv.send("x")
         ended = yield b_end.get()
         self.assertIsInstance(ended.error, MessageRejected)
+        # Said as the peer's doing; never as a relay that did not deliver.
+        self.assertEqual(ended.reason, "alice's client sent something unreadable; the conversation ended.")
+        self.assertNotIn("did not deliver", ended.reason)
 
 
 class Profile(TestCase):

@@ -149,7 +149,8 @@ class OperatorEndings(_AllKinds):
             self.assertEqual(kicked.read_line(), "BYE kicked go away", kind)
             kicked.expect_close()
             session.type(f"ban('b{kind}', 3600)\r")
-            self.assertEqual(banned.read_line(), "BYE banned banned by the operator", kind)
+            self.assertEqual(banned.read_line(), "BYE banned nick 3600 this nickname is banned for 3600 more seconds",
+                             kind)  # which ban, and how long (protocol section 2)
             banned.expect_close()
         session.type("who()\r")
         # Only the four peers are left: the relay counted each ended connection until its socket closed.

@@ -95,6 +95,9 @@ class Registration(SynchronousTestCase):
         for fake in ("a1ice", "AL1CE", "alIce"):
             reply = self.h.claim(self.client, self.link, fake, identity("mallory"))
             self.assertEqual(reply[0].split(" ")[:3], ["ERR", "REGISTER", "taken"], fake)
+            self.assertEqual(reply[0].split(" ")[3], "alice", "the text names the holder first (section 4)")
+        reply = self.h.claim(self.client, self.link, "a1ice", identity("mallory"))
+        self.assertEqual(reply, ["ERR REGISTER taken alice looks the same and is bound to another key"])
 
     def test_bad_nicknames(self) -> None:
         for nick in ("a", "1abc", "x" * 25, "al ice", "ålice", "-abc"):
@@ -516,11 +519,13 @@ class Operator(SynchronousTestCase):
 
     def test_nick_ban_lasts_until_it_ends(self) -> None:
         self.assertEqual(Verbs(self.h.hub).ban("nick", "Bob", 60, self.h.now), 1)
-        self.assertEqual(self.bob[1].lines(), ["BYE banned banned by the operator"])
+        self.assertEqual(self.bob[1].lines(), ["BYE banned nick 60 this nickname is banned for 60 more seconds"])
         client, link = self.h.connect()
         self.h.hello(client, link)
-        self.assertEqual(self.h.claim(client, link, "bob", identity("bob")), ["ERR REGISTER banned this nickname is banned"])
-        self.h.now += 61
+        self.h.now += 20.5  # the time left is counted down, rounded up
+        self.assertEqual(self.h.claim(client, link, "bob", identity("bob")),
+                         ["ERR REGISTER banned nick 40 this nickname is banned for 40 more seconds"])
+        self.h.now += 41
         self.assertEqual(self.h.claim(client, link, "bob", identity("bob")), ["OK PROVE bob known 0"])
 
     def prove_after_ban(self, nick: str, who: str, banned: str) -> list[str]:
@@ -533,18 +538,18 @@ class Operator(SynchronousTestCase):
         return self.h.ask(client, link, f"PROVE {b64encode(signature)}")
 
     def test_ban_between_register_and_prove_holds(self) -> None:
-        self.assertEqual(self.prove_after_ban("carol", "carol", "carol"), ["ERR PROVE banned this nickname is banned"])
+        self.assertEqual(self.prove_after_ban("carol", "carol", "carol"), ["ERR PROVE banned nick 60 this nickname is banned for 60 more seconds"])
 
     def test_ban_between_register_and_prove_holds_for_the_key_too(self) -> None:
         self.assertEqual(self.prove_after_ban("bobby", "bob", "bob"),
-                         ["ERR PROVE banned this identity key is banned"])
+                         ["ERR PROVE banned key 60 this identity key is banned for 60 more seconds"])
         self.assertNotIn("bobby", self.h.hub.online)
 
     def test_address_ban(self) -> None:
         Verbs(self.h.hub).ban("address", "127.0.0.1", 60, self.h.now)
         self.assertTrue(self.alice[1].closed and self.bob[1].closed)
         _, link = self.h.connect("127.0.0.1")
-        self.assertEqual(link.lines(), ["BYE banned this address is banned"])
+        self.assertEqual(link.lines(), ["BYE banned address 60 this address is banned for 60 more seconds"])
         _, other = self.h.connect("127.0.0.2")
         self.assertFalse(other.closed)
 

@@ -113,7 +113,7 @@ class HubMachine(RuleBasedStateMachine):
             self.connect(index)
             client, link = self.links[-1]
             self.h.hub.receive(client, b"HELLO 1\n", self.h.now)
-            if client.life is not Life.OPEN or client.backlog or self.h.claim(client, link, nick, identity(nick))[0][:8] != "OK PROVE":
+            if client.life is not Life.OPEN or client.backlog or (self.h.claim(client, link, nick, identity(nick)) or [""])[0][:8] != "OK PROVE":
                 return
             pair.append((client, nick))
         self.every_line_is_documented()

@@ -57,7 +57,7 @@ from relaychat.chat.presenter import (
     text_width,
     wrap,
 )
-from relaychat.chat.terminal import ChatTerminal, LineEditor
+from relaychat.chat.terminal import ChatServerProtocol, ChatTerminal, LineEditor
 from relaychat.crypto.keypair import Identity
 from relaychat.crypto.pins import PinStatus
 from relaychat.crypto.safety import identity_fingerprint, safety_number
@@ -361,7 +361,7 @@ class ScreenTests(unittest.TestCase):
         self.interrupts = 0
         self.screen.on_line = self.lines.append
         self.screen.on_interrupt = lambda: setattr(self, "interrupts", self.interrupts + 1)
-        self.server = insults.ServerProtocol(lambda: self.screen)
+        self.server = ChatServerProtocol(lambda: self.screen)
         self.transport = StringTransport()
         self.server.makeConnection(self.transport)
 
@@ -369,7 +369,8 @@ class ScreenTests(unittest.TestCase):
         """What a terminal shows after everything written so far."""
         data = self.transport.value()
         # insults' own client parser cannot read private modes (str + bytes bug).
-        data = data.replace(b"\x1b[?7l", b"").replace(b"\x1b[?7h", b"")
+        for mode in (b"\x1b[?7l", b"\x1b[?7h", b"\x1b[?2004h", b"\x1b[?2004l"):
+            data = data.replace(mode, b"")
         buffer = helper.TerminalBuffer()
         buffer.width, buffer.height = 60, 12
         buffer.connectionMade()
@@ -379,8 +380,8 @@ class ScreenTests(unittest.TestCase):
         self.cursor = buffer.reportCursorPosition()
         return bytes(buffer).decode("utf-8", "replace").split("\n")
 
-    def test_autowrap_off(self) -> None:
-        self.assertTrue(self.transport.value().startswith(b"\x1b[0m\x1b[?7l"))
+    def test_autowrap_off_and_bracketed_paste_on(self) -> None:
+        self.assertTrue(self.transport.value().startswith(b"\x1b[0m\x1b[?7l\x1b[?2004h"))
 
     def test_enter_delivers_line(self) -> None:
         self.server.dataReceived(b"hello\r/who\r")
@@ -441,7 +442,7 @@ class ScreenTests(unittest.TestCase):
 
     def test_finish_restores_autowrap_and_stops_drawing(self) -> None:
         self.screen.finish()
-        self.assertTrue(self.transport.value().endswith(b"\x1b[0m\x1b[?7h"))
+        self.assertTrue(self.transport.value().endswith(b"\x1b[0m\x1b[?7h\x1b[?2004l"))
         size = len(self.transport.value())
         self.screen.show([Line(Kind.STATUS, "*** late")])
         self.assertEqual(len(self.transport.value()), size)
@@ -560,6 +561,9 @@ class FakeClient:
         self.quit_result: defer.Deferred = defer.succeed(None)
         self.quits = 0
         self.observers: dict[str, Callable[[Any], None]] = {}
+        self.ringing: dict[str, Callable[[], None]] = {}
+        self.rings = True
+        self.disconnected: Any = None
         self.relay_first_contact = False
         self.relay_address = "relay:7733"
         self.server_id = bytes(32)
@@ -576,10 +580,16 @@ class FakeClient:
     def contacts(self) -> list[ContactInfo]:
         return [ContactInfo(n, k, 10, 20, self.verified.get(n)) for n, k in sorted(self.pins.items())]
 
-    def call(self, nick: str) -> defer.Deferred:
+    def call(self, nick: str, ringing: Callable[[], None] | None = None) -> defer.Deferred:
         d: defer.Deferred = defer.Deferred()
         self.calls[nick.lower()] = d
+        self.ringing[nick.lower()] = ringing or (lambda: None)
+        if self.rings:
+            self.ringing[nick.lower()]()  # the relay took the offer at once
         return d
+
+    def observe_conversations(self, observer: Callable[[Any], None]) -> None:
+        self.observers["conversations"] = observer
 
     def who(self) -> defer.Deferred:
         return defer.succeed(self.who_result)
@@ -794,7 +804,7 @@ class ControllerTests(unittest.TestCase):
         self.client.observers["offers"](offer)
         self.view.take()
         offer.withdrawn_observers[0]("The offer from bob timed out.")
-        self.assertEqual(self.view.take(), ["*** bob's offer is gone: The offer from bob timed out."])
+        self.assertEqual(self.view.take(), ["*** The offer from bob timed out."])  # said once, not doubled
         self.assertIn("Nobody is waiting", self.type("/accept")[0])
 
     def test_offer_with_changed_key_warns(self) -> None:
@@ -887,7 +897,7 @@ class ControllerTests(unittest.TestCase):
     def test_smp_aborted(self) -> None:
         conversation = self.open_with()
         conversation.emit("smp", SMPAborted("bob stopped the secret check."))
-        self.assertEqual(self.view.take(), ["*** The secret check with bob stopped: bob stopped the secret check."])
+        self.assertEqual(self.view.take(), ["*** bob stopped the secret check."])  # said once, not doubled
 
     # -- directory and mail
 
@@ -918,7 +928,7 @@ class ControllerTests(unittest.TestCase):
 
     def test_mail_problems(self) -> None:
         self.client.observers["mail"](MailProblem(1, "bob", 42, MailError("It did not open.")))
-        self.assertEqual(self.view.take(), ["*** Mail from bob (sent 42) cannot be shown: It did not open."])
+        self.assertEqual(self.view.take(), ["*** It did not open. (It reached the relay at 42.)"])
         self.client.observers["mail"](MailProblem(2, "bob", 42, KeyChanged("bob", key("old-bob"), key("new-bob"))))
         self.assertTrue(self.view.take()[0].startswith("!!! WARNING"))
 
@@ -938,9 +948,10 @@ class ControllerTests(unittest.TestCase):
 
     def test_disconnected(self) -> None:
         self.open_with()
-        self.client.observers["disconnect"]("Disconnected from the relay: idle.")
+        self.client.disconnected = Disconnected("kicked", "enough")
+        self.client.observers["disconnect"](str(self.client.disconnected))
         shown = self.view.take()
-        self.assertEqual(shown[0], "*** Disconnected from the relay: idle.")
+        self.assertEqual(shown, ["*** The relay operator disconnected you: enough.", "*** Type /quit to leave."])
         self.assertEqual(self.view.prompt, "> ")
         self.assertEqual(self.type("/who"), ["*** Not connected to the relay. /quit leaves."])
         self.type("/quit")

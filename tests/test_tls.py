@@ -23,7 +23,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from relaychat.client.endpoints import (
-    FingerprintMismatch, PinnedCertificateOptions, _parse_spec, client_endpoint, explain,
+    FingerprintMismatch, PinnedCertificateOptions, _parse_spec, client_endpoint, explain, is_verification_failure,
 )
 from relaychat.certificates import (
     CertificateError, certificate_sha256, format_fingerprint, main, make_self_signed, openssl_style, parse_fingerprint,
@@ -217,12 +217,14 @@ class TLSClientAgainstDaemon(TestCase):
         error = yield self.talk(f"tls:127.0.0.1:{self.port}:trust={self.cert}")
         self.assertIsInstance(error, VerificationError)
         self.assertIn("not valid for 127.0.0.1", explain(error))
+        self.assertTrue(is_verification_failure(error))
 
     @defer.inlineCallbacks
     def test_platform_trust_does_not_accept_a_self_signed_relay(self) -> None:
         error = yield self.talk(f"tls:localhost:{self.port}")
         self.assertIsInstance(error, SSL.Error)
         self.assertIn("not signed by an authority this computer trusts", explain(error))
+        self.assertTrue(is_verification_failure(error))
 
     @defer.inlineCallbacks
     def test_pinned_fingerprint(self) -> None:
@@ -239,3 +241,4 @@ class TLSClientAgainstDaemon(TestCase):
         self.assertEqual((error.expected, error.actual), (wrong, self.fingerprint))
         self.assertIn(format_fingerprint(self.fingerprint), explain(error))
         self.assertIn(f"but {format_fingerprint(wrong)} is pinned; not connecting", explain(error))
+        self.assertTrue(is_verification_failure(error))

@@ -1,7 +1,8 @@
 """``relaychat``: the terminal chat program.
 
-Asks only what it must: the server defaults to ``localhost`` (port 7733),
-the nickname is asked once and remembered, the identity key is created on
+Asks only what it must: the server defaults to the one used last (kept in
+``client.toml`` in the config directory, see :data:`PROFILE_HELP`), else
+``localhost`` (port 7733); the nickname is asked once and remembered, the identity key is created on
 the first run (mode 0600) and a passphrase is asked only when the key file
 is encrypted (or, with ``--passphrase``, when a new key is created).
 Expected failures -- connection refused, nickname taken, wrong passphrase,
@@ -13,16 +14,17 @@ the screen belongs to the chat.
 from __future__ import annotations
 
 import getpass
+import json
 import os
 import re
 import signal
 import sys
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from twisted.conch.insults import insults
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.interfaces import IStreamClientEndpoint
@@ -40,7 +42,7 @@ from relaychat import client as library
 from relaychat.client import SeenMail
 from relaychat.chat.controller import ChatController
 from relaychat.chat.presenter import Presenter
-from relaychat.chat.terminal import ChatTerminal, raw_terminal, terminal_size
+from relaychat.chat.terminal import ChatServerProtocol, ChatTerminal, raw_terminal, terminal_size
 from relaychat.crypto import keyfiles, keypair
 from relaychat.crypto.identity import IdentityError
 from relaychat.crypto.keyfiles import PassphraseRequired, WrongPassphrase, write_private_file
@@ -55,9 +57,19 @@ __all__ = ["Options", "Server", "main", "parse_server"]
 Profile = tuple[Identity, KnownPeers, SeenMail]
 
 DEFAULT_PORT = 7733
+DEFAULT_SERVER = "localhost"
 NICK_FILE = "nickname"
 LOG_FILE = "client.log"
+PROFILE_FILE = "client.toml"
 PASSPHRASE_TRIES = 3
+#: The head of ``client.toml``: what it is, for whoever opens it.
+PROFILE_HELP = """\
+# relaychat's memory of where you chat (written after each successful login).
+# server: the relay, as --server takes it (HOST, HOST:PORT, [IPv6]:PORT,
+#   tls:HOST:PORT[:fingerprint=sha256:HEX|:trust=PATH], or a Twisted endpoint).
+# `relaychat` with no --server connects there; --server replaces it.
+# Edit or delete this file freely.
+"""
 
 
 class Options(usage.Options):
@@ -68,9 +80,10 @@ class Options(usage.Options):
         "config directory."
     )
     optParameters = [
-        ["server", "s", "localhost",
+        ["server", "s", None,
          (f"The relay: HOST, HOST:PORT (default port {DEFAULT_PORT}), [IPv6]:PORT, "
-          "tls:HOST:PORT[:fingerprint=sha256:HEX|:trust=PATH], or a Twisted client endpoint string.")],
+          "tls:HOST:PORT[:fingerprint=sha256:HEX|:trust=PATH], or a Twisted client endpoint string. "
+          f"Default: the one used last (remembered in {PROFILE_FILE}), else {DEFAULT_SERVER}.")],
         ["nick", "n", None, "Your nickname (asked on the first run, then remembered)."],
         ["config-dir", "c", None, "Where your keys live (default: $XDG_CONFIG_HOME/relaychat)."],
     ]
@@ -97,7 +110,8 @@ class Options(usage.Options):
         nick = self["nick"]
         if nick is not None and not is_nickname(nick):
             raise usage.UsageError(f"'{nick}' is not a nickname: {NICK_RULE}.")
-        self["server"] = parse_server(self["server"])
+        if self["server"] is not None:
+            self["server"] = parse_server(self["server"])
 
 
 # -- the server -------------------------------------------------------------------
@@ -113,6 +127,11 @@ class Server:
     host: str | None = None
     port: int = DEFAULT_PORT
     endpoint_string: str | None = None
+
+    @property
+    def spec(self) -> str:
+        """What ``--server`` takes to mean this server again."""
+        return self.endpoint_string if self.endpoint_string is not None else self.label
 
     def endpoint(self, reactor: Any) -> IStreamClientEndpoint:
         if self.endpoint_string is not None:
@@ -154,7 +173,48 @@ def _say(text: str, stream: TextIO = sys.stderr) -> None:
     print(f"relaychat: {text}", file=stream)
 
 
-def ask_nick(config_dir: Path, ask: Callable[[str], str] = input) -> str | None:
+def remembered_server(config_dir: Path) -> Server | None:
+    """The relay of the last successful login (``client.toml``); None if none
+    is remembered or the file does not make sense (then the default is used)."""
+    try:
+        with open(config_dir / PROFILE_FILE, "rb") as f:
+            spec = tomllib.load(f).get("server")
+    except (OSError, tomllib.TOMLDecodeError):
+        return None
+    if not isinstance(spec, str):
+        return None
+    try:
+        return parse_server(spec)
+    except usage.UsageError:
+        return None
+
+
+def remember_server(config_dir: Path, server: Server) -> None:
+    """Keep ``server`` in ``client.toml`` for the next ``relaychat`` without --server."""
+    text = PROFILE_HELP + f"server = {json.dumps(server.spec)}\n"  # a JSON string is a TOML basic string
+    try:
+        write_private_file(config_dir / PROFILE_FILE, text.encode("utf-8"))
+    except OSError:
+        pass  # only a convenience
+
+
+def choose_server(options: Options, config_dir: Path) -> Server:
+    """``--server``, else the remembered relay, else localhost."""
+    if options["server"] is not None:
+        return options["server"]
+    return remembered_server(config_dir) or parse_server(DEFAULT_SERVER)
+
+
+#: Said before the first question, so the answer can be right the first time.
+NICK_QUESTION = (
+    "Choose a nickname: 2 to 24 letters (a-z, A-Z), digits, '_' or '-', starting with a letter. "
+    "Others see it; on a relay it is bound to your key, and one that looks like a taken name "
+    "(a1ice for alice) is refused."
+)
+
+
+def ask_nick(config_dir: Path, ask: Callable[[str], str] = input,
+             tell: Callable[[str], None] = print) -> str | None:
     """The remembered nickname, else ask (until it follows the rules)."""
     try:
         remembered = (config_dir / NICK_FILE).read_text(encoding="utf-8").strip()
@@ -162,6 +222,7 @@ def ask_nick(config_dir: Path, ask: Callable[[str], str] = input) -> str | None:
         remembered = ""
     if is_nickname(remembered):
         return remembered
+    tell(NICK_QUESTION)
     for _ in range(5):
         try:
             nick = ask("Nickname: ").strip()
@@ -170,7 +231,7 @@ def ask_nick(config_dir: Path, ask: Callable[[str], str] = input) -> str | None:
             return None
         if is_nickname(nick):
             return nick
-        print(f"'{nick}' is not a nickname: {NICK_RULE}.")
+        tell(f"'{nick}' is not a nickname: {NICK_RULE}.")
     return None
 
 
@@ -267,13 +328,13 @@ def _colour_wanted(options: Options) -> bool:
 def run_screen(reactor: Any, options: Options, profile: Profile, nick: str, config_dir: Path) -> int:
     """Run the chat screen until /quit; returns the exit status."""
     identity, known_peers, seen_mail = profile
-    server: Server = options["server"]
+    server = choose_server(options, config_dir)
     outcome: list[int] = []
 
     with raw_terminal(0, 1):
         width, height = terminal_size(1)
         screen = ChatTerminal(colour=_colour_wanted(options), width=width, height=height)
-        stdio = StandardIO(insults.ServerProtocol(lambda: screen), reactor=reactor)
+        stdio = StandardIO(ChatServerProtocol(lambda: screen), reactor=reactor)
 
         def stop() -> None:
             if reactor.running:
@@ -295,6 +356,7 @@ def run_screen(reactor: Any, options: Options, profile: Profile, nick: str, conf
 
         def registered(client: library.ChatClient) -> library.ChatClient:
             remember_nick(config_dir, client.nick)  # asked once, then known
+            remember_server(config_dir, server)  # `relaychat` alone comes back here
             return client
 
         def connect(accept_relay_id: bytes | None = None) -> Deferred[Any]:
@@ -305,9 +367,18 @@ def run_screen(reactor: Any, options: Options, profile: Profile, nick: str, conf
         def resized(signum: int, frame: object) -> None:
             reactor.callFromThread(lambda: screen.terminalSize(*terminal_size(1)))
 
+        def terminated(signum: int, frame: object) -> None:
+            """SIGTERM: leave as /quit does (the relay is told); a second one stops at once."""
+            if outcome:
+                reactor.callFromThread(stop)
+            else:
+                reactor.callFromThread(controller.quit)
+
         previous = signal.signal(signal.SIGWINCH, resized)
         try:
             reactor.callWhenRunning(controller.start, connect, nick)
+            # After the reactor's own handlers are installed, so ours is the one that runs.
+            reactor.callWhenRunning(signal.signal, signal.SIGTERM, terminated)
             reactor.run()
         finally:
             signal.signal(signal.SIGWINCH, previous)

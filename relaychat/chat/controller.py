@@ -15,7 +15,9 @@ shown as a loud warning with the safety number of the *new* key, and only
 (:class:`~relaychat.client.RelayChanged`) is as loud, and only
 ``/trust-relay`` connects to it. Verification is the library's record, kept
 with the pin: ``/verified`` and a successful ``/verify`` write it, every
-conversation start and ``/contacts`` read it.
+conversation start and ``/contacts`` read it. Those commands live in
+:mod:`relaychat.chat.trust_commands`; connection and conversation life,
+including the Reconnector's taking conversations up again, live here.
 """
 
 from __future__ import annotations
@@ -31,26 +33,31 @@ from twisted.python.failure import Failure
 from relaychat.chat import commands as cmd
 from relaychat.client import (
     ChatClient,
+    Connected,
     Conversation,
     Delivery,
     Ended,
+    GaveUp,
     IncomingOffer,
     KeyChanged,
+    LinkEvent,
+    LinkState,
+    Lost,
     MailEvent,
     MailProblem,
     MailRead,
     PeerInfo,
+    Reconnector,
     RelayChanged,
+    ResumeFailed,
+    Resumed,
+    Resuming,
     relay_fingerprint,
-    SMPAborted,
-    SMPEvent,
-    SMPRequested,
-    SMPResult,
 )
 from relaychat.chat.presenter import Line, Presenter, describe_failure, is_expected
-from relaychat.crypto.pins import PinError, PinStatus
-from relaychat.crypto.safety import identity_fingerprint, safety_number
-from relaychat.crypto.smp import SMPUsageError
+from relaychat.chat.trust_commands import TrustCommands
+from relaychat.crypto.pins import PinStatus
+from relaychat.crypto.safety import identity_fingerprint
 
 __all__ = ["ChatController", "View"]
 
@@ -67,8 +74,12 @@ class View(Protocol):
 
     def set_prompt(self, prompt: str) -> None: ...
 
+    def alert(self, title: str | None = None) -> None: ...
 
-class ChatController:
+    def set_title(self, title: str) -> None: ...
+
+
+class ChatController(TrustCommands):
     """One user's chat session: commands, events and what to show for them.
 
     ``exit(status)`` is called once, when the program should end (after
@@ -84,6 +95,7 @@ class ChatController:
         self._exit = exit
         # Keyed by canonical nickname.
         self._client: ChatClient | None = None
+        self._link: Reconnector | None = None
         self._conversations: dict[str, Conversation] = {}
         self._offers: dict[str, IncomingOffer] = {}
         self._calls: dict[str, Deferred[Any]] = {}
@@ -91,6 +103,7 @@ class ChatController:
         self._relay_change: RelayChanged | None = None
         self._connect: Callable[..., Deferred[Any]] | None = None
         self._smp_asked: set[str] = set()
+        self._alerted: set[str] = set()  # conversations with news not seen in front
         self._active: str | None = None
         self._leaving = False
         self._handlers: dict[type, Callable[[Any], None]] = {
@@ -122,8 +135,37 @@ class ChatController:
     def _update_prompt(self) -> None:
         conversation = self._conversations.get(self._active) if self._active else None
         nick = conversation.nick if conversation is not None else None
+        resumption = self._resumption(self._active)
+        if nick is None and resumption is not None:
+            nick = resumption.nick
         verified = conversation is not None and conversation.verified is not None
-        self._view.set_prompt(self._presenter.prompt(nick, verified))
+        self._view.set_prompt(self._presenter.prompt(
+            nick, verified, waiting=resumption is not None or self._offline))
+
+    @property
+    def _offline(self) -> bool:
+        return (self._client is None and self._link is not None and not self._leaving
+                and self._link.state is not LinkState.STOPPED)
+
+    def _resumption(self, key: str | None) -> Any:
+        return self._link.resumption(key) if key and self._link is not None else None
+
+    def _alert(self, nick: str, what: str = "new message from") -> None:
+        """Something for a conversation that is not in front: bell and title,
+        until that conversation is brought to the front."""
+        alert = getattr(self._view, "alert", None)
+        if alert is not None and self._active != nick.lower():
+            self._alerted.add(nick.lower())
+            alert(f"relaychat: {what} {nick}")
+
+    def _seen(self, key: str) -> None:
+        """``key`` is in front now: the title stops calling for it."""
+        if key in self._alerted:
+            self._alerted.discard(key)
+            set_title = getattr(self._view, "set_title", None)
+            if set_title is not None:
+                set_title("relaychat" if not self._alerted else
+                          f"relaychat: new messages from {', '.join(sorted(self._alerted))}")
 
     def _failed(self, failure: Failure, nick: str | None = None) -> None:
         """Errback for every request: a KeyChanged warning, or a sentence."""
@@ -155,40 +197,73 @@ class ChatController:
 
     def start(self, connect: Callable[..., Deferred[Any]], nick: str | None = None) -> Deferred[Any]:
         """Connect (``connect()`` fires with a ChatClient registered as ``nick``;
-        ``connect(accept_relay_id=...)`` after the user accepted a changed relay)
-        and wire the session up; on failure say why and exit(1), except for a
+        ``connect(accept_relay_id=...)`` after the user accepted a changed relay),
+        then stay connected: a lost connection is made again, with backoff.
+        If the first connection fails, say why and exit(1), except for a
         changed relay, which waits for /trust-relay or /quit."""
         self._show(self._presenter.welcome() + self._presenter.connecting(self._server))
         self._update_prompt()
         self._connect = connect
-        d = connect()
-        d.addCallbacks(self.attach, self._connect_failed, errbackArgs=(nick,))
+        d = self._start_link(connect)
+        d.addErrback(self._connect_failed, nick)
         return d
+
+    def _start_link(self, connect: Callable[[], Deferred]) -> Deferred:
+        """A new Reconnector over ``connect``; fires with the first client."""
+        self._link = Reconnector(self._clock, connect)
+        self._link.observe(self._link_event)
+        self._link.observe_offers(self._offered)
+        return self._link.start()
 
     def _connect_failed(self, failure: Failure, nick: str | None) -> None:
         exc = failure.value
         assert exc is not None  # a Failure always holds its exception
         if isinstance(exc, RelayChanged):
-            change = self._relay_change = exc
-            old = relay_fingerprint(change.known_id) if change.known_id is not None else None
-            self._show(self._presenter.relay_changed(change.address, old, change.new_fingerprint))
+            self._relay_changed(exc)
             return
         if not is_expected(exc):
             _log.failure("Unexpected failure while connecting", failure)
         self._show(self._presenter.connect_failed(describe_failure(exc, nick, self._server)))
         self._exit(1)
 
-    def attach(self, client: ChatClient) -> None:
+    def _link_event(self, event: LinkEvent) -> None:
+        if self._leaving:
+            return
+        if isinstance(event, Connected):
+            self.attach(event.client, again=event.again)
+        elif isinstance(event, Lost):
+            self._disconnected(event)
+        elif isinstance(event, GaveUp) and isinstance(event.error, RelayChanged):
+            self._relay_changed(event.error)  # it came back as someone else: only /trust-relay goes on
+        elif isinstance(event, GaveUp):
+            self._show(self._presenter.gave_up(describe_failure(event.error, self._presenter.me, self._server)))
+        elif isinstance(event, Resuming):
+            self._show(self._presenter.resuming(event.resumption.nick, event.resumption.cause))
+        elif isinstance(event, Resumed):
+            self._resumed(event)
+        elif isinstance(event, ResumeFailed):
+            nick = event.resumption.nick
+            if isinstance(event.error, KeyChanged):  # loud, with the new safety number, as anywhere
+                self._key_changed(event.error)
+            reason = "" if isinstance(event.error, KeyChanged) else describe_failure(event.error, nick)
+            self._show(self._presenter.resume_failed(nick, reason, event.unsent))
+        self._update_prompt()
+
+    def attach(self, client: ChatClient, again: bool = False) -> None:
         """Use a connected, registered ChatClient and subscribe to its events."""
         self._client = client
         self._presenter.me = client.nick
-        self._show(self._presenter.connected(client.nick, self._server, identity_fingerprint(client.identity.identity_public)))
+        if again:
+            self._show(self._presenter.reconnected(client.nick, self._server))
+        else:
+            self._show(self._presenter.connected(
+                client.nick, self._server, identity_fingerprint(client.identity.identity_public)))
         if client.relay_first_contact:
             self._show(self._presenter.relay_first_contact(client.relay_address, relay_fingerprint(client.server_id)))
-        client.observe_offers(self._offered)
+        if self._link is None:  # used without start(): offers come from the client itself
+            client.observe_offers(self._offered)
         client.observe_mail(self._mail_arrived)
         client.observe_notices(lambda text: self._show(self._presenter.notice(text)))
-        client.observe_disconnect(self._disconnected)
         self._update_prompt()
 
     def quit(self) -> None:
@@ -198,10 +273,19 @@ class ChatController:
         self._leaving = True
         self._show(self._presenter.info("Leaving ..."))
         client, self._client = self._client, None
-        if client is None:
+        link, self._link = self._link, None
+        if link is not None:
+            for resumption in link.resumptions():
+                if resumption.queued:
+                    self._show(self._presenter.resume_failed(
+                        resumption.nick, "You are leaving.", tuple(resumption.queued)))
+            stop = link.stop
+        elif client is not None:
+            stop = client.quit
+        else:
             self._exit(0)
             return
-        d = self._guard(client.quit)
+        d = self._guard(stop)
         if not isinstance(d, Deferred):
             self._exit(0)
             return
@@ -209,15 +293,20 @@ class ChatController:
         d.addErrback(lambda f: None)  # leaving anyway; the relay notices the close
         d.addBoth(lambda _: self._exit(0))
 
-    def _disconnected(self, reason: str) -> None:
-        if self._leaving:
-            return
+    def _disconnected(self, event: Lost) -> None:
         self._client = None
         self._conversations.clear()
         self._offers.clear()
-        self._active = None
-        self._show(self._presenter.disconnected(reason))
-        self._update_prompt()
+        self._calls.clear()
+        if event.retry_in is not None:
+            self._show(self._presenter.lost())
+        else:
+            self._active = None
+            self._show(self._presenter.disconnected(event.error))
+
+    def _resumed(self, event: Resumed) -> None:
+        self._show(self._presenter.resumed(event.resumption.nick, event.sent, event.conversation.verified))
+        self._opened(event.conversation, resumed=True)
 
     # -- typed lines
 
@@ -230,8 +319,12 @@ class ChatController:
             return
         if command is None:
             return
-        if self._client is None and not isinstance(command, (cmd.Help, cmd.Quit, cmd.TrustRelay)):
-            self._show(self._presenter.error("Not connected to the relay. /quit leaves."))
+        # Offline but reconnecting: lines still go to conversations being taken up again.
+        still = (cmd.Say, cmd.Msg, cmd.Close) if self._offline else ()
+        if self._client is None and not isinstance(command, (cmd.Help, cmd.Quit, cmd.TrustRelay) + still):
+            self._show(self._presenter.error(
+                "Not connected to the relay right now; reconnecting…" if self._offline
+                else "Not connected to the relay. /quit leaves."))
             return
         try:
             self._handlers[type(command)](command)
@@ -241,9 +334,12 @@ class ChatController:
     # -- conversations
 
     def _conversation_for(self, nick: str | None) -> Any:
-        """The conversation with ``nick``, or the active one; shows why if none."""
+        """The conversation with ``nick``, or the active one, or the Resumption
+        that stands for it while it is being taken up again; shows why if none."""
         key = nick.lower() if nick else self._active
         conversation = self._conversations.get(key) if key else None
+        if conversation is None:
+            conversation = self._resumption(key)
         if conversation is None:
             if nick:
                 self._show(self._presenter.error(f"You have no conversation with {nick}; /connect {nick} first."))
@@ -253,11 +349,14 @@ class ChatController:
                     "/mail <nick> <text> reaches someone offline."))
         return conversation
 
-    def _send(self, conversation: Conversation, text: str) -> None:
+    def _send(self, conversation: Any, text: str) -> None:
+        """Send to a Conversation, or keep for a Resumption (shown as waiting)."""
         sent = self._guard(lambda: conversation.send(text) or True, conversation.nick)
         if sent is not None:
             to = conversation.nick if len(self._conversations) > 1 else None
             self._show(self._presenter.own_message(text, to))
+            if not isinstance(conversation, Conversation) and self._resumption(conversation.nick) is conversation:
+                self._show(self._presenter.waiting(conversation.nick))
 
     def _do_say(self, command: cmd.Say) -> None:
         conversation = self._conversation_for(None)
@@ -279,12 +378,15 @@ class ChatController:
             self._accept(self._offers.pop(key))
         elif key in self._calls:
             self._show(self._presenter.error(f"Already calling {nick}; /close {nick} stops calling."))
+        elif self._resumption(key) is not None:
+            self._show(self._presenter.error(
+                f"The conversation with {nick} is being taken up again; /close {nick} stops that."))
         else:
-            d = self._guard(lambda: self._library.call(nick), nick)
+            ringing = lambda: self._show(self._presenter.calling(nick))  # noqa: E731 -- once the relay took it
+            d = self._guard(lambda: self._library.call(nick, ringing=ringing), nick)
             if d is None:
                 return
             self._calls[key] = d
-            self._show(self._presenter.calling(nick))
             d.addBoth(self._call_over, key)
             d.addCallbacks(self._opened, self._failed, errbackArgs=(nick,))
 
@@ -292,15 +394,16 @@ class ChatController:
         self._calls.pop(key, None)
         return result
 
-    def _opened(self, conversation: Conversation) -> None:
+    def _opened(self, conversation: Conversation, resumed: bool = False) -> None:
         key = conversation.nick.lower()
         self._conversations[key] = conversation
         self._key_changes.pop(key, None)
         self._smp_asked.discard(key)
-        self._show(self._presenter.opened(conversation.nick, conversation.first_contact, conversation.verified))
+        if not resumed:
+            self._show(self._presenter.opened(conversation.nick, conversation.first_contact, conversation.verified))
         if conversation.lookalike_of is not None:
             self._show(self._presenter.lookalike(conversation.nick, conversation.lookalike_of))
-        conversation.observe_messages(lambda text: self._show(self._presenter.message(conversation.nick, text)))
+        conversation.observe_messages(lambda text: self._message(conversation, text))
         conversation.observe_delivered(lambda d: self._delivered(conversation, d))
         conversation.observe_smp(lambda event: self._smp_event(conversation, event))
         conversation.observe_warnings(lambda sentence: self._show(self._presenter.error(sentence)))
@@ -308,7 +411,12 @@ class ChatController:
         if key in self._conversations:
             self._activate(key)
 
+    def _message(self, conversation: Conversation, text: str) -> None:
+        self._show(self._presenter.message(conversation.nick, text))
+        self._alert(conversation.nick)
+
     def _activate(self, key: str) -> None:
+        self._seen(key)
         if self._active != key:
             previous = self._active
             self._active = key
@@ -321,12 +429,20 @@ class ChatController:
         if self._conversations.get(key) is conversation:
             del self._conversations[key]
         self._smp_asked.discard(key)
+        # Cut off by a connection: the Reconnector's lines say it (Lost, Resuming), and
+        # the conversation stays in front while it is taken up again.
+        broke = ended.connection_broke and self._link is not None and self._link.state is not LinkState.STOPPED
         if isinstance(ended.error, KeyChanged):
             self._key_changed(ended.error)
+        elif broke:
+            pass
         elif not self._leaving:
             self._show(self._presenter.ended(conversation.nick, ended.clean, ended.by_peer, ended.reason))
-        self._show(self._presenter.unconfirmed(conversation.nick, ended.unconfirmed, ended.unconfirmed_count))
-        if self._active == key:
+        # Unconfirmed lines are named even when the conversation is taken up again:
+        # they are not sent again in the new session (they may well have arrived).
+        self._show(self._presenter.unconfirmed(conversation.nick, ended.unconfirmed, ended.unconfirmed_count,
+                                               resuming=broke))
+        if self._active == key and not broke:
             self._active = None
             if len(self._conversations) == 1:
                 only = next(iter(self._conversations))
@@ -345,6 +461,8 @@ class ChatController:
         key = command.nick.lower() if command.nick else self._active
         if key in self._calls:
             self._calls[key].cancel()
+        elif key not in self._conversations and self._link is not None and key and self._link.abandon(key):
+            self._update_prompt()
         elif key in self._offers:
             self._decline(self._offers.pop(key))
         elif key is not None and self._conversation_for(command.nick) is not None:
@@ -359,6 +477,7 @@ class ChatController:
         key = offer.nick.lower()
         self._offers[key] = offer
         self._show(self._presenter.offer(offer.nick, offer.fingerprint, offer.pin is PinStatus.CHANGED))
+        self._alert(offer.nick, "a call from")
         if offer.lookalike_of is not None:
             self._show(self._presenter.lookalike(offer.nick, offer.lookalike_of))
         offer.observe_withdrawn(lambda reason: self._withdrawn(offer, reason))
@@ -407,123 +526,7 @@ class ChatController:
             self._show(self._presenter.declined(offer.nick))
             d.addErrback(self._failed, offer.nick)
 
-    # -- trust
-
-    def _my_key(self) -> tuple[bytes, str]:
-        return self._library.identity.identity_public, self._library.canonical_nick
-
-    def _key_changed(self, exc: KeyChanged) -> None:
-        key = exc.nick.lower()
-        self._key_changes[key] = exc
-        number = None
-        if self._client is not None:
-            mine, me = self._my_key()
-            number = safety_number(mine, me, exc.new_key, key)
-        old = identity_fingerprint(exc.pinned_key) if exc.pinned_key is not None else None
-        self._show(self._presenter.key_changed(exc.nick, old, identity_fingerprint(exc.new_key), number))
-
-    def _do_trust(self, command: cmd.Trust) -> None:
-        change = self._key_changes.get(command.nick.lower())
-        if change is None:
-            self._show(self._presenter.error(f"There is no changed key for {command.nick} waiting for a decision."))
-            return
-        def accept() -> bool:
-            self._library.accept_new_key(change.nick, change.new_key)
-            return True
-        if self._guard(accept, change.nick):
-            del self._key_changes[command.nick.lower()]
-            self._show(self._presenter.trusted(change.nick, identity_fingerprint(change.new_key)))
-
-    def _do_safety(self, command: cmd.Safety) -> None:
-        nick = command.nick or (self._conversations[self._active].nick if self._active else None)
-        if nick is None:
-            self._show(self._presenter.error("You are not in a conversation; /safety <nick> names one."))
-            return
-        key = nick.lower()
-        mine, me = self._my_key()
-        conversation = self._conversations.get(key)
-        if conversation is not None:
-            peer_key, source = conversation.peer_identity, "this conversation"
-        elif key in self._key_changes:
-            peer_key, source = self._key_changes[key].new_key, "their NEW, not yet trusted key"
-        else:
-            try:
-                peer_key, source = self._library.pinned_key(nick), "the key you pinned"
-            except PinError as e:
-                self._show(self._presenter.error(str(e)))
-                return
-        if peer_key is None:  # nothing pinned, or a conversation still in its handshake
-            self._show(self._presenter.error(f"You have no key for {nick} yet; /connect {nick} first."))
-            return
-        self._show(self._presenter.safety(
-            nick, identity_fingerprint(mine), identity_fingerprint(peer_key), safety_number(mine, me, peer_key, key),
-            source, self._verification(key, peer_key, conversation)))
-
-    def _do_verify(self, command: cmd.Verify) -> None:
-        conversation = self._conversation_for(None)
-        if conversation is None:
-            return
-        key = conversation.nick.lower()
-        if key in self._smp_asked:
-            self._smp_asked.discard(key)
-            if self._guard(lambda: conversation.smp_respond(command.secret) or True, conversation.nick):
-                self._show(self._presenter.smp_answered(conversation.nick))
-        elif self._guard(lambda: self._smp_restart(conversation, command.secret), conversation.nick):
-            self._show(self._presenter.smp_started(conversation.nick))
-
-    @staticmethod
-    def _smp_restart(conversation: Conversation, secret: str) -> bool:
-        """Start a check; typing /verify again (a typo in the secret) starts over."""
-        try:
-            conversation.smp_start(secret)
-        except SMPUsageError:
-            conversation.smp_abort()
-            conversation.smp_start(secret)
-        return True
-
-    def _smp_event(self, conversation: Conversation, event: SMPEvent) -> None:
-        key = conversation.nick.lower()
-        if isinstance(event, SMPRequested):
-            self._smp_asked.add(key)
-            self._show(self._presenter.smp_requested(conversation.nick))
-        elif isinstance(event, SMPResult):
-            self._show(self._presenter.smp_result(conversation.nick, event.equal))
-            self._update_prompt()
-        elif isinstance(event, SMPAborted):
-            self._smp_asked.discard(key)
-            self._show(self._presenter.smp_aborted(conversation.nick, event.reason))
-
-    def _verification(self, key: str, peer_key: bytes, conversation: Conversation | None) -> Any:
-        if conversation is not None:
-            return conversation.verified
-        return self._guard(lambda: self._library.verification(key, peer_key))
-
-    def _do_verified(self, command: cmd.Verified) -> None:
-        """The user says they compared the safety number: record it with the key."""
-        nick = command.nick or (self._conversations[self._active].nick if self._active else None)
-        if nick is None:
-            self._show(self._presenter.error("You are not in a conversation; /verified <nick> names one."))
-            return
-        conversation = self._conversations.get(nick.lower())
-        if conversation is not None:
-            def mark() -> bool:
-                conversation.mark_verified()
-                return True
-            key = conversation.peer_identity
-        else:
-            def mark() -> bool:
-                self._library.mark_verified(nick)
-                return True
-            key = self._library.pinned_key(nick)
-        done = self._guard(mark, nick)
-        if done is not None and key is not None:
-            self._show(self._presenter.marked_verified(nick, identity_fingerprint(key)))
-            self._update_prompt()
-
-    def _do_contacts(self, command: cmd.Contacts) -> None:
-        contacts = self._guard(lambda: self._library.contacts())
-        if contacts is not None:
-            self._show(self._presenter.contacts(contacts))
+    # -- the relay's identity (the rest of trust: trust_commands.py)
 
     def _do_trust_relay(self, command: cmd.TrustRelay) -> None:
         change, self._relay_change = self._relay_change, None
@@ -531,8 +534,18 @@ class ChatController:
             self._show(self._presenter.error("No relay is waiting for a decision about its identity."))
             return
         self._show(self._presenter.relay_trusted(change.address, change.new_fingerprint))
-        d = self._connect(accept_relay_id=change.new_id)
-        d.addCallbacks(self.attach, self._connect_failed, errbackArgs=(None,))
+        connect, accepted = self._connect, [change.new_id]
+
+        def connect_once() -> Deferred:  # the accepted id counts for the next connection only
+            return connect(accept_relay_id=accepted.pop() if accepted else None)
+
+        self._start_link(connect_once).addErrback(self._connect_failed, None)
+
+    def _relay_changed(self, change: RelayChanged) -> None:
+        """Loud, and nothing registered: only /trust-relay connects to it (or /quit)."""
+        self._relay_change = change
+        old = relay_fingerprint(change.known_id) if change.known_id is not None else None
+        self._show(self._presenter.relay_changed(change.address, old, change.new_fingerprint))
 
     def _delivered(self, conversation: Conversation, delivery: Delivery) -> None:
         if not self._leaving:

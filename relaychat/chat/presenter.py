@@ -29,26 +29,18 @@ import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from twisted.internet import defer
-from twisted.internet import error as net_error
-
-from relaychat.client import (
-    ContactInfo,
-    ConversationFailed,
-    Disconnected,
-    How,
-    MailError,
-    MessageTooLong,
-    NotPinned,
-    RelayChanged,
-    RelayError,
-    Verification,
-    explain_tls_failure,
-)
+from relaychat.client import ContactInfo, Disconnected, How, Verification
 from relaychat.chat.commands import help_lines, help_topic
+from relaychat.chat.failures import (
+    EXPECTED_FAILURES,
+    ban_words,
+    count,
+    describe_failure,
+    duration,
+    goodbye,
+    is_expected,
+)
 from relaychat.chat.inert import render_inert
-from relaychat.crypto.identity import IdentityError
-from relaychat.crypto.pins import PinError
 
 __all__ = [
     "CONTINUATION",
@@ -58,8 +50,11 @@ __all__ = [
     "Kind",
     "Line",
     "Presenter",
+    "ban_words",
     "cell_width",
     "describe_failure",
+    "duration",
+    "goodbye",
     "is_expected",
     "text_width",
     "wrap",
@@ -98,6 +93,8 @@ def cell_width(ch: str) -> int:
     auto-wrap disabled by the terminal module) cuts the row short rather than
     wrapping it to the left margin.
     """
+    if " " <= ch <= "~":  # printable ASCII, by far the most common: skip the Unicode tables
+        return 1
     if ch in "\u200c\u200d" or unicodedata.category(ch) in ("Mn", "Me"):
         return 0
     if unicodedata.east_asian_width(ch) in ("W", "F"):
@@ -109,26 +106,28 @@ def text_width(text: str) -> int:
     return sum(cell_width(ch) for ch in text)
 
 
-def _split_row(text: str, width: int) -> tuple[str, str]:
-    """Cut ``text`` into a first row of at most ``width`` cells and the rest.
+def _split_row(text: str, start: int, width: int) -> tuple[int, int]:
+    """Where the row of ``text`` beginning at ``start`` ends (at most ``width``
+    cells), and where the next begins: (end, next start).
 
     Breaks after the last space in the row when there is one in its second
-    half, otherwise mid-word; combining marks stay with their base.
+    half, otherwise mid-word; combining marks stay with their base. Looks
+    only at the row itself, so wrapping costs time in proportion to the text.
     """
     used = 0
     cut = len(text)
-    for index, ch in enumerate(text):
-        w = cell_width(ch)
+    for index in range(start, len(text)):
+        w = cell_width(text[index])
         if w and used + w > width:
-            cut = index
+            cut = max(index, start + 1)  # always progress, even past a character wider than the row
             break
         used += w
     if cut == len(text):
-        return text, ""
-    space = text.rfind(" ", 0, cut + 1)
-    if space >= cut // 2 and space > 0:
-        return text[:space], text[space + 1 :]
-    return text[:cut], text[cut:]
+        return cut, cut
+    space = text.rfind(" ", start, cut + 1)
+    if space > start and space - start >= (cut - start) // 2:
+        return space, space + 1
+    return cut, cut
 
 
 def wrap(text: str, width: int, indent: str = CONTINUATION) -> list[str]:
@@ -141,11 +140,13 @@ def wrap(text: str, width: int, indent: str = CONTINUATION) -> list[str]:
     rows: list[str] = []
     for logical in text.split("\n"):
         first = True
-        rest = logical
-        while first or rest:
+        position = 0
+        while first or position < len(logical):
             room = width if first else width - text_width(indent)
-            row, rest = _split_row(rest, room)
+            end, following = _split_row(logical, position, room)
+            row = logical[position:end]
             rows.append(row if first else indent + row)
+            position = following
             first = False
     return rows
 
@@ -165,6 +166,13 @@ def _say(text: str) -> str:
 
 def _local_time(seconds: int) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(seconds))
+
+
+def _preview(text: str, most: int = 80) -> str:
+    """A line that was not sent, short enough to recognise: inert, on one row."""
+    flat = " ".join(text.split("\n"))
+    shown = flat if len(flat) <= most else flat[:most] + f"… ({len(text)} characters)"
+    return render_inert(shown)
 
 
 class Presenter:
@@ -190,11 +198,12 @@ class Presenter:
     def _warning(self, *texts: str) -> list[Line]:
         return [Line(Kind.WARNING, WARNING_PREFIX + t) for t in texts]
 
-    def prompt(self, active: str | None, verified: bool = False) -> str:
-        """The text before the input: who plain lines go to."""
+    def prompt(self, active: str | None, verified: bool = False, waiting: bool = False) -> str:
+        """The text before the input: who plain lines go to; ``waiting``: the
+        connection or that conversation is being made again."""
         if active is None:
-            return "> "
-        mark = ", verified" if verified else ""
+            return "(reconnecting) > " if waiting else "> "
+        mark = ", waiting" if waiting else ", verified" if verified else ""
         return f"[{_nick(active)}{mark}] > "
 
     # -- the relay connection
@@ -215,13 +224,58 @@ class Presenter:
     def connect_failed(self, sentence: str) -> list[Line]:
         return self._status(_say(sentence), kind=Kind.ERROR)
 
-    def disconnected(self, reason: str) -> list[Line]:
-        """``reason`` is the library's sentence ("Disconnected from the relay: ...")."""
+    def lost(self) -> list[Line]:
+        """The connection broke and the program is reconnecting (one line)."""
+        return self._status("Lost the connection to the relay (it may be restarting); reconnecting…", kind=Kind.ERROR)
+
+    def reconnected(self, nick: str, server: str) -> list[Line]:
+        return self._status(f"Reconnected to {_say(server)} as {_nick(nick)}.", kind=Kind.GOOD)
+
+    def disconnected(self, error: Disconnected) -> list[Line]:
+        """The relay ended the connection for good (kicked, banned, ...): why, in words."""
+        return self._status(_say(goodbye(error)), "Type /quit to leave.", kind=Kind.ERROR)
+
+    def gave_up(self, sentence: str) -> list[Line]:
+        """Reconnecting failed in a way no retry changes."""
+        return self._status(_say(sentence), "Not reconnecting; type /quit to leave.", kind=Kind.ERROR)
+
+    # -- conversations broken by a connection
+
+    def resuming(self, nick: str, cause: str | None) -> list[Line]:
+        n = _nick(nick)
+        why = {
+            "lost": "the connection to the relay was lost",
+            "gone": f"{n} lost the connection to the relay",
+            "draining": "the relay is restarting",
+        }.get(cause or "", "a connection was lost")
         return self._status(
-            _say(reason),
-            "Your conversations have ended. Type /quit to leave.",
-            kind=Kind.ERROR,
-        )
+            f"The conversation with {n} was cut off ({why}); it resumes with a new handshake when you are "
+            f"both back. Lines you type for {n} wait until then.", kind=Kind.ERROR)
+
+    def waiting(self, nick: str) -> list[Line]:
+        return self._status(f"Not sent yet: it goes to {_nick(nick)} when the conversation is back.")
+
+    def resumed(self, nick: str, sent: int, verified: Verification | None = None) -> list[Line]:
+        """``verified``: the record for this very key (verification lasts, section 13)."""
+        n = _nick(nick)
+        lines = [self.status(
+            f"Re-established the conversation with {n}: a new handshake, and {n}'s key is the one "
+            "pinned before.", Kind.GOOD)]
+        if sent:
+            lines.append(self.status(f"Sent the {count(sent, 'line')} that waited for {n}."))
+        if verified is not None:
+            lines.append(self.status(f"VERIFIED: you verified this key {self._how(verified)}.", Kind.GOOD))
+        else:
+            lines.append(self.status(f"NOT VERIFIED: /verify <secret> or /verified checks {n}."))
+        return lines
+
+    def resume_failed(self, nick: str, reason: str, unsent: Sequence[str]) -> list[Line]:
+        """``reason``: a whole sentence (why); then each line that waited, by name."""
+        n = _nick(nick)
+        why = f"{_say(reason)} " if reason else ""
+        lines = self._status(f"{why}The conversation with {n} was not taken up again.", kind=Kind.ERROR)
+        lines += self._status(*(f"Not sent to {n}: {_preview(text)}" for text in unsent), kind=Kind.ERROR)
+        return lines
 
     def notice(self, text: str) -> list[Line]:
         return self._status(f"Notice from the relay: {_say(text)}")
@@ -252,7 +306,8 @@ class Presenter:
         )
 
     def offer_withdrawn(self, nick: str, reason: str) -> list[Line]:
-        return self._status(f"{_nick(nick)}'s offer is gone: {_say(reason)}")
+        """``reason`` is the library's whole sentence ("The offer from bob timed out.")."""
+        return self._status(_say(reason))
 
     def accepting(self, nick: str) -> list[Line]:
         return self._status(f"Accepted. Handshake with {_nick(nick)} ... checking keys.")
@@ -297,8 +352,9 @@ class Presenter:
         """The peer's client confirmed one of our messages (section 11 receipt)."""
         return self._status(f"delivered to {_nick(nick)}: \u201c{_say(first_words)}\u201d")
 
-    def unconfirmed(self, nick: str, first_words: Sequence[str], count: int) -> list[Line]:
-        """The conversation ended with messages the peer never confirmed: name them."""
+    def unconfirmed(self, nick: str, first_words: Sequence[str], count: int, resuming: bool = False) -> list[Line]:
+        """The conversation ended with messages the peer never confirmed: name them.
+        ``resuming``: it is being taken up again, which does not send them again."""
         if not count:
             return []
         n = _nick(nick)
@@ -307,6 +363,9 @@ class Presenter:
         lines += [self.status(f"    \u201c{_say(words)}\u201d", Kind.ERROR) for words in first_words]
         if count > len(first_words):
             lines += self._status(f"    and {count - len(first_words)} earlier ones", kind=Kind.ERROR)
+        if resuming:
+            lines += self._status(f"Taking the conversation up again does not send them again; repeat what {n} lacks.",
+                                  kind=Kind.ERROR)
         return lines
 
     def own_message(self, text: str, to: str | None = None) -> list[Line]:
@@ -412,7 +471,8 @@ class Presenter:
         )
 
     def smp_aborted(self, nick: str, reason: str) -> list[Line]:
-        return self._status(f"The secret check with {_nick(nick)} stopped: {_say(reason)}", kind=Kind.ERROR)
+        """``reason`` is the library's whole sentence, naming the peer."""
+        return self._status(_say(reason), kind=Kind.ERROR)
 
     # -- directory and mail
 
@@ -468,10 +528,8 @@ class Presenter:
                             f"(sent {self._format_time(sent)}) at {self._format_time(read)}.")
 
     def mail_problem(self, sender: str, sent: int, reason: str) -> list[Line]:
-        return self._status(
-            f"Mail from {_nick(sender)} (sent {self._format_time(sent)}) cannot be shown: {_say(reason)}",
-            kind=Kind.ERROR,
-        )
+        """``reason`` is the library's whole sentence, naming the sender; ``sent`` the relay's time."""
+        return self._status(f"{_say(reason)} (It reached the relay at {self._format_time(sent)}.)", kind=Kind.ERROR)
 
     # -- failures
 
@@ -490,105 +548,3 @@ class Presenter:
     def help(self, topic: str | None = None) -> list[Line]:
         lines: Iterable[str] = help_lines() if topic is None else help_topic(topic)
         return self._status(*lines)
-
-
-# -- failures as sentences --------------------------------------------------------
-
-try:  # TLS failures, when the TLS extras are installed
-    from OpenSSL.SSL import Error as _SSLError
-    from service_identity import VerificationError as _VerificationError
-
-    _TLS_FAILURES: tuple[type[BaseException], ...] = (_SSLError, _VerificationError)
-except ImportError:  # pragma: no cover
-    _TLS_FAILURES = ()
-
-# Relay error codes (protocol section 2) that a person can act on, in words.
-# ``{n}`` is the nickname the request was about.
-_RELAY_CODES = {
-    "offline": "{n} is not online. /mail {n} <text> leaves them a sealed message.",
-    "no-such-user": "Nobody is registered as {n} on this relay.",
-    "invalid": "That request makes no sense to the relay (calling yourself?).",
-    "limit": "Too many conversations or offers at once; /close one first.",
-    "quota": "{n}'s mailbox is full, or you left them too much mail; try again later.",
-    "draining": "The relay is shutting down and takes no new requests.",
-    "banned": "The relay has banned this nickname, your key or your address.",
-    "taken": "The nickname {n} belongs to someone else's key on this relay; choose another with --nick.",
-    "bad-nick": "{n} is not an acceptable nickname on this relay.",
-    "pow": "The relay refused the registration's proof of work.",
-}
-
-
-def _disconnected(exc: Disconnected, server: str | None) -> str:
-    """The connection ended; while connecting (``server`` given), say so in those words."""
-    if server is None:
-        return _say(str(exc))
-    where, text = render_inert(server), render_inert(exc.text.rstrip("."))
-    return f"Could not connect to {where}: {text}."
-
-
-def _connect_failure(exc: BaseException, server: str) -> str | None:
-    """Network errors from endpoints, in words; None if not one of them."""
-    where = render_inert(server)
-    if isinstance(exc, net_error.ConnectionRefusedError):
-        return f"Could not connect to {where}: the connection was refused. Is the relay running there?"
-    if isinstance(exc, net_error.DNSLookupError):
-        return f"Could not connect to {where}: the host name was not found."
-    if isinstance(exc, (net_error.TimeoutError, defer.TimeoutError)):
-        return f"Could not connect to {where}: no answer in time."
-    if _TLS_FAILURES and isinstance(exc, _TLS_FAILURES):
-        return f"Could not connect securely to {where}: {render_inert(explain_tls_failure(exc).rstrip('.'))}."
-    if isinstance(exc, net_error.ConnectionDone):
-        return f"The relay at {where} closed the connection."
-    if isinstance(exc, net_error.ConnectError):
-        return f"Could not connect to {where}: {render_inert(str(exc))}"
-    return None
-
-
-#: Failures that happen in normal use and carry (or get) a sentence; anything
-#: else is a bug, named as one and logged with its traceback.
-EXPECTED_FAILURES: tuple[type[BaseException], ...] = (
-    RelayError,
-    RelayChanged,
-    NotPinned,
-    ConversationFailed,
-    MessageTooLong,
-    MailError,
-    PinError,
-    IdentityError,
-    defer.CancelledError,
-    defer.TimeoutError,
-    net_error.ConnectError,
-    net_error.DNSLookupError,
-    net_error.TimeoutError,
-    net_error.ConnectionLost,
-    net_error.ConnectionDone,
-) + _TLS_FAILURES
-
-
-def is_expected(exc: BaseException) -> bool:
-    """True for failures people cause or meet (refused, offline, tampering), not bugs."""
-    return isinstance(exc, EXPECTED_FAILURES)
-
-
-def describe_failure(exc: BaseException, nick: str | None = None, server: str | None = None) -> str:
-    """One sentence for a failed request; network text in it is made inert.
-
-    The library's exceptions already carry sentences (``str(e)``); relay
-    error codes that people can do something about get a better one here.
-    Anything unexpected is named as a bug rather than shown as a traceback.
-    """
-    if not is_expected(exc):
-        return (
-            f"Something went wrong inside relaychat ({type(exc).__name__}: {_say(str(exc))}). "
-            "This is a bug; details are in the log."
-        )
-    n = _nick(nick) if nick else "they"
-    if isinstance(exc, Disconnected):
-        return _disconnected(exc, server)
-    if isinstance(exc, RelayError):
-        template = _RELAY_CODES.get(exc.code)
-        return template.format(n=n) if template else _say(str(exc))
-    if isinstance(exc, defer.CancelledError):
-        return f"Stopped calling {n}." if nick else "Cancelled."
-    network = _connect_failure(exc, server or "the relay")
-    return network if network is not None else _say(str(exc))

@@ -9,9 +9,14 @@ above the input line and the line is redrawn as it was.
 Why not ``twisted.conch.recvline.HistoricRecvLine`` itself: it accepts ASCII
 only, lets a long input line wrap (after which its cursor arithmetic is
 wrong), and starts by resetting (clearing) the whole terminal. Here the
-input line is a one-row window that scrolls sideways (:class:`LineEditor`,
-pure and unit-tested) and the program writes below whatever was on the
-screen, so the scrollback survives.
+input line is a one-row window that scrolls sideways
+(:class:`~relaychat.chat.editor.LineEditor`, pure and unit-tested; line
+breaks in it show as ``↵``) and the program writes below whatever was on
+the screen, so the terminal's own scrollback survives; PageUp and PageDown
+page through the rows the program keeps itself. Pastes arrive whole
+(bracketed paste, :mod:`relaychat.chat.keyboard`), and each read from the
+terminal redraws the input row once, so input costs time in proportion to
+its size.
 
 Two layers keep received text from forging status lines: everything shown
 is inert (see ``relaychat.chat.inert``), wrapped by
@@ -33,23 +38,30 @@ import os
 import struct
 import termios
 import tty
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 
 from twisted.conch.insults import insults
 
-from relaychat.chat.inert import render_inert
-from relaychat.chat.presenter import Kind, Line, cell_width, text_width, wrap
 
-__all__ = ["ChatTerminal", "LineEditor", "raw_terminal", "terminal_size"]
+from relaychat.chat.editor import LineEditor
+from relaychat.chat.inert import render_inert
+from relaychat.chat.keyboard import BRACKETED_PASTE_OFF, BRACKETED_PASTE_ON, ChatServerProtocol
+from relaychat.chat.presenter import Kind, Line, wrap
+
+__all__ = ["ChatServerProtocol", "ChatTerminal", "LineEditor", "SCROLLBACK_ROWS", "raw_terminal", "terminal_size"]
 
 CSI = "\x1b["
 ERASE_LINE = "\r" + CSI + "2K"
 AUTOWRAP_OFF = CSI + "?7l"
 AUTOWRAP_ON = CSI + "?7h"
 RESET_ATTRIBUTES = CSI + "0m"
+BELL = "\a"
 #: Written when the program ends, whatever happened: plain attributes,
-#: auto-wrap back on, the half-typed input line erased.
-RESTORE = (ERASE_LINE + RESET_ATTRIBUTES + AUTOWRAP_ON).encode("ascii")
+#: auto-wrap back on, bracketed paste off, the half-typed input line erased.
+RESTORE = (ERASE_LINE + RESET_ATTRIBUTES + AUTOWRAP_ON + BRACKETED_PASTE_OFF).encode("ascii")
+#: Screen rows kept for PageUp.
+SCROLLBACK_ROWS = 5000
 
 _COLOURS = {
     Kind.STATUS: CSI + "36m",  # cyan
@@ -58,135 +70,6 @@ _COLOURS = {
     Kind.WARNING: CSI + "1;31m",  # bold red
 }
 _BOLD = CSI + "1m"
-
-
-# -- the input line -------------------------------------------------------------
-
-
-class LineEditor:
-    """The line being typed: characters, cursor, history. No terminal.
-
-    Characters are ``str`` code points (UTF-8 is decoded before they get
-    here); only characters :func:`render_inert` leaves alone are accepted,
-    so a paste cannot smuggle control characters into what we send.
-    """
-
-    def __init__(self, history_size: int = 500) -> None:
-        self.chars: list[str] = []
-        self.cursor = 0
-        self._history: list[str] = []
-        self._history_size = history_size
-        self._history_pos = 0
-        self._draft = ""
-
-    @property
-    def text(self) -> str:
-        return "".join(self.chars)
-
-    def _set(self, text: str) -> None:
-        self.chars = list(text)
-        self.cursor = len(self.chars)
-
-    def insert(self, text: str) -> None:
-        for ch in text:
-            if render_inert(ch) == ch:
-                self.chars.insert(self.cursor, ch)
-                self.cursor += 1
-
-    def backspace(self) -> None:
-        if self.cursor > 0:
-            self.cursor -= 1
-            del self.chars[self.cursor]
-
-    def delete(self) -> None:
-        if self.cursor < len(self.chars):
-            del self.chars[self.cursor]
-
-    def left(self) -> None:
-        self.cursor = max(0, self.cursor - 1)
-
-    def right(self) -> None:
-        self.cursor = min(len(self.chars), self.cursor + 1)
-
-    def home(self) -> None:
-        self.cursor = 0
-
-    def end(self) -> None:
-        self.cursor = len(self.chars)
-
-    def kill_to_start(self) -> None:
-        del self.chars[: self.cursor]
-        self.cursor = 0
-
-    def kill_to_end(self) -> None:
-        del self.chars[self.cursor :]
-
-    def kill_word(self) -> None:
-        """Delete the word before the cursor (and the spaces after it), like Ctrl-W."""
-        start = self.cursor
-        while start > 0 and self.chars[start - 1] == " ":
-            start -= 1
-        while start > 0 and self.chars[start - 1] != " ":
-            start -= 1
-        del self.chars[start : self.cursor]
-        self.cursor = start
-
-    def history_previous(self) -> None:
-        if self._history_pos == 0:
-            return
-        if self._history_pos == len(self._history):
-            self._draft = self.text
-        self._history_pos -= 1
-        self._set(self._history[self._history_pos])
-
-    def history_next(self) -> None:
-        if self._history_pos >= len(self._history):
-            return
-        self._history_pos += 1
-        if self._history_pos == len(self._history):
-            self._set(self._draft)
-        else:
-            self._set(self._history[self._history_pos])
-
-    def submit(self, remember: bool = True) -> str:
-        """Take the line and start a new one; ``remember`` adds it to history."""
-        line = self.text
-        if remember and line.strip() and (not self._history or self._history[-1] != line):
-            self._history.append(line)
-            del self._history[: -self._history_size]
-        self._history_pos = len(self._history)
-        self._draft = ""
-        self.chars = []
-        self.cursor = 0
-        return line
-
-    def render(self, prompt: str, width: int) -> tuple[str, int]:
-        """The visible part of prompt + line for a ``width``-column row, and the cursor column.
-
-        The last column stays free (some terminals wrap as soon as it is
-        written). When the line is longer than the room, the window slides
-        so the cursor is always visible.
-        """
-        room = max(width - 1 - text_width(prompt), 8)
-
-        def before_cursor(start: int) -> int:
-            return text_width("".join(self.chars[start : self.cursor]))
-
-        start, lead = 0, ""
-        if before_cursor(0) + 1 > room:  # +1: the cell the cursor sits on
-            start, lead = 1, "<"  # marks that the line goes on to the left
-            while start < self.cursor and len(lead) + before_cursor(start) + 1 > room:
-                start += 1
-        shown: list[str] = []
-        used = len(lead)
-        for ch in self.chars[start:]:
-            w = cell_width(ch)
-            if w and used + w > room:
-                break
-            shown.append(ch)
-            used += w
-        cursor = text_width(prompt) + len(lead) + before_cursor(start)
-        return prompt + lead + "".join(shown), cursor
 
 
 # -- the screen -----------------------------------------------------------------------
@@ -225,9 +108,15 @@ def _paint(line: Line, row: str, first: bool, colour: bool) -> str:
 class ChatTerminal(insults.TerminalProtocol):
     """The screen: shows lines above the input row and reads keys into a :class:`LineEditor`.
 
-    ``on_line(text)`` is called with each line the user enters and
-    ``on_interrupt()`` on Ctrl-C, or Ctrl-D on an empty line; ``on_lost()``
-    when the terminal goes away (stdin closed).
+    ``on_line(text)`` is called with each message or command the user enters
+    (a paste, or Alt-Enter, puts line breaks in it) and ``on_interrupt()``
+    on Ctrl-C, or Ctrl-D on an empty line; ``on_lost()`` when the terminal
+    goes away (stdin closed).
+
+    Drawing is batched: :class:`~relaychat.chat.keyboard.ChatServerProtocol`
+    calls :meth:`begin_batch` and :meth:`end_batch` around each read, and the
+    input row is redrawn once at the end, however many keys the read held.
+    The rows shown are kept (``SCROLLBACK_ROWS``) for PageUp and PageDown.
     """
 
     def __init__(self, colour: bool = True, width: int = 80, height: int = 24) -> None:
@@ -239,10 +128,16 @@ class ChatTerminal(insults.TerminalProtocol):
         self.on_line: Callable[[str], None] = lambda text: None
         self.on_interrupt: Callable[[], None] = lambda: None
         self.on_lost: Callable[[], None] = lambda: None
+        self.redraws = 0  # input-row renders, counted so tests can show the work is linear
         self._pending: list[Line] = []
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
         self._connected = False
         self._finished = False
+        self._batch = 0
+        self._dirty = False
+        self._rows: deque[str] = deque(maxlen=SCROLLBACK_ROWS)
+        self._scroll = 0  # rows above the newest one the view is scrolled back by
+        self._unseen = 0  # rows that arrived while scrolled back
 
     # -- drawing
 
@@ -251,38 +146,104 @@ class ChatTerminal(insults.TerminalProtocol):
             self.terminal.write(text.encode("utf-8"))
 
     def _input_row(self) -> str:
+        self.redraws += 1
         visible, cursor = self.editor.render(self.prompt, self.width)
         return ERASE_LINE + visible + "\r" + (f"{CSI}{cursor}C" if cursor else "")
 
     def redraw_input(self) -> None:
+        if self._batch:
+            self._dirty = True
+            return
         self._write(self._input_row())
 
+    def begin_batch(self) -> None:
+        """Keys until :meth:`end_batch` redraw the input row once, at the end."""
+        self._batch += 1
+
+    def end_batch(self) -> None:
+        self._batch -= 1
+        if not self._batch and self._dirty:
+            self._dirty = False
+            self._write(self._input_row())
+
     def show(self, lines: Sequence[Line]) -> None:
-        """Print ``lines`` above the input row, then redraw the input row as it was."""
+        """Print ``lines`` above the input row, then redraw the input row as it was.
+
+        While scrolled back (PageUp) they are kept, not drawn, and the
+        bottom of the view counts them; PageDown to the end shows them.
+        """
         if not self._connected:
             self._pending.extend(lines)
             return
-        out = [ERASE_LINE]
-        for line in lines:
-            for index, row in enumerate(wrap(line.text, self.width - 1)):
-                out.append(_paint(line, row, index == 0, self.colour) + "\n")
-        out.append(self._input_row())
-        self._write("".join(out))
+        rows = [_paint(line, row, index == 0, self.colour)
+                for line in lines for index, row in enumerate(wrap(line.text, self.width - 1))]
+        self._rows.extend(rows)
+        if self._scroll:
+            self._scroll = min(self._scroll + len(rows), max(len(self._rows) - self._view_rows, 0))
+            self._unseen += len(rows)
+            self._draw_view()
+            return
+        self._dirty = False
+        self._write("".join([ERASE_LINE, *(row + "\n" for row in rows), self._input_row()]))
 
     def set_prompt(self, prompt: str) -> None:
         self.prompt = prompt
         self.redraw_input()
 
+    def alert(self, title: str | None = None) -> None:
+        """Something arrived that is not in front: ring the bell, and put
+        ``title`` in the window title (see :meth:`set_title`)."""
+        self._write(BELL)
+        if title is not None:
+            self.set_title(title)
+
+    def set_title(self, title: str) -> None:
+        """The window title; made inert first (it may hold a nickname)."""
+        self._write(f"\x1b]0;{render_inert(title)}\x07")
+
     def finish(self) -> None:
         """Leave the screen tidy for the shell; nothing is drawn afterwards."""
-        self._write(ERASE_LINE + RESET_ATTRIBUTES + AUTOWRAP_ON)
+        self._write(ERASE_LINE + RESET_ATTRIBUTES + AUTOWRAP_ON + BRACKETED_PASTE_OFF)
         self._finished = True
+
+    # -- scrollback
+
+    @property
+    def _view_rows(self) -> int:
+        return max(self.height - 1, 1)
+
+    def page(self, direction: int) -> None:
+        """PageUp (-1) or PageDown (+1) through the rows shown so far."""
+        step = max(self._view_rows - 1, 1)
+        top = max(len(self._rows) - self._view_rows, 0)
+        scroll = min(max(self._scroll - direction * step, 0), top)
+        if scroll == self._scroll:
+            return
+        self._scroll = scroll
+        if not scroll:
+            self._unseen = 0
+        self._draw_view()
+
+    def _draw_view(self) -> None:
+        """Draw the view rows (scrolled back by ``_scroll``) and the input row, absolutely placed."""
+        rows = list(self._rows)
+        end = len(rows) - self._scroll
+        window = rows[max(end - self._view_rows, 0) : end]
+        window = [""] * (self._view_rows - len(window)) + window
+        if self._scroll:
+            more = f"-- {self._scroll} more rows below"
+            more += f" ({self._unseen} new)" if self._unseen else ""
+            window[-1] = CSI + "7m" + more + "; PageDown --" + RESET_ATTRIBUTES
+        out = [f"{CSI}{index + 1};1H{CSI}2K{row}" for index, row in enumerate(window)]
+        out.append(f"{CSI}{self.height};1H")
+        self._dirty = False
+        self._write("".join(out) + self._input_row())
 
     # -- TerminalProtocol
 
     def connectionMade(self) -> None:
         self._connected = True
-        self._write(RESET_ATTRIBUTES + AUTOWRAP_OFF)
+        self._write(RESET_ATTRIBUTES + AUTOWRAP_OFF + BRACKETED_PASTE_ON)
         pending, self._pending = self._pending, []
         self.show(pending)  # also draws the input row
 
@@ -291,16 +252,29 @@ class ChatTerminal(insults.TerminalProtocol):
         self.on_lost()
 
     def terminalSize(self, width: int, height: int) -> None:
-        self.width, self.height = max(width, 20), height
-        self.redraw_input()
+        self.width, self.height = max(width, 20), max(height, 2)
+        if self._scroll:
+            self._draw_view()
+        else:
+            self.redraw_input()
 
     def unhandledControlSequence(self, seq: bytes) -> None:
         """Keys we do not bind (F-keys with modifiers, mouse...) are ignored."""
+
+    def paste_received(self, data: bytes) -> None:
+        """Pasted bytes (bracketed paste): text for the input, line breaks included."""
+        text = self._decoder.decode(data)
+        text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\t", "    ")
+        self.editor.insert(text)
+        self.redraw_input()
 
     def keystrokeReceived(self, keyID: object, modifier: object) -> None:
         if modifier is not None and modifier == getattr(self.terminal, "ALT", None):
             if keyID == b"\x7f":
                 self.editor.kill_word()
+                self.redraw_input()
+            elif keyID in (b"\r", b"\n"):  # Alt-Enter: a line break in the message
+                self.editor.insert("\n")
                 self.redraw_input()
             return
         # insults names special keys with multi-byte tokens such as b"[LEFT_ARROW]"
@@ -312,6 +286,9 @@ class ChatTerminal(insults.TerminalProtocol):
 
     def _special(self, key: object) -> None:
         t = self.terminal
+        if key in (t.PGUP, t.PGDN):
+            self.page(-1 if key == t.PGUP else 1)
+            return
         actions = {
             t.LEFT_ARROW: self.editor.left,
             t.RIGHT_ARROW: self.editor.right,

@@ -62,6 +62,21 @@ from relaychat.client.errors import (
 from relaychat.client.known_relays import KnownRelays, relay_address, relay_fingerprint
 from relaychat.client.feed import UNOBSERVED_KEPT
 from relaychat.client.offer import IncomingOffer
+from relaychat.client.reconnect import (
+    Backoff,
+    Connected,
+    GaveUp,
+    LinkEvent,
+    LinkState,
+    Lost,
+    Reconnector,
+    ResumeFailed,
+    Resumed,
+    Resuming,
+    Resumption,
+    Retrying,
+    retry_after,
+)
 from relaychat.client.seen import SeenMail
 from relaychat.client.endpoints import explain as explain_tls_failure
 from relaychat.client.trust import ProfileFiles, open_profile
@@ -81,19 +96,32 @@ from relaychat.client.values import (
 from relaychat.crypto.smp import SMPUsageError
 
 __all__ = [
+    "Backoff",
     "CLOSE_LINGER",
     "ChatClient",
+    "Connected",
     "ContactInfo",
     "Delivery",
+    "GaveUp",
     "How",
     "KnownRelays",
+    "LinkEvent",
+    "LinkState",
+    "Lost",
     "MailRead",
     "NotPinned",
     "ProfileFiles",
+    "Reconnector",
     "RelayChanged",
+    "ResumeFailed",
+    "Resumed",
+    "Resuming",
+    "Resumption",
+    "Retrying",
     "Verification",
     "relay_address",
     "relay_fingerprint",
+    "retry_after",
     "Conversation",
     "ConversationClosed",
     "ConversationFailed",

@@ -23,7 +23,10 @@ Life of a channel::
   Decrypted data is only ever reported after it authenticated.
 * Each direction counts its transport messages and applies Noise
   ``Rekey()`` after message 1000, 2000, ... (section 11).
-* Every TEXT received is answered with a RECEIPT; our own TEXTs stay in
+* A text longer than one frame goes as TEXT_PART pieces and a final TEXT,
+  joined before it is shown (section 11).
+* Every TEXT received is answered with a RECEIPT (a long text: once, for
+  its final TEXT, so it confirms the whole); our own TEXTs stay in
   :attr:`Channel.unconfirmed` (by their first words) until the peer's
   RECEIPT names them, so an ending that cut messages off can say which.
   After :meth:`Channel.close` the channel is CLOSING until the receipts for
@@ -70,7 +73,7 @@ from relaychat.crypto.keypair import Identity
 from relaychat.crypto.noise import CipherState, DecryptError, HandshakeState, NoiseError
 from relaychat.crypto.pins import PinStatus
 from relaychat.crypto.safety import identity_fingerprint, safety_number
-from relaychat.crypto.smp import SMPError, SMPState, SocialistMillionaire, smp_secret
+from relaychat.crypto.smp import SMPError, SMPState, SMPUnexpectedMessage, SocialistMillionaire, smp_secret
 from relaychat.wire.codec import lp
 
 __all__ = [
@@ -82,6 +85,7 @@ __all__ = [
     "Event",
     "FixedPin",
     "HandshakeComplete",
+    "MAX_MESSAGE_BYTES",
     "MessageReceived",
     "MessageType",
     "PROLOGUE_CONTEXT",
@@ -95,7 +99,9 @@ __all__ = [
     "SendFrame",
     "UnknownMessage",
     "max_text_bytes",
+    "closed_reason",
     "prologue",
+    "split_text",
 ]
 
 PROTOCOL_NAME = "Noise_XX_25519_ChaChaPoly_SHA256"
@@ -103,6 +109,9 @@ PROLOGUE_CONTEXT = b"relaychat-e2e-v1"
 REKEY_INTERVAL = 1000
 DEFAULT_MAX_FRAME = 32768
 TAG_SIZE = 16
+#: The longest text one message carries once joined from its parts
+#: (section 11, TEXT_PART): what a peer can make us hold for one message.
+MAX_MESSAGE_BYTES = 1 << 20
 
 
 class MessageType(enum.IntEnum):
@@ -112,6 +121,7 @@ class MessageType(enum.IntEnum):
     CLOSE = 0x02
     SMP = 0x03
     RECEIPT = 0x04
+    TEXT_PART = 0x05  # a piece of a longer text; the TEXT that follows ends it
 
 
 class ChannelState(enum.Enum):
@@ -136,6 +146,31 @@ def prologue(sid: str, initiator_nick: str, responder_nick: str) -> bytes:
 def max_text_bytes(max_frame: int = DEFAULT_MAX_FRAME) -> int:
     """The longest UTF-8 text one TEXT message carries (section 11: ``max_frame - 17``)."""
     return max_frame - TAG_SIZE - 1
+
+
+def closed_reason(reason: str, peer: str) -> str:
+    """The words for a ``CLOSED`` reason (section 7), about the peer ``peer``."""
+    words = {
+        "gone": f"{peer} lost the connection to the relay",
+        "kicked": f"{peer} was disconnected by the relay",
+        "draining": "the relay is shutting down or restarting",
+        "closed": f"{peer} closed the session",
+        "timeout": "the relay timed the session out",
+        "declined": f"{peer} declined",
+    }
+    if reason in words:
+        return words[reason]
+    shown = reason if reason.isascii() and reason.replace("-", "").isalnum() else "?"
+    return f"the relay says: {shown}"
+
+
+def split_text(data: bytes, max_frame: int = DEFAULT_MAX_FRAME) -> list[tuple[MessageType, bytes]]:
+    """Section 11: ``data`` (UTF-8) as TEXT_PART pieces of ``max_frame - 17``
+    bytes and a final TEXT; one TEXT when it fits. Cut at byte boundaries:
+    the receiver decodes only the joined whole."""
+    room = max_text_bytes(max_frame)
+    pieces = [data[i : i + room] for i in range(0, len(data), room)] or [b""]
+    return [(MessageType.TEXT_PART, piece) for piece in pieces[:-1]] + [(MessageType.TEXT, pieces[-1])]
 
 
 # -- trust ------------------------------------------------------------------------
@@ -212,6 +247,9 @@ class Channel:
         self._smp = SocialistMillionaire(session_initiator=initiator)
         self._unconfirmed = receipts.Unconfirmed()
         self.last_text_number = 0
+        # The joined TEXT_PART bodies of a text being received (None: none is), kept as
+        # one buffer so what a peer makes us hold is its bytes, whatever the count of pieces.
+        self._partial: Optional[bytearray] = None
         self._handshake_hash: Optional[bytes] = None
         self.state = ChannelState.HANDSHAKE
         self.peer_identity: Optional[bytes] = None
@@ -344,25 +382,44 @@ class Channel:
     def _transport(self, ciphertext: bytes) -> list[Event]:
         plaintext = self._decrypt(ciphertext)
         if not plaintext:
-            raise MessageRejected(f"{self.peer_nick} sent an empty message, which the protocol forbids.")
+            raise self._unreadable("an empty message")
         kind, body = plaintext[0], plaintext[1:]
+        if self._partial is not None:  # inside a long text: only its pieces and its end may come
+            if kind not in (MessageType.TEXT_PART, MessageType.TEXT):
+                raise self._unreadable("a long message broken off in the middle")
+            if len(self._partial) + len(body) > MAX_MESSAGE_BYTES:
+                raise self._unreadable(f"a message longer than {MAX_MESSAGE_BYTES} bytes")
+        if kind == MessageType.TEXT_PART:
+            if self._partial is None:
+                self._partial = bytearray()
+            self._partial += body
+            return []
         if kind == MessageType.TEXT:
+            if self._partial is not None:
+                body = bytes(self._partial + body)
+                self._partial = None
             try:
                 text = body.decode("utf-8")
             except UnicodeDecodeError:
-                raise MessageRejected(f"{self.peer_nick} sent a message that is not UTF-8 text.") from None
+                raise self._unreadable("a message that is not UTF-8 text") from None
+            # The final TEXT's number covers its TEXT_PARTs too: "delivered" means the whole text.
             receipt = self._encrypt(MessageType.RECEIPT, receipts.encode(self._received))
             return [MessageReceived(text), SendFrame(receipt)]
         if kind == MessageType.RECEIPT:
             return self._receipt(body)
         if kind == MessageType.CLOSE:
             if body:
-                raise MessageRejected(f"{self.peer_nick} sent a malformed goodbye.")
+                raise self._unreadable("a malformed goodbye")
             self._end()
             return [PeerClosed(True, f"{self.peer_nick} ended the conversation.")]
         if kind == MessageType.SMP:
             return self._smp_received(body)
         return [UnknownMessage(kind, f"{self.peer_nick} sent a message of unknown type 0x{kind:02x}; it was ignored.")]
+
+    def _unreadable(self, what: str) -> MessageRejected:
+        """An authenticated message that breaks section 11: the peer's client is at fault."""
+        return MessageRejected(f"{self.peer_nick}'s client sent something unreadable ({what}); "
+                               "the conversation ended.")
 
     def _closing(self, ciphertext: bytes) -> list[Event]:
         """After our CLOSE: read in order (the nonces demand it), keep only
@@ -409,15 +466,39 @@ class Channel:
         return ConversationClosed(f"The conversation with {self.peer_nick} is over.")
 
     def send_text(self, text: str) -> bytes:
-        """The FRAME payload carrying ``text``. Raises ConversationClosed or MessageTooLong.
+        """The one FRAME payload carrying ``text``. Raises ConversationClosed or
+        MessageTooLong (longer than one frame: :meth:`send_message` splits).
 
         Its number is ``last_text_number`` afterwards; a :class:`Delivered`
         event names it once the peer confirms it, and until then it is in
         :attr:`unconfirmed`."""
         frame = self._encrypt(MessageType.TEXT, text.encode("utf-8"))
+        self._sent_text(text)
+        return frame
+
+    def send_message(self, text: str) -> list[bytes]:
+        """The FRAME payloads carrying ``text``, split into TEXT_PART pieces when
+        it is longer than one frame (section 11); send them in this order, with
+        nothing in between. Raises ConversationClosed, or MessageTooLong past
+        MAX_MESSAGE_BYTES.
+
+        The text's number (``last_text_number`` afterwards) is its final
+        TEXT's, so the peer's RECEIPT for it, sent only once the text is
+        whole, means the whole text arrived; the pieces are never confirmed
+        on their own."""
+        data = text.encode("utf-8")
+        if len(data) > MAX_MESSAGE_BYTES:
+            raise MessageTooLong(f"A message is at most {MAX_MESSAGE_BYTES} bytes.")
+        if self.state is not ChannelState.OPEN:
+            raise self._not_open()
+        frames = [self._encrypt(kind, piece) for kind, piece in split_text(data, self.max_frame)]
+        self._sent_text(text)
+        return frames
+
+    def _sent_text(self, text: str) -> None:
+        """Our TEXT just encrypted (the last of its pieces) awaits the peer's RECEIPT."""
         self.last_text_number = self._sent
         self._unconfirmed.sent(self._sent, text)
-        return frame
 
     def close(self) -> Optional[bytes]:
         """Our encrypted goodbye, after which we send nothing; None if there is
@@ -443,11 +524,10 @@ class Channel:
     def relay_closed(self, reason: str) -> list[Event]:
         """The relay said ``CLOSED <sid> <reason>``. Without the peer's CLOSE
         first, messages may have been cut off: say so (section 11)."""
-        shown = reason if reason.isascii() and reason.replace("-", "").isalnum() else "?"
+        why = closed_reason(reason, self.peer_nick)
         if self.state is ChannelState.HANDSHAKE:
             return self.fail(HandshakeFailed(
-                f"The conversation with {self.peer_nick} ended before it was verified "
-                f"(the relay says: {shown})."
+                f"The conversation with {self.peer_nick} ended before it was verified: {why}."
             ))
         if self.state is ChannelState.CLOSING:
             self._end()
@@ -455,8 +535,8 @@ class Channel:
         if self.state is ChannelState.OPEN:
             self._end()
             return [PeerClosed(False, (
-                f"The conversation with {self.peer_nick} ended without their goodbye "
-                f"(the relay says: {shown}); the last messages may have been lost."
+                f"The conversation with {self.peer_nick} ended without their goodbye: {why}; "
+                "the last messages may have been lost."
             ))]
         return []
 
@@ -477,6 +557,7 @@ class Channel:
     def _drop_secrets(self) -> None:
         self._handshake = None
         self._send = self._recv = None
+        self._partial = None
         self._smp.abort()
 
     # -- Socialist Millionaire check (section 14) -----------------------------------------
@@ -510,9 +591,14 @@ class Channel:
         smp = self._smp
         try:
             reply = smp.receive(body)
-        except SMPError as e:
+        except SMPUnexpectedMessage:  # usually both started at once, or a message crossed an abort
             return [SendFrame(self._encrypt(MessageType.SMP, smp.abort())), SMPAborted(
-                f"The secret check with {self.peer_nick} failed and was stopped: {e}"
+                f"The secret check with {self.peer_nick} was reset because two checks crossed; start it again."
+            )]
+        except SMPError:  # the detail (which proof, which field) is for developers, not a reason to show
+            return [SendFrame(self._encrypt(MessageType.SMP, smp.abort())), SMPAborted(
+                f"The secret check with {self.peer_nick} was stopped: {self.peer_nick}'s client sent a "
+                "check message that does not verify."
             )]
         events: list[Event] = []
         if reply is not None:

@@ -74,6 +74,7 @@ class ChatClient(RelayEvents):
         self._raw_mail: deque[tuple[int, str, int, bytes]] = deque(maxlen=UNOBSERVED_KEPT)  # not ACKed: the relay keeps what ages out
         self._notices: Feed[str] = Feed()
         self._disconnects: Feed[str] = Feed()
+        self._verified: Feed[Conversation] = Feed()
 
     def __repr__(self) -> str:
         return f"<ChatClient {self.nick or '?'}>"
@@ -128,10 +129,12 @@ class ChatClient(RelayEvents):
 
     # -- conversations ----------------------------------------------------------
 
-    def call(self, nick: str) -> Deferred[Any]:
+    def call(self, nick: str, ringing: Optional[Callable[[], None]] = None) -> Deferred[Any]:
         """Offer a conversation; fires with a verified :class:`Conversation`.
 
-        Fails with RelayError (offline, no-such-user, ...), Declined,
+        ``ringing()`` is called once the relay has taken the offer (the peer
+        is being asked), so a program says "Calling bob" only when it is
+        true. Fails with RelayError (offline, no-such-user, ...), Declined,
         KeyChanged or HandshakeFailed, each with a sentence. Cancelling the
         Deferred withdraws the offer.
         """
@@ -139,7 +142,7 @@ class ChatClient(RelayEvents):
             canonical_nick(nick)
         except ValueError as e:
             return fail(e)
-        call = _OutgoingCall(self, canonical_nick(nick))
+        call = _OutgoingCall(self, canonical_nick(nick), ringing)
         self._protocol.offer(nick).addCallback(call.offered).addErrback(call.refused)
         return call.result
 
@@ -256,6 +259,17 @@ class ChatClient(RelayEvents):
     def observe_notices(self, observer: Callable[[str], None]) -> None:
         self._notices.add(observer)
 
+    def observe_conversations(self, observer: Callable[[Conversation], None]) -> None:
+        """Call ``observer(conversation)`` for each conversation, called or
+        accepted, once its handshake is verified (before its Deferred fires)."""
+        self._verified.add(observer)
+
+    def conversation_verified(self, conversation: Conversation) -> None:
+        """Driven by a Conversation whose handshake was just verified. Not kept
+        for later observers: nobody needs yesterday's conversations (and their keys) held."""
+        if self._verified.observed:
+            self._verified.emit(conversation)
+
     def observe_disconnect(self, observer: Callable[[str], None]) -> None:
         """Call ``observer(reason)`` once when the relay connection ends."""
         if self.disconnected is not None and self._disconnects.observed:
@@ -312,6 +326,11 @@ class ChatClient(RelayEvents):
         if conversation is not None:
             conversation.frame_refused(error)
 
+    def relay_frame_unreadable(self, sid: str) -> None:
+        conversation = self.sessions.conversation(sid)
+        if conversation is not None:
+            conversation.frame_unreadable()
+
     def relay_mail(self, mail_id: int, sender: str, time: int, payload: bytes) -> None:
         if not self._mail_feed.observed:
             self._raw_mail.append((mail_id, sender, time, payload))
@@ -328,7 +347,7 @@ class ChatClient(RelayEvents):
     def relay_disconnected(self, error: Disconnected) -> None:
         self.disconnected = error
         for offer in self.sessions.offers():
-            offer.withdraw("gone")
+            offer.withdraw("lost")
         for conversation in self.sessions.conversations():
             conversation.connection_lost(error)
         self.sessions.clear()
@@ -339,9 +358,10 @@ class _OutgoingCall:
     """One :meth:`ChatClient.call` until the relay answers the OFFER: its result,
     and whether the caller cancelled before the session existed."""
 
-    def __init__(self, client: ChatClient, asked: str) -> None:
+    def __init__(self, client: ChatClient, asked: str, ringing: Optional[Callable[[], None]] = None) -> None:
         self._client = client
         self._asked = asked
+        self._ringing = ringing
         self._cancelled = False
         self._conversation: Optional[Conversation] = None
         self.result: Deferred[Any] = Deferred(self._cancel)
@@ -367,6 +387,8 @@ class _OutgoingCall:
             conversation.when_verified().addErrback(lambda _: None)
             conversation.close()
             return
+        if self._ringing is not None:
+            Feed._call(lambda _: self._ringing(), None)  # a program's bug must not stop the call
         conversation.when_verified().chainDeferred(self.result)
 
     def refused(self, failure: Failure) -> None:

@@ -75,11 +75,13 @@ class Unreadable:
 @dataclass(frozen=True)
 class FrameRefused:
     """A ``FRAME`` of session ``sid`` failed: ``ERR FRAME`` from the relay, or a
-    forwarded payload that does not decode (``bad-encoding``)."""
+    forwarded payload that does not decode (``bad-encoding``, ``too-big``:
+    ``forwarded``, the peer's doing, since the relay passes payloads on unread)."""
 
     sid: str
     code: str
     text: str
+    forwarded: bool = False
 
 
 @dataclass(frozen=True)
@@ -239,7 +241,7 @@ class RelayConnection:
             self._bad_frame(parts[1] if len(parts) > 1 else "", events)
             return
         if self.hello is not None and len(frame.payload) > self.hello.max_frame:
-            events.append(FrameRefused(frame.sid, "too-big", "the relay forwarded a frame larger than it allows"))
+            events.append(FrameRefused(frame.sid, "too-big", "the relay forwarded a frame larger than it allows", True))
             return
         events.append(frame)
 
@@ -250,4 +252,4 @@ class RelayConnection:
         if not is_sid(sid):
             self.malformed += 1
             return
-        events.append(FrameRefused(sid, "bad-encoding", "the relay forwarded a frame that is not valid base64"))
+        events.append(FrameRefused(sid, "bad-encoding", "the relay forwarded a frame that is not valid base64", True))

@@ -11,13 +11,15 @@ what only the relay session knows (offered, accepted, still open).
 from __future__ import annotations
 
 import enum
-from typing import Any, Callable, Optional, TYPE_CHECKING
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall
 from twisted.python.failure import Failure
 
 from relaychat.client.channel import (
+    MAX_MESSAGE_BYTES,
     Channel,
     ChannelFailed,
     ChannelState,
@@ -31,7 +33,6 @@ from relaychat.client.channel import (
     SMPRequested,
     SMPResult,
     UnknownMessage,
-    max_text_bytes,
 )
 from relaychat.client.errors import (
     ConversationClosed,
@@ -124,6 +125,7 @@ class Conversation:
         self.lookalike_of: Optional[str] = None  # first contact with a name imitating a pinned one
         self.verified: Optional[Verification] = None
         self.ended: Optional[Ended] = None
+        self._cause: Optional[str] = None  # why the relay session went away, for Ended.cause
         self._channel = Channel(
             initiator=initiator, sid=sid, local_nick=client.canonical_nick, peer_nick=nick,
             identity=client.identity, pins=PinnedPeer(client, nick), max_frame=client.max_frame,
@@ -148,14 +150,17 @@ class Conversation:
 
     @property
     def max_text_bytes(self) -> int:
-        """The longest message (UTF-8 bytes) :meth:`send` accepts."""
-        return max_text_bytes(self._client.max_frame)
+        """The longest message (UTF-8 bytes) :meth:`send` accepts; longer than
+        one frame is split and joined again (section 11, TEXT_PART)."""
+        return MAX_MESSAGE_BYTES
 
     def send(self, text: str) -> int:
-        """Encrypt and send one message; returns its number, which a
-        :class:`Delivery` names once the peer confirms it. Raises
-        ConversationClosed or MessageTooLong."""
-        self._send(self._channel.send_text(text))
+        """Encrypt and send one message, in as many frames as it needs; returns
+        its number, which a :class:`Delivery` names once the peer confirms it
+        (the whole of it: a long text is confirmed only once it is joined).
+        Raises ConversationClosed or MessageTooLong."""
+        for frame in self._channel.send_message(text):
+            self._send(frame)
         return self._channel.last_text_number
 
     @property
@@ -207,8 +212,8 @@ class Conversation:
     def _ending(self, clean: bool, reason: str, by_peer: bool,
                 error: Optional[ConversationFailed] = None) -> Ended:
         unconfirmed = self._channel.unconfirmed
-        return Ended(clean, reason, by_peer, error, tuple(words for _, words in unconfirmed),
-                     self._channel.unconfirmed_count)
+        return Ended(clean, reason, by_peer, error, unconfirmed=tuple(words for _, words in unconfirmed),
+                     unconfirmed_count=self._channel.unconfirmed_count)
 
     def observe_messages(self, observer: Callable[[str], None]) -> None:
         """Call ``observer(text)`` for every message received, in order."""
@@ -287,6 +292,7 @@ class Conversation:
     def relay_closed(self, reason: str) -> None:
         """The relay said CLOSED: declined or timed out if we were calling, else over."""
         calling = self.state is ConversationState.CALLING
+        self._cause = reason
         lingering = self.state is ConversationState.CLOSING
         self._advance(_Step.SESSION_GONE)
         self._sessions.forget(self)  # before anyone hears of it: the relay knows it no more
@@ -294,8 +300,11 @@ class Conversation:
             texts = {
                 "declined": f"{self.nick} declined the conversation.",
                 "timeout": f"{self.nick} did not answer in time.",
+                "gone": f"{self.nick} disconnected before answering.",
+                "kicked": f"{self.nick} was disconnected by the relay before answering.",
+                "draining": f"The relay is shutting down; the call to {self.nick} was stopped.",
             }
-            error = Declined(texts.get(reason, f"{self.nick} did not accept the conversation."))
+            error = Declined(texts.get(reason, f"{self.nick} did not accept the conversation."), reason)
             self._handle(self._channel.fail(error))
         else:
             self._handle(self._channel.relay_closed(reason))
@@ -307,20 +316,25 @@ class Conversation:
         if error.code == "no-session":
             self._advance(_Step.SESSION_GONE)
             self._sessions.forget(self)
-        if error.code == "bad-encoding":  # a frame that came to us damaged
-            text = f"A damaged message came from {self.nick}; the conversation was stopped."
-        else:
-            text = f"The relay did not deliver a message to {self.nick} ({error.code}); the conversation was stopped."
+        text = f"The relay did not deliver a message to {self.nick} ({error.code}); the conversation was stopped."
         self._handle(self._channel.fail(MessageRejected(text)))
+
+    def frame_unreadable(self) -> None:
+        """A FRAME for us whose payload is not what a client can send (not UTF-8, not
+        strict base64, too big): it is said as the peer's, and only this session fails."""
+        self._handle(self._channel.fail(MessageRejected(
+            f"{self.nick}'s client sent something unreadable; the conversation ended."
+        )))
 
     def connection_lost(self, error: Disconnected) -> None:
         """The relay connection ended, and this session with it."""
+        self._cause = "lost"
         lingering = self.state is ConversationState.CLOSING
         self._advance(_Step.SESSION_GONE)
         if not self._ready.called:
             self._ready.errback(error)
         self._handle(self._channel.fail(ConversationClosed(
-            f"The conversation with {self.nick} ended: {error}"
+            f"The conversation with {self.nick} was cut off with the connection to the relay."
         )))
         if lingering:
             self._closed_by_us()
@@ -413,6 +427,7 @@ class Conversation:
         self.verified = self._client.saw(self.nick, event.peer_identity)
         self._advance(_Step.VERIFIED)
         self._cancel_timer()
+        self._client.conversation_verified(self)
         if not self._ready.called:
             self._ready.callback(self)
 
@@ -428,6 +443,8 @@ class Conversation:
             return
         self._cancel_timer()
         self._advance(_Step.END)
+        if self._cause is not None and ended.cause is None:
+            ended = replace(ended, cause=self._cause)
         self.ended = ended
         self._ends.emit(ended)
 

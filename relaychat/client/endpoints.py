@@ -238,6 +238,14 @@ def _parse_spec(spec: str) -> Optional[tuple[str, str, int, dict[str, str]]]:
 # -- words for people -------------------------------------------------------------------
 
 
+def is_verification_failure(reason: Union[BaseException, Failure, None]) -> bool:
+    """The relay's certificate was refused (a pin, a name, an untrusted signer):
+    not something to retry quietly, since it may be someone else answering."""
+    error = reason.value if isinstance(reason, Failure) else reason
+    return isinstance(error, (FingerprintMismatch, VerificationError)) or (
+        isinstance(error, SSL.Error) and "certificate verify failed" in str(error))
+
+
 def explain(reason: Union[BaseException, Failure]) -> str:
     """A sentence for a TLS connection failure."""
     error = reason.value if isinstance(reason, Failure) else reason

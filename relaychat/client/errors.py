@@ -8,8 +8,11 @@ program can show as it is (after making it inert, protocol section 16).
 
 from __future__ import annotations
 
+from typing import Optional
+
 from relaychat.client.known_relays import relay_fingerprint
 from relaychat.crypto.safety import identity_fingerprint
+from relaychat.wire.refusals import parse_ban, parse_holder
 
 
 class RelayError(Exception):
@@ -29,6 +32,17 @@ class RelayError(Exception):
     def __str__(self) -> str:
         return f"The relay refused {self.command}: {self.text} ({self.code})."
 
+    @property
+    def ban(self) -> Optional[tuple[str, int]]:
+        """For ``banned``: (``nick``/``key``/``address``, seconds it still runs), if the relay said."""
+        return parse_ban(self.text) if self.code == "banned" else None
+
+    @property
+    def holder(self) -> Optional[tuple[str, bool]]:
+        """For ``taken``: (the nickname that holds the name, whether it is a
+        look-alike of the one asked for), if the relay said (section 4)."""
+        return parse_holder(self.text) if self.code == "taken" else None
+
 
 class TooMuchWork(RelayError):
     """The relay asked for more proof of work than this client does: a
@@ -47,7 +61,10 @@ class TooMuchWork(RelayError):
 
 
 class Disconnected(RelayError):
-    """The connection to the relay ended; ``code`` is the ``BYE`` code if any."""
+    """The connection to the relay ended; ``code`` is the ``BYE`` code if the
+    relay said goodbye, else what the client saw: ``lost`` (the connection
+    dropped), ``timeout``, ``protocol`` (the relay broke the protocol) or
+    ``tls`` (the relay's certificate was refused)."""
 
     def __str__(self) -> str:
         return f"Disconnected from the relay: {self.text}."
@@ -121,7 +138,12 @@ class MessageRejected(ConversationFailed):
 
 
 class Declined(ConversationFailed):
-    """The peer declined the offer, or it timed out or was withdrawn."""
+    """The peer declined the offer, or it timed out or was withdrawn;
+    ``reason`` is the relay's ``CLOSED`` reason word (``declined``, ``timeout``, ``gone``, ...)."""
+
+    def __init__(self, text: str, reason: str = "declined") -> None:
+        super().__init__(text)
+        self.reason = reason
 
 
 class ConversationClosed(ConversationFailed):

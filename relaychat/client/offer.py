@@ -80,5 +80,11 @@ class IncomingOffer:
     def withdraw(self, reason: str) -> None:
         """The relay said the offer ended before we answered (driven by the ChatClient)."""
         self.state = OfferState.WITHDRAWN
-        texts = {"timeout": f"The offer from {self.nick} timed out.", "gone": f"{self.nick} disconnected."}
+        texts = {
+            "timeout": f"The offer from {self.nick} timed out.",
+            "gone": f"{self.nick} disconnected before you answered.",
+            "kicked": f"{self.nick} was disconnected by the relay before you answered.",
+            "draining": f"The relay is shutting down; the offer from {self.nick} is gone.",
+            "lost": f"The offer from {self.nick} is gone with the connection to the relay.",
+        }
         self._withdrawn.emit(texts.get(reason, f"{self.nick} withdrew the offer."))

@@ -84,6 +84,7 @@ class RelayEvents:
     def relay_closed(self, sid: str, reason: str) -> None: ...
     def relay_frame(self, sid: str, payload: bytes) -> None: ...
     def relay_frame_error(self, sid: str, error: RelayError) -> None: ...
+    def relay_frame_unreadable(self, sid: str) -> None: ...
     def relay_mail(self, mail_id: int, sender: str, time: int, payload: bytes) -> None: ...
     def relay_notice(self, text: str) -> None: ...
     def relay_bye(self, code: str, text: str) -> None: ...
@@ -150,7 +151,8 @@ class RelayClientProtocol(Protocol):
             error = Disconnected(goodbye.code, goodbye.text or goodbye.code)
         else:
             text = endpoints.explain(reason) if reason is not None else "connection closed"  # TLS failures in words
-            error = Disconnected("lost", text.rstrip("."))
+            code = "tls" if endpoints.is_verification_failure(reason) else "lost"  # "tls" is not retried
+            error = Disconnected(code, text.rstrip("."))
         self._lost_reason = error
         pending, self._pending = self._pending, deque()
         for item in pending:
@@ -189,6 +191,8 @@ class RelayClientProtocol(Protocol):
                 events.relay_frame(event.sid, event.payload)
             elif isinstance(event, (Answered, Refused, Unreadable)):
                 self._answer(event)
+            elif isinstance(event, FrameRefused) and event.forwarded:
+                events.relay_frame_unreadable(event.sid)  # the peer's doing (the relay passes payloads on unread)
             elif isinstance(event, FrameRefused):
                 events.relay_frame_error(event.sid, RelayError(event.code, event.text or event.code, "FRAME"))
             elif isinstance(event, Broken):

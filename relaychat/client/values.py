@@ -114,18 +114,36 @@ class Ended:
     ``clean`` is True only when the peer's encrypted CLOSE arrived (or we
     closed it ourselves): nothing was cut off. ``error`` is set when it
     ended because something was wrong (tampering, a changed key, ...).
+    ``cause`` says what ended the relay session when the relay (or the
+    connection to it) did: the ``CLOSED`` reason word (``gone``,
+    ``kicked``, ``draining``, ...) or ``lost`` (our connection ended);
+    None otherwise. :attr:`connection_broke` tells whether the conversation
+    may be taken up again once both ends are back (see ``Reconnector``).
     ``unconfirmed`` names, by their first words, our messages the peer never
     confirmed (section 11 receipts), oldest first; ``unconfirmed_count``
     also counts those too many to name. Both are empty when everything
-    arrived.
+    arrived. A conversation taken up again does not send them again (the
+    old session's keys are gone, and they may well have arrived): they are
+    reported, and the user decides.
     """
 
     clean: bool
     reason: str
     by_peer: bool
     error: Optional[ConversationFailed] = None
+    cause: Optional[str] = None
     unconfirmed: tuple[str, ...] = ()
     unconfirmed_count: int = 0
+
+    @property
+    def connection_broke(self) -> bool:
+        """It ended only because a connection went away (ours, the peer's, or
+        the relay restarting), not because anyone chose to end it."""
+        return not self.clean and self.cause in RESUMABLE_CAUSES
+
+
+#: ``Ended.cause`` values after which a conversation may be re-established.
+RESUMABLE_CAUSES = frozenset({"lost", "gone", "draining"})
 
 
 @dataclass(frozen=True)

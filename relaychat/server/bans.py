@@ -31,6 +31,11 @@ class Bans:
         until = self._until.get((kind, value))
         return until is not None and now < until
 
+    def remaining(self, kind: str, value: str, now: float) -> float:
+        """Seconds the ban still runs (0 if there is none)."""
+        until = self._until.get((kind, value))
+        return until - now if until is not None and now < until else 0.0
+
     def expire(self, now: float) -> None:
         for key in [k for k, until in self._until.items() if until <= now]:
             del self._until[key]

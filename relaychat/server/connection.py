@@ -63,6 +63,7 @@ class Connection:
         "link", "address", "splitter", "state", "nick", "display", "identity_pub", "claim",
         "sessions", "outbox", "outbox_size", "backlog", "congested_at", "violations", "tokens", "tokens_at",
         "last_seen", "connected_at", "congested", "reading", "throttled", "life", "lines_in", "bytes_in",
+        "waiting",
     )
 
     def __init__(self, link: Link, address: str, max_line: int, burst: int, now: float) -> None:
@@ -90,6 +91,7 @@ class Connection:
         self.life = Life.OPEN
         self.lines_in = 0
         self.bytes_in = 0
+        self.waiting = False  # for a directory answer: its further lines wait in the backlog
 
     def __repr__(self) -> str:
         return f"<Connection {self.display or '?'} from {self.address}>"

@@ -21,6 +21,10 @@ without TLS, a connection gets:
     ``web_client = true`` also serves the browser client's page there
     (:mod:`relaychat.server.webclient`); ``path`` then defaults to ``/relay``.
 
+Every kind takes ``reuse_port = true`` (SO_REUSEPORT on a ``tcp:`` endpoint):
+several relay processes (cluster nodes, :mod:`relaychat.cluster`) then listen
+on one port and the kernel spreads new connections among them.
+
 Certificates and keys are read when the service is built, before twistd
 drops privileges, so a missing, unreadable or mismatched file stops
 start-up with a :class:`~relaychat.config.ConfigError` naming the listener.
@@ -32,7 +36,10 @@ import ssl
 from pathlib import Path
 from typing import Any, Callable
 
+import re
+
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.tcp import makeBinding
 from twisted.internet.interfaces import IProtocolFactory, IStreamServerEndpoint
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
@@ -55,6 +62,36 @@ def describe(listener: ListenerConfig) -> str:
     return f"{listener.kind} listener {listener.endpoint!r}"
 
 
+class ReusePortEndpoint:
+    """A TCP server endpoint binding with SO_REUSEPORT (Twisted's endpoint strings have no such option)."""
+
+    def __init__(self, reactor: Any, port: int, interface: str, backlog: int) -> None:
+        self.reactor, self.port, self.interface, self.backlog = reactor, port, interface, backlog
+
+    def listen(self, factory: IProtocolFactory) -> Any:
+        from twisted.internet.defer import execute
+
+        binding = makeBinding(self.interface, self.port, reuseAddress=True, reusePort=True)
+        return execute(self.reactor.listenTCP, binding, factory, backlog=self.backlog)
+
+
+def _reuse_port_endpoint(listener: ListenerConfig, reactor: Any, backlog: int) -> ReusePortEndpoint:
+    """``tcp:PORT[:interface=ADDRESS][:backlog=N]`` with SO_REUSEPORT; nothing else is accepted."""
+    parts = [p.replace("\\:", ":") for p in re.split(r"(?<!\\):", listener.endpoint)]
+    wrong = ConfigError(f"{describe(listener)}: reuse_port needs an endpoint string tcp:PORT[:interface=ADDRESS][:backlog=N]")
+    if len(parts) < 2 or parts[0].lower() != "tcp" or not parts[1].isdigit():
+        raise wrong
+    options = {"interface": "", "backlog": str(backlog)}
+    for part in parts[2:]:
+        key, _, value = part.partition("=")
+        if key not in options or not value:
+            raise wrong
+        options[key] = value
+    if not options["backlog"].isdigit():
+        raise wrong
+    return ReusePortEndpoint(reactor, int(parts[1]), options["interface"], int(options["backlog"]))
+
+
 def with_backlog(description: str, backlog: int) -> str:
     """``description`` with ``backlog=`` added, unless it has one or its type takes none."""
     parts = split_endpoint(description)
@@ -75,6 +112,8 @@ def _endpoint(listener: ListenerConfig, reactor: Any, backlog: int, tls: bool = 
     scheme = listener.endpoint.split(":", 1)[0].lower()
     if tls and scheme in ("ssl", "tls"):
         raise ConfigError(f"{describe(listener)}: use a tcp: endpoint string; the listener adds TLS itself")
+    if listener.options.get("reuse_port"):
+        return _reuse_port_endpoint(listener, reactor, backlog)  # type: ignore[return-value]
     return server_endpoint(reactor, listener.endpoint, backlog, describe(listener))
 
 

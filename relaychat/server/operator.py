@@ -15,6 +15,7 @@ from relaychat.server.connection import Life
 from relaychat.server.hub import Hub
 from relaychat.wire.errors import Bye, Closed
 from relaychat.wire.messages import Notice
+from relaychat.wire.refusals import ban_text
 
 DEFAULT_KICK_REASON = "kicked by the operator"
 
@@ -27,7 +28,8 @@ class Operator:
         """Disconnect ``nick`` now, if it is online; its peers see ``CLOSED <sid> kicked``."""
         client = self._hub.online.get(nick.lower())
         if client is None:
-            return False
+            elsewhere = self._hub.elsewhere  # a cluster: the user may be on another node
+            return elsewhere is not None and elsewhere.kick(nick.lower(), reason)
         self._hub.dismiss(client, Bye.KICKED, reason, session_reason=Closed.KICKED)
         return True
 
@@ -49,8 +51,9 @@ class Operator:
             victims = [c for c in serving if c.address == value]
         else:
             victims = [c for c in serving if c.nick == value or (key and c.identity_pub == key)]
-        for client in victims:
-            hub.dismiss(client, Bye.BANNED, "banned by the operator", session_reason=Closed.KICKED)
+        for client in victims:  # each is told which ban hit it, and for how long (protocol section 2)
+            which = "address" if kind == "address" else "nick" if client.nick == value else "key"
+            hub.dismiss(client, Bye.BANNED, ban_text(which, seconds), session_reason=Closed.KICKED)
         return len(victims)
 
     def unban(self, kind: str, value: str) -> list[tuple[str, str]]:

@@ -14,6 +14,27 @@ from typing import Optional
 from relaychat.wire.nicknames import canonical, skeleton
 from relaychat.server.store import Binding, Store
 from relaychat.wire.errors import Code, ProtocolError
+from relaychat.wire.refusals import taken_text
+
+
+def judge_claim(existing: Optional[Binding], lookalike: Optional[Binding], identity_pub: bytes) -> Optional[Binding]:
+    """The rule, wherever the bindings live: ``existing`` (the nickname's binding)
+    must be ours; else no ``lookalike`` (a binding with its skeleton) may exist."""
+    if existing is not None:
+        if not hmac.compare_digest(existing.identity_pub, identity_pub):
+            raise taken(existing.display)
+        return existing
+    if lookalike is not None:
+        raise confused(lookalike.display)
+    return None
+
+
+def taken(display: str) -> ProtocolError:
+    return ProtocolError(Code.TAKEN, taken_text(display, lookalike=False))
+
+
+def confused(display: str) -> ProtocolError:
+    return ProtocolError(Code.TAKEN, taken_text(display, lookalike=True))
 
 
 class Registry:
@@ -28,14 +49,8 @@ class Registry:
         """Refuse a claim another key holds; return the existing binding if it is ours."""
         canon = canonical(nick)
         existing = self._store.binding(canon)
-        if existing is not None:
-            if not hmac.compare_digest(existing.identity_pub, identity_pub):
-                raise ProtocolError(Code.TAKEN, f"{existing.display} is bound to another key")
-            return existing
-        lookalike = self._store.binding_by_skeleton(skeleton(canon))
-        if lookalike is not None:
-            raise ProtocolError(Code.TAKEN, f"too easily confused with {lookalike.display}")
-        return None
+        lookalike = None if existing is not None else self._store.binding_by_skeleton(skeleton(canon))
+        return judge_claim(existing, lookalike, identity_pub)
 
     def bind(self, nick: str, identity_pub: bytes, static_pub: bytes, static_sig: bytes, now: float) -> Binding:
         """Bind or reclaim ``nick``; raises ``taken`` if another key won a race."""
@@ -48,7 +63,7 @@ class Registry:
             return updated
         binding = Binding(canon, skeleton(canon), nick, identity_pub, static_pub, static_sig, now)
         if not self._store.insert_binding(binding):
-            raise ProtocolError(Code.TAKEN, f"{nick} was just taken")
+            raise ProtocolError(Code.TAKEN, taken_text(nick, lookalike=False))
         return binding
 
     def release(self, nick: str) -> Optional[tuple[Binding, int]]:

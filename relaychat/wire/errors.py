@@ -35,6 +35,7 @@ class Code(enum.Enum):
     BANNED = ("banned", False)
     DRAINING = ("draining", False)
     INTERNAL = ("internal", False)
+    UNAVAILABLE = ("unavailable", False)  # shared state (a cluster's Redis) unreachable: try again
 
     @property
     def word(self) -> str:

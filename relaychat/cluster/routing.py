@@ -1,0 +1,256 @@
+"""Which node holds which user: the cluster's routing core, sans I/O.
+
+Every node keeps a mirror of the users online on the *other* nodes, fed by
+the presence events Redis publishes (:mod:`relaychat.cluster.redis` runs the
+scripts that change the shared presence table and publish, in the same
+atomic step, what changed; so every node sees the changes in one order).
+This module only reads those events and says what follows from them; it
+owns no connection and no reactor, and the tests drive it with bytes.
+
+Events, one per message on the events channel (fields separated by one
+space; nicknames, node names and tokens never hold a space, identity keys
+are base64)::
+
+    J <canonical> <node> <token> <display> <identity-b64> <replaced-token|->
+    L <canonical> <node> <token>
+
+``J``: a login on ``node``; it replaced the login with ``replaced-token``
+(wherever that was). ``L``: that login ended (or its node was declared gone).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass, field
+from typing import Mapping, Optional
+
+from relaychat.server.directory import RemoteUser
+from relaychat.wire.codec import b64decode, b64encode
+
+NODE_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,31}\Z")
+"""A node's name: what it is called in Redis keys and in the console."""
+
+
+def presence_value(node: str, token: str, display: str, identity_pub: bytes) -> bytes:
+    """The presence table's value for one login (also the middle of its ``J`` event)."""
+    return f"{node} {token} {display} {b64encode(identity_pub)}".encode("ascii")
+
+
+def parse_presence(value: bytes) -> RemoteUser:
+    node, token, display, identity = value.decode("ascii").split(" ")
+    return RemoteUser(node, token, display, b64decode(identity, size=32))
+
+
+@dataclass(frozen=True)
+class Replaced:
+    """A local login another node's newer login has replaced: say ``BYE replaced``."""
+
+    canonical: str
+
+
+@dataclass
+class Presence:
+    """The mirror of other nodes' users, and the tokens of this node's logins."""
+
+    node: str
+    remote: dict[str, RemoteUser] = field(default_factory=dict)
+    local: dict[str, str] = field(default_factory=dict)  # canonical -> this node's login token
+
+    def login(self, canonical: str) -> str:
+        """A new login here: its token (which a later login anywhere names to replace it)."""
+        token = secrets.token_hex(8)
+        self.local[canonical] = token
+        self.remote.pop(canonical, None)
+        return token
+
+    def logout(self, canonical: str) -> Optional[str]:
+        """The login here ended: its token, to withdraw it from the shared table."""
+        return self.local.pop(canonical, None)
+
+    def load(self, table: Mapping[bytes, bytes]) -> None:
+        """Replace the mirror with the shared presence table (after (re)connecting)."""
+        remote = {}
+        for canon, value in table.items():
+            try:
+                user = parse_presence(value)
+            except (ValueError, UnicodeDecodeError):
+                continue  # not ours to judge; never fatal
+            if user.node != self.node:
+                remote[canon.decode("ascii")] = user
+        self.remote = remote
+
+    def event(self, data: bytes) -> Optional[Replaced]:
+        """Apply one event; returns what this node must do about it, if anything."""
+        try:
+            fields = data.decode("ascii").split(" ")
+        except UnicodeDecodeError:
+            return None
+        if fields[0] == "J" and len(fields) == 7:
+            _, canon, node, token, display, identity, replaced = fields
+            try:
+                user = RemoteUser(node, token, display, b64decode(identity, size=32))
+            except ValueError:
+                return None
+            mine = self.local.get(canon)
+            if node == self.node:
+                self.remote.pop(canon, None)
+                return None
+            self.remote[canon] = user
+            if mine is not None and mine == replaced:
+                del self.local[canon]
+                return Replaced(canon)
+        elif fields[0] == "L" and len(fields) == 4:
+            _, canon, node, token = fields
+            user_there = self.remote.get(canon)
+            if user_there is not None and user_there.token == token:
+                del self.remote[canon]
+        return None
+
+    def nodes(self) -> set[str]:
+        """The other nodes users are on, as far as this mirror knows."""
+        return {user.node for user in self.remote.values()}
+
+
+# == between nodes: batches, requests, credit ===================================
+#
+# Everything one node sends another in one reactor turn is one PUBLISH on the
+# receiver's channel (rc:to:<node>), so a read holding fifty frames for users
+# on node B costs one Redis command, not fifty. A batch is lines:
+#
+#     N <from-node>                       first line
+#     @ <canonical> <token>               the lines after it are for that login here
+#     <relay protocol lines>              as the sender's hub wrote them to its stand-in
+#     ! O <id> <sid> <to> <from> <token> <display> <identity-b64>   offer request
+#     ! R <id> OK | ! R <id> ERR <code> <text>                       its answer
+#     ! C <canonical> <bytes>             credit: send that many more bytes to our user
+#
+# Protocol lines never start with "@" or "!", so the markers are unambiguous.
+
+CREDIT_WINDOW = 512 * 1024
+"""Bytes a node may have in flight to one user on another node before that
+user's senders are paused (as a congested local reader pauses them)."""
+
+
+class Batches:
+    """What this node will publish to each other node at the end of this turn."""
+
+    def __init__(self, node: str) -> None:
+        self._header = b"N " + node.encode("ascii") + b"\n"
+        self._pending: dict[str, list[bytes]] = {}
+        self._last: dict[str, bytes] = {}  # the last "@" line per node, so a run needs it once
+
+    def lines_for(self, node: str, canonical: str, token: str, data: bytes) -> None:
+        parts = self._parts(node)
+        to = f"@ {canonical} {token}\n".encode("ascii")
+        if self._last.get(node) != to:
+            parts.append(to)
+            self._last[node] = to
+        parts.append(data)
+
+    def control(self, node: str, line: str) -> None:
+        self._parts(node).append(b"! " + line.encode("utf-8") + b"\n")
+
+    def _parts(self, node: str) -> list[bytes]:
+        parts = self._pending.get(node)
+        if parts is None:
+            parts = self._pending[node] = [self._header]
+        return parts
+
+    def __bool__(self) -> bool:
+        return bool(self._pending)
+
+    def take(self) -> dict[str, bytes]:
+        """Every batch, one payload per node, and start afresh."""
+        out = {node: b"".join(parts) for node, parts in self._pending.items()}
+        self._pending.clear()
+        self._last.clear()
+        return out
+
+
+@dataclass(frozen=True)
+class Lines:
+    """Protocol lines for one login here: ``data`` is whole lines, each ending in a newline."""
+
+    canonical: str
+    token: str
+    data: bytes
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+
+@dataclass(frozen=True)
+class Control:
+    fields: list[str]
+
+
+def parse_batch(payload: bytes) -> tuple[str, list["Lines | Control"]]:
+    """The sending node and the batch's items, in order; malformed parts are skipped.
+
+    A run of protocol lines stays one bytes object (found with ``find``, not
+    split line by line): the receiving hub can often pass it on whole.
+    """
+    if not payload.startswith(b"N "):
+        return "", []
+    end = payload.find(b"\n")
+    if end < 0:
+        return "", []
+    sender = payload[2:end].decode("ascii", "replace")
+    items: list[Lines | Control] = []
+    at = end + 1
+    size = len(payload)
+    while at < size:
+        end = payload.find(b"\n", at)
+        if end < 0:
+            break
+        marker = payload[at:at + 2]
+        if marker == b"! ":
+            items.append(Control(payload[at + 2:end].decode("utf-8", "replace").split(" ")))
+            at = end + 1
+        elif marker == b"@ ":
+            fields = payload[at + 2:end].decode("ascii", "replace").split(" ")
+            start = end + 1
+            # Markers start lines, so the run ends at the next "\n@ " or "\n! ", found in C.
+            stops = [i + 1 for i in (payload.find(b"\n@ ", end), payload.find(b"\n! ", end)) if i >= 0]
+            stop = min(stops) if stops else size
+            if stop == size and not payload.endswith(b"\n"):
+                stop = payload.rfind(b"\n") + 1  # a torn last line is dropped
+            if len(fields) == 2 and stop > start:
+                items.append(Lines(fields[0], fields[1], payload[start:stop]))
+            at = stop
+        else:
+            at = end + 1  # a line outside any "@" run: not ours to guess at
+    return sender, items
+
+
+class Credit:
+    """Credit one way across nodes: bytes this node may still send to a remote user."""
+
+    def __init__(self, window: int = CREDIT_WINDOW) -> None:
+        self.window = window
+        self.left: dict[tuple[str, str], int] = {}  # (node, canonical) -> bytes we may send
+        self.owed: dict[tuple[str, str], int] = {}  # (node, our canonical) -> bytes to give back
+
+    def spend(self, node: str, canonical: str, size: int) -> bool:
+        """We sent ``size`` bytes; False once we must stop."""
+        key = (node, canonical)
+        left = self.left.get(key, self.window) - size
+        self.left[key] = left
+        return left > 0
+
+    def grant(self, node: str, canonical: str, size: int) -> bool:
+        """``node`` gave credit back; True if we may send again."""
+        key = (node, canonical)
+        left = min(self.window, self.left.get(key, self.window) + size)
+        self.left[key] = left
+        return left > 0
+
+    def received(self, node: str, canonical: str, size: int) -> None:
+        """Bytes for our ``canonical`` arrived from ``node``; owe them back once delivered."""
+        key = (node, canonical)
+        self.owed[key] = self.owed.get(key, 0) + size
+
+    def forget(self, node: str, canonical: str) -> None:
+        self.left.pop((node, canonical), None)
