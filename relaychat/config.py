@@ -228,7 +228,7 @@ def _dataclass(cls: type, table: Mapping[str, Any], where: str) -> Any:
     _only(table, set(fields), where)
     values = {}
     for key, value in table.items():
-        wanted = type(fields[key].default)
+        wanted: Any = type(fields[key].default)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or (wanted is int and isinstance(value, float)):
             raise ConfigError(f"{where}{key}: expected {'an integer' if wanted is int else 'a number'}")
         values[key] = wanted(value)

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from typing import Any, Generator
 
-from twisted.internet.defer import inlineCallbacks
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests.memory_network import driven
 from tests.test_client_e2e import ProxyConnection, RelayTestCase
 from tests.test_client_protocol import SID, Base
 
@@ -37,7 +37,7 @@ class Protocol(Base):
 class Conversations(RelayTestCase):
     """bob talks to alice and carol; a relay damages a frame of alice's session."""
 
-    @inlineCallbacks
+    @driven
     def test_only_the_damaged_conversation_ends(self) -> Generator[Any, Any, None]:
         alice = yield self.connect("alice", via_proxy=True)
         bob = yield self.connect("bob", via_proxy=True)

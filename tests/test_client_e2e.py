@@ -14,13 +14,13 @@ from __future__ import annotations
 import base64
 from typing import Any, Callable, Generator, Optional
 
-from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
-from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.endpoints import connectProtocol
+from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Factory, Protocol
-from twisted.internet.task import deferLater
+from twisted.internet.task import Clock
 from twisted.python.failure import Failure
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 import relaychat.client as api
 from relaychat.client import (
@@ -53,15 +53,17 @@ from relaychat.server.protocol import RelayFactory, RelayProtocol
 from relaychat.server.store import Store
 from relaychat.wire.codec import b64decode, b64encode
 from relaychat.wire.lines import LineSplitter
+from tests.memory_network import MemoryNetwork, driven, require_driven
 from tests.support import identity
 
-WAIT = 10.0  # seconds; a hang fails with a timeout instead of blocking trial
+WAIT = 10.0  # virtual seconds (the Clock of a MemoryNetwork): a hang fails at this time-out, at once
 
 
 class Inbox:
     """Collects what an observer is given; ``get()`` fires with the next item."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
         self.items: list[Any] = []
         self._taken = 0
         self._waiting: list[Deferred] = []
@@ -80,7 +82,7 @@ class Inbox:
             d.callback(self.items[self._taken - 1])
         else:
             self._waiting.append(d)
-        return d.addTimeout(WAIT, reactor)
+        return d.addTimeout(WAIT, self.clock)
 
 
 # -- the relay, recording -----------------------------------------------------------
@@ -105,8 +107,8 @@ class RecordingRelayProtocol(RelayProtocol):
 
 
 class RecordingRelayFactory(RelayFactory):
-    def __init__(self, hub: Hub) -> None:
-        super().__init__(hub, reactor)
+    def __init__(self, hub: Hub, clock: Clock) -> None:
+        super().__init__(hub, clock)
         self.record: list[bytes] = []
         self.live: set[RecordingRelayProtocol] = set()
 
@@ -134,8 +136,7 @@ class ProxyConnection(Protocol):
 
     def connectionMade(self) -> None:
         self.proxy.live.add(self)
-        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", self.proxy.relay_port)
-        connectProtocol(endpoint, _Upstream(self)).addCallback(self._connected)
+        connectProtocol(self.proxy.relay, _Upstream(self)).addCallback(self._connected)
 
     def _connected(self, upstream: "_Upstream") -> None:
         self.upstream = upstream
@@ -188,8 +189,8 @@ class _Upstream(Protocol):
 class Proxy(Factory):
     noisy = False
 
-    def __init__(self, relay_port: int) -> None:
-        self.relay_port = relay_port
+    def __init__(self, relay: IStreamClientEndpoint) -> None:
+        self.relay = relay
         self.live: set[Protocol] = set()
         self.attack: Optional[Hook] = None
 
@@ -216,33 +217,48 @@ def frame_line(sid: str, payload: bytes) -> bytes:
 # -- fixture --------------------------------------------------------------------------------
 
 
-class RelayTestCase(TestCase):
-    timeout = 60
+class RelayTestCase(SynchronousTestCase):
+    """The real relay and clients, connected in memory (tests/memory_network.py):
+    what these tests check is the protocol and the crypto, not the sockets."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        require_driven(cls)
 
     def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(1_700_000_000)
+        self.network = MemoryNetwork(self.clock)
         self.store = Store(":memory:")
-        self.hub = Hub(self.store, Limits(pow_bits=4), now=reactor.seconds())
-        self.relay = RecordingRelayFactory(self.hub)
-        self.port = reactor.listenTCP(0, self.relay, interface="127.0.0.1")
-        self.proxy = Proxy(self.port.getHost().port)
-        self.proxy_port = reactor.listenTCP(0, self.proxy, interface="127.0.0.1")
+        self.hub = Hub(self.store, Limits(pow_bits=4), now=self.clock.seconds())
+        self.relay = RecordingRelayFactory(self.hub, self.clock)
+        self.proxy = Proxy(self.network.endpoint(self.relay))
         self.clients: list[ChatClient] = []
         self.offers: dict[str, Inbox] = {}
         self.accepted: dict[str, Inbox] = {}
 
-    @inlineCallbacks
-    def tearDown(self) -> Generator[Deferred, Any, None]:
+    def tearDown(self) -> None:
         for client in self.clients:
             if client._protocol.connected:
                 client._protocol.transport.loseConnection()
-                yield client._protocol.when_lost()
-        yield self.proxy_port.stopListening()
-        for _ in range(200):
-            if not self.relay.live and not self.proxy.live:
-                break
-            yield deferLater(reactor, 0.01, lambda: None)
-        yield self.port.stopListening()
+        self.network.settle()
+        self.assertEqual((self.relay.live, self.proxy.live), (set(), set()), "connections left open")
         self.store.close()
+
+    def assertFailure(self, d: Deferred[Any], *expected: type[BaseException]) -> Deferred[Any]:
+        """Fires with the exception ``d`` fails with, which must be one of ``expected``
+        (trial's asynchronous TestCase has this; a driven test is synchronous)."""
+        def succeeded(result: Any) -> None:
+            self.fail(f"{d!r} succeeded with {result!r}; expected one of {expected}")
+
+        def failed(failure: Failure) -> BaseException:
+            failure.trap(*expected)
+            return failure.value
+        return d.addCallbacks(succeeded, failed)
+
+    def quiet(self) -> Deferred[None]:
+        """Fires once everything sent so far has arrived and been handled."""
+        return self.network.when_quiet()
 
     def directory(self, nick: str) -> str:
         if not hasattr(self, "_dirs"):
@@ -260,14 +276,14 @@ class RelayTestCase(TestCase):
     @inlineCallbacks
     def connect(self, nick: str, via_proxy: bool = False, who: Optional[str] = None,
                 auto_accept: bool = True, **options: Any) -> Generator[Deferred, Any, ChatClient]:
-        port = (self.proxy_port if via_proxy else self.port).getHost().port
+        endpoint = self.network.endpoint(self.proxy if via_proxy else self.relay)
         client = yield api.connect(
-            reactor, f"tcp:127.0.0.1:{port}", identity(who or nick), nick, self.peers(nick),
+            self.clock, endpoint, identity(who or nick), nick, self.peers(nick),
             seen_mail=SeenMail.in_directory(self.directory(nick)), handshake_timeout=WAIT, **options,
         )
         self.clients.append(client)
-        self.offers[nick] = Inbox()
-        self.accepted[nick] = Inbox()
+        self.offers[nick] = Inbox(self.clock)
+        self.accepted[nick] = Inbox(self.clock)
         if auto_accept:
             def accept(offer: IncomingOffer) -> None:
                 self.offers[nick](offer)
@@ -289,7 +305,7 @@ class RelayTestCase(TestCase):
         return alice, bob, a_conv, b_conv
 
     def watch(self, conversation: Conversation) -> tuple[Inbox, Inbox]:
-        messages, ends = Inbox(), Inbox()
+        messages, ends = Inbox(self.clock), Inbox(self.clock)
         conversation.observe_messages(messages)
         conversation.observe_end(ends)
         return messages, ends
@@ -299,7 +315,7 @@ class RelayTestCase(TestCase):
 
 
 class Conversations(RelayTestCase):
-    @inlineCallbacks
+    @driven
     def test_handshake_and_messages_both_ways_without_plaintext_at_the_relay(self) -> Generator:
         alice, bob, a_conv, b_conv = yield self.pair()
         self.assertEqual(a_conv.safety_number, b_conv.safety_number)
@@ -327,7 +343,7 @@ class Conversations(RelayTestCase):
                 core = encoded[4 if shift else 0:-4]
                 self.assertNotIn(core, seen)
 
-    @inlineCallbacks
+    @driven
     def test_second_session_matches_the_pin_and_keeps_the_safety_number(self) -> Generator:
         alice, bob, first, _ = yield self.pair()
         yield first.close()
@@ -335,7 +351,7 @@ class Conversations(RelayTestCase):
         self.assertFalse(again.first_contact)
         self.assertEqual(again.safety_number, first.safety_number)
 
-    @inlineCallbacks
+    @driven
     def test_clean_close(self) -> Generator:
         alice, bob, a_conv, b_conv = yield self.pair()
         b_msgs, b_end = self.watch(b_conv)
@@ -349,10 +365,10 @@ class Conversations(RelayTestCase):
         self.assertRaises(ConversationClosed, b_conv.send, "more")
         yield b_conv.close()  # closing what the peer closed is harmless
         yield bob.quit()
-        yield deferLater(reactor, 0.05, lambda: None)
+        yield self.quiet()
         self.assertEqual(self.hub.stats.errors, 0, "closing must not cause relay errors")
 
-    @inlineCallbacks
+    @driven
     def test_states_through_a_conversations_life(self) -> Generator:
         """Open once verified; ENDED while the relay session lasts (the peer's
         goodbye arrived), CLOSED once it is gone; forgotten by the client then."""
@@ -366,16 +382,17 @@ class Conversations(RelayTestCase):
         yield closing
         yield b_end.get()
         self.assertIn(b_conv.state, (ConversationState.ENDED, ConversationState.CLOSED))
-        yield deferLater(reactor, 0.05, lambda: None)
+        yield self.quiet()
         self.assertIs(b_conv.state, ConversationState.CLOSED)  # the relay's CLOSED followed
         self.assertEqual(bob.sessions.conversations(), [])
 
-    @inlineCallbacks
+    @driven
     def test_states_of_a_declined_call(self) -> Generator:
         alice = yield self.connect("alice")
         yield self.connect("bob", auto_accept=False)
         call = alice.call("bob")
         offer = yield self.offers["bob"].get()
+        yield self.quiet()  # alice has her OK OFFER too
         self.assertIs(offer.state, OfferState.OPEN)
         [calling] = alice.sessions.conversations()
         self.assertIs(calling.state, ConversationState.CALLING)
@@ -386,7 +403,7 @@ class Conversations(RelayTestCase):
         self.assertIs(calling.state, ConversationState.CLOSED)
         self.assertEqual(alice.sessions.conversations(), [])
 
-    @inlineCallbacks
+    @driven
     def test_peer_disconnecting_is_truncation(self) -> Generator:
         alice, bob, a_conv, b_conv = yield self.pair()
         _, a_end = self.watch(a_conv)
@@ -397,7 +414,7 @@ class Conversations(RelayTestCase):
         self.assertEqual(ended.cause, "gone")
         self.assertTrue(ended.connection_broke)
 
-    @inlineCallbacks
+    @driven
     def test_decline_and_offline(self) -> Generator:
         alice = yield self.connect("alice")
         yield self.connect("bob", auto_accept=False)
@@ -410,13 +427,14 @@ class Conversations(RelayTestCase):
         error = yield self.assertFailure(alice.call("nobody"), RelayError)
         self.assertEqual(error.code, "no-such-user")
 
-    @inlineCallbacks
+    @driven
     def test_withdrawn_offer(self) -> Generator:
         alice = yield self.connect("alice")
         yield self.connect("bob", auto_accept=False)
         call = alice.call("bob")
         offer = yield self.offers["bob"].get()
-        withdrawn = Inbox()
+        yield self.quiet()  # alice has her OK OFFER too
+        withdrawn = Inbox(self.clock)
         offer.observe_withdrawn(withdrawn)
         call.cancel()
         yield self.assertFailure(call, ConversationClosed)
@@ -424,7 +442,7 @@ class Conversations(RelayTestCase):
         self.assertTrue(offer.withdrawn)
         self.failureResultOf(offer.accept(), ConversationClosed)
 
-    @inlineCallbacks
+    @driven
     def test_who_and_lookup(self) -> Generator:
         alice = yield self.connect("alice")
         yield self.connect("Bob")
@@ -434,7 +452,7 @@ class Conversations(RelayTestCase):
         self.assertEqual((info.nick, info.online, info.pin), ("bob", True, PinStatus.NEW))
         self.assertEqual(info.static_pub, identity("Bob").static_public)
 
-    @inlineCallbacks
+    @driven
     def test_changed_key_stops_the_conversation_until_accepted(self) -> Generator:
         alice = yield self.connect("alice")
         bob = yield self.connect("bob")
@@ -456,10 +474,10 @@ class Conversations(RelayTestCase):
         self.assertFalse(accepted.first_contact)
         self.assertEqual(accepted.safety_number, conversation.safety_number)
 
-    @inlineCallbacks
+    @driven
     def test_shared_secret_check(self) -> Generator:
         alice, bob, a_conv, b_conv = yield self.pair()
-        a_smp, b_smp = Inbox(), Inbox()
+        a_smp, b_smp = Inbox(self.clock), Inbox(self.clock)
         a_conv.observe_smp(a_smp)
         b_conv.observe_smp(b_smp)
         for secret_a, secret_b, equal in (("our first pet", "our first pet", True), ("red", "blue", False)):
@@ -481,13 +499,13 @@ class Mail(RelayTestCase):
         self.assertEqual(alice.known_peers.get(alice.server_id, "bob"), identity("bob").identity_public)
         return mail_id
 
-    @inlineCallbacks
+    @driven
     def test_sealed_mail_is_delivered_when_the_peer_returns_and_acked(self) -> Generator:
         yield self.sent_while_offline("meet me at the old mill")
         self.assertEqual(len(self.store.pending_mail("bob")), 1)
         self.assertNotIn(b"old mill", b"".join(self.relay.record))
         bob = yield self.connect("bob")
-        mail = Inbox()
+        mail = Inbox(self.clock)
         bob.observe_mail(mail)
         received = yield mail.get()
         self.assertIsInstance(received, ReceivedMail)
@@ -496,13 +514,13 @@ class Mail(RelayTestCase):
         yield bob.ping()  # the ACK went before the PING: the relay has handled it
         self.assertEqual(self.store.pending_mail("bob"), [])
 
-    @inlineCallbacks
+    @driven
     def test_a_replayed_mail_is_not_shown_twice(self) -> Generator:
         yield self.sent_while_offline("only once")
         (stored,) = self.store.pending_mail("bob")
         self.store.add_mail("bob", "alice", stored.created, stored.body)  # the relay keeps a copy
         bob = yield self.connect("bob")
-        mail = Inbox()
+        mail = Inbox(self.clock)
         bob.observe_mail(mail)
         yield mail.get()
         yield bob.ping()
@@ -511,39 +529,39 @@ class Mail(RelayTestCase):
         yield bob.quit()
         self.store.add_mail("bob", "alice", stored.created, stored.body)  # ...and at a later login
         bob = yield self.connect("bob")
-        mail = Inbox()
+        mail = Inbox(self.clock)
         bob.observe_mail(mail)
         yield bob.ping()
         self.assertEqual(mail.items, [])
 
-    @inlineCallbacks
+    @driven
     def test_a_mail_with_a_forged_sender_is_reported(self) -> Generator:
         yield self.sent_while_offline("from alice really")
         (stored,) = self.store.pending_mail("bob")
         self.store.delete_mail(stored.id, "bob")
         self.store.add_mail("bob", "carol", stored.created, stored.body)
         bob = yield self.connect("bob")
-        mail = Inbox()
+        mail = Inbox(self.clock)
         bob.observe_mail(mail)
         problem = yield mail.get()
         self.assertIsInstance(problem, MailProblem)
         self.assertIsInstance(problem.error, MailError)
         self.assertIn("could not be opened", problem.reason)
 
-    @inlineCallbacks
+    @driven
     def test_mail_from_a_changed_key_stays_on_the_relay(self) -> Generator:
         yield self.sent_while_offline("are you there")
         peers = self.peers("bob")
         peers.pin(self.hub.server_id, "alice", identity("old-alice").identity_public)
         bob = yield self.connect("bob")
-        mail = Inbox()
+        mail = Inbox(self.clock)
         bob.observe_mail(mail)
         problem = yield mail.get()
         self.assertIsInstance(problem.error, KeyChanged)
         yield bob.ping()
         self.assertEqual(len(self.store.pending_mail("bob")), 1)
 
-    @inlineCallbacks
+    @driven
     def test_no_mail_to_a_changed_key(self) -> Generator:
         alice = yield self.connect("alice")
         yield self.connect("bob")
@@ -584,7 +602,7 @@ class MaliciousRelay(RelayTestCase):
         self.assertIn("may have been lost", alice_ended.reason)
         return b_msgs.items[1:]
 
-    @inlineCallbacks
+    @driven
     def test_bit_flip(self) -> Generator:
         def flip(line: bytes) -> list[bytes]:
             sid, payload = frame_parts(line)
@@ -592,12 +610,12 @@ class MaliciousRelay(RelayTestCase):
         shown = yield self.attacked(flip, messages=1)
         self.assertEqual(shown, [])
 
-    @inlineCallbacks
+    @driven
     def test_replay(self) -> Generator:
         shown = yield self.attacked(lambda line: [line, line], messages=1)
         self.assertEqual(shown, ["message 0"], "shown once, the copy detected")
 
-    @inlineCallbacks
+    @driven
     def test_drop(self) -> Generator:
         dropped: list[bytes] = []
 
@@ -609,7 +627,7 @@ class MaliciousRelay(RelayTestCase):
         shown = yield self.attacked(drop)
         self.assertEqual(shown, [])
 
-    @inlineCallbacks
+    @driven
     def test_reorder(self) -> Generator:
         held: list[bytes] = []
 
@@ -621,7 +639,7 @@ class MaliciousRelay(RelayTestCase):
         shown = yield self.attacked(reorder)
         self.assertEqual(shown, [])
 
-    @inlineCallbacks
+    @driven
     def test_dropped_goodbye_is_reported_as_truncation(self) -> Generator:
         alice, bob, a_conv, b_conv = yield self.pair(via_proxy=True)
         _, b_end = self.watch(b_conv)
@@ -660,14 +678,14 @@ class MaliciousRelay(RelayTestCase):
         self.assertIsInstance(bob_result, HandshakeFailed)
         return alice, error
 
-    @inlineCallbacks
+    @driven
     def test_static_key_swap_with_the_genuine_binding(self) -> Generator:
         alice, error = yield self.swapped("bob", pinned=None)
         self.assertNotIsInstance(error, KeyChanged)
         self.assertIn("did not certify the key used in this conversation", str(error))
         self.assertIsNone(alice.known_peers.get(alice.server_id, "bob"), "nothing pinned on failure")
 
-    @inlineCallbacks
+    @driven
     def test_static_key_swap_with_the_relays_own_identity(self) -> Generator:
         genuine = identity("bob").identity_public
         alice, error = yield self.swapped("mallory", pinned=genuine)
@@ -675,7 +693,7 @@ class MaliciousRelay(RelayTestCase):
         self.assertEqual(error.new_key, identity("mallory").identity_public)
         self.assertEqual(alice.known_peers.get(alice.server_id, "bob"), genuine)
 
-    @inlineCallbacks
+    @driven
     def test_splicing_two_sessions(self) -> Generator:
         """The relay delivers each session's first message in the other session."""
         alice = yield self.connect("alice", via_proxy=True)
@@ -701,7 +719,7 @@ class MaliciousRelay(RelayTestCase):
             result = yield self.accepted["bob"].get()
             self.assertIsInstance(result, HandshakeFailed)
 
-    @inlineCallbacks
+    @driven
     def test_garbage_frames_never_crash(self) -> Generator:
         alice, bob, a_conv, b_conv = yield self.pair(via_proxy=True)
         _, b_end = self.watch(b_conv)
@@ -746,3 +764,14 @@ class Profile(TestCase):
         self.assertRaises(keyfiles.WrongPassphrase, api.open_profile, directory, b"wrong")
         loaded, _, _ = api.open_profile(directory, b"correct horse")
         self.assertEqual(loaded.identity_public, created.identity_public)
+
+
+class Fixture(SynchronousTestCase):
+    def test_a_yielding_test_must_be_driven(self) -> None:
+        """A synchronous test case would not wait for an inlineCallbacks test: it
+        would pass without having run, so such a class is refused outright."""
+        with self.assertRaises(TypeError):
+            class Forgotten(RelayTestCase):
+                @inlineCallbacks
+                def test_never_run(self) -> Generator:
+                    yield None

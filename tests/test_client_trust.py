@@ -11,9 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Generator
 
-from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
-from twisted.internet.task import deferLater
 
 from relaychat.client import How, RelayChanged, connect
 from relaychat.client.errors import HandshakeFailed, UncertifiedKeys
@@ -22,6 +20,7 @@ from relaychat.crypto.pins import PinStatus
 from relaychat.server.hub import Hub
 from relaychat.server.limits import Limits
 from relaychat.server.store import Store
+from tests.memory_network import driven
 from tests.support import identity
 from tests.test_client_e2e import WAIT, Inbox, ProxyConnection, RelayTestCase, frame_parts
 
@@ -32,10 +31,10 @@ class RelayIdentity(RelayTestCase):
         directory at the same address: a new server_id."""
         store = Store(":memory:")
         self.addCleanup(store.close)
-        self.relay.hub = Hub(store, Limits(pow_bits=4), now=reactor.seconds())
+        self.relay.hub = Hub(store, Limits(pow_bits=4), now=self.clock.seconds())
         return store
 
-    @inlineCallbacks
+    @driven
     def test_a_relay_that_changes_its_id_is_a_loud_stop(self) -> Generator[Deferred, Any, None]:
         alice, bob, a_conv, _ = yield self.pair()
         self.assertTrue(alice.relay_first_contact)
@@ -55,7 +54,7 @@ class RelayIdentity(RelayTestCase):
         self.assertEqual(self.peers("alice").pins_on(store.server_id), {})
         yield self.assertFailure(self.connect("alice"), RelayChanged)  # and again, until accepted
 
-    @inlineCallbacks
+    @driven
     def test_accepting_the_new_id_keeps_every_pin(self) -> Generator[Deferred, Any, None]:
         alice, bob, a_conv, _ = yield self.pair()
         a_conv.mark_verified()  # verified earlier, on the old relay
@@ -71,7 +70,7 @@ class RelayIdentity(RelayTestCase):
         self.assertFalse(conversation.first_contact)
         self.assertIs(conversation.verified.how, How.SAFETY_NUMBER, "and what the user verified")
 
-    @inlineCallbacks
+    @driven
     def test_lookup_and_offer_answers_for_someone_else_are_refused(self) -> Generator[Deferred, Any, None]:
         alice = yield self.connect("alice", via_proxy=True)
         yield self.connect("bob", via_proxy=True)
@@ -95,13 +94,12 @@ class SealedMailAcrossLogins(RelayTestCase):
     @inlineCallbacks
     def default_connect(self, nick: str) -> Generator[Deferred, Any, Any]:
         """As a program would: no seen-mail store given."""
-        port = self.port.getHost().port
-        client = yield connect(reactor, f"tcp:127.0.0.1:{port}", identity(nick), nick, self.peers(nick),
+        client = yield connect(self.clock, self.network.endpoint(self.relay), identity(nick), nick, self.peers(nick),
                                handshake_timeout=WAIT)
         self.clients.append(client)
         return client
 
-    @inlineCallbacks
+    @driven
     def test_old_mail_replayed_at_a_later_login_is_not_shown(self) -> Generator[Deferred, Any, None]:
         bob = yield self.default_connect("bob")
         yield bob.quit()
@@ -109,21 +107,21 @@ class SealedMailAcrossLogins(RelayTestCase):
         yield alice.send_mail("bob", "only once")
         (stored,) = self.store.pending_mail("bob")
         bob = yield self.default_connect("bob")
-        mail = Inbox()
+        mail = Inbox(self.clock)
         bob.observe_mail(mail)
         self.assertEqual((yield mail.get()).text, "only once")
         yield bob.ping()
         yield bob.quit()
         self.store.add_mail("bob", "alice", stored.created, stored.body)  # the relay kept a copy
         bob = yield self.default_connect("bob")
-        mail = Inbox()
+        mail = Inbox(self.clock)
         bob.observe_mail(mail)
         yield bob.ping()
         yield bob.ping()
         self.assertEqual([m for m in mail.items if isinstance(m, ReceivedMail)], [])
         self.assertEqual(self.store.pending_mail("bob"), [], "acknowledged as a duplicate")
 
-    @inlineCallbacks
+    @driven
     def test_a_read_receipt_reaches_the_sender(self) -> Generator[Deferred, Any, None]:
         bob = yield self.connect("bob")
         yield bob.quit()
@@ -131,15 +129,15 @@ class SealedMailAcrossLogins(RelayTestCase):
         yield alice.send_mail("bob", "see you at the old mill at five")
         yield alice.quit()
         bob = yield self.connect("bob")
-        bob_mail = Inbox()
+        bob_mail = Inbox(self.clock)
         bob.observe_mail(bob_mail)
         yield bob_mail.get()
         for _ in range(50):  # the receipt goes out after LOOKUP and MAIL
             if self.store.pending_mail("alice"):
                 break
-            yield deferLater(reactor, 0.02, lambda: None)
+            yield self.quiet()
         alice = yield self.connect("alice")
-        alice_mail = Inbox()
+        alice_mail = Inbox(self.clock)
         alice.observe_mail(alice_mail)
         read = yield alice_mail.get()
         self.assertIsInstance(read, MailRead)
@@ -147,7 +145,7 @@ class SealedMailAcrossLogins(RelayTestCase):
         yield alice.ping()
         self.assertEqual(alice.files.sent_mail.all(), [])
 
-    @inlineCallbacks
+    @driven
     def test_a_receipt_the_relay_refused_goes_at_the_next_login(self) -> Generator[Deferred, Any, None]:
         bob = yield self.connect("bob", via_proxy=True)
         yield bob.quit()
@@ -163,13 +161,13 @@ class SealedMailAcrossLogins(RelayTestCase):
             return [line]
         self.proxy.attack = refuse_mail
         bob = yield self.connect("bob", via_proxy=True)
-        bob_mail = Inbox()
+        bob_mail = Inbox(self.clock)
         bob.observe_mail(bob_mail)
         yield bob_mail.get()
         for _ in range(50):
             if refused:
                 break
-            yield deferLater(reactor, 0.02, lambda: None)
+            yield self.quiet()
         yield bob.ping()
         self.assertEqual(len(refused), 1)
         self.assertEqual(len(bob.files.receipts_owed.pending(bob.server_id)), 1, "still owed")
@@ -179,41 +177,40 @@ class SealedMailAcrossLogins(RelayTestCase):
         for _ in range(50):
             if not bob.files.receipts_owed.pending(bob.server_id):
                 break
-            yield deferLater(reactor, 0.02, lambda: None)
+            yield self.quiet()
         self.assertEqual(bob.files.receipts_owed.pending(bob.server_id), [])
-        alice_mail = Inbox()
+        alice_mail = Inbox(self.clock)
         alice.observe_mail(alice_mail)
         read = yield alice_mail.get()  # alice is online: it arrives at once
         self.assertIsInstance(read, MailRead)
 
 
-    @inlineCallbacks
+    @driven
     def test_rotating_the_static_key(self) -> Generator[Deferred, Any, None]:
         """Re-registering publishes the new binding; mail sealed to the old key still opens."""
         alice = yield self.connect("alice")
         yield self.connect("bob")
         yield alice.send_mail("bob", "sealed to bob's old static key")
         rotated = identity("bob").rotate_static(self.directory("bob"))
-        port = self.port.getHost().port
-        bob = yield connect(reactor, f"tcp:127.0.0.1:{port}", rotated, "bob", self.peers("bob"),
+        bob = yield connect(self.clock, self.network.endpoint(self.relay), rotated, "bob", self.peers("bob"),
                             handshake_timeout=WAIT)
         self.clients.append(bob)
         peer = yield alice.lookup("bob")
         self.assertEqual(peer.static_pub, rotated.static_public, "contacts see the new binding")
         self.assertEqual(peer.pin, PinStatus.MATCH, "the pin is on the identity key: unchanged")
         yield alice.send_mail("bob", "sealed to the new one")
-        mail = Inbox()
+        mail = Inbox(self.clock)
         bob.observe_mail(mail)
         texts = [(yield mail.get()).text, (yield mail.get()).text]
         self.assertEqual(texts, ["sealed to bob's old static key", "sealed to the new one"])
 
 
 class LastingVerification(RelayTestCase):
-    @inlineCallbacks
+    @driven
     def test_a_successful_check_is_remembered_and_a_key_change_clears_it(self) -> Generator[Deferred, Any, None]:
         alice, bob, a_conv, b_conv = yield self.pair()
         self.assertIsNone(a_conv.verified)
-        a_smp, b_smp = Inbox(), Inbox()
+        a_smp, b_smp = Inbox(self.clock), Inbox(self.clock)
         a_conv.observe_smp(a_smp)
         b_conv.observe_smp(b_smp)
         # Both type /verify at the same moment: the collision resolves itself.
@@ -238,7 +235,7 @@ class LastingVerification(RelayTestCase):
         self.assertEqual((contact.identity_pub, contact.verified), (new_bob, None))
         self.assertIsNone(alice.verification("bob", identity("bob").identity_public))
 
-    @inlineCallbacks
+    @driven
     def test_verified_after_comparing_the_number(self) -> Generator[Deferred, Any, None]:
         alice, bob, a_conv, _ = yield self.pair()
         a_conv.mark_verified()
@@ -250,10 +247,10 @@ class LastingVerification(RelayTestCase):
 
 
 class Receipts(RelayTestCase):
-    @inlineCallbacks
+    @driven
     def test_each_message_is_marked_delivered(self) -> Generator[Deferred, Any, None]:
         alice, bob, a_conv, b_conv = yield self.pair()
-        delivered = Inbox()
+        delivered = Inbox(self.clock)
         a_conv.observe_delivered(delivered)
         numbers = [a_conv.send(text) for text in ("one", "two", "three")]
         for number, text in zip(numbers, ("one", "two", "three")):
@@ -261,10 +258,10 @@ class Receipts(RelayTestCase):
         self.assertEqual(a_conv.unconfirmed, [])
         yield a_conv.close()
         self.assertEqual(a_conv.ended.unconfirmed, ())
-        yield deferLater(reactor, 0.05, lambda: None)
+        yield self.quiet()
         self.assertEqual(self.hub.stats.errors, 0, "our close waited for the last receipt")
 
-    @inlineCallbacks
+    @driven
     def test_our_goodbye_waits_boundedly_for_receipts_that_never_come(self) -> Generator[Deferred, Any, None]:
         from relaychat.client import conversation as conversation_module
 
@@ -279,13 +276,13 @@ class Receipts(RelayTestCase):
         self.assertTrue(a_conv.ended.clean, "we said goodbye")
         self.assertEqual(a_conv.ended.unconfirmed, ("did you get this?",))
 
-    @inlineCallbacks
+    @driven
     def test_a_relay_that_drops_the_tail_is_caught_naming_the_lost_messages(self) -> Generator[Deferred, Any, None]:
         alice, bob, a_conv, b_conv = yield self.pair(via_proxy=True)
-        delivered, ends = Inbox(), Inbox()
+        delivered, ends = Inbox(self.clock), Inbox(self.clock)
         a_conv.observe_delivered(delivered)
         a_conv.observe_end(ends)
-        b_messages = Inbox()
+        b_messages = Inbox(self.clock)
         b_conv.observe_messages(b_messages)
         a_conv.send("hello bob")
         yield delivered.get()
@@ -297,7 +294,7 @@ class Receipts(RelayTestCase):
         self.proxy.attack = drop_tail
         a_conv.send("the meeting moved to five in the small room upstairs")
         a_conv.send("bring the keys")
-        yield deferLater(reactor, 0.1, lambda: None)
+        yield self.quiet()
         for conn in list(self.proxy.live):  # then it cuts bob off
             if isinstance(conn, ProxyConnection) and conn.nick == "bob":
                 conn.transport.loseConnection()
@@ -311,7 +308,7 @@ class Receipts(RelayTestCase):
 
 
 class LookAlikes(RelayTestCase):
-    @inlineCallbacks
+    @driven
     def test_a_first_contact_imitating_a_pinned_name_is_flagged(self) -> Generator[Deferred, Any, None]:
         """An honest relay refuses "a1ice" once alice is bound; a hostile one would not.
         Here the relay is honest, so the look-alike is made by binding it first."""
@@ -329,13 +326,13 @@ class LookAlikes(RelayTestCase):
         self.assertEqual(conversation.lookalike_of, "alice")
         yield call
 
-    @inlineCallbacks
+    @driven
     def test_an_observer_that_replies_at_once_keeps_the_frames_in_order(self) -> Generator[Deferred, Any, None]:
         """The receipt for a message is encrypted before the observer's reply:
         it must also be sent first, or the peer sees a nonce out of order."""
         alice, bob, a_conv, b_conv = yield self.pair()
         b_conv.observe_messages(lambda text: b_conv.send("re: " + text))
-        replies, ends = Inbox(), Inbox()
+        replies, ends = Inbox(self.clock), Inbox(self.clock)
         a_conv.observe_messages(replies)
         a_conv.observe_end(ends)
         for text in ("one", "two", "three"):

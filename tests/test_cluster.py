@@ -324,13 +324,13 @@ class ClientLibraryAcrossNodes(ClusterMixin, TestCase):
         bob = yield self.connect(1, "bob", bob_id)
         watcher = self.registered(0, "watcher", Identity.generate())
         wait_for(lambda: watcher.ask("LOOKUP bob").endswith(" online"), what="bob seen on node a")
-        accepted = Inbox()
+        accepted = Inbox(reactor)  # a real daemon: the real clock
         bob.observe_offers(lambda offer: offer.accept().addCallback(accepted))
         a_conv = yield alice.call("bob")
         b_conv = yield accepted.get()
         self.assertEqual(a_conv.safety_number, b_conv.safety_number)
         self.assertEqual(a_conv.peer_identity, bob_id.identity_public)
-        a_msgs, b_msgs = Inbox(), Inbox()
+        a_msgs, b_msgs = Inbox(reactor), Inbox(reactor)
         a_conv.observe_messages(a_msgs)
         b_conv.observe_messages(b_msgs)
         said = [f"message {i} " + "x" * (i * 37 % 2000) for i in range(40)]

@@ -20,7 +20,7 @@ import inspect
 import ipaddress
 import pydoc
 import time
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 from twisted.application.service import IServiceCollection
 from twisted.logger import Logger
@@ -243,7 +243,7 @@ class Console:
         block the relay's reactor waiting on a terminal it does not have.
         """
         if topic is not None:
-            return Text(pydoc.render_doc(topic, renderer=pydoc.plaintext))
+            return Text(pydoc.render_doc(topic, renderer=pydoc.plaintext))  # type: ignore[attr-defined]  # pydoc's stub omits its text renderer
         lines = ["The relay: relay (the hub), registry, config, daemon (its services). Helpers:"]
         for name in self.HELPERS:
             method = getattr(self, name)
@@ -291,7 +291,7 @@ def _nickname(nick: str) -> str:
         raise ValueError(f"{nick!r} is not a nickname: {e.text}") from None
 
 
-def _table(head: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+def _table(head: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> str:
     """Left-aligned columns under a header, or nothing when there are no rows."""
     if not rows:
         return ""

@@ -142,7 +142,7 @@ def load_host_key(data_dir: str) -> Key:
         log.info("relaychat: admin console host key created in {path}", path=path)
     try:
         mode = os.stat(path).st_mode
-        key = Key.fromFile(path)
+        key: Key = Key.fromFile(path)
     except (OSError, BadKeyError, ValueError) as e:
         raise ConfigError(f"admin console host key {path!r}: cannot load: {e}") from None
     if mode & (stat.S_IRWXG | stat.S_IRWXO):

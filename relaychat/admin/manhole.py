@@ -40,7 +40,7 @@ from twisted.conch.ssh.userauth import SSHUserAuthServer
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.credentials import ISSHPrivateKey
 from twisted.cred.error import UnauthorizedLogin
-from twisted.cred.portal import Portal
+from twisted.cred.portal import IRealm, Portal
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.logger import Logger
@@ -339,6 +339,7 @@ class ConsoleSession(TerminalSession):
             terminal.loseConnection()
 
 
+@implementer(IRealm)  # TerminalRealm is one without saying so
 class ConsoleRealm(TerminalRealm):
     """Gives each login its own shell, whose helpers log under that login's key.
 
@@ -349,7 +350,10 @@ class ConsoleRealm(TerminalRealm):
         super().__init__()
         self.namespace_for = namespace_for
 
-    def requestAvatar(self, avatarId: Admin, mind: object, *interfaces: Any) -> tuple[Any, Any, Callable[[], None]]:
+    # The avatar id is the Admin our checker made (IRealm's annotation says bytes).
+    def requestAvatar(  # type: ignore[override]
+        self, avatarId: Admin, mind: object, *interfaces: Any,
+    ) -> tuple[Any, Any, Callable[[], None]]:
         if IConchUser not in interfaces:
             raise NotImplementedError("the admin console only serves SSH users")
         namespace = self.namespace_for(avatarId)
@@ -359,7 +363,10 @@ class ConsoleRealm(TerminalRealm):
         session.namespace = namespace
         session.admin = avatarId
         session.transportFactory = ConsoleSessionTransport
-        session.chainedProtocolFactory = lambda: ServerProtocol(AuditedManhole, namespace, avatarId)
+        def terminal() -> ServerProtocol:
+            return ServerProtocol(AuditedManhole, namespace, avatarId)
+        # a factory, as Twisted means it (its default is the ServerProtocol class itself)
+        session.chainedProtocolFactory = terminal  # type: ignore[assignment]
         holder.setComponent(IConchUser, user)
         holder.setComponent(ISession, session)
         log.info("admin {admin}: logged in as {user}", admin=avatarId.fingerprint, user=avatarId.user)

@@ -40,7 +40,6 @@ from twisted.python import usage
 
 from relaychat import client as library
 from relaychat.client import SeenMail
-from relaychat.chat.commands import NICK_RULE, is_nickname
 from relaychat.chat.controller import ChatController
 from relaychat.chat.presenter import Presenter
 from relaychat.chat.terminal import ChatServerProtocol, ChatTerminal, raw_terminal, terminal_size
@@ -50,6 +49,7 @@ from relaychat.crypto.keyfiles import PassphraseRequired, WrongPassphrase, write
 from relaychat.crypto.keypair import Identity
 from relaychat.crypto.pins import KnownPeers
 from relaychat.crypto.safety import identity_fingerprint
+from relaychat.wire.nicknames import NICK_RULE, is_nickname
 
 __all__ = ["Options", "Server", "main", "parse_server"]
 
@@ -359,7 +359,7 @@ def run_screen(reactor: Any, options: Options, profile: Profile, nick: str, conf
             remember_server(config_dir, server)  # `relaychat` alone comes back here
             return client
 
-        def connect(accept_relay_id: bytes | None = None) -> Deferred:
+        def connect(accept_relay_id: bytes | None = None) -> Deferred[Any]:
             d = library.connect(reactor, server.endpoint(reactor), identity, nick, known_peers, seen_mail=seen_mail,
                                 address=library.relay_address(server.label), accept_relay_id=accept_relay_id)
             return d.addCallback(registered)

@@ -98,10 +98,10 @@ class ChatController(TrustCommands):
         self._link: Reconnector | None = None
         self._conversations: dict[str, Conversation] = {}
         self._offers: dict[str, IncomingOffer] = {}
-        self._calls: dict[str, Deferred] = {}
+        self._calls: dict[str, Deferred[Any]] = {}
         self._key_changes: dict[str, KeyChanged] = {}
         self._relay_change: RelayChanged | None = None
-        self._connect: Callable[..., Deferred] | None = None
+        self._connect: Callable[..., Deferred[Any]] | None = None
         self._smp_asked: set[str] = set()
         self._alerted: set[str] = set()  # conversations with news not seen in front
         self._active: str | None = None
@@ -170,12 +170,20 @@ class ChatController(TrustCommands):
     def _failed(self, failure: Failure, nick: str | None = None) -> None:
         """Errback for every request: a KeyChanged warning, or a sentence."""
         exc = failure.value
+        assert exc is not None  # a Failure always holds its exception
         if isinstance(exc, KeyChanged):
             self._key_changed(exc)
             return
         if not is_expected(exc):
             _log.failure("Unexpected failure", failure)
         self._show(self._presenter.failure(exc, nick))
+
+    @property
+    def _library(self) -> ChatClient:
+        """The connected client; commands that need one run only once attached."""
+        if self._client is None:
+            raise RuntimeError("not connected to a relay yet")
+        return self._client
 
     def _guard(self, action: Callable[[], Any], nick: str | None = None) -> Any:
         """Run a synchronous library call, turning its exceptions into sentences."""
@@ -187,7 +195,7 @@ class ChatController(TrustCommands):
 
     # -- start and stop
 
-    def start(self, connect: Callable[..., Deferred], nick: str | None = None) -> Deferred:
+    def start(self, connect: Callable[..., Deferred[Any]], nick: str | None = None) -> Deferred[Any]:
         """Connect (``connect()`` fires with a ChatClient registered as ``nick``;
         ``connect(accept_relay_id=...)`` after the user accepted a changed relay),
         then stay connected: a lost connection is made again, with backoff.
@@ -208,12 +216,14 @@ class ChatController(TrustCommands):
         return self._link.start()
 
     def _connect_failed(self, failure: Failure, nick: str | None) -> None:
-        if isinstance(failure.value, RelayChanged):
-            self._relay_changed(failure.value)
+        exc = failure.value
+        assert exc is not None  # a Failure always holds its exception
+        if isinstance(exc, RelayChanged):
+            self._relay_changed(exc)
             return
-        if not is_expected(failure.value):
+        if not is_expected(exc):
             _log.failure("Unexpected failure while connecting", failure)
-        self._show(self._presenter.connect_failed(describe_failure(failure.value, nick, self._server)))
+        self._show(self._presenter.connect_failed(describe_failure(exc, nick, self._server)))
         self._exit(1)
 
     def _link_event(self, event: LinkEvent) -> None:
@@ -360,7 +370,7 @@ class ChatController(TrustCommands):
 
     def _do_connect(self, command: cmd.Connect) -> None:
         nick, key = command.nick, command.nick.lower()
-        if key == self._client.canonical_nick:
+        if key == self._library.canonical_nick:
             self._show(self._presenter.error("That is your own nickname."))
         elif key in self._conversations:
             self._activate(key)
@@ -373,7 +383,7 @@ class ChatController(TrustCommands):
                 f"The conversation with {nick} is being taken up again; /close {nick} stops that."))
         else:
             ringing = lambda: self._show(self._presenter.calling(nick))  # noqa: E731 -- once the relay took it
-            d = self._guard(lambda: self._client.call(nick, ringing=ringing), nick)
+            d = self._guard(lambda: self._library.call(nick, ringing=ringing), nick)
             if d is None:
                 return
             self._calls[key] = d
@@ -435,8 +445,9 @@ class ChatController(TrustCommands):
         if self._active == key and not broke:
             self._active = None
             if len(self._conversations) == 1:
-                self._activate(next(iter(self._conversations)))
-                self._show(self._presenter.switched(self._conversations[self._active].nick))
+                only = next(iter(self._conversations))
+                self._activate(only)
+                self._show(self._presenter.switched(self._conversations[only].nick))
         self._update_prompt()
 
     def _do_switch(self, command: cmd.Switch) -> None:
@@ -454,7 +465,7 @@ class ChatController(TrustCommands):
             self._update_prompt()
         elif key in self._offers:
             self._decline(self._offers.pop(key))
-        elif self._conversation_for(command.nick) is not None:
+        elif key is not None and self._conversation_for(command.nick) is not None:
             conversation = self._conversations[key]
             d = self._guard(conversation.close, conversation.nick)
             if d is not None:
@@ -543,12 +554,12 @@ class ChatController(TrustCommands):
     # -- directory, mail, help
 
     def _do_who(self, command: cmd.Who) -> None:
-        d = self._guard(self._client.who)
+        d = self._guard(self._library.who)
         if d is not None:
             d.addCallbacks(lambda users: self._show(self._presenter.who([u.nick for u in users])), self._failed)
 
     def _do_whois(self, command: cmd.Whois) -> None:
-        d = self._guard(lambda: self._client.lookup(command.nick), command.nick)
+        d = self._guard(lambda: self._library.lookup(command.nick), command.nick)
         if d is not None:
             d.addCallbacks(self._show_whois, self._failed, errbackArgs=(command.nick,))
 
@@ -556,7 +567,7 @@ class ChatController(TrustCommands):
         self._show(self._presenter.whois(info.nick, info.online, identity_fingerprint(info.identity_pub), info.pin.value))
 
     def _do_mail(self, command: cmd.Mail) -> None:
-        d = self._guard(lambda: self._client.send_mail(command.nick, command.text), command.nick)
+        d = self._guard(lambda: self._library.send_mail(command.nick, command.text), command.nick)
         if d is not None:
             d.addCallbacks(lambda _: self._show(self._presenter.mail_sent(command.nick)),
                            self._failed, errbackArgs=(command.nick,))

@@ -96,12 +96,12 @@ class ChatClient(RelayEvents):
 
     # -- directory ------------------------------------------------------------
 
-    def who(self) -> Deferred:
+    def who(self) -> Deferred[Any]:
         """Fires with ``list[User]`` of nicknames online (at most the relay's ``max_who``)."""
         return self._protocol.who().addCallback(
             lambda result: [User(nick, key) for nick, key in result.users])
 
-    def lookup(self, nick: str) -> Deferred:
+    def lookup(self, nick: str) -> Deferred[Any]:
         """Fires with a :class:`PeerInfo` whose static key is certified; fails with
         RelayError ``no-such-user`` or UncertifiedKeys."""
         try:
@@ -129,7 +129,7 @@ class ChatClient(RelayEvents):
 
     # -- conversations ----------------------------------------------------------
 
-    def call(self, nick: str, ringing: Optional[Callable[[], None]] = None) -> Deferred:
+    def call(self, nick: str, ringing: Optional[Callable[[], None]] = None) -> Deferred[Any]:
         """Offer a conversation; fires with a verified :class:`Conversation`.
 
         ``ringing()`` is called once the relay has taken the offer (the peer
@@ -236,7 +236,7 @@ class ChatClient(RelayEvents):
 
     # -- mail ---------------------------------------------------------------------
 
-    def send_mail(self, nick: str, text: str) -> Deferred:
+    def send_mail(self, nick: str, text: str) -> Deferred[Any]:
         """Seal ``text`` to ``nick``'s certified static key; fires with the relay's mail id.
 
         The recipient's keys come from LOOKUP, are verified (static_sig) and
@@ -277,10 +277,10 @@ class ChatClient(RelayEvents):
             return
         self._disconnects.add(observer)
 
-    def ping(self) -> Deferred:
+    def ping(self) -> Deferred[Any]:
         return self._protocol.ping()
 
-    def quit(self) -> Deferred:
+    def quit(self) -> Deferred[Any]:
         """Close every conversation cleanly (each waits, briefly, for the peer's
         last receipts), say QUIT, fire when disconnected."""
         closing = [conversation.close() for conversation in self.sessions.conversations()]
@@ -364,9 +364,9 @@ class _OutgoingCall:
         self._ringing = ringing
         self._cancelled = False
         self._conversation: Optional[Conversation] = None
-        self.result: Deferred = Deferred(self._cancel)
+        self.result: Deferred[Any] = Deferred(self._cancel)
 
-    def _cancel(self, _: Deferred) -> None:
+    def _cancel(self, _: Deferred[Any]) -> None:
         self._cancelled = True
         if self._conversation is not None:
             self._conversation.when_verified().cancel()

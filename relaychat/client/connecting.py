@@ -51,7 +51,7 @@ def connect(
     accept_relay_id: Optional[bytes] = None,
     timeout: float = 30.0,
     handshake_timeout: float = 30.0,
-) -> Deferred:
+) -> Deferred[Any]:
     """Connect to a relay, say HELLO, check its id, register ``nick``; fires with a :class:`ChatClient`.
 
     ``endpoint`` is a Twisted client endpoint string (``tcp:host=relay:port=7733``)
@@ -75,7 +75,7 @@ def connect(
     if address is None and isinstance(endpoint, str):
         address = relay_address(endpoint)
 
-    def greeted(info: HelloInfo) -> Deferred:
+    def greeted(info: HelloInfo) -> Deferred[Any]:
         client.relay_address = address or _peer_address(protocol)
         client.relay_first_contact = check_relay(files.known_relays, client.relay_address, info.server_id,
                                                  accept_relay_id, files)
@@ -99,7 +99,7 @@ def connect(
             return Failure(Disconnected("timeout", f"the relay did not answer within {timeout:g} seconds"))
         return failure
 
-    connecting = connectProtocol(resolved, protocol)
+    connecting: Deferred[Any] = connectProtocol(resolved, protocol)
     connecting.addCallback(lambda _: protocol.hello())
     connecting.addCallback(greeted)
     connecting.addCallback(registered)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import replace
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall
@@ -130,14 +130,14 @@ class Conversation:
             initiator=initiator, sid=sid, local_nick=client.canonical_nick, peer_nick=nick,
             identity=client.identity, pins=PinnedPeer(client, nick), max_frame=client.max_frame,
         )
-        self._ready: Deferred = Deferred(self._cancel)
+        self._ready: Deferred[Any] = Deferred(self._cancel)
         self._timer: Optional[IDelayedCall] = None
         self._messages: Feed[str] = Feed()
         self._ends: Feed[Ended] = Feed()
         self._smp: Feed[SMPEvent] = Feed()
         self._warnings: Feed[str] = Feed()
         self._deliveries: Feed[Delivery] = Feed()
-        self._closed: Deferred = Deferred()  # fires once the relay session is closed after our goodbye
+        self._closed: Deferred[Any] = Deferred()  # fires once the relay session is closed after our goodbye
 
     def __repr__(self) -> str:
         return f"<Conversation {self.sid} with {self.nick}>"
@@ -172,7 +172,7 @@ class Conversation:
         """Call ``observer(delivery)`` as the peer confirms each of our messages."""
         self._deliveries.add(observer)
 
-    def close(self) -> Deferred:
+    def close(self) -> Deferred[Any]:
         """End cleanly: our encrypted CLOSE tells the peer nothing was cut off.
 
         The relay session stays open until the peer's receipts for our last
@@ -259,7 +259,7 @@ class Conversation:
         """The relay still knows this session (or our offer): a CLOSE may still be due."""
         return self.state is not ConversationState.CLOSED
 
-    def when_verified(self) -> Deferred:
+    def when_verified(self) -> Deferred[Any]:
         """The one Deferred that fires with this conversation once the handshake is
         verified (or fails with why not); cancelling it abandons the conversation."""
         return self._ready
@@ -373,7 +373,7 @@ class Conversation:
         except (NotPinned, PinError, OSError):
             pass  # the pin changed meanwhile: the result holds for this session only
 
-    def _cancel(self, ready: Deferred) -> None:
+    def _cancel(self, ready: Deferred[Any]) -> None:
         self._handle(self._channel.fail(ConversationClosed(
             f"The conversation with {self.nick} was cancelled."
         )))
@@ -460,7 +460,7 @@ class Conversation:
             if not quiet:
                 raise ConversationClosed(f"The conversation with {self.nick} is over: {e}") from None
 
-    def _close_relay(self) -> Deferred:
+    def _close_relay(self) -> Deferred[Any]:
         """Say ``CLOSE`` once (only the side that ends sends it, so the relay never
         sees two); fires when done, whatever the relay answers."""
         if not self.relay_session_open:

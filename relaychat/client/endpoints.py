@@ -93,9 +93,8 @@ def client_tls_options(hostname: str, trust_roots: TrustRoots = None) -> IOpenSS
     valid for ``hostname`` (a DNS name or an IP address), with
     ``service_identity``. ``trust_roots``: ``None`` for the platform's CAs,
     a PEM file or directory, or a Twisted trust root."""
-    if isinstance(trust_roots, (str, Path)):
-        trust_roots = load_trust_roots(trust_roots)
-    return optionsForClientTLS(hostname, trustRoot=trust_roots)
+    root = load_trust_roots(trust_roots) if isinstance(trust_roots, (str, Path)) else trust_roots
+    return optionsForClientTLS(hostname, trustRoot=root)
 
 
 # -- pinned fingerprint --------------------------------------------------------------
@@ -179,7 +178,8 @@ def client_endpoint(reactor: Any, spec: str, timeout: float = 30) -> IStreamClie
     """An endpoint for ``spec`` (see the module documentation)."""
     parsed = _parse_spec(spec)
     if parsed is None:
-        return clientFromString(reactor, spec)
+        endpoint: IStreamClientEndpoint = clientFromString(reactor, spec)
+        return endpoint
     scheme, host, port, options = parsed
     endpoint = HostnameEndpoint(reactor, host, port, timeout=timeout)
     if scheme == "tcp":

@@ -140,8 +140,10 @@ def open_mail(identity: Identity, sender_nick: str, recipient_nick: str, sealed:
         ) from None
     if len(payload) < HEADER_SIZE:
         raise MailError(f"A mail from {sender_nick} is malformed.")
+    remote_static = hs.remote_static
+    assert remote_static is not None  # the one-way pattern's "s" was read above
     try:
-        identity_pub = verify_binding(payload[:BINDING_SIZE], hs.remote_static)  # type: ignore[arg-type]
+        identity_pub = verify_binding(payload[:BINDING_SIZE], remote_static)
     except BindingError as e:
         raise MailError(f"A mail said to be from {sender_nick} is not certified by them: {e}") from None
     rest = payload[BINDING_SIZE:]

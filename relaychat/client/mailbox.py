@@ -53,7 +53,7 @@ class Mailbox:
 
     # -- sending
 
-    def send(self, nick: str, text: str) -> Deferred:
+    def send(self, nick: str, text: str) -> Deferred[Any]:
         """Seal ``text`` to ``nick`` (LOOKUP, static_sig and pin checked); fires with the mail id."""
         client = self._client
         limit = max_mail_text_bytes(client.max_mail)
@@ -61,7 +61,7 @@ class Mailbox:
             return fail(MessageTooLong(f"A mail is at most {limit} bytes of text."))
         message_id = os.urandom(MESSAGE_ID_SIZE)
 
-        def sealed(peer: PeerInfo) -> Deferred:
+        def sealed(peer: PeerInfo) -> Deferred[Any]:
             self._trusted(peer)
             payload = seal(client.identity, client.canonical_nick, peer.nick, peer.static_pub, text,
                            int(client.reactor.seconds()), client.max_mail, message_id)
@@ -140,7 +140,7 @@ class Mailbox:
             return
         self.send_receipts()
 
-    def send_receipts(self) -> Deferred:
+    def send_receipts(self) -> Deferred[Any]:
         """Send every receipt owed on this relay; each leaves the outbox once stored.
         Fires when done (failures stay owed, for the next login)."""
         if self._flushing:
@@ -149,7 +149,7 @@ class Mailbox:
         return self._send_owed()
 
     @inlineCallbacks
-    def _send_owed(self) -> Generator[Deferred, Any, None]:
+    def _send_owed(self) -> Generator[Deferred[Any], Any, None]:
         """One at a time, in a loop (not a chain of callbacks: a long outbox that
         fails at once must not recurse)."""
         client, outbox = self._client, self._files.receipts_owed

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING, Callable
+from typing import Any, Callable, TYPE_CHECKING
 
 from twisted.internet.defer import Deferred, fail, succeed
 
@@ -53,7 +53,7 @@ class IncomingOffer:
     def answered(self) -> bool:
         return self.state is OfferState.ANSWERED
 
-    def accept(self) -> Deferred:
+    def accept(self) -> Deferred[Any]:
         """Accept; fires with a :class:`Conversation` once the handshake is verified."""
         if self.state is not OfferState.OPEN:
             return fail(ConversationClosed(f"The offer from {self.nick} is no longer open."))
@@ -66,7 +66,7 @@ class IncomingOffer:
             lambda failure: log.failure("accepting an offer failed", failure))
         return conversation.when_verified()
 
-    def decline(self) -> Deferred:
+    def decline(self) -> Deferred[Any]:
         if self.state is not OfferState.OPEN:
             return succeed(None)
         self.state = OfferState.ANSWERED

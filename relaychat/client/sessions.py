@@ -7,7 +7,7 @@ outside the ChatClient reads the connection or the tables directly.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+from typing import Any, Optional, TYPE_CHECKING
 
 from twisted.internet.defer import Deferred
 
@@ -66,11 +66,11 @@ class Sessions:
         """Raises Disconnected once the connection is gone."""
         self._protocol.send_frame(sid, payload)
 
-    def close(self, sid: str) -> Deferred:
+    def close(self, sid: str) -> Deferred[Any]:
         return self._protocol.close(sid)
 
-    def accept(self, sid: str) -> Deferred:
+    def accept(self, sid: str) -> Deferred[Any]:
         return self._protocol.accept(sid)
 
-    def decline(self, sid: str) -> Deferred:
+    def decline(self, sid: str) -> Deferred[Any]:
         return self._protocol.decline(sid)

@@ -190,7 +190,8 @@ def _parse_protocol_name(name: str) -> HandshakePattern:
     if match is None:
         raise NoiseError(f"malformed Noise protocol name {name!r}")
     pattern, *suite = match.groups()
-    base = regex.match(r"[A-Z0-9]*", pattern).group()
+    prefix = regex.match(r"[A-Z0-9]*", pattern)  # always matches, perhaps empty
+    base = prefix.group() if prefix is not None else ""
     if base != pattern:
         raise NoiseError(f"pattern modifiers (psk, fallback, ...) are not "
                          f"supported: {pattern!r}")
@@ -360,10 +361,9 @@ class HandshakeState:
         for pre, local in ((pattern.pre_initiator, self._initiator),
                            (pattern.pre_responder, not self._initiator)):
             for token in pre:  # initiator's pre-message first (5.3)
-                if local:
-                    self._ss.mix_hash(_public(s if token == "s" else e))
-                else:
-                    self._ss.mix_hash(rs if token == "s" else re)
+                pre_key = (s if token == "s" else e) if local else (rs if token == "s" else re)
+                assert pre_key is not None  # checked against the pattern above
+                self._ss.mix_hash(_public(pre_key) if isinstance(pre_key, X25519PrivateKey) else pre_key)
         self._index = 0
         self._failed = False
         self._h: bytes | None = None
@@ -414,6 +414,12 @@ class HandshakeState:
                 "not our turn to " + ("write" if writing else "read"))
         return self._pattern.messages[self._index]
 
+    def _symmetric(self) -> SymmetricState:
+        """The symmetric state, which exists only until the handshake is over."""
+        if self._ss is None:
+            raise HandshakeStateError("the handshake is over")
+        return self._ss
+
     def _mix_dh(self, token: str) -> None:
         # "es" is DH(e, rs) for the initiator and DH(s, re) for the responder:
         # the first letter is the initiator's key, the second the responder's.
@@ -422,12 +428,13 @@ class HandshakeState:
         public = self._re if theirs == "e" else self._rs
         if private is None or public is None:
             raise HandshakeStateError(f"missing key for {token}")
-        self._ss.mix_key(_dh(private, public))
+        self._symmetric().mix_key(_dh(private, public))
 
     def write_message(self, payload: bytes = b"") -> bytes:
         """WriteMessage(): returns the next handshake message to send."""
         tokens = self._next_tokens(writing=True)
-        keyed, length = self._ss.cipher_state.has_key(), len(payload)
+        ss = self._symmetric()
+        keyed, length = ss.cipher_state.has_key(), len(payload)
         for token in tokens:  # predict the length so oversize changes nothing
             keyed = keyed or token in ("ee", "es", "se", "ss")
             if token == "e":
@@ -444,12 +451,14 @@ class HandshakeState:
                         self._e = X25519PrivateKey.generate()
                     e_pub = _public(self._e)
                     out += e_pub
-                    self._ss.mix_hash(e_pub)
+                    ss.mix_hash(e_pub)
                 elif token == "s":
-                    out += self._ss.encrypt_and_hash(_public(self._s))
+                    if self._s is None:
+                        raise HandshakeStateError("missing key for s")
+                    out += ss.encrypt_and_hash(_public(self._s))
                 else:
                     self._mix_dh(token)
-            out += self._ss.encrypt_and_hash(payload)
+            out += ss.encrypt_and_hash(payload)
         except Exception:
             self._failed = True
             raise
@@ -459,6 +468,7 @@ class HandshakeState:
     def read_message(self, message: bytes) -> bytes:
         """ReadMessage(): returns the payload. Raises (and fails) on any error."""
         tokens = self._next_tokens(writing=False)
+        ss = self._symmetric()
         try:
             if len(message) > MAX_MESSAGE_LEN:
                 raise NoiseError(f"handshake message longer than {MAX_MESSAGE_LEN} bytes")
@@ -472,13 +482,13 @@ class HandshakeState:
             for token in tokens:
                 if token == "e":
                     self._re = take(DHLEN)
-                    self._ss.mix_hash(self._re)
+                    ss.mix_hash(self._re)
                 elif token == "s":
-                    n = DHLEN + TAGLEN if self._ss.cipher_state.has_key() else DHLEN
-                    self._rs = self._ss.decrypt_and_hash(take(n))
+                    n = DHLEN + TAGLEN if ss.cipher_state.has_key() else DHLEN
+                    self._rs = ss.decrypt_and_hash(take(n))
                 else:
                     self._mix_dh(token)
-            payload = self._ss.decrypt_and_hash(bytes(message[pos:]))
+            payload = ss.decrypt_and_hash(bytes(message[pos:]))
         except Exception:
             self._failed = True
             raise
@@ -489,12 +499,13 @@ class HandshakeState:
         self._index += 1
         if self._index < len(self._pattern.messages):
             return
-        c1, c2 = self._ss.split()
+        ss = self._symmetric()
+        c1, c2 = ss.split()
         one_way = len(self._pattern.messages) == 1  # 7.4: c2 must not be used
         if self._initiator:
             self._ciphers = (c1, None if one_way else c2)
         else:
             self._ciphers = (None if one_way else c2, c1)
-        self._h = self._ss.get_handshake_hash()
+        self._h = ss.get_handshake_hash()
         # Section 5: keep only h; drop ck and the ephemeral private key.
         self._ss, self._e, self._s = None, None, None

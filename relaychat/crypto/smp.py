@@ -215,6 +215,18 @@ class SocialistMillionaire:
     ``0x03`` end-to-end type byte.
     """
 
+    # Per-run values, None between runs (see _clear).
+    _secret: int | None
+    _x2: int | None  # a2 / b2
+    _x3: int | None  # a3 / b3
+    _g2: int | None
+    _g3: int | None
+    _g3o: int | None  # the peer's g3a / g3b
+    _p: int | None  # own P (Bob's Pb)
+    _q: int | None  # own Q (Bob's Qb)
+    _pab: int | None
+    _qab: int | None
+
     def __init__(self, session_initiator: bool | None = None) -> None:
         self._session_initiator = session_initiator
         self._state = SMPState.EXPECT1
@@ -427,16 +439,16 @@ class SocialistMillionaire:
 
     def _clear(self) -> None:
         """Drop every per-run value (private exponents first of all)."""
-        self._secret: int | None = None
-        self._x2: int | None = None  # a2 / b2
-        self._x3: int | None = None  # a3 / b3
-        self._g2: int | None = None
-        self._g3: int | None = None
-        self._g3o: int | None = None  # the peer's g3a / g3b
-        self._p: int | None = None  # own P (Bob's Pb)
-        self._q: int | None = None  # own Q (Bob's Qb)
-        self._pab: int | None = None
-        self._qab: int | None = None
+        self._secret = None
+        self._x2 = None  # a2 / b2
+        self._x3 = None  # a3 / b3
+        self._g2 = None
+        self._g3 = None
+        self._g3o = None  # the peer's g3a / g3b
+        self._p = None  # own P (Bob's Pb)
+        self._q = None  # own Q (Bob's Qb)
+        self._pab = None
+        self._qab = None
 
     def _begin_run(self) -> None:
         self._clear()

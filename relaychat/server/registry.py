@@ -60,7 +60,9 @@ class Registry:
             if (existing.static_pub, existing.static_sig) == (static_pub, static_sig):
                 return existing  # the usual login: nothing to write
             self._store.update_static(canon, static_pub, static_sig)
-            return self._store.binding(canon)  # type: ignore[return-value]
+            updated = self._store.binding(canon)
+            assert updated is not None  # check_claim found it
+            return updated
         binding = Binding(canon, skeleton(canon), nick, identity_pub, static_pub, static_sig, now)
         if not self._store.insert_binding(binding):
             raise ProtocolError(Code.TAKEN, taken_text(nick, lookalike=False))

@@ -141,7 +141,7 @@ class ListenerService(Service):
         if reactor.running:
             reactor.stop()
 
-    def stopService(self) -> Optional[Deferred]:
+    def stopService(self) -> Optional[Deferred[Any]]:
         super().stopService()
         listening, self._listening = self._listening, None
         if self.port is not None:

@@ -573,7 +573,7 @@ def _file_identity(path: str) -> tuple[int, int]:
     return st.st_dev, st.st_ino
 
 
-def _binding(row: Optional[tuple]) -> Optional[Binding]:
+def _binding(row: Optional[tuple[Any, ...]]) -> Optional[Binding]:
     if row is None:
         return None
     canonical, skel, display, identity_pub, static_pub, static_sig, created = row

@@ -55,7 +55,7 @@ class BodylessRequest(Request):
     _body = 0
 
     def gotLength(self, length: Optional[int]) -> None:
-        self.content = io.BytesIO()  # type: ignore[assignment]
+        self.content = io.BytesIO()
         self._body = 0
 
     def handleContentChunk(self, data: bytes) -> None:
@@ -63,9 +63,12 @@ class BodylessRequest(Request):
             return  # already aborting
         self._body += len(data)
         if self._body > MAX_BODY:
-            self.channel.transport.abortConnection()  # type: ignore[union-attr]
+            transport = self.channel.transport if self.channel is not None else None
+            if transport is not None:
+                getattr(transport, "abortConnection", transport.loseConnection)()
             return
-        self.content.write(data)  # type: ignore[attr-defined]
+        assert self.content is not None  # gotLength came first
+        self.content.write(data)
 
 
 class StaticFiles(Resource):
@@ -114,7 +117,8 @@ class _Root(Resource):
         return self._files
 
     def render(self, request: Request) -> bytes:  # the bare "/" when the page is at the root
-        return self._files.render(request)
+        page: bytes = self._files.render(request)
+        return page
 
 
 class BoundedConnections(WrappingFactory):
@@ -131,7 +135,8 @@ class BoundedConnections(WrappingFactory):
         self._hosts: dict[ProtocolWrapper, str] = {}
         self._counts: dict[str, int] = {}
 
-    def buildProtocol(self, addr: Any) -> Optional[ProtocolWrapper]:
+    # IProtocolFactory lets buildProtocol refuse (None); WrappingFactory's annotation does not.
+    def buildProtocol(self, addr: Any) -> Optional[ProtocolWrapper]:  # type: ignore[override]
         host = str(getattr(addr, "host", addr))
         if len(self._hosts) >= self.total or self._counts.get(host, 0) >= self.per_address:
             return None  # refused: the connection is closed at once

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 import sys
-from typing import Optional
+from typing import Any, Optional
 from urllib.parse import urlsplit
 
 from twisted.python import usage
@@ -58,7 +58,7 @@ def check_relay_url(url: str) -> str:
     return url
 
 
-def main(argv: Optional[list[str]] = None, reactor: object = None) -> int:
+def main(argv: Optional[list[str]] = None, reactor: Any = None) -> int:
     options = Options()
     try:
         options.parseOptions(sys.argv[1:] if argv is None else argv)
@@ -66,13 +66,15 @@ def main(argv: Optional[list[str]] = None, reactor: object = None) -> int:
         print(f"relaychat-web: {e}\n{options.synopsis}", file=sys.stderr)
         return 2
     if reactor is None:
-        from twisted.internet import reactor  # type: ignore[no-redef]
+        from twisted.internet import reactor as default
+
+        reactor = default
     from relaychat.server.webclient import local_site
 
-    port = reactor.listenTCP(options["port"], local_site(options["relay"]), interface="127.0.0.1")  # type: ignore[attr-defined]
+    port = reactor.listenTCP(options["port"], local_site(options["relay"]), interface="127.0.0.1")
     print(f"relaychat-web: open http://127.0.0.1:{port.getHost().port}/ (relay {options['relay']})")
     print(f"relaychat-web: files sha256 {web.digest()}", flush=True)
-    reactor.run()  # type: ignore[attr-defined]
+    reactor.run()
     return 0
 
 

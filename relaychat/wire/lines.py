@@ -7,7 +7,7 @@ caller learns of it at once, and the rest of it is skipped up to the next LF.
 
 from __future__ import annotations
 
-from typing import Final, Optional
+from typing import Final, Optional, cast
 
 TOO_LONG: Final = None
 """Stands in the output of :meth:`LineSplitter.feed` for a line cut for length."""
@@ -44,23 +44,24 @@ class LineSplitter:
             data = self._buffer + data
             self._buffer = b""
         lines, rest = _split(data)
+        found = cast("list[Optional[bytes]]", lines)  # the same list; a line cut for length becomes TOO_LONG
         limit = self.max_line
         if len(data) > limit:  # only then can a line be too long
             for i, line in enumerate(lines):
-                if len(line) > limit + line.endswith(b"\r"):  # type: ignore[arg-type]
-                    lines[i] = TOO_LONG
+                if len(line) > limit + line.endswith(b"\r"):
+                    found[i] = TOO_LONG
         if len(rest) > limit + 1:  # rest is unfinished: it may still end in CR
             self._discarding = True
-            lines.append(TOO_LONG)
+            found.append(TOO_LONG)
         else:
-            self._buffer = rest  # type: ignore[assignment]
-        return lines
+            self._buffer = rest
+        return found
 
 
 _LONG_LINE = 512
 
 
-def _split(data: bytes) -> tuple[list[Optional[bytes]], bytes]:
+def _split(data: bytes) -> tuple[list[bytes], bytes]:
     """Complete lines and the unfinished rest.
 
     ``bytes.split`` on one byte steps through the data a byte at a time,
@@ -72,8 +73,8 @@ def _split(data: bytes) -> tuple[list[Optional[bytes]], bytes]:
     if first < 0:
         return [], data
     if first < _LONG_LINE:
-        lines: list[Optional[bytes]] = data.split(b"\n")  # type: ignore[assignment]
-        return lines, lines.pop()  # type: ignore[return-value]
+        lines = data.split(b"\n")
+        return lines, lines.pop()
     lines = []
     start, find = 0, data.find
     end = first

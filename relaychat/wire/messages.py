@@ -53,7 +53,7 @@ class Message:
 
     def tokens(self) -> list[str]:
         """The tokens after ``PREFIX``."""
-        names: tuple[str, ...] = type(self).__slots__  # type: ignore[assignment]  # a slotted dataclass: its fields, in order
+        names: tuple[str, ...] = type(self).__slots__  # a slotted dataclass: its fields, in order
         out: list[str] = []
         for name, spec in zip(names, self.FIELDS):
             value = getattr(self, name)
@@ -71,11 +71,13 @@ class Message:
         fixed = len(fields)
         if cls.TEXT:
             arity(args[:fixed], fixed, fixed)
-            return cls(*[spec.decode(arg) for spec, arg in zip(fields, args)], " ".join(args[fixed:]))  # type: ignore[call-arg]
+            values: list[Any] = [spec.decode(arg) for spec, arg in zip(fields, args)]
+            values.append(" ".join(args[fixed:]))
+            return cls(*values)
         arity(args, fixed - cls.OPTIONAL, fixed)
-        values: list[Any] = [spec.decode(arg) for spec, arg in zip(fields, args)]
+        values = [spec.decode(arg) for spec, arg in zip(fields, args)]
         values.extend([None] * (fixed - len(values)))
-        return cls(*values)  # type: ignore[call-arg]
+        return cls(*values)
 
     def to_line(self) -> str:
         """The line, without LF."""
@@ -486,7 +488,7 @@ class Goodbye(Event):
 
 
 _EVENTS: tuple[type[Event], ...] = (User, Offered, Accepted, SessionClosed, StoredMail, Notice, Goodbye)
-EVENTS: Mapping[str, type[Message]] = {**{e.NAME: e for e in _EVENTS}, Frame.NAME: Frame}
+EVENTS: Mapping[str, type[Event] | type[Frame]] = {**{e.NAME: e for e in _EVENTS}, Frame.NAME: Frame}
 """Event name to class: what the relay sends unasked (``FRAME`` included)."""
 
 FromRelay = Union[Reply, Err, Event, Frame]
@@ -509,7 +511,7 @@ def parse_from_relay(line: str) -> Optional[FromRelay]:
     event = EVENTS.get(first)
     if event is None:
         return None
-    return event.from_tokens(parts[1:])  # type: ignore[return-value]
+    return event.from_tokens(parts[1:])
 
 
 def parse_command(line: str) -> Command:
