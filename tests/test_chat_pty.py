@@ -22,6 +22,7 @@ from pathlib import Path
 from twisted.trial import unittest
 
 from tests.daemon import Daemon
+from tests.support import strict_dir
 from tests.test_manhole import _CONSOLE, SSHProcess, _ssh_available
 from tests.test_terminal_pty import WAIT, Tmux, _env, _poll
 
@@ -73,11 +74,12 @@ class ChatProgramCase(unittest.TestCase):
             f'[[listener]]\nkind = "tcp"\nendpoint = "tcp:{self.port}:interface=127.0.0.1"\n'
         )
         if self.console:
+            self.keys = strict_dir(self)  # a key file's directories must pass StrictModes (not /tmp)
             subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "admin@test",
-                            "-f", str(self.dir / "admin")], check=True, timeout=30)
-            (self.dir / "authorized_keys").write_bytes((self.dir / "admin.pub").read_bytes())
+                            "-f", str(self.keys / "admin")], check=True, timeout=30)
+            (self.keys / "authorized_keys").write_bytes((self.keys / "admin.pub").read_bytes())
             config += ('[manhole]\nenabled = true\nendpoint = "tcp:0:interface=127.0.0.1"\n'
-                       'authorized_keys = "authorized_keys"\n')
+                       f'authorized_keys = "{self.keys / "authorized_keys"}"\n')
         (self.dir / "relay.toml").write_text(config)
         self.relay = self.start_relay()
         self.tmux = Tmux()
@@ -123,7 +125,7 @@ class ChatProgramCase(unittest.TestCase):
             time.sleep(0.05)
         port = int(_CONSOLE.search(self.relay.log()).group(1))  # type: ignore[union-attr]
         session = SSHProcess([
-            "ssh", "-F", "/dev/null", "-p", str(port), "-i", str(self.dir / "admin"),
+            "ssh", "-F", "/dev/null", "-p", str(port), "-i", str(self.keys / "admin"),
             "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
             "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none", "-o", "LogLevel=ERROR", "-tt",
             "admin@127.0.0.1",

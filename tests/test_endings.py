@@ -18,7 +18,7 @@ from relaychat.certificates import write_self_signed
 from tests.daemon import Daemon, register
 from tests.endings_support import KINDS, Channel
 from tests.listener_support import listening, toml_listener
-from tests.support import identity
+from tests.support import identity, strict_dir
 from tests.test_manhole import _CONSOLE, SSHProcess, _ssh_available
 
 LOOPBACK = "tcp:0:interface=127.0.0.1"
@@ -40,10 +40,12 @@ class _AllKinds(SynchronousTestCase):
             reason = _ssh_available()
             if reason:
                 raise self.skipTest(reason)
-            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.home / "admin")],
+            self.keys = strict_dir(self)  # a key file's directories must pass StrictModes (not /tmp)
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.keys / "admin")],
                            check=True, timeout=30)
-            (self.home / "authorized_keys").write_bytes((self.home / "admin.pub").read_bytes())
-            manhole = f'[manhole]\nenabled = true\nendpoint = "{LOOPBACK}"\nauthorized_keys = "authorized_keys"\n'
+            (self.keys / "authorized_keys").write_bytes((self.keys / "admin.pub").read_bytes())
+            manhole = (f'[manhole]\nenabled = true\nendpoint = "{LOOPBACK}"\n'
+                       f'authorized_keys = "{self.keys / "authorized_keys"}"\n')
         config = self.home / "relaychat.toml"
         config.write_text(
             '[relay]\ndata_dir = "data"\n'
@@ -131,7 +133,7 @@ class OperatorEndings(_AllKinds):
                 raise AssertionError("the admin console did not start:\n" + self.daemon.log())
             time.sleep(0.05)
         session = SSHProcess([
-            "ssh", "-F", "/dev/null", "-p", found.group(1), "-i", str(self.home / "admin"), "-tt",
+            "ssh", "-F", "/dev/null", "-p", found.group(1), "-i", str(self.keys / "admin"), "-tt",
             "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
             "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none", "-o", "LogLevel=ERROR", "admin@127.0.0.1",
         ])
