@@ -948,22 +948,22 @@ def peer_name(name: str) -> str:
 def tls_options(workdir: Path) -> dict[str, str] | str:
     """Options for a relaychat ``tls`` listener with a fresh self-signed certificate, or why not."""
     try:
-        from relaychat.server.listeners import KINDS
+        from relaychat.config import LISTENER_OPTIONS
     except ImportError as e:
-        return f"cannot import relaychat.server.listeners: {e}"
-    kind = KINDS.get("tls")
-    if kind is None:
-        return "relaychat has no 'tls' listener kind yet (relaychat/server/listeners.py)"
+        return f"cannot import relaychat.config: {e}"
+    options_of = LISTENER_OPTIONS.get("tls")
+    if options_of is None:
+        return "relaychat has no 'tls' listener kind (relaychat/config.py LISTENER_OPTIONS)"
     cert, key = self_signed(workdir)
     options = {}
-    for name in kind.options:
+    for name in options_of:
         lowered = name.lower()
         if "cert" in lowered or "chain" in lowered:
             options[name] = str(cert)
         elif "key" in lowered:
             options[name] = str(key)
     if not options:
-        return f"don't know how to fill the tls listener's options {sorted(kind.options)}"
+        return f"don't know how to fill the tls listener's options {sorted(options_of)}"
     return options
 
 

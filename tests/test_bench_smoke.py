@@ -177,3 +177,17 @@ class BenchSmoke(unittest.TestCase):
         self.assertGreater(peers.rss_bytes(os.getpid()), 0)
         self.assertGreaterEqual(peers.cpu_seconds(os.getpid()), 0.0)
         self.assertEqual(load.percentiles([])["count"], 0)
+
+
+class BenchConfig(unittest.SynchronousTestCase):
+    """The full bench builds its daemon's TLS listener from relaychat's own
+    option table: a rename there must fail here, not turn every TLS and
+    WebSocket figure into ``n/a`` in the next full run."""
+
+    def test_tls_listener_options_are_filled(self) -> None:
+        options = run.tls_options(Path(self.mktemp()).resolve().parent)
+        self.assertIsInstance(options, dict, options)
+        assert isinstance(options, dict)
+        self.assertEqual(set(options), {"certificate", "private_key"})
+        for path in options.values():
+            self.assertTrue(Path(path).is_file(), path)
