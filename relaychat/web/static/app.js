@@ -9,6 +9,7 @@ import { KnownPeers } from './pins.js';
 import { Disconnected, nickProblem } from './relay.js';
 import { fingerprint } from './safety.js';
 import * as store from './storage.js';
+import { startVerifiedWorker } from './workerload.js';
 
 const $ = (id) => document.getElementById(id);
 const RETRY = [1, 2, 4, 8, 15, 30]; // seconds between reconnection attempts
@@ -17,21 +18,27 @@ const PING_EVERY = 240000; // the relay's idle limit is 600 s
 
 // -- the worker (proof of work, SMP) ------------------------------------------------
 
-const worker = new Worker(new URL('worker.js', import.meta.url), { type: 'module' });
+// Started from integrity-checked code only (workerload.js): a worker file that
+// differs from its hash in the import map never runs, and nothing that needs
+// the worker (proof of work at sign-in, the secret check) goes ahead.
+const importMap = JSON.parse(document.querySelector('script[type="importmap"]').textContent);
+const workerReady = startVerifiedWorker(new URL('worker.js', import.meta.url).href, importMap, document.baseURI);
+workerReady.then((worker) => {
+  worker.onmessage = ({ data }) => {
+    const job = waiting.get(data.id);
+    waiting.delete(data.id);
+    if (data.error !== undefined) job.reject(new Error(data.error));
+    else job.resolve(data.result);
+  };
+}, () => null); // the start below reports the failure and stops the page
 const waiting = new Map();
 let nextJob = 0;
-worker.onmessage = ({ data }) => {
-  const job = waiting.get(data.id);
-  waiting.delete(data.id);
-  if (data.error !== undefined) job.reject(new Error(data.error));
-  else job.resolve(data.result);
-};
 function work(message) {
-  return new Promise((resolve, reject) => {
+  return workerReady.then((worker) => new Promise((resolve, reject) => {
     const id = ++nextJob;
     waiting.set(id, { resolve, reject });
     worker.postMessage({ id, ...message });
-  });
+  }));
 }
 const smp = Object.fromEntries(['start', 'respond', 'abort', 'receive', 'drop'].map(
   (method) => [method, (...args) => work({ op: 'smp', method, args })]));
@@ -533,6 +540,12 @@ async function loadIdentity(keys, passphrase) {
 
 // First visit: the sign-in form. Later: straight in, unless the key is under a passphrase.
 (async () => {
+  try {
+    await workerReady;
+  } catch (error) {
+    state.stopped = true;
+    return setStatus(`Stopped: this page's code does not match its integrity hashes (${error.message}). Do not sign in here.`, true);
+  }
   try {
     const profile = await store.get('profile');
     if (!profile) return showLogin();
