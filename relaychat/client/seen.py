@@ -24,11 +24,10 @@ before it is refused, so nothing forgotten can be shown twice.
 from __future__ import annotations
 
 import enum
-import os
 from pathlib import Path
 from typing import Optional
 
-from relaychat.crypto.keyfiles import StrPath, write_private_file
+from relaychat.crypto.keyfiles import StrPath, append_private_file, write_private_file
 from relaychat.crypto.pins import locked
 
 __all__ = ["FILENAME", "MAX_AGE", "MAX_ENTRIES", "MAX_SKEW", "Claim", "SeenMail"]
@@ -137,15 +136,7 @@ class SeenMail:
 
     def _append(self, line: str) -> None:
         assert self.path is not None
-        if not self.path.exists():
-            write_private_file(self.path, line.encode("ascii"))
-            return
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | getattr(os, "O_CLOEXEC", 0))
-        try:
-            os.write(fd, line.encode("ascii"))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        append_private_file(self.path, line.encode("ascii"))
 
     def _compact(self, record: _Record, now: float) -> None:
         """Forget expired ids, then the oldest past ``max_entries`` (raising the horizon)."""
