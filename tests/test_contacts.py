@@ -7,7 +7,7 @@ from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from relaychat.client.contacts import Contacts, How, Verification
+from relaychat.client.contacts import Contact, Contacts, How, Verification
 
 RELAY = bytes(range(32))
 OTHER_RELAY = bytes(range(1, 33))
@@ -20,21 +20,26 @@ class ContactsTests(SynchronousTestCase):
         self.path = Path(self.mktemp()) / "contacts"
         self.contacts = Contacts(self.path)
 
+    def got(self, server_id: bytes, nick: str, key: bytes, contacts: Contacts | None = None) -> Contact:
+        record = (contacts or self.contacts).get(server_id, nick, key)
+        assert record is not None, f"no record for {nick}"
+        return record
+
     def test_first_and_last_seen(self) -> None:
         self.assertIsNone(self.contacts.get(RELAY, "bob", KEY_A))
         first = self.contacts.seen(RELAY, "Bob", KEY_A, 100.5)
         self.assertEqual((first.nick, first.first_seen, first.last_seen, first.verified), ("bob", 100, 100, None))
         self.contacts.seen(RELAY, "bob", KEY_A, 200)
-        again = Contacts(self.path).get(RELAY, "bob", KEY_A)
+        again = self.got(RELAY, "bob", KEY_A, Contacts(self.path))
         self.assertEqual((again.first_seen, again.last_seen), (100, 200))
         self.assertEqual(stat.S_IMODE(self.path.stat().st_mode), 0o600)
 
     def test_verification_is_recorded_with_the_key(self) -> None:
         self.contacts.seen(RELAY, "bob", KEY_A, 100)
         self.contacts.verify(RELAY, "bob", KEY_A, How.SMP, 150)
-        self.assertEqual(self.contacts.get(RELAY, "bob", KEY_A).verified, Verification(How.SMP, 150))
+        self.assertEqual(self.got(RELAY, "bob", KEY_A).verified, Verification(How.SMP, 150))
         self.contacts.seen(RELAY, "bob", KEY_A, 300)
-        self.assertEqual(self.contacts.get(RELAY, "bob", KEY_A).verified, Verification(How.SMP, 150),
+        self.assertEqual(self.got(RELAY, "bob", KEY_A).verified, Verification(How.SMP, 150),
                          "a later conversation keeps the record")
         self.assertIsNone(self.contacts.get(RELAY, "bob", KEY_B), "never carries over to another key")
         self.assertIsNone(self.contacts.get(OTHER_RELAY, "bob", KEY_A), "nor to another relay")
@@ -44,12 +49,12 @@ class ContactsTests(SynchronousTestCase):
         self.contacts.verify(RELAY, "carol", KEY_A, How.SMP, 100)
         self.contacts.forget_other_keys(RELAY, "bob", KEY_B)
         self.assertIsNone(self.contacts.get(RELAY, "bob", KEY_A))
-        self.assertIsNotNone(self.contacts.get(RELAY, "carol", KEY_A).verified)
+        self.assertIsNotNone(self.got(RELAY, "carol", KEY_A).verified)
 
     def test_unverify(self) -> None:
         self.contacts.verify(RELAY, "bob", KEY_A, How.SMP, 100)
         self.contacts.unverify(RELAY, "bob", KEY_A)
-        record = self.contacts.get(RELAY, "bob", KEY_A)
+        record = self.got(RELAY, "bob", KEY_A)
         self.assertIsNone(record.verified)
         self.assertEqual(record.first_seen, 100)
 

@@ -126,7 +126,9 @@ class CheckRelayTests(SynchronousTestCase):
         self.assertFalse(check_relay(self.files.known_relays, "r:1", IMPOSTOR, IMPOSTOR, self.files))
         self.assertEqual(self.files.known_relays.get("r:1"), IMPOSTOR)
         self.assertEqual(self.files.known_peers.get(IMPOSTOR, "bob"), key)
-        self.assertIs(self.files.contacts.get(IMPOSTOR, "bob", key).verified.how, How.SMP)
+        record = self.files.contacts.get(IMPOSTOR, "bob", key)
+        assert record is not None and record.verified is not None
+        self.assertIs(record.verified.how, How.SMP)
 
     def test_a_damaged_record_is_a_change(self) -> None:
         from relaychat.client.connecting import check_relay

@@ -28,6 +28,7 @@ class SentMailTests(SynchronousTestCase):
         self.sent.add(mid(1), RELAY, "Bob", "see you at 5 ✓", NOW)
         self.assertEqual(stat.S_IMODE(self.path.stat().st_mode), 0o600)
         taken = SentMail(self.path).take(mid(1), RELAY, "bob", NOW + 1)
+        assert taken is not None
         self.assertEqual((taken.nick, taken.first_words, taken.time), ("bob", "see you at 5 ✓", NOW))
         self.assertIsNone(self.sent.take(mid(1), RELAY, "bob", NOW + 2), "only once")
 
