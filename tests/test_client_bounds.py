@@ -1,15 +1,22 @@
-"""The README's table of what the client keeps states the bounds the code enforces."""
+"""Client-side bounds: stated in the README as the code enforces them, and refused loudly end to end."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any, Generator
 
+from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
 from relaychat.chat.terminal import SCROLLBACK_ROWS
 from relaychat.client import contacts, known_relays, mail_receipts, seen
+from relaychat.client.errors import HandshakeFailed
+from relaychat.client.values import MailProblem
 from relaychat.crypto import pins
+from relaychat.crypto.pins import KnownPeers
+from tests.memory_network import driven
+from tests.test_client_e2e import Inbox, RelayTestCase
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,3 +53,32 @@ class DocumentedBounds(SynchronousTestCase):
             value = re.search(rf"const {name} = (\d+);", app)
             assert value is not None, name
             self.assertStated(int(value.group(1)), "The browser client")
+
+
+class FirstContactAtTheBound(RelayTestCase):
+    """End to end: at the pin bound a first contact is refused, loudly, and loses nothing."""
+
+    @driven
+    def test_a_call_to_a_first_contact_fails_with_a_sentence(self) -> Generator[Deferred, Any, None]:
+        yield self.connect("bob")
+        alice = yield self.connect("alice")
+        self.patch(KnownPeers, "max_per_relay", 0)
+        error = yield self.assertFailure(alice.call("bob"), HandshakeFailed)
+        self.assertIn("none is dropped to make room", str(error))
+        self.assertIsNone(alice.pinned_key("bob"))
+
+    @driven
+    def test_a_mail_from_a_first_contact_is_not_shown_and_stays_on_the_relay(self) -> Generator[Deferred, Any, None]:
+        bob = yield self.connect("bob")
+        yield bob.quit()
+        alice = yield self.connect("alice")
+        yield alice.send_mail("bob", "hello")
+        self.patch(KnownPeers, "max_per_relay", 0)
+        bob = yield self.connect("bob")
+        mail = Inbox(self.clock)
+        bob.observe_mail(mail)
+        problem = yield mail.get()
+        self.assertIsInstance(problem, MailProblem)
+        self.assertIn("is not shown", str(problem.error))
+        yield bob.ping()
+        self.assertEqual(len(self.store.pending_mail("bob")), 1, "kept for when there is room")
