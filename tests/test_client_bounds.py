@@ -59,7 +59,7 @@ class FirstContactAtTheBound(RelayTestCase):
     """End to end: at the pin bound a first contact is refused, loudly, and loses nothing."""
 
     @driven
-    def test_a_call_to_a_first_contact_fails_with_a_sentence(self) -> Generator[Deferred, Any, None]:
+    def test_a_call_to_a_first_contact_fails_with_a_sentence(self) -> Generator[Deferred[Any], Any, None]:
         yield self.connect("bob")
         alice = yield self.connect("alice")
         self.patch(KnownPeers, "max_per_relay", 0)
@@ -68,7 +68,7 @@ class FirstContactAtTheBound(RelayTestCase):
         self.assertIsNone(alice.pinned_key("bob"))
 
     @driven
-    def test_a_mail_from_a_first_contact_is_not_shown_and_stays_on_the_relay(self) -> Generator[Deferred, Any, None]:
+    def test_a_mail_from_a_first_contact_is_not_shown_and_stays_on_the_relay(self) -> Generator[Deferred[Any], Any, None]:
         bob = yield self.connect("bob")
         yield bob.quit()
         alice = yield self.connect("alice")
