@@ -82,3 +82,27 @@ class FirstContactAtTheBound(RelayTestCase):
         self.assertIn("is not shown", str(problem.error))
         yield bob.ping()
         self.assertEqual(len(self.store.pending_mail("bob")), 1, "kept for when there is room")
+
+
+class ClientLog(SynchronousTestCase):
+    def test_client_log_is_rotated_and_bounded(self) -> None:
+        import stat as stat_module
+
+        from twisted.logger import LogLevel
+
+        from relaychat.chat import cli
+
+        self.patch(cli, "LOG_BYTES", 4096)
+        directory = Path(self.mktemp())
+        observer = cli.log_observer(directory)
+        for n in range(500):  # what a hostile relay could make the program warn about, without end
+            observer({"log_level": LogLevel.warn, "log_format": "a warning from the network {n} " + "x" * 80,
+                      "n": n, "log_namespace": "test", "log_time": 0.0})
+        observer({"log_level": LogLevel.info, "log_format": "info is not kept", "log_time": 0.0})
+        files = sorted(p.name for p in directory.iterdir())
+        self.assertEqual(files, ["client.log", "client.log.1"])
+        for name in files:
+            self.assertLessEqual((directory / name).stat().st_size, 4096 + 200)
+            self.assertEqual(stat_module.S_IMODE((directory / name).stat().st_mode), 0o600)
+        self.assertIn("network 499", (directory / "client.log").read_text())
+        self.assertIn("client.log.1", cli.log_observer.__doc__ or "")
