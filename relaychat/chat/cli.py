@@ -23,7 +23,7 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import IO, Any, TextIO, cast
 
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import HostnameEndpoint
@@ -202,8 +202,9 @@ def remember_server(config_dir: Path, server: Server) -> None:
 
 def choose_server(options: Options, config_dir: Path) -> Server:
     """``--server``, else the remembered relay, else localhost."""
-    if options["server"] is not None:
-        return options["server"]
+    given: Server | None = options["server"]
+    if given is not None:
+        return given
     return remembered_server(config_dir) or parse_server(DEFAULT_SERVER)
 
 
@@ -313,7 +314,8 @@ def log_observer(config_dir: Path) -> FilteringLogObserver:
     since what the network does can be logged without end."""
     keyfiles.make_private_dir(config_dir)
     log_file = LogFile(LOG_FILE, str(config_dir), rotateLength=LOG_BYTES, defaultMode=0o600, maxRotatedFiles=1)
-    return FilteringLogObserver(textFileLogObserver(log_file), [LogLevelFilterPredicate(LogLevel.warn)])
+    stream = cast(IO[Any], log_file)  # LogFile has the write/flush the observer uses; it is not an io class
+    return FilteringLogObserver(textFileLogObserver(stream), [LogLevelFilterPredicate(LogLevel.warn)])
 
 
 def start_logging(config_dir: Path) -> None:
