@@ -441,7 +441,7 @@ class Hub:
             self._drained_waiters.append(done)
         return done
 
-    # == plumbing =============================================================
+    # == plumbing, and what the components call (send, queue, error, bye, ...) ==
 
     def await_answer(self, client: Connection, command: str, answer: "Deferred[Any]", then: Callable[[Any], None]) -> None:
         """Go on with ``then(result)`` once the directory's ``answer`` fires.
