@@ -266,7 +266,15 @@ class Hub:
             for line in run:
                 self.forward_frame(client, line)
             return
-        self._forward(session.other(client), session, block, len(run))
+        peer = session.other(client)
+        if not peer.outbox:
+            self._dirty.append(peer)
+        peer.outbox.append(block)
+        session.frames += len(run)
+        session.bytes += len(block)
+        stats = self.stats
+        stats.frames += len(run)
+        stats.bytes += len(block)
 
     def forward_frame(self, client: Connection, line: bytes) -> None:
         """The hot path did not take this FRAME line: forward it if it is good
@@ -276,20 +284,14 @@ class Hub:
         except ProtocolError as e:
             self.error(client, "FRAME", e.code, e.text)
             return
-        self._forward(session.other(client), session, clean + b"\n", 1)
-
-    def _forward(self, peer: Connection, session: Session, data: bytes, frames: int) -> None:
-        """Queue checked frame lines for ``peer`` as they came. Not counted in its
-        ``outbox_size``, which bounds the replies to its own lines (``max_output``):
-        a sender is held back by back-pressure (:meth:`set_congested`) instead."""
+        peer = session.other(client)
         if not peer.outbox:
             self._dirty.append(peer)
-        peer.outbox.append(data)
-        session.frames += frames
-        session.bytes += len(data)
-        stats = self.stats
-        stats.frames += frames
-        stats.bytes += len(data)
+        peer.outbox.append(clean + b"\n")
+        session.frames += 1
+        session.bytes += len(clean) + 1
+        self.stats.frames += 1
+        self.stats.bytes += len(clean) + 1
 
     def wake(self, client: Connection, now: float) -> None:
         """The pause asked for by ``wake_after`` is over."""
