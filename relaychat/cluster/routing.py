@@ -290,6 +290,10 @@ class Credit:
         self.left[key] = left
         return left > 0
 
+    def exhausted(self, node: str, canonical: str) -> bool:
+        """Whether nothing may be sent to ``canonical`` on ``node`` until credit comes back."""
+        return self.left.get((node, canonical), self.window) <= 0
+
     def grant(self, node: str, canonical: str, size: int) -> bool:
         """``node`` gave credit back; True if we may send again."""
         key = (node, canonical)

@@ -190,7 +190,9 @@ class Sessions:
                 self._send(node)
         for canon in self._to_congest:
             known = self.standins.get(canon)
-            if known is not None and not known[2].congested:
+            # Credit may have come back since the write that spent it (in this
+            # same turn): pausing then would wait for a grant that never comes.
+            if known is not None and not known[2].congested and self.credit.exhausted(known[0], canon):
                 self.hub.set_congested(known[2], True, self.reactor.seconds())
         self._to_congest.clear()
         if withheld and self._retry is None:
