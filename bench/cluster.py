@@ -65,6 +65,9 @@ class Meter:
         return {name: now[name] - before.get(name, 0.0) for name in now}
 
 
+RELAY_FROM = ""  # --relaychat-from: run the nodes from another source tree (before/after figures)
+
+
 def node(home: Path, name: str, redis: RedisServer, endpoint: str = "tcp:0:interface=127.0.0.1",
          reuse: bool = False, profile: str = "") -> Daemon:
     config = home / f"{name}.toml"
@@ -76,7 +79,8 @@ def node(home: Path, name: str, redis: RedisServer, endpoint: str = "tcp:0:inter
         f'[cluster]\nredis = "{redis.endpoint}"\nnode = "{name}"\n'
     )
     options = ("--profile", str(Path(profile) / f"{name}.pstats"), "--profiler", "cprofile", "--savestats") if profile else ()
-    daemon = Daemon("--config", str(config), cwd=str(home), twistd_options=options)
+    env = {"PYTHONPATH": RELAY_FROM} if RELAY_FROM else None
+    daemon = Daemon("--config", str(config), cwd=str(home), twistd_options=options, env=env)
     daemon.start()
     deadline = time.monotonic() + 20
     while "joined through" not in daemon.log():
@@ -186,7 +190,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=0, help="rounds per figure (default 5, --quick 2)")
     parser.add_argument("--profile", default="", metavar="DIR",
                         help="run nodes a and b under cProfile (twistd --profile); stats into DIR/a.pstats, b.pstats")
+    parser.add_argument("--relaychat-from", default="", metavar="DIR",
+                        help="run the nodes from another source tree (e.g. main, for before/after figures)")
     args = parser.parse_args()
+    global RELAY_FROM
+    RELAY_FROM = str(Path(args.relaychat_from).resolve()) if args.relaychat_from else ""
     sections = set(args.only.split(","))
     rounds, small, bulk, setups, regs = (2, 20000, 1000, 100, 10) if args.quick else (5, 100000, 4000, 300, 40)
     rounds = args.rounds or rounds
