@@ -224,6 +224,24 @@ class FastPath(SynchronousTestCase):
             self.assertEqual(events, [Lines(b"PING a\n")])
             self.assertEqual(close_code(ws), 1002)
 
+    def test_long_messages_with_and_without_lf(self) -> None:
+        ws = opened(limit=8192)  # messages of 1 KiB and more are checked for LF one by one
+        sent = [b"a" * 3000, b"b" * 1500 + b"\n" + b"c" * 10, b"d" * 2000, b"\n" * 1100]
+        events = ws.receive(b"".join(client_frame(m) for m in sent))
+        refused = Refused("one line per WebSocket message, without LF")
+        self.assertEqual(events, [Lines(b"a" * 3000 + b"\n"), refused, Lines(b"d" * 2000 + b"\n"), refused])
+
+    def test_long_lines_out_written_in_pieces(self) -> None:
+        sent = [b"x" * 2000, b"", b"y" * 5, b"z" * 3000, b"w" * 1024]
+        data = b"".join(line + b"\n" for line in sent) + b"v" * 1500
+        for cut in (0, 1, 1999, 2000, 2001, 2003, 5000, len(data) - 1):
+            ws = opened()
+            ws.send_lines(data[:cut])
+            ws.send_lines(data[cut:])
+            self.assertEqual(server_frames(ws.data_to_send()), [(1, line) for line in sent], cut)
+            ws.send_lines(b"\n")
+            self.assertEqual(server_frames(ws.data_to_send()), [(1, b"v" * 1500)])
+
     def test_invalid_utf8_in_a_16_bit_frame_fails_with_1007(self) -> None:
         ws = opened()
         self.assertEqual(lines(ws.receive(client_frame(b"PING a") + client_frame(b"\xff" * 200))), b"")

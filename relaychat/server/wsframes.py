@@ -32,7 +32,7 @@ import hashlib
 import re
 import struct
 from dataclasses import dataclass
-from itertools import chain
+from itertools import chain, repeat
 from typing import Optional, Sequence, Union
 
 try:  # websockets' masking in C; the same function in Python where it was installed without
@@ -66,6 +66,7 @@ class _Heads(dict[int, bytes]):
 
 
 _KEPT = 4096
+_LONG = 1024  # bytes per line from which memchr (find, "in") beats bytes' own count and split
 _TEXT_HEADS = _Heads()
 _HEAD = struct.Struct("!HH").unpack_from  # a frame's first two bytes, and the 16-bit length after them
 
@@ -296,7 +297,11 @@ class WebSocketServer:
             except UnicodeDecodeError:
                 self._close(INVALID_DATA, "text message not UTF-8")
                 return False
-        if data.count(b"\n") == lines:
+        if len(data) < _LONG * lines:  # short messages: one pass of count over the buffer
+            clean = data.count(b"\n") == lines
+        else:  # long ones: a memchr per message (count is a byte loop, 7 times slower on 16-KiB frames)
+            clean = not any(map(bytes.__contains__, run, repeat(b"\n")))
+        if clean:
             events.append(Lines(data))
             return True
         # some message held an LF of its own: sort them out one by one (rare)
@@ -365,7 +370,7 @@ class WebSocketServer:
             data = data.decode("utf-8", "replace").encode("utf-8")
         if self._partial:
             data = self._partial + data
-        lines = data.split(b"\n")
+        lines = _lines(data)
         self._partial = lines.pop()
         if lines:  # each line after its header, joined in C: no Python code runs per line
             self._out.append(b"".join(chain.from_iterable(zip(map(_TEXT_HEADS.__getitem__, map(len, lines)), lines))))
@@ -453,6 +458,22 @@ class WebSocketServer:
             "HTTP/1.1 101 Switching Protocols\r\nServer: relaychat\r\nUpgrade: websocket\r\n"
             f"Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n{chosen}\r\n"
         ).encode("ascii")
+
+
+def _lines(data: bytes) -> list[bytes]:
+    """``data.split(b"\\n")``, faster for long lines: split looks at every byte
+    in a loop of its own, 7 times slower on 16-KiB lines than the memchr of
+    ``find``."""
+    first = data.find(b"\n")
+    if 0 <= first < _LONG:
+        return data.split(b"\n")
+    lines, start = [], 0
+    while first >= 0:
+        lines.append(data[start:first])
+        start = first + 1
+        first = data.find(b"\n", start)
+    lines.append(data[start:])
+    return lines
 
 
 def _frame(opcode: int, payload: bytes) -> bytes:
