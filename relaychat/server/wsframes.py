@@ -193,12 +193,13 @@ class WebSocketServer:
         mask, keep, head = apply_mask, run.append, _HEAD
         short = 0x8180 + min(125, limit)  # the largest first two bytes the fast path takes for a 7-bit length
         fast = self._fragment_opcode is None and not closing
+        last = size - 4  # the last place a frame's first four bytes can start
         while True:
             # The fast path: whole, masked text frames not inside a fragmented message,
             # with a 7-bit or 16-bit length within the limit: one unpack of the first
             # four bytes (the header, and the 16-bit length if there is one), one
             # unmasking. Anything else, or a frame not whole yet, goes on below.
-            while fast and size - i >= 4:
+            while fast and i <= last:
                 h, n = head(buf, i)
                 if 0x8180 <= h <= short:  # FIN, text, masked, a 7-bit length
                     start = i + 6
