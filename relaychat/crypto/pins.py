@@ -23,6 +23,7 @@ import contextlib
 import enum
 import hmac
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,10 +34,8 @@ from relaychat.crypto.keyfiles import StrPath, make_private_dir, write_private_f
 from relaychat.wire.codec import EncodingError, b64decode, b64encode
 from relaychat.wire.nicknames import is_nickname
 
-try:
+if sys.platform != "win32":  # POSIX: flock
     import fcntl
-except ImportError:  # pragma: no cover - not POSIX
-    fcntl = None  # type: ignore[assignment]
 
 __all__ = [
     "FILENAME", "KnownPeers", "PinConflict", "PinError", "PinFile", "PinStatus", "data_lines", "locked", "read_lines",
@@ -61,7 +60,7 @@ def locked(path: StrPath) -> Iterator[None]:
     additions.
     """
     path = Path(path)
-    if fcntl is None:  # pragma: no cover
+    if sys.platform == "win32":  # pragma: no cover - no flock: unlocked
         yield
         return
     lock_path = path.with_name(path.name + ".lock")
