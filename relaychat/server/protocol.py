@@ -221,7 +221,9 @@ class RelayProtocol(HubConnection):
         self.join()
 
     def received(self, data: bytes) -> None:
-        self.hub.receive(self.client, data, self.clock.seconds())  # type: ignore[arg-type]  # set in connectionMade
+        client = self.client
+        if client is not None:  # always: it joined in connectionMade
+            self.hub.receive(client, data, self.clock.seconds())
 
     def write(self, data: bytes) -> None:
         self.send(data)
