@@ -27,7 +27,7 @@ from typing import Optional, Sequence
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from OpenSSL import SSL, crypto
 from twisted.internet.ssl import CertificateOptions, TLSVersion
@@ -100,6 +100,10 @@ def read_file(path: Path, what: str) -> bytes:
 
 # -- the listener side ------------------------------------------------------
 
+_SIGNING_KEYS = (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey, ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey,
+                 dsa.DSAPrivateKey)
+"""The private keys a TLS server can sign with (those pyOpenSSL's PKey takes)."""
+
 
 def server_options(certificate: Path, private_key: Path, minimum_tls: str = "1.2") -> CertificateOptions:
     """Twisted TLS server options for a certificate file (leaf first, then
@@ -120,6 +124,9 @@ def server_options(certificate: Path, private_key: Path, minimum_tls: str = "1.2
         ) from None
     except (ValueError, UnsupportedAlgorithm) as e:
         raise CertificateError(f"private key {str(private_key)!r}: not a PEM private key ({e})") from None
+    if not isinstance(key, _SIGNING_KEYS):  # a DH or post-quantum key signs no TLS handshake (pyOpenSSL refuses it)
+        raise CertificateError(f"private key {str(private_key)!r}: {type(key).__name__} keys cannot serve TLS; "
+                               "use an RSA, EC or Ed25519 key")
     leaf = chain[0]
     public = serialization.PublicFormat.SubjectPublicKeyInfo
     if key.public_key().public_bytes(serialization.Encoding.DER, public) != leaf.public_key().public_bytes(
@@ -127,7 +134,7 @@ def server_options(certificate: Path, private_key: Path, minimum_tls: str = "1.2
     ):
         raise CertificateError(f"private key {str(private_key)!r} does not belong to certificate {str(certificate)!r}")
     options = CertificateOptions(
-        privateKey=crypto.PKey.from_cryptography_key(key),  # type: ignore[arg-type]
+        privateKey=crypto.PKey.from_cryptography_key(key),
         certificate=crypto.X509.from_cryptography(leaf),
         extraCertChain=[crypto.X509.from_cryptography(c) for c in chain[1:]],
         raiseMinimumTo=TLSVersion.TLSv1_3 if minimum_tls == "1.3" else TLSVersion.TLSv1_2,

@@ -166,11 +166,11 @@ def _listener(item: Any, index: int, base: Path) -> ListenerConfig:
     where = f"listener[{index}]."
     if not isinstance(item, dict):
         raise ConfigError(f"listener[{index}] must be a table")
-    kind = _string(item, "kind", where, required=True)
+    kind = _required_string(item, "kind", where)
     if kind not in LISTENER_OPTIONS:
         raise ConfigError(f"{where}kind: must be one of {', '.join(sorted(LISTENER_OPTIONS))}, not {kind!r}"
                           f"{_suggest(kind, LISTENER_OPTIONS)}")
-    endpoint = _endpoint(item, "endpoint", where, required=True)
+    endpoint = _required_endpoint(item, "endpoint", where)
     options = {k: v for k, v in item.items() if k not in ("kind", "endpoint")}
     allowed = LISTENER_OPTIONS[kind]
     for key, value in options.items():
@@ -183,7 +183,7 @@ def _listener(item: Any, index: int, base: Path) -> ListenerConfig:
                 raise ConfigError(f"{where}{key}: expected a list of strings, such as [\"a\", \"b\"]")
         elif not isinstance(value, allowed[key]):
             raise ConfigError(f"{where}{key}: expected {_a(allowed[key])}")
-    return ListenerConfig(kind, endpoint, options)  # type: ignore[arg-type]
+    return ListenerConfig(kind, endpoint, options)
 
 
 def _manhole(table: Mapping[str, Any], base: Path) -> ManholeConfig:
@@ -262,11 +262,17 @@ def _number(table: Mapping[str, Any], key: str, where: str, default: Any, kind: 
     return kind(value)
 
 
-def _endpoint(table: Mapping[str, Any], key: str, where: str, required: bool = False) -> Optional[str]:
+def _endpoint(table: Mapping[str, Any], key: str, where: str) -> Optional[str]:
     """An endpoint string, its port checked here so the message is ours, not the parser's."""
-    value = _string(table, key, where, required)
+    value = _string(table, key, where)
     if value is not None:
         check_endpoint(value, f"{where}{key}")
+    return value
+
+
+def _required_endpoint(table: Mapping[str, Any], key: str, where: str) -> str:
+    value = _required_string(table, key, where)
+    check_endpoint(value, f"{where}{key}")
     return value
 
 
@@ -313,14 +319,19 @@ def _array(document: Mapping[str, Any], key: str) -> list[Any]:
     return value
 
 
-def _string(table: Mapping[str, Any], key: str, where: str, required: bool = False) -> Optional[str]:
+def _string(table: Mapping[str, Any], key: str, where: str) -> Optional[str]:
     value = table.get(key)
     if value is None:
-        if required:
-            raise ConfigError(f"{where}{key} is required")
         return None
     if not isinstance(value, str) or not value:
         raise ConfigError(f"{where}{key}: expected a non-empty string")
+    return value
+
+
+def _required_string(table: Mapping[str, Any], key: str, where: str) -> str:
+    value = _string(table, key, where)
+    if value is None:
+        raise ConfigError(f"{where}{key} is required")
     return value
 
 

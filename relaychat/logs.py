@@ -24,13 +24,16 @@ from __future__ import annotations
 import re
 import signal
 import sys
-from typing import IO, Any, Mapping
+from typing import IO, Any, Mapping, cast
 
+from twisted.internet.interfaces import IReactorFromThreads
 from twisted.logger import (
-    FilteringLogObserver, ILogObserver, LegacyLogObserverWrapper, LogLevel, PredicateResult,
+    FilteringLogObserver, ILogFilterPredicate, ILogObserver, LegacyLogObserverWrapper, LogLevel, PredicateResult,
     jsonFileLogObserver, textFileLogObserver,
 )
 from twisted.python import logfile
+from twisted.python.log import ILogObserver as ILegacyLogObserver
+from zope.interface import implementer
 
 _CHATTY_NAMESPACES = ("twisted.conch.", "relaychat.admin.manhole.ConsoleFactory", "twisted.web.")
 _REMOTE_CAUSED_NAMESPACES = ("autobahn.",)
@@ -42,25 +45,43 @@ _CHATTY_LEGACY = re.compile(r"^(\S+( \(TLS\))? starting on \d+|\(\w+ Port \S+ Cl
 """Legacy ``log.msg`` lines of twisted.internet's ports (no namespace of their own)."""
 
 
-def operator_predicate(event: Mapping[str, Any]) -> PredicateResult:
-    """Keep warnings and worse, and relaychat's lines; drop debug and library chatter."""
-    level = event.get("log_level", LogLevel.info)
-    namespace = str(event.get("log_namespace", ""))
-    if _ordinary_ssh_goodbye(namespace, event):
-        return PredicateResult.no
-    if namespace.startswith(_REMOTE_CAUSED_NAMESPACES) and level < LogLevel.error:
-        return PredicateResult.no
-    if level >= LogLevel.warn or event.get("isError"):
-        return PredicateResult.yes
-    if level < LogLevel.info:
-        return PredicateResult.no
-    if namespace.startswith(_CHATTY_NAMESPACES):
-        return PredicateResult.no
-    if namespace == "log_legacy":
-        message = " ".join(str(part) for part in event.get("message", ()))
-        if _CHATTY_LEGACY.match(message):
-            return PredicateResult.no
-    return PredicateResult.maybe
+# constantly (PredicateResult's base) ships no type information: its three
+# answers, named once with their type.
+_YES: PredicateResult = PredicateResult.yes
+_NO: PredicateResult = PredicateResult.no
+_MAYBE: PredicateResult = PredicateResult.maybe
+
+
+@implementer(ILogFilterPredicate)
+class _OperatorPredicate:
+    """Keep warnings and worse, and relaychat's lines; drop debug and library chatter.
+
+    A class declaring :class:`ILogFilterPredicate` (one instance,
+    :data:`operator_predicate`) rather than a function, so that the type
+    checker sees what :class:`FilteringLogObserver` is given.
+    """
+
+    def __call__(self, event: Mapping[str, Any]) -> PredicateResult:
+        level = event.get("log_level", LogLevel.info)
+        namespace = str(event.get("log_namespace", ""))
+        if _ordinary_ssh_goodbye(namespace, event):
+            return _NO
+        if namespace.startswith(_REMOTE_CAUSED_NAMESPACES) and level < LogLevel.error:
+            return _NO
+        if level >= LogLevel.warn or event.get("isError"):
+            return _YES
+        if level < LogLevel.info:
+            return _NO
+        if namespace.startswith(_CHATTY_NAMESPACES):
+            return _NO
+        if namespace == "log_legacy":
+            message = " ".join(str(part) for part in event.get("message", ()))
+            if _CHATTY_LEGACY.match(message):
+                return _NO
+        return _MAYBE
+
+
+operator_predicate = _OperatorPredicate()
 
 
 def _ordinary_ssh_goodbye(namespace: str, event: Mapping[str, Any]) -> bool:
@@ -87,8 +108,9 @@ def twistd_observer(options: Mapping[str, Any], verbose: bool = False) -> ILogOb
     if options.get("syslog"):
         from twisted.python import syslog
 
-        return operator_filter(LegacyLogObserverWrapper(syslog.SyslogObserver(options.get("prefix", "")).emit),
-                               verbose)
+        # SyslogObserver is unannotated; its emit is the legacy observer the wrapper calls
+        emit = cast(ILegacyLogObserver, syslog.SyslogObserver(options.get("prefix", "")).emit)
+        return operator_filter(LegacyLogObserverWrapper(emit), verbose)
     name = options.get("logfile") or ""
     if name == "-" or (options.get("nodaemon") and not name):
         if not options.get("nodaemon"):
@@ -100,10 +122,10 @@ def twistd_observer(options: Mapping[str, Any], verbose: bool = False) -> ILogOb
             def rotate(number: int, frame: Any) -> None:
                 from twisted.internet import reactor
 
-                reactor.callFromThread(log_file.rotate)  # type: ignore[attr-defined]
+                cast(IReactorFromThreads, reactor).callFromThread(log_file.rotate)
 
             signal.signal(signal.SIGUSR1, rotate)
-        stream = log_file  # type: ignore[assignment]
+        stream = cast(IO[str], log_file)  # not an IO, but it has the write and flush that the observer calls
     return operator_filter(textFileLogObserver(stream), verbose)
 
 

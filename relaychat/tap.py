@@ -185,6 +185,9 @@ def _walk(service: IService) -> list[IService]:
     return found
 
 
-def relay_of(top: IService) -> Hub:
+def relay_of(top: MultiService) -> Hub:
     """The hub inside a service tree built by :func:`compose`."""
-    return top.getServiceNamed("relay").hub  # type: ignore[attr-defined]
+    core = top.getServiceNamed("relay")
+    if not isinstance(core, RelayCore):
+        raise TypeError(f"not a tree built by compose(): its relay service is {core!r}")
+    return core.hub

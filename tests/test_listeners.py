@@ -141,8 +141,14 @@ class Building(SynchronousTestCase):
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
             serialization.BestAvailableEncryption(b"secret")))
         missing = Path(self.mktemp())
+        from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+        agreeing = Path(self.mktemp())  # a key-agreement key: it cannot sign a handshake
+        agreeing.write_bytes(X25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
         for options, words in [
             ({}, "certificate and private_key are both required"),
+            ({"certificate": self.cert, "private_key": agreeing}, "X25519PrivateKey keys cannot serve TLS"),
             ({"certificate": self.cert}, "certificate and private_key are both required"),
             ({"certificate": missing, "private_key": self.key}, f"cannot read certificate '{missing}': No such file"),
             ({"certificate": self.cert, "private_key": missing}, f"cannot read private key '{missing}'"),

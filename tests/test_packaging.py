@@ -30,9 +30,19 @@ class Checkout(SynchronousTestCase):
         self.assertRegex(ci, re.compile(r'status=\$\{PIPESTATUS\[0\]\}'))
         self.assertRegex(ci, re.compile(r'if \[ "\$status" -ne 0 \]'))
         self.assertTrue(ci.rstrip().endswith('[ "$failed" -eq 0 ] && [ "${passed:-0}" -gt 0 ]'))
-        # and the type check runs and its result is printed; since the merges of
-        # 2026-12-01 it is reported, not counted (see .ci/run), until it is clean again
-        self.assertRegex(ci, re.compile(r'if ! python -m mypy .*; then\n  tail -1 '))
+        # and the type check runs, after the suite, and a type error counts as a failure
+        self.assertRegex(ci, re.compile(r'\nif python -m mypy >"\$log\.mypy" 2>&1; then\n'
+                                        r'  tail -1 "\$log\.mypy"\nelse\n(  .*\n)*  failed=\$\(\(failed \+ 1\)\)\nfi\n'))
+        self.assertLess(ci.index("python -m twisted.trial tests"), ci.index("python -m mypy"))
+        self.assertLess(ci.index("python -m mypy"), ci.index('echo "${passed:-0} passed'))
+
+    def test_the_test_extra_installs_the_type_checker(self) -> None:
+        setup = (ROOT / "setup.py").read_text()
+        test_extra = re.search(r'"test": \[([^]]*)\]', setup)
+        assert test_extra is not None
+        for name in ("mypy", "mypy-zope"):
+            self.assertRegex(test_extra.group(1), re.compile(rf'"{name}[=<>]'), name)
+        self.assertIn("mypy_zope:plugin", (ROOT / "pyproject.toml").read_text())
 
     def test_no_init_in_twisted_plugins(self) -> None:
         # An __init__.py here would shadow Twisted's own plugin package.

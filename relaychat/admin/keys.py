@@ -121,7 +121,7 @@ def unsafe_component(real: str, uid: int) -> Optional[tuple[str, os.stat_result]
 
 def _parents(path: str) -> list[str]:
     """Every directory above ``path``, nearest first, ending with ``/``."""
-    found = []
+    found: list[str] = []
     while True:
         parent = os.path.dirname(path)
         if parent == path:

@@ -24,7 +24,7 @@ import contextlib
 import io
 import traceback
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional, Protocol
 
 from twisted.conch.checkers import InMemorySSHKeyDB, SSHPublicKeyChecker
 from twisted.conch.error import ConchError, IgnoreAuthentication
@@ -88,12 +88,24 @@ class AdminKeyChecker:
         self._blobs = frozenset(key.blob() for key in keys)
         self._checker = SSHPublicKeyChecker(InMemorySSHKeyDB({self._user: keys}))
 
-    def requestAvatarId(self, credentials: ISSHPrivateKey) -> Deferred[Admin]:
-        if not credentials.signature and (credentials.username != self._user or credentials.blob not in self._blobs):
+    # The avatar id is an Admin, which the portal hands to ConsoleRealm untouched
+    # (ICredentialsChecker's annotation says bytes).
+    def requestAvatarId(self, credentials: Any) -> Deferred[Admin]:  # type: ignore[override]
+        offered: _OfferedKey = credentials  # what credentialInterfaces admits
+        if not offered.signature and (offered.username != self._user or offered.blob not in self._blobs):
             return fail(UnauthorizedLogin("Key not authorized"))
-        checked = self._checker.requestAvatarId(credentials)
-        checked.addCallback(lambda user: Admin(user.decode("utf-8", "replace"), openssh_fingerprint(credentials.blob)))
-        return checked
+        checked: Deferred[bytes] = self._checker.requestAvatarId(credentials)
+        return checked.addCallback(
+            lambda user: Admin(user.decode("utf-8", "replace"), openssh_fingerprint(offered.blob)))
+
+
+class _OfferedKey(Protocol):
+    """The attributes that :class:`ISSHPrivateKey`'s documentation promises
+    (the interface itself declares none)."""
+
+    username: bytes
+    blob: bytes
+    signature: Optional[bytes]
 
 
 class AuditedManhole(ColoredManhole):
@@ -207,7 +219,9 @@ class AuditedUserAuth(SSHUserAuthServer):
         super().serviceStopped()
 
     def _budget(self) -> WarningBudget:
-        return self.transport.factory.refusal_warnings  # type: ignore[union-attr, no-any-return]
+        factory = getattr(self.transport, "factory", None)
+        assert isinstance(factory, ConsoleFactory), "AuditedUserAuth serves ConsoleFactory's connections only"
+        return factory.refusal_warnings
 
     def _user(self) -> str:
         return (self.user or b"").decode("utf-8", "replace")[: self._NAME_SHOWN]
@@ -307,8 +321,11 @@ class ConsoleSession(TerminalSession):
     width, height = 80, 24
 
     def openShell(self, proto: Any) -> None:
+        # the shell of this login (Twisted's builds chainedProtocolFactory(), a bare ServerProtocol)
+        assert self.admin is not None, "ConsoleRealm sets the admin"
+        terminal = ServerProtocol(AuditedManhole, self.namespace, self.admin)
         self.terminal_transport = self.transportFactory(
-            proto, self.chainedProtocolFactory(), IConchUser(self.original), self.width, self.height
+            proto, terminal, IConchUser(self.original), self.width, self.height
         )
 
     namespace: dict[str, Any] = {}
@@ -363,10 +380,6 @@ class ConsoleRealm(TerminalRealm):
         session.namespace = namespace
         session.admin = avatarId
         session.transportFactory = ConsoleSessionTransport
-        def terminal() -> ServerProtocol:
-            return ServerProtocol(AuditedManhole, namespace, avatarId)
-        # a factory, as Twisted means it (its default is the ServerProtocol class itself)
-        session.chainedProtocolFactory = terminal  # type: ignore[assignment]
         holder.setComponent(IConchUser, user)
         holder.setComponent(ISession, session)
         log.info("admin {admin}: logged in as {user}", admin=avatarId.fingerprint, user=avatarId.user)

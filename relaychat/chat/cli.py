@@ -202,8 +202,8 @@ def remember_server(config_dir: Path, server: Server) -> None:
 
 def choose_server(options: Options, config_dir: Path) -> Server:
     """``--server``, else the remembered relay, else localhost."""
-    given: Server | None = options["server"]
-    if given is not None:
+    given = options["server"]  # a Server once Options.postOptions has parsed it
+    if isinstance(given, Server):
         return given
     return remembered_server(config_dir) or parse_server(DEFAULT_SERVER)
 

@@ -19,6 +19,7 @@ import difflib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from relaychat.wire.nicknames import NICK_RULE, is_nickname
 
@@ -194,7 +195,7 @@ def _parse_params(spec: str) -> tuple[_Param, ...]:
 class CommandSpec:
     """One row of the table: everything parsing and help need to know."""
 
-    factory: type
+    factory: type[Command]
     names: tuple[str, ...]  # first is the name help shows
     params: str
     summary: str  # one line in the list: short enough for 80 columns
@@ -307,9 +308,11 @@ def _split_word(text: str) -> tuple[str, str]:
     return parts[0], (parts[1] if len(parts) > 1 else "")
 
 
-def _bind(spec: CommandSpec, args: str) -> object:
+def _bind(spec: CommandSpec, args: str) -> Command:
     """Match ``args`` against the spec's parameters and build the command."""
-    values: dict[str, str | None] = {}
+    # str or None per parameter: which field takes None is the table's to say
+    # (its params match the dataclass's fields, _check_table), not the type checker's
+    values: dict[str, Any] = {}
     rest = args.strip()
     for param in spec.parameters:
         if param.rest:
@@ -346,7 +349,7 @@ def parse(line: str) -> Command | None:
     spec = _BY_NAME.get(name.lower())
     if spec is None:
         raise _unknown(name.lower())
-    return _bind(spec, args)  # type: ignore[return-value]
+    return _bind(spec, args)
 
 
 # -- help -----------------------------------------------------------------------

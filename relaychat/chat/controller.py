@@ -208,7 +208,7 @@ class ChatController(TrustCommands):
         d.addErrback(self._connect_failed, nick)
         return d
 
-    def _start_link(self, connect: Callable[[], Deferred]) -> Deferred:
+    def _start_link(self, connect: Callable[[], Deferred[ChatClient]]) -> Deferred[ChatClient]:
         """A new Reconnector over ``connect``; fires with the first client."""
         self._link = Reconnector(self._clock, connect)
         self._link.observe(self._link_event)
@@ -351,8 +351,7 @@ class ChatController(TrustCommands):
 
     def _send(self, conversation: Any, text: str) -> None:
         """Send to a Conversation, or keep for a Resumption (shown as waiting)."""
-        sent = self._guard(lambda: conversation.send(text) or True, conversation.nick)
-        if sent is not None:
+        if self._succeeds(lambda: conversation.send(text), conversation.nick):
             to = conversation.nick if len(self._conversations) > 1 else None
             self._show(self._presenter.own_message(text, to))
             if not isinstance(conversation, Conversation) and self._resumption(conversation.nick) is conversation:
@@ -536,7 +535,7 @@ class ChatController(TrustCommands):
         self._show(self._presenter.relay_trusted(change.address, change.new_fingerprint))
         connect, accepted = self._connect, [change.new_id]
 
-        def connect_once() -> Deferred:  # the accepted id counts for the next connection only
+        def connect_once() -> Deferred[ChatClient]:  # the accepted id counts for the next connection only
             return connect(accept_relay_id=accepted.pop() if accepted else None)
 
         self._start_link(connect_once).addErrback(self._connect_failed, None)

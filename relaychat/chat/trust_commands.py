@@ -39,12 +39,15 @@ class TrustCommands:
     """The trust half of the controller's commands (mixed into ChatController)."""
 
     if TYPE_CHECKING:  # what it uses of ChatController, which defines all of it
-        _client: ChatClient | None
+        _client: ChatClient | None  # None until attached; commands use _library
         _conversations: dict[str, Conversation]
         _key_changes: dict[str, KeyChanged]
         _smp_asked: set[str]
         _active: str | None
         _presenter: Presenter
+
+        @property
+        def _library(self) -> ChatClient: ...
 
         def _show(self, lines: Sequence[Line]) -> None: ...
 
@@ -63,8 +66,16 @@ class TrustCommands:
         front = self._conversations.get(self._active) or self._resumption(self._active)
         return front.nick if front is not None else None
 
+    def _succeeds(self, action: Callable[[], object], nick: str | None = None) -> bool:
+        """Run ``action`` for its effect under :meth:`_guard`: whether it
+        succeeded (a failure is shown as a sentence)."""
+        def run() -> bool:
+            action()
+            return True
+        return bool(self._guard(run, nick))
+
     def _my_key(self) -> tuple[bytes, str]:
-        return self._client.identity.identity_public, self._client.canonical_nick
+        return self._library.identity.identity_public, self._library.canonical_nick
 
     def _key_changed(self, exc: KeyChanged) -> None:
         key = exc.nick.lower()
@@ -81,7 +92,7 @@ class TrustCommands:
         if change is None:
             self._show(self._presenter.error(f"There is no changed key for {command.nick} waiting for a decision."))
             return
-        if self._guard(lambda: self._client.accept_new_key(change.nick, change.new_key) or True, change.nick):
+        if self._succeeds(lambda: self._library.accept_new_key(change.nick, change.new_key), change.nick):
             del self._key_changes[command.nick.lower()]
             self._show(self._presenter.trusted(change.nick, identity_fingerprint(change.new_key)))
 
@@ -99,13 +110,16 @@ class TrustCommands:
             peer_key, source = self._key_changes[key].new_key, "their NEW, not yet trusted key"
         else:
             try:
-                peer_key, source = self._client.pinned_key(nick), "the key you pinned"
+                peer_key, source = self._library.pinned_key(nick), "the key you pinned"
             except PinError as e:
                 self._show(self._presenter.error(str(e)))
                 return
             if peer_key is None:
                 self._show(self._presenter.error(f"You have no key for {nick} yet; /connect {nick} first."))
                 return
+        if peer_key is None:  # a conversation opens once verified, with the peer's key
+            self._show(self._presenter.error(f"The conversation with {nick} is not verified yet."))
+            return
         self._show(self._presenter.safety(
             nick, identity_fingerprint(mine), identity_fingerprint(peer_key), safety_number(mine, me, peer_key, key),
             source, self._verification(key, peer_key, conversation)))
@@ -120,7 +134,7 @@ class TrustCommands:
         key = conversation.nick.lower()
         if key in self._smp_asked:
             self._smp_asked.discard(key)
-            if self._guard(lambda: conversation.smp_respond(command.secret) or True, conversation.nick):
+            if self._succeeds(lambda: conversation.smp_respond(command.secret), conversation.nick):
                 self._show(self._presenter.smp_answered(conversation.nick))
         elif self._guard(lambda: self._smp_restart(conversation, command.secret), conversation.nick):
             self._show(self._presenter.smp_started(conversation.nick))
@@ -150,7 +164,7 @@ class TrustCommands:
     def _verification(self, key: str, peer_key: bytes, conversation: Conversation | None) -> Any:
         if conversation is not None:
             return conversation.verified
-        return self._guard(lambda: self._client.verification(key, peer_key))
+        return self._guard(lambda: self._library.verification(key, peer_key))
 
     def _do_verified(self, command: cmd.Verified) -> None:
         """The user says they compared the safety number: record it with the key."""
@@ -160,16 +174,16 @@ class TrustCommands:
             return
         conversation = self._conversations.get(nick.lower())
         if conversation is not None:
-            done = self._guard(lambda: conversation.mark_verified() or True, nick)
+            done = self._succeeds(conversation.mark_verified, nick)
             key = conversation.peer_identity
         else:
-            done = self._guard(lambda: self._client.mark_verified(nick) or True, nick)
-            key = self._client.pinned_key(nick)
-        if done is not None and key is not None:
+            done = self._succeeds(lambda: self._library.mark_verified(nick), nick)
+            key = self._library.pinned_key(nick)
+        if done and key is not None:
             self._show(self._presenter.marked_verified(nick, identity_fingerprint(key)))
             self._update_prompt()
 
     def _do_contacts(self, command: cmd.Contacts) -> None:
-        contacts = self._guard(self._client.contacts)
+        contacts = self._guard(self._library.contacts)
         if contacts is not None:
             self._show(self._presenter.contacts(contacts))

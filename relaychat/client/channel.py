@@ -4,9 +4,12 @@ No sockets, no reactor, no clock: a :class:`Channel` is fed the decoded
 payloads of ``FRAME`` lines and answers with a list of events, among them
 :class:`SendFrame` for every payload to put in a ``FRAME`` line, *in the
 order given* (transport nonces are implicit, so sending them out of order
-would break the conversation). The Twisted layer (``api.py``) moves the
-bytes; tests drive two channels against each other, or against a hostile
-relay, directly.
+would break the conversation). The Twisted side
+(:class:`~relaychat.client.conversation.Conversation`) moves the bytes;
+tests drive two channels against each other, or against a hostile relay,
+directly. The message format it speaks (protocol name, prologue, message
+types, text splitting) is :mod:`relaychat.client.channel_format`, its
+events :mod:`relaychat.client.channel_events`; both are re-exported here.
 
 Life of a channel::
 
@@ -47,6 +50,19 @@ from dataclasses import dataclass
 from typing import Optional, Protocol
 
 from relaychat.client import receipts
+from relaychat.client.channel_format import (
+    DEFAULT_MAX_FRAME,
+    MAX_MESSAGE_BYTES,
+    PROLOGUE_CONTEXT,
+    PROTOCOL_NAME,
+    REKEY_INTERVAL,
+    TAG_SIZE,
+    MessageType,
+    closed_reason,
+    max_text_bytes,
+    prologue,
+    split_text,
+)
 from relaychat.client.channel_events import (
     ChannelFailed,
     Delivered,
@@ -74,7 +90,6 @@ from relaychat.crypto.noise import CipherState, DecryptError, HandshakeState, No
 from relaychat.crypto.pins import PinStatus
 from relaychat.crypto.safety import identity_fingerprint, safety_number
 from relaychat.crypto.smp import SMPError, SMPState, SMPUnexpectedMessage, SocialistMillionaire, smp_secret
-from relaychat.wire.codec import lp
 
 __all__ = [
     "Channel",
@@ -104,25 +119,6 @@ __all__ = [
     "split_text",
 ]
 
-PROTOCOL_NAME = "Noise_XX_25519_ChaChaPoly_SHA256"
-PROLOGUE_CONTEXT = b"relaychat-e2e-v1"
-REKEY_INTERVAL = 1000
-DEFAULT_MAX_FRAME = 32768
-TAG_SIZE = 16
-#: The longest text one message carries once joined from its parts
-#: (section 11, TEXT_PART): what a peer can make us hold for one message.
-MAX_MESSAGE_BYTES = 1 << 20
-
-
-class MessageType(enum.IntEnum):
-    """The first plaintext byte of a transport message (section 11)."""
-
-    TEXT = 0x01
-    CLOSE = 0x02
-    SMP = 0x03
-    RECEIPT = 0x04
-    TEXT_PART = 0x05  # a piece of a longer text; the TEXT that follows ends it
-
 
 class ChannelState(enum.Enum):
     HANDSHAKE = "handshake"
@@ -132,52 +128,11 @@ class ChannelState(enum.Enum):
     FAILED = "failed"
 
 
-def prologue(sid: str, initiator_nick: str, responder_nick: str) -> bytes:
-    """Section 10: binds version, session id and both canonical nicknames, so a
-    relay that splices two sessions makes the handshake fail."""
-    return (
-        PROLOGUE_CONTEXT
-        + lp(sid.encode("ascii"))
-        + lp(initiator_nick.encode("utf-8"))
-        + lp(responder_nick.encode("utf-8"))
-    )
-
-
-def max_text_bytes(max_frame: int = DEFAULT_MAX_FRAME) -> int:
-    """The longest UTF-8 text one TEXT message carries (section 11: ``max_frame - 17``)."""
-    return max_frame - TAG_SIZE - 1
-
-
-def closed_reason(reason: str, peer: str) -> str:
-    """The words for a ``CLOSED`` reason (section 7), about the peer ``peer``."""
-    words = {
-        "gone": f"{peer} lost the connection to the relay",
-        "kicked": f"{peer} was disconnected by the relay",
-        "draining": "the relay is shutting down or restarting",
-        "closed": f"{peer} closed the session",
-        "timeout": "the relay timed the session out",
-        "declined": f"{peer} declined",
-    }
-    if reason in words:
-        return words[reason]
-    shown = reason if reason.isascii() and reason.replace("-", "").isalnum() else "?"
-    return f"the relay says: {shown}"
-
-
-def split_text(data: bytes, max_frame: int = DEFAULT_MAX_FRAME) -> list[tuple[MessageType, bytes]]:
-    """Section 11: ``data`` (UTF-8) as TEXT_PART pieces of ``max_frame - 17``
-    bytes and a final TEXT; one TEXT when it fits. Cut at byte boundaries:
-    the receiver decodes only the joined whole."""
-    room = max_text_bytes(max_frame)
-    pieces = [data[i : i + room] for i in range(0, len(data), room)] or [b""]
-    return [(MessageType.TEXT_PART, piece) for piece in pieces[:-1]] + [(MessageType.TEXT, pieces[-1])]
-
-
 # -- trust ------------------------------------------------------------------------
 
 
 class PinSource(Protocol):
-    """What the channel asks about the peer's identity key; KnownPeers-backed in api.py."""
+    """What the channel asks about the peer's identity key (KnownPeers-backed: relaychat.client.trust)."""
 
     def check(self, identity_pub: bytes) -> PinStatus:
         """NEW (nothing pinned), MATCH, or CHANGED (a different or disputed pin)."""

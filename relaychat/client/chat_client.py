@@ -17,7 +17,7 @@ from relaychat.client.errors import (
     RelayError,
     UncertifiedKeys,
 )
-from relaychat.client.feed import UNOBSERVED_KEPT, Feed
+from relaychat.client.feed import UNOBSERVED_KEPT, Feed, call_observer
 from relaychat.client.mailbox import Mailbox
 from relaychat.client.offer import IncomingOffer
 from relaychat.client.protocol import HelloInfo, LookupResult, Registered, RelayClientProtocol, RelayEvents
@@ -387,8 +387,9 @@ class _OutgoingCall:
             conversation.when_verified().addErrback(lambda _: None)
             conversation.close()
             return
-        if self._ringing is not None:
-            Feed._call(lambda _: self._ringing(), None)  # a program's bug must not stop the call
+        ringing = self._ringing
+        if ringing is not None:
+            call_observer(lambda _: ringing(), None)  # a program's bug must not stop the call
         conversation.when_verified().chainDeferred(self.result)
 
     def refused(self, failure: Failure) -> None:

@@ -32,21 +32,22 @@ class Feed(Generic[T]):
         self._observers.append(observer)
         backlog, self._backlog = self._backlog, deque(maxlen=UNOBSERVED_KEPT)
         for item in backlog:
-            self._call(observer, item)
+            call_observer(observer, item)
 
     def emit(self, item: T) -> None:
         if not self._observers:
             self._backlog.append(item)
         for observer in list(self._observers):
-            self._call(observer, item)
+            call_observer(observer, item)
 
     @property
     def observed(self) -> bool:
         return bool(self._observers)
 
-    @staticmethod
-    def _call(observer: Callable[[T], None], item: T) -> None:
-        try:
-            observer(item)
-        except Exception:
-            log.failure("a relaychat observer raised an exception")
+
+def call_observer(observer: Callable[[T], None], item: T) -> None:
+    """Call a program's observer; what it raises is logged, not passed on."""
+    try:
+        observer(item)
+    except Exception:
+        log.failure("a relaychat observer raised an exception")

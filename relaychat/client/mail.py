@@ -10,7 +10,7 @@ relay that names the wrong sender (or recipient) makes the mail fail to open.
 
 Checking the sender's identity key against the pin, dropping a
 ``message_id`` already seen, and acknowledging are the caller's job
-(``api.py``), since they need the known-peers and seen-mail files.
+(:mod:`relaychat.client.mailbox`), since they need the known-peers and seen-mail files.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ import base64
 import binascii
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Generic, Optional, TypeVar
+from typing import Generic, Optional, Protocol, TypeVar
 
 from relaychat.crypto.identity import SERVER_ID_SIZE
 from relaychat.crypto.keyfiles import StrPath, append_private_file, write_private_file
@@ -41,7 +41,12 @@ MAX_AGE = 90 * 86400  # as long as seen-mail ids are kept
 MAX_SENT = 5000
 MAX_OWED = 1000
 
-R = TypeVar("R")
+class _Timed(Protocol):
+    @property
+    def time(self) -> int: ...
+
+
+R = TypeVar("R", bound=_Timed)
 
 
 @dataclass(frozen=True)
@@ -86,7 +91,7 @@ class _Records(Generic[R]):
 
     @staticmethod
     def _time(record: R) -> int:
-        return record.time  # type: ignore[attr-defined, no-any-return]
+        return record.time
 
     def _key(self, record: R) -> tuple[str, ...]:
         """What names a record (its first three fields): a later line with it replaces it, ``- KEY`` ends it."""

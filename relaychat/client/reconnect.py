@@ -240,7 +240,7 @@ class Reconnector:
     conversation go to :meth:`observe_offers`, from whichever client.
     """
 
-    def __init__(self, reactor: Any, connect: Callable[[], Deferred], *, backoff: Optional[Backoff] = None,
+    def __init__(self, reactor: Any, connect: Callable[[], Deferred[ChatClient]], *, backoff: Optional[Backoff] = None,
                  resume_window: float = 120.0, call_backoff: Optional[Backoff] = None) -> None:
         self.reactor = reactor
         self._connect = connect
@@ -253,7 +253,7 @@ class Reconnector:
         self._offers: Feed[IncomingOffer] = Feed()
         self._resumptions: dict[str, Resumption] = {}
         self._timer: Optional[IDelayedCall] = None
-        self._connecting: Optional[Deferred] = None
+        self._connecting: Optional[Deferred[ChatClient]] = None
         self._broken: list[tuple[Conversation, Ended]] = []  # cut off with our connection, until _lost
         self._timers: dict[str, IDelayedCall] = {}  # each resumption's deadline
         self._calls: dict[str, IDelayedCall] = {}  # each resumption's next call
@@ -268,7 +268,7 @@ class Reconnector:
         """Offers for the program: all but those that take a broken conversation up again."""
         self._offers.add(observer)
 
-    def start(self) -> Deferred:
+    def start(self) -> Deferred[ChatClient]:
         """The first connection: fires with the client, or fails as ``connect()`` did
         (a program usually stops there: the relay may simply be wrong)."""
         if self._started:
@@ -294,7 +294,7 @@ class Reconnector:
         self._fail(resumption, ConversationClosed(f"You stopped waiting for {resumption.nick}."))
         return True
 
-    def stop(self) -> Deferred:
+    def stop(self) -> Deferred[Any]:
         """No more reconnecting; QUIT the current client if any. Fires when done."""
         self.state = LinkState.STOPPED
         self._cancel(self._timer)
@@ -367,7 +367,7 @@ class Reconnector:
     def _attempt_failed(self, failure: Failure) -> None:
         if self.state is not LinkState.WAITING:
             return
-        error = failure.value
+        error = _cause(failure)
         if not retry_after(error):
             self.state = LinkState.STOPPED
             for resumption in list(self._resumptions.values()):
@@ -438,7 +438,7 @@ class Reconnector:
         if resumption.state is _ResumeState.DONE:
             return
         resumption.state = _ResumeState.WAITING
-        error = failure.value
+        error = _cause(failure)
         if isinstance(error, Disconnected):
             return  # the connection went too: _connected calls again
         retry = (isinstance(error, RelayError) and error.code in ("offline", "limit", "draining")) \
@@ -515,3 +515,10 @@ class Reconnector:
         """Cancel an IDelayedCall (or a None) if it is still due."""
         if call is not None and call.active():
             call.cancel()
+
+
+def _cause(failure: Failure) -> BaseException:
+    """The exception ``failure`` holds: Twisted types the attribute Optional,
+    but a Failure is never made without one (it raises instead)."""
+    assert failure.value is not None
+    return failure.value

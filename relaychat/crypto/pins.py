@@ -31,6 +31,7 @@ import contextlib
 import enum
 import hmac
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,10 +42,8 @@ from relaychat.crypto.keyfiles import StrPath, append_private_file, make_private
 from relaychat.wire.codec import EncodingError, b64decode, b64encode
 from relaychat.wire.nicknames import is_nickname
 
-try:
+if sys.platform != "win32":  # POSIX: flock
     import fcntl
-except ImportError:  # pragma: no cover - not POSIX
-    fcntl = None  # type: ignore[assignment]
 
 __all__ = [
     "FILENAME", "MAX_PINS_PER_RELAY", "KnownPeers", "PinConflict", "PinError", "PinFile", "PinStatus", "PinsFull",
@@ -71,7 +70,7 @@ def locked(path: StrPath) -> Iterator[None]:
     additions.
     """
     path = Path(path)
-    if fcntl is None:  # pragma: no cover
+    if sys.platform == "win32":  # pragma: no cover - no flock: unlocked
         yield
         return
     lock_path = path.with_name(path.name + ".lock")

@@ -32,16 +32,17 @@ start-up with a :class:`~relaychat.config.ConfigError` naming the listener.
 
 from __future__ import annotations
 
+import re
 import ssl
 from pathlib import Path
 from typing import Any, Callable
 
-import re
-
+from twisted.internet.defer import Deferred, execute
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
 from twisted.internet.tcp import makeBinding
-from twisted.internet.interfaces import IProtocolFactory, IStreamServerEndpoint
 from twisted.protocols.tls import TLSMemoryBIOFactory
+from zope.interface import implementer
 
 from relaychat.certificates import CertificateError, server_options
 from relaychat.config import DEFAULT_BACKLOG, ConfigError, ListenerConfig, split_endpoint
@@ -62,15 +63,14 @@ def describe(listener: ListenerConfig) -> str:
     return f"{listener.kind} listener {listener.endpoint!r}"
 
 
+@implementer(IStreamServerEndpoint)
 class ReusePortEndpoint:
     """A TCP server endpoint binding with SO_REUSEPORT (Twisted's endpoint strings have no such option)."""
 
     def __init__(self, reactor: Any, port: int, interface: str, backlog: int) -> None:
         self.reactor, self.port, self.interface, self.backlog = reactor, port, interface, backlog
 
-    def listen(self, factory: IProtocolFactory) -> Any:
-        from twisted.internet.defer import execute
-
+    def listen(self, factory: IProtocolFactory) -> Deferred[IListeningPort]:
         binding = makeBinding(self.interface, self.port, reuseAddress=True, reusePort=True)
         return execute(self.reactor.listenTCP, binding, factory, backlog=self.backlog)
 
@@ -103,9 +103,10 @@ def with_backlog(description: str, backlog: int) -> str:
 def server_endpoint(reactor: Any, description: str, backlog: int, where: str) -> IStreamServerEndpoint:
     """Parse a server endpoint string with our listen queue; a bad one is a ConfigError naming ``where``."""
     try:
-        return serverFromString(reactor, with_backlog(description, backlog))
+        endpoint: IStreamServerEndpoint = serverFromString(reactor, with_backlog(description, backlog))
     except Exception as e:  # serverFromString raises whatever its parser does
         raise ConfigError(f"{where}: bad endpoint string: {e}") from None
+    return endpoint
 
 
 def _endpoint(listener: ListenerConfig, reactor: Any, backlog: int, tls: bool = False) -> IStreamServerEndpoint:
@@ -113,7 +114,7 @@ def _endpoint(listener: ListenerConfig, reactor: Any, backlog: int, tls: bool = 
     if tls and scheme in ("ssl", "tls"):
         raise ConfigError(f"{describe(listener)}: use a tcp: endpoint string; the listener adds TLS itself")
     if listener.options.get("reuse_port"):
-        return _reuse_port_endpoint(listener, reactor, backlog)  # type: ignore[return-value]
+        return _reuse_port_endpoint(listener, reactor, backlog)
     return server_endpoint(reactor, listener.endpoint, backlog, describe(listener))
 
 
@@ -161,6 +162,8 @@ def _build_tls(listener: ListenerConfig, factory: IProtocolFactory, reactor: Any
 
 def _build_websocket(listener: ListenerConfig, factory: IProtocolFactory, reactor: Any,
                      backlog: int = DEFAULT_BACKLOG) -> tuple[IStreamServerEndpoint, IProtocolFactory]:
+    if not isinstance(factory, RelayFactory):
+        raise TypeError(f"a websocket listener serves a RelayFactory, not {factory!r}")
     options = listener.options
     origins = options.get("allowed_origins", ["*"])
     if not origins or not all(isinstance(o, str) and (o == "*" or "://" in o) for o in origins):
@@ -172,8 +175,6 @@ def _build_websocket(listener: ListenerConfig, factory: IProtocolFactory, reacto
     if path is not None and not path.startswith("/"):
         raise ConfigError(f"{describe(listener)}: path must start with /")
     web_client = options.get("web_client", False)
-    if web_client and path is None:
-        path = "/relay"
     secure = "certificate" in options or "private_key" in options
     if not secure and "minimum_tls" in options:
         raise ConfigError(f"{describe(listener)}: minimum_tls needs certificate and private_key")
@@ -181,12 +182,13 @@ def _build_websocket(listener: ListenerConfig, factory: IProtocolFactory, reacto
         # twisted.web serves the page on the same connections, so TLS is
         # Twisted's here and the WebSocket adapter takes the connection over
         # from the Site (relaychat.server.webclient).
-        websocket = WebSocketFactory(factory, reactor, path=path, allowed_origins=origins)  # type: ignore[arg-type]
+        page_path = "/relay" if path is None else path
+        websocket = WebSocketFactory(factory, reactor, path=page_path, allowed_origins=origins)
         _label(listener.kind, websocket)  # its connections, taken over from the Site, are its own
-        wrapped = with_page(websocket, path, lambda site: _twisted_tls(listener, site) if secure else site)
+        wrapped = with_page(websocket, page_path, lambda site: _twisted_tls(listener, site) if secure else site)
         return _endpoint(listener, reactor, backlog, tls=secure), wrapped
     websocket = WebSocketFactory(
-        factory, reactor, path=path, allowed_origins=origins,  # type: ignore[arg-type]
+        factory, reactor, path=path, allowed_origins=origins,
         tls=_tls(listener) if secure else None,
     )
     return _endpoint(listener, reactor, backlog, tls=secure), websocket

@@ -51,7 +51,7 @@ def listener_kind(client: Connection) -> str:
 def health(hub: Hub, drainer: Optional[Drainer]) -> Optional[str]:
     """Why the relay should not be sent new users, or None when it is serving."""
     if drainer is not None and drainer.state is not DrainState.SERVING:
-        return drainer.state.value
+        return str(drainer.state.value)
     if hub.draining:
         return "draining"
     if not hub.store.writable:
@@ -196,7 +196,7 @@ def metrics_site(hub: Hub, drainer: Optional[Drainer], lag: Optional[LagProbe] =
     """The web site of ``/metrics`` and ``/healthz`` (its own registry, not the process-global one)."""
     if registry is None:
         registry = CollectorRegistry()
-    registry.register(RelayCollector(hub, drainer, lag))  # type: ignore[arg-type]
+    registry.register(RelayCollector(hub, drainer, lag))
     root = Resource()
     root.putChild(b"metrics", MetricsPage(registry))
     root.putChild(b"healthz", HealthPage(hub, drainer))

@@ -19,7 +19,7 @@ from typing import Any, Optional
 
 from twisted.internet import abstract
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -47,7 +47,7 @@ class HubConnection(Protocol):
         self.client: Optional[Connection] = None
         self._context = tls
         self._tls: Optional[ServerTLS] = None
-        self._out: Optional[PromptWriter] = None
+        self._out: PromptWriter  # made in connectionMade, on the transport
         self._wakeup: Optional[IDelayedCall] = None
         self._abort: Optional[IDelayedCall] = None
         self._registered = False  # we are our transport's producer
@@ -120,11 +120,11 @@ class HubConnection(Protocol):
             data = tls.data_to_send()
             if not data:
                 return
-        self._out.write(data)  # type: ignore[union-attr]
+        self._out.write(data)
 
     def _send_ciphertext(self, data: bytes) -> None:
         if data:
-            self._out.write(data)  # type: ignore[union-attr]
+            self._out.write(data)
 
     def close_stream(self) -> None:
         """End TLS (our close_notify) and the TCP connection once the queued
@@ -158,7 +158,7 @@ class HubConnection(Protocol):
             self._send_ciphertext(tls.data_to_send())
         transport.loseConnection()
 
-    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         for call in (self._wakeup, self._abort):
             if call is not None and call.active():
                 call.cancel()
@@ -221,7 +221,9 @@ class RelayProtocol(HubConnection):
         self.join()
 
     def received(self, data: bytes) -> None:
-        self.hub.receive(self.client, data, self.clock.seconds())  # type: ignore[arg-type]  # set in connectionMade
+        client = self.client
+        if client is not None:  # always: it joined in connectionMade
+            self.hub.receive(client, data, self.clock.seconds())
 
     def write(self, data: bytes) -> None:
         self.send(data)

@@ -58,7 +58,7 @@ class ListenerService(Service):
         self.factory = factory
         self.reactor = reactor  # for stopping on a late failure; default: the global reactor
         self.port: Optional[IListeningPort] = None
-        self._listening: Optional[Deferred] = None
+        self._listening: Optional[Deferred[IListeningPort]] = None
         self._failure: Optional[Failure] = None
         self._waiting: list[Deferred[IListeningPort]] = []
 

@@ -254,7 +254,7 @@ class Store:
         self._check_identity()
         if self._next_integrity_check is None:
             self._next_integrity_check = now + INTEGRITY_CHECK_INTERVAL
-        if self.health is not Health.LOST and now >= self._next_integrity_check:
+        if not self._lost() and now >= self._next_integrity_check:
             self._next_integrity_check = now + INTEGRITY_CHECK_INTERVAL
             try:
                 problem = self.integrity_problem()
@@ -262,7 +262,7 @@ class Store:
                 problem = ""  # logged as a failure already
             if problem:
                 self._lose(f"the database is corrupt ({problem})")
-        if self.health is not Health.LOST:
+        if not self._lost():
             try:
                 self.flush_use()
             except StorageError:
@@ -286,6 +286,11 @@ class Store:
             now = None
         if now != self._identity:
             self._lose("the database file was deleted or replaced while the relay ran")
+
+    def _lost(self) -> bool:
+        """A method, not ``self.health is Health.LOST`` inline: the checks above
+        it can lose the file, which a type checker's narrowing cannot see."""
+        return self.health is Health.LOST
 
     def _lose(self, why: str) -> None:
         if self.health is Health.LOST:
@@ -456,7 +461,9 @@ class Store:
             (recipient, sender, created, body),
         )
         self.mail_bytes += len(body)
-        return int(cursor.lastrowid)  # type: ignore[arg-type]
+        mail_id = cursor.lastrowid
+        assert mail_id is not None, "an INSERT into a rowid table sets lastrowid"
+        return mail_id
 
     def mail_usage(self, recipient: str) -> tuple[int, int]:
         """(messages, bytes) waiting for ``recipient``."""
@@ -470,8 +477,8 @@ class Store:
         return count, size
 
     def mail_count_from(self, recipient: str, sender: str) -> int:
-        return self._read_one(
-            "SELECT count(*) FROM mail WHERE recipient = ? AND sender = ?", (recipient, sender))[0]
+        return int(self._read_one(
+            "SELECT count(*) FROM mail WHERE recipient = ? AND sender = ?", (recipient, sender))[0])
 
     def pending_mail(self, recipient: str) -> list[Mail]:
         rows = self._read_all(

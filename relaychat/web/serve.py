@@ -32,6 +32,7 @@ class Options(usage.Options):
     longdesc = __doc__.split("\n\n")[1]
     optParameters = [["port", "p", 0, "Loopback port to serve the page on (0: any free port).", int]]
 
+    # usage.Options passes the positional arguments to parseArgs, whose base takes none
     def parseArgs(self, relay: str) -> None:  # type: ignore[override]
         self["relay"] = check_relay_url(relay)
 
