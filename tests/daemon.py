@@ -90,7 +90,27 @@ class Daemon:
     def terminate(self) -> None:
         """Send SIGTERM: the daemon drains (a second one stops it at once)."""
         assert self.process is not None
+        self._wait_for_sigterm_handler()
         self.process.send_signal(signal.SIGTERM)
+
+    def _wait_for_sigterm_handler(self, timeout: float = 10.0) -> None:
+        """The daemon logs its listeners before its reactor runs, and the
+        drain's SIGTERM handler is installed only once it does: a SIGTERM in
+        between would kill it with the signal's default action (status -15)
+        instead of draining. So wait until the process catches SIGTERM
+        (``SigCgt`` in /proc), as a supervisor that waits for readiness does."""
+        assert self.process is not None
+        status = Path(f"/proc/{self.process.pid}/status")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.process.poll() is None:
+            try:
+                caught = next(int(line.split()[1], 16) for line in status.read_text().splitlines()
+                              if line.startswith("SigCgt:"))
+            except (OSError, StopIteration):
+                return  # no /proc: send it anyway
+            if caught & (1 << (signal.SIGTERM - 1)):
+                return
+            time.sleep(0.02)
 
     def stop(self, grace: float = 10.0) -> Optional[int]:
         """SIGTERM; if the drain takes longer than ``grace``, SIGTERM again; kill as a last resort."""
