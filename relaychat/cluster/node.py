@@ -146,6 +146,20 @@ return id
 mail_per_recipient, mail_bytes_per_recipient, mail_per_sender, recipient. Returns
 the id, or -1 (mailbox full) / -2 (sender's share full): the quotas and the write in one step."""
 
+PENDING = b"""
+local all = redis.call('HGETALL', KEYS[1])
+local out, shown = {}, {}
+for i = 1, #all, 2 do
+  local v = all[i + 1]
+  local sender = string.sub(v, 1, string.find(v, ' ', 1, true) - 1)
+  if shown[sender] == nil then shown[sender] = redis.call('HGET', 'rc:bind:' .. sender, 'display') or sender end
+  table.insert(out, all[i]); table.insert(out, v); table.insert(out, shown[sender])
+end
+return out
+"""
+"""KEYS: mail hash. Returns id, "sender created body", the sender's display form, for each
+mail waiting: MAIL events name people in their display form, as on one node."""
+
 ACK = b"""
 local v = redis.call('HGET', KEYS[1], ARGV[1])
 if not v then return 0 end
@@ -590,11 +604,13 @@ class ClusterNode(Service):
     def pending(self, recipient: str) -> Deferred:
         def mails(reply: Any) -> list[Mail]:
             out = []
-            for key, value in _pairs(reply).items():
+            for i in range(0, len(reply or []), 3):
+                key, value, display = reply[i:i + 3]
                 sender, created, body = bytes(value).split(b" ", 2)
-                out.append(Mail(int(key), recipient, sender.decode("ascii"), float(created), body))
+                out.append(Mail(int(key), recipient, sender.decode("ascii"), float(created), body,
+                                bytes(display).decode("utf-8")))
             return sorted(out, key=lambda mail: mail.id)
-        return self._ask(b"HGETALL", _mail_keys(recipient)[0]).addCallback(mails)
+        return self._ask(b"EVAL", PENDING, 1, _mail_keys(recipient)[0]).addCallback(mails)
 
     def ack(self, recipient: str, mail_id: int) -> Deferred:
         mail, quota = _mail_keys(recipient)

@@ -590,8 +590,8 @@ class Hub:
         shown: dict[str, str] = {}  # every event names people in their display form
         for mail in pending:
             if mail.sender not in shown:
-                sender = self.registry.find(mail.sender)
-                shown[mail.sender] = sender.display if sender is not None else mail.sender
+                sender = self.registry.find(mail.sender) if mail.sender_display is None else None
+                shown[mail.sender] = sender.display if sender is not None else mail.sender_display or mail.sender
         previous = self.online.get(binding.canonical)
         if previous is not None:
             self._bye(previous, Bye.REPLACED, "you logged in elsewhere")
