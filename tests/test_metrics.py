@@ -137,7 +137,7 @@ class Collector(SynchronousTestCase):
         self.assertEqual(value(samples, "target_info", node="n2"), 1)
         self.assertEqual(value(samples, "relaychat_online", node="n2"), 1)
         self.assertEqual(value(samples, "relaychat_event_loop_lag_seconds_count", node="n2"), 0)
-        self.assertEqual(value(samples, "relaychat_connections", kind="tcp", state="registered", node="n2"), 1)
+        self.assertEqual(value(samples, "relaychat_connections", kind="other", state="registered", node="n2"), 1)
         unlabelled = [(name, labels) for name, labels in samples if "node" not in dict(labels)]
         self.assertEqual(unlabelled, [])
         # One node alone labels nothing (its scrape address is its name).
