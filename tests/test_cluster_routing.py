@@ -247,16 +247,16 @@ class NodeAdapterWithoutRedis(SynchronousTestCase):
 
         self.node.presence.event(join("bob", "b", "t1"))
         self.assertTrue(Operator(self.h.hub).kick("Bob", "spam  again"))
-        sender, items = parse_batch(self.node.batches.take()["b"])
+        sender, items = parse_batch(self.node.sessions.batches.take()["b"])
         self.assertEqual(items, [Control(["K", "bob", "t1", "spam", "again"])])
         self.assertFalse(Operator(self.h.hub).kick("nobody"))
         self.local_registry()
         # Node b's side: a K naming the current login kicks it; an old token does nothing.
         carol, link = self.h.register("carol")
         token = self.node.presence.login("carol")
-        self.node._control("b", ["K", "carol", "old"], self.h.now)
+        self.node.sessions.control("b", ["K", "carol", "old"], self.h.now)
         self.assertFalse(link.closed)
-        self.node._control("b", ["K", "carol", token, "by", "the", "operator"], self.h.now)
+        self.node.sessions.control("b", ["K", "carol", token, "by", "the", "operator"], self.h.now)
         self.assertEqual(link.lines(), ["BYE kicked by the operator"])
         self.assertTrue(link.closed)
 
@@ -266,7 +266,7 @@ class NodeAdapterWithoutRedis(SynchronousTestCase):
         self.assertEqual(link.lines()[1], "ERR REGISTER unavailable the relay cannot reach its shared state; try again")
 
     def test_an_offer_to_a_node_that_never_answers_is_unavailable_after_the_timeout(self) -> None:
-        from relaychat.cluster.node import OFFER_TIMEOUT
+        from relaychat.cluster.sessions import OFFER_TIMEOUT
 
         self.local_registry()
         alice, link = self.h.register("alice")

@@ -1,7 +1,7 @@
 """Which node holds which user: the cluster's routing core, sans I/O.
 
 Every node keeps a mirror of the users online on the *other* nodes, fed by
-the presence events Redis publishes (:mod:`relaychat.cluster.redis` runs the
+the presence events Redis publishes (:mod:`relaychat.cluster.scripts` holds the
 scripts that change the shared presence table and publish, in the same
 atomic step, what changed; so every node sees the changes in one order).
 This module only reads those events and says what follows from them; it
