@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 from twisted.application.service import IServiceCollection
 from twisted.logger import Logger
 
+from relaychat.admin.figures import WHO_COLUMNS, all_sessions, count as _count, duration as _duration, stats_rows, who_rows
 from relaychat.config import Config
 from relaychat.server.bans import key_id
 from relaychat.server.connection import Connection, Session
@@ -85,20 +86,14 @@ class Console:
 
     def who(self) -> Text:
         """Who is online: nickname, address, time connected, sessions, lines and bytes sent."""
-        now = self.now()
-        online = sorted(self.hub.online.values(), key=lambda c: c.nick or "")
-        rows = [
-            (c.display or "?", c.address, _duration(now - c.connected_at), str(len(c.sessions)),
-             _count(c.lines_in), _count(c.bytes_in))
-            for c in online
-        ]
-        head = f"{len(online)} online, {len(self.hub.clients)} connections"
-        return Text(head + _table(("nick", "address", "connected", "sessions", "lines in", "bytes in"), rows))
+        rows = [_who_cells(row) for row in who_rows(self.hub, self.now(), len(self.hub.online))]
+        head = f"{len(rows)} online, {len(self.hub.clients)} connections"
+        return Text(head + _table(WHO_COLUMNS, rows))
 
     def sessions(self) -> Text:
         """Every session and offer: who with whom, age, frames and bytes relayed. Never contents."""
         now = self.now()
-        every = _all_sessions(self.hub.clients)
+        every = all_sessions(self.hub.clients)
         rows = [
             (s.sid.decode("ascii")[:8], s.initiator.display or "?", s.responder.display or "?",
              "open" if s.open else "offered", _duration(now - s.created), _count(s.frames), _count(s.bytes))
@@ -110,28 +105,7 @@ class Console:
 
     def stats(self) -> Text:
         """Uptime, connections, sessions, frames and bytes relayed, errors: totals only."""
-        hub, stats = self.hub, self.hub.stats
-        every = _all_sessions(hub.clients)
-        opened = sum(1 for s in every if s.open)
-        rows = [
-            ("uptime", _duration(self.now() - stats.started)),
-            ("connections", f"{len(hub.clients)} now, {_count(stats.connections_total)} since start"),
-            ("online", str(len(hub.online))),
-            ("registrations", _count(stats.registrations)),
-            ("sessions", f"{opened} open, {len(every) - opened} offered, {_count(stats.sessions_opened)} opened since start"),
-            ("frames relayed", _count(stats.frames)),
-            ("bytes relayed", _count(stats.bytes)),
-            ("mail stored", _count(stats.mail_stored)),
-            ("errors", f"{_count(stats.errors)} ({_count(stats.disconnects_for_violations)} disconnects for violations)"),
-            ("bans", str(len(hub.bans.active(self.now())))),
-            ("draining", "yes" if hub.draining else "no"),
-            ("storage", f"{hub.store.health.value} ({_count(stats.storage_errors)} requests refused as unavailable)"),
-            ("mail held", f"{_count(hub.store.mail_bytes)} of {_count(hub.mail.mail_bytes_total)} bytes"),
-            ("nicknames", f"{_count(hub.store.binding_total)} of {_count(hub.names.max_nicknames)}"),
-        ]
-        rows.extend((name, _count(value)) for name, value in sorted(stats.extra.items()))
-        width = max(len(name) for name, _ in rows)
-        return Text("\n".join(f"{name:<{width}}  {value}" for name, value in rows))
+        return Text(render_rows(stats_rows(self.hub, self.now())))
 
     def bans(self) -> Text:
         """The bans in force and how long each has left."""
@@ -264,14 +238,6 @@ class Console:
         log.info("admin {admin}: " + format, admin=self.admin, **fields)
 
 
-def _all_sessions(clients: Iterable[Connection]) -> list[Session]:
-    """Every session once (each is held by both its clients), oldest first."""
-    seen: dict[bytes, Session] = {}
-    for client in clients:
-        seen.update(client.sessions)
-    return sorted(seen.values(), key=lambda s: s.created)
-
-
 def _target(target: str) -> tuple[str, str]:
     """``("address", ip)`` for an IP address, else ``("nick", canonical nickname)``."""
     if not isinstance(target, str):
@@ -291,6 +257,17 @@ def _nickname(nick: str) -> str:
         raise ValueError(f"{nick!r} is not a nickname: {e.text}") from None
 
 
+def _who_cells(row: list[Any]) -> tuple[str, ...]:
+    display, address, connected, sessions, lines_in, bytes_in = row
+    return (display, address, _duration(connected), str(sessions), _count(lines_in), _count(bytes_in))
+
+
+def render_rows(rows: Sequence[tuple[str, str]]) -> str:
+    """``name  value`` lines, the names in one column."""
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+
+
 def _table(head: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> str:
     """Left-aligned columns under a header, or nothing when there are no rows."""
     if not rows:
@@ -298,22 +275,6 @@ def _table(head: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> str:
     widths = [max(len(str(cell)) for cell in column) for column in zip(head, *rows)]
     lines = ["  ".join(f"{cell:<{w}}" for cell, w in zip(line, widths)).rstrip() for line in (head, *rows)]
     return "\n" + "\n".join(lines)
-
-
-def _count(number: int) -> str:
-    return f"{number:,}"
-
-
-def _duration(seconds: float) -> str:
-    """``1d 2h 3m 4s``, shortest first unit: an operator reads it at a glance."""
-    total = max(0, int(seconds))
-    days, rest = divmod(total, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    parts = [(days, "d"), (hours, "h"), (minutes, "m"), (secs, "s")]
-    while len(parts) > 1 and parts[0][0] == 0:
-        parts.pop(0)
-    return " ".join(f"{value}{unit}" for value, unit in parts)
 
 
 def _clock(when: float, now: float) -> str:
