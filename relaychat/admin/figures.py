@@ -1,4 +1,5 @@
-"""What one relay says of itself to the operator: its users and its figures, as plain data.
+"""What one relay says of itself to the operator: its users and its figures, as plain data
+(and the few ways the console lays such data out).
 
 The console shows these for its own relay; in a cluster every node sends
 its own through Redis (:mod:`relaychat.cluster.console`) and the console
@@ -8,7 +9,7 @@ they travel as JSON unchanged. Metadata only, never contents.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Iterable, Optional, Sequence
 
 from relaychat.server.connection import Connection, Session
 from relaychat.server.hub import Hub
@@ -84,6 +85,21 @@ def stats_rows(hub: Hub, now: float) -> list[tuple[str, str]]:
     return rows
 
 
+def name_value_lines(rows: Sequence[tuple[str, str]]) -> str:
+    """``name  value`` lines, the names in one column."""
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+
+
+def table(head: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> str:
+    """Left-aligned columns under a header, or nothing when there are no rows."""
+    if not rows:
+        return ""
+    widths = [max(len(str(cell)) for cell in column) for column in zip(head, *rows)]
+    lines = ["  ".join(f"{cell:<{w}}" for cell, w in zip(line, widths)).rstrip() for line in (head, *rows)]
+    return "\n" + "\n".join(lines)
+
+
 def count(number: int) -> str:
     return f"{number:,}"
 
@@ -98,3 +114,21 @@ def duration(seconds: float) -> str:
     while len(parts) > 1 and parts[0][0] == 0:
         parts.pop(0)
     return " ".join(f"{value}{unit}" for value, unit in parts)
+
+
+class Answers:
+    """What the nodes of a cluster answered one console request: ``by_node`` (node name ->
+    its answer, plain data) and how many nodes heard it but did not answer in time."""
+
+    def __init__(self, by_node: dict[str, Any], silent: int = 0) -> None:
+        self.by_node = by_node
+        self.silent = silent
+
+    def sum(self, field: str, within: Optional[str] = None) -> int:
+        """``field`` of every answer (of its ``within`` part) added up."""
+        total = 0
+        for answer in self.by_node.values():
+            part = answer.get(within, {}) if within is not None and isinstance(answer, dict) else answer
+            if isinstance(part, dict):
+                total += int(part.get(field, 0))
+        return total

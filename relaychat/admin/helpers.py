@@ -20,12 +20,16 @@ import inspect
 import ipaddress
 import pydoc
 import time
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
 from twisted.application.service import IServiceCollection
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
-from relaychat.admin.figures import WHO_COLUMNS, all_sessions, count as _count, duration as _duration, stats_rows, who_rows
+from relaychat.admin.figures import (Answers, WHO_COLUMNS, all_sessions, count as _count, duration as _duration, name_value_lines,
+                                     stats_rows, table, who_rows)
+from relaychat.admin.cluster_view import ClusterOperations, per_node, stats_text, who_text
 from relaychat.config import Config
 from relaychat.server.bans import key_id
 from relaychat.server.connection import Connection, Session
@@ -46,6 +50,10 @@ class Text(str):
         return str(self)
 
 
+Answer = Union[Text, "Deferred[Text]"]
+"""A helper's answer: its text, or, for a cluster-wide helper, the text once the nodes have answered."""
+
+
 class Console:
     """The helpers, bound to one relay and to the admin using them (for the log).
 
@@ -60,8 +68,9 @@ class Console:
 
     def __init__(self, hub: Hub, config: Config, now: Callable[[], float],
                  daemon: Optional[IServiceCollection] = None, drainer: Optional[Drainer] = None,
-                 admin: str = "local") -> None:
+                 admin: str = "local", cluster: Optional[ClusterOperations] = None) -> None:
         self.hub = hub
+        self.cluster = cluster  # a cluster node's: who, stats, kick, ban, unban and notice act cluster-wide
         self.operator = Operator(hub)
         self.config = config
         self.now = now
@@ -84,11 +93,17 @@ class Console:
 
     # -- looking ----------------------------------------------------------------
 
-    def who(self) -> Text:
-        """Who is online: nickname, address, time connected, sessions, lines and bytes sent."""
+    def who(self) -> Answer:
+        """Who is online: nickname, address, time connected, sessions, lines and bytes sent.
+
+        In a cluster: every node's users, with the node each is on.
+        """
+        if self.cluster is not None:
+            cluster = self.cluster
+            return self._across(cluster.ask("who"), lambda answers: who_text(answers, cluster.node), "who")
         rows = [_who_cells(row) for row in who_rows(self.hub, self.now(), len(self.hub.online))]
         head = f"{len(rows)} online, {len(self.hub.clients)} connections"
-        return Text(head + _table(WHO_COLUMNS, rows))
+        return Text(head + table(WHO_COLUMNS, rows))
 
     def sessions(self) -> Text:
         """Every session and offer: who with whom, age, frames and bytes relayed. Never contents."""
@@ -101,30 +116,45 @@ class Console:
         ]
         opened = sum(1 for s in every if s.open)
         head = f"{opened} open, {len(every) - opened} offered"
-        return Text(head + _table(("session", "from", "to", "state", "age", "frames", "bytes"), rows))
+        return Text(head + table(("session", "from", "to", "state", "age", "frames", "bytes"), rows))
 
-    def stats(self) -> Text:
-        """Uptime, connections, sessions, frames and bytes relayed, errors: totals only."""
-        return Text(render_rows(stats_rows(self.hub, self.now())))
+    def stats(self) -> Answer:
+        """Uptime, connections, sessions, frames and bytes relayed, errors: totals only.
+
+        In a cluster: each node's figures, then the cluster's totals.
+        """
+        if self.cluster is not None:
+            cluster = self.cluster
+            return self._across(cluster.ask("stats"), lambda answers: stats_text(answers, cluster.node), "stats")
+        return Text(name_value_lines(stats_rows(self.hub, self.now())))
 
     def bans(self) -> Text:
         """The bans in force and how long each has left."""
         now = self.now()
         active = sorted(self.hub.bans.active(now).items())
         rows = [(kind, value, _duration(until - now), _clock(until, now)) for (kind, value), until in active]
-        return Text(f"{len(rows)} bans" + _table(("kind", "value", "left", "until (UTC)"), rows))
+        return Text(f"{len(rows)} bans" + table(("kind", "value", "left", "until (UTC)"), rows))
 
     # -- acting -------------------------------------------------------------------
 
-    def kick(self, nick: str, reason: str = DEFAULT_KICK_REASON) -> Text:
-        """Disconnect ``nick`` now, telling it ``reason``; its peers see their sessions end."""
+    def kick(self, nick: str, reason: str = DEFAULT_KICK_REASON) -> Answer:
+        """Disconnect ``nick`` now, telling it ``reason``; its peers see their sessions end.
+
+        In a cluster: on whichever node it is.
+        """
         name = _nickname(nick)
+        if self.cluster is not None:
+            def kicked(answers: Answers) -> str:
+                on = [node for node, a in sorted(answers.by_node.items()) if isinstance(a, dict) and a.get("kicked")]
+                return f"kicked {name} on node {', '.join(on)}" if on else f"{name} is not online on any node"
+            return self._across(self.cluster.ask("kick", {"nick": name, "reason": str(reason)}), kicked,
+                                "kick {nick} ({reason!r})", nick=name, reason=reason)
         done = self.operator.kick(name, reason)
         outcome = f"kicked {name}" if done else f"{name} is not online"
         self._record("kick {nick} ({reason!r}): {outcome}", nick=name, reason=reason, outcome=outcome)
         return Text(outcome)
 
-    def ban(self, target: str, seconds: float) -> Text:
+    def ban(self, target: str, seconds: float) -> Answer:
         """Ban a nickname or an IP address for ``seconds``; whoever matches is disconnected now.
 
         A banned nickname cannot register, nor can the identity key it is
@@ -137,6 +167,15 @@ class Console:
         if not 0 < seconds < float("inf"):
             raise ValueError("seconds must be positive and finite")
         now = self.now()
+        if self.cluster is not None:
+            def banned(result: tuple[Optional[bytes], Answers]) -> str:
+                key, answers = result
+                also = f" with its identity key {key_id(key)}" if key is not None else ""
+                return (f"banned {kind} {value}{also} on every node for {_duration(seconds)} (until "
+                        f"{_clock(now + seconds, now)} UTC); {answers.sum('kicked')} connections closed "
+                        f"({per_node(answers, 'kicked')})" + _silent(answers))
+            return self._across(self.cluster.ban(kind, value, float(seconds)), banned,
+                                "ban {kind} {value} for {seconds}s", kind=kind, value=value, seconds=seconds)
         kicked = self.operator.ban(kind, value, float(seconds), now)
         key = self.operator.bound_key(value) if kind == "nick" else None
         also = f" with its identity key {key_id(key)}" if key is not None else ""
@@ -146,9 +185,16 @@ class Console:
                      outcome=outcome)
         return Text(outcome)
 
-    def unban(self, target: str) -> Text:
+    def unban(self, target: str) -> Answer:
         """Lift the ban on a nickname (and on its identity key) or an IP address."""
         kind, value = _target(target)
+        if self.cluster is not None:
+            def unbanned(result: tuple[list[tuple[str, str]], Answers]) -> str:
+                lifted, answers = result
+                return ("unbanned " + " and ".join(f"{k} {v}" for k, v in lifted) + " on every node" if lifted
+                        else f"no ban on {kind} {value}") + _silent(answers)
+            return self._across(self.cluster.unban(kind, value), unbanned, "unban {kind} {value}",
+                                kind=kind, value=value)
         lifted = self.operator.unban(kind, value)
         outcome = "unbanned " + " and ".join(f"{k} {v}" for k, v in lifted) if lifted else f"no ban on {kind} {value}"
         self._record("unban {kind} {value}: {outcome}", kind=kind, value=value, outcome=outcome)
@@ -163,6 +209,9 @@ class Console:
         contacts will see a key change for that name: tell them why.
         """
         name = _nickname(nick)
+        if self.cluster is not None:
+            raise RuntimeError("release() frees a nickname in this node's own registry; a cluster's "
+                               "bindings are in Redis, and release() does not reach them yet")
         key, deleted = self.operator.release(name)
         if key is None:
             outcome = f"{name} is not bound to any key"
@@ -171,8 +220,12 @@ class Console:
         self._record("release {nick}: {outcome}", nick=name, outcome=outcome)
         return Text(outcome)
 
-    def notice(self, text: str) -> Text:
-        """Send one line of ``text`` to every registered client."""
+    def notice(self, text: str) -> Answer:
+        """Send one line of ``text`` to every registered client (of every node, in a cluster)."""
+        if self.cluster is not None:
+            def sent(answers: Answers) -> str:
+                return f"notice sent to {answers.sum('sent')} clients ({per_node(answers, 'sent')})" + _silent(answers)
+            return self._across(self.cluster.ask("notice", {"text": str(text)}), sent, "notice {text!r}", text=text)
         count = self.operator.notice(text)
         outcome = f"notice sent to {count} clients"
         self._record("notice {text!r}: {outcome}", text=text, outcome=outcome)
@@ -198,7 +251,7 @@ class Console:
                      text=text, stop=stop, grace=grace, clients=len(self.hub.clients))
         drainer.drain(text, grace=grace, stop=stop)
         then = "the daemon stops" if stop else "the relay refuses everyone until undrain()"
-        if drainer.state is not DrainState.DRAINING:
+        if self._drainer().state is not DrainState.DRAINING:  # drain() moved it on (read afresh)
             return Text(f"drained: no connections left; {then} now")
         return Text(f"draining: {len(self.hub.clients)} connections left; {then} when the last one "
                     f"closes, or in {_duration(grace)}")
@@ -234,8 +287,28 @@ class Console:
             raise RuntimeError("this console has no daemon to drain")
         return self.drainer
 
+    def _across(self, asked: "Deferred[Any]", show: Callable[[Any], str], action: str, **fields: Any) -> "Deferred[Text]":
+        """A cluster-wide helper's answer: the text once the nodes have answered (the shell
+        prints it then), logged like any helper's; Redis unreachable is said, not raised."""
+        def done(result: Any) -> Text:
+            outcome = show(result)
+            if action not in ("who", "stats"):
+                self._record(action + ": {outcome}", outcome=outcome, **fields)
+            return Text(outcome)
+
+        def failed(failure: Failure) -> Text:
+            outcome = f"the cluster cannot be reached ({failure.getErrorMessage()}); nothing done"
+            if action not in ("who", "stats"):
+                self._record(action + ": {outcome}", outcome=outcome, **fields)
+            return Text(outcome)
+        return asked.addCallbacks(done, failed)
+
     def _record(self, format: str, **fields: Any) -> None:
         log.info("admin {admin}: " + format, admin=self.admin, **fields)
+
+
+def _silent(answers: Answers) -> str:
+    return f"; {answers.silent} nodes did not answer in time" if answers.silent else ""
 
 
 def _target(target: str) -> tuple[str, str]:
@@ -260,21 +333,6 @@ def _nickname(nick: str) -> str:
 def _who_cells(row: list[Any]) -> tuple[str, ...]:
     display, address, connected, sessions, lines_in, bytes_in = row
     return (display, address, _duration(connected), str(sessions), _count(lines_in), _count(bytes_in))
-
-
-def render_rows(rows: Sequence[tuple[str, str]]) -> str:
-    """``name  value`` lines, the names in one column."""
-    width = max(len(name) for name, _ in rows)
-    return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
-
-
-def _table(head: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> str:
-    """Left-aligned columns under a header, or nothing when there are no rows."""
-    if not rows:
-        return ""
-    widths = [max(len(str(cell)) for cell in column) for column in zip(head, *rows)]
-    lines = ["  ".join(f"{cell:<{w}}" for cell, w in zip(line, widths)).rstrip() for line in (head, *rows)]
-    return "\n" + "\n".join(lines)
 
 
 def _clock(when: float, now: float) -> str:

@@ -29,6 +29,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from relaychat.config import ClusterConfig
+from relaychat.cluster.console import ClusterConsole
 from relaychat.cluster.routing import Presence, presence_value
 from relaychat.cluster.scripts import (ACK, BIND, DEPOSIT, EVENTS, JOIN, LEAVE, MAIL_EXPIRY, MAIL_IDS, NODES, ONLINE,
                                        PENDING, SWEEP, inbox, mail_keys)
@@ -109,6 +110,7 @@ class ClusterNode(Service):
         ]
         self._inbox = inbox(config.node)
         self.sessions = Sessions(hub, config.node, self.presence, self._publish, reactor)
+        self.console = ClusterConsole(hub, config.node, self._call, self.find, reactor)  # the operator's, cluster-wide
         self._heartbeat = LoopingCall(self._beat)
         self._heartbeat.clock = reactor
         hub.directory = self
@@ -152,6 +154,7 @@ class ClusterNode(Service):
             self._started = True
         yield self._beat()
         yield self._reassert()
+        yield self.console.reload()  # the cluster's bans, before this node takes a client
         self._back()
         if not self.hub.ready:
             self.hub.adopt_server_id(bytes(server_id))
@@ -169,7 +172,7 @@ class ClusterNode(Service):
 
     def _events_ready(self, protocol: Any) -> None:
         protocol.whenDisconnected().addCallback(self._events_lost)
-        d = protocol.subscribe([EVENTS, self._inbox])
+        d = protocol.subscribe([EVENTS, self._inbox, *self.console.channels])
         d.addCallback(lambda _: setattr(self, "_subscribed", True))
         d.addCallback(lambda _: self._back())
         d.addCallback(lambda _: self._load() if self._commands is not None and self.hub.ready else None)
@@ -233,12 +236,16 @@ class ClusterNode(Service):
     def _load(self) -> Deferred[Any]:
         d = self._call(b"HGETALL", ONLINE)
         d.addCallback(lambda reply: self.presence.load(_pairs(reply)))
+        d.addCallback(lambda _: self.console.reload())  # bans set while this node did not hear
         d.addErrback(self._failed, "reading who is online")
         return d
 
     def _event(self, channel: bytes, message: bytes) -> None:
         if channel == self._inbox:
             self.sessions.batch(message)
+            return
+        if channel in self.console.channels:
+            self.console.message(channel, message)
             return
         outcome = self.presence.event(message)
         if outcome is not None:
