@@ -62,10 +62,15 @@ class SharedCluster:
     redis: RedisServer
     daemons: list[Daemon]
     home: Path
+    extra: dict[str, Any]  # what a class keeps for all its tests
 
-    # What a test class may change: each node's extra TOML (after [cluster] node = ...).
+    # What a test class may change: each node's extra TOML (after [cluster] node = ...),
+    # and files the nodes need, made in the shared home first.
     def extra_config(self, name: str) -> str:
         return ""
+
+    def prepare_home(self, home: Path, cleanups: list[Callable[[], object]]) -> None:
+        pass
 
     def setUp(self) -> None:
         if REDIS_SERVER is None:
@@ -73,14 +78,14 @@ class SharedCluster:
         cls = type(self)
         shared = SharedCluster._shared.get(cls)
         if shared is None:
-            shared = SharedCluster._shared[cls] = {"done": 0, "cleanups": []}
+            shared = SharedCluster._shared[cls] = {"done": 0, "cleanups": [], "extra": {}}
             atexit.register(_finish, cls)
             try:
                 self._prepare(shared)
             except BaseException:
                 _finish(cls)
                 raise
-        for name in ("redis", "daemons", "home"):
+        for name in ("redis", "daemons", "home", "extra"):
             setattr(self, name, shared[name])
         self.sockets: list[LineSocket] = []
         self.addCleanup(lambda: [s.close() for s in self.sockets])
@@ -90,6 +95,7 @@ class SharedCluster:
         home = Path(self.mktemp()).resolve()  # type: ignore[attr-defined]
         home.mkdir(parents=True)
         shared["home"] = home
+        self.prepare_home(home, shared["cleanups"])
         redis = RedisServer(str(home / "redis")).start()
         shared["cleanups"].append(redis.stop)
         shared["redis"] = redis
@@ -101,8 +107,11 @@ class SharedCluster:
             shared["cleanups"].append(daemon.stop)
             daemon.start()
             shared["daemons"].append(daemon)
-        for name, daemon in zip(self.names, shared["daemons"]):
-            wait_for(lambda: "joined through" in daemon.log(), what=f"node {name} to join:\n{daemon.log()}")
+        for daemon in shared["daemons"]:
+            self.joined(daemon)
+
+    def joined(self, daemon: Daemon) -> None:
+        wait_for(lambda: "joined through" in daemon.log(), what=f"a node to join:\n{daemon.log()}")
 
     def _test_done(self, cls: type) -> None:
         shared = SharedCluster._shared.get(cls)
