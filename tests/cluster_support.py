@@ -57,6 +57,7 @@ class SharedCluster:
     """A mixin for trial test cases: ``self.redis``, ``self.daemons`` (one per name in ``names``)."""
 
     names: ClassVar[tuple[str, ...]] = ("a", "b")
+    redis_options: ClassVar[tuple[str, ...]] = ()
     _shared: ClassVar[dict[type, dict[str, Any]]] = {}
 
     redis: RedisServer
@@ -96,7 +97,7 @@ class SharedCluster:
         home.mkdir(parents=True)
         shared["home"] = home
         self.prepare_home(home, shared["cleanups"])
-        redis = RedisServer(str(home / "redis")).start()
+        redis = RedisServer(str(home / "redis"), *self.redis_options).start()
         shared["cleanups"].append(redis.stop)
         shared["redis"] = redis
         shared["daemons"] = []
