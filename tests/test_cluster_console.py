@@ -13,6 +13,7 @@ from relaychat.crypto.keypair import Identity
 from relaychat.server.bans import key_id
 from tests.cluster_support import SharedCluster, wait_for
 from tests.support import strict_dir
+from relaychat.wire.codec import b64encode
 from tests.test_manhole import SSHProcess, _ssh_available
 
 _CONSOLE = re.compile(r"admin console \(ssh\) '[^']*' listening on [\d.]+:(\d+)")
@@ -150,6 +151,23 @@ class ConsoleAcrossNodes(SharedCluster, SynchronousTestCase):
         self.assertEqual(self.console(1, "unban('banme')"),
                          f"unbanned nick banme and key {key_id(bob.identity_public)} on every node\n")
         self.assertTrue(self.client(0).register("banme", bob).startswith("OK PROVE banme known"))
+
+    def test_release_through_another_node_frees_the_nickname_everywhere(self) -> None:
+        old = Identity.generate()
+        holder = self.registered(0, "lostkey", old)
+        holder.close()
+        sender = self.registered(1, "writer", Identity.generate())
+        wait_for(lambda: sender.ask("LOOKUP lostkey").endswith(" offline"), what="lostkey offline")
+        self.assertTrue(sender.ask(f"MAIL lostkey {b64encode(b'sealed to the old key')}").startswith("OK MAIL"))
+        holder = self.client(0)
+        self.assertEqual(holder.register("lostkey", old), "OK PROVE lostkey known 1")
+        holder.read_line()  # the mail, not acknowledged
+        said = self.console(1, "release('lostkey')")
+        self.assertEqual(said, f"released lostkey (was identity key {key_id(old.identity_public)}); "
+                               "1 waiting mail deleted\n")
+        self.assertEqual(holder.read_line(), "BYE kicked your nickname was released by the operator")
+        self.assertEqual(self.client(0).register("lostkey", Identity.generate()), "OK PROVE lostkey new 0")
+        self.assertEqual(self.console(0, "release('neverbound')"), "neverbound is not bound to any key\n")
 
     def test_an_address_ban_refuses_connections_at_every_node(self) -> None:
         user = self.registered(1, "fromhere", Identity.generate())

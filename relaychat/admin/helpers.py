@@ -200,7 +200,7 @@ class Console:
         self._record("unban {kind} {value}: {outcome}", kind=kind, value=value, outcome=outcome)
         return Text(outcome)
 
-    def release(self, nick: str) -> Text:
+    def release(self, nick: str) -> Answer:
         """Free ``nick`` for a new key, when its owner has lost theirs.
 
         Whoever holds the nickname now is disconnected, mail waiting for it
@@ -210,13 +210,9 @@ class Console:
         """
         name = _nickname(nick)
         if self.cluster is not None:
-            raise RuntimeError("release() frees a nickname in this node's own registry; a cluster's "
-                               "bindings are in Redis, and release() does not reach them yet")
-        key, deleted = self.operator.release(name)
-        if key is None:
-            outcome = f"{name} is not bound to any key"
-        else:
-            outcome = f"released {name} (was identity key {key_id(key)}); {deleted} waiting mail deleted"
+            return self._across(self.cluster.release(name), lambda result: _released(name, *result),
+                                "release {nick}", nick=name)
+        outcome = _released(name, *self.operator.release(name))
         self._record("release {nick}: {outcome}", nick=name, outcome=outcome)
         return Text(outcome)
 
@@ -305,6 +301,12 @@ class Console:
 
     def _record(self, format: str, **fields: Any) -> None:
         log.info("admin {admin}: " + format, admin=self.admin, **fields)
+
+
+def _released(name: str, key: Optional[bytes], deleted: int) -> str:
+    if key is None:
+        return f"{name} is not bound to any key"
+    return f"released {name} (was identity key {key_id(key)}); {deleted} waiting mail deleted"
 
 
 def _silent(answers: Answers) -> str:

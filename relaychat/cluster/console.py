@@ -29,11 +29,13 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from relaychat.admin.figures import Answers, numbers, stats_rows, who_rows
+from relaychat.cluster.scripts import MAIL_EXPIRY, mail_keys
 from relaychat.server.bans import key_id
 from relaychat.server.connection import Life
 from relaychat.server.hub import Hub
 from relaychat.wire.errors import Bye, Closed
 from relaychat.wire.messages import Notice
+from relaychat.wire.nicknames import skeleton
 from relaychat.wire.refusals import ban_text
 
 log = Logger(namespace="relaychat.cluster")
@@ -65,6 +67,21 @@ return out
 """
 """KEYS: bans. ARGV: channel, request, then each "kind value". Returns 1 or 0 for each (it was
 there), then how many nodes heard the request."""
+
+
+RELEASE = b"""
+local identity = redis.call('HGET', KEYS[1], 'identity')
+if not identity then return false end
+redis.call('DEL', KEYS[1])
+if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
+local ids = redis.call('HKEYS', KEYS[3])
+for _, id in ipairs(ids) do redis.call('ZREM', KEYS[5], ARGV[1] .. ' ' .. id) end
+redis.call('DEL', KEYS[3], KEYS[4])
+return {identity, #ids}
+"""
+"""KEYS: binding, skeleton, mail hash, quota hash, mail expiry. ARGV: canonical. Frees the
+nickname and deletes the mail sealed to its old key, in one step; {identity, mail deleted}
+or nil if it was not bound."""
 
 
 class ClusterConsole:
@@ -126,6 +143,20 @@ class ClusterConsole:
                                          .addCallback(heard))
             return lifted, answers
         return unban()
+
+    def release(self, canon: str) -> "Deferred[tuple[Optional[bytes], int]]":
+        """Free ``canon`` for any key, whichever node its holder is on (who is kicked); fires with
+        the identity key it was bound to (None if none) and how much waiting mail was deleted."""
+        @defer.inlineCallbacks
+        def release() -> Any:
+            yield self.ask("kick", {"nick": canon, "reason": "your nickname was released by the operator"})
+            mail, quota = mail_keys(canon)
+            reply = yield self._call(b"EVAL", RELEASE, 5, b"rc:bind:" + canon.encode("ascii"),
+                                     b"rc:skel:" + skeleton(canon).encode("ascii"), mail, quota, MAIL_EXPIRY, canon)
+            if not reply:
+                return None, 0
+            return bytes(reply[0]), int(reply[1])
+        return release()
 
     def _bound_key(self, kind: str, value: str) -> "Deferred[Optional[bytes]]":
         if kind != "nick":
