@@ -36,6 +36,56 @@ class _Borrowed:
         self.case.skipTest(reason)
 
 
+class Requests(SynchronousTestCase):
+    """The console's requests and answers as bytes on Redis channels, without Redis."""
+
+    def setUp(self) -> None:
+        from twisted.internet.defer import succeed
+        from twisted.internet.task import Clock
+
+        from relaychat.cluster.console import ClusterConsole
+        from tests.support import Harness
+
+        self.h = Harness()
+        self.clock = Clock()
+        self.published: list[tuple[bytes, bytes]] = []
+
+        def call(*command: Any) -> Any:
+            if command[0] == b"PUBLISH":
+                self.published.append((command[1], command[2]))
+                return succeed(2)
+            return succeed(None)
+
+        self.console = ClusterConsole(self.h.hub, "a", call, lambda nick: succeed(None), self.clock)
+
+    def test_garbage_and_unknown_requests_are_answered_or_ignored_never_fatal(self) -> None:
+        for junk in (b"", b"Q", b"\xff\xfe", b"Q 1 b", b"A nobody b {}", b"Q 1 b who {not json"):
+            self.console.message(b"rc:admin", junk)
+        self.console.message(b"rc:admin", b"Q 7 b launch {}")
+        channel, answer = self.published[-1]
+        self.assertEqual(channel, b"rc:admin:b")
+        self.assertTrue(answer.startswith(b'A 7 a {"error": "ValueError: no such request'), answer)
+
+    def test_answers_are_awaited_as_many_as_heard_or_until_the_time_out(self) -> None:
+        self.h.register("alice")
+        asked = self.console.ask("who")
+        request = self.published[-1][1].split(b" ")[1]
+        self.assertNoResult(asked)
+        self.console.message(b"rc:admin:a", b"A " + request + b' b {"users": [], "online": 0, "connections": 0}')
+        self.assertNoResult(asked)  # two heard it
+        self.clock.advance(3.0)
+        answers = self.successResultOf(asked)
+        self.assertEqual((sorted(answers.by_node), answers.silent), (["b"], 1))
+        own = self.console.ask("who")
+        request = self.published[-1][1]
+        self.console.message(b"rc:admin", request)  # this node hears its own request and answers it
+        self.console.message(b"rc:admin:a", self.published[-1][1])
+        self.console.message(b"rc:admin:a", b"A " + request.split(b" ")[1] + b' b {"users": [], "online": 0, "connections": 0}')
+        answers = self.successResultOf(own)
+        self.assertEqual(answers.by_node["a"]["online"], 1)
+        self.assertEqual(answers.silent, 0)
+
+
 class ConsoleAcrossNodes(SharedCluster, SynchronousTestCase):
     def setUp(self) -> None:
         reason = _ssh_available()
