@@ -53,7 +53,42 @@ def listening(daemon: Daemon, kind: str) -> list[int]:
     return ports
 
 
-class SharedCluster:
+class ClusterClients:
+    """Clients of the nodes in ``self.daemons``, closed with the test (``self.sockets``)."""
+
+    daemons: list[Daemon]
+    sockets: list[LineSocket]
+
+    def port(self, node: int) -> int:
+        return listening(self.daemons[node], "tcp")[0]
+
+    def client(self, node: int, timeout: float = 10.0) -> LineSocket:
+        s = LineSocket(self.port(node), timeout=timeout)
+        self.sockets.append(s)
+        return s
+
+    def registered(self, node: int, nick: str, identity: Optional[Identity] = None) -> LineSocket:
+        s = self.client(node)
+        reply = s.register(nick, identity or Identity.generate())
+        assert reply.startswith("OK PROVE"), reply
+        return s
+
+    def who(self, s: LineSocket) -> tuple[set[str], str]:
+        s.send("WHO")
+        users = set()
+        while True:
+            line = s.read_line()
+            if line.startswith("USER "):
+                users.add(line.split(" ")[1])
+            else:
+                return users, line
+
+    def sees(self, s: LineSocket, *nicks: str) -> None:
+        """Wait until ``s``'s WHO lists every one of ``nicks`` (presence travels through Redis)."""
+        wait_for(lambda: set(nicks) <= self.who(s)[0], what=f"{nicks} in WHO")
+
+
+class SharedCluster(ClusterClients):
     """A mixin for trial test cases: ``self.redis``, ``self.daemons`` (one per name in ``names``)."""
 
     names: ClassVar[tuple[str, ...]] = ("a", "b")
@@ -121,35 +156,6 @@ class SharedCluster:
         shared["done"] += 1
         if shared["done"] == len([n for n in dir(cls) if n.startswith("test_")]):
             _finish(cls)
-
-    def port(self, node: int) -> int:
-        return listening(self.daemons[node], "tcp")[0]
-
-    def client(self, node: int, timeout: float = 10.0) -> LineSocket:
-        s = LineSocket(self.port(node), timeout=timeout)
-        self.sockets.append(s)
-        return s
-
-    def registered(self, node: int, nick: str, identity: Optional[Identity] = None) -> LineSocket:
-        s = self.client(node)
-        reply = s.register(nick, identity or Identity.generate())
-        assert reply.startswith("OK PROVE"), reply
-        return s
-
-    def who(self, s: LineSocket) -> tuple[set[str], str]:
-        s.send("WHO")
-        users = set()
-        while True:
-            line = s.read_line()
-            if line.startswith("USER "):
-                users.add(line.split(" ")[1])
-            else:
-                return users, line
-
-    def sees(self, s: LineSocket, *nicks: str) -> None:
-        """Wait until ``s``'s WHO lists every one of ``nicks`` (presence travels through Redis)."""
-        wait_for(lambda: set(nicks) <= self.who(s)[0], what=f"{nicks} in WHO")
-
 
 def _finish(cls: type) -> None:
     shared = SharedCluster._shared.pop(cls, None)

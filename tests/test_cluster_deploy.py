@@ -39,6 +39,17 @@ def sockets_of(pid: int) -> int:
     return count
 
 
+def redis_home(case: SynchronousTestCase) -> tuple[Path, RedisServer]:
+    """A directory for the test's nodes, and a redis-server stopped after the test."""
+    if REDIS_SERVER is None:
+        raise SkipTest("redis-server is not installed")
+    home = Path(case.mktemp()).resolve()
+    home.mkdir(parents=True)
+    redis = RedisServer(str(home / "redis")).start()
+    case.addCleanup(redis.stop)
+    return home, redis
+
+
 class Template(SynchronousTestCase):
     def test_systemd_analyze_verify_passes_for_the_template_and_an_instance(self) -> None:
         analyze = shutil.which("systemd-analyze")
@@ -68,12 +79,7 @@ class TemplateInstances(SynchronousTestCase):
     """The template's own ExecStart, for instances 1 and 2, over one config file and one port."""
 
     def test_two_instances_share_the_port_and_act_as_one_relay(self) -> None:
-        if REDIS_SERVER is None:
-            raise SkipTest("redis-server is not installed")
-        home = Path(self.mktemp()).resolve()
-        home.mkdir(parents=True)
-        redis = RedisServer(str(home / "redis")).start()
-        self.addCleanup(redis.stop)
+        home, redis = redis_home(self)
         port = free_port()
         config = home / "relaychat.toml"  # what /etc/relaychat/relaychat.toml would say: no node, reuse_port
         config.write_text(node_config(home, "unused", redis.endpoint, listener=f"tcp:{port}:interface=127.0.0.1",
@@ -121,12 +127,7 @@ class Haproxy(SynchronousTestCase):
 
     def test_clients_through_the_example_reach_both_nodes_and_a_dead_node_is_passed_over(self) -> None:
         haproxy = self.haproxy()
-        if REDIS_SERVER is None:
-            raise SkipTest("redis-server is not installed")
-        home = Path(self.mktemp()).resolve()
-        home.mkdir(parents=True)
-        redis = RedisServer(str(home / "redis")).start()
-        self.addCleanup(redis.stop)
+        home, redis = redis_home(self)
         front, relays, checks = free_port(), [free_port(), free_port()], [free_port(), free_port()]
         daemons = []
         for name, relay, check in zip(("n1", "n2"), relays, checks):
