@@ -8,7 +8,6 @@ import shlex
 import shutil
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
@@ -18,6 +17,7 @@ from relaychat.wire.codec import b64encode
 from tests.cluster_support import listening, node_config, wait_for
 from tests.daemon import ROOT, Daemon, LineSocket
 from tests.redis_server import REDIS_SERVER, RedisServer, free_port
+from tests.test_systemd import analyze_verify
 
 UNIT = ROOT / "conf" / "relaychat.service"
 TEMPLATE = ROOT / "conf" / "relaychat@.service"
@@ -52,18 +52,7 @@ def redis_home(case: SynchronousTestCase) -> tuple[Path, RedisServer]:
 
 class Template(SynchronousTestCase):
     def test_systemd_analyze_verify_passes_for_the_template_and_an_instance(self) -> None:
-        analyze = shutil.which("systemd-analyze")
-        if analyze is None:
-            raise SkipTest("systemd-analyze is not installed (Debian package systemd; .ci/run installs it)")
-        here = Path(self.mktemp())
-        here.mkdir()
-        twistd = Path(sys.executable).parent / "twistd"
-        text = TEMPLATE.read_text()
-        self.assertIn("ExecStart=/opt/relaychat/venv/bin/twistd ", text)
-        (here / "relaychat@.service").write_text(text.replace("/opt/relaychat/venv/bin/twistd", str(twistd)))
-        result = subprocess.run([analyze, "verify", "relaychat@.service", "relaychat@3.service"], cwd=here,
-                                capture_output=True, text=True, timeout=60)
-        self.assertEqual((result.returncode, result.stdout + result.stderr), (0, ""))
+        self.assertEqual(analyze_verify(self, {"relaychat@.service": TEMPLATE}, also=("relaychat@3.service",)), (0, ""))
 
     def test_the_template_is_the_single_unit_but_for_what_makes_an_instance(self) -> None:
         single, template = settings(UNIT), settings(TEMPLATE)

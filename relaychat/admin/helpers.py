@@ -20,7 +20,7 @@ import inspect
 import ipaddress
 import pydoc
 import time
-from typing import Any, Callable, Iterable, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Union
 
 from twisted.application.service import IServiceCollection
 from twisted.internet.defer import Deferred
@@ -32,7 +32,6 @@ from relaychat.admin.figures import (Answers, WHO_COLUMNS, all_sessions, count a
 from relaychat.admin.cluster_view import ClusterOperations, per_node, stats_text, who_text
 from relaychat.config import Config
 from relaychat.server.bans import key_id
-from relaychat.server.connection import Connection, Session
 from relaychat.server.drain import Drainer, DrainState
 from relaychat.server.hub import DEFAULT_DRAIN_TEXT, Hub
 from relaychat.server.operator import DEFAULT_KICK_REASON, Operator

@@ -52,7 +52,7 @@ def listener_kind(client: Connection) -> str:
 def health(hub: Hub, drainer: Optional[Drainer]) -> Optional[str]:
     """Why the relay should not be sent new users, or None when it is serving."""
     if drainer is not None and drainer.state is not DrainState.SERVING:
-        return drainer.state.value
+        return str(drainer.state.value)
     if hub.draining:
         return "draining"
     if not hub.store.writable:
@@ -222,10 +222,10 @@ def metrics_site(hub: Hub, drainer: Optional[Drainer], lag: Optional[LagProbe] =
     with ``node`` (a cluster node's name) every sample is labelled with it."""
     if registry is None:
         registry = CollectorRegistry()
-    registry.register(RelayCollector(hub, drainer, lag))  # type: ignore[arg-type]
+    registry.register(RelayCollector(hub, drainer, lag))
     if node is not None:
         exposed = CollectorRegistry(target_info={"node": node})
-        exposed.register(NodeLabelled(registry, node))  # type: ignore[arg-type]
+        exposed.register(NodeLabelled(registry, node))
         registry = exposed
     root = Resource()
     root.putChild(b"metrics", MetricsPage(registry))
