@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from twisted.application.internet import TimerService
-from twisted.application.service import IService, MultiService
+from twisted.application.service import IService, IServiceCollection, MultiService
 from twisted.logger import Logger
 from twisted.python import usage
 
@@ -188,5 +188,5 @@ def _walk(service: IService) -> list[IService]:
 
 def relay_of(top: IService) -> Hub:
     """The hub inside a service tree built by :func:`compose`."""
-    hub: Hub = getattr(top.getServiceNamed("relay"), "hub")  # a RelayService's
+    hub: Hub = getattr(IServiceCollection(top).getServiceNamed("relay"), "hub")  # a RelayService's
     return hub
