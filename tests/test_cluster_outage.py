@@ -109,7 +109,10 @@ class RedisRestartUnderLoad(SharedCluster, SynchronousTestCase):
         self.addCleanup(stop.set)
         wait_for(lambda: len(accepted) >= 20, what="mail flowing before the crash")
         before_crash = len(accepted)
+        leaver = self.registered(0, "leaver")
+        wait_for(lambda: "leaver" in self.who(senders[1])[0], what="leaver seen from b")
         self.redis.kill()
+        leaver.close()  # gone while Redis cannot be told
         wait_for(lambda: len(refused) >= 4, what="MAIL refused as unavailable while Redis is down")
         register = _register_line(Identity.generate(), "newcomer")
         newcomer = self.client(0)
@@ -174,6 +177,9 @@ class RedisRestartUnderLoad(SharedCluster, SynchronousTestCase):
         self.assertEqual(bob2.read_line(), f"FRAME {sid2} {b64encode(b'after the restart')}")
         # Who stayed connected through the outage is online again for the other node (re-asserted).
         wait_for(lambda: bob2.ask("LOOKUP carol").endswith(" online"), what="carol re-asserted")
+        # ... and who left meanwhile is not: no ghost in WHO on the other node.
+        wait_for(lambda: bob2.ask("LOOKUP leaver").endswith(" offline"), what="leaver withdrawn")
+        self.assertNotIn("leaver", self.who(bob2)[0])
         wait_for(lambda: looker.ask("LOOKUP erin").endswith(" online"), what="erin re-asserted")
 
 

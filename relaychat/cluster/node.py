@@ -32,7 +32,7 @@ from relaychat.config import ClusterConfig
 from relaychat.cluster.console import ClusterConsole
 from relaychat.cluster.routing import Presence, presence_value
 from relaychat.cluster.scripts import (ACK, BIND, DEPOSIT, EVENTS, JOIN, LEAVE, MAIL_EXPIRY, MAIL_IDS, NODES, ONLINE,
-                                       PENDING, SWEEP, inbox, mail_keys)
+                                       PENDING, STALE, SWEEP, inbox, mail_keys)
 from relaychat.cluster.sessions import Sessions
 from relaychat.server.connection import Connection
 from relaychat.server.directory import RemoteUser, Unavailable
@@ -232,6 +232,7 @@ class ClusterNode(Service):
             holder = yield self._run(JOIN, [ONLINE], [canon, self._value(client, token), EVENTS, b"1"])
             if holder is not None:
                 self._replaced(canon)
+        yield self._run(STALE, [ONLINE], [EVENTS, self.node, *self.presence.local.values()])
 
     def _load(self) -> Deferred[Any]:
         d = self._call(b"HGETALL", ONLINE)

@@ -102,6 +102,26 @@ return n
 entries (at start-up: what a previous life of this node left)."""
 
 
+STALE = b"""
+local live = {}
+for i = 3, #ARGV do live[ARGV[i]] = true end
+local all = redis.call('HGETALL', KEYS[1])
+local n = 0
+for i = 1, #all, 2 do
+  local node, token = string.match(all[i + 1], '^(%S+) (%S+)')
+  if node == ARGV[2] and not live[token] then
+    redis.call('HDEL', KEYS[1], all[i])
+    redis.call('PUBLISH', ARGV[1], 'L ' .. all[i] .. ' ' .. node .. ' ' .. token)
+    n = n + 1
+  end
+end
+return n
+"""
+"""KEYS: online. ARGV: channel, this node, then the tokens of the logins it still holds.
+Withdraws (and announces) this node's other entries: logins that ended while Redis could
+not be told, which would otherwise stay online everywhere else."""
+
+
 DEPOSIT = b"""
 local n = tonumber(redis.call('HGET', KEYS[2], 'n') or '0')
 local size = tonumber(redis.call('HGET', KEYS[2], 'bytes') or '0')
