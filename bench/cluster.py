@@ -39,17 +39,48 @@ from relaychat.wire.codec import b64encode  # noqa: E402
 from tests.daemon import Daemon, LineSocket  # noqa: E402
 from tests.redis_server import RedisServer, free_port  # noqa: E402
 
+SMALL, BULK = 100, 16384  # payload bytes of a small and of a bulk frame (base64 in the FRAME line)
+TARGETS = {"small": 0.5, "bulk": 0.7}  # cross-node / same-node frames per second
+
+
+class Meter:
+    """CPU seconds (user + system, from /proc/PID/stat) of each process taking part."""
+
+    def __init__(self) -> None:
+        self.pids: dict[str, int] = {}
+        self.tick = os.sysconf("SC_CLK_TCK")
+
+    def cpu(self) -> dict[str, float]:
+        out = {}
+        for name, pid in self.pids.items():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            out[name] = (int(fields[11]) + int(fields[12])) / self.tick
+        return out
+
+    def spent(self, before: dict[str, float]) -> dict[str, float]:
+        now = self.cpu()
+        return {name: now[name] - before.get(name, 0.0) for name in now}
+
+
+RELAY_FROM = ""  # --relaychat-from: run the nodes from another source tree (before/after figures)
+
 
 def node(home: Path, name: str, redis: RedisServer, endpoint: str = "tcp:0:interface=127.0.0.1",
-         reuse: bool = False) -> Daemon:
+         reuse: bool = False, profile: str = "") -> Daemon:
     config = home / f"{name}.toml"
     config.write_text(
         f'[relay]\ndata_dir = "{home / name}"\n'
         f'[[listener]]\nkind = "tcp"\nendpoint = "{endpoint}"\n' + ("reuse_port = true\n" if reuse else "")
         + '[limits]\npow_bits = 0\nlines_per_second = 1000000.0\nline_burst = 1000000\n'
+        + '[nicknames]\nregistrations_per_address_per_hour = 1000000\nmax_nicknames = 1000000\n'
         f'[cluster]\nredis = "{redis.endpoint}"\nnode = "{name}"\n'
     )
-    daemon = Daemon("--config", str(config), cwd=str(home))
+    options = ("--profile", str(Path(profile) / f"{name}.pstats"), "--profiler", "cprofile", "--savestats") if profile else ()
+    env = {"PYTHONPATH": RELAY_FROM} if RELAY_FROM else None
+    daemon = Daemon("--config", str(config), cwd=str(home), twistd_options=options, env=env)
     daemon.start()
     deadline = time.monotonic() + 20
     while "joined through" not in daemon.log():
@@ -82,8 +113,12 @@ def session(a: LineSocket, b: LineSocket, b_nick: str) -> str:
     return sid
 
 
+def frame_line(sid: str, size: int) -> bytes:
+    return f"FRAME {sid} {b64encode(os.urandom(size))}\n".encode()
+
+
 def frames_per_second(a: LineSocket, b: LineSocket, sid: str, size: int, count: int) -> float:
-    line = f"FRAME {sid} {b64encode(os.urandom(size))}\n".encode()
+    line = frame_line(sid, size)
     total = len(line) * count
     done = threading.Event()
 
@@ -137,59 +172,121 @@ def registrations_per_second(port: int, threads: int, each: int) -> float:
     return threads * each / (time.perf_counter() - started)
 
 
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def status(ratio: float, target: float | None) -> str:
+    if target is None:
+        return "info"
+    return "PASS" if ratio >= target else "MISS"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", default=None)
+    parser.add_argument("--only", default="small,bulk,setup,port", help="sections: small,bulk,setup,port")
+    parser.add_argument("--rounds", type=int, default=0, help="rounds per figure (default 5, --quick 2)")
+    parser.add_argument("--profile", default="", metavar="DIR",
+                        help="run nodes a and b under cProfile (twistd --profile); stats into DIR/a.pstats, b.pstats")
+    parser.add_argument("--relaychat-from", default="", metavar="DIR",
+                        help="run the nodes from another source tree (e.g. main, for before/after figures)")
     args = parser.parse_args()
+    global RELAY_FROM
+    RELAY_FROM = str(Path(args.relaychat_from).resolve()) if args.relaychat_from else ""
+    sections = set(args.only.split(","))
     rounds, small, bulk, setups, regs = (2, 20000, 1000, 100, 10) if args.quick else (5, 100000, 4000, 300, 40)
+    rounds = args.rounds or rounds
+    if args.profile:
+        Path(args.profile).mkdir(parents=True, exist_ok=True)
+        args.profile = str(Path(args.profile).resolve())
     home = Path(tempfile.mkdtemp(prefix="relaychat-cluster-bench-"))
     redis = RedisServer(str(home / "redis")).start()
+    meter = Meter()
+    assert redis.process is not None
+    meter.pids["redis"] = redis.process.pid
     daemons: list[Daemon] = []
+    figures: dict[str, list[float]] = {}
+    cpu: dict[str, dict[str, float]] = {}  # figure -> process -> CPU seconds over every round
+    volume: dict[str, float] = {}  # figure -> MB relayed over every round
     results: dict[str, Any] = {}
+
+    def measure(key: str, run: Any, megabytes: float = 0.0) -> None:
+        before = meter.cpu()
+        figures.setdefault(key, []).append(run())
+        for name, seconds in meter.spent(before).items():
+            cpu.setdefault(key, {}).setdefault(name, 0.0)
+            cpu[key][name] += seconds
+        volume[key] = volume.get(key, 0.0) + megabytes
+
     try:
-        daemons += [node(home, "a", redis), node(home, "b", redis)]
+        daemons += [node(home, "a", redis, profile=args.profile), node(home, "b", redis, profile=args.profile)]
+        for name, daemon in zip("ab", daemons):
+            assert daemon.process is not None
+            meter.pids[name] = daemon.process.pid
         pa, pb = daemons[0].ports()[0], daemons[1].ports()[0]
         alice, bob_same, bob_cross = registered(pa, "alice"), registered(pa, "bobsame"), registered(pb, "bobcross")
         same = session(alice, bob_same, "bobsame")
         cross = session(alice, bob_cross, "bobcross")
-        figures: dict[str, list[float]] = {k: [] for k in ("small_same", "small_cross", "bulk_same", "bulk_cross",
-                                                             "setup_same", "setup_cross")}
         for _ in range(rounds):
-            figures["small_same"].append(frames_per_second(alice, bob_same, same, 100, small))
-            figures["small_cross"].append(frames_per_second(alice, bob_cross, cross, 100, small))
-            figures["bulk_same"].append(frames_per_second(alice, bob_same, same, 16384, bulk))
-            figures["bulk_cross"].append(frames_per_second(alice, bob_cross, cross, 16384, bulk))
-        # Set-ups need fresh pairs: the sessions above stay open.
-        s_a, s_b, s_c = registered(pa, "setupa"), registered(pa, "setupb"), registered(pb, "setupc")
-        for _ in range(rounds):
-            figures["setup_same"].append(setups_per_second(s_a, s_b, "setupb", setups))
-            figures["setup_cross"].append(setups_per_second(s_a, s_c, "setupc", setups))
-        for key, values in figures.items():
-            results[key] = round(statistics.median(values), 1)
-        results["ratio_small"] = round(results["small_cross"] / results["small_same"], 3)
-        results["ratio_bulk"] = round(results["bulk_cross"] / results["bulk_same"], 3)
-        results["ratio_setup"] = round(results["setup_cross"] / results["setup_same"], 3)
-        # One port: one process, then two sharing it (SO_REUSEPORT).
-        port = free_port()
-        shared = [node(home, "p1", redis, f"tcp:{port}:interface=127.0.0.1", reuse=True)]
-        daemons += shared
-        one = registrations_per_second(port, 4, regs)
-        shared.append(node(home, "p2", redis, f"tcp:{port}:interface=127.0.0.1", reuse=True))
-        daemons.append(shared[-1])
-        two = registrations_per_second(port, 4, regs)
-        results["registrations_one_process"] = round(one, 1)
-        results["registrations_two_processes_one_port"] = round(two, 1)
-        results["ratio_two_processes"] = round(two / one, 3)
+            for size, count, kind in ((SMALL, small, "small"), (BULK, bulk, "bulk")):
+                if kind not in sections:
+                    continue
+                megabytes = len(frame_line(same, size)) * count / 1e6
+                measure(f"{kind}_same", lambda: frames_per_second(alice, bob_same, same, size, count), megabytes)
+                measure(f"{kind}_cross", lambda: frames_per_second(alice, bob_cross, cross, size, count), megabytes)
+        if "setup" in sections:
+            # Set-ups need fresh pairs: the sessions above stay open.
+            s_a, s_b, s_c = registered(pa, "setupa"), registered(pa, "setupb"), registered(pb, "setupc")
+            for _ in range(rounds):
+                measure("setup_same", lambda: setups_per_second(s_a, s_b, "setupb", setups))
+                measure("setup_cross", lambda: setups_per_second(s_a, s_c, "setupc", setups))
+        if "port" in sections:
+            # One port: one process, then two sharing it (SO_REUSEPORT).
+            port = free_port()
+            shared = [node(home, "p1", redis, f"tcp:{port}:interface=127.0.0.1", reuse=True)]
+            daemons += shared
+            measure("port_one", lambda: registrations_per_second(port, 4, regs))
+            shared.append(node(home, "p2", redis, f"tcp:{port}:interface=127.0.0.1", reuse=True))
+            daemons.append(shared[-1])
+            measure("port_two", lambda: registrations_per_second(port, 4, regs))
     finally:
         for daemon in daemons:
             daemon.stop()
         redis.stop()
-    width = max(len(k) for k in results)
-    for key, value in results.items():
-        print(f"{key:<{width}}  {value}")
-    print(f"targets: ratio_small >= 0.5 ({'met' if results['ratio_small'] >= 0.5 else 'MISSED'}), "
-          f"ratio_bulk >= 0.7 ({'met' if results['ratio_bulk'] >= 0.7 else 'MISSED'})")
+    results["raw"] = figures
+    rows = []
+    for figure, cross_key, same_key, unit, target in (
+            ("small frames (100 B), frames/s", "small_cross", "small_same", "/s", TARGETS["small"]),
+            ("16-KiB frames, frames/s", "bulk_cross", "bulk_same", "/s", TARGETS["bulk"]),
+            ("session set-ups/s (sequential)", "setup_cross", "setup_same", "/s", None),
+            ("registrations/s: 2 processes on 1 port vs 1", "port_two", "port_one", "/s", None)):
+        if cross_key not in figures:
+            continue
+        ratios = [c / s for c, s in zip(figures[cross_key], figures[same_key])]
+        ratio = median(ratios)
+        rows.append((figure, f"{median(figures[cross_key]):,.0f}", f"{median(figures[same_key]):,.0f}",
+                     f"{ratio:.3f}", f">= {target}" if target is not None else "reported", status(ratio, target)))
+        results[cross_key], results[same_key] = median(figures[cross_key]), median(figures[same_key])
+        results["ratio_" + cross_key.split("_")[0]] = round(ratio, 3)
+    header = ("figure", "cross", "same", "ratio", "target", "status")
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for r in [header, *rows]:
+        print("  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip())
+    print("\nrelay CPU, milliseconds per MB relayed (over every round; a, b: nodes, redis: redis-server):")
+    for kind in ("small", "bulk"):
+        for where in ("same", "cross"):
+            key = f"{kind}_{where}"
+            if key in cpu and volume.get(key):
+                per = {name: 1000 * seconds / volume[key] for name, seconds in sorted(cpu[key].items())}
+                results[f"cpu_ms_per_mb_{key}"] = {name: round(v, 2) for name, v in per.items()}
+                print(f"  {key:<12} " + "  ".join(f"{name} {v:6.2f}" for name, v in per.items())
+                      + f"  total {sum(per.values()):6.2f}")
+    print(f"\n  * medians of {rounds} interleaved rounds; a ratio is the median of the per-round ratios cross / same")
+    print(f"  * load average: {os.getloadavg()[0]:.2f} (2 cores shared by the load, both nodes and Redis)")
+    if args.profile:
+        print(f"  * cProfile stats of nodes a and b in {args.profile}")
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(results, indent=2) + "\n")

@@ -278,3 +278,173 @@ class NodeAdapterWithoutRedis(SynchronousTestCase):
         self.assertEqual(link.lines(), ["ERR OFFER unavailable the relay cannot reach its shared state; try again",
                                         "OK PING after"])
         self.assertEqual(alice.sessions, {})
+
+
+class BatchFraming(SynchronousTestCase):
+    """Runs carry their length, so the receiver cuts them out without scanning them."""
+
+    def test_a_run_is_cut_out_by_its_length_even_when_its_lines_look_like_markers_inside(self) -> None:
+        from relaychat.cluster.routing import Batches, Control, Lines, parse_batch
+
+        b = Batches("a")
+        b.lines_for("b", "bob", "t1", b"FRAME s1 x\n")
+        b.lines_for("b", "bob", "t1", b"FRAME s1 y\n")
+        b.control("b", "C bob 5")
+        b.lines_for("b", "bob", "t1", b"FRAME s1 z\n")
+        payload = b"".join(b.take_parts("b"))
+        self.assertEqual(payload, b"N a\n@ bob t1 22\nFRAME s1 x\nFRAME s1 y\n! C bob 5\n@ bob t1 11\nFRAME s1 z\n")
+        self.assertEqual(parse_batch(payload)[1], [Lines("bob", "t1", b"FRAME s1 x\nFRAME s1 y\n"),
+                                                  Control(["C", "bob", "5"]), Lines("bob", "t1", b"FRAME s1 z\n")])
+        self.assertNotIn("b", b)
+
+    def test_a_length_that_does_not_end_on_a_line_before_a_marker_ends_the_parse(self) -> None:
+        from relaychat.cluster.routing import Lines, parse_batch
+
+        good = b"@ bob t1 11\nFRAME s1 x\n"
+        for bad in (b"@ bob t1 5\nFRAME s1 x\n", b"@ bob t1 99\nFRAME s1 x\n", b"@ bob t1 x\nFRAME s1 x\n",
+                    b"@ bob t1 0\n", b"@ bob t1 6\nFRAME\nFRAME s1 x\n"):
+            self.assertEqual(parse_batch(b"N a\n" + good + bad + good)[1], [Lines("bob", "t1", b"FRAME s1 x\n")], bad)
+
+    def test_a_run_without_a_length_from_an_earlier_node_is_still_found_by_its_end(self) -> None:
+        from relaychat.cluster.routing import Control, Lines, parse_batch
+
+        items = parse_batch(b"N a\n@ bob t1\nFRAME s1 x\n@ carl t2\nFRAME s2 y\n! C bob 3\n")[1]
+        self.assertEqual(items, [Lines("bob", "t1", b"FRAME s1 x\n"), Lines("carl", "t2", b"FRAME s2 y\n"),
+                                 Control(["C", "bob", "3"])])
+
+    def test_credit_goes_back_in_steps_or_with_a_batch_going_anyway(self) -> None:
+        from relaychat.cluster.routing import Credit
+
+        c = Credit(window=100)
+        self.assertEqual(c.step, 25)
+        c.received("a", "bob", 10)
+        self.assertFalse(c.due(("a", "bob"), anyway=False))
+        self.assertTrue(c.due(("a", "bob"), anyway=True))
+        c.received("a", "bob", 15)
+        self.assertTrue(c.due(("a", "bob"), anyway=False))
+        self.assertFalse(c.due(("a", "nobody"), anyway=True))
+        self.assertFalse(c.exhausted("b", "carl"))
+        c.spend("b", "carl", 100)
+        self.assertTrue(c.exhausted("b", "carl"))
+
+
+class FramePathWithoutRedis(SynchronousTestCase):
+    """Node a's end of a session with bob on node b, with a clock and PUBLISH answered by the test."""
+
+    def setUp(self) -> None:
+        from twisted.internet.task import Clock
+
+        from relaychat.cluster.node import ClusterNode
+        from relaychat.config import ClusterConfig
+
+        self.h = Harness()
+        self.clock = Clock()
+        self.node = ClusterNode(self.h.hub, ClusterConfig("tcp:127.0.0.1:1", "a"), self.clock)
+        self.h.hub.ready = True
+        self.h.hub.directory = LocalDirectory(self.h.hub.registry)
+        self.h.hub.shared_mail = None
+        self.published: list[tuple[str, bytes, Deferred[Any]]] = []
+        self.sessions = self.node.sessions
+        self.sessions._publish_batch = self.publish
+        self.alice, self.link = self.h.register("alice")
+        self.node.presence.login("alice")
+        self.node.presence.event(join("bob", "b", "t1"))
+        self.sid = "0123456789abcdef"
+        self.sessions.control("b", ["O", "1", self.sid, "alice", "bob", "t1", "bob", b64encode(KEY)], self.h.now)
+        self.h.send(self.alice, f"ACCEPT {self.sid}")
+        self.link.lines()
+        self.clock.advance(0)
+        self.answer_all()
+        self.published.clear()
+
+    def publish(self, node: str, parts: list[bytes]) -> Deferred[Any]:
+        d: Deferred[Any] = Deferred()
+        self.published.append((node, b"".join(parts), d))
+        return d
+
+    def answer_all(self) -> None:
+        for _, _, d in list(self.published):
+            if not d.called:
+                d.callback(1)
+
+    def frame(self, text: str) -> str:
+        return f"FRAME {self.sid} {b64encode(text.encode())}"
+
+    def test_while_a_publish_is_unanswered_the_next_turns_join_one_batch_in_order(self) -> None:
+        from relaychat.cluster.routing import Lines, parse_batch
+
+        self.h.send(self.alice, self.frame("one"))
+        self.clock.advance(0)
+        self.assertEqual(len(self.published), 1)
+        for text in ("two", "three"):
+            self.h.send(self.alice, self.frame(text))
+            self.clock.advance(0)
+        self.assertEqual(len(self.published), 1)  # held: the first is not answered yet
+        self.published[0][2].callback(1)
+        self.clock.advance(0)
+        self.assertEqual(len(self.published), 2)
+        _, items = parse_batch(self.published[1][1])
+        self.assertEqual(items, [Lines("bob", "t1", (self.frame("two") + "\n" + self.frame("three") + "\n").encode())])
+
+    def test_a_batch_redis_does_not_take_ends_the_sessions_with_that_node_and_frees_the_next(self) -> None:
+        self.h.send(self.alice, self.frame("one"))
+        self.clock.advance(0)
+        self.published[0][2].errback(Unavailable("Redis is not connected"))
+        self.assertEqual(self.link.lines(), [f"CLOSED {self.sid} gone"])
+        self.sessions.deliver("bob", b"MAIL x\n")
+        self.clock.advance(0)
+        self.assertEqual(len(self.published), 2)  # nothing left in flight
+
+    def test_credit_spent_and_given_back_in_one_turn_does_not_pause_the_sender(self) -> None:
+        self.sessions.credit.window = 10
+        self.sessions.credit.left[("b", "bob")] = 10
+        self.h.send(self.alice, self.frame("one"))  # more than is left: spent
+        standin = self.sessions.standins["bob"][2]
+        self.sessions.control("b", ["C", "bob", "1000"], self.h.now)  # back before the turn ends
+        self.clock.advance(0)
+        self.assertFalse(standin.congested)
+        self.assertTrue(self.link.reading)
+        self.h.send(self.alice, self.frame("two"))
+        self.clock.advance(0)
+        self.assertTrue(standin.congested)  # now it waits for credit
+        self.assertFalse(self.link.reading)
+        self.sessions.control("b", ["C", "bob", "1000"], self.h.now)
+        self.assertFalse(standin.congested)
+        self.assertTrue(self.link.reading)
+
+    def test_credit_owed_to_a_congested_reader_goes_back_as_soon_as_it_drains(self) -> None:
+        from relaychat.cluster.routing import Control, parse_batch
+
+        self.sessions.credit.step = 1
+        self.h.hub.set_congested(self.alice, True, self.h.now)
+        line = (self.frame("from bob") + "\n").encode()
+        batch = b"N b\n@ alice %s %d\n%s" % (self.node.presence.local["alice"].encode(), len(line), line)
+        self.sessions.batch(batch)
+        self.clock.advance(0)
+        self.assertEqual(self.published, [])  # withheld: alice has not taken it
+        self.h.hub.set_congested(self.alice, False, self.h.now)
+        self.clock.advance(0)  # a turn, not the fallback's CREDIT_RETRY
+        self.assertEqual(len(self.published), 1)
+        self.assertEqual(parse_batch(self.published[0][1])[1], [Control(["C", "alice", str(len(line))])])
+
+
+class BatchEncoding(SynchronousTestCase):
+    """The one place relaychat reaches into txredisapi: its command encoder, for batches."""
+
+    def test_a_batch_in_pieces_is_written_as_txredisapi_would_write_it_joined(self) -> None:
+        import txredisapi
+        from twisted.internet.testing import StringTransport
+
+        from relaychat.cluster.node import Pieces, _Commands
+
+        parts = [b"N a\n", b"@ bob t1 3\n", b"xy\n"]
+        protocol = _Commands(charset=None, replyTimeout=None, convertNumbers=False)
+        theirs = txredisapi.BaseRedisProtocol._build_command(protocol, b"PUBLISH", b"rc:to:b", b"".join(parts))
+        self.assertEqual(protocol._build_command(b"PUBLISH", b"rc:to:b", Pieces(parts)), theirs)
+        self.assertEqual(theirs, b"*3\r\n$7\r\nPUBLISH\r\n$7\r\nrc:to:b\r\n$18\r\nN a\n@ bob t1 3\nxy\n\r\n")
+        # And execute_command still writes what the encoder returns.
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        protocol.execute_command(b"PUBLISH", b"rc:to:b", Pieces(parts))
+        self.assertEqual(transport.value(), theirs)
+        self.assertEqual(protocol._build_command(b"GET", b"k", 1), b"*3\r\n$3\r\nGET\r\n$1\r\nk\r\n$1\r\n1\r\n")

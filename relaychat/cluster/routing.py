@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 import secrets
 from dataclasses import dataclass, field
-from typing import Mapping, Optional
+from typing import Any, Mapping, Optional
 
 from relaychat.server.directory import RemoteUser
 from relaychat.wire.codec import b64decode, b64encode
@@ -116,20 +116,29 @@ class Presence:
 #
 # Everything one node sends another in one reactor turn is one PUBLISH on the
 # receiver's channel (rc:to:<node>), so a read holding fifty frames for users
-# on node B costs one Redis command, not fifty. A batch is lines:
+# on node B costs one Redis command, not fifty; while one PUBLISH to a node
+# awaits Redis's answer, what follows for that node joins the next batch, so
+# under load batches grow instead of commands multiplying. A batch is lines:
 #
 #     N <from-node>                       first line
-#     @ <canonical> <token>               the lines after it are for that login here
+#     @ <canonical> <token> <bytes>       the next <bytes> bytes are lines for that login here
 #     <relay protocol lines>              as the sender's hub wrote them to its stand-in
 #     ! O <id> <sid> <to> <from> <token> <display> <identity-b64>   offer request
 #     ! R <id> OK | ! R <id> ERR <code> <text>                       its answer
 #     ! C <canonical> <bytes>             credit: send that many more bytes to our user
 #
 # Protocol lines never start with "@" or "!", so the markers are unambiguous.
+# The length lets the receiver cut a run out without scanning it (a scan for
+# the next marker runs at about 1 GB/s: a millisecond per MB of frames). A
+# "@" line without a length (a node of an earlier version) ends its run at
+# the next line that starts with a marker, found by scanning.
 
-CREDIT_WINDOW = 512 * 1024
+CREDIT_WINDOW = 2 * 1024 * 1024
 """Bytes a node may have in flight to one user on another node before that
-user's senders are paused (as a congested local reader pauses them)."""
+user's senders are paused (as a congested local reader pauses them). It
+must cover what one round trip through Redis carries at full speed (a few
+milliseconds at hundreds of MB/s); what Redis may have to hold for a node is
+at most this per user receiving there."""
 
 
 class Batches:
@@ -138,18 +147,29 @@ class Batches:
     def __init__(self, node: str) -> None:
         self._header = b"N " + node.encode("ascii") + b"\n"
         self._pending: dict[str, list[bytes]] = {}
-        self._last: dict[str, bytes] = {}  # the last "@" line per node, so a run needs it once
+        # The run being added to, per node: (canonical, token), where its "@"
+        # line goes in the parts (written with the run's length once it ends), its bytes.
+        self._open: dict[str, list[Any]] = {}
 
     def lines_for(self, node: str, canonical: str, token: str, data: bytes) -> None:
         parts = self._parts(node)
-        to = f"@ {canonical} {token}\n".encode("ascii")
-        if self._last.get(node) != to:
-            parts.append(to)
-            self._last[node] = to
+        run = self._open.get(node)
+        if run is None or run[0] != (canonical, token):
+            self._close(node)
+            parts.append(b"")
+            run = self._open[node] = [(canonical, token), len(parts) - 1, 0]
         parts.append(data)
+        run[2] += len(data)
 
     def control(self, node: str, line: str) -> None:
+        self._close(node)
         self._parts(node).append(b"! " + line.encode("utf-8") + b"\n")
+
+    def _close(self, node: str) -> None:
+        run = self._open.pop(node, None)
+        if run is not None:
+            (canonical, token), at, size = run
+            self._pending[node][at] = f"@ {canonical} {token} {size}\n".encode("ascii")
 
     def _parts(self, node: str) -> list[bytes]:
         parts = self._pending.get(node)
@@ -160,12 +180,21 @@ class Batches:
     def __bool__(self) -> bool:
         return bool(self._pending)
 
+    def __contains__(self, node: str) -> bool:
+        return node in self._pending
+
+    def nodes(self) -> list[str]:
+        """The nodes something is waiting for."""
+        return list(self._pending)
+
+    def take_parts(self, node: str) -> list[bytes]:
+        """The batch for ``node`` as the pieces it is made of (joined once, where it is sent)."""
+        self._close(node)
+        return self._pending.pop(node, [])
+
     def take(self) -> dict[str, bytes]:
         """Every batch, one payload per node, and start afresh."""
-        out = {node: b"".join(parts) for node, parts in self._pending.items()}
-        self._pending.clear()
-        self._last.clear()
-        return out
+        return {node: b"".join(self.take_parts(node)) for node in self.nodes()}
 
 
 @dataclass(frozen=True)
@@ -189,8 +218,10 @@ class Control:
 def parse_batch(payload: bytes) -> tuple[str, list["Lines | Control"]]:
     """The sending node and the batch's items, in order; malformed parts are skipped.
 
-    A run of protocol lines stays one bytes object (found with ``find``, not
-    split line by line): the receiving hub can often pass it on whole.
+    A run of protocol lines stays one bytes object (cut out by its length,
+    not split line by line): the receiving hub can often pass it on whole. A
+    run whose length does not end on a line followed by a marker (or the
+    end) ends the parse: what follows cannot be trusted to be framed right.
     """
     if not payload.startswith(b"N "):
         return "", []
@@ -201,6 +232,9 @@ def parse_batch(payload: bytes) -> tuple[str, list["Lines | Control"]]:
     items: list[Lines | Control] = []
     at = end + 1
     size = len(payload)
+    # Where the next "\n@ " and "\n! " are, found once each and searched for
+    # again only once passed: a batch of many runs is scanned once, not once per run.
+    next_at = next_bang = -2
     while at < size:
         end = payload.find(b"\n", at)
         if end < 0:
@@ -212,8 +246,20 @@ def parse_batch(payload: bytes) -> tuple[str, list["Lines | Control"]]:
         elif marker == b"@ ":
             fields = payload[at + 2:end].decode("ascii", "replace").split(" ")
             start = end + 1
+            if len(fields) == 3:
+                stop = start + int(fields[2]) if fields[2].isdigit() else -1
+                if not (start < stop <= size and payload[stop - 1] == 10  # b"\n"
+                        and (stop == size or payload[stop:stop + 2] in (b"@ ", b"! "))):
+                    break
+                items.append(Lines(fields[0], fields[1], payload[start:stop]))
+                at = stop
+                continue
             # Markers start lines, so the run ends at the next "\n@ " or "\n! ", found in C.
-            stops = [i + 1 for i in (payload.find(b"\n@ ", end), payload.find(b"\n! ", end)) if i >= 0]
+            if next_at != -1 and next_at < end:
+                next_at = payload.find(b"\n@ ", end)
+            if next_bang != -1 and next_bang < end:
+                next_bang = payload.find(b"\n! ", end)
+            stops = [i + 1 for i in (next_at, next_bang) if i >= 0]
             stop = min(stops) if stops else size
             if stop == size and not payload.endswith(b"\n"):
                 stop = payload.rfind(b"\n") + 1  # a torn last line is dropped
@@ -228,8 +274,12 @@ def parse_batch(payload: bytes) -> tuple[str, list["Lines | Control"]]:
 class Credit:
     """Credit one way across nodes: bytes this node may still send to a remote user."""
 
-    def __init__(self, window: int = CREDIT_WINDOW) -> None:
+    def __init__(self, window: int = CREDIT_WINDOW, step: int = 0) -> None:
         self.window = window
+        # Credit goes back in steps of at least this (or with a batch that goes to
+        # that node anyway), not once per batch: a quarter of the window keeps
+        # three quarters of it in flight and costs four small messages per window.
+        self.step = step or max(1, window // 4)
         self.left: dict[tuple[str, str], int] = {}  # (node, canonical) -> bytes we may send
         self.owed: dict[tuple[str, str], int] = {}  # (node, our canonical) -> bytes to give back
 
@@ -239,6 +289,10 @@ class Credit:
         left = self.left.get(key, self.window) - size
         self.left[key] = left
         return left > 0
+
+    def exhausted(self, node: str, canonical: str) -> bool:
+        """Whether nothing may be sent to ``canonical`` on ``node`` until credit comes back."""
+        return self.left.get((node, canonical), self.window) <= 0
 
     def grant(self, node: str, canonical: str, size: int) -> bool:
         """``node`` gave credit back; True if we may send again."""
@@ -251,6 +305,16 @@ class Credit:
         """Bytes for our ``canonical`` arrived from ``node``; owe them back once delivered."""
         key = (node, canonical)
         self.owed[key] = self.owed.get(key, 0) + size
+
+    def due(self, key: tuple[str, str], anyway: bool) -> bool:
+        """Whether to give back what is owed for ``key`` now: a whole step of it,
+        or any of it when a batch goes to that node ``anyway``.
+
+        Holding back less than a step cannot stall a sender: it stops only
+        with a whole window (more than a step) unanswered, and all of that
+        is owed once delivered."""
+        owed = self.owed.get(key, 0)
+        return owed >= self.step or (anyway and owed > 0)
 
     def forget(self, node: str, canonical: str) -> None:
         self.left.pop((node, canonical), None)

@@ -28,11 +28,14 @@ from relaychat.wire.errors import Bye, Closed, Code, ProtocolError
 log = Logger(namespace="relaychat.cluster")
 
 OFFER_TIMEOUT = 5.0  # seconds for another node to answer an offer request
-CREDIT_RETRY = 0.05  # seconds between looks at a congested reader that owes credit back
+CREDIT_RETRY = 0.05  # seconds between looks at a congested reader that owes credit back (a fallback:
+# its draining gives credit back at once, through the stand-in's NodeLink.set_reading)
+IN_FLIGHT = 1  # PUBLISHes to one node awaiting Redis's answer; what comes meanwhile waits for the next
 _CODES = {code.word: code for code in Code}
 
-Publish = Callable[[str, bytes], "Deferred[Any]"]
-"""Publish one batch on a node's inbox; the answer is how many heard it."""
+Publish = Callable[[str, list[bytes]], "Deferred[Any]"]
+"""Publish one batch (the pieces it is made of, joined once) on a node's
+inbox; the answer is how many heard it."""
 
 
 class NodeLink:
@@ -46,7 +49,10 @@ class NodeLink:
         self.sessions.to_remote(self.canonical, data)
 
     def set_reading(self, reading: bool) -> None:
-        pass  # its node reads it
+        # Its node reads it; but the hub reads a stand-in again when its local
+        # peers' output has drained, and that is when their credit is due.
+        if reading:
+            self.sessions.schedule()
 
     def close(self) -> None:
         pass
@@ -70,6 +76,8 @@ class Sessions:
         self._requests: dict[int, tuple[Deferred[None], str, Any]] = {}
         self._request_ids = 0
         self._publishing: Any = None
+        self._retry: Any = None
+        self._in_flight: dict[str, int] = {}  # node -> PUBLISHes not yet answered
         self._to_congest: set[str] = set()
 
     # -- what the hub asks ------------------------------------------------------
@@ -163,27 +171,51 @@ class Sessions:
             self._publishing = self.reactor.callLater(0, self.publish)
 
     def publish(self) -> None:
-        """End of a turn: give credit back for what was delivered, then one PUBLISH per node."""
+        """End of a turn: give credit back for what was delivered, then one PUBLISH
+        per node (held while that node's last one is unanswered: it joins the next)."""
         self._publishing = None
         owed = self.credit.owed
+        withheld = False
         for key in list(owed):
             node, canon = key
             local = self.hub.online.get(canon)
             if local is None:
                 del owed[key]
-            elif not local.congested:
+            elif local.congested:
+                withheld = True
+            elif self.credit.due(key, node in self.batches):
                 self.batches.control(node, f"C {canon} {owed.pop(key)}")
-        for node, payload in self.batches.take().items():
-            d = self._publish_batch(node, payload)
-            d.addCallback(self._published, node)
-            d.addErrback(self._not_taken, node)
+        for node in self.batches.nodes():
+            if self._in_flight.get(node, 0) < IN_FLIGHT:
+                self._send(node)
         for canon in self._to_congest:
             known = self.standins.get(canon)
-            if known is not None and not known[2].congested:
+            # Credit may have come back since the write that spent it (in this
+            # same turn): pausing then would wait for a grant that never comes.
+            if known is not None and not known[2].congested and self.credit.exhausted(known[0], canon):
                 self.hub.set_congested(known[2], True, self.reactor.seconds())
         self._to_congest.clear()
-        if owed and self._publishing is None:
-            self._publishing = self.reactor.callLater(CREDIT_RETRY, self.publish)
+        if withheld and self._retry is None:
+            self._retry = self.reactor.callLater(CREDIT_RETRY, self._retry_credit)
+
+    def _retry_credit(self) -> None:
+        self._retry = None
+        self.schedule()
+
+    def _send(self, node: str) -> None:
+        self._in_flight[node] = self._in_flight.get(node, 0) + 1
+        d = self._publish_batch(node, self.batches.take_parts(node))
+        d.addCallbacks(self._published, self._not_taken, callbackArgs=(node,), errbackArgs=(node,))
+        d.addBoth(self._answered, node)
+
+    def _answered(self, _: Any, node: str) -> None:
+        left = self._in_flight.get(node, 1) - 1
+        if left > 0:
+            self._in_flight[node] = left
+        else:
+            self._in_flight.pop(node, None)
+        if node in self.batches:
+            self.schedule()
 
     def _not_taken(self, failure: Failure, node: str) -> None:
         self._lost_to(node, f"Redis does not take a batch ({failure.getErrorMessage()})")
