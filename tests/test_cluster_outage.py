@@ -147,7 +147,7 @@ class RedisRestartUnderLoad(SharedCluster, SynchronousTestCase):
         self.assertEqual([line[len(f"FRAME {local_sid} "):] for line in heard["far"].lines if line.startswith("FRAME ")],
                          sent["near"])
         self.assertNotIn(f"CLOSED {local_sid} gone", heard["far"].lines)
-        self.assertGreater(len(sent["near"]), 1000)
+        self.assertGreater(len(sent["near"]), 200)  # frames kept coming while Redis was away
 
         # Every mail a node accepted is there, once, delivered through either node.
         dave = self.client(1)
