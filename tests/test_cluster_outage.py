@@ -112,6 +112,7 @@ class RedisRestartUnderLoad(SharedCluster, SynchronousTestCase):
         leaver = self.registered(0, "leaver")
         wait_for(lambda: "leaver" in self.who(senders[1])[0], what="leaver seen from b")
         self.redis.kill()
+        near_at_crash = len(sent["near"])
         leaver.close()  # gone while Redis cannot be told
         wait_for(lambda: len(refused) >= 4, what="MAIL refused as unavailable while Redis is down")
         register = _register_line(Identity.generate(), "newcomer")
@@ -120,6 +121,7 @@ class RedisRestartUnderLoad(SharedCluster, SynchronousTestCase):
         self.assertTrue(newcomer.ask(register).startswith("ERR REGISTER unavailable"))
         for daemon in self.daemons:
             wait_for(lambda: "cluster: Redis lost its" in daemon.log(), what="the outage logged")
+        wait_for(lambda: len(heard["far"].lines) > near_at_crash + 50, what="same-node frames while Redis is down")
         self.redis.start()  # the same port and data directory
         for daemon in self.daemons:
             wait_for(lambda: daemon.log().count("Redis is back") >= 1, timeout=20, what="the nodes to recover")
@@ -147,7 +149,6 @@ class RedisRestartUnderLoad(SharedCluster, SynchronousTestCase):
         self.assertEqual([line[len(f"FRAME {local_sid} "):] for line in heard["far"].lines if line.startswith("FRAME ")],
                          sent["near"])
         self.assertNotIn(f"CLOSED {local_sid} gone", heard["far"].lines)
-        self.assertGreater(len(sent["near"]), 200)  # frames kept coming while Redis was away
 
         # Every mail a node accepted is there, once, delivered through either node.
         dave = self.client(1)
