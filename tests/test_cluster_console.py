@@ -238,3 +238,27 @@ def _register(s: Any, nick: str, identity: Identity) -> str:
     return str(s.ask(f"REGISTER {nick} {b64encode(identity.identity_public)} "
                      f"{b64encode(identity.static_public)} {b64encode(identity.static_sig)}"))
 
+
+
+class Layout(SynchronousTestCase):
+    """How the console lays out the nodes' answers, silent and broken ones included."""
+
+    def test_who_and_stats_text(self) -> None:
+        from relaychat.admin.cluster_view import stats_text, who_text
+        from relaychat.admin.figures import TOTALLED, Answers
+
+        answers = Answers({
+            "b": {"users": [["Zed", "10.0.0.2", 65, 1, 3, 400]], "online": 3, "connections": 4},
+            "a": {"users": [["amy", "10.0.0.1", 5, 0, 1, 20]], "online": 1, "connections": 1},
+        }, silent=1)
+        text = who_text(answers, "a")
+        self.assertEqual(text.splitlines()[0],
+                         "4 online, 5 connections; 2 nodes: a (this one), b; 1 more did not answer in time")
+        self.assertEqual([line.split()[:3] for line in text.splitlines()[2:]],
+                         [["amy", "a", "10.0.0.1"], ["Zed", "b", "10.0.0.2"], ["...", "2", "more"]])
+        numbers = {name: 1 for name in TOTALLED}
+        stats = stats_text(Answers({"a": {"rows": [["online", "1"]], "numbers": numbers},
+                                    "b": {"error": "KeyError: 'x'"}}), "b")
+        self.assertIn("== node a\nonline  1", stats)
+        self.assertIn("== node b: KeyError: 'x'", stats)
+        self.assertRegex(stats, r"== cluster total\n(.+\n)*online +1\n")

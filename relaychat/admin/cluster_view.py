@@ -35,7 +35,7 @@ def nodes_line(answers: Answers, here: str) -> str:
 
 
 def who_text(answers: Answers, here: str) -> str:
-    rows = []
+    rows, more = [], []
     online = connections = 0
     for node, answer in sorted(answers.by_node.items()):
         if not isinstance(answer, dict) or "users" not in answer:
@@ -45,8 +45,9 @@ def who_text(answers: Answers, here: str) -> str:
         for display, address, connected, sessions, lines_in, bytes_in in answer["users"]:
             rows.append((display, node, address, duration(connected), str(sessions), count(lines_in), count(bytes_in)))
         if int(answer["online"]) > len(answer["users"]):
-            rows.append((f"... {int(answer['online']) - len(answer['users'])} more", node, "", "", "", "", ""))
+            more.append((f"... {int(answer['online']) - len(answer['users'])} more", node, "", "", "", "", ""))
     rows.sort(key=lambda row: (row[0].lower(), row[1]))
+    rows.extend(more)
     head = f"{online} online, {connections} connections; {nodes_line(answers, here)}"
     return head + table((WHO_COLUMNS[0], "node", *WHO_COLUMNS[1:]), rows)
 
