@@ -152,6 +152,15 @@ class ConsoleAcrossNodes(SharedCluster, SynchronousTestCase):
         self.assertEqual(figure("cluster total", "online"),
                          figure("node a", "online") + figure("node b (this one)", "online"))
         self.assertIn("uptime", sections["node a"])
+        self.assertNotIn("mail held", sections["node a"])  # a node's own store holds none in a cluster
+        # The mail waiting in Redis is the cluster's, counted once.
+        before = figure("cluster total", "mail waiting")
+        writer = self.registered(0, "statsmailer")
+        self.registered(1, "statsreader").close()
+        wait_for(lambda: writer.ask("LOOKUP statsreader").endswith(" offline"), what="statsreader offline")
+        self.assertTrue(writer.ask(f"MAIL statsreader {b64encode(b'x')}").startswith("OK MAIL"))
+        again = self.console(0, "stats()")
+        self.assertEqual(int(re.search(r"^mail waiting +([\d,]+)", again, re.M).group(1)), before + 1)  # type: ignore[union-attr]
 
     def test_the_interactive_console_shows_the_answer_when_the_nodes_have_given_it(self) -> None:
         self.registered(1, "Shown", Identity.generate())

@@ -61,7 +61,9 @@ def stats_text(answers: Answers, here: str) -> str:
         sections.append(f"== node {node}" + (" (this one)" if node == here else ""))
         sections.append(name_value_lines([(str(name), str(value)) for name, value in answer["rows"]]))
     sections.append("== cluster total")
-    sections.append(name_value_lines([(name, count(answers.sum(name, within="numbers"))) for name in TOTALLED]))
+    totals = [(name, count(answers.sum(name, within="numbers"))) for name in TOTALLED]
+    totals.extend((name, count(value)) for name, value in sorted(answers.shared.items()))
+    sections.append(name_value_lines(totals))
     return "\n".join(sections)
 
 

@@ -61,8 +61,12 @@ def numbers(hub: Hub) -> dict[str, int]:
     return values
 
 
-def stats_rows(hub: Hub, now: float) -> list[tuple[str, str]]:
-    """This relay's figures as the console shows them: (name, value) lines."""
+def stats_rows(hub: Hub, now: float, own_store: bool = True) -> list[tuple[str, str]]:
+    """This relay's figures as the console shows them: (name, value) lines.
+
+    :param own_store: whether bindings and mail are in this relay's own store
+        (not a cluster's Redis); if not, the store's counts are left out.
+    """
     stats, n = hub.stats, numbers(hub)
     rows = [
         ("uptime", duration(now - stats.started)),
@@ -78,9 +82,10 @@ def stats_rows(hub: Hub, now: float) -> list[tuple[str, str]]:
         ("bans", str(len(hub.bans.active(now)))),
         ("draining", "yes" if hub.draining else "no"),
         ("storage", f"{hub.store.health.value} ({count(stats.storage_errors)} requests refused as unavailable)"),
-        ("mail held", f"{count(hub.store.mail_bytes)} of {count(hub.mail.mail_bytes_total)} bytes"),
-        ("nicknames", f"{count(hub.store.binding_total)} of {count(hub.names.max_nicknames)}"),
     ]
+    if own_store:
+        rows.append(("mail held", f"{count(hub.store.mail_bytes)} of {count(hub.mail.mail_bytes_total)} bytes"))
+        rows.append(("nicknames", f"{count(hub.store.binding_total)} of {count(hub.names.max_nicknames)}"))
     rows.extend((name, count(value)) for name, value in sorted(stats.extra.items()))
     return rows
 
@@ -123,6 +128,7 @@ class Answers:
     def __init__(self, by_node: dict[str, Any], silent: int = 0) -> None:
         self.by_node = by_node
         self.silent = silent
+        self.shared: dict[str, int] = {}  # figures of what the nodes share (a cluster's Redis)
 
     def sum(self, field: str, within: Optional[str] = None) -> int:
         """``field`` of every answer (of its ``within`` part) added up."""

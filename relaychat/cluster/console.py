@@ -108,7 +108,17 @@ class ClusterConsole:
     def ask(self, verb: str, args: Optional[dict[str, Any]] = None) -> "Deferred[Answers]":
         """Every node's answer to ``verb`` (``who``, ``stats``, ``kick``, ``notice``)."""
         request_id, payload = self._request(verb, args or {})
-        return self._gather(request_id, self._call(b"PUBLISH", ADMIN, payload))
+        answers = self._gather(request_id, self._call(b"PUBLISH", ADMIN, payload))
+        if verb == "stats":
+            answers.addCallback(self._shared_figures)
+        return answers
+
+    def _shared_figures(self, answers: Answers) -> "Deferred[Answers]":
+        """What no node holds alone: the mail waiting in Redis (its expiry index has one entry a mail)."""
+        def counted(waiting: Any) -> Answers:
+            answers.shared["mail waiting"] = int(waiting)
+            return answers
+        return self._call(b"ZCARD", MAIL_EXPIRY).addCallback(counted)
 
     def ban(self, kind: str, value: str, seconds: float) -> "Deferred[tuple[Optional[bytes], Answers]]":
         """Ban ``value`` everywhere for ``seconds`` (a nickname with the key it is bound to);
@@ -228,7 +238,7 @@ class ClusterConsole:
         if verb == "who":
             return {"users": who_rows(hub, now, WHO_LIMIT), "online": len(hub.online), "connections": len(hub.clients)}
         if verb == "stats":
-            return {"rows": stats_rows(hub, now), "numbers": numbers(hub)}
+            return {"rows": stats_rows(hub, now, own_store=False), "numbers": numbers(hub)}
         if verb == "kick":
             client = hub.online.get(str(args["nick"]))
             if client is None:
