@@ -20,6 +20,9 @@ its event is published in the same step:
     sealed offline mail and its quota counters; :data:`DEPOSIT` and :data:`ACK`.
 ``rc:to:<node>`` (a channel)
     each node's inbox: the batches of :mod:`relaychat.cluster.sessions`.
+``rc:admin``, ``rc:admin:<node>`` (channels), ``rc:bans`` (sorted set)
+    the operator console's requests and answers, and the bans:
+    :mod:`relaychat.cluster.console`.
 """
 
 from __future__ import annotations
