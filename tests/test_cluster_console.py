@@ -86,6 +86,35 @@ class Requests(SynchronousTestCase):
         self.assertEqual(answers.silent, 0)
 
 
+class Reload(SynchronousTestCase):
+    """A node that did not hear a ban (its Redis connection was down) applies it when it reconnects."""
+
+    def test_bans_reloaded_replace_the_old_ones_and_close_who_they_match(self) -> None:
+        from twisted.internet.defer import succeed
+        from twisted.internet.task import Clock
+
+        from relaychat.cluster.console import ClusterConsole
+        from tests.support import Harness, identity
+
+        h = Harness()
+        clock = Clock()
+        clock.advance(h.now)
+        banned, kept = h.register("mallory"), h.register("alice")
+        other_key = h.register("sybil")
+        h.hub.bans.add("nick", "olduser", h.now + 100)  # lifted elsewhere while this node was away
+        stored = [b"nick mallory", b"1000100.0", f"key {key_id(identity('sybil').identity_public)}".encode(), b"1000050.0",
+                  b"bogus entry", b"1000100.0"]
+        console = ClusterConsole(h.hub, "a", lambda *command: succeed(stored), lambda nick: succeed(None), clock,
+                                 wall=lambda: 1000000.0)
+        self.successResultOf(console.reload())
+        self.assertEqual(banned[1].lines()[-1].split(" ")[:3], ["BYE", "banned", "nick"])
+        self.assertEqual(other_key[1].lines()[-1].split(" ")[:3], ["BYE", "banned", "key"])
+        self.assertEqual(kept[1].lines(), [])
+        self.assertEqual(sorted(h.hub.bans.active(clock.seconds())), [("key", key_id(identity("sybil").identity_public)),
+                                                                      ("nick", "mallory")])
+        self.assertAlmostEqual(h.hub.bans.remaining("nick", "mallory", clock.seconds()), 100.0)
+
+
 class ConsoleAcrossNodes(SharedCluster, SynchronousTestCase):
     def setUp(self) -> None:
         reason = _ssh_available()
