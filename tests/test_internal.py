@@ -20,11 +20,11 @@ class InternalErrors(SynchronousTestCase):
         self.client, self.link = self.h.register("alice")
 
     def broken(self, name: str) -> None:
-        handler, allowed = self.h.hub._handlers[name]
+        handler, allowed = self.h.hub.commands.handlers[name]
 
         def explode(*args: object) -> None:
             raise RuntimeError(f"a bug that mentions {SECRET}")
-        self.h.hub._handlers[name] = (explode, allowed)
+        self.h.hub.commands.handlers[name] = (explode, allowed)
 
     def test_a_bug_is_an_internal_error_and_the_read_goes_on(self) -> None:
         self.broken("WHO")
