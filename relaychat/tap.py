@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from twisted.application.internet import TimerService
-from twisted.application.service import IService, IServiceCollection, MultiService
+from twisted.application.service import IService, MultiService
 from twisted.logger import Logger
 from twisted.python import usage
 
@@ -186,7 +186,9 @@ def _walk(service: IService) -> list[IService]:
     return found
 
 
-def relay_of(top: IService) -> Hub:
+def relay_of(top: MultiService) -> Hub:
     """The hub inside a service tree built by :func:`compose`."""
-    hub: Hub = getattr(IServiceCollection(top).getServiceNamed("relay"), "hub")  # a RelayService's
-    return hub
+    core = top.getServiceNamed("relay")
+    if not isinstance(core, RelayCore):
+        raise TypeError(f"not a tree built by compose(): its relay service is {core!r}")
+    return core.hub

@@ -244,9 +244,9 @@ class Console:
         grace = drainer.grace if grace is None else float(grace)
         self._record("drain ({text!r}, stop={stop}, grace={grace}s): {clients} connections open",
                      text=text, stop=stop, grace=grace, clients=len(self.hub.clients))
-        drainer.drain(text, grace=grace, stop=stop)
+        over = drainer.drain(text, grace=grace, stop=stop)
         then = "the daemon stops" if stop else "the relay refuses everyone until undrain()"
-        if self._drainer().state is not DrainState.DRAINING:  # drain() moved it on (read afresh)
+        if over.called:  # fired at once: nobody was connected
             return Text(f"drained: no connections left; {then} now")
         return Text(f"draining: {len(self.hub.clients)} connections left; {then} when the last one "
                     f"closes, or in {_duration(grace)}")
