@@ -156,6 +156,13 @@ class NodeLabelled:
         self.inner = inner
         self.node = node
 
+    @classmethod
+    def registry(cls, inner: CollectorRegistry, node: str) -> CollectorRegistry:
+        """A registry exposing ``inner`` labelled with ``node``, and ``target_info{node=...}``."""
+        exposed = CollectorRegistry(target_info={"node": node})
+        exposed.register(cls(inner, node))
+        return exposed
+
     def describe(self) -> list[Metric]:
         return []
 
@@ -223,12 +230,8 @@ def metrics_site(hub: Hub, drainer: Optional[Drainer], lag: Optional[LagProbe] =
     if registry is None:
         registry = CollectorRegistry()
     registry.register(RelayCollector(hub, drainer, lag))
-    if node is not None:
-        exposed = CollectorRegistry(target_info={"node": node})
-        exposed.register(NodeLabelled(registry, node))
-        registry = exposed
     root = Resource()
-    root.putChild(b"metrics", MetricsPage(registry))
+    root.putChild(b"metrics", MetricsPage(registry if node is None else NodeLabelled.registry(registry, node)))
     root.putChild(b"healthz", HealthPage(hub, drainer))
     site = _QuietSite(root)
     site.noisy = False
