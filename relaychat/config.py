@@ -107,9 +107,15 @@ def default_data_dir() -> Path:
     return Path(base) / "relaychat"
 
 
-def load(path: Optional[str] = None) -> Config:
-    """Read ``path`` (or nothing) into a :class:`Config`."""
+def load(path: Optional[str] = None, node: Optional[str] = None) -> Config:
+    """Read ``path`` (or nothing) into a :class:`Config`.
+
+    :param node: this process's cluster node name, instead of ``cluster.node``
+        (``--node``: N instances of one systemd template share one file).
+    """
     if path is None:
+        if node is not None:
+            raise ConfigError("--node needs a configuration file with a [cluster] redis")
         return Config(data_dir=default_data_dir(), listeners=(ListenerConfig("tcp", DEFAULT_ENDPOINT),))
     try:
         with open(path, "rb") as f:
@@ -118,6 +124,11 @@ def load(path: Optional[str] = None) -> Config:
         raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    if node is not None:
+        cluster = document.get("cluster")
+        if not isinstance(cluster, dict) or "redis" not in cluster:
+            raise ConfigError(f"{path}: --node needs a [cluster] section with redis")
+        document = {**document, "cluster": {**cluster, "node": node}}
     try:
         return parse(document, base=Path(path).resolve().parent, source=path)
     except ConfigError as e:

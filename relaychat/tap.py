@@ -55,7 +55,7 @@ STORE_CHECK_INTERVAL = 5.0  # how soon a deleted or replaced database is noticed
 
 
 class Options(usage.Options):
-    synopsis = "[--config FILE] [--data-dir DIR] [--listen ENDPOINT ...] [--verbose]"
+    synopsis = "[--config FILE] [--data-dir DIR] [--node NAME] [--listen ENDPOINT ...] [--verbose]"
     longdesc = (
         "Run the relaychat relay. With no options it listens for plain TCP on "
         "127.0.0.1:7733 and keeps its data in $XDG_DATA_HOME/relaychat "
@@ -67,6 +67,7 @@ class Options(usage.Options):
     optParameters = [
         ["config", "c", None, "TOML configuration file (default: embedded defaults)."],
         ["data-dir", "d", None, "Data directory (overrides relay.data_dir)."],
+        ["node", None, None, "This cluster node's name (overrides cluster.node; relaychat@.service gives %i)."],
     ]
 
     def __init__(self) -> None:
@@ -81,7 +82,7 @@ class Options(usage.Options):
         """Read the configuration; a problem is one line and exit status 1 (not twistd's usage text)."""
         install_log(self.parent, bool(self["verbose"]))  # twistd's options: its log observer is made next
         try:
-            config = load(self["config"])
+            config = load(self["config"], node=self["node"])
             for endpoint in self["listen"]:
                 check_endpoint(endpoint, "--listen")
         except ConfigError as e:

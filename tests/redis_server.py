@@ -21,8 +21,9 @@ def free_port() -> int:
 class RedisServer:
     """``redis-server`` with append-only persistence on 127.0.0.1, in the foreground as our child."""
 
-    def __init__(self, directory: str) -> None:
+    def __init__(self, directory: str, *options: str) -> None:
         self.directory = directory
+        self.options = options  # more redis-server options, e.g. "--appendfsync", "always"
         self.port = free_port()
         self.process: Optional[subprocess.Popen[bytes]] = None
 
@@ -31,7 +32,7 @@ class RedisServer:
         os.makedirs(self.directory, exist_ok=True)
         self.process = subprocess.Popen(
             [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.directory,
-             "--appendonly", "yes", "--save", "", "--daemonize", "no", "--logfile", "redis.log"],
+             "--appendonly", "yes", "--save", "", "--daemonize", "no", "--logfile", "redis.log", *self.options],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 10
@@ -50,6 +51,13 @@ class RedisServer:
     @property
     def endpoint(self) -> str:
         return f"tcp:127.0.0.1:{self.port}"
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash: what the AOF has not yet written is lost."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(5)
+        self.process = None
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

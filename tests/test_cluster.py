@@ -7,7 +7,7 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
@@ -20,22 +20,14 @@ from relaychat.crypto.pins import KnownPeers
 from relaychat.crypto.identity import solve_pow
 from relaychat.crypto.keypair import Identity
 from relaychat.wire.codec import b64decode, b64encode
+from tests.cluster_support import ClusterClients, wait_for
 from tests.daemon import Daemon, LineSocket
 from tests.redis_server import REDIS_SERVER, RedisServer
 
 POW_BITS = 4
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-class ClusterMixin:
+class ClusterMixin(ClusterClients):
     """A Redis and ``nodes`` relays naming it."""
 
     nodes = 2
@@ -65,26 +57,6 @@ class ClusterMixin:
         wait_for(lambda: "joined through" in daemon.log(), what=f"node {name} to join:\n{daemon.log()}")
         return daemon
 
-    def client(self, node: int) -> LineSocket:
-        s = LineSocket(self.daemons[node].ports()[0])
-        self.sockets.append(s)
-        return s
-
-    def registered(self, node: int, nick: str, identity: Identity) -> LineSocket:
-        s = self.client(node)
-        reply = s.register(nick, identity)
-        self.assertTrue(reply.startswith("OK PROVE"), reply)
-        return s
-
-    def who(self, s: LineSocket) -> tuple[set[str], str]:
-        s.send("WHO")
-        users = set()
-        while True:
-            line = s.read_line()
-            if line.startswith("USER "):
-                users.add(line.split(" ")[1])
-            else:
-                return users, line
 
 
 class ClusterCase(ClusterMixin, SynchronousTestCase):

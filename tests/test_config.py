@@ -133,6 +133,25 @@ class CommandLine(SynchronousTestCase):
                          f"relaychat: {path}: unknown key limits.max_lines (did you mean max_line?)")
         self.assertEqual(caught.exception.code, str(caught.exception))  # SystemExit prints it, exit status 1
 
+    def test_node_names_the_cluster_node_of_a_shared_file(self) -> None:
+        path = self.mktemp()
+        Path(path).write_text('[cluster]\nredis = "tcp:127.0.0.1:6379"\n')
+        with self.assertRaises(StartupError) as caught:
+            Options().parseOptions(["--config", path])
+        self.assertIn("cluster.node: a name of 1 to 32", str(caught.exception))
+        options = Options()
+        options.parseOptions(["--config", path, "--node", "3"])
+        self.assertEqual((options.config.cluster.redis, options.config.cluster.node), ("tcp:127.0.0.1:6379", "3"))
+        with self.assertRaises(StartupError) as caught:
+            Options().parseOptions(["--config", path, "--node", "Not A Name"])
+        self.assertIn("cluster.node: a name of 1 to 32", str(caught.exception))
+        Path(path).write_text("[relay]\n")
+        with self.assertRaises(StartupError) as caught:
+            Options().parseOptions(["--config", path, "--node", "3"])
+        self.assertIn("--node needs a [cluster] section with redis", str(caught.exception))
+        with self.assertRaises(StartupError):
+            Options().parseOptions(["--node", "3"])
+
     def test_listen_endpoints_are_checked(self) -> None:
         with self.assertRaises(StartupError) as caught:
             Options().parseOptions(["--listen", "tcp:notaport"])

@@ -126,6 +126,26 @@ class Collector(SynchronousTestCase):
                   for s in f.samples for name in s.labels}
         self.assertLessEqual(labels, vocabulary)
 
+    def test_a_cluster_node_labels_every_sample_with_its_name(self) -> None:
+        self.h.register("alice")
+        registry = CollectorRegistry()
+        lag = LagProbe(registry, interval=0.5, monotonic=self.clock.seconds)
+        site = metrics_site(self.h.hub, self.drainer, lag, registry, node="n2")
+        page = site.resource.children[b"metrics"]
+        text = page.render_GET(DummyRequest([b""])).decode("utf-8")
+        samples = parse(text)
+        self.assertEqual(value(samples, "target_info", node="n2"), 1)
+        self.assertEqual(value(samples, "relaychat_online", node="n2"), 1)
+        self.assertEqual(value(samples, "relaychat_event_loop_lag_seconds_count", node="n2"), 0)
+        self.assertEqual(value(samples, "relaychat_connections", kind="other", state="registered", node="n2"), 1)
+        unlabelled = [(name, labels) for name, labels in samples if "node" not in dict(labels)]
+        self.assertEqual(unlabelled, [])
+        # One node alone labels nothing (its scrape address is its name).
+        alone = parse(metrics_site(self.h.hub, self.drainer).resource.children[b"metrics"].render_GET(
+            DummyRequest([b""])).decode("utf-8"))
+        self.assertEqual(value(alone, "relaychat_online"), 1)
+        self.assertNotIn(("target_info", (("node", "n2"),)), alone)
+
     def test_event_loop_lag(self) -> None:
         self.lag()
         self.clock.advance(0.5 + 0.3)  # the probe ran 0.3 s late

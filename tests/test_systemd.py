@@ -54,22 +54,28 @@ def _socket_path(test: SynchronousTestCase) -> str:
     return os.path.join(directory, "notify")
 
 
+def analyze_verify(case: SynchronousTestCase, units: dict[str, Path], also: tuple[str, ...] = ()) -> tuple[int, str]:
+    """``systemd-analyze verify`` of ``units`` as shipped (copied under their names), and of
+    ``also`` (instances of a template): its exit status and what it said."""
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        raise case.skipTest("systemd-analyze is not installed (Debian package systemd; .ci/run installs it)")
+    here = Path(case.mktemp())
+    here.mkdir()
+    # verify checks that ExecStart's program exists: point it at this venv's twistd, the rest as shipped.
+    twistd = Path(sys.executable).parent / "twistd"
+    for name, path in units.items():
+        text = path.read_text()
+        if name.endswith(".service"):
+            case.assertIn("ExecStart=/opt/relaychat/venv/bin/twistd ", text)
+        (here / name).write_text(text.replace("/opt/relaychat/venv/bin/twistd", str(twistd)))
+    result = subprocess.run([analyze, "verify", *units, *also], cwd=here, capture_output=True, text=True, timeout=60)
+    return result.returncode, result.stdout + result.stderr
+
+
 class Unit(SynchronousTestCase):
     def test_systemd_analyze_verify_passes(self) -> None:
-        analyze = shutil.which("systemd-analyze")
-        if analyze is None:
-            raise self.skipTest("systemd-analyze is not installed (Debian package systemd; .ci/run installs it)")
-        here = Path(self.mktemp())
-        here.mkdir()
-        # verify checks that ExecStart's program exists: point it at this venv's twistd, the rest as shipped.
-        twistd = Path(sys.executable).parent / "twistd"
-        text = UNIT.read_text()
-        self.assertIn("ExecStart=/opt/relaychat/venv/bin/twistd ", text)
-        (here / "relaychat.service").write_text(text.replace("/opt/relaychat/venv/bin/twistd", str(twistd)))
-        shutil.copy(SOCKET_UNIT, here / "relaychat.socket")
-        result = subprocess.run([analyze, "verify", "relaychat.service", "relaychat.socket"], cwd=here,
-                                capture_output=True, text=True, timeout=60)
-        self.assertEqual((result.returncode, result.stdout + result.stderr), (0, ""))
+        self.assertEqual(analyze_verify(self, {"relaychat.service": UNIT, "relaychat.socket": SOCKET_UNIT}), (0, ""))
 
     def test_the_unit_says_what_the_daemon_does(self) -> None:
         settings = dict(line.split("=", 1) for line in UNIT.read_text().splitlines()

@@ -20,14 +20,18 @@ import inspect
 import ipaddress
 import pydoc
 import time
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any, Callable, Optional, Union
 
 from twisted.application.service import IServiceCollection
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
+from relaychat.admin.figures import (Answers, WHO_COLUMNS, all_sessions, count as _count, duration as _duration, name_value_lines,
+                                     stats_rows, table, who_rows)
+from relaychat.admin.cluster_view import ClusterOperations, per_node, stats_text, who_text
 from relaychat.config import Config
 from relaychat.server.bans import key_id
-from relaychat.server.connection import Connection, Session
 from relaychat.server.drain import Drainer, DrainState
 from relaychat.server.hub import DEFAULT_DRAIN_TEXT, Hub
 from relaychat.server.operator import DEFAULT_KICK_REASON, Operator
@@ -45,6 +49,10 @@ class Text(str):
         return str(self)
 
 
+Answer = Union[Text, "Deferred[Text]"]
+"""A helper's answer: its text, or, for a cluster-wide helper, the text once the nodes have answered."""
+
+
 class Console:
     """The helpers, bound to one relay and to the admin using them (for the log).
 
@@ -59,8 +67,9 @@ class Console:
 
     def __init__(self, hub: Hub, config: Config, now: Callable[[], float],
                  daemon: Optional[IServiceCollection] = None, drainer: Optional[Drainer] = None,
-                 admin: str = "local") -> None:
+                 admin: str = "local", cluster: Optional[ClusterOperations] = None) -> None:
         self.hub = hub
+        self.cluster = cluster  # a cluster node's: who, stats, kick, ban, unban and notice act cluster-wide
         self.operator = Operator(hub)
         self.config = config
         self.now = now
@@ -83,22 +92,22 @@ class Console:
 
     # -- looking ----------------------------------------------------------------
 
-    def who(self) -> Text:
-        """Who is online: nickname, address, time connected, sessions, lines and bytes sent."""
-        now = self.now()
-        online = sorted(self.hub.online.values(), key=lambda c: c.nick or "")
-        rows = [
-            (c.display or "?", c.address, _duration(now - c.connected_at), str(len(c.sessions)),
-             _count(c.lines_in), _count(c.bytes_in))
-            for c in online
-        ]
-        head = f"{len(online)} online, {len(self.hub.clients)} connections"
-        return Text(head + _table(("nick", "address", "connected", "sessions", "lines in", "bytes in"), rows))
+    def who(self) -> Answer:
+        """Who is online: nickname, address, time connected, sessions, lines and bytes sent.
+
+        In a cluster: every node's users, with the node each is on.
+        """
+        if self.cluster is not None:
+            cluster = self.cluster
+            return self._across(cluster.ask("who"), lambda answers: who_text(answers, cluster.node), "who")
+        rows = [_who_cells(row) for row in who_rows(self.hub, self.now(), len(self.hub.online))]
+        head = f"{len(rows)} online, {len(self.hub.clients)} connections"
+        return Text(head + table(WHO_COLUMNS, rows))
 
     def sessions(self) -> Text:
         """Every session and offer: who with whom, age, frames and bytes relayed. Never contents."""
         now = self.now()
-        every = _all_sessions(self.hub.clients)
+        every = all_sessions(self.hub.clients)
         rows = [
             (s.sid.decode("ascii")[:8], s.initiator.display or "?", s.responder.display or "?",
              "open" if s.open else "offered", _duration(now - s.created), _count(s.frames), _count(s.bytes))
@@ -106,51 +115,45 @@ class Console:
         ]
         opened = sum(1 for s in every if s.open)
         head = f"{opened} open, {len(every) - opened} offered"
-        return Text(head + _table(("session", "from", "to", "state", "age", "frames", "bytes"), rows))
+        return Text(head + table(("session", "from", "to", "state", "age", "frames", "bytes"), rows))
 
-    def stats(self) -> Text:
-        """Uptime, connections, sessions, frames and bytes relayed, errors: totals only."""
-        hub, stats = self.hub, self.hub.stats
-        every = _all_sessions(hub.clients)
-        opened = sum(1 for s in every if s.open)
-        rows = [
-            ("uptime", _duration(self.now() - stats.started)),
-            ("connections", f"{len(hub.clients)} now, {_count(stats.connections_total)} since start"),
-            ("online", str(len(hub.online))),
-            ("registrations", _count(stats.registrations)),
-            ("sessions", f"{opened} open, {len(every) - opened} offered, {_count(stats.sessions_opened)} opened since start"),
-            ("frames relayed", _count(stats.frames)),
-            ("bytes relayed", _count(stats.bytes)),
-            ("mail stored", _count(stats.mail_stored)),
-            ("errors", f"{_count(stats.errors)} ({_count(stats.disconnects_for_violations)} disconnects for violations)"),
-            ("bans", str(len(hub.bans.active(self.now())))),
-            ("draining", "yes" if hub.draining else "no"),
-            ("storage", f"{hub.store.health.value} ({_count(stats.storage_errors)} requests refused as unavailable)"),
-            ("mail held", f"{_count(hub.store.mail_bytes)} of {_count(hub.mail.mail_bytes_total)} bytes"),
-            ("nicknames", f"{_count(hub.store.binding_total)} of {_count(hub.names.max_nicknames)}"),
-        ]
-        rows.extend((name, _count(value)) for name, value in sorted(stats.extra.items()))
-        width = max(len(name) for name, _ in rows)
-        return Text("\n".join(f"{name:<{width}}  {value}" for name, value in rows))
+    def stats(self) -> Answer:
+        """Uptime, connections, sessions, frames and bytes relayed, errors: totals only.
+
+        In a cluster: each node's figures, then the cluster's totals.
+        """
+        if self.cluster is not None:
+            cluster = self.cluster
+            return self._across(cluster.ask("stats"), lambda answers: stats_text(answers, cluster.node), "stats")
+        return Text(name_value_lines(stats_rows(self.hub, self.now())))
 
     def bans(self) -> Text:
         """The bans in force and how long each has left."""
         now = self.now()
         active = sorted(self.hub.bans.active(now).items())
         rows = [(kind, value, _duration(until - now), _clock(until, now)) for (kind, value), until in active]
-        return Text(f"{len(rows)} bans" + _table(("kind", "value", "left", "until (UTC)"), rows))
+        return Text(f"{len(rows)} bans" + table(("kind", "value", "left", "until (UTC)"), rows))
 
     # -- acting -------------------------------------------------------------------
 
-    def kick(self, nick: str, reason: str = DEFAULT_KICK_REASON) -> Text:
-        """Disconnect ``nick`` now, telling it ``reason``; its peers see their sessions end."""
+    def kick(self, nick: str, reason: str = DEFAULT_KICK_REASON) -> Answer:
+        """Disconnect ``nick`` now, telling it ``reason``; its peers see their sessions end.
+
+        In a cluster: on whichever node it is.
+        """
         name = _nickname(nick)
+        if self.cluster is not None:
+            def kicked(answers: Answers) -> str:
+                on = [node for node, a in sorted(answers.by_node.items()) if isinstance(a, dict) and a.get("kicked")]
+                return f"kicked {name} on node {', '.join(on)}" if on else f"{name} is not online on any node"
+            return self._across(self.cluster.ask("kick", {"nick": name, "reason": str(reason)}), kicked,
+                                "kick {nick} ({reason!r})", nick=name, reason=reason)
         done = self.operator.kick(name, reason)
         outcome = f"kicked {name}" if done else f"{name} is not online"
         self._record("kick {nick} ({reason!r}): {outcome}", nick=name, reason=reason, outcome=outcome)
         return Text(outcome)
 
-    def ban(self, target: str, seconds: float) -> Text:
+    def ban(self, target: str, seconds: float) -> Answer:
         """Ban a nickname or an IP address for ``seconds``; whoever matches is disconnected now.
 
         A banned nickname cannot register, nor can the identity key it is
@@ -163,6 +166,15 @@ class Console:
         if not 0 < seconds < float("inf"):
             raise ValueError("seconds must be positive and finite")
         now = self.now()
+        if self.cluster is not None:
+            def banned(result: tuple[Optional[bytes], Answers]) -> str:
+                key, answers = result
+                also = f" with its identity key {key_id(key)}" if key is not None else ""
+                return (f"banned {kind} {value}{also} on every node for {_duration(seconds)} (until "
+                        f"{_clock(now + seconds, now)} UTC); {answers.sum('kicked')} connections closed "
+                        f"({per_node(answers, 'kicked')})" + _silent(answers))
+            return self._across(self.cluster.ban(kind, value, float(seconds)), banned,
+                                "ban {kind} {value} for {seconds}s", kind=kind, value=value, seconds=seconds)
         kicked = self.operator.ban(kind, value, float(seconds), now)
         key = self.operator.bound_key(value) if kind == "nick" else None
         also = f" with its identity key {key_id(key)}" if key is not None else ""
@@ -172,15 +184,22 @@ class Console:
                      outcome=outcome)
         return Text(outcome)
 
-    def unban(self, target: str) -> Text:
+    def unban(self, target: str) -> Answer:
         """Lift the ban on a nickname (and on its identity key) or an IP address."""
         kind, value = _target(target)
+        if self.cluster is not None:
+            def unbanned(result: tuple[list[tuple[str, str]], Answers]) -> str:
+                lifted, answers = result
+                return ("unbanned " + " and ".join(f"{k} {v}" for k, v in lifted) + " on every node" if lifted
+                        else f"no ban on {kind} {value}") + _silent(answers)
+            return self._across(self.cluster.unban(kind, value), unbanned, "unban {kind} {value}",
+                                kind=kind, value=value)
         lifted = self.operator.unban(kind, value)
         outcome = "unbanned " + " and ".join(f"{k} {v}" for k, v in lifted) if lifted else f"no ban on {kind} {value}"
         self._record("unban {kind} {value}: {outcome}", kind=kind, value=value, outcome=outcome)
         return Text(outcome)
 
-    def release(self, nick: str) -> Text:
+    def release(self, nick: str) -> Answer:
         """Free ``nick`` for a new key, when its owner has lost theirs.
 
         Whoever holds the nickname now is disconnected, mail waiting for it
@@ -189,16 +208,19 @@ class Console:
         contacts will see a key change for that name: tell them why.
         """
         name = _nickname(nick)
-        key, deleted = self.operator.release(name)
-        if key is None:
-            outcome = f"{name} is not bound to any key"
-        else:
-            outcome = f"released {name} (was identity key {key_id(key)}); {deleted} waiting mail deleted"
+        if self.cluster is not None:
+            return self._across(self.cluster.release(name), lambda result: _released(name, *result),
+                                "release {nick}", nick=name)
+        outcome = _released(name, *self.operator.release(name))
         self._record("release {nick}: {outcome}", nick=name, outcome=outcome)
         return Text(outcome)
 
-    def notice(self, text: str) -> Text:
-        """Send one line of ``text`` to every registered client."""
+    def notice(self, text: str) -> Answer:
+        """Send one line of ``text`` to every registered client (of every node, in a cluster)."""
+        if self.cluster is not None:
+            def sent(answers: Answers) -> str:
+                return f"notice sent to {answers.sum('sent')} clients ({per_node(answers, 'sent')})" + _silent(answers)
+            return self._across(self.cluster.ask("notice", {"text": str(text)}), sent, "notice {text!r}", text=text)
         count = self.operator.notice(text)
         outcome = f"notice sent to {count} clients"
         self._record("notice {text!r}: {outcome}", text=text, outcome=outcome)
@@ -260,16 +282,34 @@ class Console:
             raise RuntimeError("this console has no daemon to drain")
         return self.drainer
 
+    def _across(self, asked: "Deferred[Any]", show: Callable[[Any], str], action: str, **fields: Any) -> "Deferred[Text]":
+        """A cluster-wide helper's answer: the text once the nodes have answered (the shell
+        prints it then), logged like any helper's; Redis unreachable is said, not raised."""
+        def done(result: Any) -> Text:
+            outcome = show(result)
+            if action not in ("who", "stats"):
+                self._record(action + ": {outcome}", outcome=outcome, **fields)
+            return Text(outcome)
+
+        def failed(failure: Failure) -> Text:
+            outcome = f"the cluster cannot be reached ({failure.getErrorMessage()}); nothing done"
+            if action not in ("who", "stats"):
+                self._record(action + ": {outcome}", outcome=outcome, **fields)
+            return Text(outcome)
+        return asked.addCallbacks(done, failed)
+
     def _record(self, format: str, **fields: Any) -> None:
         log.info("admin {admin}: " + format, admin=self.admin, **fields)
 
 
-def _all_sessions(clients: Iterable[Connection]) -> list[Session]:
-    """Every session once (each is held by both its clients), oldest first."""
-    seen: dict[bytes, Session] = {}
-    for client in clients:
-        seen.update(client.sessions)
-    return sorted(seen.values(), key=lambda s: s.created)
+def _released(name: str, key: Optional[bytes], deleted: int) -> str:
+    if key is None:
+        return f"{name} is not bound to any key"
+    return f"released {name} (was identity key {key_id(key)}); {deleted} waiting mail deleted"
+
+
+def _silent(answers: Answers) -> str:
+    return f"; {answers.silent} nodes did not answer in time" if answers.silent else ""
 
 
 def _target(target: str) -> tuple[str, str]:
@@ -291,29 +331,9 @@ def _nickname(nick: str) -> str:
         raise ValueError(f"{nick!r} is not a nickname: {e.text}") from None
 
 
-def _table(head: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> str:
-    """Left-aligned columns under a header, or nothing when there are no rows."""
-    if not rows:
-        return ""
-    widths = [max(len(str(cell)) for cell in column) for column in zip(head, *rows)]
-    lines = ["  ".join(f"{cell:<{w}}" for cell, w in zip(line, widths)).rstrip() for line in (head, *rows)]
-    return "\n" + "\n".join(lines)
-
-
-def _count(number: int) -> str:
-    return f"{number:,}"
-
-
-def _duration(seconds: float) -> str:
-    """``1d 2h 3m 4s``, shortest first unit: an operator reads it at a glance."""
-    total = max(0, int(seconds))
-    days, rest = divmod(total, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    parts = [(days, "d"), (hours, "h"), (minutes, "m"), (secs, "s")]
-    while len(parts) > 1 and parts[0][0] == 0:
-        parts.pop(0)
-    return " ".join(f"{value}{unit}" for value, unit in parts)
+def _who_cells(row: list[Any]) -> tuple[str, ...]:
+    display, address, connected, sessions, lines_in, bytes_in = row
+    return (display, address, _duration(connected), str(sessions), _count(lines_in), _count(bytes_in))
 
 
 def _clock(when: float, now: float) -> str:

@@ -30,7 +30,7 @@ from twisted.conch.checkers import InMemorySSHKeyDB, SSHPublicKeyChecker
 from twisted.conch.error import ConchError, IgnoreAuthentication
 from twisted.conch.insults.insults import ServerProtocol
 from twisted.conch.interfaces import IConchUser, ISession
-from twisted.conch.manhole import ColoredManhole
+from twisted.conch.manhole import ColoredManhole, ManholeInterpreter
 from twisted.conch.manhole_ssh import TerminalRealm, TerminalSession, TerminalSessionTransport, TerminalUser
 from twisted.conch.ssh.common import getNS
 from twisted.conch.ssh.connection import SSHConnection
@@ -41,7 +41,7 @@ from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.credentials import ISSHPrivateKey
 from twisted.cred.error import UnauthorizedLogin
 from twisted.cred.portal import IRealm, Portal
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.logger import Logger
 from twisted.python.components import Componentized
@@ -122,6 +122,10 @@ class AuditedManhole(ColoredManhole):
         self.admin = admin
         self._utf8 = codecs.getincrementaldecoder("utf-8")("replace")
 
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self.interpreter = ConsoleInterpreter(self, self.namespace)
+
     def terminalSize(self, width: int, height: int) -> None:
         """Redraw on a new size as Twisted does (the screen is cleared), greeting first.
 
@@ -160,6 +164,35 @@ class AuditedManhole(ColoredManhole):
             text = _shortened(line.decode("utf-8", "replace"))
             log.info("admin {admin}: typed {line!r}", admin=self.admin.fingerprint, line=text)
         super().lineReceived(line)
+
+
+class ConsoleInterpreter(ManholeInterpreter):
+    """Twisted's interpreter, showing a Deferred's result as the result itself.
+
+    A cluster-wide helper answers once the other nodes have (a Deferred);
+    Twisted would print ``<Deferred #0>`` and later ``Deferred #0 called
+    back: ...``. Here the admin sees that the nodes are being asked, then
+    the helper's text, as for any other helper.
+    """
+
+    def displayhook(self, obj: Any) -> None:
+        if not isinstance(obj, Deferred):
+            super().displayhook(obj)
+            return
+        self.locals["_"] = obj
+        waiting = [False]
+
+        def show(result: Any) -> None:
+            if result is not None:
+                self.write(repr(result), waiting[0])
+
+        def failed(failure: Failure) -> None:
+            self.write(f"failed: {failure.getErrorMessage()}", waiting[0])
+
+        obj.addCallbacks(show, failed)
+        if not obj.called:
+            waiting[0] = True
+            self.write("(asking every node)")
 
 
 class AuditedUserAuth(SSHUserAuthServer):
@@ -278,7 +311,28 @@ def run_once(namespace: dict[str, Any], source: str) -> tuple[str, bool]:
     like the shell, so what it prints is captured by swapping ``sys.stdout``
     for the duration.
     """
+    output, ok, _ = _run(namespace, source, wait=False)
+    return output, ok
+
+
+def run_waiting(namespace: dict[str, Any], source: str) -> "Deferred[tuple[str, bool]]":
+    """:func:`run_once`, waiting for a value that is a Deferred (a cluster-wide helper's answer)
+    and printing what it fires with."""
+    output, ok, later = _run(namespace, source, wait=True)
+    if later is None:
+        return succeed((output, ok))
+
+    def shown(result: Any) -> tuple[str, bool]:
+        return output + (repr(result) + "\n" if result is not None else ""), True
+
+    def failed(failure: Failure) -> tuple[str, bool]:
+        return output + failure.getTraceback(), False
+    return later.addCallbacks(shown, failed)
+
+
+def _run(namespace: dict[str, Any], source: str, wait: bool) -> tuple[str, bool, Optional[Deferred[Any]]]:
     out = io.StringIO()
+    later: Optional[Deferred[Any]] = None
     try:
         with contextlib.redirect_stdout(out):
             try:
@@ -287,12 +341,14 @@ def run_once(namespace: dict[str, Any], source: str) -> tuple[str, bool]:
                 exec(compile(source, "<ssh>", "exec"), namespace)
             else:
                 result = eval(code, namespace)
-                if result is not None:
+                if wait and isinstance(result, Deferred):
+                    later = result
+                elif result is not None:
                     print(repr(result))
     except Exception:
         out.write(traceback.format_exc(limit=-8))
-        return out.getvalue(), False
-    return out.getvalue(), True
+        return out.getvalue(), False, None
+    return out.getvalue(), True, later
 
 
 class ConsoleSessionTransport(TerminalSessionTransport):
@@ -340,9 +396,11 @@ class ConsoleSession(TerminalSession):
         """
         line = command.decode("utf-8", "replace")
         log.info("admin {admin}: ran {line!r}", admin=str(self.admin), line=_shortened(line))
-        output, ok = run_once(self.namespace, line)
-        proto.write(output.encode("utf-8"))
-        proto.processEnded(Failure(ProcessDone(0) if ok else ProcessTerminated(exitCode=1)))
+        def done(result: tuple[str, bool]) -> None:
+            output, ok = result
+            proto.write(output.encode("utf-8"))
+            proto.processEnded(Failure(ProcessDone(0) if ok else ProcessTerminated(exitCode=1)))
+        run_waiting(self.namespace, line).addCallback(done)
 
     def windowChanged(self, size: tuple[int, int, int, int]) -> None:
         self.height, self.width = size[:2]

@@ -16,6 +16,7 @@ from twisted.application.service import IService, IServiceCollection
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 
+from relaychat.admin.cluster_view import ClusterOperations
 from relaychat.admin.helpers import Console
 from relaychat.admin.keys import load_host_key, openssh_fingerprint, read_authorized_keys
 from relaychat.admin.manhole import USER, Admin, console_factory
@@ -57,7 +58,8 @@ def make_manhole_service(config: Config, hub: Hub, top_service: IServiceCollecti
         raise ConfigError(f"manhole.endpoint {manhole.endpoint!r}: bad endpoint string: {e}") from None
 
     def namespace_for(admin: Admin) -> dict[str, Any]:
-        console = Console(hub, config, reactor.seconds, daemon=top_service, drainer=drainer, admin=admin.fingerprint)
+        console = Console(hub, config, reactor.seconds, daemon=top_service, drainer=drainer, admin=admin.fingerprint,
+                          cluster=cluster_console(top_service))
         return console.namespace()
 
     factory = console_factory(authorized, host_key, namespace_for)
@@ -68,6 +70,16 @@ def make_manhole_service(config: Config, hub: Hub, top_service: IServiceCollecti
         count=len(authorized), user=USER, host=openssh_fingerprint(host_key.public().blob()),
     )
     return service
+
+
+def cluster_console(top_service: IServiceCollection) -> Optional[ClusterOperations]:
+    """The cluster node's console part (:mod:`relaychat.cluster.console`), when the daemon is a node."""
+    try:
+        node = top_service.getServiceNamed("cluster")
+    except KeyError:
+        return None
+    console: ClusterOperations = getattr(node, "console")
+    return console
 
 
 def check_endpoint(manhole: ManholeConfig) -> None:

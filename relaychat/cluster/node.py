@@ -30,9 +30,10 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from relaychat.config import ClusterConfig
+from relaychat.cluster.console import ClusterConsole
 from relaychat.cluster.routing import Presence, presence_value
 from relaychat.cluster.scripts import (ACK, BIND, DEPOSIT, EVENTS, JOIN, LEAVE, MAIL_EXPIRY, MAIL_IDS, NODES, ONLINE,
-                                       SWEEP, inbox, mail_keys)
+                                       PENDING, STALE, SWEEP, inbox, mail_keys)
 from relaychat.cluster.sessions import Sessions
 from relaychat.server.connection import Connection
 from relaychat.server.directory import RemoteUser, Unavailable
@@ -170,6 +171,7 @@ class ClusterNode(Service):
         ]
         self._inbox = inbox(config.node)
         self.sessions = Sessions(hub, config.node, self.presence, self._publish, reactor)
+        self.console = ClusterConsole(hub, config.node, self._call, self.find, reactor)  # the operator's, cluster-wide
         self._heartbeat = LoopingCall(self._beat)
         self._heartbeat.clock = reactor
         hub.directory = self
@@ -213,6 +215,7 @@ class ClusterNode(Service):
             self._started = True
         yield self._beat()
         yield self._reassert()
+        yield self.console.reload()  # the cluster's bans, before this node takes a client
         self._back()
         if not self.hub.ready:
             self.hub.adopt_server_id(bytes(server_id))
@@ -230,7 +233,7 @@ class ClusterNode(Service):
 
     def _events_ready(self, protocol: Any) -> None:
         protocol.whenDisconnected().addCallback(self._events_lost)
-        d = protocol.subscribe([EVENTS, self._inbox])
+        d = protocol.subscribe([EVENTS, self._inbox, *self.console.channels])
         d.addCallback(lambda _: setattr(self, "_subscribed", True))
         d.addCallback(lambda _: self._back())
         d.addCallback(lambda _: self._load() if self._commands is not None and self.hub.ready else None)
@@ -290,16 +293,21 @@ class ClusterNode(Service):
             holder = yield self._run(JOIN, [ONLINE], [canon, self._value(client, token), EVENTS, b"1"])
             if holder is not None:
                 self._replaced(canon)
+        yield self._run(STALE, [ONLINE], [EVENTS, self.node, *self.presence.local.values()])
 
     def _load(self) -> Deferred[Any]:
         d = self._call(b"HGETALL", ONLINE)
         d.addCallback(lambda reply: self.presence.load(_pairs(reply)))
+        d.addCallback(lambda _: self.console.reload())  # bans set while this node did not hear
         d.addErrback(self._failed, "reading who is online")
         return d
 
     def _event(self, channel: bytes, message: bytes) -> None:
         if channel == self._inbox:
             self.sessions.batch(message)
+            return
+        if channel in self.console.channels:
+            self.console.message(channel, message)
             return
         outcome = self.presence.event(message)
         if outcome is not None:
@@ -365,11 +373,13 @@ class ClusterNode(Service):
     def pending(self, recipient: str) -> Deferred[Any]:
         def mails(reply: Any) -> list[Mail]:
             out = []
-            for key, value in _pairs(reply).items():
+            for i in range(0, len(reply or []), 3):
+                key, value, display = reply[i:i + 3]
                 sender, created, body = bytes(value).split(b" ", 2)
-                out.append(Mail(int(key), recipient, sender.decode("ascii"), float(created), body))
+                out.append(Mail(int(key), recipient, sender.decode("ascii"), float(created), body,
+                                bytes(display).decode("utf-8")))
             return sorted(out, key=lambda mail: mail.id)
-        return self._ask(b"HGETALL", mail_keys(recipient)[0]).addCallback(mails)
+        return self._ask(b"EVAL", PENDING, 1, mail_keys(recipient)[0]).addCallback(mails)
 
     def ack(self, recipient: str, mail_id: int) -> Deferred[Any]:
         mail, quota = mail_keys(recipient)

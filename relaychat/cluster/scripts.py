@@ -20,6 +20,9 @@ its event is published in the same step:
     sealed offline mail and its quota counters; :data:`DEPOSIT` and :data:`ACK`.
 ``rc:to:<node>`` (a channel)
     each node's inbox: the batches of :mod:`relaychat.cluster.sessions`.
+``rc:admin``, ``rc:admin:<node>`` (channels), ``rc:bans`` (sorted set)
+    the operator console's requests and answers, and the bans:
+    :mod:`relaychat.cluster.console`.
 """
 
 from __future__ import annotations
@@ -102,6 +105,26 @@ return n
 entries (at start-up: what a previous life of this node left)."""
 
 
+STALE = b"""
+local live = {}
+for i = 3, #ARGV do live[ARGV[i]] = true end
+local all = redis.call('HGETALL', KEYS[1])
+local n = 0
+for i = 1, #all, 2 do
+  local node, token = string.match(all[i + 1], '^(%S+) (%S+)')
+  if node == ARGV[2] and not live[token] then
+    redis.call('HDEL', KEYS[1], all[i])
+    redis.call('PUBLISH', ARGV[1], 'L ' .. all[i] .. ' ' .. node .. ' ' .. token)
+    n = n + 1
+  end
+end
+return n
+"""
+"""KEYS: online. ARGV: channel, this node, then the tokens of the logins it still holds.
+Withdraws (and announces) this node's other entries: logins that ended while Redis could
+not be told, which would otherwise stay online everywhere else."""
+
+
 DEPOSIT = b"""
 local n = tonumber(redis.call('HGET', KEYS[2], 'n') or '0')
 local size = tonumber(redis.call('HGET', KEYS[2], 'bytes') or '0')
@@ -118,6 +141,20 @@ return id
 """KEYS: mail hash, quota hash, id counter, expiry zset. ARGV: sender, created, body,
 mail_per_recipient, mail_bytes_per_recipient, mail_per_sender, recipient. Returns
 the id, or -1 (mailbox full) / -2 (sender's share full): the quotas and the write in one step."""
+
+PENDING = b"""
+local all = redis.call('HGETALL', KEYS[1])
+local out, shown = {}, {}
+for i = 1, #all, 2 do
+  local v = all[i + 1]
+  local sender = string.sub(v, 1, string.find(v, ' ', 1, true) - 1)
+  if shown[sender] == nil then shown[sender] = redis.call('HGET', 'rc:bind:' .. sender, 'display') or sender end
+  table.insert(out, all[i]); table.insert(out, v); table.insert(out, shown[sender])
+end
+return out
+"""
+"""KEYS: mail hash. Returns id, "sender created body", the sender's display form, for each
+mail waiting: MAIL events name people in their display form, as on one node."""
 
 ACK = b"""
 local v = redis.call('HGET', KEYS[1], ARGV[1])

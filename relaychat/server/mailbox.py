@@ -109,8 +109,8 @@ class Mailbox:
         shown: dict[str, str] = {}
         for mail in pending:
             if mail.sender not in shown:
-                sender = hub.registry.find(mail.sender)
-                shown[mail.sender] = sender.display if sender is not None else mail.sender
+                sender = hub.registry.find(mail.sender) if mail.sender_display is None else None
+                shown[mail.sender] = sender.display if sender is not None else mail.sender_display or mail.sender
         return [m.StoredMail(mail.id, shown[mail.sender], int(mail.created), mail.body) for mail in pending]
 
     def purge(self, now: float) -> int:

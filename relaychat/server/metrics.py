@@ -9,7 +9,8 @@ would read the hub from another thread, and it imports the global reactor.)
 
 Counts only: no label ever holds a nickname, an address or a key; labels
 are listener kinds, connection states, error codes and BYE reasons, all
-from fixed vocabularies.
+from fixed vocabularies, and, in a cluster, the operator's own node name
+(``node``, on every sample, and ``target_info{node=...}``).
 
 ``GET /healthz`` is for load balancers and supervisors: ``200 serving``, or
 ``503`` with the reason while draining or while storage refuses writes.
@@ -142,6 +143,37 @@ class RelayCollector:
                                     value=self.lag.last)
 
 
+class NodeLabelled:
+    """Every metric of ``inner``, each sample labelled ``node="<name>"``: a cluster node's scrape.
+
+    N nodes may be scraped through one address (a shared port, a balancer),
+    so the scraper's ``instance`` label cannot tell them apart; the node's
+    name, unique in the cluster, can. The registry's ``target_info`` says it
+    too, for whoever joins on it.
+    """
+
+    def __init__(self, inner: CollectorRegistry, node: str) -> None:
+        self.inner = inner
+        self.node = node
+
+    @classmethod
+    def registry(cls, inner: CollectorRegistry, node: str) -> CollectorRegistry:
+        """A registry exposing ``inner`` labelled with ``node``, and ``target_info{node=...}``."""
+        exposed = CollectorRegistry(target_info={"node": node})
+        exposed.register(cls(inner, node))
+        return exposed
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self.inner.collect():
+            labelled = Metric(family.name, family.documentation, family.type, family.unit)
+            labelled.samples = [sample._replace(labels={**sample.labels, "node": self.node})
+                                for sample in family.samples]
+            yield labelled
+
+
 def _counter(name: str, documentation: str, value: int) -> CounterMetricFamily:
     return CounterMetricFamily(name, documentation, value=value)
 
@@ -192,13 +224,14 @@ class HealthPage(Resource):
 
 
 def metrics_site(hub: Hub, drainer: Optional[Drainer], lag: Optional[LagProbe] = None,
-                 registry: Optional[CollectorRegistry] = None) -> Site:
-    """The web site of ``/metrics`` and ``/healthz`` (its own registry, not the process-global one)."""
+                 registry: Optional[CollectorRegistry] = None, node: Optional[str] = None) -> Site:
+    """The web site of ``/metrics`` and ``/healthz`` (its own registry, not the process-global one);
+    with ``node`` (a cluster node's name) every sample is labelled with it."""
     if registry is None:
         registry = CollectorRegistry()
     registry.register(RelayCollector(hub, drainer, lag))
     root = Resource()
-    root.putChild(b"metrics", MetricsPage(registry))
+    root.putChild(b"metrics", MetricsPage(registry if node is None else NodeLabelled.registry(registry, node)))
     root.putChild(b"healthz", HealthPage(hub, drainer))
     site = _QuietSite(root)
     site.noisy = False
@@ -228,6 +261,7 @@ def make_metrics_service(config: Config, hub: Hub, drainer: Drainer, reactor: An
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)  # open files, memory, CPU of this process
     lag = LagProbe(registry)
+
     service = MultiService()
     service.setName("metrics")
     probe = TimerService(lag.interval, lag)
@@ -236,5 +270,7 @@ def make_metrics_service(config: Config, hub: Hub, drainer: Drainer, reactor: An
     listener = ListenerConfig("metrics", endpoint)
     parsed = server_endpoint(reactor, endpoint, config.backlog,
                              f"metrics.endpoint {endpoint!r}")
-    MetricsListener(listener, parsed, metrics_site(hub, drainer, lag, registry), reactor).setServiceParent(service)
+    node = config.cluster.node if config.cluster.redis is not None else None
+    site = metrics_site(hub, drainer, lag, registry, node=node)
+    MetricsListener(listener, parsed, site, reactor).setServiceParent(service)
     return service

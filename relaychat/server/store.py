@@ -155,9 +155,10 @@ class Binding:
 class Mail:
     id: int
     recipient: str
-    sender: str
+    sender: str  # canonical
     created: float
     body: bytes
+    sender_display: Optional[str] = None  # the sender's display form, when the store knows it (a cluster's)
 
 
 class Store:
