@@ -438,6 +438,23 @@ class FramePathWithoutRedis(SynchronousTestCase):
         self.clock.advance(0)
         _, items = parse_batch(self.published[0][1])
         self.assertEqual([(item.frames, item.data.count(b"\n")) for item in items], [(0, 2)])  # type: ignore[union-attr]
+        # Two sessions with bob's stand-in: its write may hold frames of both, so no count either.
+        self.answer_all()
+        self.clock.advance(0)
+        self.answer_all()
+        self.published.clear()
+        sids = ["1111111111111111", "2222222222222222"]
+        for sid in sids:
+            self.sessions.control("b", ["O", "2", sid, "alice", "bob", "t1", "bob", b64encode(KEY)], self.h.now)
+            self.h.send(self.alice, f"ACCEPT {sid}")
+        self.link.lines()
+        self.clock.advance(0)
+        self.answer_all()
+        self.published.clear()
+        self.h.hub.receive(self.alice, f"FRAME {sids[0]} dHdv\n".encode(), self.h.now)
+        self.clock.advance(0)
+        _, items = parse_batch(self.published[0][1])
+        self.assertEqual([item.frames for item in items], [0])  # type: ignore[union-attr]
 
     def test_a_batch_redis_does_not_take_ends_the_sessions_with_that_node_and_frees_the_next(self) -> None:
         self.h.send(self.alice, self.frame("one"))
