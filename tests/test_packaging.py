@@ -55,7 +55,7 @@ class Documents(SynchronousTestCase):
             import docutils.nodes
         except ImportError:
             raise self.skipTest("docutils is not installed") from None
-        for path in [ROOT / "README.rst", *sorted((ROOT / "docs").glob("*.rst"))]:
+        for path in [ROOT / "README.rst", ROOT / "bench" / "README.rst", *sorted((ROOT / "docs").glob("*.rst"))]:
             messages: list[str] = []
             document = docutils.core.publish_doctree(
                 path.read_text(), settings_overrides={"report_level": 5, "halt_level": 5}

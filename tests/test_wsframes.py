@@ -171,6 +171,83 @@ class Pings(SynchronousTestCase):
         self.assertEqual(ws.data_to_send(), b"")
 
 
+class FastPath(SynchronousTestCase):
+    """Whole text frames with a 7-bit or 16-bit length take one short loop
+    (``WebSocketServer._frames``); whatever it leaves must come out the same."""
+
+    RUN = [b"FRAME s1 " + b"A" * 40, b"FRAME s2 " + b"B" * 140, b"x" * 125, b"y" * 126, b"\xc3\xa9" * 300, b""]
+
+    def wire(self) -> tuple[bytes, bytes]:
+        """A run mixing 7- and 16-bit lengths, a ping in the middle and a fragmented message."""
+        frames = [client_frame(m) for m in self.RUN]
+        frames[3:3] = [client_frame(b"hi", opcode=9), client_frame(b"C" * 130, fin=False), client_frame(b"D", opcode=0)]
+        expected = self.RUN[:3] + [b"C" * 130 + b"D"] + self.RUN[3:]
+        return b"".join(frames), b"".join(m + b"\n" for m in expected)
+
+    def test_a_run_split_at_every_byte_position(self) -> None:
+        wire, expected = self.wire()
+        for cut in range(len(wire) + 1):
+            ws = opened(limit=4096)
+            got = lines(ws.receive(wire[:cut])) + lines(ws.receive(wire[cut:]))
+            self.assertEqual(got, expected, cut)
+            self.assertIs(ws.state, WSState.OPEN)
+            self.assertEqual(server_frames(ws.data_to_send()), [(10, b"hi")])
+
+    def test_a_run_fed_one_byte_at_a_time(self) -> None:
+        wire, expected = self.wire()
+        ws = opened(limit=4096)
+        self.assertEqual(b"".join(lines(ws.receive(wire[i:i + 1])) for i in range(len(wire))), expected)
+
+    def test_the_limit_holds_on_the_16_bit_path(self) -> None:
+        ws = opened(limit=300)
+        self.assertEqual(lines(ws.receive(client_frame(b"a" * 300))), b"a" * 300 + b"\n")  # exactly the limit
+        ws.receive(client_frame(b"ok") + client_frame(b"a" * 301)[:8])  # the header and mask only
+        self.assertEqual(close_code(ws), 1009)
+        ws = opened(limit=300)
+        self.assertEqual(lines(ws.receive(client_frame(b"ok") + client_frame(b"a" * 301))), b"ok\n")  # whole, still too big
+        self.assertEqual(close_code(ws), 1009)
+
+    def test_a_non_minimal_16_bit_length_is_read_like_a_short_one(self) -> None:
+        ws = opened()
+        frame = b"\x81\xfe\x00\x03" + b"\x00" * 4 + b"abc"  # length 3 written in 16 bits, zero mask
+        self.assertEqual(ws.receive(frame + client_frame(b"d")), [Lines(b"abc\nd\n")])
+
+    def test_a_whole_16_bit_text_frame_inside_a_fragmented_message_fails_with_1002(self) -> None:
+        ws = opened()
+        ws.receive(client_frame(b"a", fin=False) + client_frame(b"b" * 200))
+        self.assertEqual(close_code(ws), 1002)
+
+    def test_unmasked_or_reserved_16_bit_frames_fail_with_1002(self) -> None:
+        for frame in [b"\x81\x7e\x00\xc8" + b"u" * 200, client_frame(b"r" * 200, rsv=0x40)]:
+            ws = opened()
+            events = ws.receive(client_frame(b"PING a") + frame)
+            self.assertEqual(events, [Lines(b"PING a\n")])
+            self.assertEqual(close_code(ws), 1002)
+
+    def test_long_messages_with_and_without_lf(self) -> None:
+        ws = opened(limit=8192)  # messages of 1 KiB and more are checked for LF one by one
+        sent = [b"a" * 3000, b"b" * 1500 + b"\n" + b"c" * 10, b"d" * 2000, b"\n" * 1100]
+        events = ws.receive(b"".join(client_frame(m) for m in sent))
+        refused = Refused("one line per WebSocket message, without LF")
+        self.assertEqual(events, [Lines(b"a" * 3000 + b"\n"), refused, Lines(b"d" * 2000 + b"\n"), refused])
+
+    def test_long_lines_out_written_in_pieces(self) -> None:
+        sent = [b"x" * 2000, b"", b"y" * 5, b"z" * 3000, b"w" * 1024]
+        data = b"".join(line + b"\n" for line in sent) + b"v" * 1500
+        for cut in (0, 1, 1999, 2000, 2001, 2003, 5000, len(data) - 1):
+            ws = opened()
+            ws.send_lines(data[:cut])
+            ws.send_lines(data[cut:])
+            self.assertEqual(server_frames(ws.data_to_send()), [(1, line) for line in sent], cut)
+            ws.send_lines(b"\n")
+            self.assertEqual(server_frames(ws.data_to_send()), [(1, b"v" * 1500)])
+
+    def test_invalid_utf8_in_a_16_bit_frame_fails_with_1007(self) -> None:
+        ws = opened()
+        self.assertEqual(lines(ws.receive(client_frame(b"PING a") + client_frame(b"\xff" * 200))), b"")
+        self.assertEqual(close_code(ws), 1007)
+
+
 class Closing(SynchronousTestCase):
     def test_the_peer_closes_and_we_answer(self) -> None:
         ws = opened()
