@@ -126,7 +126,9 @@ class CheckRelayTests(SynchronousTestCase):
         self.assertFalse(check_relay(self.files.known_relays, "r:1", IMPOSTOR, IMPOSTOR, self.files))
         self.assertEqual(self.files.known_relays.get("r:1"), IMPOSTOR)
         self.assertEqual(self.files.known_peers.get(IMPOSTOR, "bob"), key)
-        self.assertIs(self.files.contacts.get(IMPOSTOR, "bob", key).verified.how, How.SMP)
+        record = self.files.contacts.get(IMPOSTOR, "bob", key)
+        assert record is not None and record.verified is not None
+        self.assertIs(record.verified.how, How.SMP)
 
     def test_a_damaged_record_is_a_change(self) -> None:
         from relaychat.client.connecting import check_relay
@@ -138,3 +140,27 @@ class CheckRelayTests(SynchronousTestCase):
         error = self.assertRaises(RelayChanged, check_relay, self.files.known_relays, "r:1", RELAY)
         self.assertIsNone(error.known_id)
         self.assertIn("(unreadable record)", str(error))
+
+
+class BoundTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.path = Path(self.mktemp()) / "known_relays"
+        self.known = KnownRelays(self.path)
+        self.patch(KnownRelays, "max_relays", 2)
+
+    def test_a_new_address_beyond_the_bound_is_refused_and_none_is_forgotten(self) -> None:
+        from relaychat.client.known_relays import MAX_RELAYS, __doc__ as doc
+        from relaychat.crypto.pins import PinsFull
+
+        self.known.remember("a:1", bytes([1]) * 32)
+        inode = self.path.stat().st_ino
+        self.known.remember("b:1", bytes([2]) * 32)
+        self.assertEqual(self.path.stat().st_ino, inode)  # appended, not rewritten
+        with self.assertRaises(PinsFull) as caught:
+            self.known.remember("c:1", bytes([3]) * 32)
+        self.assertIn(str(self.path), str(caught.exception))
+        self.assertEqual(self.known.check("c:1", bytes([3]) * 32), PinStatus.NEW)
+        self.assertEqual(self.known.check("a:1", bytes([9]) * 32), PinStatus.CHANGED)  # still guarded
+        self.assertEqual(self.known.remember("b:1", bytes([2]) * 32), PinStatus.MATCH)
+        self.assertIn("MAX_RELAYS", doc or "")
+        self.assertGreaterEqual(MAX_RELAYS, 100)

@@ -236,3 +236,62 @@ class CorruptFileTests(SynchronousTestCase):
         self.peers.pin(OTHER_RELAY, "carol", KEY_C)
         self.path.write_text(self.path.read_text() + f"{b64encode(RELAY)} dave !!damaged\n")
         self.assertEqual(self.peers.pins_on(RELAY), {"alice": KEY_A, "bob": KEY_B, "dave": None})
+
+
+class BoundTests(SynchronousTestCase):
+    """A relay can present any number of first contacts: the file is bounded,
+    and at the bound a first contact is refused, never made room for."""
+
+    def setUp(self) -> None:
+        self.path = Path(self.mktemp()) / "known_peers"
+        self.peers = KnownPeers(self.path)
+        self.patch(KnownPeers, "max_per_relay", 3)
+
+    def test_first_contact_beyond_the_bound_is_refused_and_no_pin_is_dropped(self) -> None:
+        for n in range(3):
+            self.peers.pin(RELAY, f"user{n}", bytes([n]) * 32)
+        with self.assertRaises(pins.PinsFull) as caught:
+            self.peers.pin(RELAY, "mallory", KEY_A)
+        self.assertIn(str(self.path), str(caught.exception))  # says where to make room
+        self.assertEqual(self.peers.check(RELAY, "mallory", KEY_A), PinStatus.NEW)  # not pinned
+        for n in range(3):  # every earlier pin still guards its nickname
+            self.assertEqual(self.peers.check(RELAY, f"user{n}", KEY_B), PinStatus.CHANGED)
+        # a known contact still matches, and another relay has its own room
+        self.assertEqual(self.peers.pin(RELAY, "user1", bytes([1]) * 32), PinStatus.MATCH)
+        self.assertEqual(self.peers.pin(OTHER_RELAY, "mallory", KEY_A), PinStatus.NEW)
+        self.assertTrue(issubclass(pins.PinsFull, PinError))  # callers that stop on PinError stop here too
+
+    def test_the_default_bound_is_documented_in_the_module(self) -> None:
+        self.assertIn("MAX_PINS_PER_RELAY", pins.__doc__ or "")
+        self.assertGreaterEqual(pins.MAX_PINS_PER_RELAY, 1000)
+
+
+class AppendTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.path = Path(self.mktemp()) / "known_peers"
+        self.peers = KnownPeers(self.path)
+
+    def test_a_new_pin_is_appended_not_rewritten(self) -> None:
+        self.peers.pin(RELAY, "alice", KEY_A)
+        inode = self.path.stat().st_ino
+        before = self.path.read_bytes()
+        self.peers.pin(RELAY, "bob", KEY_B)
+        self.assertEqual(self.path.stat().st_ino, inode)  # the same file, grown: no rewrite
+        self.assertTrue(self.path.read_bytes().startswith(before))
+        self.assertEqual(stat.S_IMODE(self.path.stat().st_mode), 0o600)
+
+    def test_a_line_cut_short_by_a_crash_is_not_glued_to_the_next_pin(self) -> None:
+        self.peers.pin(RELAY, "alice", KEY_A)
+        with self.path.open("ab") as f:
+            f.write(_line(RELAY, "bob", KEY_B).encode()[:50])  # a crash in the middle of an append
+        self.assertEqual(self.peers.pin(RELAY, "carol", KEY_C), PinStatus.NEW)
+        self.assertEqual(self.peers.get(RELAY, "carol"), KEY_C)
+        self.assertEqual(self.peers.check(RELAY, "bob", KEY_B), PinStatus.CHANGED)  # the cut pin is disputed
+        self.assertEqual(self.peers.get(RELAY, "alice"), KEY_A)
+
+    def test_replace_is_an_atomic_rewrite(self) -> None:
+        self.peers.pin(RELAY, "alice", KEY_A)
+        inode = self.path.stat().st_ino
+        self.peers.replace(RELAY, "alice", KEY_B)
+        self.assertNotEqual(self.path.stat().st_ino, inode)  # a new file renamed into place
+        self.assertEqual([p.name for p in self.path.parent.iterdir() if p.name.endswith(".tmp")], [])

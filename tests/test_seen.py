@@ -119,3 +119,41 @@ class SeenMailTests(SynchronousTestCase):
         for prefix in ("a", "b", "shared"):
             for i in range(count):
                 self.assertIn(f"{prefix}-{i}".encode().ljust(16, b".")[:16], seen)
+
+
+class IncrementalReadTests(SynchronousTestCase):
+    """A claim reads only what was appended since; a rewrite by anyone is noticed."""
+
+    def setUp(self) -> None:
+        self.path = Path(self.mktemp()) / "seen_mail"
+
+    def test_what_another_client_appends_or_compacts_is_seen(self) -> None:
+        a, b = SeenMail(self.path, max_entries=10), SeenMail(self.path, max_entries=10)
+        self.assertEqual(a.claim(mid(1), NOW + 1, NOW + 50), Claim.NEW)
+        self.assertEqual(b.claim(mid(2), NOW + 2, NOW + 50), Claim.NEW)
+        self.assertEqual(a.claim(mid(2), NOW + 2, NOW + 50), Claim.DUPLICATE)  # b's append, read as a tail
+        for n in range(3, 15):  # b compacts: a new file, with a horizon
+            b.claim(mid(n), NOW + n, NOW + 50)
+        self.assertIn("generation", self.path.read_text().split("\n", 1)[0])
+        self.assertEqual(a.claim(mid(99), NOW + 1, NOW + 50), Claim.TOO_OLD)  # a sees b's horizon
+        for n in range(1, 15):
+            self.assertIn(a.claim(mid(n), NOW + n, NOW + 50), (Claim.DUPLICATE, Claim.TOO_OLD))
+
+    def test_a_rewrite_that_reuses_the_inode_and_size_is_still_noticed(self) -> None:
+        a = SeenMail(self.path)
+        a.claim(mid(1), NOW, NOW)
+        # the same inode, grown, but another first line: read again from the start
+        self.path.write_text(f"{mid(2).hex()} {NOW}\n{mid(3).hex()} {NOW}\n")
+        self.assertNotIn(mid(1), a)
+        self.assertEqual(a.claim(mid(2), NOW, NOW), Claim.DUPLICATE)
+
+    def test_a_line_still_being_appended_is_read_once_whole(self) -> None:
+        a = SeenMail(self.path)
+        a.claim(mid(1), NOW, NOW)
+        line = f"{mid(2).hex()} {NOW}\n"
+        with self.path.open("a") as f:
+            f.write(line[:20])
+            f.flush()
+            self.assertNotIn(mid(2), a)
+            f.write(line[20:])
+        self.assertIn(mid(2), a)

@@ -23,7 +23,7 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import IO, Any, TextIO, cast
 
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import HostnameEndpoint
@@ -37,6 +37,7 @@ from twisted.logger import (
     textFileLogObserver,
 )
 from twisted.python import usage
+from twisted.python.logfile import LogFile
 
 from relaychat import client as library
 from relaychat.client import SeenMail
@@ -60,6 +61,7 @@ DEFAULT_PORT = 7733
 DEFAULT_SERVER = "localhost"
 NICK_FILE = "nickname"
 LOG_FILE = "client.log"
+LOG_BYTES = 1 << 20  # client.log's size before it is rotated to client.log.1 (the only older one kept)
 PROFILE_FILE = "client.toml"
 PASSPHRASE_TRIES = 3
 #: The head of ``client.toml``: what it is, for whoever opens it.
@@ -200,8 +202,9 @@ def remember_server(config_dir: Path, server: Server) -> None:
 
 def choose_server(options: Options, config_dir: Path) -> Server:
     """``--server``, else the remembered relay, else localhost."""
-    if options["server"] is not None:
-        return options["server"]
+    given: Server | None = options["server"]
+    if given is not None:
+        return given
     return remembered_server(config_dir) or parse_server(DEFAULT_SERVER)
 
 
@@ -305,17 +308,23 @@ def _rotated(profile: Profile, config_dir: Path, passphrase: bytes | None, rotat
     return rotated, known_peers, seen_mail
 
 
+def log_observer(config_dir: Path) -> FilteringLogObserver:
+    """Warnings and errors into ``client.log`` (0600), bounded: past
+    :data:`LOG_BYTES` it becomes ``client.log.1`` (the one older file kept),
+    since what the network does can be logged without end."""
+    keyfiles.make_private_dir(config_dir)
+    log_file = LogFile(LOG_FILE, str(config_dir), rotateLength=LOG_BYTES, defaultMode=0o600, maxRotatedFiles=1)
+    stream = cast(IO[Any], log_file)  # LogFile has the write/flush the observer uses; it is not an io class
+    return FilteringLogObserver(textFileLogObserver(stream), [LogLevelFilterPredicate(LogLevel.warn)])
+
+
 def start_logging(config_dir: Path) -> None:
-    """Warnings and errors go to ``client.log`` (0600): the screen is the chat's.
+    """Warnings and errors go to ``client.log`` (:func:`log_observer`): the screen is the chat's.
 
     Standard output and error are redirected too, so nothing a library
     prints can land in the middle of the chat screen.
     """
-    keyfiles.make_private_dir(config_dir)
-    fd = os.open(config_dir / LOG_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    log_file = os.fdopen(fd, "a", encoding="utf-8")
-    observer = FilteringLogObserver(textFileLogObserver(log_file), [LogLevelFilterPredicate(LogLevel.warn)])
-    globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=True)
+    globalLogBeginner.beginLoggingTo([log_observer(config_dir)], redirectStandardIO=True)
 
 
 # -- the screen -----------------------------------------------------------------------

@@ -23,6 +23,11 @@ erase each other's lines; a damaged line is kept verbatim, reported in
 ``problems``, and, when its address is readable, makes that address
 *disputed* (CHANGED for any id) rather than unknown, since "unknown" would
 accept whatever the relay says next.
+
+Bounded like the pins file: at most :data:`MAX_RELAYS` addresses; beyond
+that a first connection to a new address is refused with ``PinsFull``
+(never made room for by forgetting another relay's id). A new address is
+appended; only ``replace`` rewrites the file.
 """
 
 from __future__ import annotations
@@ -33,15 +38,16 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from relaychat.crypto.identity import SERVER_ID_SIZE
-from relaychat.crypto.keyfiles import write_private_file
-from relaychat.crypto.pins import PinConflict, PinError, PinFile, PinStatus, data_lines, locked, read_lines
+from relaychat.crypto.keyfiles import append_private_file, write_private_file
+from relaychat.crypto.pins import PinConflict, PinError, PinFile, PinsFull, PinStatus, data_lines, locked, read_lines
 from relaychat.crypto.safety import identity_fingerprint
 from relaychat.wire.codec import EncodingError, b64decode, b64encode
 
-__all__ = ["DEFAULT_PORT", "FILENAME", "KnownRelays", "relay_address", "relay_fingerprint"]
+__all__ = ["DEFAULT_PORT", "FILENAME", "MAX_RELAYS", "KnownRelays", "relay_address", "relay_fingerprint"]
 
 FILENAME = "known_relays"
 DEFAULT_PORT = 7733
+MAX_RELAYS = 1000  # addresses remembered: about 100 KB of file
 HEADER = (
     b"# relaychat known relays: <address> <server_id_b64>\n"
     b"# A relay that changes its id at an address is refused until the change is accepted.\n"
@@ -94,6 +100,7 @@ class KnownRelays(PinFile):
     """The ``server_id`` remembered for each relay address."""
 
     FILENAME = FILENAME
+    max_relays = MAX_RELAYS
 
     def _read(self) -> _State:
         lines = read_lines(self.path, "known-relays")
@@ -180,7 +187,12 @@ class KnownRelays(PinFile):
                 raise PinConflict(f"Another id is remembered for the relay {address}; "
                                   "it can only be replaced after you accept the change.")
             if status is PinStatus.NEW:
-                self._write(state.lines, address, server_id)
+                if len(state.entries) >= self.max_relays:
+                    raise PinsFull(f"{address} is a new relay, but {self.max_relays} relays are already remembered, "
+                                   f"the most kept; none is forgotten to make room. Delete the lines of relays you "
+                                   f"no longer use from {self.path}.")
+                head = b"" if state.lines else HEADER
+                append_private_file(self.path, head + f"{address} {b64encode(server_id)}\n".encode("utf-8"))
             return status
 
     def replace(self, address: str, server_id: bytes) -> None:

@@ -9,11 +9,17 @@
   the relay has stored them: a receipt that cannot be sent now (the relay
   refused, the connection dropped) goes out at the next login.
 
-Both are small line files in the profile directory, changed only under the
-profile lock after re-reading (``relaychat.crypto.pins.locked``), so two
-clients on one profile keep each other's lines; both are bounded (a relay
-can deliver any amount of mail to open, and a peer may never answer), by
-age and by count, the oldest going first.
+Both are line files in the profile directory, changed only under the
+profile lock (``relaychat.crypto.pins.locked``), so two clients on one
+profile keep each other's lines. Both are append-only logs: a record is one
+line, appended (again, if it is added again: the last one counts), and a
+record that is done is a ``- <its first three fields>`` line appended after
+it, so adding or finishing one costs O(1) writes. Both are bounded (a relay
+can deliver any amount of mail to open, and a peer may never answer): at
+most ``limit`` live records, none older than :data:`MAX_AGE`, the oldest
+going first; the file is compacted (rewritten atomically) when it would
+pass ``2 * limit`` lines of at most ``max_line`` bytes, or when its oldest
+record has expired, so it never holds more than that many bytes.
 """
 
 from __future__ import annotations
@@ -22,10 +28,10 @@ import base64
 import binascii
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Generic, Optional, TypeVar
+from typing import Generic, Optional, TypeVar
 
 from relaychat.crypto.identity import SERVER_ID_SIZE
-from relaychat.crypto.keyfiles import StrPath, write_private_file
+from relaychat.crypto.keyfiles import StrPath, append_private_file, write_private_file
 from relaychat.crypto.pins import locked
 from relaychat.client.mail import MESSAGE_ID_SIZE
 
@@ -64,9 +70,10 @@ def _unb64(text: str) -> bytes:
 
 
 class _Records(Generic[R]):
-    """A locked line file of records, oldest first, bounded by age and count."""
+    """A locked, append-only line file of records, oldest first, bounded by age and count."""
 
     limit = 0
+    max_line = 0  # bytes a line can take, with its LF
 
     def __init__(self, path: StrPath) -> None:
         self.path = Path(path)
@@ -81,23 +88,60 @@ class _Records(Generic[R]):
     def _time(record: R) -> int:
         return record.time  # type: ignore[attr-defined, no-any-return]
 
+    def _key(self, record: R) -> tuple[str, ...]:
+        """What names a record (its first three fields): a later line with it replaces it, ``- KEY`` ends it."""
+        return tuple(self._format(record).split()[:3])
+
     def _read(self) -> list[R]:
+        """Live records, oldest first, at most ``limit``."""
         try:
             text = self.path.read_text("ascii", errors="replace")
         except FileNotFoundError:
             return []
-        records = []
+        live: dict[tuple[str, ...], R] = {}
         for line in text.splitlines():
+            fields = line.split()
+            if len(fields) == 4 and fields[0] == "-":
+                live.pop(tuple(fields[1:]), None)
+                continue
             try:
-                records.append(self._parse(line.split()))
+                record = self._parse(fields)
             except (ValueError, IndexError, binascii.Error):
                 continue  # damaged: at worst one receipt is not shown or not sent
-        return records
+            key = self._key(record)
+            live.pop(key, None)
+            live[key] = record
+        return list(live.values())[-self.limit:]
 
-    def _change(self, change: Callable[[list[R]], list[R]], now: float) -> None:
+    def _oldest_time(self) -> Optional[int]:
+        """The time of the file's first record line (the oldest appended), reading only its start."""
+        try:
+            with self.path.open("r", encoding="ascii", errors="replace") as f:
+                for line in f:
+                    try:
+                        return self._time(self._parse(line.split()))
+                    except (ValueError, IndexError, binascii.Error):
+                        continue
+        except FileNotFoundError:
+            pass
+        return None
+
+    def _append(self, line: str, now: float) -> None:
+        """Append one line under the lock, or compact with it when the file would pass its bound."""
+        data = (line + "\n").encode("ascii")
+        if len(data) > self.max_line:
+            raise ValueError("record too long")
         with locked(self.path):
-            records = [r for r in change(self._read()) if self._time(r) >= now - MAX_AGE]
-            records = records[-self.limit:]
+            try:
+                size = self.path.stat().st_size
+            except FileNotFoundError:
+                size = 0
+            oldest = self._oldest_time()
+            if size + len(data) <= 2 * self.limit * self.max_line and (oldest is None or oldest >= now - MAX_AGE):
+                append_private_file(self.path, data)
+                return
+            append_private_file(self.path, data)  # so the compaction below reads it like any other line
+            records = [r for r in self._read() if self._time(r) >= now - MAX_AGE]
             write_private_file(self.path, "".join(self._format(r) + "\n" for r in records).encode("ascii"))
 
     def all(self) -> list[R]:
@@ -109,6 +153,7 @@ class SentMail(_Records[Sent]):
 
     FILENAME = "sent_mail"
     limit = MAX_SENT
+    max_line = 512  # 32 + 44 + 24 + 11 + base64 of 40 characters' UTF-8 (first_words), spaces, LF
 
     @classmethod
     def in_directory(cls, directory: StrPath) -> SentMail:
@@ -124,23 +169,17 @@ class SentMail(_Records[Sent]):
         return f"{r.message_id.hex()} {_b64(r.server_id)} {r.nick} {r.time} {_b64(r.first_words.encode('utf-8'))}"
 
     def add(self, message_id: bytes, server_id: bytes, nick: str, first_words: str, now: float) -> None:
-        record = Sent(bytes(message_id), bytes(server_id), nick.lower(), int(now), first_words)
-        self._change(lambda records: records + [record], now)
+        self._append(self._format(Sent(bytes(message_id), bytes(server_id), nick.lower(), int(now), first_words)), now)
 
     def take(self, message_id: bytes, server_id: bytes, nick: str, now: float) -> Optional[Sent]:
         """The mail a receipt from ``nick`` names, forgotten now; None if it is not
         ours, not to them, or not on this relay (then nothing changes)."""
-        found: list[Sent] = []
-
-        def change(records: list[Sent]) -> list[Sent]:
-            for r in records:
-                if r.message_id == message_id and r.server_id == server_id and r.nick == nick.lower():
-                    found.append(r)
-            return [r for r in records if r not in found]
-        if not any(r.message_id == message_id for r in self._read()):
-            return None
-        self._change(change, now)
-        return found[0] if found else None
+        nick = nick.lower()
+        found = next((r for r in self._read()
+                      if r.message_id == message_id and r.server_id == server_id and r.nick == nick), None)
+        if found is not None:
+            self._append("- " + " ".join(self._key(found)), now)
+        return found
 
 
 class ReceiptOutbox(_Records[Owed]):
@@ -148,6 +187,7 @@ class ReceiptOutbox(_Records[Owed]):
 
     FILENAME = "mail_receipts"
     limit = MAX_OWED
+    max_line = 128  # 44 + 24 + 32 + 11, spaces and LF
 
     @classmethod
     def in_directory(cls, directory: StrPath) -> ReceiptOutbox:
@@ -164,11 +204,11 @@ class ReceiptOutbox(_Records[Owed]):
 
     def add(self, server_id: bytes, nick: str, message_id: bytes, now: float) -> Owed:
         record = Owed(bytes(server_id), nick.lower(), bytes(message_id), int(now))
-        self._change(lambda records: [r for r in records if r != record] + [record], now)
+        self._append(self._format(record), now)
         return record
 
     def pending(self, server_id: bytes) -> list[Owed]:
         return [r for r in self._read() if r.server_id == server_id]
 
     def done(self, owed: Owed, now: float) -> None:
-        self._change(lambda records: [r for r in records if r != owed], now)
+        self._append("- " + " ".join(self._key(owed)), now)

@@ -29,7 +29,7 @@ from relaychat.client.receipts import first_words
 from relaychat.client.seen import Claim
 from relaychat.client.trust import ProfileFiles
 from relaychat.client.values import MailEvent, MailProblem, MailRead, PeerInfo, ReceivedMail, canonical_nick
-from relaychat.crypto.pins import PinStatus
+from relaychat.crypto.pins import PinsFull, PinStatus
 from relaychat.crypto.safety import identity_fingerprint
 
 if TYPE_CHECKING:
@@ -105,7 +105,10 @@ class Mailbox:
         now = client.reactor.seconds()
         lookalike = client.lookalike_of(sender) if status is PinStatus.NEW else None
         if status is PinStatus.NEW:
-            self._files.known_peers.pin(client.server_id, sender, opened.identity_pub)
+            try:
+                self._files.known_peers.pin(client.server_id, sender, opened.identity_pub)
+            except PinsFull as e:  # kept on the relay: readable once there is room for the pin
+                return MailProblem(mail_id, sender, time, MailError(f"A mail from {sender} is not shown: {e}")), False
         claim = self._files.seen_mail.claim(opened.message_id, opened.time, now)
         if claim is Claim.DUPLICATE:
             return None, True

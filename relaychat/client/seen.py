@@ -17,18 +17,23 @@ own sealed time) are forgotten when the file is compacted, and mail sealed
 before that is refused as a possible replay; mail sealed more than
 ``MAX_SKEW`` in the future is refused too, since its id would never age out.
 If a flood of mail still fills ``MAX_ENTRIES`` ids, the oldest are dropped
-and a *horizon* line records the newest time dropped: mail sealed at or
-before it is refused, so nothing forgotten can be shown twice.
+(down to nine tenths of it) and a *horizon* line records the newest time
+dropped: mail sealed at or before it is refused, so nothing forgotten can be
+shown twice. A claim appends one line and reads only what other clients
+appended since its last read, so it costs O(1) amortised, not a read of
+the whole file.
 """
 
 from __future__ import annotations
 
 import enum
 import os
+import secrets
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from relaychat.crypto.keyfiles import StrPath, write_private_file
+from relaychat.crypto.keyfiles import StrPath, append_private_file, write_private_file
 from relaychat.crypto.pins import locked
 
 __all__ = ["FILENAME", "MAX_AGE", "MAX_ENTRIES", "MAX_SKEW", "Claim", "SeenMail"]
@@ -38,6 +43,7 @@ MAX_AGE = 90 * 86400  # three times the relay's default mail expiry
 MAX_SKEW = 86400
 MAX_ENTRIES = 100_000  # about 4.5 MB of file
 _HORIZON = "horizon"
+_GENERATION = "generation"
 
 
 class Claim(enum.Enum):
@@ -54,6 +60,14 @@ class _Record:
         self.lines = 0  # entries in the file, expired or not
 
 
+@dataclass
+class _Cache:
+    ident: tuple[int, int]  # the file's (device, inode)
+    first: bytes  # its first line
+    offset: int  # bytes read and parsed into ``record``
+    record: _Record
+
+
 class SeenMail:
     """Seen message ids, persisted at ``path`` (mode 0600); in memory if ``path`` is None."""
 
@@ -61,6 +75,7 @@ class SeenMail:
         self.path = Path(path) if path is not None else None
         self.max_entries = max_entries
         self._memory = _Record()
+        self._cache: Optional[_Cache] = None
 
     @classmethod
     def in_directory(cls, directory: StrPath) -> SeenMail:
@@ -69,24 +84,44 @@ class SeenMail:
     # -- reading
 
     def _read(self) -> _Record:
+        """The record as the file has it now. Only what was appended since the
+        last read is read and parsed: the file is append-only between
+        compactions, and a compaction (by any client on the profile) is seen
+        as another inode or another first line (each starts with a fresh
+        random ``generation`` line), and then the whole file is read again."""
         if self.path is None:
             return self._memory
-        record = _Record()
         try:
-            data = self.path.read_text("ascii", errors="replace")
+            f = self.path.open("rb")
         except FileNotFoundError:
-            return record
-        for line in data.splitlines():
+            self._cache = None
+            return _Record()
+        with f:
+            st = os.fstat(f.fileno())
+            first = f.readline()
+            cache = self._cache
+            if cache is not None and cache.ident == (st.st_dev, st.st_ino) and cache.first == first \
+                    and st.st_size >= cache.offset:
+                record, offset = cache.record, cache.offset
+            else:
+                record, offset = _Record(), 0
+            f.seek(offset)
+            data = f.read()
+        end = data.rfind(b"\n") + 1  # a line still being appended is read once it is whole
+        for line in data[:end].decode("ascii", errors="replace").splitlines():
             fields = line.split()
             try:
                 if len(fields) == 2 and fields[0] == _HORIZON:
                     record.horizon = max(record.horizon, int(fields[1]))
+                    continue
+                if fields and fields[0] == _GENERATION:
                     continue
                 message_id, time = bytes.fromhex(fields[0]), int(fields[1])
             except (IndexError, ValueError):
                 continue  # a damaged line only costs the duplicate check for one mail
             record.ids[message_id] = max(time, record.ids.get(message_id, time))
             record.lines += 1
+        self._cache = _Cache((st.st_dev, st.st_ino), first, offset + end, record)
         return record
 
     # -- the rules
@@ -127,6 +162,8 @@ class SeenMail:
             self._compact(record, now)
         elif self.path is not None:
             self._append(f"{message_id.hex()} {time}\n")
+            if self._cache is not None and self._cache.record is record:  # already counted: skip our own line
+                self._cache.offset = self.path.stat().st_size
         return Claim.NEW
 
     def add(self, message_id: bytes, time: int, now: float) -> None:
@@ -137,25 +174,22 @@ class SeenMail:
 
     def _append(self, line: str) -> None:
         assert self.path is not None
-        if not self.path.exists():
-            write_private_file(self.path, line.encode("ascii"))
-            return
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | getattr(os, "O_CLOEXEC", 0))
-        try:
-            os.write(fd, line.encode("ascii"))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        append_private_file(self.path, line.encode("ascii"))
 
     def _compact(self, record: _Record, now: float) -> None:
-        """Forget expired ids, then the oldest past ``max_entries`` (raising the horizon)."""
+        """Forget expired ids, then, past ``max_entries``, the oldest down to nine
+        tenths of it (raising the horizon), so that a flood rewrites the file
+        once per tenth of the bound, not once per mail."""
         kept = sorted((t, k) for k, t in record.ids.items() if not self.too_old(t, now))
-        while len(kept) > self.max_entries:
-            dropped, _ = kept.pop(0)
-            record.horizon = max(record.horizon, dropped)
+        if len(kept) > self.max_entries:
+            cut = len(kept) - self.max_entries * 9 // 10
+            record.horizon = max(record.horizon, kept[cut - 1][0])
+            kept = kept[cut:]
         record.ids = {k: t for t, k in kept}
         record.lines = len(kept)
         if self.path is not None:
-            lines = [f"{_HORIZON} {record.horizon}\n"] if record.horizon else []
+            lines = [f"{_GENERATION} {secrets.token_hex(16)}\n"]  # so every reader sees a rewrite as one
+            lines += [f"{_HORIZON} {record.horizon}\n"] if record.horizon else []
             lines += [f"{k.hex()} {t}\n" for t, k in kept]
             write_private_file(self.path, "".join(lines).encode("ascii"))
+            self._cache = None

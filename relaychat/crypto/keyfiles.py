@@ -30,6 +30,7 @@ __all__ = [
     "STATIC_FILE",
     "StrPath",
     "WrongPassphrase",
+    "append_private_file",
     "check_passphrase",
     "default_config_dir",
     "load_private_key",
@@ -104,6 +105,31 @@ def make_private_dir(directory: StrPath) -> None:
     except FileExistsError:
         return
     os.chmod(directory, 0o700)  # mkdir's mode is filtered by the umask
+
+
+def append_private_file(path: StrPath, data: bytes) -> None:
+    """Append whole lines (``data`` ends with LF) to ``path``, synced; a new file
+    is made with mode 0600. O(len(data)): the profile's growing files are
+    appended to, and rewritten (``write_private_file``) only to compact them.
+
+    If a crash cut the file's last line short, an LF ends it first, so the
+    new line stays a line of its own: the cut one reads as damaged, which
+    the readers treat as such, and the new one is intact. (A crash during
+    this append can itself leave only such a cut last line.)
+    """
+    path = Path(path)
+    make_private_dir(path.parent)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+    try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            data = b"\n" + data
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_private_file(path: StrPath, data: bytes) -> None:

@@ -15,6 +15,14 @@ readable - that pin is *disputed*: ``check`` answers CHANGED for any key
 until the user accepts one with ``replace``. Otherwise a corrupted pin would
 read as "never seen", and the next key, perhaps an attacker's, would be
 pinned without a warning.
+
+The file is bounded: at most :data:`MAX_PINS_PER_RELAY` nicknames per relay
+(a hostile relay can present any number of nicknames, each a first
+contact). A pin is never dropped to make room, since a dropped pin would
+let its nickname's next key through unwarned: at the bound a first contact
+is refused with :class:`PinsFull` (the conversation does not start, the
+mail stays on the relay), saying how to make room. A new pin is appended
+(O(1)); only ``replace``, after the user decided, rewrites the file, atomically.
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ from pathlib import Path
 from typing import Optional, TypeVar
 
 from relaychat.crypto.identity import KEY_SIZE, SERVER_ID_SIZE
-from relaychat.crypto.keyfiles import StrPath, make_private_dir, write_private_file
+from relaychat.crypto.keyfiles import StrPath, append_private_file, make_private_dir, write_private_file
 from relaychat.wire.codec import EncodingError, b64decode, b64encode
 from relaychat.wire.nicknames import is_nickname
 
@@ -39,10 +47,12 @@ except ImportError:  # pragma: no cover - not POSIX
     fcntl = None  # type: ignore[assignment]
 
 __all__ = [
-    "FILENAME", "KnownPeers", "PinConflict", "PinError", "PinFile", "PinStatus", "data_lines", "locked", "read_lines",
+    "FILENAME", "MAX_PINS_PER_RELAY", "KnownPeers", "PinConflict", "PinError", "PinFile", "PinStatus", "PinsFull",
+    "data_lines", "locked", "read_lines",
 ]
 
 FILENAME = "known_peers"
+MAX_PINS_PER_RELAY = 10_000  # nicknames pinned per relay id: about 1.2 MB of file
 HEADER = (
     b"# relaychat known peers: <server_id_b64> <canonical_nick> <identity_pub_b64>\n"
     b"# A changed key for a pinned nickname stops the conversation until accepted.\n"
@@ -86,6 +96,10 @@ class PinError(Exception):
 
 class PinConflict(PinError):
     """``pin`` was asked to pin over a different (or disputed) pin."""
+
+
+class PinsFull(PinError):
+    """A first contact beyond a profile file's bound: refused, never made room for."""
 
 
 @dataclass
@@ -177,6 +191,7 @@ class KnownPeers(PinFile):
     """Pinned identity keys per (relay ``server_id``, canonical nickname)."""
 
     FILENAME = FILENAME
+    max_per_relay = MAX_PINS_PER_RELAY
 
     # -- reading ---------------------------------------------------------
 
@@ -311,9 +326,14 @@ class KnownPeers(PinFile):
                     f"A different key is already pinned for {canonical!r}; "
                     "it can only be replaced after you accept the new key."
                 )
-            lines = self._with_header(state.lines)
-            lines.append(self._line(server_id, canonical, identity_pub))
-            self._write(lines)
+            if sum(1 for relay, _ in state.entries if relay == server_id) >= self.max_per_relay:
+                raise PinsFull(
+                    f"{canonical!r} is a first contact, but {self.max_per_relay} nicknames are already pinned "
+                    f"for this relay, the most kept; none is dropped to make room (that would let its next "
+                    f"key through unwarned). Delete the lines of contacts you no longer need from {self.path}."
+                )
+            head = b"" if state.lines else HEADER
+            append_private_file(self.path, head + self._line(server_id, canonical, identity_pub) + b"\n")
             return PinStatus.NEW
 
     def replace(self, server_id: bytes, nick: str, identity_pub: bytes) -> None:

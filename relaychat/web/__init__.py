@@ -6,7 +6,10 @@ from the user's own installed package; :func:`digest` names the set, so
 anyone can compare what a relay serves with what they installed. The
 page's ``index.html`` carries a subresource-integrity hash for every module
 (in its import map) and for the stylesheet; :func:`render_index` fills them
-in from the files, and tests check the committed page is up to date.
+in from the files, and tests check the committed page is up to date. The
+page's own modules are checked by the browser through the import map; the
+Web Worker's modules, which no import map reaches, by ``workerload.js``
+against the same hashes before any of them runs.
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ from typing import Mapping
 STATIC = Path(__file__).resolve().parent / "static"
 ENTRY = "app.js"
 STYLESHEET = "app.css"
-WORKER_ONLY = ("worker.js",)  # loaded with new Worker(): the browser applies no integrity map there
 TYPES = {
     ".html": "text/html; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",
@@ -46,10 +48,13 @@ def module_files() -> list[str]:
     return sorted(p.relative_to(STATIC).as_posix() for p in STATIC.rglob("*.js") if _servable(p))
 
 
-def render_index(template: str) -> str:
-    """``index.html`` with the import map and integrity attributes filled in from the files."""
-    modules = module_files()
-    integrity = {f"./{name}": _sri((STATIC / name).read_bytes()) for name in modules}
+def render_index(template: str, contents: Mapping[str, bytes] | None = None) -> str:
+    """``index.html`` with the import map and integrity attributes filled in from
+    the files (or from ``contents``, path -> bytes, as a test serves them)."""
+    def read(name: str) -> bytes:
+        return (STATIC / name).read_bytes() if contents is None else contents[name]
+    modules = module_files() if contents is None else sorted(n for n in contents if n.endswith(".js"))
+    integrity = {f"./{name}": _sri(read(name)) for name in modules}
     import_map = {
         "imports": {
             "@noble/hashes/": "./vendor/node_modules/@noble/hashes/",
@@ -60,7 +65,7 @@ def render_index(template: str) -> str:
     }
     text = _IMPORTMAP.sub(lambda m: m.group(1) + json.dumps(import_map, indent=1, sort_keys=True) + m.group(3), template)
     text = re.sub(r'(src="app\.js" integrity=")[^"]*(")', lambda m: m.group(1) + integrity["./app.js"] + m.group(2), text)
-    css = _sri((STATIC / STYLESHEET).read_bytes())
+    css = _sri(read(STYLESHEET))
     return re.sub(r'(href="app\.css" integrity=")[^"]*(")', lambda m: m.group(1) + css + m.group(2), text)
 
 
@@ -94,11 +99,18 @@ def digest(contents: Mapping[str, bytes] | None = None) -> str:
     return hashlib.sha256(listing.encode("utf-8")).hexdigest()
 
 
-def content_security_policy(connect: str = "") -> str:
+def content_security_policy(connect: str = "", index: bytes | None = None) -> str:
     """Strict CSP for the page: only this origin's files, the import map by hash,
-    no inline script or style, no framing, no third-party request of any kind."""
-    script = "'self' " + import_map_hash(files()["index.html"])
+    no inline script or style, no framing, no third-party request of any kind.
+
+    ``blob:`` scripts are the worker's modules: workerload.js makes them from
+    bytes it fetched and checked against the import map's hashes (a worker
+    has no import map, and ``new Worker`` no integrity). Only page code can
+    make a blob: URL, and that code is itself integrity-checked; a worker
+    from this origin's files directly is not allowed at all.
+    """
+    script = "'self' blob: " + import_map_hash((index if index is not None else files()["index.html"]))
     connect_src = "'self'" + (f" {connect}" if connect else "")
     return (f"default-src 'none'; script-src {script}; style-src 'self'; connect-src {connect_src}; "
-            "worker-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+            "worker-src blob:; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 

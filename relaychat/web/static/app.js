@@ -9,29 +9,41 @@ import { KnownPeers } from './pins.js';
 import { Disconnected, nickProblem } from './relay.js';
 import { fingerprint } from './safety.js';
 import * as store from './storage.js';
+import { startVerifiedWorker } from './workerload.js';
 
 const $ = (id) => document.getElementById(id);
 const RETRY = [1, 2, 4, 8, 15, 30]; // seconds between reconnection attempts
 const WHO_EVERY = 15000;
 const PING_EVERY = 240000; // the relay's idle limit is 600 s
+// What the network can make the page hold: lines kept per conversation (the
+// terminal keeps 5000 rows), entries in the mail list, ended conversations listed.
+const MAX_LINES = 2000;
+const MAX_MAIL_ITEMS = 500;
+const MAX_ENDED = 50;
 
 // -- the worker (proof of work, SMP) ------------------------------------------------
 
-const worker = new Worker(new URL('worker.js', import.meta.url), { type: 'module' });
+// Started from integrity-checked code only (workerload.js): a worker file that
+// differs from its hash in the import map never runs, and nothing that needs
+// the worker (proof of work at sign-in, the secret check) goes ahead.
+const importMap = JSON.parse(document.querySelector('script[type="importmap"]').textContent);
+const workerReady = startVerifiedWorker(new URL('worker.js', import.meta.url).href, importMap, document.baseURI);
+workerReady.then((worker) => {
+  worker.onmessage = ({ data }) => {
+    const job = waiting.get(data.id);
+    waiting.delete(data.id);
+    if (data.error !== undefined) job.reject(new Error(data.error));
+    else job.resolve(data.result);
+  };
+}, () => null); // the start below reports the failure and stops the page
 const waiting = new Map();
 let nextJob = 0;
-worker.onmessage = ({ data }) => {
-  const job = waiting.get(data.id);
-  waiting.delete(data.id);
-  if (data.error !== undefined) job.reject(new Error(data.error));
-  else job.resolve(data.result);
-};
 function work(message) {
-  return new Promise((resolve, reject) => {
+  return workerReady.then((worker) => new Promise((resolve, reject) => {
     const id = ++nextJob;
     waiting.set(id, { resolve, reject });
     worker.postMessage({ id, ...message });
-  });
+  }));
 }
 const smp = Object.fromEntries(['start', 'respond', 'abort', 'receive', 'drop'].map(
   (method) => [method, (...args) => work({ op: 'smp', method, args })]));
@@ -79,6 +91,20 @@ function conversation(sid, nick) {
 function line(c, node) {
   c.items.push(node);
   if (state.current === c.sid) $('messages').append(node), node.scrollIntoView?.({ block: 'nearest' });
+  for (const old of c.items.splice(0, c.items.length - MAX_LINES)) {
+    old.remove(); // the oldest lines go, from the page too
+    for (const [number, item] of c.sent) if (item === old) c.sent.delete(number);
+  }
+}
+/** An entry in the mail list; past MAX_MAIL_ITEMS the oldest goes. */
+function mailItem(node) {
+  $('mail').append(node);
+  while ($('mail').children.length > MAX_MAIL_ITEMS) $('mail').firstElementChild.remove();
+}
+/** Ended conversations beyond MAX_ENDED are forgotten, the oldest first (never the one in front). */
+function forgetEnded() {
+  const ended = [...state.conversations.values()].filter((c) => c.ended && c.sid !== state.current);
+  for (const c of ended.slice(0, Math.max(0, ended.length - MAX_ENDED))) state.conversations.delete(c.sid);
 }
 const system = (c, text, cls = 'system') => line(c, el('li', { class: cls }, untrusted(text, '', true)));
 
@@ -161,6 +187,7 @@ function onEvent(e) {
         c.ended = true;
         system(c, e.reason, e.clean ? 'system' : 'problem');
         unconfirmed(c, e);
+        forgetEnded();
         renderConversationList();
         if (state.current === e.sid) select(e.sid);
       }
@@ -170,6 +197,7 @@ function onEvent(e) {
       conv.ended = true;
       system(conv, e.reason, 'problem');
       unconfirmed(conv, e);
+      forgetEnded();
       renderConversationList();
       if (state.current === e.sid) select(e.sid);
       if (e.keyChanged) keyChanged(e.nick, e.newKey, e.reason);
@@ -207,15 +235,15 @@ function onEvent(e) {
       }
       break;
     case 'mail':
-      $('mail').append(el('li', {}, 'Mail from ', untrusted(e.nick, 'from'), ` (${new Date(e.time * 1000).toLocaleString()}): `,
+      mailItem(el('li', {}, 'Mail from ', untrusted(e.nick, 'from'), ` (${new Date(e.time * 1000).toLocaleString()}): `,
         untrusted(e.text, 'text', true)));
       break;
     case 'mail-read':
-      $('mail').append(el('li', { class: 'system' }, untrusted(e.nick, 'from'), ` read your mail (${new Date(e.readTime * 1000).toLocaleString()}): \u201c`,
+      mailItem(el('li', { class: 'system' }, untrusted(e.nick, 'from'), ` read your mail (${new Date(e.readTime * 1000).toLocaleString()}): \u201c`,
         untrusted(e.words, 'text'), '\u201d'));
       break;
     case 'mail-problem':
-      $('mail').append(el('li', { class: 'problem' }, untrusted(e.reason, '', true)));
+      mailItem(el('li', { class: 'problem' }, untrusted(e.reason, '', true)));
       if (e.error?.kind === 'KeyChanged') keyChanged(e.nick, e.error.newKey, e.reason);
       break;
     case 'disconnected':
@@ -223,7 +251,7 @@ function onEvent(e) {
       $('people').replaceChildren();
       break;
     case 'notice':
-      $('mail').append(el('li', { class: 'system' }, 'Notice from the relay: ', untrusted(e.text)));
+      mailItem(el('li', { class: 'system' }, 'Notice from the relay: ', untrusted(e.text)));
       break;
   }
 }
@@ -449,7 +477,7 @@ $('mail-form').addEventListener('submit', async (event) => {
   const nick = $('mail-dialog').dataset.nick;
   try {
     await state.client.sendMail(nick, $('mail-text').value);
-    $('mail').append(el('li', { class: 'system' }, 'Mail to ', untrusted(nick, 'from'), ' sent, sealed for them alone.'));
+    mailItem(el('li', { class: 'system' }, 'Mail to ', untrusted(nick, 'from'), ' sent, sealed for them alone.'));
     $('mail-text').value = '';
     $('mail-dialog').close();
   } catch (error) {
@@ -533,6 +561,12 @@ async function loadIdentity(keys, passphrase) {
 
 // First visit: the sign-in form. Later: straight in, unless the key is under a passphrase.
 (async () => {
+  try {
+    await workerReady;
+  } catch (error) {
+    state.stopped = true;
+    return setStatus(`Stopped: this page's code does not match its integrity hashes (${error.message}). Do not sign in here.`, true);
+  }
   try {
     const profile = await store.get('profile');
     if (!profile) return showLogin();

@@ -9,6 +9,7 @@ import { MESSAGE_ID_SIZE, MailError, maxTextBytes as maxMailText, openMail, seal
 import { ReceiptOutbox, SentMail } from './mailreceipts.js';
 import { firstWords } from './receipts.js';
 import { RelayConnection, isNickname } from './relay.js';
+import { PinsFull } from './pins.js';
 import { fingerprint } from './safety.js';
 import { randomBytes } from './vendor/node_modules/@noble/hashes/utils.js';
 
@@ -21,26 +22,50 @@ function unconfirmedOf(channel) {
 }
 
 export const MAIL_HORIZON = 90 * 24 * 3600; // seconds: older seals are refused (section 12)
+export const MAIL_SKEW = 24 * 3600; // seconds: seals further ahead are refused (their ids would never age out)
+export const MAX_SEEN_MAIL = 20000; // ids kept in this browser (relaychat/client/seen.py keeps 100,000)
 
 /** Message ids of shown mail, across restarts (the page persists `records()`). */
+/**
+ * Ids of mail already shown (section 12), as relaychat/client/seen.py: ids
+ * sealed before MAIL_HORIZON age out, mail sealed earlier (or more than
+ * MAIL_SKEW ahead) is refused, and past MAX_SEEN_MAIL ids the oldest are
+ * dropped while `horizon` rises to the newest time dropped: mail sealed at
+ * or before it is refused, so nothing forgotten can be shown twice.
+ * Saved as [{id, time}] plus one {horizon} record.
+ */
 export class SeenMail {
   constructor(records = [], save = () => {}) {
-    this._ids = new Map(records.map((r) => [r.id, r.time]));
+    this._ids = new Map();
+    this.horizon = 0;
+    for (const r of records) {
+      if (r.horizon !== undefined) this.horizon = Math.max(this.horizon, Number(r.horizon) || 0);
+      else this._ids.set(r.id, r.time);
+    }
     this._save = save;
+    this.limit = MAX_SEEN_MAIL;
   }
   has(id) {
     return this._ids.has(b64encode(id));
   }
   tooOld(time, now) {
-    return time < now - MAIL_HORIZON;
+    return time <= this.horizon || time < now - MAIL_HORIZON || time > now + MAIL_SKEW;
   }
   add(id, time, now) {
     for (const [k, t] of this._ids) if (t < now - MAIL_HORIZON) this._ids.delete(k);
     this._ids.set(b64encode(id), time);
+    if (this._ids.size > this.limit) {
+      const oldest = [...this._ids].sort((a, b) => a[1] - b[1]).slice(0, this._ids.size - this.limit);
+      for (const [k, t] of oldest) {
+        this._ids.delete(k);
+        this.horizon = Math.max(this.horizon, t);
+      }
+    }
     this._save(this.records());
   }
   records() {
-    return [...this._ids].map(([id, time]) => ({ id, time }));
+    const records = [...this._ids].map(([id, time]) => ({ id, time }));
+    return this.horizon ? [...records, { horizon: this.horizon }] : records;
   }
 }
 
@@ -295,8 +320,15 @@ export class ChatClient {
     if (this.seenMail.has(opened.messageId)) return void this.relay.ack(mailId).catch(() => null);
     const now = this.now();
     if (this.seenMail.tooOld(opened.time, now))
-      return problem(new MailError(`A mail from ${nick} was sealed too long ago to rule out a replay; it was dropped.`));
-    if (status === PinStatus.NEW) this.knownPeers.pin(this.serverId, nick, opened.identityPub);
+      return problem(new MailError(`A mail from ${nick} was sealed too long ago (or too far ahead) to rule out a replay; it was dropped.`));
+    if (status === PinStatus.NEW) {
+      try {
+        this.knownPeers.pin(this.serverId, nick, opened.identityPub);
+      } catch (e) {
+        if (e instanceof PinsFull) return problem(new MailError(`A mail from ${nick} is not shown: ${e.message}`), false); // kept on the relay
+        throw e;
+      }
+    }
     this.seenMail.add(opened.messageId, opened.time, now);
     this._emit({
       type: 'mail', mailId, nick, time: opened.time, text: opened.text, fingerprint: fingerprint(opened.identityPub),
@@ -377,7 +409,14 @@ export class ChatClient {
           this.relay.frame(sid, event.payload);
           break;
         case 'open':
-          if (event.pin === PinStatus.NEW) this.knownPeers.pin(this.serverId, channel.peerNick, event.peerIdentity);
+          if (event.pin === PinStatus.NEW) {
+            try {
+              this.knownPeers.pin(this.serverId, channel.peerNick, event.peerIdentity);
+            } catch (e) {
+              if (!(e instanceof PinsFull)) throw e;
+              return this._handle(channel, channel.fail(new ConversationError('HandshakeFailed', `Cannot record ${channel.peerNick}'s key: ${e.message}`)));
+            }
+          }
           this._emit({ ...event, sid, nick: channel.peerNick, verified: this.verified(channel.peerNick, event.peerIdentity),
             myFingerprint: fingerprint(this.identity.identityPublic) });
           break;

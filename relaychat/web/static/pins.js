@@ -5,10 +5,17 @@
 // for: it is kept with that key ({how, time, key}), read as verified only for
 // exactly that key, and accepting a changed key drops it. Plain data in a Map;
 // the page persists it (IndexedDB) through `save`, node tests keep it in memory.
+// Bounded as relaychat/crypto/pins.py: at most MAX_PINS_PER_RELAY nicknames per
+// relay (a hostile relay can present any number of first contacts); at the bound
+// a first contact is refused with PinsFull, and no pin is ever dropped for room.
 import { b64encode, equal } from './bytes.js';
 import { PinStatus } from './channel.js';
 
 const NICK = /^[a-z][a-z0-9_-]{1,23}$/;
+export const MAX_PINS_PER_RELAY = 10000; // as relaychat/crypto/pins.py
+
+/** A first contact beyond the bound: refused (the conversation or mail does not go ahead), never made room for. */
+export class PinsFull extends Error {}
 
 function keyOf(serverId, nick) {
   const canonical = nick.toLowerCase();
@@ -30,6 +37,7 @@ export class KnownPeers {
   constructor(records = [], save = () => {}) {
     this._pins = new Map(records.map((r) => [`${r.relay} ${r.nick}`, { key: r.key, verified: verificationOf(r) }]));
     this._save = save;
+    this.maxPerRelay = MAX_PINS_PER_RELAY;
   }
 
   records() {
@@ -59,6 +67,12 @@ export class KnownPeers {
   pin(serverId, nick, identityPub) {
     const status = this.check(serverId, nick, identityPub);
     if (status === PinStatus.NEW) {
+      const relay = `${b64encode(serverId)} `;
+      let count = 0;
+      for (const k of this._pins.keys()) if (k.startsWith(relay)) count += 1;
+      if (count >= this.maxPerRelay)
+        throw new PinsFull(`${nick} is a first contact, but ${this.maxPerRelay} nicknames are already pinned for this relay, ` +
+          'the most this browser keeps; none is dropped to make room, so this contact is refused.');
       this._pins.set(keyOf(serverId, nick), { key: identityPub.slice(), verified: null });
       this._save(this.records());
     }

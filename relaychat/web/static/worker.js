@@ -1,6 +1,7 @@
 // The page's Web Worker: proof of work and SMP arithmetic, so the page
 // never freezes. Requests {id, op, ...}; answers {id, result} or {id, error}.
-// Only relative imports: import maps do not apply inside workers.
+// Only relative imports: import maps do not apply inside workers, so the
+// page starts it through workerload.js, from integrity-checked blob: URLs.
 import { solvePow } from './pow.js';
 import { SmpRunner } from './smprun.js';
 
@@ -18,3 +19,4 @@ self.onmessage = ({ data }) => {
     self.postMessage({ id, error: String(e && e.message) });
   }
 };
+self.postMessage({ ready: true }); // every import is loaded and verified: the page may revoke its blob: URLs
