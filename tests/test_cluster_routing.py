@@ -199,6 +199,23 @@ class BetweenNodes(SynchronousTestCase):
         torn = parse_batch(b"N a\n@ bob t1\nFRAME s1 x\nFRAME s1")[1]
         self.assertEqual(torn, [Lines("bob", "t1", b"FRAME s1 x\n")])
 
+    def test_a_run_counts_its_frames_only_while_every_piece_is_frames_of_one_session(self) -> None:
+        from relaychat.cluster.routing import Batches, parse_batch
+
+        f1, f2 = b"FRAME 0123456789abcdef x\n", b"FRAME fedcba9876543210 y\n"
+        b = Batches("a")
+        b.lines_for("b", "bob", "t1", f1 * 2, 2)
+        b.lines_for("b", "bob", "t1", f1, 1)  # the next write, same session: the run goes on, counted
+        b.lines_for("b", "carl", "t2", f1, 1)
+        b.lines_for("b", "carl", "t2", b"CLOSED 0123456789abcdef gone\n")  # not frames: no count
+        b.lines_for("b", "dora", "t3", f1, 1)
+        b.lines_for("b", "dora", "t3", f2, 1)  # another session: no count
+        payload = b.take()["b"]
+        self.assertIn(b"@ bob t1 75 3\n", payload)
+        self.assertEqual([item.frames for item in parse_batch(payload)[1]], [3, 0, 0])  # type: ignore[union-attr]
+        # A count that is not a number is no count; the run is still cut by its length.
+        self.assertEqual(parse_batch(b"N a\n@ bob t1 25 x\n" + f1)[1][0].frames, 0)  # type: ignore[union-attr]
+
     def test_junk_batches_give_nothing(self) -> None:
         from relaychat.cluster.routing import parse_batch
 
@@ -384,7 +401,60 @@ class FramePathWithoutRedis(SynchronousTestCase):
         self.clock.advance(0)
         self.assertEqual(len(self.published), 2)
         _, items = parse_batch(self.published[1][1])
-        self.assertEqual(items, [Lines("bob", "t1", (self.frame("two") + "\n" + self.frame("three") + "\n").encode())])
+        self.assertEqual(items, [Lines("bob", "t1", (self.frame("two") + "\n" + self.frame("three") + "\n").encode(), 2)])
+
+    def counted_run(self, sender: str, texts: list[str], frames: int) -> bytes:
+        data = "".join(self.frame(t) + "\n" for t in texts).encode()
+        token = self.node.presence.local["alice"]
+        return f"N {sender}\n@ alice {token} {len(data)} {frames}\n".encode() + data
+
+    def test_a_run_of_frames_says_how_many_and_the_receiver_takes_it_on_that_word(self) -> None:
+        from relaychat.cluster.routing import parse_batch
+
+        self.h.hub.receive(self.alice, (self.frame("one") + "\n" + self.frame("two") + "\n").encode(), self.h.now)
+        self.clock.advance(0)
+        header = self.published[0][1].split(b"\n")[1]
+        self.assertEqual(header.split(b" ")[-1], b"2")  # the hub forwarded two frames and nothing else
+        self.assertEqual([item.frames for item in parse_batch(self.published[0][1])[1]], [2])
+        # The other way: the count is taken as said (stats), the lines passed on as they came.
+        frames = self.h.hub.stats.frames
+        self.sessions.batch(self.counted_run("b", ["x", "y", "z"], 3))
+        self.assertEqual(self.link.lines(), [self.frame(t) for t in ("x", "y", "z")])
+        self.assertEqual(self.h.hub.stats.frames, frames + 3)
+
+    def test_a_counted_run_is_passed_on_only_for_an_open_session_with_that_nodes_user(self) -> None:
+        self.sessions.batch(self.counted_run("c", ["x"], 1))  # node c does not speak for bob
+        self.assertEqual(self.link.lines(), [])
+        self.h.send(self.alice, f"CLOSE {self.sid}")
+        self.link.lines()
+        self.sessions.batch(self.counted_run("b", ["x"], 1))  # ended here already
+        self.assertEqual(self.link.lines(), [])
+
+    def test_frames_with_a_reply_among_them_or_of_two_sessions_carry_no_count(self) -> None:
+        from relaychat.cluster.routing import parse_batch
+
+        # A reply to the stand-in in the same write (CLOSED after the frame): the receiver must read each line.
+        self.h.hub.receive(self.alice, (self.frame("one") + f"\nCLOSE {self.sid}\n").encode(), self.h.now)
+        self.clock.advance(0)
+        _, items = parse_batch(self.published[0][1])
+        self.assertEqual([(item.frames, item.data.count(b"\n")) for item in items], [(0, 2)])  # type: ignore[union-attr]
+        # Two sessions with bob's stand-in: its write may hold frames of both, so no count either.
+        self.answer_all()
+        self.clock.advance(0)
+        self.answer_all()
+        self.published.clear()
+        sids = ["1111111111111111", "2222222222222222"]
+        for sid in sids:
+            self.sessions.control("b", ["O", "2", sid, "alice", "bob", "t1", "bob", b64encode(KEY)], self.h.now)
+            self.h.send(self.alice, f"ACCEPT {sid}")
+        self.link.lines()
+        self.clock.advance(0)
+        self.answer_all()
+        self.published.clear()
+        self.h.hub.receive(self.alice, f"FRAME {sids[0]} dHdv\n".encode(), self.h.now)
+        self.clock.advance(0)
+        _, items = parse_batch(self.published[0][1])
+        self.assertEqual([item.frames for item in items], [0])  # type: ignore[union-attr]
 
     def test_a_batch_redis_does_not_take_ends_the_sessions_with_that_node_and_frees_the_next(self) -> None:
         self.h.send(self.alice, self.frame("one"))

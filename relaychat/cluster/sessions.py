@@ -160,8 +160,11 @@ class Sessions:
         known = self.standins.get(canon)
         if known is None:
             return
-        node, token, _ = known
-        self.batches.lines_for(node, canon, token, data)
+        node, token, peer = known
+        # Frames only (the hub's count of what it forwarded is all of data) and of the
+        # stand-in's one session: say so in the run, and the other node need not look.
+        frames = peer.frames_out if peer.frame_bytes_out == len(data) and len(peer.sessions) == 1 else 0
+        self.batches.lines_for(node, canon, token, data, frames)
         if not self.credit.spend(node, canon, len(data)):
             self._to_congest.add(canon)
         self.schedule()
@@ -242,7 +245,7 @@ class Sessions:
             if isinstance(item, Lines):
                 local = self.hub.online.get(item.canonical)
                 if local is not None and self.presence.local.get(item.canonical) == item.token:
-                    self.hub.from_peer(sender, local, item.data, now)
+                    self.hub.from_peer(sender, local, item.data, now, item.frames)
                     self.credit.received(sender, item.canonical, item.size)
                     self.schedule()
             elif isinstance(item, Control):

@@ -21,8 +21,9 @@ import traceback
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
-from relaychat.server.connection import Connection, State
+from relaychat.server.connection import Connection, Life, State
 from relaychat.server.store import StorageError
 from relaychat.wire import messages as m
 from relaychat.wire.errors import Bye, Code, ProtocolError
@@ -115,6 +116,24 @@ class Commands:
             hub.error(client, name, Code.UNAVAILABLE, str(e))
         except Exception as e:  # a bug: answer it, keep the connection, log it once
             self._internal(client, name, e)
+
+    def go_on(self, client: Connection, command: str, result: Any, then: Callable[[Any], None]) -> None:
+        """Go on with ``then(result)``, the directory's answer to ``command``
+        (:meth:`Hub.await_answer <relaychat.server.hub.Hub.await_answer>`), answering what it raises."""
+        hub = self.hub
+        if client.life is not Life.OPEN:
+            return
+        try:
+            if isinstance(result, Failure):
+                result.raiseException()
+            then(result)
+        except ProtocolError as e:
+            hub.error(client, command, e.code, e.text)
+        except StorageError as e:  # the local store failed (it has logged it); the connection carries on
+            hub.stats.storage_errors += 1
+            hub.error(client, command, Code.UNAVAILABLE, str(e))
+        except Exception:
+            hub.error(client, command, Code.UNAVAILABLE, "the relay cannot reach its shared state; try again")
 
     def _internal(self, client: Connection, name: str, error: Exception) -> None:
         """An unexpected exception in a handler: ``ERR <CMD> internal``.

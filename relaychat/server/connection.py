@@ -63,7 +63,7 @@ class Connection:
         "link", "address", "splitter", "state", "nick", "display", "identity_pub", "claim",
         "sessions", "outbox", "outbox_size", "backlog", "congested_at", "violations", "tokens", "tokens_at",
         "last_seen", "connected_at", "congested", "reading", "throttled", "life", "lines_in", "bytes_in",
-        "waiting",
+        "waiting", "frames_out", "frame_bytes_out",
     )
 
     def __init__(self, link: Link, address: str, max_line: int, burst: int, now: float) -> None:
@@ -77,7 +77,11 @@ class Connection:
         self.claim: Optional[Claim] = None
         self.sessions: dict[bytes, Session] = {}
         self.outbox: list[bytes] = []  # written at the end of the hub's entry point
-        self.outbox_size = 0
+        self.outbox_size = 0  # bytes of replies in it (frames forwarded to it are not counted: see below)
+        # The frame lines the hub's hot path put in the outbox, and their bytes (reset when it is
+        # written): a write of frame_bytes_out bytes is frames only, so a cluster node can say so.
+        self.frames_out = 0
+        self.frame_bytes_out = 0
         self.backlog: list[Optional[bytes]] = []  # lines read but not yet handled, in order
         self.congested_at = now
         self.violations = 0

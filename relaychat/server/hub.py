@@ -31,7 +31,6 @@ import time
 from typing import Any, Callable, Optional
 
 from twisted.internet.defer import Deferred
-from twisted.python.failure import Failure
 
 from relaychat.server.bans import Bans
 from relaychat.server.commands import Commands
@@ -45,7 +44,7 @@ from relaychat.server.registration import Registration
 from relaychat.server.registry import Registry
 from relaychat.server.sessions import Sessions
 from relaychat.server.stats import Stats
-from relaychat.server.store import StorageError, Store
+from relaychat.server.store import Store
 from relaychat.wire import messages as m
 from relaychat.wire.codec import encoded_length
 from relaychat.wire.errors import Bye, Closed, Code, ProtocolError
@@ -270,6 +269,8 @@ class Hub:
         if not peer.outbox:
             self._dirty.append(peer)
         peer.outbox.append(block)
+        peer.frames_out += len(run)
+        peer.frame_bytes_out += len(block)
         session.frames += len(run)
         session.bytes += len(block)
         stats = self.stats
@@ -288,6 +289,8 @@ class Hub:
         if not peer.outbox:
             self._dirty.append(peer)
         peer.outbox.append(clean + b"\n")
+        peer.frames_out += 1
+        peer.frame_bytes_out += len(clean) + 1
         session.frames += 1
         session.bytes += len(clean) + 1
         self.stats.frames += 1
@@ -377,10 +380,10 @@ class Hub:
         self.sessions.offer_from(peer, canon, sid, now)
         self._flush()
 
-    def from_peer(self, node: str, local: Connection, data: bytes, now: float) -> None:
-        """What ``node``'s hub wrote to its stand-in for our ``local`` (whole lines): apply it, pass it on."""
+    def from_peer(self, node: str, local: Connection, data: bytes, now: float, frames: int = 0) -> None:
+        """What ``node``'s hub wrote to its stand-in for our ``local`` (whole lines; ``frames`` of one session if > 0)."""
         self.now = now
-        self.sessions.from_peer(node, local, data)
+        self.sessions.from_peer(node, local, data, frames)
         self._flush()
 
     # == what the operator's verbs are built on (relaychat.server.operator) ====
@@ -457,30 +460,15 @@ class Hub:
 
         answer.addBoth(answered)
         if early:
-            self._go_on(client, command, early[0], then)
+            self.commands.go_on(client, command, early[0], then)
             return
         early.append(None)  # from now on an answer comes later
         client.waiting = True
         self.update_reading(client)
 
-    def _go_on(self, client: Connection, command: str, result: Any, then: Callable[[Any], None]) -> None:
-        if client.life is not _OPEN:
-            return
-        try:
-            if isinstance(result, Failure):
-                result.raiseException()
-            then(result)
-        except ProtocolError as e:
-            self.error(client, command, e.code, e.text)
-        except StorageError as e:  # the local store failed (it has logged it); the connection carries on
-            self.stats.storage_errors += 1
-            self.error(client, command, Code.UNAVAILABLE, str(e))
-        except Exception:
-            self.error(client, command, Code.UNAVAILABLE, "the relay cannot reach its shared state; try again")
-
     def _resume(self, client: Connection, command: str, result: Any, then: Callable[[Any], None]) -> None:
         client.waiting = False
-        self._go_on(client, command, result, then)
+        self.commands.go_on(client, command, result, then)
         if client.life is _OPEN and not client.waiting:
             self._work(client, self.now)  # the lines that came meanwhile, in order
         elif client.life is _OPEN:
@@ -564,7 +552,8 @@ class Hub:
                     data = b"".join(client.outbox)
                     client.outbox.clear()
                     client.outbox_size = 0
-                    client.link.write(data)
+                    client.link.write(data)  # a stand-in's link reads frames_out, frame_bytes_out
+                    client.frames_out = client.frame_bytes_out = 0
         while self._closing:
             closing, self._closing = self._closing, []
             for client in closing:
