@@ -220,7 +220,7 @@ class Hub:
                         elif not value[line[-3]] & 15:
                             run_pads += 2
                             continue
-                self._end_run(client, run_session, lines[run_start:index], run_pads)  # type: ignore[arg-type]
+                self._end_run(client, run_session, lines[run_start:index], run_pads)  # type: ignore[arg-type]  # run_session is set whenever run_prefix is; no assert on the hot path
                 run_prefix = None
             if client.life is not _OPEN or client.outbox_size > max_output:
                 handled = index
@@ -252,7 +252,7 @@ class Hub:
                 break
             registered = client.state is _REGISTERED
         if run_prefix is not None:
-            self._end_run(client, run_session, lines[run_start:index + 1], run_pads)  # type: ignore[arg-type]
+            self._end_run(client, run_session, lines[run_start:index + 1], run_pads)  # type: ignore[arg-type]  # run_session is set whenever run_prefix is; no assert on the hot path
         return handled
 
     def _end_run(self, client: Connection, session: Session, run: list[bytes], pads: int) -> None:
