@@ -239,8 +239,8 @@ class BetweenNodes(SynchronousTestCase):
         self.assertEqual(c.owed, {("a", "carol"): 12})
 
 
-class NodeAdapterWithoutRedis(SynchronousTestCase):
-    """The adapter's own decisions, with a clock for a reactor and no Redis connected."""
+class OneNode(SynchronousTestCase):
+    """A ClusterNode "a" over a Harness hub, with a clock for a reactor and no Redis connected."""
 
     def setUp(self) -> None:
         from twisted.internet.task import Clock
@@ -252,6 +252,10 @@ class NodeAdapterWithoutRedis(SynchronousTestCase):
         self.clock = Clock()
         self.node = ClusterNode(self.h.hub, ClusterConfig("tcp:127.0.0.1:1", "a"), self.clock)
         self.h.hub.ready = True
+
+
+class NodeAdapterWithoutRedis(OneNode):
+    """The adapter's own decisions, with a clock for a reactor and no Redis connected."""
 
     def local_registry(self) -> None:
         """Register through the node's own SQLite (the test is about what comes after)."""
@@ -345,19 +349,11 @@ class BatchFraming(SynchronousTestCase):
         self.assertTrue(c.exhausted("b", "carl"))
 
 
-class FramePathWithoutRedis(SynchronousTestCase):
+class FramePathWithoutRedis(OneNode):
     """Node a's end of a session with bob on node b, with a clock and PUBLISH answered by the test."""
 
     def setUp(self) -> None:
-        from twisted.internet.task import Clock
-
-        from relaychat.cluster.node import ClusterNode
-        from relaychat.config import ClusterConfig
-
-        self.h = Harness()
-        self.clock = Clock()
-        self.node = ClusterNode(self.h.hub, ClusterConfig("tcp:127.0.0.1:1", "a"), self.clock)
-        self.h.hub.ready = True
+        super().setUp()
         self.h.hub.directory = LocalDirectory(self.h.hub.registry)
         self.h.hub.shared_mail = None
         self.published: list[tuple[str, bytes, Deferred[Any]]] = []

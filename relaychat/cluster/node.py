@@ -38,6 +38,7 @@ from relaychat.cluster.sessions import Sessions
 from relaychat.server.connection import Connection
 from relaychat.server.directory import RemoteUser, Unavailable
 from relaychat.server.hub import Hub
+from relaychat.server.protocol import no_delay
 from relaychat.server.registry import confused, judge_claim, taken
 from relaychat.server.store import Binding, Mail
 from relaychat.wire.errors import Bye
@@ -64,12 +65,7 @@ def _tune(transport: Any) -> None:
     socket's transport, one layer down.
     """
     for _ in range(3):
-        set_no_delay = getattr(transport, "setTcpNoDelay", None)
-        if set_no_delay is not None:
-            try:
-                set_no_delay(True)
-            except (OSError, AttributeError, NotImplementedError):
-                pass
+        no_delay(transport)
         if isinstance(transport, FileDescriptor):
             transport.bufferSize = READ_SIZE
             return

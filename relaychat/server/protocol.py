@@ -59,12 +59,7 @@ class HubConnection(Protocol):
         self._registered = True
         # The hub already writes once per read, so Nagle's algorithm can only
         # hold a reply back (until the peer's delayed ACK, tens of ms).
-        set_no_delay = getattr(transport, "setTcpNoDelay", None)
-        if set_no_delay is not None:
-            try:
-                set_no_delay(True)
-            except (OSError, AttributeError, NotImplementedError):
-                pass
+        no_delay(transport)
         _bound_output(transport, self.hub.limits.max_output)
         self._out = PromptWriter(transport)
         if self._context is not None:
@@ -193,6 +188,16 @@ class HubConnection(Protocol):
         self._wakeup = None
         if self.client is not None:
             self.hub.wake(self.client, self.clock.seconds())
+
+
+def no_delay(transport: object) -> None:
+    """``TCP_NODELAY`` on ``transport`` if it is TCP (ITCPTransport.setTcpNoDelay); else nothing."""
+    set_no_delay = getattr(transport, "setTcpNoDelay", None)
+    if set_no_delay is not None:
+        try:
+            set_no_delay(True)
+        except (OSError, AttributeError, NotImplementedError):
+            pass
 
 
 def _bound_output(transport: object, size: int) -> None:
