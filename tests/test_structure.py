@@ -123,6 +123,28 @@ class Layout(SynchronousTestCase):
         self.assertEqual(long, {}, f"modules over {MAX_LINES} lines")
 
 
+    def test_the_chat_program_uses_the_client_librarys_public_face_only(self) -> None:
+        """relaychat/chat/ imports relaychat.client itself, never one of its modules:
+        the library's ``__all__`` is the whole of what a program may lean on."""
+        import relaychat.client
+
+        reaching_in: list[str] = []
+        for name, path in _modules().items():
+            if not name.startswith("relaychat.chat"):
+                continue
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom) and node.module:
+                    if node.module.startswith("relaychat.client."):
+                        reaching_in.append(f"{name}: from {node.module}")
+                    elif node.module == "relaychat.client":
+                        missing = [a.name for a in node.names if a.name not in relaychat.client.__all__]
+                        reaching_in.extend(f"{name}: {n} is not in relaychat.client.__all__" for n in missing)
+                elif isinstance(node, ast.Import):
+                    reaching_in.extend(f"{name}: import {a.name}" for a in node.names
+                                       if a.name.startswith("relaychat.client."))
+        self.assertEqual(reaching_in, [])
+
+
 class OneDefinition(SynchronousTestCase):
     """What the two sides of the wire share is written once (relaychat/wire/)."""
 

@@ -190,9 +190,8 @@ class ControllerLinkTests(unittest.TestCase):
     def resumption(self, nick: str = "bob") -> Resumption:
         return Resumption(nick, True, b"k" * 32, 120.0, "lost")
 
-    def test_unconfirmed_lines_of_a_broken_conversation_are_named_not_resent(self) -> None:
-        """Receipts meet reconnection: what the old session never saw confirmed is
-        reported when it breaks, and taking the conversation up again does not resend it."""
+    def resuming(self) -> tuple[FakeConversation, Resumption]:
+        """A conversation with bob, and the Reconnector taking it up again once it breaks."""
         link = self.controller._link  # white box: the controller's Reconnector
         conversation = FakeConversation("bob")
         self.made[0].calls.clear()
@@ -202,6 +201,12 @@ class ControllerLinkTests(unittest.TestCase):
         waiting = self.resumption()
         link._resumptions["bob"] = waiting  # white box: as the Reconnector does on a broken conversation
         link._events.emit(Resuming(waiting))
+        return conversation, waiting
+
+    def test_unconfirmed_lines_of_a_broken_conversation_are_named_not_resent(self) -> None:
+        """Receipts meet reconnection: what the old session never saw confirmed is
+        reported when it breaks, and taking the conversation up again does not resend it."""
+        conversation, waiting = self.resuming()
         conversation.end(Ended(False, "cut off", by_peer=False, cause="lost",
                                unconfirmed=("the plan",), unconfirmed_count=1))
         self.assertEqual(self.view.take()[1:], [
@@ -212,15 +217,7 @@ class ControllerLinkTests(unittest.TestCase):
         self.assertEqual(list(waiting.queued), [], "nothing of the old session waits to be resent")
 
     def test_typed_while_away_waits_then_goes(self) -> None:
-        link = self.controller._link  # white box: the controller's Reconnector
-        conversation = FakeConversation("bob")
-        self.made[0].calls.clear()
-        self.controller.handle_line("/connect bob")
-        self.made[0].calls["bob"].callback(conversation)
-        self.view.take()
-        waiting = self.resumption()
-        link._resumptions["bob"] = waiting  # white box: as the Reconnector does on a broken conversation
-        link._events.emit(Resuming(waiting))
+        conversation, waiting = self.resuming()
         conversation.end(Ended(False, "cut off", by_peer=False, cause="lost"))
         self.assertEqual(len(self.view.take()), 1, "one line: cut off, resumes")
         self.assertEqual(self.view.prompt, "[bob, waiting] > ")
@@ -228,6 +225,7 @@ class ControllerLinkTests(unittest.TestCase):
         self.assertEqual(self.view.take(), [
             "<Alice> still there?", "*** Not sent yet: it goes to bob when the conversation is back."])
         self.assertEqual(list(waiting.queued), ["still there?"])
+        link = self.controller._link  # white box: the controller's Reconnector
         del link._resumptions["bob"]
         again = FakeConversation("bob", first_contact=False)
         link._events.emit(Resumed(waiting, again, 1))
