@@ -399,6 +399,45 @@ class FramePathWithoutRedis(OneNode):
         _, items = parse_batch(self.published[1][1])
         self.assertEqual(items, [Lines("bob", "t1", (self.frame("two") + "\n" + self.frame("three") + "\n").encode(), 2)])
 
+    def stream(self) -> None:
+        """A batch of at least BULK_BATCH bytes goes (and is answered): a stream to node b is on."""
+        from relaychat.cluster.sessions import BULK_BATCH
+
+        big = self.frame("x" * 12000) + "\n"
+        self.h.hub.receive(self.alice, (big * (BULK_BATCH // len(big) + 1)).encode(), self.h.now)
+        self.clock.advance(0)
+        self.answer_all()
+        self.published.clear()
+
+    def test_while_a_stream_is_on_a_smaller_batch_waits_a_moment_for_more(self) -> None:
+        from relaychat.cluster.routing import parse_batch
+        from relaychat.cluster.sessions import BULK_WAIT
+
+        self.stream()
+        self.h.send(self.alice, self.frame("one"))
+        self.clock.advance(BULK_WAIT / 2)
+        self.assertEqual(self.published, [])  # waits for more, though nothing is in flight
+        self.h.send(self.alice, self.frame("two"))
+        self.clock.advance(BULK_WAIT)  # the wait is over: both go, in order, in one batch
+        self.clock.advance(0)
+        self.assertEqual(len(self.published), 1)
+        self.assertEqual(parse_batch(self.published[0][1])[1][0].data,  # type: ignore[union-attr]
+                         (self.frame("one") + "\n" + self.frame("two") + "\n").encode())
+        self.answer_all()
+        self.h.send(self.alice, self.frame("three"))  # that batch was small: the stream is over, no wait
+        self.clock.advance(0)
+        self.assertEqual(len(self.published), 2)
+
+    def test_a_batch_with_a_control_line_or_a_big_one_does_not_wait(self) -> None:
+        self.stream()
+        self.h.send(self.alice, self.frame("one"))
+        self.sessions.kick("bob", "x")  # a control line: the batch goes with it
+        self.clock.advance(0)
+        self.assertEqual(len(self.published), 1)
+        self.stream()
+        self.stream()  # a second big batch right after the first went at once
+        self.assertEqual(len(self.sessions._holds), 0)
+
     def counted_run(self, sender: str, texts: list[str], frames: int) -> bytes:
         data = "".join(self.frame(t) + "\n" for t in texts).encode()
         token = self.node.presence.local["alice"]

@@ -138,12 +138,15 @@ class Presence:
 # names, not every line (two scans, a third of its CPU per MB). A node of an
 # earlier version does not read a fourth field: a cluster runs one version.
 
-CREDIT_WINDOW = 2 * 1024 * 1024
+CREDIT_WINDOW = 4 * 1024 * 1024
 """Bytes a node may have in flight to one user on another node before that
 user's senders are paused (as a congested local reader pauses them). It
 must cover what one round trip through Redis carries at full speed (a few
-milliseconds at hundreds of MB/s); what Redis may have to hold for a node is
-at most this per user receiving there."""
+milliseconds at hundreds of MB/s) on a machine where the nodes and Redis
+wait for each other's cores: at 2 MiB a 16-KiB stream across nodes was
+paused 100-130 times per 270 MB (bench/cluster.py), at 4 MiB 14-28 times,
+and each pause is a round of sleeping and waking processes. What Redis may
+have to hold for a node is at most this per user receiving there."""
 
 
 class Batches:
@@ -156,6 +159,8 @@ class Batches:
         # line goes in the parts (written with the run's length once it ends), its bytes,
         # its frames (-1 once a piece is not frames only) and the session they are of.
         self._open: dict[str, list[Any]] = {}
+        self._sizes: dict[str, int] = {}  # node -> bytes of protocol lines waiting for it
+        self._controls: set[str] = set()  # nodes a control line waits for
 
     def lines_for(self, node: str, canonical: str, token: str, data: bytes, frames: int = 0) -> None:
         """Add ``data`` (whole lines) for that login on ``node``; ``frames`` > 0: it is that many
@@ -168,6 +173,7 @@ class Batches:
             run = self._open[node] = [(canonical, token), len(parts) - 1, 0, 0, data[6:22]]
         parts.append(data)
         run[2] += len(data)
+        self._sizes[node] = self._sizes.get(node, 0) + len(data)
         if frames > 0 and run[3] >= 0 and data[6:22] == run[4]:
             run[3] += frames
         else:
@@ -175,6 +181,7 @@ class Batches:
 
     def control(self, node: str, line: str) -> None:
         self._close(node)
+        self._controls.add(node)
         self._parts(node).append(b"! " + line.encode("utf-8") + b"\n")
 
     def _close(self, node: str) -> None:
@@ -196,6 +203,14 @@ class Batches:
     def __contains__(self, node: str) -> bool:
         return node in self._pending
 
+    def size(self, node: str) -> int:
+        """Bytes of protocol lines waiting for ``node`` (its runs, not the control lines)."""
+        return self._sizes.get(node, 0)
+
+    def has_control(self, node: str) -> bool:
+        """Whether a control line (credit, an offer request or its answer, a kick) waits for ``node``."""
+        return node in self._controls
+
     def nodes(self) -> list[str]:
         """The nodes something is waiting for."""
         return list(self._pending)
@@ -203,6 +218,8 @@ class Batches:
     def take_parts(self, node: str) -> list[bytes]:
         """The batch for ``node`` as the pieces it is made of (joined once, where it is sent)."""
         self._close(node)
+        self._sizes.pop(node, None)
+        self._controls.discard(node)
         return self._pending.pop(node, [])
 
     def take(self) -> dict[str, bytes]:
