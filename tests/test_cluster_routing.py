@@ -517,6 +517,24 @@ class FramePathWithoutRedis(OneNode):
         self.assertFalse(standin.congested)
         self.assertTrue(self.link.reading)
 
+    def test_the_default_window_pauses_the_sender_until_credit_comes_back(self) -> None:
+        from relaychat.cluster.routing import CREDIT_WINDOW
+
+        big = (self.frame("x" * 12000) + "\n").encode()
+        standin = self.sessions.standins["bob"][2]
+        sent = 0
+        while not standin.congested:
+            self.assertLessEqual(sent, CREDIT_WINDOW)  # never more than the window unanswered
+            self.h.hub.receive(self.alice, big * 16, self.h.now)
+            sent += len(big) * 16
+            self.clock.advance(0)
+            self.answer_all()
+        self.assertGreater(sent, CREDIT_WINDOW - 16 * len(big))  # and the whole window was usable
+        self.assertFalse(self.link.reading)
+        self.sessions.control("b", ["C", "bob", str(sent)], self.h.now)
+        self.assertFalse(standin.congested)
+        self.assertTrue(self.link.reading)
+
     def test_credit_owed_to_a_congested_reader_goes_back_as_soon_as_it_drains(self) -> None:
         from relaychat.cluster.routing import Control, parse_batch
 
