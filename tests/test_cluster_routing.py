@@ -571,3 +571,36 @@ class BatchEncoding(SynchronousTestCase):
         protocol.execute_command(b"PUBLISH", b"rc:to:b", Pieces(parts))
         self.assertEqual(transport.value(), theirs)
         self.assertEqual(protocol._build_command(b"GET", b"k", 1), b"*3\r\n$3\r\nGET\r\n$1\r\nk\r\n$1\r\n1\r\n")
+
+
+class RedisConnectionTuning(SynchronousTestCase):
+    """What _tune sets on a Redis connection's socket transport, and that Twisted heeds it."""
+
+    def test_a_batch_is_read_and_handed_to_the_socket_in_one_go(self) -> None:
+        import socket
+
+        from twisted.internet import abstract, tcp
+        from twisted.internet.testing import MemoryReactor
+
+        from relaychat.cluster.node import READ_SIZE, WRITE_SIZE, _tune
+
+        server = socket.create_server(("127.0.0.1", 0))
+        self.addCleanup(server.close)
+        ours = socket.create_connection(server.getsockname())
+        self.addCleanup(ours.close)
+        connection = tcp.Connection(ours, None, MemoryReactor())
+        _tune(connection)
+        self.assertEqual((connection.bufferSize, connection.SEND_LIMIT), (READ_SIZE, WRITE_SIZE))
+        self.assertEqual(abstract.FileDescriptor.SEND_LIMIT, 128 * 1024)  # the class default is left alone
+        handed: list[int] = []
+
+        class Socket:
+            def send(self, data: memoryview) -> int:
+                handed.append(len(data))
+                return len(data)
+
+        connection.socket = Socket()
+        # Twisted's writeSomeData cuts a write at the instance's SEND_LIMIT: a batch bigger
+        # than the default goes in one call (if Twisted stops heeding it, this fails).
+        self.assertEqual(connection.writeSomeData(b"x" * (WRITE_SIZE + 1)), WRITE_SIZE)
+        self.assertEqual(handed, [WRITE_SIZE])
