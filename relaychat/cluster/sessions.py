@@ -31,8 +31,8 @@ OFFER_TIMEOUT = 5.0  # seconds for another node to answer an offer request
 CREDIT_RETRY = 0.05  # seconds between looks at a congested reader that owes credit back (a fallback:
 # its draining gives credit back at once, through the stand-in's NodeLink.set_reading)
 IN_FLIGHT = 1  # PUBLISHes to one node awaiting Redis's answer; what comes meanwhile waits for the next
-BULK_BATCH = 512 * 1024  # bytes: a batch this big says a stream to that node is on (Sessions._held)
-BULK_WAIT = 0.001  # seconds a smaller batch may then wait for more to join it, once
+BULK_BATCH = 512 * 1024  # bytes: while a stream to a node is on, a smaller batch waits (Sessions._held)
+BULK_WAIT = 0.001  # seconds it may wait for more to join it, once
 _CODES = {code.word: code for code in Code}
 
 Publish = Callable[[str, list[bytes]], "Deferred[Any]"]
@@ -217,15 +217,17 @@ class Sessions:
         """Whether ``node``'s batch waits a little (at most BULK_WAIT, once) for more to join it.
 
         Only while a stream to that node is on: its last batch had at least
-        BULK_BATCH bytes of lines and this one has fewer. A batch's costs
-        do not grow with its size (a Redis message, wake-ups of Redis and of
-        the other node, one write to the reader there), and the answer to
-        a big batch can come while the next holds one read: sent at once,
-        16-KiB streams went in twice as many PUBLISHes, and the cluster
-        spent more CPU per MB (bench/README.rst). A conversation's frames
-        never wait: their batches are far smaller, so no stream is on.
+        half of BULK_BATCH bytes of lines (half, so that a stream whose
+        batches the wait brings to a few hundred KB stays on), this one has
+        fewer than BULK_BATCH, and no control line is in it. What a batch
+        costs hardly grows with its size (a message for Redis, Redis and the
+        other node woken, one write to the reader there), and the answer to
+        a big batch often comes while the next holds a read or two: without
+        the wait a 16-KiB stream went in more and smaller PUBLISHes and the
+        cluster spent more CPU per MB (bench/README.rst, cluster). A
+        conversation's frames never wait: their batches are far smaller.
         """
-        if (self.batches.size(node) >= BULK_BATCH or self._last_batch.get(node, 0) < BULK_BATCH
+        if (self.batches.size(node) >= BULK_BATCH or self._last_batch.get(node, 0) < BULK_BATCH // 2
                 or self.batches.has_control(node)):
             return False  # nor does a batch with a control line (credit, an offer, a kick) in it
         hold = self._holds.get(node)
