@@ -428,6 +428,22 @@ class FramePathWithoutRedis(OneNode):
         self.clock.advance(0)
         self.assertEqual(len(self.published), 2)
 
+    def test_a_stream_stays_on_while_its_batches_have_half_of_bulk_batch(self) -> None:
+        from relaychat.cluster.sessions import BULK_BATCH, BULK_WAIT
+
+        self.stream()
+        big = self.frame("x" * 12000) + "\n"
+        self.h.hub.receive(self.alice, (big * (BULK_BATCH // 2 // len(big) + 1)).encode(), self.h.now)
+        self.clock.advance(0)
+        self.assertEqual(self.published, [])  # under BULK_BATCH: it waits
+        self.clock.advance(BULK_WAIT)
+        self.clock.advance(0)
+        self.assertEqual(len(self.published), 1)
+        self.answer_all()
+        self.h.send(self.alice, self.frame("one"))
+        self.clock.advance(0)
+        self.assertEqual(len(self.published), 1)  # that batch had half of BULK_BATCH: still a stream
+
     def test_a_batch_with_a_control_line_or_a_big_one_does_not_wait(self) -> None:
         self.stream()
         self.h.send(self.alice, self.frame("one"))
