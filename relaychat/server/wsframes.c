@@ -181,8 +181,8 @@ read_text_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     if (lines == NULL)
         lines = PyBytes_FromStringAndSize(NULL, 0);
-    else if (used < room)
-        _PyBytes_Resize(&lines, used);  /* on failure it sets lines to NULL */
+    else
+        _PyBytes_Resize(&lines, used);  /* shorter: used <= room - 6; on failure it sets lines to NULL */
     if (lines == NULL)
         goto done;
     result = PyTuple_New(3);
