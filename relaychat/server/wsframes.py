@@ -286,7 +286,7 @@ class WebSocketServer:
             i = end
             if b0 == 0x81 and self._fragment_opcode is None:  # a whole text message, longer
                 if not closing:
-                    if loose is not None:
+                    if loose is not None:  # one the C loop left (it takes them all today): judged in _flush
                         loose.append(len(run))
                     run.append(payload)
                 continue
