@@ -2,7 +2,7 @@
 ``twisted.plugins`` namespace: no ``__init__.py`` in ``twisted/`` (that
 would shadow Twisted's own), as Twisted's plugin documentation says."""
 
-from setuptools import find_packages, setup
+from setuptools import Extension, find_packages, setup
 
 setup(
     name="relaychat",
@@ -38,6 +38,11 @@ setup(
         # [cluster]: several relays as one over Redis (relaychat.cluster); txredisapi keeps Twisted's reactor
         "cluster": ["txredisapi>=1.4.10", "hiredis>=2"],  # hiredis: txredisapi parses replies in C with it
     },
+    # The WebSocket frame loops in C (relaychat/server/wsframes.c): a top-level module, since the
+    # tests run from the checkout, whose relaychat/ shadows the installed package. optional: without
+    # a compiler the install still works and wsframes.py runs its Python loops (the daemon logs which);
+    # tests.test_wsframes_compiled fails then unless RELAYCHAT_TEST_WITHOUT_C=1 says it is expected.
+    ext_modules=[Extension("_relaychat_wsframes", ["relaychat/server/wsframes.c"], optional=True)],
     entry_points={"console_scripts": [
         "relaychat = relaychat.chat.cli:main",
         "relaychat-web = relaychat.web.serve:main",

@@ -15,6 +15,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import selectors
 import shutil
 import statistics
@@ -809,6 +810,12 @@ class Bench:
                                {("small", "tls"): 0.75, ("bulk", "tls"): 0.5, ("ping", "tls"): 1.3})
 
     def websocket(self) -> None:
+        server = self.secure_server()
+        if server is not None:  # C or Python: the daemon says at start-up (relaychat/server/wsframes.py)
+            said = re.search(r"WebSocket framing (.*)", server.log.read_text(errors="replace"))
+            framing = said.group(1) if said else "not said (a tree from before the C frame loops)"
+            self.say(f"relaychat's WebSocket framing: {framing}")
+            self.add(Row("WebSocket framing of the relay under test", None, "", note=framing))
         self.transport_figures(["tcp", "ws", "tls", "wss"], {"ws": "tcp", "wss": "tls"},
                                {("small", "ws"): 0.6, ("bulk", "ws"): 0.5})
 

@@ -41,7 +41,7 @@ from relaychat.server.clock import make_monotonic
 from relaychat.server.drain import Drainer
 from relaychat.server.hub import Hub
 from relaychat.server.metrics import make_metrics_service
-from relaychat.server.process import raise_open_files
+from relaychat.server.process import keep_heap, raise_open_files
 from relaychat.server.protocol import RelayFactory
 from relaychat.server.service import DATABASE, ListenerService, RelayCore, open_data_dir
 from relaychat.server.store import JOURNAL_RESERVE, StorageError, open_store
@@ -100,6 +100,7 @@ def makeService(options: Options) -> IService:
 
     make_monotonic(reactor)  # every time-out measures a duration: docs/protocol.rst, section 8
     raise_open_files(options.config.limits.max_connections)  # of this process: not in compose()
+    keep_heap()
     return compose(options.config, reactor, signals=True)
 
 

@@ -67,11 +67,12 @@ class ReactorClock(SynchronousTestCase):
         order: list[str] = []
         self.patch(tap, "make_monotonic", lambda reactor: order.append("monotonic"))
         self.patch(tap, "raise_open_files", lambda wanted: order.append("open files"))
+        self.patch(tap, "keep_heap", lambda: order.append("heap"))
         self.patch(tap, "compose", lambda config, reactor, signals: order.append("service") or "built")
         options = tap.Options()
         options.parseOptions([])
         self.assertEqual(tap.makeService(options), "built")
-        self.assertEqual(order, ["monotonic", "open files", "service"])
+        self.assertEqual(order, ["monotonic", "open files", "heap", "service"])
 
 
 class Stored(SynchronousTestCase):

@@ -28,6 +28,7 @@ from relaychat.server.listeners import build
 from relaychat.server.protocol import RelayFactory
 from relaychat.server.service import ListenerError, ListenerService
 from relaychat.server.store import Store
+from relaychat.server.wsframes import FRAMING
 from relaychat.server.websocket import (
     CLOSE_HANDSHAKE_TIMEOUT, MAX_HANDSHAKE, OPEN_HANDSHAKE_TIMEOUT, WebSocketFactory, WebSocketProtocol,
 )
@@ -598,6 +599,8 @@ class RealDaemonListeners(SynchronousTestCase):
         self.assertEqual(web.recv(timeout=10), "ERR - syntax a WebSocket message must be text")
         web.close()
         self.assertEqual(tcp.read_line(), f"CLOSED {sid} gone")
+        self.assertIn(f"relaychat: websocket listener 'tcp:0:interface=127.0.0.1': WebSocket framing {FRAMING}\n",
+                      self.daemon.log())  # said at start-up: C or Python
 
     def test_secure_websocket_with_the_configured_certificate(self) -> None:
         from websockets.sync.client import connect

@@ -24,6 +24,7 @@ class Limits:
     max_line: int = 65536
     max_line_unregistered: int = 512
     max_output: int = 65536
+    max_read: int = 262144
     output_timeout: float = 60.0
     max_frame: int = 32768
     max_sessions: int = 16
@@ -50,6 +51,8 @@ class Limits:
             raise ValueError("max_line_unregistered must be at least 256 (REGISTER needs about 220) and at most max_line")
         if self.max_output < 4096:
             raise ValueError("max_output must be at least 4096")
+        if self.max_read < 4096:
+            raise ValueError("max_read must be at least 4096")
         if self.max_frame < 64:
             raise ValueError("max_frame must be at least 64")
         frame_line = FRAME_LINE_OVERHEAD + encoded_length(self.max_frame)

@@ -41,6 +41,7 @@ from twisted.internet.defer import Deferred, execute
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
 from twisted.internet.tcp import makeBinding
+from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from zope.interface import implementer
 
@@ -50,8 +51,11 @@ from relaychat.server.protocol import RelayFactory
 from relaychat.server.tlslayer import server_context
 from relaychat.server.webclient import with_page
 from relaychat.server.websocket import WebSocketFactory
+from relaychat.server.wsframes import FRAMING
 
 Builder = Callable[[ListenerConfig, IProtocolFactory, Any, int], tuple[IStreamServerEndpoint, IProtocolFactory]]
+
+log = Logger(namespace="relaychat")
 
 _QUEUED_ENDPOINTS = ("tcp", "tcp6", "ssl", "unix")
 """Endpoint types whose parser takes ``backlog=`` (``systemd:`` sockets are
@@ -178,6 +182,8 @@ def _build_websocket(listener: ListenerConfig, factory: IProtocolFactory, reacto
     secure = "certificate" in options or "private_key" in options
     if not secure and "minimum_tls" in options:
         raise ConfigError(f"{describe(listener)}: minimum_tls needs certificate and private_key")
+    # said at start-up: an install without the C extension is slower, not broken (wsframes.FRAMING)
+    log.info("relaychat: {listener}: WebSocket framing {framing}", listener=describe(listener), framing=FRAMING)
     if web_client:
         # twisted.web serves the page on the same connections, so TLS is
         # Twisted's here and the WebSocket adapter takes the connection over

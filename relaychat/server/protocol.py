@@ -26,6 +26,7 @@ from zope.interface import implementer
 from relaychat.server.connection import Connection
 from relaychat.server.hub import Hub
 from relaychat.server.prompt import PromptWriter
+from relaychat.server.readahead import ReadAhead
 from relaychat.server.tlslayer import ServerTLS, TLSFailed, TLSState
 
 
@@ -48,6 +49,7 @@ class HubConnection(Protocol):
         self._context = tls
         self._tls: Optional[ServerTLS] = None
         self._out: PromptWriter  # made in connectionMade, on the transport
+        self._ahead: ReadAhead  # likewise
         self._wakeup: Optional[IDelayedCall] = None
         self._abort: Optional[IDelayedCall] = None
         self._registered = False  # we are our transport's producer
@@ -62,6 +64,7 @@ class HubConnection(Protocol):
         no_delay(transport)
         _bound_output(transport, self.hub.limits.max_output)
         self._out = PromptWriter(transport)
+        self._ahead = ReadAhead(transport, self.hub.limits.max_read)
         if self._context is not None:
             self._tls = ServerTLS(self._context)
 
@@ -72,6 +75,7 @@ class HubConnection(Protocol):
         self.client = self.hub.connect(self, address, self.clock.seconds())
 
     def dataReceived(self, data: bytes) -> None:
+        data = self._ahead.extend(data)
         tls = self._tls
         if tls is not None:
             try:

@@ -17,6 +17,11 @@ becomes frames in one join, headers looked up by length. General
 libraries (autobahn, wsproto) handle each frame on its own through
 several layers, 9 us and more of Python each, more than the hub spends
 relaying the line (bench/README.rst).
+Both loops also exist in C, ``_relaychat_wsframes`` (relaychat/server/wsframes.c,
+built by setup.py), used when it is built: one call walks and unmasks a read's
+text frames into the lines and checks them, one call frames a flush's lines.
+The Python loops here are the reference the tests compare the C with, and
+the fallback where no compiler built it (:data:`FRAMING` says which runs).
 Everything else in the RFC that a server must do is here too: the opening
 handshake (bounded, with path, ``Origin`` and subprotocol checks),
 fragmented messages, ping/pong, the closing handshake, UTF-8 validation
@@ -33,12 +38,27 @@ import re
 import struct
 from dataclasses import dataclass
 from itertools import chain, repeat
-from typing import Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 try:  # websockets' masking in C; the same function in Python where it was installed without
     from websockets.speedups import apply_mask
 except ImportError:  # pragma: no cover - depends on how websockets was built
     from websockets.utils import apply_mask
+
+_ReadC = Callable[[bytes, int, int], tuple[bytes, int, Optional[bytes]]]
+_WriteC = Callable[[bytes], tuple[bytes, int]]
+_read_c: Optional[_ReadC] = None
+_write_c: Optional[_WriteC] = None
+try:  # the frame loops in C; the contract of each is in relaychat/server/wsframes.c
+    from _relaychat_wsframes import read_text_frames as _read_c, write_text_frames as _write_c
+except ImportError:  # built without a compiler (setup.py: the extension is optional)
+    pass
+
+COMPILED = _read_c is not None
+"""Whether the C frame loops are built (:class:`WebSocketServer` uses them then)."""
+FRAMING = ("in C (_relaychat_wsframes)" if COMPILED
+           else "in Python (the C extension _relaychat_wsframes is not built: no compiler at install?)")
+"""Which framing runs, for the daemon's log and the bench."""
 
 MAX_HANDSHAKE = 16384
 """Bytes of HTTP opening handshake (request line and headers) we will buffer."""
@@ -147,9 +167,12 @@ class WebSocketServer:
     """One WebSocket connection, server side."""
 
     __slots__ = ("policy", "max_message", "state", "_buffer", "_out", "_fragments", "_fragment_opcode",
-                 "_fragment_size", "close_code", "_partial", "_pong")
+                 "_fragment_size", "close_code", "_partial", "_pong", "_read_c", "_write_c")
 
-    def __init__(self, policy: Policy, max_message: int) -> None:
+    def __init__(self, policy: Policy, max_message: int, compiled: bool = COMPILED) -> None:
+        """``compiled=False``: the Python loops even where the C ones are built (the tests compare them)."""
+        if compiled and not COMPILED:
+            raise ValueError(f"the WebSocket framing runs {FRAMING}")
         self.policy = policy
         self.max_message = max_message
         self.state = WSState.HANDSHAKE
@@ -161,6 +184,8 @@ class WebSocketServer:
         self.close_code: Optional[int] = None  # the code in the peer's close frame, if any
         self._partial = b""  # the start of a line the hub has not finished writing
         self._pong: Optional[bytes] = None  # the payload of the latest ping not yet answered
+        self._read_c = _read_c if compiled else None
+        self._write_c = _write_c if compiled else None
 
     def data_to_send(self, pong: bool = True) -> bytes:
         """What must go on the wire. ``pong=False`` while the peer is not reading
@@ -188,6 +213,10 @@ class WebSocketServer:
     def _frames(self, buf: bytes) -> list[Event]:
         events: list[Event] = []
         run: list[bytes] = []  # unmasked payloads of whole text messages, in a row
+        # With the C loop, run holds what it returns: blocks of checked lines, and (at
+        # the indexes in loose) single messages it left to this code. None: the Python loop.
+        read = self._read_c
+        loose: Optional[list[int]] = None if read is None else []
         i, size, limit = 0, len(buf), self.max_message
         closing = self.state is WSState.CLOSING
         mask, keep, head = apply_mask, run.append, _HEAD
@@ -195,11 +224,22 @@ class WebSocketServer:
         fast = self._fragment_opcode is None and not closing
         last = size - 4  # the last place a frame's first four bytes can start
         while True:
-            # The fast path: whole, masked text frames not inside a fragmented message,
-            # with a 7-bit or 16-bit length within the limit: one unpack of the first
-            # four bytes (the header, and the 16-bit length if there is one), one
+            # The fast path in C: every whole masked text frame within the limit up
+            # to the first other frame, one call; a message it does not take as a
+            # line (LF, not UTF-8) comes back on its own, for _flush to judge.
+            while fast and read is not None and loose is not None:
+                block, i, message = read(buf, i, limit)
+                if block:
+                    keep(block)
+                if message is None:
+                    break
+                loose.append(len(run))
+                keep(message)
+            # The fast path in Python: whole, masked text frames not inside a fragmented
+            # message, with a 7-bit or 16-bit length within the limit: one unpack of the
+            # first four bytes (the header, and the 16-bit length if there is one), one
             # unmasking. Anything else, or a frame not whole yet, goes on below.
-            while fast and i <= last:
+            while fast and read is None and i <= last:
                 h, n = head(buf, i)
                 if 0x8180 <= h <= short:  # FIN, text, masked, a 7-bit length
                     start = i + 6
@@ -227,17 +267,17 @@ class WebSocketServer:
                 n = int.from_bytes(buf[at:at + 8], "big")
                 at += 8
             if not b1 & 0x80 or b0 & 0x70:
-                self._fail(events, run, PROTOCOL_ERROR, "unmasked client frame" if not b1 & 0x80 else "reserved bits set")
+                self._fail(events, run, loose, PROTOCOL_ERROR, "unmasked client frame" if not b1 & 0x80 else "reserved bits set")
                 return events
             opcode = b0 & 0x0F
             if opcode < 8 and n + self._fragment_size > limit:
                 if closing:  # our close frame is sent; nothing this big will be read
                     self.state = WSState.CLOSED
                 else:
-                    self._fail(events, run, TOO_BIG, "message too big")
+                    self._fail(events, run, loose, TOO_BIG, "message too big")
                 return events
             if opcode >= 8 and (n > 125 or not b0 & 0x80):
-                self._fail(events, run, PROTOCOL_ERROR, "bad control frame")
+                self._fail(events, run, loose, PROTOCOL_ERROR, "bad control frame")
                 return events
             end = at + 4 + n
             if end > size:
@@ -246,12 +286,15 @@ class WebSocketServer:
             i = end
             if b0 == 0x81 and self._fragment_opcode is None:  # a whole text message, longer
                 if not closing:
+                    if loose is not None:  # one the C loop left (it takes them all today): judged in _flush
+                        loose.append(len(run))
                     run.append(payload)
                 continue
-            if not self._flush(events, run):
+            if not self._flush(events, run, loose):
                 return events
             run = []
             keep = run.append
+            loose = None if loose is None else []
             if opcode >= 8:
                 self._control(opcode, payload)
                 if self.state is WSState.CLOSED:
@@ -282,13 +325,22 @@ class WebSocketServer:
                 if not self._message(events, kind, whole):
                     return events
         self._buffer = buf[i:]
-        self._flush(events, run)
+        self._flush(events, run, loose)
         return events
 
-    def _flush(self, events: list[Event], run: list[bytes]) -> bool:
-        """Hand on a run of whole text messages as one buffer of lines; False if it failed the connection."""
+    def _flush(self, events: list[Event], run: list[bytes], loose: Optional[list[int]] = None) -> bool:
+        """Hand on a run of whole text messages as one buffer of lines; False if it failed the connection.
+
+        ``loose`` is None for the Python loop's run (one payload each); else the run is
+        the C loop's, blocks of lines it checked, and single messages at these indexes."""
         if not run:
             return True
+        if loose is not None:
+            if not loose:  # all checked: as they are
+                events.append(Lines(run[0] if len(run) == 1 else b"".join(run)))
+                return True
+            marked = set(loose)  # some message is not a clean line (rare): judged one by one below
+            run = [m for k, piece in enumerate(run) for m in ((piece,) if k in marked else piece.split(b"\n")[:-1])]
         run.append(b"")
         data = b"\n".join(run)  # each message, then LF
         lines = len(run) - 1
@@ -356,8 +408,8 @@ class WebSocketServer:
         elif opcode != PONG:
             self._close(PROTOCOL_ERROR, f"unknown opcode {opcode}")
 
-    def _fail(self, events: list[Event], run: list[bytes], code: int, reason: str) -> None:
-        if self._flush(events, run):
+    def _fail(self, events: list[Event], run: list[bytes], loose: Optional[list[int]], code: int, reason: str) -> None:
+        if self._flush(events, run, loose):
             self._close(code, reason)
 
     # -- output -----------------------------------------------------------------
@@ -371,6 +423,12 @@ class WebSocketServer:
             data = data.decode("utf-8", "replace").encode("utf-8")
         if self._partial:
             data = self._partial + data
+        if self._write_c is not None:
+            frames, end = self._write_c(data)
+            self._partial = data[end:]
+            if end:
+                self._out.append(frames)
+            return
         lines = _lines(data)
         self._partial = lines.pop()
         if lines:  # each line after its header, joined in C: no Python code runs per line
