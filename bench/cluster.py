@@ -41,6 +41,7 @@ from tests.redis_server import RedisServer, free_port  # noqa: E402
 
 SMALL, BULK = 100, 16384  # payload bytes of a small and of a bulk frame (base64 in the FRAME line)
 TARGETS = {"small": 0.5, "bulk": 0.7}  # cross-node / same-node frames per second
+LOAD = "load"  # the Meter's name for this process (the clients), kept out of the relay's total
 
 
 class Meter:
@@ -206,15 +207,20 @@ def main() -> None:
     meter = Meter()
     assert redis.process is not None
     meter.pids["redis"] = redis.process.pid
+    meter.pids[LOAD] = os.getpid()  # this process: the clients (sender and reader threads)
     daemons: list[Daemon] = []
     figures: dict[str, list[float]] = {}
     cpu: dict[str, dict[str, float]] = {}  # figure -> process -> CPU seconds over every round
     volume: dict[str, float] = {}  # figure -> MB relayed over every round
     results: dict[str, Any] = {}
 
+    wall: dict[str, float] = {}  # figure -> seconds over every round
+
     def measure(key: str, run: Any, megabytes: float = 0.0) -> None:
         before = meter.cpu()
+        started = time.perf_counter()
         figures.setdefault(key, []).append(run())
+        wall[key] = wall.get(key, 0.0) + time.perf_counter() - started
         for name, seconds in meter.spent(before).items():
             cpu.setdefault(key, {}).setdefault(name, 0.0)
             cpu[key][name] += seconds
@@ -279,12 +285,18 @@ def main() -> None:
         for where in ("same", "cross"):
             key = f"{kind}_{where}"
             if key in cpu and volume.get(key):
-                per = {name: 1000 * seconds / volume[key] for name, seconds in sorted(cpu[key].items())}
+                per = {name: 1000 * seconds / volume[key] for name, seconds in sorted(cpu[key].items())
+                       if name != LOAD}
+                load = 1000 * cpu[key].get(LOAD, 0.0) / volume[key]
+                busy = sum(cpu[key].values()) / wall[key]
                 results[f"cpu_ms_per_mb_{key}"] = {name: round(v, 2) for name, v in per.items()}
+                results[f"load_ms_per_mb_{key}"], results[f"cores_busy_{key}"] = round(load, 2), round(busy, 2)
                 print(f"  {key:<12} " + "  ".join(f"{name} {v:6.2f}" for name, v in per.items())
-                      + f"  total {sum(per.values()):6.2f}")
+                      + f"  total {sum(per.values()):6.2f}   (load {load:4.2f}; cores busy {busy:4.2f})")
     print(f"\n  * medians of {rounds} interleaved rounds; a ratio is the median of the per-round ratios cross / same")
-    print(f"  * load average: {os.getloadavg()[0]:.2f} (2 cores shared by the load, both nodes and Redis)")
+    print("  * load: this process's own CPU per MB (the clients); cores busy: CPU of nodes, Redis and load"
+          " per second of those rounds")
+    print(f"  * load average: {os.getloadavg()[0]:.2f} ({os.cpu_count()} cores shared by the load, both nodes and Redis)")
     if args.profile:
         print(f"  * cProfile stats of nodes a and b in {args.profile}")
     if args.out:
