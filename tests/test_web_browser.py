@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import shutil
 from pathlib import Path
 from typing import Any, Callable
 
@@ -24,6 +25,7 @@ from twisted.trial.unittest import TestCase
 
 from relaychat import client as api
 from relaychat.client import MailRead, SMPRequested, SMPResult
+from relaychat.client.known_relays import relay_fingerprint
 from relaychat.crypto.keypair import Identity
 from relaychat.crypto.pins import KnownPeers
 from tests.browser import Browser, Relay, have_browser
@@ -366,6 +368,39 @@ class RelayRestart(_BrowserTest):
         conversation.send("wieder da")
         got = yield self.b("wait", lambda: [m for m in self.browser.messages() if "wieder da" in m], "the message")
         self.assertEqual(got, ["termrestart: wieder da"])
+
+
+class RelayIdentity(_BrowserTest):
+
+    @inlineCallbacks
+    def test_a_relay_with_a_new_identity_is_a_stop_until_accepted(self) -> None:
+        """Protocol section 13: the browser remembers the relay's id per address;
+        a relay rebuilt (new data: a new id) at that address is refused before
+        REGISTER, and accepting it carries the pins over."""
+        yield self.b("sign_in", self.relay.url, "webrebuilt")
+        identity = Identity.generate()
+        py = yield self.python_user("termrebuilt", identity)
+        conversation = yield self.python_calls(py, "webrebuilt")
+        yield self.b("wait_text", "Safety number", conversation.safety_number)
+        old_fingerprint = relay_fingerprint(py.server_id)
+        yield deferToThread(self.relay.crash)
+        shutil.rmtree(self.relay.home / "data")  # the relay's identity goes with its data
+        yield deferToThread(self.relay.start)  # same ports: the browser reconnects by itself
+        problem = yield self.b("wait_text", "Sign-in problem", "CHANGED its identity", 40)
+        self.assertIn(old_fingerprint, problem)
+        status = yield self.b("text", "Connection")
+        self.assertIn("the relay has a different identity", status)
+        yield self.b("press", "Accept the relay's new identity")
+        yield self.b("wait_text", "Connection", "Connected to the relay as webrebuilt.", 40)
+        # Someone else now holds termrebuilt on the rebuilt relay: the pin carried
+        # over from the old id makes that a key change, not a first contact.
+        impostor = yield self.python_user("termrebuilt", Identity.generate())
+        self.assertNotEqual(relay_fingerprint(impostor.server_id), old_fingerprint)
+        self.assertIn(relay_fingerprint(impostor.server_id), problem)
+        impostor.call("webrebuilt").addErrback(lambda failure: None)
+        yield self.b("press", "Accept call from termrebuilt")
+        warning = yield self.b("wait", lambda: self.browser.find("Key changed").is_displayed() and self.browser.text("Key changed"), "the warning")
+        self.assertIn("WARNING: termrebuilt's identity key has CHANGED", warning)
 
 
 class OwnPackage(_BrowserTest):

@@ -6,6 +6,7 @@ import { ReceiptOutbox, SentMail } from './mailreceipts.js';
 import { Identity, WebCryptoIdentity, makeIdentity } from './identity.js';
 import { renderInert } from './inert.js';
 import { KnownPeers } from './pins.js';
+import { KnownRelays, relayAddress } from './knownrelays.js';
 import { Disconnected, nickProblem } from './relay.js';
 import { fingerprint } from './safety.js';
 import * as store from './storage.js';
@@ -72,7 +73,7 @@ function setStatus(text, lost = false) {
 // -- state ------------------------------------------------------------------------------
 
 const state = {
-  nick: null, identity: null, client: null, ws: null, wsUrl: null, pins: null, seen: null, sentMail: null, receiptsOwed: null,
+  nick: null, identity: null, client: null, ws: null, wsUrl: null, pins: null, relays: null, seen: null, sentMail: null, receiptsOwed: null,
   conversations: new Map(), // sid -> {nick, items: [li], open, ended, safety, peerFp, peerIdentity, smpMode}
   current: null, retry: 0, timers: [], stopped: false,
 };
@@ -329,7 +330,7 @@ function connect() {
   state.ws = ws;
   const client = new ChatClient({
     identity: state.identity, knownPeers: state.pins, seenMail: state.seen, smp, onEvent,
-    sentMail: state.sentMail, receiptsOwed: state.receiptsOwed,
+    sentMail: state.sentMail, receiptsOwed: state.receiptsOwed, knownRelays: state.relays, relayAddress: relayAddress(state.wsUrl),
     send: (line) => ws.readyState === WebSocket.OPEN && ws.send(line),
   });
   let registered = false;
@@ -357,7 +358,10 @@ function connect() {
       refreshWho();
     } catch (error) {
       if (client.relay.closed) return;
-      if (['taken', 'bad-nick', 'banned', 'too-much-work'].includes(error.code)) {
+      if (error.code === 'relay-changed') {
+        state.stopped = true; // no reconnecting into it: only the person decides (section 13)
+        showRelayChanged(error);
+      } else if (['taken', 'bad-nick', 'banned', 'too-much-work', 'relays-full'].includes(error.code)) {
         state.stopped = true;
         showLogin(error.message);
       } else {
@@ -413,11 +417,30 @@ function showLogin(error = '') {
   $('nick').focus();
 }
 
+/** The relay's id changed at this address: say so as loudly as a key change; go on only if the person accepts it. */
+function showRelayChanged(error) {
+  showLogin(error.message);
+  setStatus('Not signed in: the relay has a different identity than before.', true);
+  $('accept-relay')?.remove();
+  const accept = el('button', { type: 'button', id: 'accept-relay', 'aria-label': "Accept the relay's new identity" },
+    "I asked the relay's operator: accept its new identity");
+  accept.addEventListener('click', () => {
+    state.relays.replace(error.address, error.newId);
+    state.pins.carryOver(error.knownId, error.newId); // the same relay, rebuilt: its users' keys are still checked
+    accept.remove();
+    $('login-error').textContent = '';
+    state.stopped = false;
+    connect();
+  });
+  $('login-error').after(accept);
+}
+
 async function start(nick, identity) {
   state.nick = nick;
   state.identity = identity;
   state.stopped = false;
   state.pins = new KnownPeers((await store.get('pins')) ?? [], (records) => store.put('pins', records));
+  state.relays = new KnownRelays((await store.get('relays')) ?? [], (records) => store.put('relays', records));
   state.seen = new SeenMail((await store.get('seen')) ?? [], (records) => store.put('seen', records));
   state.sentMail = new SentMail((await store.get('sent-mail')) ?? [], (records) => store.put('sent-mail', records));
   state.receiptsOwed = new ReceiptOutbox((await store.get('mail-receipts')) ?? [], (records) => store.put('mail-receipts', records));

@@ -10,6 +10,7 @@ import { ReceiptOutbox, SentMail } from './mailreceipts.js';
 import { firstWords } from './receipts.js';
 import { RelayConnection, isNickname } from './relay.js';
 import { PinsFull } from './pins.js';
+import { KnownRelays } from './knownrelays.js';
 import { fingerprint } from './safety.js';
 import { randomBytes } from './vendor/node_modules/@noble/hashes/utils.js';
 
@@ -73,12 +74,14 @@ export class ChatClient {
   /**
    * `send(line)` writes to the relay; `smp` runs SMP (smprun.js methods,
    * possibly through a worker: each returns a Promise of {bodies, events});
-   * `onEvent(e)` receives everything to show; `now()` gives Unix seconds.
+   * `onEvent(e)` receives everything to show; `now()` gives Unix seconds;
+   * `knownRelays` remembers the relay id of `relayAddress` (section 13).
    */
   constructor({ identity, knownPeers, seenMail, send, smp, onEvent, now = () => Math.floor(Date.now() / 1000),
     setTimer = (f, ms) => setTimeout(f, ms), clearTimer = (t) => clearTimeout(t),
-    sentMail = new SentMail(), receiptsOwed = new ReceiptOutbox() }) {
-    Object.assign(this, { identity, knownPeers, seenMail, smp, onEvent, now, setTimer, clearTimer, sentMail, receiptsOwed });
+    sentMail = new SentMail(), receiptsOwed = new ReceiptOutbox(), knownRelays = new KnownRelays(), relayAddress = 'relay' }) {
+    Object.assign(this, { identity, knownPeers, seenMail, smp, onEvent, now, setTimer, clearTimer, sentMail, receiptsOwed,
+      knownRelays, relayAddress });
     this._flushing = false;
     this._lingering = new Map(); // sid -> done(relayGone): our CLOSE is out, receipts awaited
     this.relay = new RelayConnection(send, (e) => this._relayEvent(e));
@@ -91,6 +94,9 @@ export class ChatClient {
 
   async login(nick, solvePow) {
     const hello = await this.relay.sayHello();
+    // Before anything is keyed by it: a relay with another id at a known address
+    // would make every pin a first contact (RelayChanged; nothing is registered).
+    this.knownRelays.admit(this.relayAddress, hello.serverId);
     this.serverId = hello.serverId;
     this.maxFrame = hello.maxFrame;
     this.maxMail = hello.maxMail;

@@ -99,6 +99,30 @@ export class KnownPeers {
     return true;
   }
 
+  /**
+   * The user accepted the relay's new id as "the same relay, rebuilt" (section 13):
+   * every key pinned under `oldId`, with its verification, is pinned under `newId`
+   * where nothing is pinned yet (a pin made under the new id stands), so a relay
+   * that merely claims to be rebuilt gains nothing. Returns how many were carried.
+   */
+  carryOver(oldId, newId) {
+    const from = `${b64encode(oldId)} `;
+    const to = `${b64encode(newId)} `;
+    let count = 0;
+    for (const k of this._pins.keys()) if (k.startsWith(to)) count += 1;
+    let carried = 0;
+    for (const [k, entry] of [...this._pins]) {
+      if (!k.startsWith(from) || count >= this.maxPerRelay) continue;
+      const target = to + k.slice(from.length);
+      if (this._pins.has(target)) continue;
+      this._pins.set(target, { key: entry.key.slice(), verified: entry.verified && { ...entry.verified, key: entry.verified.key.slice() } });
+      count += 1;
+      carried += 1;
+    }
+    if (carried) this._save(this.records());
+    return carried;
+  }
+
   /** What a Channel asks about one peer. */
   source(serverId, nick) {
     return { check: (key) => this.check(serverId, nick, key), pinned: () => this.get(serverId, nick) };
