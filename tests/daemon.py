@@ -188,6 +188,21 @@ def register(ask: Callable[[str], str], nick: str, identity: Identity) -> str:
     return ask(prove)
 
 
+def open_session(caller: LineSocket, callee: LineSocket, caller_nick: str, callee_nick: str) -> str:
+    """OFFER, OFFERED, ACCEPT and ACCEPTED between two registered connections
+    (on one relay or on two nodes); returns the session id."""
+    reply = caller.ask(f"OFFER {callee_nick}").split(" ")
+    assert reply[:2] == ["OK", "OFFER"], reply
+    sid = reply[2]
+    offered = callee.read_line()
+    assert offered.startswith(f"OFFERED {sid} {caller_nick} "), offered
+    accepted = callee.ask(f"ACCEPT {sid}")
+    assert accepted == f"OK ACCEPT {sid}", accepted
+    told = caller.read_line()
+    assert told == f"ACCEPTED {sid}", told
+    return sid
+
+
 def private_mount(directory: str, setup: str) -> list[str]:
     """A command prefix running the daemon in its own user and mount namespaces
     (``unshare -rm``), after the shell commands ``setup`` have run there with
@@ -225,8 +240,4 @@ def session_pair(port: int, cleanup: Callable[..., object]) -> tuple[LineSocket,
     cleanup(bob.close)
     alice.register("alice", identity("alice"))
     bob.register("bob", identity("bob"))
-    sid = alice.ask("OFFER bob").split(" ")[2]
-    bob.read_line()
-    bob.ask(f"ACCEPT {sid}")
-    alice.read_line()
-    return alice, bob, sid
+    return alice, bob, open_session(alice, bob, "alice", "bob")

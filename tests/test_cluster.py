@@ -21,7 +21,7 @@ from relaychat.crypto.identity import solve_pow
 from relaychat.crypto.keypair import Identity
 from relaychat.wire.codec import b64decode, b64encode
 from tests.cluster_support import ClusterClients, wait_for
-from tests.daemon import Daemon, LineSocket
+from tests.daemon import Daemon, LineSocket, open_session
 from tests.redis_server import REDIS_SERVER, RedisServer
 
 POW_BITS = 4
@@ -187,13 +187,7 @@ class Sessions(ClusterCase):
         bob = self.registered(1, "bob", Identity.generate())
         wait_for(lambda: self.who(alice)[0] == {"alice", "bob"} and self.who(bob)[0] == {"alice", "bob"},
                  what="both seen")
-        reply = alice.ask("OFFER bob").split(" ")
-        self.assertEqual(reply[:2], ["OK", "OFFER"], reply)
-        sid = reply[2]
-        self.assertTrue(bob.read_line().startswith(f"OFFERED {sid} alice "))
-        self.assertEqual(bob.ask(f"ACCEPT {sid}"), f"OK ACCEPT {sid}")
-        self.assertEqual(alice.read_line(), f"ACCEPTED {sid}")
-        return alice, bob, sid
+        return alice, bob, open_session(alice, bob, "alice", "bob")
 
     def test_offer_accept_frames_in_order_and_close_across_nodes(self) -> None:
         alice, bob, sid = self.pair()

@@ -15,7 +15,7 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase
 from relaychat.crypto.keypair import Identity
 from relaychat.wire.codec import b64encode
 from tests.cluster_support import listening, node_config, wait_for
-from tests.daemon import ROOT, Daemon, LineSocket
+from tests.daemon import ROOT, Daemon, LineSocket, open_session
 from tests.redis_server import REDIS_SERVER, RedisServer, free_port
 from tests.test_systemd import analyze_verify
 
@@ -165,10 +165,7 @@ class Haproxy(SynchronousTestCase):
         grown = [sockets_of(pid) - b for pid, b in zip(pids, before)]
         self.assertTrue(all(g >= 1 for g in grown), grown)  # leastconn: one each
         wait_for(lambda: alice.ask("LOOKUP bob").endswith(" online"), what="bob seen from alice's node")
-        sid = alice.ask("OFFER bob").split(" ")[2]
-        self.assertTrue(bob.read_line().startswith(f"OFFERED {sid} alice "))
-        self.assertEqual(bob.ask(f"ACCEPT {sid}"), f"OK ACCEPT {sid}")
-        self.assertEqual(alice.read_line(), f"ACCEPTED {sid}")
+        sid = open_session(alice, bob, "alice", "bob")
         alice.send(f"FRAME {sid} {b64encode(b'through haproxy')}")
         self.assertEqual(bob.read_line(), f"FRAME {sid} {b64encode(b'through haproxy')}")
         # Node n2 dies: every new client through haproxy lands on n1.

@@ -11,7 +11,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from relaychat.crypto.keypair import Identity
 from relaychat.wire.codec import b64encode
 from tests.cluster_support import SharedCluster, wait_for
-from tests.daemon import LineSocket
+from tests.daemon import LineSocket, open_session
 
 
 class Collector:
@@ -64,16 +64,10 @@ class RedisRestartUnderLoad(SharedCluster, SynchronousTestCase):
         wait_for(lambda: alice.ask("LOOKUP bob").endswith(" online") and bob.ask("LOOKUP alice").endswith(" online"),
                  what="alice and bob see each other")
         wait_for(lambda: alice.ask("LOOKUP dave").endswith(" offline"), what="dave offline")
-        sid = alice.ask("OFFER bob").split(" ")[2]
-        self.assertTrue(bob.read_line().startswith(f"OFFERED {sid} alice "))
-        self.assertEqual(bob.ask(f"ACCEPT {sid}"), f"OK ACCEPT {sid}")
-        self.assertEqual(alice.read_line(), f"ACCEPTED {sid}")
+        sid = open_session(alice, bob, "alice", "bob")
         # And a conversation within node a, which needs no Redis: it must go on untouched.
         near, far = self.registered(0, "near"), self.registered(0, "far")
-        local_sid = near.ask("OFFER far").split(" ")[2]
-        self.assertTrue(far.read_line().startswith(f"OFFERED {local_sid} near "))
-        self.assertEqual(far.ask(f"ACCEPT {local_sid}"), f"OK ACCEPT {local_sid}")
-        self.assertEqual(near.read_line(), f"ACCEPTED {local_sid}")
+        local_sid = open_session(near, far, "near", "far")
         heard = {name: Collector(s) for name, s in (("alice", alice), ("bob", bob), ("near", near), ("far", far))}
         stop = threading.Event()
         sent: dict[str, list[str]] = {"alice": [], "bob": [], "near": []}
@@ -170,10 +164,7 @@ class RedisRestartUnderLoad(SharedCluster, SynchronousTestCase):
         self.assertTrue(found.startswith(f"OK LOOKUP bob {b64encode(bob_id.identity_public)} "), found)
         alice2, bob2 = self.registered(0, "alice2"), self.registered(1, "bob2")
         wait_for(lambda: alice2.ask("LOOKUP bob2").endswith(" online"), what="bob2 seen from node a")
-        sid2 = alice2.ask("OFFER bob2").split(" ")[2]
-        self.assertTrue(bob2.read_line().startswith(f"OFFERED {sid2} alice2 "))
-        self.assertEqual(bob2.ask(f"ACCEPT {sid2}"), f"OK ACCEPT {sid2}")
-        self.assertEqual(alice2.read_line(), f"ACCEPTED {sid2}")
+        sid2 = open_session(alice2, bob2, "alice2", "bob2")
         alice2.send(f"FRAME {sid2} {b64encode(b'after the restart')}")
         self.assertEqual(bob2.read_line(), f"FRAME {sid2} {b64encode(b'after the restart')}")
         # Who stayed connected through the outage is online again for the other node (re-asserted).

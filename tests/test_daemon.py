@@ -12,7 +12,7 @@ from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.daemon import ROOT, TWISTD, Daemon, LineSocket, session_pair
+from tests.daemon import ROOT, TWISTD, Daemon, LineSocket, open_session, session_pair
 from tests.support import identity
 
 
@@ -37,10 +37,7 @@ class RealDaemon(SynchronousTestCase):
         alice, bob = self.client(port), self.client(port)
         self.assertEqual(alice.register("alice", identity("alice")), "OK PROVE alice new 0")
         self.assertEqual(bob.register("bob", identity("bob")), "OK PROVE bob new 0")
-        sid = alice.ask("OFFER bob").split(" ")[2]
-        self.assertTrue(bob.read_line().startswith(f"OFFERED {sid} alice "))
-        self.assertEqual(bob.ask(f"ACCEPT {sid}"), f"OK ACCEPT {sid}")
-        self.assertEqual(alice.read_line(), f"ACCEPTED {sid}")
+        sid = open_session(alice, bob, "alice", "bob")
         alice.send(f"FRAME {sid} aGVsbG8gYm9i")
         self.assertEqual(bob.read_line(), f"FRAME {sid} aGVsbG8gYm9i")
         bob.send(f"FRAME {sid} aGVsbG8gYWxpY2U=")

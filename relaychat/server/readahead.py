@@ -10,12 +10,13 @@ sender of 16-KiB frames paid about 15 turns per MB. When Twisted's read
 came back full, more is very likely waiting: :class:`ReadAhead` takes it
 from the socket in the same turn, up to ``max_read`` bytes in all.
 Measured (bench/README.rst, "Reading more per turn"): relay CPU per MB of
-16-KiB frames 0.80 -> 0.54 ms, 15 -> 4 turns per MB.
+16-KiB frames 0.82-1.00 -> 0.60-0.69 ms, 15 -> 4 turns per MB.
 
 Only public API: ``ITCPTransport.getHandle()`` is the connected socket,
-which is non-blocking; Twisted's own next read sees whatever this one did
-not take (an end of stream, an error), so closing and errors stay
-Twisted's. Over any other transport (Twisted's TLS of a ``web_client``
+which is non-blocking. An end of stream is left where it is, for Twisted's
+own next read; an error this read meets is dropped here and shows to
+Twisted's next read as the end of the stream, so closing stays Twisted's
+either way. Over any other transport (Twisted's TLS of a ``web_client``
 listener) nothing is read ahead.
 """
 
@@ -53,7 +54,7 @@ class ReadAhead:
             return data
         try:
             more = sock.recv(self._more)
-        except OSError:  # nothing more yet (EAGAIN), or an error Twisted's next read will see
+        except OSError:  # nothing more yet (EAGAIN), or an error: Twisted's next read then sees the end
             return data
         if not more:  # the end of the stream: Twisted's next read sees it too
             return data

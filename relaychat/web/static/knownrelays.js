@@ -41,12 +41,15 @@ export function relayAddress(url) {
 export class KnownRelays {
   /** `records`: [{address, id: base64}] as saved before. */
   constructor(records = [], save = () => {}) {
-    this._ids = new Map();
+    this._ids = new Map(); // address -> the id, or null for an unreadable record
+    this._unreadable = new Map(); // address -> that record's id as it was saved: kept, so it stays disputed
     for (const r of records) {
+      const address = String(r.address);
       try {
-        this._ids.set(String(r.address), b64decode(r.id, { size: 32 }));
+        this._ids.set(address, b64decode(r.id, { size: 32 }));
       } catch {
-        this._ids.set(String(r.address), null); // unreadable: disputed, not unknown (that would accept anything)
+        this._ids.set(address, null); // unreadable: disputed, not unknown (that would accept anything)
+        this._unreadable.set(address, r.id);
       }
     }
     this._save = save;
@@ -54,7 +57,7 @@ export class KnownRelays {
   }
 
   records() {
-    return [...this._ids].filter(([, id]) => id).map(([address, id]) => ({ address, id: b64encode(id) }));
+    return [...this._ids].map(([address, id]) => ({ address, id: id ? b64encode(id) : this._unreadable.get(address) }));
   }
 
   check(address, serverId) {
@@ -80,6 +83,7 @@ export class KnownRelays {
   /** The user accepted the relay's new id after asking its operator. */
   replace(address, serverId) {
     this._ids.set(address, serverId.slice());
+    this._unreadable.delete(address);
     this._save(this.records());
   }
 }

@@ -32,10 +32,16 @@ test('another id at a known address is a stop, until the user accepts it', () =>
   assert.equal(relays.admit('other.example:443', A), PinStatus.NEW); // ids are per address
 });
 
-test('an unreadable record is disputed, not unknown', () => {
-  const relays = new KnownRelays([{ address: 'relay.example:443', id: 'not base64!' }]);
+test('an unreadable record is disputed, not unknown, and stays so when the list is saved again', () => {
+  const saved = [];
+  const relays = new KnownRelays([{ address: 'relay.example:443', id: 'not base64!' }], (r) => saved.push(r));
   assert.equal(relays.check('relay.example:443', A), PinStatus.CHANGED);
   assert.throws(() => relays.admit('relay.example:443', A), RelayChanged);
+  relays.admit('other.example:443', B); // saves the whole list
+  const reloaded = new KnownRelays(saved.at(-1));
+  assert.equal(reloaded.check('relay.example:443', A), PinStatus.CHANGED);
+  reloaded.replace('relay.example:443', A); // the person accepted an id: the record is readable again
+  assert.equal(reloaded.check('relay.example:443', A), PinStatus.MATCH);
 });
 
 test('bounded: past MAX_RELAYS a new address is refused and none is forgotten', () => {
